@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use, when they are missing. Needs root (apt-get).
+set -euo pipefail
+need=()
+for pair in ip:iproute2 tc:iproute2 ethtool:ethtool nft:nftables ping:iputils-ping; do
+	cmd=${pair%%:*} pkg=${pair#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+	if [ "$(id -u)" != 0 ]; then
+		echo "deps: missing ${need[*]} and not root: install them, or run as root" >&2
+		exit 0
+	fi
+	echo "deps: installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
