@@ -1,0 +1,166 @@
+package encap
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// SetMACs writes the destination and source MAC addresses of the Ethernet frame pkt: the
+// whole of the dr (direct routing) method, and the last step of nat.
+func SetMACs(pkt []byte, dst, src [6]byte) Reason {
+	if len(pkt) < 14 {
+		return Truncated
+	}
+	copy(pkt[0:6], dst[:])
+	copy(pkt[6:12], src[:])
+	return OK
+}
+
+// NATToBackend rewrites a client->VIP packet towards its backend: the destination address
+// becomes addr and, when port is not 0 and the packet has ports, the destination port becomes
+// port. The IPv4 header checksum and the TCP/UDP/ICMPv6 checksum are updated incrementally
+// (RFC 1624); a UDP checksum of 0 stays 0. For an ICMP error about one of the flow's replies
+// the quoted packet's source (address, port) is rewritten too, with its checksums and the
+// ICMP checksum, so the backend recognises it. pkt is the packet p was parsed from; MACs are
+// left alone (see SetMACs) and p is not updated. A non-first fragment gets its address only.
+func NATToBackend(pkt []byte, p *Packet, addr netip.Addr, port uint16) Reason {
+	return natRewrite(pkt, p, addr, port, true)
+}
+
+// NATToClient rewrites a backend->client reply so it comes from the service: the source
+// address becomes vip and, when port is not 0, the source port becomes port; checksums as for
+// NATToBackend. For an ICMP error the backend sends about a client's packet, the quoted
+// packet's destination is rewritten to the VIP.
+func NATToClient(pkt []byte, p *Packet, vip netip.Addr, port uint16) Reason {
+	return natRewrite(pkt, p, vip, port, false)
+}
+
+// addrOff returns the offset of the source (or destination) address in an IP header.
+func addrOff(v6, dst bool) (off, n int) {
+	switch {
+	case v6 && dst:
+		return 24, 16
+	case v6:
+		return 8, 16
+	case dst:
+		return 16, 4
+	}
+	return 12, 4
+}
+
+func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) Reason {
+	v6 := p.Key.V6
+	if p.IPVersion == 0 || !addr.IsValid() || addr.Is6() != v6 {
+		return FamilyMismatch
+	}
+	if p.IPEnd > len(pkt) || p.L4Off > p.IPEnd {
+		return Truncated
+	}
+	var newA [16]byte
+	if v6 {
+		newA = addr.As16()
+	} else {
+		a4 := addr.As4()
+		copy(newA[:], a4[:])
+	}
+	ip := pkt[p.L3Off:p.IPEnd]
+	off, alen := addrOff(v6, dst)
+	var oldA [16]byte
+	copy(oldA[:alen], ip[off:off+alen])
+	oldS, newS := oldA[:alen], newA[:alen]
+	copy(ip[off:off+alen], newS)
+	if !v6 {
+		IPv4(ip).SetChecksum(ChecksumUpdate(IPv4(ip).Checksum(), oldS, newS))
+	}
+	if !p.HasL4 { // a non-first fragment, or a protocol without a checksum we know
+		return OK
+	}
+	l4 := pkt[p.L4Off:p.IPEnd]
+	portOff := 0
+	if dst {
+		portOff = 2
+	}
+	switch p.Key.Proto {
+	case ProtoTCP:
+		t := TCP(l4)
+		t.UpdatePseudoHeaderAddress(oldS, newS)
+		if port != 0 {
+			setPort(t, portOff, 16, port, false)
+		}
+	case ProtoUDP:
+		u := UDP(l4)
+		u.UpdatePseudoHeaderAddress(oldS, newS)
+		if port != 0 {
+			setPort(u, portOff, 6, port, true)
+		}
+	case ProtoICMP, ProtoICMPv6:
+		xs := binary.BigEndian.Uint16(l4[2:4])
+		if v6 { // the ICMPv6 checksum covers the pseudo-header
+			xs = ChecksumUpdate(xs, oldS, newS)
+		}
+		if p.ICMPError {
+			xs = natQuote(pkt, p, newS, port, !dst, xs)
+		}
+		binary.BigEndian.PutUint16(l4[2:4], xs)
+	}
+	return OK
+}
+
+// natQuote rewrites the source (dst false) or destination (dst true) of the packet an ICMP error
+// quotes to addr/port, fixing its IPv4 header checksum and, when quoted, its TCP/UDP checksum.
+// It returns the ICMP checksum xs updated for every quoted word it changed.
+func natQuote(pkt []byte, p *Packet, addr []byte, port uint16, dst bool, xs uint16) uint16 {
+	v6 := p.Key.V6
+	q := pkt[p.InnerL3Off:p.IPEnd]
+	off, alen := addrOff(v6, dst)
+	var oldA [16]byte
+	oldS := oldA[:alen]
+	copy(oldS, q[off:off+alen])
+	copy(q[off:off+alen], addr)
+	xs = ChecksumUpdate(xs, oldS, addr)
+	if !v6 {
+		oc := IPv4(q).Checksum()
+		nc := ChecksumUpdate(oc, oldS, addr)
+		IPv4(q).SetChecksum(nc)
+		xs = ChecksumUpdate16(xs, oc, nc)
+	}
+	if p.InnerL4Off == 0 {
+		return xs
+	}
+	proto := p.Key.Proto
+	il4 := pkt[p.InnerL4Off:p.IPEnd]
+	csOff := -1
+	if proto == ProtoTCP && len(il4) >= 18 {
+		csOff = 16
+	} else if proto == ProtoUDP && binary.BigEndian.Uint16(il4[6:8]) != 0 {
+		csOff = 6
+	}
+	var oc uint16
+	if csOff >= 0 {
+		oc = binary.BigEndian.Uint16(il4[csOff : csOff+2])
+	}
+	nc := oc
+	if csOff >= 0 {
+		nc = ChecksumUpdate(nc, oldS, addr)
+	}
+	if port != 0 && (proto == ProtoTCP || proto == ProtoUDP) {
+		portOff := 0
+		if dst {
+			portOff = 2
+		}
+		op := binary.BigEndian.Uint16(il4[portOff : portOff+2])
+		binary.BigEndian.PutUint16(il4[portOff:portOff+2], port)
+		xs = ChecksumUpdate16(xs, op, port)
+		if csOff >= 0 {
+			nc = ChecksumUpdate16(nc, op, port)
+		}
+	}
+	if csOff >= 0 {
+		if proto == ProtoUDP {
+			nc = udpNonZero(nc)
+		}
+		binary.BigEndian.PutUint16(il4[csOff:csOff+2], nc)
+		xs = ChecksumUpdate16(xs, oc, nc)
+	}
+	return xs
+}

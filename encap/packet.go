@@ -1,0 +1,253 @@
+package encap
+
+import "encoding/binary"
+
+// FlowKey identifies a flow. It is pinned in docs/CONTRACTS.md: sched.Key declares the very
+// same fields, and the dataplane converts with sched.Key(p.Key). Do not add, rename or reorder.
+type FlowKey struct {
+	Src     [16]byte // IPv4: the address in Src[0:4], the rest zero
+	Dst     [16]byte
+	SrcPort uint16 // host byte order; 0 for IP fragments (3-tuple) and for ICMP
+	DstPort uint16
+	Proto   uint8 // L4 protocol number after IPv6 extension headers
+	V6      bool
+}
+
+// EtherTypes and IP protocol numbers used by the package.
+const (
+	EtherTypeIPv4 = 0x0800
+	EtherTypeIPv6 = 0x86DD
+	EtherTypeVLAN = 0x8100
+
+	ProtoICMP   = 1
+	ProtoIPIP   = 4 // IPv4 encapsulated (IPIP, IPv4-in-IPv6)
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoIPv6   = 41 // IPv6 encapsulated (IP6IP6)
+	ProtoICMPv6 = 58
+)
+
+// TCP flag bits, as in Packet.TCPFlags.
+const (
+	TCPFlagFIN = 0x01
+	TCPFlagSYN = 0x02
+	TCPFlagRST = 0x04
+	TCPFlagPSH = 0x08
+	TCPFlagACK = 0x10
+)
+
+// MaxExtHeaders bounds how many IPv6 extension headers Parse walks (in the packet and in the
+// packet an ICMPv6 error quotes) before it gives up with TooManyExtHeaders.
+const MaxExtHeaders = 8
+
+// Packet is what Parse learns about one packet. Offsets count from the first byte of the
+// packet (the Ethernet destination MAC), not from the start of the frame buffer. Keep one per
+// worker and pass it to Parse for every packet: Parse resets it in place. Not safe for
+// concurrent use.
+type Packet struct {
+	// Key is the flow key the scheduler hashes; for an ICMP error, the key of the quoted
+	// packet reversed (so it matches the flow that caused the error).
+	Key FlowKey
+
+	L3Off int // offset of the IP header (14, or 18 behind an 802.1Q tag)
+	L4Off int // offset of the L4 header, after IPv4 options or IPv6 extension headers
+	IPEnd int // offset one past the IP packet's last byte; Ethernet padding may follow it
+
+	EtherType uint16 // EtherTypeIPv4 or EtherTypeIPv6 (the one behind the VLAN tag)
+	VLANTCI   uint16 // the 802.1Q tag control information, when Tagged
+	Tagged    bool   // the frame carries one 802.1Q tag
+
+	IPVersion uint8  // 4 or 6
+	TTL       uint8  // IPv4 TTL or IPv6 hop limit
+	TOS       uint8  // IPv4 type of service or IPv6 traffic class (DSCP and ECN)
+	DF        bool   // IPv4 "don't fragment" (IPv6: always false; routers never fragment it)
+	TotalLen  int    // IP total length in bytes (IPv6: 40 + payload length)
+	IPID      uint32 // IPv4 identification, or the IPv6 fragment header's identification
+
+	// Fragment is set for every fragment of a fragmented datagram (the first one too), whose
+	// key then carries no ports. FragOffset is in bytes; a first fragment has 0.
+	Fragment   bool
+	FragOffset int
+
+	// HasL4 reports that the whole TCP, UDP, ICMP or ICMPv6 header lies at L4Off (false for a
+	// non-first fragment and for other protocols).
+	HasL4    bool
+	TCPFlags uint8 // the TCP flags byte (TCPFlagSYN, ...), 0 for other protocols
+
+	ICMPType uint8
+	ICMPCode uint8
+	// ICMPError: an ICMP or ICMPv6 error (destination unreachable incl. fragmentation needed,
+	// packet too big, time exceeded, parameter problem) whose quoted packet starts at InnerL3Off;
+	// InnerL4Off is the quoted packet's L4 header (0 if the quote stops before it).
+	ICMPError  bool
+	InnerL3Off int
+	InnerL4Off int
+}
+
+// SYN, FIN, RST and ACK report the TCP flags of a TCP packet.
+func (p *Packet) SYN() bool { return p.TCPFlags&TCPFlagSYN != 0 }
+
+// FIN reports the TCP FIN flag.
+func (p *Packet) FIN() bool { return p.TCPFlags&TCPFlagFIN != 0 }
+
+// RST reports the TCP RST flag.
+func (p *Packet) RST() bool { return p.TCPFlags&TCPFlagRST != 0 }
+
+// ACK reports the TCP ACK flag.
+func (p *Packet) ACK() bool { return p.TCPFlags&TCPFlagACK != 0 }
+
+// Parse parses the Ethernet frame pkt (the packet bytes of an AF_XDP frame, buf[off:off+n])
+// into p, which it resets first. It returns OK or the reason the packet is malformed; on a
+// non-OK result p holds what was learnt so far and must not be used to forward. Parse does not
+// verify checksums (rewrites preserve a bad checksum, so the receiver still drops the packet).
+func Parse(pkt []byte, p *Packet) Reason {
+	*p = Packet{}
+	if len(pkt) < 14 {
+		return Truncated
+	}
+	l3 := 14
+	et := binary.BigEndian.Uint16(pkt[12:14])
+	if et == EtherTypeVLAN {
+		if len(pkt) < 18 {
+			return Truncated
+		}
+		p.Tagged = true
+		p.VLANTCI = binary.BigEndian.Uint16(pkt[14:16])
+		et = binary.BigEndian.Uint16(pkt[16:18])
+		l3 = 18
+	}
+	p.EtherType = et
+	p.L3Off = l3
+	switch et {
+	case EtherTypeIPv4:
+		return p.parseIPv4(pkt)
+	case EtherTypeIPv6:
+		return p.parseIPv6(pkt)
+	}
+	return UnknownEtherType
+}
+
+func (p *Packet) parseIPv4(pkt []byte) Reason {
+	l3 := p.L3Off
+	if len(pkt) < l3+20 {
+		return Truncated
+	}
+	h := pkt[l3:]
+	if h[0]>>4 != 4 {
+		return BadVersion
+	}
+	ihl := int(h[0]&0x0f) * 4
+	if ihl < 20 {
+		return BadIHL
+	}
+	tot := int(binary.BigEndian.Uint16(h[2:4]))
+	if len(h) < ihl {
+		return Truncated
+	}
+	if tot < ihl || tot > len(h) {
+		return BadLength
+	}
+	p.IPVersion = 4
+	p.TOS = h[1]
+	p.TotalLen = tot
+	p.IPID = uint32(binary.BigEndian.Uint16(h[4:6]))
+	frag := binary.BigEndian.Uint16(h[6:8])
+	p.DF = frag&0x4000 != 0
+	p.FragOffset = int(frag&0x1fff) * 8
+	p.Fragment = frag&0x2000 != 0 || p.FragOffset != 0
+	p.TTL = h[8]
+	p.Key.Proto = h[9]
+	copy(p.Key.Src[:4], h[12:16])
+	copy(p.Key.Dst[:4], h[16:20])
+	p.L4Off = l3 + ihl
+	p.IPEnd = l3 + tot
+	return p.parseL4(pkt)
+}
+
+func (p *Packet) parseIPv6(pkt []byte) Reason {
+	l3 := p.L3Off
+	if len(pkt) < l3+40 {
+		return Truncated
+	}
+	h := pkt[l3:]
+	if h[0]>>4 != 6 {
+		return BadVersion
+	}
+	plen := int(binary.BigEndian.Uint16(h[4:6]))
+	if plen == 0 || 40+plen > len(h) { // plen 0 would be a jumbogram: not supported
+		return BadLength
+	}
+	p.IPVersion = 6
+	p.Key.V6 = true
+	p.TOS = uint8(binary.BigEndian.Uint16(h[0:2]) >> 4)
+	p.TotalLen = 40 + plen
+	p.TTL = h[7]
+	copy(p.Key.Src[:], h[8:24])
+	copy(p.Key.Dst[:], h[24:40])
+	p.IPEnd = l3 + 40 + plen
+	var r Reason
+	var ext extInfo
+	ext, r = walkExt(pkt[:p.IPEnd], l3+40, h[6])
+	if r != OK {
+		return r
+	}
+	p.Key.Proto = ext.proto
+	p.L4Off = ext.l4
+	p.Fragment = ext.fragment
+	p.FragOffset = ext.fragOff
+	p.IPID = ext.fragID
+	return p.parseL4(pkt)
+}
+
+type extInfo struct {
+	l4       int
+	proto    uint8
+	fragment bool
+	fragOff  int
+	fragID   uint32
+}
+
+// walkExt walks IPv6 extension headers from off (next header nh) within pkt, which ends at
+// the end of the IPv6 packet. It stops at the first upper-layer header or, for a non-first
+// fragment, behind the fragment header.
+func walkExt(pkt []byte, off int, nh uint8) (extInfo, Reason) {
+	var e extInfo
+	for i := 0; ; i++ {
+		switch nh {
+		case 0, 43, 44, 51, 60: // hop-by-hop, routing, fragment, AH, destination options
+		default:
+			e.l4, e.proto = off, nh
+			return e, OK
+		}
+		if i >= MaxExtHeaders {
+			return e, TooManyExtHeaders
+		}
+		if len(pkt) < off+8 { // every extension header is at least 8 bytes long
+			return e, Truncated
+		}
+		if nh == 44 {
+			fo := binary.BigEndian.Uint16(pkt[off+2 : off+4])
+			e.fragOff = int(fo>>3) * 8
+			e.fragID = binary.BigEndian.Uint32(pkt[off+4 : off+8])
+			e.fragment = fo&1 != 0 || e.fragOff != 0
+			nh = pkt[off]
+			off += 8
+			if e.fragOff != 0 { // the rest is fragment data, not headers
+				e.l4, e.proto = off, nh
+				return e, OK
+			}
+			continue
+		}
+		var l int
+		if nh == 51 {
+			l = (int(pkt[off+1]) + 2) * 4
+		} else {
+			l = (int(pkt[off+1]) + 1) * 8
+		}
+		if len(pkt) < off+l {
+			return e, Truncated
+		}
+		nh = pkt[off]
+		off += l
+	}
+}

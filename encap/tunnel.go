@@ -1,0 +1,206 @@
+package encap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Errors returned by NewTunnel.
+var (
+	ErrTunnelFamily = errors.New("tunnel source and backend are of different address families")
+	ErrTunnelAddr   = errors.New("tunnel address is not valid")
+	ErrTunnelMTU    = errors.New("tunnel MTU too small")
+)
+
+// TunnelConfig describes one tunnel (an encapsulating path to one backend).
+type TunnelConfig struct {
+	// DstMAC is the next hop's MAC address (the backend's, or the router's towards it);
+	// SrcMAC is the egress interface's.
+	DstMAC, SrcMAC [6]byte
+	// Backend is the outer destination: IPv4 gives IPIP (or 6in4 for an IPv6 packet), IPv6
+	// gives IP6IP6 (or IPv4-in-IPv6 for an IPv4 packet).
+	Backend netip.Addr
+	// Source is the outer source. A full-length prefix (/32, /128) is a fixed address; a
+	// shorter one gets a hash of the flow in its host bits (at most 64 of them), so that the
+	// backend NIC's RSS spreads the flows over its queues, as Katran does.
+	Source netip.Prefix
+	// MTU is the egress interface's MTU (IP bytes); 0 means 1500.
+	MTU int
+}
+
+// Tunnel encapsulates packets towards one backend. Build it once with NewTunnel, off the hot
+// path; Encap then only reads it, so one Tunnel may serve many workers.
+type Tunnel struct {
+	dstMAC, srcMAC [6]byte
+	v6             bool
+	hdrLen         int // outer IP header: 20 or 40
+	src, dst       [16]byte
+	hostBits       int
+	mtu            int
+}
+
+// NewTunnel checks c and precomputes the outer headers' constant parts.
+func NewTunnel(c TunnelConfig) (Tunnel, error) {
+	var t Tunnel
+	if !c.Backend.IsValid() || !c.Source.IsValid() {
+		return t, ErrTunnelAddr
+	}
+	b, s := c.Backend.Unmap(), c.Source.Masked()
+	if b.Is6() != s.Addr().Is6() {
+		return t, fmt.Errorf("backend %s, source %s: %w", b, s, ErrTunnelFamily)
+	}
+	t.dstMAC, t.srcMAC = c.DstMAC, c.SrcMAC
+	t.v6 = b.Is6()
+	t.hdrLen = 20
+	if t.v6 {
+		t.hdrLen = 40
+		t.src, t.dst = s.Addr().As16(), b.As16()
+	} else {
+		a, d := s.Addr().As4(), b.As4()
+		copy(t.src[:], a[:])
+		copy(t.dst[:], d[:])
+	}
+	t.hostBits = c.Source.Addr().BitLen() - s.Bits()
+	if t.hostBits > 64 {
+		t.hostBits = 64
+	}
+	if t.hostBits == 0 {
+		if t.v6 {
+			t.src = c.Source.Addr().As16()
+		} else {
+			a := c.Source.Addr().As4()
+			copy(t.src[:], a[:])
+		}
+	}
+	t.mtu = c.MTU
+	if t.mtu == 0 {
+		t.mtu = 1500
+	}
+	minMTU := 68 + t.hdrLen
+	if t.v6 {
+		minMTU = 1280
+	}
+	if t.mtu < minMTU || t.mtu > 65535 {
+		return t, fmt.Errorf("mtu %d (need %d..65535): %w", t.mtu, minMTU, ErrTunnelMTU)
+	}
+	return t, nil
+}
+
+// Overhead returns the bytes the outer IP header adds (20 or 40).
+func (t *Tunnel) Overhead() int { return t.hdrLen }
+
+// Encap encapsulates the packet p (parsed from buf[off:off+n]) in an outer IP header written
+// into the headroom in front of the inner IP header, which does not move, and writes a new
+// untagged Ethernet header in front of it. It returns the new frame's (off, n) and OK; the
+// Ethernet padding of the original frame, if any, is dropped. Outer TTL is 64, the outer
+// TOS/traffic class is the inner one, an IPv4 outer header copies DF from an inner IPv4 header
+// (and sets it for an inner IPv6 packet) and gets a correct checksum; an IPv6 outer header
+// gets a flow label from the flow's hash.
+//
+// When the result would exceed the MTU, an inner IPv6 packet or IPv4 packet with DF is turned
+// into the ICMPv6 "packet too big" or ICMP "fragmentation needed" reply (see ICMPTooBig, with
+// MTU - Overhead()) and ReplyICMP is returned; otherwise TooBig, and the caller drops the frame.
+func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
+	if off < 0 || n < 0 || off+n > len(buf) || p.IPEnd > n || p.IPVersion == 0 {
+		return off, n, Truncated
+	}
+	inner := p.TotalLen
+	if inner+t.hdrLen > t.mtu {
+		return ICMPTooBig(buf, off, n, p, t.mtu-t.hdrLen)
+	}
+	ip := off + p.L3Off
+	start := ip - t.hdrLen - 14
+	if start < 0 {
+		return off, n, NoHeadroom
+	}
+	f := buf[start:ip]
+	copy(f[0:6], t.dstMAC[:])
+	copy(f[6:12], t.srcMAC[:])
+	proto := uint8(ProtoIPIP)
+	if p.IPVersion == 6 {
+		proto = ProtoIPv6
+	}
+	h := f[14:]
+	src := t.src
+	var hash uint64
+	if t.v6 || t.hostBits > 0 {
+		hash = flowHash(&p.Key)
+	}
+	if t.hostBits > 0 {
+		setHostBits(&src, t.v6, t.hostBits, hash)
+	}
+	if t.v6 {
+		binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv6)
+		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(p.TOS)<<20|uint32(hash>>32)&0xfffff)
+		binary.BigEndian.PutUint16(h[4:6], uint16(inner))
+		h[6] = proto
+		h[7] = 64
+		copy(h[8:24], src[:])
+		copy(h[24:40], t.dst[:])
+		return start, 14 + 40 + inner, OK
+	}
+	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
+	h[0] = 0x45
+	h[1] = p.TOS
+	binary.BigEndian.PutUint16(h[2:4], uint16(20+inner))
+	var id, frag uint16
+	if p.IPVersion == 4 {
+		id = uint16(p.IPID)
+		if p.DF {
+			frag = 0x4000
+		}
+	} else {
+		frag = 0x4000
+	}
+	binary.BigEndian.PutUint16(h[4:6], id)
+	binary.BigEndian.PutUint16(h[6:8], frag)
+	h[8] = 64
+	h[9] = proto
+	h[10], h[11] = 0, 0
+	copy(h[12:16], src[:4])
+	copy(h[16:20], t.dst[:4])
+	binary.BigEndian.PutUint16(h[10:12], ^Checksum(h[:20], 0))
+	return start, 14 + 20 + inner, OK
+}
+
+// setHostBits puts the low bits of hash into the low bits host bits of a (a 4- or 16-byte
+// address). For IPv4 it avoids the all-zeros and all-ones hosts of the prefix.
+func setHostBits(a *[16]byte, v6 bool, bits int, hash uint64) {
+	mask := uint64(1)<<bits - 1
+	if bits == 64 {
+		mask = ^uint64(0)
+	}
+	host := hash & mask
+	if !v6 {
+		if bits >= 2 {
+			if host == 0 {
+				host = 1
+			} else if host == mask {
+				host = mask - 1
+			}
+		}
+		v := binary.BigEndian.Uint32(a[0:4])
+		v = v&^uint32(mask) | uint32(host)
+		binary.BigEndian.PutUint32(a[0:4], v)
+		return
+	}
+	v := binary.BigEndian.Uint64(a[8:16])
+	v = v&^mask | host
+	binary.BigEndian.PutUint64(a[8:16], v)
+}
+
+// flowHash is a cheap, well-mixed 64-bit hash of the key (not sched.Hash: it only has to
+// spread flows over outer source addresses and flow labels).
+func flowHash(k *FlowKey) uint64 {
+	const m = 0x9E3779B97F4A7C15
+	h := binary.LittleEndian.Uint64(k.Src[0:8])
+	h = (h ^ binary.LittleEndian.Uint64(k.Src[8:16])) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Dst[0:8])) * m
+	h = (h ^ binary.LittleEndian.Uint64(k.Dst[8:16])) * m
+	h = (h ^ (uint64(k.SrcPort)<<16 | uint64(k.DstPort) | uint64(k.Proto)<<32)) * m
+	h ^= h >> 29
+	h *= 0xBF58476D1CE4E5B9
+	return h ^ h>>32
+}
