@@ -1,0 +1,54 @@
+package xdpprog
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/link"
+)
+
+// Baseline is one of the benchmark's in-kernel reference programs
+// (dataplane/bpf/bench.c) attached to an interface.
+type Baseline struct {
+	objs benchObjects
+	link link.Link
+}
+
+// Baseline programs.
+const (
+	BaselineDrop = "drop" // XDP_DROP every frame: the offered load
+	BaselineSwap = "swap" // swap the MACs and XDP_TX: the in-kernel l2fwd limit
+)
+
+// AttachBaseline attaches the baseline program name (BaselineDrop or
+// BaselineSwap) to ifindex in native mode. It is for benchmarks and tests.
+func AttachBaseline(ifindex int, name string) (*Baseline, error) {
+	b := new(Baseline)
+	if err := loadBenchObjects(&b.objs, nil); err != nil {
+		return nil, fmt.Errorf("load baseline programs: %w", err)
+	}
+	prog := b.objs.Drop
+	switch name {
+	case BaselineDrop:
+	case BaselineSwap:
+		prog = b.objs.Swap
+	default:
+		b.objs.Close()
+		return nil, fmt.Errorf("baseline %q: %w", name, ErrKey)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err != nil {
+		b.objs.Close()
+		return nil, fmt.Errorf("attach baseline %s to ifindex %d: %w", name, ifindex, err)
+	}
+	b.link = l
+	return b, nil
+}
+
+// Close detaches and releases the baseline program.
+func (b *Baseline) Close() error {
+	err := b.link.Close()
+	if cerr := b.objs.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

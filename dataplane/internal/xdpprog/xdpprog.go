@@ -1,0 +1,380 @@
+package xdpprog
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+)
+
+// Mode is the XDP attach mode.
+type Mode int
+
+const (
+	// ModeAuto attaches in native (driver) mode and falls back to generic.
+	ModeAuto Mode = iota
+	// ModeNative attaches in the driver or fails.
+	ModeNative
+	// ModeGeneric attaches in generic (skb) mode.
+	ModeGeneric
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeNative:
+		return "native"
+	case ModeGeneric:
+		return "generic"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+// ParseMode parses the config's xdp_mode: auto, native or generic.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "auto":
+		return ModeAuto, nil
+	case "native":
+		return ModeNative, nil
+	case "generic":
+		return ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("xdp mode %q (want auto, native or generic): %w", s, ErrMode)
+}
+
+// Errors.
+var (
+	// ErrAlreadyAttached: another XDP program is attached to the interface
+	// and Options.Replace is not set.
+	ErrAlreadyAttached = errors.New("xdpprog: another xdp program is attached")
+	// ErrMode: the requested attach mode is invalid or not available.
+	ErrMode = errors.New("xdpprog: xdp mode not available")
+	// ErrKey: a map key is not a valid address, protocol or queue.
+	ErrKey = errors.New("xdpprog: invalid key")
+	// ErrClosed: the program was closed.
+	ErrClosed = errors.New("xdpprog: program closed")
+)
+
+// MaxQueues is the number of XSKMAP slots: queue ids 0..MaxQueues-1.
+const MaxQueues = 256
+
+// Options tell Attach how to attach.
+type Options struct {
+	Mode Mode
+	// Replace detaches another XDP program found on the interface (attached
+	// through netlink or through a bpf_link) instead of refusing.
+	Replace bool
+}
+
+// Key is a service (destination) or a NAT backend (source): address, port
+// (host byte order; 0 in a service = every port) and IP protocol.
+type Key struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8
+}
+
+func (k Key) raw() (xlbFlowKey, error) {
+	var r xlbFlowKey
+	a := k.Addr.Unmap()
+	switch {
+	case a.Is4():
+		b := a.As4()
+		copy(r.Addr[:], b[:])
+		r.Family = 4
+	case a.Is6():
+		r.Addr = a.As16()
+		r.Family = 6
+	default:
+		return r, fmt.Errorf("address %v: %w", k.Addr, ErrKey)
+	}
+	if k.Proto == 0 {
+		return r, fmt.Errorf("protocol 0 for %v: %w", k.Addr, ErrKey)
+	}
+	r.Port = htons(k.Port)
+	r.Proto = k.Proto
+	return r, nil
+}
+
+func htons(v uint16) uint16 {
+	b := [2]byte{byte(v >> 8), byte(v)}
+	return nativeEndian.Uint16(b[:])
+}
+
+// Program is the xlb program loaded for one interface, with its maps. Its
+// methods are safe for concurrent use.
+type Program struct {
+	mu      sync.Mutex
+	objs    xlbObjects
+	link    link.Link
+	ifindex int
+	mode    Mode
+	vips    map[netip.Addr]int // services per VIP, for the vips map
+	closed  bool
+}
+
+// Load loads the program and its maps into the kernel without attaching them.
+func Load() (*Program, error) {
+	p := &Program{vips: make(map[netip.Addr]int)}
+	if err := loadXlbObjects(&p.objs, nil); err != nil {
+		return nil, fmt.Errorf("load xdp program xlb: %w", err)
+	}
+	return p, nil
+}
+
+// Attach loads the program and attaches it to the interface ifindex.
+func Attach(ifindex int, opts Options) (*Program, error) {
+	p, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.attach(ifindex, opts); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Program) attach(ifindex int, opts Options) error {
+	nl, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return fmt.Errorf("find interface %d: %w", ifindex, err)
+	}
+	name := nl.Attrs().Name
+	if x := nl.Attrs().Xdp; x != nil && x.Attached {
+		if !opts.Replace {
+			return fmt.Errorf("attach xdp to %s: program id %d: %w", name, x.ProgId, ErrAlreadyAttached)
+		}
+		if err := detachOther(nl, ifindex); err != nil {
+			return fmt.Errorf("replace xdp program id %d on %s: %w", x.ProgId, name, err)
+		}
+	}
+	try := []struct {
+		flags link.XDPAttachFlags
+		mode  Mode
+	}{{link.XDPDriverMode, ModeNative}, {link.XDPGenericMode, ModeGeneric}}
+	switch opts.Mode {
+	case ModeNative:
+		try = try[:1]
+	case ModeGeneric:
+		try = try[1:]
+	case ModeAuto:
+	default:
+		return fmt.Errorf("attach xdp to %s: %v: %w", name, opts.Mode, ErrMode)
+	}
+	var errs []error
+	for _, t := range try {
+		l, err := link.AttachXDP(link.XDPOptions{Program: p.objs.Xlb, Interface: ifindex, Flags: t.flags})
+		if err == nil {
+			p.link, p.ifindex, p.mode = l, ifindex, t.mode
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%v: %w", t.mode, err))
+	}
+	return fmt.Errorf("attach xdp to %s: %w: %w", name, ErrMode, errors.Join(errs...))
+}
+
+// detachOther removes the XDP program on nl: a bpf_link on the interface is
+// detached, a program attached through netlink is removed.
+func detachOther(nl netlink.Link, ifindex int) error {
+	it := new(link.Iterator)
+	defer it.Close()
+	for it.Next() {
+		l := it.Take()
+		info, err := l.Info()
+		if err == nil && info.Type == link.XDPType {
+			if x := info.XDP(); x != nil && int(x.Ifindex) == ifindex {
+				err := l.Detach()
+				l.Close()
+				if err != nil {
+					return fmt.Errorf("detach bpf_link: %w", err)
+				}
+				return nil
+			}
+		}
+		l.Close()
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list bpf links: %w", err)
+	}
+	if err := netlink.LinkSetXdpFd(nl, -1); err != nil {
+		return fmt.Errorf("remove netlink xdp program: %w", err)
+	}
+	return nil
+}
+
+// Mode returns the attach mode in effect: ModeNative or ModeGeneric (ModeAuto
+// when the program is loaded but not attached).
+func (p *Program) Mode() Mode { return p.mode }
+
+// Ifindex returns the interface the program is attached to, 0 if none.
+func (p *Program) Ifindex() int { return p.ifindex }
+
+// AddService steers packets to k (destination address, port, protocol) to the
+// AF_XDP sockets. Port 0 means every port of the address and protocol.
+func (p *Program) AddService(k Key) error {
+	r, err := k.raw()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var exists uint32
+	if p.objs.Services.Lookup(&r, &exists) == nil {
+		return nil
+	}
+	if err := p.objs.Services.Put(&r, uint32(1)); err != nil {
+		return fmt.Errorf("add service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+	}
+	a := k.Addr.Unmap()
+	if p.vips[a] == 0 {
+		vk := vipKey(a)
+		if err := p.objs.Vips.Put(&vk, uint32(1)); err != nil {
+			_ = p.objs.Services.Delete(&r)
+			return fmt.Errorf("add vip %v: %w", a, err)
+		}
+	}
+	p.vips[a]++
+	return nil
+}
+
+// DeleteService stops steering k. Deleting a missing service is not an error.
+func (p *Program) DeleteService(k Key) error {
+	r, err := k.raw()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.objs.Services.Delete(&r); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+	}
+	a := k.Addr.Unmap()
+	if p.vips[a]--; p.vips[a] <= 0 {
+		delete(p.vips, a)
+		vk := vipKey(a)
+		if err := p.objs.Vips.Delete(&vk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete vip %v: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// AddNATBackend steers packets from k (source address, port, protocol), the
+// replies of a NAT backend, to the AF_XDP sockets.
+func (p *Program) AddNATBackend(k Key) error {
+	r, err := k.raw()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.objs.NatBackends.Put(&r, uint32(1)); err != nil {
+		return fmt.Errorf("add nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+	}
+	return nil
+}
+
+// DeleteNATBackend stops steering replies from k. A missing key is not an
+// error.
+func (p *Program) DeleteNATBackend(k Key) error {
+	r, err := k.raw()
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.objs.NatBackends.Delete(&r); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+	}
+	return nil
+}
+
+func vipKey(a netip.Addr) xlbVipKey {
+	var k xlbVipKey
+	if a.Is4() {
+		b := a.As4()
+		copy(k.Addr[:], b[:])
+		k.Family = 4
+	} else {
+		k.Addr = a.As16()
+		k.Family = 6
+	}
+	return k
+}
+
+// RegisterSocket puts the AF_XDP socket fd (bound to queue on this program's
+// interface) in the XSKMAP slot of queue.
+func (p *Program) RegisterSocket(queue, fd int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("queue %d (want 0..%d): %w", queue, MaxQueues-1, ErrKey)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.objs.Xsks.Put(uint32(queue), uint32(fd)); err != nil {
+		return fmt.Errorf("register af_xdp socket for queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// UnregisterSocket empties the XSKMAP slot of queue: its packets go to the
+// kernel again. An empty slot is not an error.
+func (p *Program) UnregisterSocket(queue int) error {
+	if queue < 0 || queue >= MaxQueues {
+		return fmt.Errorf("queue %d (want 0..%d): %w", queue, MaxQueues-1, ErrKey)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.objs.Xsks.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unregister af_xdp socket for queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// Close detaches the program (if attached) and releases it and its maps.
+func (p *Program) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	var errs []error
+	if p.link != nil {
+		if err := p.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", p.ifindex, err))
+		}
+		p.link = nil
+	}
+	if err := p.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close xdp objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
