@@ -26,6 +26,8 @@ type ICMP struct {
 	Target netip.Addr
 	// Dialer configures the probe socket; nil means plain sockets.
 	Dialer *Dialer
+	// PingSocket uses the unprivileged ping socket even when a raw socket is allowed.
+	PingSocket bool
 
 	once sync.Once
 	id   uint16
@@ -54,7 +56,7 @@ func (c *ICMP) Check(ctx context.Context) (Report, error) {
 		_, _ = rand.Read(b[:])
 		c.id = binary.BigEndian.Uint16(b[:])
 	})
-	conn, raw, err := listenICMP(ctx, dst.Is6(), c.Dialer)
+	conn, raw, err := listenICMP(ctx, dst.Is6(), c.PingSocket, c.Dialer)
 	if err != nil {
 		return Report{}, fmt.Errorf("icmp socket: %w", err)
 	}
@@ -160,7 +162,11 @@ func checksum(b []byte) uint16 {
 
 // listenICMP opens a raw ICMP socket, or a ping socket when raw sockets are not permitted.
 // It reports whether the socket is raw.
-func listenICMP(ctx context.Context, v6 bool, d *Dialer) (net.PacketConn, bool, error) {
+func listenICMP(ctx context.Context, v6, ping bool, d *Dialer) (net.PacketConn, bool, error) {
+	if ping {
+		pc, err := listenPing(v6, d)
+		return pc, false, err
+	}
 	network, local := "ip4:icmp", "0.0.0.0"
 	if v6 {
 		network, local = "ip6:ipv6-icmp", "::"
@@ -216,3 +222,6 @@ func listenPing(v6 bool, d *Dialer) (net.PacketConn, error) {
 	}
 	return net.FilePacketConn(f)
 }
+
+// String returns "icmp ADDR".
+func (c *ICMP) String() string { return "icmp " + c.Target.String() }
