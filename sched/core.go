@@ -1,0 +1,321 @@
+package sched
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// DefaultCapacity is the connection-table capacity per core when CoreConfig leaves it 0:
+// 1M entries, 60 MiB.
+const DefaultCapacity = 1 << 20
+
+// defaultSweep is how many buckets Maintain examines per call when CoreConfig leaves it 0.
+const defaultSweep = 64
+
+// ErrBadCore is returned by NewCore for an invalid CoreConfig.
+var ErrBadCore = errors.New("invalid core config")
+
+// CoreConfig configures one worker's Core.
+type CoreConfig struct {
+	// ID is the worker's number. Cores with different IDs start round-robin at different
+	// backends and draw different random sequences.
+	ID int
+	// Capacity is the number of connection-table entries, fixed for the core's life
+	// (rounded up to a multiple of 8); 0 means DefaultCapacity. Memory is
+	// BytesPerEntry * Capacity, allocated by NewCore.
+	Capacity int
+	// Timeouts are the idle timeouts; zero fields take DefaultTimeouts' values.
+	Timeouts Timeouts
+	// Seed perturbs the per-core random generator (with ID); 0 is a fine value.
+	Seed uint64
+	// SweepBuckets is how many table buckets (8 entries each) one Maintain call examines
+	// for idle entries; 0 means 64.
+	SweepBuckets int
+}
+
+// Stats are a core's connection-table counters.
+type Stats struct {
+	Entries     uint64 // live entries (idle ones count until a lookup or Maintain expires them)
+	Capacity    uint64
+	Hits        uint64 // packets of a known flow sent to its backend
+	Misses      uint64 // packets of an unknown (or idle-expired) flow
+	Inserts     uint64 // new entries
+	Evictions   uint64 // live entries dropped for a new flow because their bucket was full
+	Expirations uint64 // idle entries removed (by a lookup, an insert or Maintain)
+	Rescheduled uint64 // known flows moved because their backend was down or removed
+	NoBackend   uint64 // packets for which no backend could take the flow
+}
+
+const numCounters = 9
+
+// svcState is a core's state for one service: strategy state laid out for snapshot svc.
+type svcState struct {
+	svc   *Service
+	rr    uint32
+	conns []int32 // this core's live entries per backend position
+	cur   []int64 // smooth weighted round-robin current weights per position
+	spare []int32
+}
+
+// Core is one worker's scheduler: the connection table and the per-service strategy state.
+// It is not safe for concurrent use: one goroutine (the worker) calls Schedule, Prepare and
+// Maintain; any goroutine may call Stats.
+type Core struct {
+	t       table
+	timeout [numStates]int64
+	svcs    []svcState
+	rng     uint64
+	rrStart uint32
+	sweep   int
+	sweepAt int
+	c       [numCounters]uint64        // owner's counters, plain
+	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
+}
+
+// counter indexes into Core.c, in Stats order.
+const (
+	cEntries = iota
+	cCapacity
+	cHits
+	cMisses
+	cInserts
+	cEvictions
+	cExpirations
+	cRescheduled
+	cNoBackend
+)
+
+// NewCore allocates a core's connection table (all of its memory) and strategy state.
+func NewCore(cfg CoreConfig) (*Core, error) {
+	if cfg.Capacity < 0 || cfg.SweepBuckets < 0 || cfg.ID < 0 {
+		return nil, fmt.Errorf("%w: negative capacity, sweep or id", ErrBadCore)
+	}
+	capacity := cfg.Capacity
+	if capacity == 0 {
+		capacity = DefaultCapacity
+	}
+	c := &Core{
+		t:       newTable(capacity),
+		timeout: cfg.Timeouts.table(),
+		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
+		rrStart: uint32(cfg.ID),
+		sweep:   cfg.SweepBuckets,
+	}
+	if c.sweep == 0 {
+		c.sweep = defaultSweep
+	}
+	c.c[cCapacity] = uint64(len(c.t.b) * ways)
+	c.publish()
+	return c, nil
+}
+
+// Capacity returns the number of connection-table entries.
+func (c *Core) Capacity() int { return len(c.t.b) * ways }
+
+// Len returns the number of live entries. Owner only.
+func (c *Core) Len() int { return int(c.c[cEntries]) }
+
+// Prepare lays out the core's state for snapshot svc: it grows the per-service slice and
+// carries the per-backend flow counts over from the service's previous snapshot (by ID).
+// Schedule does this itself on the first packet after a change; a worker that calls Prepare
+// for each service when it loads a new snapshot keeps that (allocating) work off the packet
+// path.
+func (c *Core) Prepare(svc *Service) {
+	if svc == nil {
+		return
+	}
+	if svc.index >= len(c.svcs) {
+		grown := make([]svcState, svc.index+1, max(svc.index+1, 2*len(c.svcs)))
+		copy(grown, c.svcs)
+		c.svcs = grown
+	}
+	st := &c.svcs[svc.index]
+	if st.svc == svc {
+		return
+	}
+	n := len(svc.backends)
+	conns := grow(st.spare, n)
+	for i := range conns {
+		conns[i] = 0
+		if st.svc != nil {
+			if old := st.svc.ids.lookup(svc.backends[i].ID); old >= 0 {
+				conns[i] = st.conns[old]
+			}
+		}
+	}
+	st.spare, st.conns = st.conns, conns
+	st.cur = grow(st.cur, n)
+	clear(st.cur)
+	if st.svc == nil {
+		st.rr = c.rrStart
+	}
+	st.svc = svc
+}
+
+// Schedule returns the position (in svc) of the backend for the packet with key k, or -1
+// when no backend can take it. tcpFlags is the TCP header's flags byte (0 when not TCP) and
+// now a clock reading in nanoseconds (any clock that does not go backwards, e.g.
+// time.Now().UnixNano()), read once per batch.
+//
+// A packet of a known flow goes to the flow's backend while that backend is in svc and up,
+// even when its weight is 0 (drained); otherwise the flow is rescheduled by the service's
+// strategy. A new flow is scheduled and recorded; when its bucket is full, an idle-expired
+// entry or else the least recently seen one makes room. It does not allocate once Prepare
+// (or an earlier Schedule) has seen svc.
+func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
+	if svc == nil {
+		c.c[cNoBackend]++
+		return -1
+	}
+	if svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc {
+		c.Prepare(svc)
+	}
+	st := &c.svcs[svc.index]
+	h := Hash(k)
+	b, tag := c.t.bucketOf(h)
+	if w := b.find(tag, k); w >= 0 {
+		e := &b.ent[w]
+		if now-b.seen[w] > c.timeout[e.state] {
+			c.expire(b, w) // idle too long: a new flow that reuses the tuple
+		} else {
+			if int(e.svc) == svc.index {
+				if p := svc.ids.lookup(e.backend); p >= 0 && svc.backends[p].Up {
+					c.c[cHits]++
+					b.seen[w] = now
+					e.state = nextState(e.state, tcpFlags)
+					return int(p)
+				}
+			}
+			c.c[cRescheduled]++
+			c.release(e)
+			p := c.pick(st, svc, k, h)
+			if p < 0 {
+				b.tag[w] = 0
+				c.c[cEntries]--
+				c.c[cNoBackend]++
+				return -1
+			}
+			e.svc, e.backend = uint16(svc.index), svc.backends[p].ID
+			e.state = newState(k.Proto, tcpFlags)
+			b.seen[w] = now
+			st.conns[p]++
+			return p
+		}
+	}
+	c.c[cMisses]++
+	p := c.pick(st, svc, k, h)
+	if p < 0 {
+		c.c[cNoBackend]++
+		return -1
+	}
+	w := c.victim(b, now)
+	b.tag[w] = tag
+	b.seen[w] = now
+	b.ent[w] = entry{key: *k, state: newState(k.Proto, tcpFlags), svc: uint16(svc.index), backend: svc.backends[p].ID}
+	c.c[cInserts]++
+	c.c[cEntries]++
+	st.conns[p]++
+	return p
+}
+
+// victim frees a way of b for a new entry: a free one, else the idle-expired one seen
+// longest ago, else the least recently seen (an eviction).
+func (c *Core) victim(b *bucket, now int64) int {
+	old := 0
+	for w := range ways {
+		if b.tag[w] == 0 {
+			return w
+		}
+		if b.seen[w] < b.seen[old] {
+			old = w
+		}
+	}
+	if now-b.seen[old] > c.timeout[b.ent[old].state] {
+		c.expire(b, old)
+		return old
+	}
+	for w := range ways {
+		if now-b.seen[w] > c.timeout[b.ent[w].state] {
+			c.expire(b, w)
+			return w
+		}
+	}
+	c.c[cEvictions]++
+	c.release(&b.ent[old])
+	b.tag[old] = 0
+	c.c[cEntries]--
+	return old
+}
+
+// expire removes the idle entry at way w of b.
+func (c *Core) expire(b *bucket, w int) {
+	c.release(&b.ent[w])
+	b.tag[w] = 0
+	c.c[cEntries]--
+	c.c[cExpirations]++
+}
+
+// release takes entry e off its backend's flow count.
+func (c *Core) release(e *entry) {
+	if int(e.svc) >= len(c.svcs) {
+		return
+	}
+	st := &c.svcs[e.svc]
+	if st.svc == nil {
+		return
+	}
+	if p := st.svc.ids.lookup(e.backend); p >= 0 && st.conns[p] > 0 {
+		st.conns[p]--
+	}
+}
+
+// Maintain expires idle entries in the next CoreConfig.SweepBuckets buckets (the sweep goes
+// round the table) and publishes the counters that Stats reads. Call it once per batch
+// with the batch's clock reading; it does not allocate.
+func (c *Core) Maintain(now int64) {
+	for range c.sweep {
+		b := &c.t.b[c.sweepAt]
+		if c.sweepAt++; c.sweepAt == len(c.t.b) {
+			c.sweepAt = 0
+		}
+		for w := range ways {
+			if b.tag[w] != 0 && now-b.seen[w] > c.timeout[b.ent[w].state] {
+				c.expire(b, w)
+			}
+		}
+	}
+	c.publish()
+}
+
+func (c *Core) publish() {
+	for i := range c.c {
+		c.pub[i].Store(c.c[i])
+	}
+}
+
+// Stats returns the counters as of the last Maintain (or NewCore). Safe for concurrent use
+// with the owner's calls: the owner counts in plain fields and Maintain copies them into
+// atomics, so a reader sees a consistent value per counter, at most one batch old.
+func (c *Core) Stats() Stats {
+	return Stats{
+		Entries:     c.pub[cEntries].Load(),
+		Capacity:    c.pub[cCapacity].Load(),
+		Hits:        c.pub[cHits].Load(),
+		Misses:      c.pub[cMisses].Load(),
+		Inserts:     c.pub[cInserts].Load(),
+		Evictions:   c.pub[cEvictions].Load(),
+		Expirations: c.pub[cExpirations].Load(),
+		Rescheduled: c.pub[cRescheduled].Load(),
+		NoBackend:   c.pub[cNoBackend].Load(),
+	}
+}
+
+// ActiveFlows returns the number of this core's connection-table entries on the backend at
+// position i of svc (the least-conn figure). Owner only.
+func (c *Core) ActiveFlows(svc *Service, i int) int {
+	if svc == nil || svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc || i < 0 || i >= len(svc.backends) {
+		return 0
+	}
+	return int(c.svcs[svc.index].conns[i])
+}

@@ -1,0 +1,13 @@
+// Package sched picks a backend for every new flow of a load-balanced service and keeps
+// established flows on the backend they started on. A control goroutine builds an immutable
+// [Service] snapshot (the backends, their weights and health, a weighted Maglev lookup table
+// and the strategy) off the hot path and publishes it with atomic.Pointer; each packet worker
+// owns one [Core] (a fixed-size, set-associative connection table plus per-core strategy
+// state, not safe for concurrent use) and calls [Core.Schedule] per packet with the flow
+// [Key], the TCP flags and a clock reading taken once per batch. Schedule takes no locks,
+// shares no mutable state between cores and allocates nothing once a core has seen a
+// service's snapshot. Strategies: consistent Maglev hashing of the flow or of the client
+// address, round-robin, smooth weighted round-robin, weighted random, weighted
+// least-connections and least-load (see [Strategy]). The package imports nothing of the
+// project: [Key] has the exact field list of encap.FlowKey so a plain conversion joins them.
+package sched

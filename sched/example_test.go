@@ -1,0 +1,91 @@
+package sched_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// A control goroutine builds a snapshot and publishes it; a worker loads it once per batch
+// and asks its Core for a backend per packet.
+func Example() {
+	svc, err := sched.NewService(sched.ServiceConfig{Index: 0, Strategy: sched.Maglev}, []sched.Backend{
+		{ID: 1, Name: "198.18.0.11:80", Weight: 1, Up: true},
+		{ID: 2, Name: "198.18.0.12:80", Weight: 1, Up: true},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var current atomic.Pointer[sched.Service]
+	current.Store(svc)
+
+	core, err := sched.NewCore(sched.CoreConfig{ID: 0, Capacity: 1024})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// The worker's batch loop.
+	now := time.Now().UnixNano()
+	s := current.Load()
+	core.Prepare(s)
+	k := sched.Key{SrcPort: 40000, DstPort: 80, Proto: 6}
+	copy(k.Src[:], []byte{198, 18, 1, 1})
+	copy(k.Dst[:], []byte{198, 19, 0, 10})
+	first := core.Schedule(s, &k, sched.FlagSYN, now)
+	again := core.Schedule(s, &k, sched.FlagACK, now)
+	core.Maintain(now)
+
+	fmt.Println(first == again, core.Stats().Inserts, core.Stats().Hits)
+	// Output: true 1 1
+}
+
+// PopulateMaglev fills a table from given permutations: here the paper's Table 1.
+func ExamplePopulateMaglev() {
+	offsets := []uint64{3, 0, 3}
+	skips := []uint64{4, 2, 1}
+	fmt.Println(sched.PopulateMaglev(offsets, skips, []uint32{1, 1, 1}, 7))
+	fmt.Println(sched.PopulateMaglev(offsets, skips, []uint32{1, 0, 1}, 7))
+	// Output:
+	// [1 0 1 0 2 2 0]
+	// [0 0 0 0 2 2 2]
+}
+
+// A drained backend (weight 0, still up) keeps its flows; a backend that goes down loses
+// them to the others on their next packet.
+func ExampleCore_Schedule() {
+	bs := []sched.Backend{
+		{ID: 1, Name: "a", Weight: 1, Up: true},
+		{ID: 2, Name: "b", Weight: 1, Up: true},
+	}
+	core, _ := sched.NewCore(sched.CoreConfig{Capacity: 64})
+	rr, _ := sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin}, bs)
+	k := sched.Key{SrcPort: 1234, DstPort: 80, Proto: 6}
+	p := core.Schedule(rr, &k, sched.FlagSYN, 0)
+	name := rr.Backend(p).Name
+
+	bs[p].Weight = 0 // drain
+	drained, _ := sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin}, bs)
+	fmt.Println(drained.Backend(core.Schedule(drained, &k, sched.FlagACK, 1)).Name == name)
+
+	bs[p].Up = false // down
+	down, _ := sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin}, bs)
+	fmt.Println(down.Backend(core.Schedule(down, &k, sched.FlagACK, 2)).Name == name)
+	// Output:
+	// true
+	// false
+}
+
+func ExampleParseStrategy() {
+	for _, name := range []string{"maglev", "wrr", "least-load", "fastest"} {
+		s, err := sched.ParseStrategy(name)
+		fmt.Println(s, err)
+	}
+	// Output:
+	// maglev <nil>
+	// wrr <nil>
+	// least-load <nil>
+	// maglev unknown scheduler "fastest" (want maglev, rr, wrr, random, source-hash, least-conn, least-load or flow-hash)
+}

@@ -1,0 +1,169 @@
+package sched
+
+import (
+	"math/bits"
+	"time"
+)
+
+// TCP flag bits as they appear in byte 13 of the TCP header; Core.Schedule takes them in
+// this form (0 for UDP and everything else).
+const (
+	FlagFIN uint8 = 0x01
+	FlagSYN uint8 = 0x02
+	FlagRST uint8 = 0x04
+	FlagACK uint8 = 0x10
+)
+
+// Timeouts are the idle timeouts of connection-table entries, by protocol and TCP state. The
+// balancer sees one direction of a TCP connection (client to server), so the state is
+// inferred from the client's flags: SYN only (SynRecv), data (Established), after a FIN
+// (FinWait), after an RST (Close).
+type Timeouts struct {
+	TCPSynRecv     time.Duration // LVS syn_recv: 60s
+	TCPEstablished time.Duration // LVS established: 900s
+	TCPFinWait     time.Duration // LVS fin_wait: 120s
+	TCPClose       time.Duration // LVS close: 10s
+	UDP            time.Duration // LVS udp: 300s
+	Other          time.Duration // ICMP and other protocols (LVS icmp: 60s)
+}
+
+// DefaultTimeouts returns LVS's defaults (net/netfilter/ipvs/ip_vs_proto_tcp.c, _udp.c).
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		TCPSynRecv:     60 * time.Second,
+		TCPEstablished: 900 * time.Second,
+		TCPFinWait:     120 * time.Second,
+		TCPClose:       10 * time.Second,
+		UDP:            300 * time.Second,
+		Other:          60 * time.Second,
+	}
+}
+
+// Connection states, one per timeout.
+const (
+	stSynRecv uint8 = iota
+	stEstablished
+	stFinWait
+	stClose
+	stUDP
+	stOther
+	numStates
+)
+
+// timeoutTable returns the timeouts in nanoseconds, indexed by state; a zero field takes its
+// default.
+func (t Timeouts) table() [numStates]int64 {
+	d := DefaultTimeouts()
+	pick := func(v, def time.Duration) int64 {
+		if v <= 0 {
+			return int64(def)
+		}
+		return int64(v)
+	}
+	return [numStates]int64{
+		stSynRecv:     pick(t.TCPSynRecv, d.TCPSynRecv),
+		stEstablished: pick(t.TCPEstablished, d.TCPEstablished),
+		stFinWait:     pick(t.TCPFinWait, d.TCPFinWait),
+		stClose:       pick(t.TCPClose, d.TCPClose),
+		stUDP:         pick(t.UDP, d.UDP),
+		stOther:       pick(t.Other, d.Other),
+	}
+}
+
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// newState is the state of a flow's first packet.
+func newState(proto, flags uint8) uint8 {
+	switch proto {
+	case protoTCP:
+		switch {
+		case flags&FlagRST != 0:
+			return stClose
+		case flags&FlagFIN != 0:
+			return stFinWait
+		case flags&(FlagSYN|FlagACK) == FlagSYN:
+			return stSynRecv
+		}
+		return stEstablished // mid-flow packet: a flow taken over from another core or host
+	case protoUDP:
+		return stUDP
+	}
+	return stOther
+}
+
+// nextState is the state after one more packet of a known flow.
+func nextState(cur, flags uint8) uint8 {
+	if cur >= stUDP {
+		return cur
+	}
+	switch {
+	case flags&FlagRST != 0:
+		return stClose
+	case flags&FlagFIN != 0:
+		if cur == stClose {
+			return cur
+		}
+		return stFinWait
+	case flags&(FlagSYN|FlagACK) == FlagSYN:
+		if cur == stFinWait || cur == stClose {
+			return stSynRecv // the client reuses the tuple for a new connection
+		}
+		return cur
+	case flags&FlagACK != 0 && cur == stSynRecv:
+		return stEstablished
+	}
+	return cur
+}
+
+// ways is the associativity of the connection table.
+const ways = 8
+
+// entry is one connection: the full key (compared on a tag match), the TCP state, the
+// service index and the backend ID. 48 bytes.
+type entry struct {
+	key     Key // 38 bytes
+	state   uint8
+	svc     uint16
+	backend uint32
+}
+
+// bucket is one set of the table: 8 tags (uint32(hash)|1, 0 = free), 8 last-seen times and
+// 8 entries. 32 + 64 + 384 = 480 bytes, 60 bytes per entry.
+type bucket struct {
+	tag  [ways]uint32
+	seen [ways]int64
+	ent  [ways]entry
+}
+
+// BytesPerEntry is the connection table's memory per entry (a 480-byte bucket holds 8).
+const BytesPerEntry = 60
+
+// table is the fixed-size set-associative connection table of one core.
+type table struct {
+	b []bucket
+}
+
+func newTable(capacity int) table {
+	n := (capacity + ways - 1) / ways
+	return table{b: make([]bucket, max(n, 1))}
+}
+
+// bucketOf returns the bucket of hash h (multiply-high over the bucket count, so any count
+// works) and the tag stored for h.
+func (t *table) bucketOf(h uint64) (*bucket, uint32) {
+	hi, _ := bits.Mul64(h, uint64(len(t.b)))
+	return &t.b[hi], uint32(h) | 1
+}
+
+// find returns the way holding k in b, or -1.
+func (b *bucket) find(tag uint32, k *Key) int {
+	for w := range ways {
+		if b.tag[w] == tag && b.ent[w].key == *k {
+			return w
+		}
+	}
+	return -1
+}
