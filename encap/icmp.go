@@ -82,7 +82,7 @@ func ICMPTooBig(buf []byte, off, n int, p *Packet, mtu int) (int, int, Reason) {
 
 // isICMPErrorProto reports an ICMP error that Parse could not look into (a first fragment).
 func isICMPErrorProto(p *Packet) bool {
-	return p.HasL4 && (p.Key.Proto == ProtoICMP || p.Key.Proto == ProtoICMPv6) &&
+	return p.HasL4 && (p.L4Proto == ProtoICMP || p.L4Proto == ProtoICMPv6) &&
 		isICMPError(p.Key.V6, p.ICMPType)
 }
 

@@ -80,7 +80,7 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 	if dst {
 		portOff = 2
 	}
-	switch p.Key.Proto {
+	switch p.L4Proto {
 	case ProtoTCP:
 		t := TCP(l4)
 		t.UpdatePseudoHeaderAddress(oldS, newS)

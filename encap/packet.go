@@ -51,6 +51,9 @@ type Packet struct {
 
 	L3Off int // offset of the IP header (14, or 18 behind an 802.1Q tag)
 	L4Off int // offset of the L4 header, after IPv4 options or IPv6 extension headers
+	// L4Proto is the protocol of the header at L4Off. It equals Key.Proto except for an ICMP
+	// error, whose key carries the protocol of the quoted packet.
+	L4Proto uint8
 	IPEnd int // offset one past the IP packet's last byte; Ethernet padding may follow it
 
 	EtherType uint16 // EtherTypeIPv4 or EtherTypeIPv6 (the one behind the VLAN tag)
@@ -157,6 +160,7 @@ func (p *Packet) parseIPv4(pkt []byte) Reason {
 	p.Fragment = frag&0x2000 != 0 || p.FragOffset != 0
 	p.TTL = h[8]
 	p.Key.Proto = h[9]
+	p.L4Proto = h[9]
 	copy(p.Key.Src[:4], h[12:16])
 	copy(p.Key.Dst[:4], h[16:20])
 	p.L4Off = l3 + ihl
@@ -192,6 +196,7 @@ func (p *Packet) parseIPv6(pkt []byte) Reason {
 		return r
 	}
 	p.Key.Proto = ext.proto
+	p.L4Proto = ext.proto
 	p.L4Off = ext.l4
 	p.Fragment = ext.fragment
 	p.FragOffset = ext.fragOff

@@ -16,7 +16,7 @@ func (p *Packet) parseL4(pkt []byte) Reason {
 		return OK
 	}
 	seg := pkt[p.L4Off:p.IPEnd]
-	switch p.Key.Proto {
+	switch p.L4Proto {
 	case ProtoTCP:
 		if len(seg) < 20 {
 			return p.shortL4(Truncated)
@@ -45,7 +45,7 @@ func (p *Packet) parseL4(pkt []byte) Reason {
 		}
 		p.HasL4 = true
 	case ProtoICMP, ProtoICMPv6:
-		if (p.Key.Proto == ProtoICMPv6) != p.Key.V6 { // ICMPv6 over IPv4 or ICMP over IPv6
+		if (p.L4Proto == ProtoICMPv6) != p.Key.V6 { // ICMPv6 over IPv4 or ICMP over IPv6
 			return OK
 		}
 		if len(seg) < 8 {

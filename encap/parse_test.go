@@ -53,7 +53,7 @@ func TestParseTCPUDPICMP(t *testing.T) {
 			if p.Tagged != tc.s.vlan || (tc.s.vlan && p.VLANTCI != 3<<13|42) {
 				t.Errorf("vlan %v %#x", p.Tagged, p.VLANTCI)
 			}
-			if !p.HasL4 || p.Fragment || p.ICMPError {
+			if !p.HasL4 || p.Fragment || p.ICMPError || p.L4Proto != tc.s.proto {
 				t.Errorf("HasL4 %v Fragment %v ICMPError %v", p.HasL4, p.Fragment, p.ICMPError)
 			}
 			if tc.s.v6 {
@@ -270,6 +270,13 @@ func TestParseICMPErrors(t *testing.T) {
 			want := key(tc.inner.dst, tc.inner.src, tc.inner.dport, tc.inner.sport, tc.inner.proto)
 			if p.Key != want {
 				t.Errorf("key %+v, want %+v", p.Key, want)
+			}
+			wantL4 := uint8(ProtoICMP)
+			if tc.inner.v6 {
+				wantL4 = ProtoICMPv6
+			}
+			if p.L4Proto != wantL4 {
+				t.Errorf("L4Proto %d, want %d", p.L4Proto, wantL4)
 			}
 			if !p.ICMPError || p.ICMPType != tc.typ || p.ICMPCode != tc.code || p.InnerL3Off != p.L4Off+8 || p.InnerL4Off == 0 {
 				t.Errorf("icmp error %v type %d code %d inner %d/%d", p.ICMPError, p.ICMPType, p.ICMPCode, p.InnerL3Off, p.InnerL4Off)
