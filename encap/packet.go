@@ -54,7 +54,7 @@ type Packet struct {
 	// L4Proto is the protocol of the header at L4Off. It equals Key.Proto except for an ICMP
 	// error, whose key carries the protocol of the quoted packet.
 	L4Proto uint8
-	IPEnd int // offset one past the IP packet's last byte; Ethernet padding may follow it
+	IPEnd   int // offset one past the IP packet's last byte; Ethernet padding may follow it
 
 	EtherType uint16 // EtherTypeIPv4 or EtherTypeIPv6 (the one behind the VLAN tag)
 	VLANTCI   uint16 // the 802.1Q tag control information, when Tagged
