@@ -1,0 +1,276 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+func ping(t *testing.T, from *NS, to netip.Addr) {
+	t.Helper()
+	out, err := from.Run("ping", "-n", "-c", "1", "-W", "2", to.String())
+	if err != nil {
+		t.Fatalf("ping %s from %s: %v\n%s", to, from.Name(), err, out)
+	}
+}
+
+func leftovers(id string) []string {
+	m, _ := filepath.Glob(filepath.Join(netnsDir, "xlb-"+id+"-*"))
+	return m
+}
+
+func getName(t *testing.T, c *NS, url string) string {
+	t.Helper()
+	name, err := Get(context.Background(), c.HTTPClient(ClientOptions{}), url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return name
+}
+
+func TestOneArm(t *testing.T) {
+	n := New(t, Config{Backends: 3})
+	if got := len(n.Namespaces()); got != 6 {
+		t.Fatalf("namespaces = %d, want 6 (sw, client, lb, 3 backends)", got)
+	}
+	for _, ns := range n.Namespaces() {
+		if !strings.HasPrefix(ns.Name(), "xlb-"+n.ID+"-") {
+			t.Errorf("namespace %q lacks prefix xlb-%s-", ns.Name(), n.ID)
+		}
+	}
+	ping(t, n.Client.NS, n.LB.Addr())
+	ping(t, n.Client.NS, n.LB.Addr6())
+	for _, b := range n.Backends {
+		ping(t, n.Client.NS, b.Addr())
+		ping(t, n.Client.NS, b.Addr6())
+		if got := getName(t, n.Client.NS, "http://"+b.Addr().String()+"/"); got != b.Name {
+			t.Errorf("GET %s answered %q, want %q", b.Addr(), got, b.Name)
+		}
+		if got := getName(t, n.Client.NS, "http://["+b.Addr6().String()+"]/"); got != b.Name {
+			t.Errorf("GET %s answered %q, want %q", b.Addr6(), got, b.Name)
+		}
+	}
+	// The VIP is on every backend's lo, but only the LB may answer ARP/NDP for it.
+	ping(t, n.Client.NS, n.VIP)
+	ping(t, n.Client.NS, n.VIP6)
+	lbMAC := n.LB.Ifaces[0].MAC.String()
+	for _, vip := range []netip.Addr{n.VIP, n.VIP6} {
+		mac, err := n.Client.Neighbor("eth0", vip)
+		if err != nil || mac.String() != lbMAC {
+			t.Errorf("client's neighbour entry for %s = %v (%v), want the LB's %s", vip, mac, err, lbMAC)
+		}
+	}
+	// Checks of the per-namespace settings.
+	b := n.Backends[0]
+	for k, want := range map[string]string{"net.ipv4.conf.eth0.arp_ignore": "1", "net.ipv4.conf.all.arp_announce": "2"} {
+		if got, err := b.ReadSysctl(k); err != nil || got != want {
+			t.Errorf("backend %s = %q (%v), want %s", k, got, err, want)
+		}
+	}
+	if got, err := n.Client.ReadSysctl("net.ipv4.conf.eth0.arp_ignore"); err != nil || got != "0" {
+		t.Errorf("client arp_ignore = %q (%v): sysctls leaked between namespaces", got, err)
+	}
+	for _, h := range []*Host{n.Client, n.LB, b.Host} {
+		on, err := h.TxChecksumOn("eth0")
+		if err != nil || on {
+			t.Errorf("%s eth0 tx checksum offload on=%v (%v), want off", h.Name(), on, err)
+		}
+	}
+	id := n.ID
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if l := leftovers(id); len(l) > 0 {
+		t.Fatalf("namespaces left after Close: %v", l)
+	}
+}
+
+func TestTwoArm(t *testing.T) {
+	n := New(t, Config{Kind: TwoArm, Backends: 2, MTU: 1400})
+	if len(n.LBIfaces()) != 2 || n.LBIfaces()[1].Name != "eth1" {
+		t.Fatalf("LB interfaces = %+v, want eth0 and eth1", n.LBIfaces())
+	}
+	if n.LBIfaces()[0].MTU != 1400 {
+		t.Errorf("LB MTU = %d, want 1400", n.LBIfaces()[0].MTU)
+	}
+	ping(t, n.Client.NS, n.LB.Addr())
+	for _, b := range n.Backends {
+		if !strings.HasPrefix(b.Addr().String(), "198.19.1.") {
+			t.Errorf("backend address %s not on net B", b.Addr())
+		}
+		// Routed through the LB's kernel (no dataplane runs here).
+		ping(t, n.Client.NS, b.Addr())
+		ping(t, n.Client.NS, b.Addr6())
+		if got := getName(t, n.Client.NS, "http://"+b.Addr().String()+"/"); got != b.Name {
+			t.Errorf("GET %s answered %q, want %q", b.Addr(), got, b.Name)
+		}
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, c := range []Config{{Backends: -1}, {Backends: MaxBackends + 1}, {MTU: 100}, {Kind: 7}, {Kind: TwoArm, LBs: 2}} {
+		if _, err := Build(c); !errors.Is(err, ErrConfig) {
+			t.Errorf("Build(%+v) = %v, want ErrConfig", c, err)
+		}
+	}
+}
+
+func TestKillRevive(t *testing.T) {
+	n := New(t, Config{Backends: 1})
+	b := n.Backends[0]
+	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true, Timeout: time.Second})
+	url := "http://" + b.Addr().String() + "/"
+	tl := Spread(context.Background(), c, url, 5, 5*time.Second)
+	if tl.OK != 5 || tl.ByBackend[b.Name] != 5 {
+		t.Fatalf("alive: %v", tl)
+	}
+	if err := b.HTTP.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if b.HTTP.Alive() {
+		t.Fatal("Alive after Kill")
+	}
+	tl = Spread(context.Background(), c, url, 3, 5*time.Second)
+	if tl.OK != 0 || tl.Failed != 3 {
+		t.Fatalf("killed: %v", tl)
+	}
+	if tl.Errors["connection refused"] != 3 {
+		t.Errorf("killed backend errors = %v, want connection refused", tl.Errors)
+	}
+	if err := b.HTTP.Revive(); err != nil {
+		t.Fatal(err)
+	}
+	b.HTTP.SetHealthy(false)
+	if _, err := Get(context.Background(), c, "http://"+b.Addr().String()+"/healthz"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("unhealthy /healthz: %v, want status 503", err)
+	}
+	tl = Spread(context.Background(), c, url, 4, 5*time.Second)
+	if tl.OK != 4 {
+		t.Fatalf("revived: %v", tl)
+	}
+	if got := b.HTTP.Requests(); got != 9 {
+		t.Errorf("requests = %d, want 9", got)
+	}
+}
+
+func TestDoRestoresNamespace(t *testing.T) {
+	Skip(t)
+	id, err := newID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := NewNS(id, "do")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, _ := netns.Get()
+	defer before.Close()
+	var inside netns.NsHandle
+	if err := ns.Do(func() error {
+		var err error
+		inside, err = netns.Get()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer inside.Close()
+	after, _ := netns.Get()
+	defer after.Close()
+	if !inside.Equal(ns.NsHandle()) || inside.Equal(before) {
+		t.Error("Do did not run in the namespace")
+	}
+	if !after.Equal(before) {
+		t.Error("Do did not restore the thread's namespace")
+	}
+	want := errors.New("boom")
+	if err := ns.Do(func() error { return want }); !errors.Is(err, want) {
+		t.Errorf("Do returned %v, want fn's error", err)
+	}
+}
+
+func TestStartKilledOnClose(t *testing.T) {
+	Skip(t)
+	id, err := newID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := NewNS(id, "proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	// The child must see the namespace's interfaces: only lo.
+	out, err := ns.Run("cat", "/proc/net/dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(out), ":") != 1 || !strings.Contains(string(out), "lo:") {
+		t.Fatalf("child does not run in the namespace; /proc/net/dev:\n%s", out)
+	}
+	cmd := ns.Command("sleep", "60")
+	if err := ns.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("process %d still there after Close (kill 0: %v)", pid, err)
+	}
+	if _, err := os.Stat(ns.Path()); !os.IsNotExist(err) {
+		t.Fatalf("%s still there after Close: %v", ns.Path(), err)
+	}
+	if err := ns.Start(ns.Command("true")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	n := New(t, Config{Backends: 1, NoHTTP: true})
+	b := n.Backends[0]
+	if _, err := b.ServeTCPEcho(":7"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ServeUDPEcho(":7"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, a := range []netip.Addr{b.Addr(), b.Addr6()} {
+		for _, network := range []string{"tcp", "udp"} {
+			addr := net.JoinHostPort(a.String(), "7")
+			c, err := n.Client.Dial(ctx, network, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			msg := fmt.Sprintf("hello %s %s", network, a)
+			if _, err := c.Write([]byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 100)
+			m, err := c.Read(buf)
+			if err != nil || string(buf[:m]) != msg {
+				t.Errorf("%s echo from %s: %q, %v", network, addr, buf[:m], err)
+			}
+			c.Close()
+		}
+	}
+}
