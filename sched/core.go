@@ -161,7 +161,8 @@ func (c *Core) Prepare(svc *Service) {
 // A packet of a known flow goes to the flow's backend while that backend is in svc and up,
 // even when its weight is 0 (drained); otherwise the flow is rescheduled by the service's
 // strategy. A new flow is scheduled and recorded; when its bucket is full, an idle-expired
-// entry or else the least recently seen one makes room. It does not allocate once Prepare
+// entry or else the least recently seen one makes room (a flow has two candidate
+// buckets of 8 entries, so that happens only when all 16 are taken). It does not allocate once Prepare
 // (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	if svc == nil {
@@ -173,8 +174,12 @@ func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	}
 	st := &c.svcs[svc.index]
 	h := Hash(k)
-	b, tag := c.t.bucketOf(h)
-	if w := b.find(tag, k); w >= 0 {
+	b1, b2, tag := c.t.buckets(h)
+	b, w := b1, b1.find(tag, k)
+	if w < 0 {
+		b, w = b2, b2.find(tag, k)
+	}
+	if w >= 0 {
 		e := &b.ent[w]
 		if now-b.seen[w] > c.timeout[e.state] {
 			c.expire(b, w) // idle too long: a new flow that reuses the tuple
@@ -209,7 +214,7 @@ func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 		c.c[cNoBackend]++
 		return -1
 	}
-	w := c.victim(b, now)
+	b, w = c.victim(b1, b2, now)
 	b.tag[w] = tag
 	b.seen[w] = now
 	b.ent[w] = entry{key: *k, state: newState(k.Proto, tcpFlags), svc: uint16(svc.index), backend: svc.backends[p].ID}
@@ -219,33 +224,38 @@ func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	return p
 }
 
-// victim frees a way of b for a new entry: a free one, else the idle-expired one seen
-// longest ago, else the least recently seen (an eviction).
-func (c *Core) victim(b *bucket, now int64) int {
-	old := 0
-	for w := range ways {
-		if b.tag[w] == 0 {
-			return w
-		}
-		if b.seen[w] < b.seen[old] {
-			old = w
+// victim frees a way of b1 or b2 for a new entry: a free one in the emptier bucket (b1 on a tie), else the
+// idle-expired one seen longest ago, else the least recently seen of the 16 (an eviction).
+func (c *Core) victim(b1, b2 *bucket, now int64) (*bucket, int) {
+	f1, w1 := b1.free()
+	f2, w2 := b2.free()
+	switch {
+	case f1 > 0 && f1 >= f2:
+		return b1, w1
+	case f2 > 0:
+		return b2, w2
+	}
+	ob, ow := b1, 0 // oldest
+	eb, ew := (*bucket)(nil), 0
+	for _, b := range [2]*bucket{b1, b2} {
+		for w := range ways {
+			if b.seen[w] < ob.seen[ow] {
+				ob, ow = b, w
+			}
+			if now-b.seen[w] > c.timeout[b.ent[w].state] && (eb == nil || b.seen[w] < eb.seen[ew]) {
+				eb, ew = b, w
+			}
 		}
 	}
-	if now-b.seen[old] > c.timeout[b.ent[old].state] {
-		c.expire(b, old)
-		return old
-	}
-	for w := range ways {
-		if now-b.seen[w] > c.timeout[b.ent[w].state] {
-			c.expire(b, w)
-			return w
-		}
+	if eb != nil {
+		c.expire(eb, ew)
+		return eb, ew
 	}
 	c.c[cEvictions]++
-	c.release(&b.ent[old])
-	b.tag[old] = 0
+	c.release(&ob.ent[ow])
+	ob.tag[ow] = 0
 	c.c[cEntries]--
-	return old
+	return ob, ow
 }
 
 // expire removes the idle entry at way w of b.

@@ -151,11 +151,21 @@ func newTable(capacity int) table {
 	return table{b: make([]bucket, max(n, 1))}
 }
 
-// bucketOf returns the bucket of hash h (multiply-high over the bucket count, so any count
-// works) and the tag stored for h.
-func (t *table) bucketOf(h uint64) (*bucket, uint32) {
-	hi, _ := bits.Mul64(h, uint64(len(t.b)))
-	return &t.b[hi], uint32(h) | 1
+// buckets returns the two candidate buckets of hash h (two-choice hashing: a flow lives in
+// either, so a bucket overflows only when both are full) and the tag stored for h. The first
+// comes from h's high bits, the second from a remix of h; both by multiply-high over the
+// bucket count, so any count works.
+func (t *table) buckets(h uint64) (b1, b2 *bucket, tag uint32) {
+	i1, i2 := t.index(h)
+	return &t.b[i1], &t.b[i2], uint32(h) | 1
+}
+
+// index returns the two bucket numbers of hash h.
+func (t *table) index(h uint64) (int, int) {
+	n := uint64(len(t.b))
+	i1, _ := bits.Mul64(h, n)
+	i2, _ := bits.Mul64(h*0xff51afd7ed558ccd^h>>29, n)
+	return int(i1), int(i2)
 }
 
 // find returns the way holding k in b, or -1.
@@ -166,4 +176,17 @@ func (b *bucket) find(tag uint32, k *Key) int {
 		}
 	}
 	return -1
+}
+
+// free returns the number of free ways of b and the first of them.
+func (b *bucket) free() (n, first int) {
+	first = -1
+	for w := range ways {
+		if b.tag[w] == 0 {
+			if n++; first < 0 {
+				first = w
+			}
+		}
+	}
+	return n, first
 }

@@ -1,0 +1,301 @@
+package sched
+
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// flowKey returns a distinct IPv4 TCP key for i (client 198.18.x.y:port -> 198.19.0.10:80).
+func flowKey(i uint32) Key {
+	k := Key{Proto: protoTCP, DstPort: 80, SrcPort: uint16(1024 + i%60000)}
+	k.Src[0], k.Src[1] = 198, 18
+	binary.BigEndian.PutUint16(k.Src[2:], uint16(i/60000))
+	copy(k.Dst[:], []byte{198, 19, 0, 10})
+	return k
+}
+
+func mustCore(t testing.TB, cfg CoreConfig) *Core {
+	t.Helper()
+	c, err := NewCore(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const sec = int64(time.Second)
+
+func TestCoreHitMiss(t *testing.T) {
+	svc := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(3))
+	c := mustCore(t, CoreConfig{Capacity: 1024})
+	got := make(map[uint32]int)
+	for i := range uint32(300) {
+		k := flowKey(i)
+		got[i] = c.Schedule(svc, &k, FlagSYN, 0)
+	}
+	for i := range uint32(300) {
+		k := flowKey(i)
+		if p := c.Schedule(svc, &k, FlagACK, sec); p != got[i] {
+			t.Fatalf("flow %d: second packet to %d, first to %d", i, p, got[i])
+		}
+	}
+	c.Maintain(sec)
+	st := c.Stats()
+	if st.Misses != 300 || st.Inserts != 300 || st.Hits != 300 || st.Entries != 300 || st.Evictions != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if c.Len() != 300 || st.Capacity != 1024 || c.Capacity() != 1024 {
+		t.Errorf("len %d capacity %d/%d", c.Len(), st.Capacity, c.Capacity())
+	}
+}
+
+// sameBucketKeys returns n keys whose two candidate buckets are the same two buckets of
+// c's table.
+func sameBucketKeys(c *Core, n int) []Key {
+	var ks []Key
+	want1, want2 := -1, -1
+	for i := uint32(0); len(ks) < n; i++ {
+		k := flowKey(i)
+		i1, i2 := c.t.index(Hash(&k))
+		if want1 < 0 && i1 != i2 {
+			want1, want2 = i1, i2
+		}
+		if i1 == want1 && i2 == want2 || i1 == want2 && i2 == want1 {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+func TestCoreEvictsLeastRecentlySeen(t *testing.T) {
+	svc := mustService(t, ServiceConfig{Strategy: Maglev}, backends(4))
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	const full = 2 * ways
+	ks := sameBucketKeys(c, full+1)
+	for i := range full {
+		c.Schedule(svc, &ks[i], FlagSYN, int64(i)*sec)
+	}
+	// Touch all but flow 3, which becomes the least recently seen.
+	for i := range full {
+		if i != 3 {
+			c.Schedule(svc, &ks[i], FlagACK, 20*sec)
+		}
+	}
+	c.Maintain(20 * sec)
+	if st := c.Stats(); st.Evictions != 0 || st.Entries != full {
+		t.Fatalf("before: evictions %d entries %d, want 0 and %d", st.Evictions, st.Entries, full)
+	}
+	c.Schedule(svc, &ks[full], FlagSYN, 21*sec)
+	c.Maintain(21 * sec)
+	st := c.Stats()
+	if st.Evictions != 1 || st.Entries != full {
+		t.Fatalf("evictions %d entries %d, want 1 and %d", st.Evictions, st.Entries, full)
+	}
+	for i := range full + 1 {
+		before := c.Stats().Misses
+		c.Schedule(svc, &ks[i], FlagACK, 22*sec)
+		c.Maintain(22 * sec)
+		missed := c.Stats().Misses != before
+		if missed != (i == 3) {
+			t.Errorf("flow %d: missed=%v", i, missed)
+		}
+		if i == 3 {
+			break // its re-insert evicts another flow
+		}
+	}
+}
+
+func TestCoreTimeouts(t *testing.T) {
+	def := DefaultTimeouts()
+	for _, tc := range []struct {
+		name    string
+		proto   uint8
+		flags   []uint8 // packets before the idle period
+		timeout time.Duration
+	}{
+		{"syn only", protoTCP, []uint8{FlagSYN}, def.TCPSynRecv},
+		{"established", protoTCP, []uint8{FlagSYN, FlagACK}, def.TCPEstablished},
+		{"mid-flow first packet", protoTCP, []uint8{FlagACK}, def.TCPEstablished},
+		{"fin", protoTCP, []uint8{FlagSYN, FlagACK, FlagFIN | FlagACK}, def.TCPFinWait},
+		{"rst", protoTCP, []uint8{FlagSYN, FlagACK, FlagRST}, def.TCPClose},
+		{"rst then fin stays closed", protoTCP, []uint8{FlagRST, FlagFIN}, def.TCPClose},
+		{"syn after fin reopens", protoTCP, []uint8{FlagFIN, FlagSYN}, def.TCPSynRecv},
+		{"udp", protoUDP, []uint8{0}, def.UDP},
+		{"icmp", 1, []uint8{0}, def.Other},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := mustService(t, ServiceConfig{}, backends(2))
+			for _, idle := range []time.Duration{tc.timeout, tc.timeout + 1} {
+				c := mustCore(t, CoreConfig{Capacity: 64})
+				k := flowKey(7)
+				k.Proto = tc.proto
+				var now int64
+				for _, f := range tc.flags {
+					now += sec
+					c.Schedule(svc, &k, f, now)
+				}
+				c.Schedule(svc, &k, 0, now+int64(idle))
+				c.Maintain(now + int64(idle))
+				st := c.Stats()
+				expired := st.Expirations == 1
+				if want := idle > tc.timeout; expired != want || st.Misses != uint64(1+b2i(want)) {
+					t.Errorf("idle %v (timeout %v): stats %+v", idle, tc.timeout, st)
+				}
+			}
+		})
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestCoreConfiguredTimeoutsAndSweep(t *testing.T) {
+	svc := mustService(t, ServiceConfig{}, backends(2))
+	c := mustCore(t, CoreConfig{Capacity: 4096, Timeouts: Timeouts{UDP: 5 * time.Second}, SweepBuckets: 16})
+	for i := range uint32(1000) {
+		k := flowKey(i)
+		k.Proto = protoUDP
+		c.Schedule(svc, &k, 0, 0)
+	}
+	c.Maintain(5 * sec) // not idle long enough
+	if st := c.Stats(); st.Entries != 1000 || st.Expirations != 0 {
+		t.Fatalf("after 5s: %+v", st)
+	}
+	// 4096/8 = 512 buckets, 16 per call: 32 calls go round once.
+	for range 32 {
+		c.Maintain(6 * sec)
+	}
+	if st := c.Stats(); st.Entries != 0 || st.Expirations != 1000 {
+		t.Fatalf("after a full sweep at 6s: %+v", st)
+	}
+	if c.ActiveFlows(svc, 0)+c.ActiveFlows(svc, 1) != 0 {
+		t.Error("active flows left after expiry")
+	}
+}
+
+func TestCoreReschedule(t *testing.T) {
+	bs := backends(4)
+	svc := mustService(t, ServiceConfig{Index: 3}, bs)
+	c := mustCore(t, CoreConfig{Capacity: 1 << 14})
+	first := make([]int, 2000)
+	for i := range first {
+		k := flowKey(uint32(i))
+		first[i] = c.Schedule(svc, &k, FlagSYN, 0)
+	}
+	// Backend 0 drained, backend 1 down, backend 2 removed.
+	next := []Backend{bs[0], bs[1], bs[3]}
+	next[0].Weight = 0
+	next[1].Up = false
+	svc2 := mustService(t, ServiceConfig{Index: 3}, next)
+	var moved, kept int
+	for i, p := range first {
+		k := flowKey(uint32(i))
+		q := c.Schedule(svc2, &k, FlagACK, sec)
+		switch bs[p].ID {
+		case bs[0].ID, bs[3].ID:
+			if svc2.Backend(q).ID != bs[p].ID {
+				t.Fatalf("flow %d on healthy backend %d moved to %d", i, bs[p].ID, svc2.Backend(q).ID)
+			}
+			kept++
+		default:
+			if svc2.Backend(q).ID != bs[3].ID {
+				t.Fatalf("flow %d from backend %d went to %d, want 4 (the only one taking new flows)", i, bs[p].ID, svc2.Backend(q).ID)
+			}
+			moved++
+		}
+	}
+	c.Maintain(sec)
+	if st := c.Stats(); st.Rescheduled != uint64(moved) || st.Hits != uint64(kept) {
+		t.Errorf("moved %d kept %d, stats %+v", moved, kept, st)
+	}
+	if got := c.ActiveFlows(svc2, 0) + c.ActiveFlows(svc2, 1) + c.ActiveFlows(svc2, 2); got != 2000 {
+		t.Errorf("active flows %d, want 2000", got)
+	}
+	if c.ActiveFlows(svc2, 1) != 0 {
+		t.Errorf("down backend still has %d flows", c.ActiveFlows(svc2, 1))
+	}
+	// Nobody left: no backend, the entry goes.
+	none := mustService(t, ServiceConfig{Index: 3}, []Backend{{ID: 9, Name: "x", Weight: 1}})
+	k := flowKey(0)
+	if p := c.Schedule(none, &k, FlagACK, 2*sec); p != -1 {
+		t.Errorf("no backend up: got %d", p)
+	}
+	if p := c.Schedule(nil, &k, FlagACK, 2*sec); p != -1 {
+		t.Errorf("nil service: got %d", p)
+	}
+}
+
+// TestCoreFlood offers ten times the capacity in new flows while a set of active flows keeps
+// sending: memory stays flat and the active flows keep their backends.
+func TestCoreFlood(t *testing.T) {
+	const capacity = 1 << 16
+	svc := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(16))
+	c := mustCore(t, CoreConfig{Capacity: capacity})
+	const active = 1000
+	home := make([]int, active)
+	for i := range home {
+		k := flowKey(uint32(i))
+		home[i] = c.Schedule(svc, &k, FlagSYN, 0)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	now := int64(0)
+	for n := uint32(0); n < 10*capacity; n++ {
+		now += 1000 // 1us per packet
+		k := flowKey(active + n)
+		c.Schedule(svc, &k, FlagSYN, now)
+		if n%2048 == 0 { // the active flows send too
+			for i := range home {
+				k := flowKey(uint32(i))
+				if p := c.Schedule(svc, &k, FlagACK, now); p != home[i] {
+					t.Fatalf("active flow %d moved from %d to %d after %d new flows", i, home[i], p, n)
+				}
+			}
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	c.Maintain(now)
+	st := c.Stats()
+	t.Logf("heap %d -> %d bytes; %+v", before.HeapAlloc, after.HeapAlloc, st)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 256<<10 {
+		t.Errorf("heap grew by %d bytes during the flood", grew)
+	}
+	if after.Mallocs-before.Mallocs > 1000 { // the test's own bookkeeping only
+		t.Errorf("%d allocations during the flood", after.Mallocs-before.Mallocs)
+	}
+	if st.Entries > capacity || st.Evictions < 9*capacity-active {
+		t.Errorf("entries %d evictions %d", st.Entries, st.Evictions)
+	}
+	for i := range home {
+		k := flowKey(uint32(i))
+		if p := c.Schedule(svc, &k, FlagACK, now); p != home[i] {
+			t.Fatalf("active flow %d moved from %d to %d", i, home[i], p)
+		}
+	}
+}
+
+func TestNewCoreErrors(t *testing.T) {
+	for _, cfg := range []CoreConfig{{Capacity: -1}, {SweepBuckets: -1}, {ID: -1}} {
+		if _, err := NewCore(cfg); err == nil {
+			t.Errorf("NewCore(%+v) accepted", cfg)
+		}
+	}
+	c := mustCore(t, CoreConfig{Capacity: 3})
+	if c.Capacity() != ways {
+		t.Errorf("capacity 3 rounded to %d, want %d", c.Capacity(), ways)
+	}
+}
+
+func TestEntrySize(t *testing.T) {
+	if sizeofBucket != ways*BytesPerEntry {
+		t.Errorf("bucket is %d bytes, BytesPerEntry says %d", sizeofBucket, ways*BytesPerEntry)
+	}
+}

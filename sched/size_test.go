@@ -1,0 +1,5 @@
+package sched
+
+import "unsafe"
+
+const sizeofBucket = unsafe.Sizeof(bucket{})
