@@ -1,0 +1,445 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// Method is how a service forwards a packet to its backend.
+type Method uint8
+
+// The forwarding methods (DESIGN.md, "The job").
+const (
+	// MethodDR rewrites only the MAC addresses; the backend holds the VIP on its loopback.
+	MethodDR Method = iota + 1
+	// MethodTunnel prepends an outer IPv4 or IPv6 header (IPIP, IP6IP6, IPv4-in-IPv6).
+	MethodTunnel
+	// MethodNAT rewrites the destination address and port; replies come back through the LB.
+	MethodNAT
+)
+
+// String returns the configuration name of the method.
+func (m Method) String() string {
+	switch m {
+	case MethodDR:
+		return "dr"
+	case MethodTunnel:
+		return "tunnel"
+	case MethodNAT:
+		return "nat"
+	}
+	return fmt.Sprintf("method(%d)", uint8(m))
+}
+
+// ParseMethod parses "dr", "tunnel" or "nat".
+func ParseMethod(s string) (Method, error) {
+	switch s {
+	case "dr":
+		return MethodDR, nil
+	case "tunnel":
+		return MethodTunnel, nil
+	case "nat":
+		return MethodNAT, nil
+	}
+	return 0, fmt.Errorf("%w: %q (want dr, tunnel or nat)", ErrBadMethod, s)
+}
+
+// Errors returned by NewSnapshot, wrapped with the service and backend they are about.
+var (
+	ErrBadMethod     = errors.New("unknown forwarding method")
+	ErrBadService    = errors.New("invalid service")
+	ErrDupService    = errors.New("duplicate service")
+	ErrBadBackend    = errors.New("invalid backend")
+	ErrNATConflict   = errors.New("nat backend belongs to two services")
+	ErrBadRoute      = errors.New("invalid route")
+	ErrTargetsLength = errors.New("forwarding targets do not match the scheduler's backends")
+)
+
+// NextHop is where a packet leaves the LB: the egress interface, the MAC addresses to write
+// and the egress MTU. Control fills it from the kernel's routing and neighbour tables (see
+// ResolveNextHop); IfIndex 0 means "not resolved yet" and packets for it are dropped and
+// counted as no_route.
+type NextHop struct {
+	IfIndex int     // egress interface index; 0 = unresolved
+	SrcMAC  [6]byte // the egress interface's own MAC
+	DstMAC  [6]byte // the next hop's MAC (the backend's, or the gateway's)
+	MTU     int     // egress MTU; 0 means 1500
+}
+
+// Target is the forwarding data of one backend, parallel to the scheduler's backends.
+type Target struct {
+	// Addr is the backend's address: the next hop's key for dr, the outer destination for
+	// tunnel, the new destination for nat.
+	Addr netip.Addr
+	// Port is the nat backend port; 0 keeps the client's destination port. Must be 0 unless
+	// the method is nat.
+	Port uint16
+	Hop  NextHop
+}
+
+// ServiceSpec describes one service of a snapshot.
+type ServiceSpec struct {
+	Name   string
+	VIP    netip.Addr
+	Port   uint16 // 0 = all ports
+	Proto  uint8  // encap.ProtoTCP or encap.ProtoUDP
+	Method Method
+	// TunnelSource is the outer source of the tunnel method: a single address (/32, /128) or
+	// a prefix whose host bits are filled from the flow hash, so the backend's NIC spreads
+	// tunnelled flows over its queues. Its family picks the outer header: IPv4 (IPIP, 6in4)
+	// or IPv6 (IP6IP6, IPv4-in-IPv6); backends must be of the same family.
+	TunnelSource netip.Prefix
+	// Sched is the service's scheduler snapshot; Targets[i] forwards to its backend i.
+	Sched   *sched.Service
+	Targets []Target
+}
+
+// Route sends NAT replies (whose destination is a client) to a next hop. NewSnapshot keeps
+// host routes (/32, /128) in a hash table and the others in longest-prefix-first order.
+type Route struct {
+	Prefix netip.Prefix
+	Hop    NextHop
+}
+
+type target struct {
+	addr [16]byte
+	ip   netip.Addr
+	port uint16
+	v6   bool
+	hop  NextHop
+	tun  encap.Tunnel // tunnel method, when the next hop is resolved
+}
+
+// natPort is the source port of the backend's replies: its own port, or the service's when
+// it keeps the client's destination port (0 for an all-ports service: any port).
+func (t *target) natPort(svcPort uint16) uint16 {
+	if t.port != 0 {
+		return t.port
+	}
+	return svcPort
+}
+
+type service struct {
+	spec    ServiceSpec
+	vip     [16]byte
+	v6      bool
+	targets []target
+	vipIP   netip.Addr
+	tunV6   bool // tunnel method: the outer header is IPv6
+}
+
+type route struct {
+	addr [16]byte
+	bits int
+	v6   bool
+	hop  NextHop
+}
+
+// Snapshot is the immutable forwarding state that control publishes and workers load once
+// per batch: the services, their exact-port/all-port lookup, the stateless NAT return lookup
+// and the routes back to clients. Build it with NewSnapshot; never modify it afterwards.
+type Snapshot struct {
+	gen      uint64
+	services []service
+	byVIP    table // (VIP, port, proto) -> service index
+	byNAT    table // (backend, port, proto) -> service index
+	hosts    table // host route (addr) -> routes index
+	routes   []route
+	prefixes []int // indexes into routes of the non-host routes, longest prefix first
+}
+
+var snapshotGen atomic.Uint64
+
+func addr16(a netip.Addr) (b [16]byte, v6 bool) {
+	if a.Is4() || a.Is4In6() {
+		v4 := a.Unmap().As4()
+		copy(b[:4], v4[:])
+		return b, false
+	}
+	return a.As16(), true
+}
+
+func checkHop(h NextHop, v6 bool) error {
+	if h.IfIndex < 0 {
+		return fmt.Errorf("negative interface index %d", h.IfIndex)
+	}
+	min := 68
+	if v6 {
+		min = 1280
+	}
+	if h.MTU != 0 && (h.MTU < min || h.MTU > 65535) {
+		return fmt.Errorf("mtu %d out of range [%d, 65535]", h.MTU, min)
+	}
+	if h.IfIndex > 0 && (h.DstMAC == [6]byte{} || h.SrcMAC == [6]byte{}) {
+		return fmt.Errorf("interface %d without both MAC addresses", h.IfIndex)
+	}
+	return nil
+}
+
+// NewSnapshot validates services and routes and builds a snapshot. Errors name the service
+// (and backend) at fault and wrap one of the Err* sentinels.
+func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
+	s := &Snapshot{
+		gen:      snapshotGen.Add(1),
+		services: make([]service, 0, len(services)),
+		byVIP:    newTable(len(services)),
+	}
+	names := make(map[string]bool, len(services))
+	nNAT := 0
+	for i := range services {
+		sp := &services[i]
+		if sp.Method == MethodNAT {
+			nNAT += len(sp.Targets)
+		}
+	}
+	s.byNAT = newTable(nNAT)
+	for i := range services {
+		sv, err := buildService(&services[i])
+		if err != nil {
+			return nil, err
+		}
+		if names[sv.spec.Name] {
+			return nil, fmt.Errorf("service %q: %w: name used twice", sv.spec.Name, ErrDupService)
+		}
+		names[sv.spec.Name] = true
+		k := tupleKey{addr: sv.vip, port: sv.spec.Port, proto: sv.spec.Proto, v6: sv.v6}
+		if !s.byVIP.insert(k, i) {
+			other := s.services[s.byVIP.get(&k)].spec.Name
+			return nil, fmt.Errorf("service %q: %w: %s port %d proto %d is also service %q",
+				sv.spec.Name, ErrDupService, sv.spec.VIP, sv.spec.Port, sv.spec.Proto, other)
+		}
+		if sv.spec.Method == MethodNAT {
+			for j, t := range sv.targets {
+				k := tupleKey{addr: t.addr, port: t.natPort(sv.spec.Port), proto: sv.spec.Proto, v6: t.v6}
+				if !s.byNAT.insert(k, i) {
+					if o := s.byNAT.get(&k); o != i {
+						return nil, fmt.Errorf("service %q backend %d (%s port %d): %w %q",
+							sv.spec.Name, j, sv.spec.Targets[j].Addr, t.port, ErrNATConflict,
+							s.services[o].spec.Name)
+					}
+					return nil, fmt.Errorf("service %q backend %d (%s port %d): %w: listed twice",
+						sv.spec.Name, j, sv.spec.Targets[j].Addr, t.port, ErrBadBackend)
+				}
+			}
+		}
+		s.services = append(s.services, sv)
+	}
+	if err := s.buildRoutes(routes); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func buildService(sp *ServiceSpec) (service, error) {
+	sv := service{spec: *sp}
+	sv.spec.Targets = slices.Clone(sp.Targets)
+	bad := func(format string, a ...any) (service, error) {
+		return service{}, fmt.Errorf("service %q: %w: %s", sp.Name, ErrBadService, fmt.Sprintf(format, a...))
+	}
+	if sp.Name == "" {
+		return bad("empty name")
+	}
+	if !sp.VIP.IsValid() || sp.VIP.IsUnspecified() {
+		return bad("vip %v is not a usable address", sp.VIP)
+	}
+	if sp.Proto != encap.ProtoTCP && sp.Proto != encap.ProtoUDP {
+		return bad("protocol %d (want tcp %d or udp %d)", sp.Proto, encap.ProtoTCP, encap.ProtoUDP)
+	}
+	switch sp.Method {
+	case MethodDR, MethodTunnel, MethodNAT:
+	default:
+		return service{}, fmt.Errorf("service %q: %w: %d", sp.Name, ErrBadMethod, sp.Method)
+	}
+	if sp.Sched == nil {
+		return bad("no scheduler snapshot")
+	}
+	if n := sp.Sched.Len(); n != len(sp.Targets) {
+		return service{}, fmt.Errorf("service %q: %w: %d targets for %d backends",
+			sp.Name, ErrTargetsLength, len(sp.Targets), n)
+	}
+	sv.vip, sv.v6 = addr16(sp.VIP)
+	sv.vipIP = sp.VIP.Unmap()
+	if sp.Method == MethodTunnel {
+		if !sp.TunnelSource.IsValid() {
+			return bad("tunnel method without tunnel source")
+		}
+		sv.tunV6 = sp.TunnelSource.Addr().Unmap().Is6()
+	} else if sp.TunnelSource.IsValid() {
+		return bad("tunnel source set for method %v", sp.Method)
+	}
+	sv.targets = make([]target, len(sp.Targets))
+	for j, t := range sp.Targets {
+		badT := func(format string, a ...any) (service, error) {
+			return service{}, fmt.Errorf("service %q backend %d (%v): %w: %s",
+				sp.Name, j, t.Addr, ErrBadBackend, fmt.Sprintf(format, a...))
+		}
+		if !t.Addr.IsValid() || t.Addr.IsUnspecified() {
+			return badT("not a usable address")
+		}
+		a, v6 := addr16(t.Addr)
+		switch sp.Method {
+		case MethodDR, MethodNAT:
+			if v6 != sv.v6 {
+				return badT("address family differs from the vip %v", sp.VIP)
+			}
+		case MethodTunnel:
+			if v6 != sv.tunV6 {
+				return badT("address family differs from the tunnel source %v", sp.TunnelSource)
+			}
+		}
+		if t.Port != 0 && sp.Method != MethodNAT {
+			return badT("port %d set for method %v", t.Port, sp.Method)
+		}
+		if t.Port != 0 && sp.Port == 0 {
+			return badT("port %d set for an all-ports service", t.Port)
+		}
+		if err := checkHop(t.Hop, v6); err != nil {
+			return badT("%v", err)
+		}
+		tg := target{addr: a, ip: t.Addr.Unmap(), port: t.Port, v6: v6, hop: t.Hop}
+		if tg.hop.MTU == 0 {
+			tg.hop.MTU = 1500
+		}
+		if sp.Method == MethodTunnel && t.Hop.IfIndex > 0 {
+			tun, err := encap.NewTunnel(encap.TunnelConfig{DstMAC: t.Hop.DstMAC, SrcMAC: t.Hop.SrcMAC,
+				Backend: tg.ip, Source: sp.TunnelSource, MTU: tg.hop.MTU})
+			if err != nil {
+				return badT("tunnel: %v", err)
+			}
+			tg.tun = tun
+		}
+		sv.targets[j] = tg
+	}
+	return sv, nil
+}
+
+func (s *Snapshot) buildRoutes(routes []Route) error {
+	s.routes = make([]route, 0, len(routes))
+	nHost := 0
+	for _, r := range routes {
+		if r.Prefix.IsSingleIP() {
+			nHost++
+		}
+	}
+	s.hosts = newTable(nHost)
+	for i, r := range routes {
+		if !r.Prefix.IsValid() {
+			return fmt.Errorf("route %d: %w: invalid prefix", i, ErrBadRoute)
+		}
+		p := r.Prefix.Masked()
+		a, v6 := addr16(p.Addr())
+		bits := p.Bits()
+		if p.Addr().Is4In6() {
+			bits -= 96
+		}
+		if err := checkHop(r.Hop, v6); err != nil {
+			return fmt.Errorf("route %v: %w: %w", p, ErrBadRoute, err)
+		}
+		hop := r.Hop
+		if hop.MTU == 0 {
+			hop.MTU = 1500
+		}
+		s.routes = append(s.routes, route{addr: a, bits: bits, v6: v6, hop: hop})
+		idx := len(s.routes) - 1
+		if p.IsSingleIP() {
+			if !s.hosts.insert(tupleKey{addr: a, v6: v6}, idx) {
+				return fmt.Errorf("route %v: %w: listed twice", p, ErrBadRoute)
+			}
+			continue
+		}
+		s.prefixes = append(s.prefixes, idx)
+	}
+	slices.SortStableFunc(s.prefixes, func(a, b int) int { return s.routes[b].bits - s.routes[a].bits })
+	return nil
+}
+
+// Generation is a number that grows with every snapshot built in this process.
+func (s *Snapshot) Generation() uint64 { return s.gen }
+
+// NumServices returns the number of services.
+func (s *Snapshot) NumServices() int { return len(s.services) }
+
+// Service returns service i's spec (a copy; its Targets slice is shared and must not be
+// modified).
+func (s *Snapshot) Service(i int) ServiceSpec { return s.services[i].spec }
+
+// lookup returns the index of the service for (dst, port, proto): an exact-port service
+// first, then an all-ports one; -1 if none.
+func (s *Snapshot) lookup(k *encap.FlowKey) int {
+	t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
+	if i := s.byVIP.get(&t); i >= 0 {
+		return i
+	}
+	t.port = 0
+	return s.byVIP.get(&t)
+}
+
+// lookupNAT returns the index of the nat service whose backend sent k (a reply: the source is
+// the backend), exact backend port first, then a port-keeping backend; -1 if none.
+func (s *Snapshot) lookupNAT(k *encap.FlowKey) int {
+	if len(s.byNAT.slots) == 0 {
+		return -1
+	}
+	t := tupleKey{addr: k.Src, port: k.SrcPort, proto: k.Proto, v6: k.V6}
+	if i := s.byNAT.get(&t); i >= 0 {
+		return i
+	}
+	t.port = 0
+	return s.byNAT.get(&t)
+}
+
+// route returns the next hop toward dst, or nil.
+func (s *Snapshot) route(dst *[16]byte, v6 bool) *NextHop {
+	if i := s.hosts.get(&tupleKey{addr: *dst, v6: v6}); i >= 0 {
+		return &s.routes[i].hop
+	}
+	for _, i := range s.prefixes {
+		r := &s.routes[i]
+		if r.v6 == v6 && prefixMatch(dst, &r.addr, r.bits) {
+			return &r.hop
+		}
+	}
+	return nil
+}
+
+func prefixMatch(a, p *[16]byte, bits int) bool {
+	n := bits / 8
+	for i := 0; i < n; i++ {
+		if a[i] != p[i] {
+			return false
+		}
+	}
+	if r := bits % 8; r != 0 {
+		m := byte(0xff << (8 - r))
+		return a[n]&m == p[n]
+	}
+	return true
+}
+
+// LookupService returns the name of the service that receives packets for (dst, port, proto),
+// as the workers see it. Meant for tests and tools, not for the packet path.
+func (s *Snapshot) LookupService(dst netip.Addr, port uint16, proto uint8) (string, bool) {
+	a, v6 := addr16(dst)
+	i := s.lookup(&encap.FlowKey{Dst: a, DstPort: port, Proto: proto, V6: v6})
+	if i < 0 {
+		return "", false
+	}
+	return s.services[i].spec.Name, true
+}
+
+// LookupNATReturn returns the name of the nat service whose backend (src, port, proto) a reply
+// comes from. Meant for tests and tools, not for the packet path.
+func (s *Snapshot) LookupNATReturn(src netip.Addr, port uint16, proto uint8) (string, bool) {
+	a, v6 := addr16(src)
+	i := s.lookupNAT(&encap.FlowKey{Src: a, SrcPort: port, Proto: proto, V6: v6})
+	if i < 0 {
+		return "", false
+	}
+	return s.services[i].spec.Name, true
+}
