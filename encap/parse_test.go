@@ -97,7 +97,7 @@ func TestParseEthernetPadding(t *testing.T) {
 
 // ipv6Ext builds an IPv6 UDP frame behind the given extension headers: each entry is the
 // next-header number of the extension header (0, 43, 60, 44 with frag offset fragOff).
-func ipv6Ext(t *testing.T, exts []uint8, fragOff uint16, more bool) []byte {
+func ipv6Ext(t testing.TB, exts []uint8, fragOff uint16, more bool) []byte {
 	t.Helper()
 	udp := make([]byte, 8+12)
 	binary.BigEndian.PutUint16(udp[0:], 1111)
@@ -218,7 +218,7 @@ func TestParseIPv4Fragments(t *testing.T) {
 
 // icmpError builds an ICMP (v6) error frame from router to client... here: from a router to the
 // VIP, quoting a VIP->client packet of the given spec (as the client's path would).
-func icmpError(t *testing.T, inner pktSpec, typ, code uint8, quote int) []byte {
+func icmpError(t testing.TB, inner pktSpec, typ, code uint8, quote int) []byte {
 	t.Helper()
 	orig := mk(t, inner)
 	q := orig[14:]
