@@ -1,0 +1,48 @@
+package sched
+
+import "testing"
+
+// TestScheduleAllocs proves the per-packet path allocates nothing once the core has seen the
+// snapshot: hits, misses with inserts and evictions, rescheduling, for every strategy.
+func TestScheduleAllocs(t *testing.T) {
+	for s := range numStrategies {
+		svc := mustService(t, ServiceConfig{Strategy: s, TableSize: 4093}, weighted(1, 2, 3, 0, 5))
+		c := mustCore(t, CoreConfig{Capacity: 1 << 10})
+		c.Prepare(svc)
+		k := flowKey(1)
+		c.Schedule(svc, &k, FlagSYN, 0)
+		if n := testing.AllocsPerRun(1000, func() { c.Schedule(svc, &k, FlagACK, 1) }); n != 0 {
+			t.Errorf("%v: hit: %v allocs", s, n)
+		}
+		i := uint32(100)
+		if n := testing.AllocsPerRun(5000, func() { // fills and then evicts
+			i++
+			k := flowKey(i)
+			c.Schedule(svc, &k, FlagSYN, int64(i))
+		}); n != 0 {
+			t.Errorf("%v: miss+insert: %v allocs", s, n)
+		}
+		// Rescheduling: backend 0 goes down in a snapshot the core has seen.
+		down := weighted(1, 2, 3, 0, 5)
+		down[0].Up = false
+		svc2 := mustService(t, ServiceConfig{Strategy: s, TableSize: 4093}, down)
+		c.Prepare(svc2)
+		if n := testing.AllocsPerRun(1000, func() {
+			i++
+			k := flowKey(i % 6000)
+			c.Schedule(svc2, &k, FlagACK, int64(i))
+		}); n != 0 {
+			t.Errorf("%v: reschedule: %v allocs", s, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { c.Maintain(int64(i) + 1e12) }); n != 0 {
+			t.Errorf("%v: Maintain: %v allocs", s, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = c.Stats() }); n != 0 {
+			t.Errorf("%v: Stats: %v allocs", s, n)
+		}
+	}
+	k := flowKey(3)
+	if n := testing.AllocsPerRun(1000, func() { _ = Hash(&k); _ = HashSource(&k) }); n != 0 {
+		t.Errorf("Hash: %v allocs", n)
+	}
+}

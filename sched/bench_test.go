@@ -1,0 +1,296 @@
+package sched
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// Sizes of the live-flow benchmarks.
+var liveSizes = []struct {
+	name string
+	n    int
+}{{"64k", 1 << 16}, {"1M", 1 << 20}}
+
+func BenchmarkMaglevBuild(b *testing.B) {
+	for _, tc := range []struct{ n, m int }{
+		{100, 251}, {100, 4093}, {100, 65537}, {100, 1048573}, {1000, 65537}, {1000, 1048573},
+	} {
+		b.Run(fmt.Sprintf("backends=%d/M=%d", tc.n, tc.m), func(b *testing.B) {
+			bs := backends(tc.n)
+			var bld Builder
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bld.Build(ServiceConfig{TableSize: tc.m}, bs); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkHash(b *testing.B) {
+	k := flowKey(12345)
+	var sink uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		sink += Hash(&k)
+		k.SrcPort++
+	}
+	_ = sink
+}
+
+// liveCore returns a core of capacity cap with n live flows (keys[0:n]) of svc.
+func liveCore(b *testing.B, svc *Service, capacity, n int) (*Core, []Key) {
+	c := mustCore(b, CoreConfig{Capacity: capacity})
+	keys := make([]Key, n)
+	for i := range keys {
+		keys[i] = flowKey(uint32(i))
+		c.Schedule(svc, &keys[i], FlagSYN, 0)
+	}
+	return c, keys
+}
+
+// stride walks a key slice in an order unrelated to insertion order (a prime step).
+const stride = 7919
+
+// BenchmarkScheduleHit: a packet of a known flow, tables of 1M entries holding 64k or 1M
+// live flows, visited in a scattered order.
+func BenchmarkScheduleHit(b *testing.B) {
+	svc := mustService(b, ServiceConfig{}, backends(16))
+	for _, sz := range liveSizes {
+		b.Run("live="+sz.name, func(b *testing.B) {
+			c, keys := liveCore(b, svc, DefaultCapacity, sz.n)
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				if i += stride; i >= len(keys) {
+					i -= len(keys)
+				}
+				c.Schedule(svc, &keys[i], FlagACK, 1)
+			}
+			b.StopTimer()
+			c.Maintain(1)
+			if st := c.Stats(); st.Misses != uint64(sz.n) {
+				b.Fatalf("misses %d, want only the %d preloads", st.Misses, sz.n)
+			}
+		})
+	}
+}
+
+// BenchmarkScheduleMissInsert: a new flow into a full table (64k or 1M live flows, capacity
+// the same): every insert schedules by Maglev and evicts the least recently seen of 16.
+func BenchmarkScheduleMissInsert(b *testing.B) {
+	svc := mustService(b, ServiceConfig{}, backends(16))
+	for _, sz := range liveSizes {
+		b.Run("live="+sz.name, func(b *testing.B) {
+			c, _ := liveCore(b, svc, sz.n, sz.n)
+			next := uint32(sz.n)
+			b.ReportAllocs()
+			for b.Loop() {
+				next++
+				k := flowKey(next)
+				c.Schedule(svc, &k, FlagSYN, int64(next))
+			}
+		})
+	}
+}
+
+// BenchmarkSchedulePacket: one packet as the worker sees it, 1M-entry table holding 64k or
+// 1M live flows: 31 of 32 packets belong to known flows, 1 starts a new flow (at 1M it
+// evicts). Per strategy.
+func BenchmarkSchedulePacket(b *testing.B) {
+	for _, s := range []Strategy{Maglev, SourceHash, RoundRobin, WeightedRoundRobin, Random, LeastConn, LeastLoad} {
+		svc := mustService(b, ServiceConfig{Strategy: s}, weighted(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16))
+		for _, sz := range liveSizes {
+			b.Run(fmt.Sprintf("%v/live=%s", s, sz.name), func(b *testing.B) {
+				c, keys := liveCore(b, svc, DefaultCapacity, sz.n)
+				i, next := 0, uint32(1<<24)
+				var now int64
+				b.ReportAllocs()
+				for b.Loop() {
+					now++
+					if now&31 == 0 {
+						next++
+						k := flowKey(next)
+						c.Schedule(svc, &k, FlagSYN, now)
+						continue
+					}
+					if i += stride; i >= len(keys) {
+						i -= len(keys)
+					}
+					c.Schedule(svc, &keys[i], FlagACK, now)
+				}
+			})
+		}
+	}
+}
+
+// newRistretto returns a ristretto cache sized for n flows, keyed by the flow hash, valued
+// by the backend ID, as its README recommends (NumCounters 10x the items).
+func newRistretto(tb testing.TB, n int) *ristretto.Cache[uint64, uint32] {
+	c, err := ristretto.NewCache(&ristretto.Config[uint64, uint32]{
+		NumCounters:        int64(10 * n),
+		MaxCost:            int64(n),
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// BenchmarkRistrettoHit: Get of a present flow, beside BenchmarkScheduleHit (same sizes,
+// same scattered order; hashing included as in Schedule).
+func BenchmarkRistrettoHit(b *testing.B) {
+	for _, sz := range liveSizes {
+		b.Run("live="+sz.name, func(b *testing.B) {
+			rc := newRistretto(b, sz.n)
+			keys := make([]Key, sz.n)
+			for i := range keys {
+				keys[i] = flowKey(uint32(i))
+				rc.Set(Hash(&keys[i]), uint32(i%16), 1)
+			}
+			rc.Wait()
+			i, hits := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				if i += stride; i >= len(keys) {
+					i -= len(keys)
+				}
+				if _, ok := rc.Get(Hash(&keys[i])); ok {
+					hits++
+				}
+			}
+			b.ReportMetric(float64(hits)/float64(b.N), "hit-ratio")
+		})
+	}
+}
+
+// BenchmarkRistrettoMissInsert: Get (miss) then Set of a new flow into a full cache, beside
+// BenchmarkScheduleMissInsert.
+func BenchmarkRistrettoMissInsert(b *testing.B) {
+	for _, sz := range liveSizes {
+		b.Run("live="+sz.name, func(b *testing.B) {
+			rc := newRistretto(b, sz.n)
+			for i := range sz.n {
+				k := flowKey(uint32(i))
+				rc.Set(Hash(&k), 1, 1)
+			}
+			rc.Wait()
+			next := uint32(sz.n)
+			b.ReportAllocs()
+			for b.Loop() {
+				next++
+				k := flowKey(next)
+				h := Hash(&k)
+				if _, ok := rc.Get(h); !ok {
+					rc.Set(h, 1, 1)
+				}
+			}
+		})
+	}
+}
+
+// heapAfter returns the live heap after a GC.
+func heapAfter() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestConnTableVersusRistretto measures, beside each other: whether an insert is visible to
+// the very next lookup, how many of a flood's flows are kept, and the memory per flow. Our
+// table must see every insert at once; ristretto's numbers are reported (they depend on its
+// asynchronous Set and admission policy, so they are not asserted).
+func TestConnTableVersusRistretto(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates about 100 MB")
+	}
+	const n = 1 << 16
+	svc := mustService(t, ServiceConfig{}, backends(16))
+
+	// 1. Visibility: insert, then look up at once.
+	c := mustCore(t, CoreConfig{Capacity: n})
+	rc := newRistretto(t, n)
+	const probes = 10000
+	ours, theirs := 0, 0
+	for i := range uint32(probes) {
+		k := flowKey(i)
+		p := c.Schedule(svc, &k, FlagSYN, 0)
+		c.Maintain(0)
+		before := c.Stats().Hits
+		if c.Schedule(svc, &k, FlagACK, 0) == p {
+			c.Maintain(0)
+			if c.Stats().Hits == before+1 {
+				ours++
+			}
+		}
+		h := Hash(&k)
+		rc.Set(h, uint32(p), 1)
+		if _, ok := rc.Get(h); ok {
+			theirs++
+		}
+	}
+	t.Logf("insert visible to the next lookup: sched %d/%d, ristretto %d/%d", ours, probes, theirs, probes)
+	if ours != probes {
+		t.Errorf("sched: only %d of %d inserts visible to the next lookup", ours, probes)
+	}
+
+	// 2. Retention: offer 2x capacity distinct flows (Wait after each batch of 64, as a
+	// worker would at best), then ask for the most recent capacity/2 flows.
+	c = mustCore(t, CoreConfig{Capacity: n})
+	rc = newRistretto(t, n)
+	total := uint32(2 * n)
+	for i := range total {
+		k := flowKey(i)
+		p := c.Schedule(svc, &k, FlagSYN, int64(i))
+		rc.Set(Hash(&k), uint32(p), 1)
+		if i%64 == 63 {
+			rc.Wait()
+		}
+	}
+	rc.Wait()
+	keptOurs, keptTheirs := 0, 0
+	c.Maintain(int64(total))
+	missesBefore := c.Stats().Misses
+	for i := total - n/2; i < total; i++ {
+		k := flowKey(i)
+		c.Schedule(svc, &k, FlagACK, int64(total))
+		if _, ok := rc.Get(Hash(&k)); ok {
+			keptTheirs++
+		}
+	}
+	c.Maintain(int64(total))
+	keptOurs = n/2 - int(c.Stats().Misses-missesBefore)
+	t.Logf("of the last %d flows of a %d-flow flood into %d entries: sched keeps %d, ristretto %d", n/2, total, n, keptOurs, keptTheirs)
+	if keptOurs < n/2*99/100 {
+		t.Errorf("sched kept only %d of the %d most recent flows", keptOurs, n/2)
+	}
+
+	// 3. Memory for 1M flows.
+	const big = 1 << 20
+	h0 := heapAfter()
+	cb := mustCore(t, CoreConfig{Capacity: big})
+	for i := range uint32(big) {
+		k := flowKey(i)
+		cb.Schedule(svc, &k, FlagSYN, 0)
+	}
+	h1 := heapAfter()
+	rb := newRistretto(t, big)
+	for i := range uint32(big) {
+		k := flowKey(i)
+		rb.Set(Hash(&k), 1, 1)
+	}
+	rb.Wait()
+	h2 := heapAfter()
+	t.Logf("heap for %d flows: sched %.1f MiB (%.0f B/flow), ristretto %.1f MiB (%.0f B/flow)",
+		big, float64(h1-h0)/(1<<20), float64(h1-h0)/big, float64(h2-h1)/(1<<20), float64(h2-h1)/big)
+	runtime.KeepAlive(cb)
+	runtime.KeepAlive(rb)
+}
