@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -144,6 +146,7 @@ func httpBackend() (http.Handler, *atomic.Int64) {
 func newHTTPServer(t *testing.T, tls bool) (*httptest.Server, *atomic.Int64) {
 	h, conns := httpBackend()
 	s := httptest.NewUnstartedServer(h)
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // rejected certificates are expected here
 	s.Config.ConnState = func(c net.Conn, st http.ConnState) {
 		if st == http.StateNew {
 			conns.Add(1)
@@ -188,7 +191,11 @@ func TestHTTP(t *testing.T) {
 			c := tc.c
 			c.Target = target
 			start := time.Now()
-			rep, err := c.Check(ctxTimeout(t, 300*time.Millisecond))
+			timeout := 5 * time.Second // generous: a loaded machine under -race is slow
+			if tc.wantErr == ErrTimeout {
+				timeout = 300 * time.Millisecond
+			}
+			rep, err := c.Check(ctxTimeout(t, timeout))
 			if tc.wantErr != ErrConfig {
 				probes++
 			}

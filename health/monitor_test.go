@@ -232,7 +232,7 @@ func TestMonitorValidation(t *testing.T) {
 }
 
 func TestMonitorStagger(t *testing.T) {
-	const n, interval = 16, 400 * time.Millisecond
+	const n, interval = 16, 600 * time.Millisecond
 	for _, stagger := range []bool{true, false} {
 		m := NewMonitor(context.Background(), Options{NoStagger: !stagger})
 		start := time.Now()
@@ -255,7 +255,8 @@ func TestMonitorStagger(t *testing.T) {
 			}
 			last = max(last, d)
 		}
-		if stagger && (last-first < interval/4 || last > interval+interval/2) {
+		// Generous upper bounds: timers fire late on a loaded machine (and under -race).
+		if stagger && (last-first < interval/4 || last > 2*interval) {
 			t.Errorf("staggered first probes span %v..%v, want spread within the %v interval", first, last, interval)
 		}
 		if !stagger && last > interval/2 {
