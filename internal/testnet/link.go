@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -81,7 +82,9 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 // AddAddr adds address p (with its prefix length) to interface ifname in the namespace,
-// without duplicate address detection.
+// without duplicate address detection, and waits (up to 5s) until the kernel routes it as
+// local: an IPv6 address gets its local route from deferred work, so a packet to it in the
+// first milliseconds would be answered "no route".
 func (n *NS) AddAddr(ifname string, p netip.Prefix) error {
 	l, err := n.nl.LinkByName(ifname)
 	if err != nil {
@@ -94,7 +97,22 @@ func (n *NS) AddAddr(ifname string, p netip.Prefix) error {
 	if err := n.nl.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("%s: add %s to %s: %w", n.name, p, ifname, err)
 	}
-	return nil
+	return n.waitLocal(p.Addr(), 5*time.Second)
+}
+
+// waitLocal polls the routing table until addr resolves to a local route.
+func (n *NS) waitLocal(addr netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		rs, err := n.nl.RouteGet(addr.AsSlice())
+		if err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %s not routed as local after %v (%v)", n.name, addr, timeout, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // DelAddr removes address p from interface ifname in the namespace.
