@@ -64,6 +64,7 @@ func pick(v6 bool, a4, a6 netip.Addr) netip.Addr {
 // client (AF_PACKET) to a backend's own address, with the VIP as the inner destination,
 // and checks the backend's UDP echo answers straight to the client from the VIP.
 func TestDecapUDP(t *testing.T) {
+	t.Parallel()
 	decapUDPOn(t, New(t, Config{Backends: 1, Decap: true, NoHTTP: true}))
 }
 
@@ -119,6 +120,7 @@ func decapUDPOn(t *testing.T, n *Net) {
 // TestDecapTCPSyn sends an IPIP-encapsulated TCP SYN to the VIP and watches the client's
 // wire for the backend's SYN-ACK from the VIP; plain traffic to the backend still works.
 func TestDecapTCPSyn(t *testing.T) {
+	t.Parallel()
 	n := New(t, Config{Backends: 1, Decap: true})
 	b := n.Backends[0]
 	raw, err := n.Client.RawSocket("eth0")

@@ -12,13 +12,14 @@ import (
 
 // Iface is one interface of a host namespace.
 type Iface struct {
-	Name  string           // name inside the host namespace, e.g. "eth0"
-	Index int              // ifindex inside the host namespace
-	MAC   net.HardwareAddr // its MAC address
-	Addr  netip.Prefix     // IPv4 address with the segment's prefix length
-	Addr6 netip.Prefix     // IPv6 address; invalid when IPv6 is off
-	Peer  string           // the veth peer (a bridge port) in the switch namespace
-	MTU   int
+	Name   string           // name inside the host namespace, e.g. "eth0"
+	Index  int              // ifindex inside the host namespace
+	MAC    net.HardwareAddr // its MAC address
+	Addr   netip.Prefix     // IPv4 address with the segment's prefix length
+	Addr6  netip.Prefix     // IPv6 address; invalid when IPv6 is off
+	Peer   string           // the veth peer (a bridge port) in the switch namespace
+	MTU    int
+	Queues int // rx queues (as many tx queues)
 }
 
 // newBridge makes a bridge in ns, up, without STP delay or multicast snooping (so IPv6
@@ -41,12 +42,14 @@ func newBridge(ns *NS, name string, mtu int) (netlink.Link, error) {
 
 // plug connects host to the bridge br in the switch namespace sw with a veth pair: swName
 // is the bridge port, hostName the interface in host. Both ends come up with offloads off.
-func plug(sw *NS, br netlink.Link, swName string, host *NS, hostName string, mtu int) (Iface, error) {
+func plug(sw *NS, br netlink.Link, swName string, host *NS, hostName string, mtu, queues int) (Iface, error) {
 	v := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: swName, MTU: mtu},
-		PeerName:      hostName,
-		PeerNamespace: netlink.NsFd(host.handle),
-		PeerMTU:       uint32(mtu),
+		LinkAttrs:       netlink.LinkAttrs{Name: swName, MTU: mtu, NumTxQueues: queues, NumRxQueues: queues},
+		PeerName:        hostName,
+		PeerNamespace:   netlink.NsFd(host.handle),
+		PeerMTU:         uint32(mtu),
+		PeerNumTxQueues: uint32(queues),
+		PeerNumRxQueues: uint32(queues),
 	}
 	if err := sw.nl.LinkAdd(v); err != nil {
 		return Iface{}, fmt.Errorf("%s: add veth %s<->%s/%s: %w", sw.name, swName, host.name, hostName, err)
@@ -74,7 +77,7 @@ func plug(sw *NS, br netlink.Link, swName string, host *NS, hostName string, mtu
 	if err := host.nl.LinkSetUp(hl); err != nil {
 		return Iface{}, fmt.Errorf("%s: set %s up: %w", host.name, hostName, err)
 	}
-	return Iface{Name: hostName, Index: hl.Attrs().Index, MAC: hl.Attrs().HardwareAddr, Peer: swName, MTU: mtu}, nil
+	return Iface{Name: hostName, Index: hl.Attrs().Index, MAC: hl.Attrs().HardwareAddr, Peer: swName, MTU: hl.Attrs().MTU, Queues: hl.Attrs().NumRxQueues}, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -66,6 +67,9 @@ func New(t TB, cfg Config) *Net {
 	t.Helper()
 	Skip(t)
 	n, err := Build(cfg)
+	if errors.Is(err, ErrUnsupported) {
+		t.Skipf("testnet: %v", err)
+	}
 	if err != nil {
 		t.Fatalf("testnet: %v", err)
 	}

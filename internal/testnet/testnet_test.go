@@ -40,10 +40,15 @@ func getName(t *testing.T, c *NS, url string) string {
 }
 
 func TestOneArm(t *testing.T) {
-	n := New(t, Config{Backends: 3})
-	if got := len(n.Namespaces()); got != 6 {
-		t.Fatalf("namespaces = %d, want 6 (sw, client, lb, 3 backends)", got)
+	t.Parallel()
+	n := New(t, Config{Backends: 3, LBs: 2})
+	if got := len(n.Namespaces()); got != 7 {
+		t.Fatalf("namespaces = %d, want 7 (sw, client, lb, lb1, 3 backends)", got)
 	}
+	if n.LBs[1].Addr() != netip.MustParseAddr("198.18.0.3") || n.LBs[1].Name() != "xlb-"+n.ID+"-lb1" {
+		t.Errorf("second LB: %s %s", n.LBs[1].Name(), n.LBs[1].Addr())
+	}
+	ping(t, n.Client.NS, n.LBs[1].Addr6())
 	for _, ns := range n.Namespaces() {
 		if !strings.HasPrefix(ns.Name(), "xlb-"+n.ID+"-") {
 			t.Errorf("namespace %q lacks prefix xlb-%s-", ns.Name(), n.ID)
@@ -100,12 +105,21 @@ func TestOneArm(t *testing.T) {
 }
 
 func TestTwoArm(t *testing.T) {
-	n := New(t, Config{Kind: TwoArm, Backends: 2, MTU: 1400})
+	t.Parallel()
+	n := New(t, Config{Kind: TwoArm, Backends: 2, MTU: 1400, Queues: 2})
 	if len(n.LBIfaces()) != 2 || n.LBIfaces()[1].Name != "eth1" {
 		t.Fatalf("LB interfaces = %+v, want eth0 and eth1", n.LBIfaces())
 	}
-	if n.LBIfaces()[0].MTU != 1400 {
-		t.Errorf("LB MTU = %d, want 1400", n.LBIfaces()[0].MTU)
+	for _, h := range []*Host{n.Client, n.LB, n.Backends[1].Host} {
+		for _, ifc := range h.Ifaces {
+			l, err := h.Handle().LinkByName(ifc.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := l.Attrs(); a.MTU != 1400 || a.NumRxQueues != 2 || a.NumTxQueues != 2 || ifc.Queues != 2 {
+				t.Errorf("%s %s: mtu %d, queues rx %d tx %d (Iface says %d), want 1400 and 2", h.Name(), ifc.Name, a.MTU, a.NumRxQueues, a.NumTxQueues, ifc.Queues)
+			}
+		}
 	}
 	ping(t, n.Client.NS, n.LB.Addr())
 	for _, b := range n.Backends {
@@ -122,7 +136,7 @@ func TestTwoArm(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
-	for _, c := range []Config{{Backends: -1}, {Backends: MaxBackends + 1}, {MTU: 100}, {Kind: 7}, {Kind: TwoArm, LBs: 2}} {
+	for _, c := range []Config{{Backends: -1}, {Backends: MaxBackends + 1}, {MTU: 100}, {Kind: 7}, {Kind: TwoArm, LBs: 2}, {Queues: 17}} {
 		if _, err := Build(c); !errors.Is(err, ErrConfig) {
 			t.Errorf("Build(%+v) = %v, want ErrConfig", c, err)
 		}
@@ -130,6 +144,7 @@ func TestBadConfig(t *testing.T) {
 }
 
 func TestKillRevive(t *testing.T) {
+	t.Parallel()
 	n := New(t, Config{Backends: 1})
 	b := n.Backends[0]
 	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true, Timeout: time.Second})
@@ -244,6 +259,7 @@ func TestStartKilledOnClose(t *testing.T) {
 }
 
 func TestEcho(t *testing.T) {
+	t.Parallel()
 	n := New(t, Config{Backends: 1, NoHTTP: true})
 	b := n.Backends[0]
 	if _, err := b.ServeTCPEcho(":7"); err != nil {

@@ -40,6 +40,7 @@ type Config struct {
 	Backends    int  // number of backends; 0 means 2
 	LBs         int  // number of LB namespaces (OneArm only; e.g. 2 for HA tests); 0 means 1
 	MTU         int  // MTU of every veth and bridge; 0 means 1500
+	Queues      int  // rx and tx queues of every veth (AF_XDP binds per queue); 0 means 1
 	DisableIPv6 bool // configure IPv4 only
 	NoVIPOnLB   bool // do not put the VIPs on the LB (e.g. when a VRRP test owns them)
 	HTTPPort    int  // port of the backends' HTTP servers; 0 means 80
@@ -129,6 +130,9 @@ func Build(cfg Config) (*Net, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
+	if cfg.Queues == 0 {
+		cfg.Queues = 1
+	}
 	if cfg.HTTPPort == 0 {
 		cfg.HTTPPort = 80
 	}
@@ -139,6 +143,8 @@ func Build(cfg Config) (*Net, error) {
 		return nil, fmt.Errorf("%w: %d LBs (1..8)", ErrConfig, cfg.LBs)
 	case cfg.Kind == TwoArm && cfg.LBs != 1:
 		return nil, fmt.Errorf("%w: two-arm supports one LB", ErrConfig)
+	case cfg.Queues < 0 || cfg.Queues > 16:
+		return nil, fmt.Errorf("%w: %d queues (1..16)", ErrConfig, cfg.Queues)
 	case cfg.MTU < 1280 || cfg.MTU > 9000:
 		return nil, fmt.Errorf("%w: mtu %d (1280..9000)", ErrConfig, cfg.MTU)
 	case cfg.Kind != OneArm && cfg.Kind != TwoArm:
@@ -178,7 +184,7 @@ func (n *Net) attach(br string, swPort string, h *Host, hostIf string, seg segme
 	if err != nil {
 		return Iface{}, fmt.Errorf("%s: find %s: %w", n.Switch.name, br, err)
 	}
-	ifc, err := plug(n.Switch, brl, swPort, h.NS, hostIf, n.Config.MTU)
+	ifc, err := plug(n.Switch, brl, swPort, h.NS, hostIf, n.Config.MTU, n.Config.Queues)
 	if err != nil {
 		return Iface{}, err
 	}
