@@ -89,3 +89,27 @@ func ExampleParseStrategy() {
 	// least-load <nil>
 	// maglev unknown scheduler "fastest" (want maglev, rr, wrr, random, source-hash, least-conn, least-load or flow-hash)
 }
+
+// A Builder keeps its scratch buffers between rebuilds (control rebuilds a service on every
+// health transition); the tables do not depend on the order of the backends.
+func ExampleBuilder_Build() {
+	var b sched.Builder
+	cfg := sched.ServiceConfig{Index: 7, Strategy: sched.Maglev, TableSize: 251}
+	one, _ := b.Build(cfg, []sched.Backend{
+		{ID: 1, Name: "a", Weight: 1, Up: true},
+		{ID: 2, Name: "b", Weight: 3, Up: true},
+	})
+	two, _ := b.Build(cfg, []sched.Backend{
+		{ID: 2, Name: "b", Weight: 3, Up: true},
+		{ID: 1, Name: "a", Weight: 1, Up: true},
+	})
+	same := true
+	slots := map[string]int{}
+	t1, t2 := one.Table(), two.Table()
+	for i := range t1 {
+		same = same && one.Backend(int(t1[i])).Name == two.Backend(int(t2[i])).Name
+		slots[one.Backend(int(t1[i])).Name]++
+	}
+	fmt.Println(same, slots["a"], slots["b"])
+	// Output: true 63 188
+}
