@@ -20,6 +20,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// testTimeout bounds probes that should succeed or fail fast: generous, because the test
+// machine may be heavily loaded.
+const testTimeout = 10 * time.Second
+
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -63,17 +67,17 @@ func TestTCP(t *testing.T) {
 		}
 	}()
 	c := &TCP{Target: addrPort(t, l.Addr())}
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err != nil {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err != nil {
 		t.Fatalf("open port: %v", err)
 	}
 	<-accepted
 
 	c = &TCP{Target: closedPort(t)}
-	_, err = c.Check(ctxTimeout(t, time.Second))
+	_, err = c.Check(ctxTimeout(t, testTimeout))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("closed port: %v, want ECONNREFUSED", err)
 	}
-	if _, err := (&TCP{}).Check(ctxTimeout(t, time.Second)); !errors.Is(err, ErrConfig) {
+	if _, err := (&TCP{}).Check(ctxTimeout(t, testTimeout)); !errors.Is(err, ErrConfig) {
 		t.Fatalf("no target: %v, want ErrConfig", err)
 	}
 }
@@ -191,7 +195,7 @@ func TestHTTP(t *testing.T) {
 			c := tc.c
 			c.Target = target
 			start := time.Now()
-			timeout := 5 * time.Second // generous: a loaded machine under -race is slow
+			timeout := testTimeout
 			if tc.wantErr == ErrTimeout {
 				timeout = 300 * time.Millisecond
 			}
@@ -217,7 +221,7 @@ func TestHTTP(t *testing.T) {
 	if got := conns.Load(); got != int64(probes) {
 		t.Errorf("%d connections for %d probes", got, probes)
 	}
-	_, err := (&HTTP{Target: closedPort(t)}).Check(ctxTimeout(t, time.Second))
+	_, err := (&HTTP{Target: closedPort(t)}).Check(ctxTimeout(t, testTimeout))
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("refused: %v", err)
 	}
@@ -230,26 +234,26 @@ func TestHTTPS(t *testing.T) {
 	pool.AddCert(s.Certificate())
 
 	c := &HTTP{Target: target, TLS: true, Path: "/ok", ExpectBody: "alive", InsecureSkipVerify: true}
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err != nil {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err != nil {
 		t.Fatalf("insecure: %v", err)
 	}
 	c = &HTTP{Target: target, TLS: true, Path: "/ok"}
 	var uerr x509.UnknownAuthorityError
-	if _, err := c.Check(ctxTimeout(t, time.Second)); !errors.As(err, &uerr) {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); !errors.As(err, &uerr) {
 		t.Fatalf("self-signed without verification off: %v, want UnknownAuthorityError", err)
 	}
 	c.RootCAs = pool // httptest's certificate is valid for 127.0.0.1 and example.com
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err != nil {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err != nil {
 		t.Fatalf("verified: %v", err)
 	}
 	c = &HTTP{Target: target, TLS: true, Path: "/fail", InsecureSkipVerify: true}
-	if _, err := c.Check(ctxTimeout(t, time.Second)); !errors.Is(err, ErrStatus) {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); !errors.Is(err, ErrStatus) {
 		t.Fatalf("status over TLS: %v", err)
 	}
 	// A TLS probe of a plain HTTP server fails in the handshake.
 	plain, _ := newHTTPServer(t, false)
 	c = &HTTP{Target: addrPort(t, plain.Listener.Addr()), TLS: true, InsecureSkipVerify: true}
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err == nil || !strings.Contains(err.Error(), "tls handshake") {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err == nil || !strings.Contains(err.Error(), "tls handshake") {
 		t.Fatalf("TLS to plain server: %v", err)
 	}
 }
@@ -269,7 +273,7 @@ func TestDialerControl(t *testing.T) {
 		d.Mark = 0 // SO_MARK needs CAP_NET_ADMIN
 	}
 	c := &HTTP{Target: addrPort(t, s.Listener.Addr()), Path: "/ok", Dialer: d}
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err != nil {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err != nil {
 		t.Fatal(err)
 	}
 	if calls.Load() != 1 || mark != int(d.Mark) {
@@ -277,12 +281,12 @@ func TestDialerControl(t *testing.T) {
 	}
 	// A failing Control fails the probe.
 	d.Control = func(string, string, syscall.RawConn) error { return errors.New("vetoed") }
-	if _, err := c.Check(ctxTimeout(t, time.Second)); err == nil || !strings.Contains(err.Error(), "vetoed") {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); err == nil || !strings.Contains(err.Error(), "vetoed") {
 		t.Fatalf("vetoed dial: %v", err)
 	}
 	// A source address that is not local fails to bind.
 	d.Control, d.Source = nil, netip.MustParseAddr("198.18.255.254")
-	if _, err := c.Check(ctxTimeout(t, time.Second)); !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if _, err := c.Check(ctxTimeout(t, testTimeout)); !errors.Is(err, unix.EADDRNOTAVAIL) {
 		t.Fatalf("foreign source: %v", err)
 	}
 }
@@ -296,7 +300,7 @@ func TestICMP(t *testing.T) {
 			}
 			c := &ICMP{Target: addr}
 			for i := 0; i < 3; i++ { // several probes: sequence numbers advance
-				if _, err := c.Check(ctxTimeout(t, time.Second)); err != nil {
+				if _, err := c.Check(ctxTimeout(t, testTimeout)); err != nil {
 					if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 						t.Skipf("neither raw nor ping sockets allowed: %v", err)
 					}
@@ -305,7 +309,7 @@ func TestICMP(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (&ICMP{}).Check(ctxTimeout(t, time.Second)); !errors.Is(err, ErrConfig) {
+	if _, err := (&ICMP{}).Check(ctxTimeout(t, testTimeout)); !errors.Is(err, ErrConfig) {
 		t.Fatalf("no target: %v", err)
 	}
 }
