@@ -102,6 +102,38 @@ func Spread(ctx context.Context, c *http.Client, url string, count int, max time
 	return t
 }
 
+// SpreadParallel is Spread with workers concurrent request loops sharing the count.
+func SpreadParallel(ctx context.Context, c *http.Client, url string, count, workers int, max time.Duration) Tally {
+	if workers < 1 {
+		workers = 1
+	}
+	ctx, cancel := context.WithTimeout(ctx, max)
+	defer cancel()
+	start := time.Now()
+	results := make(chan Tally, workers)
+	for w := range workers {
+		share := count / workers
+		if w < count%workers {
+			share++
+		}
+		go func() { results <- Spread(ctx, c, url, share, max) }()
+	}
+	t := Tally{ByBackend: map[string]int{}, Errors: map[string]int{}}
+	for range workers {
+		r := <-results
+		t.OK += r.OK
+		t.Failed += r.Failed
+		for k, v := range r.ByBackend {
+			t.ByBackend[k] += v
+		}
+		for k, v := range r.Errors {
+			t.Errors[k] += v
+		}
+	}
+	t.Elapsed = time.Since(start)
+	return t
+}
+
 // reason shortens an error to a stable key (the innermost message).
 func reason(err error) string {
 	for {

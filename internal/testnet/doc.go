@@ -31,6 +31,8 @@
 //	  backend i  eth0  198.19.1.(11+i) 2001:2:0:101::(11+i)  default route via 198.19.1.1
 //	  VIP              198.18.1.100    2001:2:0:1::100
 //
-// LBs (and OneArm backends) route by default via the client, so replies to any source
-// in the test ranges (e.g. a generator spreading sources) go back to the client's MAC.
+// Client source pools 198.18.64.0/18 and 2001:2:0:4000::/52 (Net.ClientPool/ClientPool6)
+// are routed locally on the client (non-local bind on), so a test can dial from any of
+// their addresses; LBs (and OneArm backends) route by default via the client, so replies
+// to any source in the test ranges go back to the client's MAC.
 package testnet

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Errors returned by this package.
@@ -41,6 +42,9 @@ func (n *Net) configure(cseg segment) error {
 		if err := n.defaultVia(lb.Host(), cli, cli6); err != nil {
 			return err
 		}
+	}
+	if err := n.clientPool(); err != nil {
+		return err
 	}
 	if !n.Config.NoVIPOnLB {
 		if err := n.LB.AddAddr("eth0", netip.PrefixFrom(n.VIP, 32)); err != nil {
@@ -143,6 +147,41 @@ func (n *Net) hosts() []*Host {
 		hs = append(hs, b.Host)
 	}
 	return hs
+}
+
+// Client source pools (inside 198.18.0.0/15 and 2001:2::/48, apart from every segment).
+var (
+	clientPool  = netip.MustParsePrefix("198.18.64.0/18")
+	clientPool6 = netip.MustParsePrefix("2001:2:0:4000::/52")
+)
+
+// clientPool routes the client source pools locally in the client namespace.
+func (n *Net) clientPool() error {
+	sc := map[string]string{"net.ipv4.ip_nonlocal_bind": "1"}
+	pools := []netip.Prefix{clientPool}
+	if !n.Config.DisableIPv6 {
+		sc["net.ipv6.ip_nonlocal_bind"] = "1"
+		pools = append(pools, clientPool6)
+	}
+	if err := n.Client.Sysctls(sc); err != nil {
+		return err
+	}
+	lo, err := n.Client.nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("%s: find lo: %w", n.Client.name, err)
+	}
+	for _, p := range pools {
+		r := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: ipNet(p), Type: unix.RTN_LOCAL,
+			Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+		if err := n.Client.nl.RouteAdd(r); err != nil {
+			return fmt.Errorf("%s: local route %s: %w", n.Client.name, p, err)
+		}
+	}
+	n.ClientPool = clientPool
+	if !n.Config.DisableIPv6 {
+		n.ClientPool6 = clientPool6
+	}
+	return nil
 }
 
 // Host returns h itself (so an LB *Host and a *Backend's Host read alike).

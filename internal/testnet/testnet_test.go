@@ -135,6 +135,64 @@ func TestTwoArm(t *testing.T) {
 	}
 }
 
+// A client can dial from any address of its pool; the backend sees that source and its
+// reply comes back (routed to the client), in both topologies.
+func TestClientPool(t *testing.T) {
+	t.Parallel()
+	for _, k := range []Kind{OneArm, TwoArm} {
+		n := New(t, Config{Kind: k, Backends: 1, NoHTTP: true})
+		b := n.Backends[0]
+		l, err := b.Listen("tcp", ":9000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap().String()))
+				c.Close()
+			}
+		}()
+		for _, src := range []netip.Addr{netip.MustParseAddr("198.18.64.77"), netip.MustParseAddr("198.18.127.254"), netip.MustParseAddr("2001:2:0:4abc::9")} {
+			if !n.ClientPool.Contains(src) && !n.ClientPool6.Contains(src) {
+				t.Fatalf("%s not in the pools %s %s", src, n.ClientPool, n.ClientPool6)
+			}
+			dst := b.Addr()
+			if src.Is6() {
+				dst = b.Addr6()
+			}
+			d := &net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			c, err := n.Client.DialWith(ctx, d, "tcp", netip.AddrPortFrom(dst, 9000).String())
+			cancel()
+			if err != nil {
+				t.Fatalf("%v: dial from %s: %v", k, src, err)
+			}
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			buf := make([]byte, 64)
+			m, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:m]) != src.String() {
+				t.Errorf("%v: backend saw source %q, want %s", k, buf[:m], src)
+			}
+		}
+	}
+}
+
+func TestSpreadParallel(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Backends: 1})
+	b := n.Backends[0]
+	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true})
+	tl := SpreadParallel(context.Background(), c, "http://"+b.Addr().String()+"/", 25, 4, 10*time.Second)
+	if tl.OK != 25 || tl.Failed != 0 || tl.ByBackend[b.Name] != 25 || b.HTTP.Requests() != 25 {
+		t.Fatalf("%v, server counted %d", tl, b.HTTP.Requests())
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	for _, c := range []Config{{Backends: -1}, {Backends: MaxBackends + 1}, {MTU: 100}, {Kind: 7}, {Kind: TwoArm, LBs: 2}, {Queues: 17}} {
 		if _, err := Build(c); !errors.Is(err, ErrConfig) {

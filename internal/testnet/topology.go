@@ -85,6 +85,12 @@ type Net struct {
 	Backends []*Backend
 	VIP      netip.Addr // IPv4 virtual IP
 	VIP6     netip.Addr // IPv6 virtual IP (invalid when IPv6 is off)
+	// ClientPool and ClientPool6 are routed to the client (a local route on its lo, and
+	// non-local bind allowed), so a test can dial from any of their addresses (e.g. to
+	// spread flows over many sources with DialWith and a LocalAddr); every other host
+	// routes them to the client.
+	ClientPool  netip.Prefix
+	ClientPool6 netip.Prefix
 
 	closeOnce sync.Once
 	closeErr  error
