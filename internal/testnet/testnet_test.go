@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netns"
 )
 
@@ -66,9 +68,23 @@ func TestOneArm(t *testing.T) {
 			t.Errorf("GET %s answered %q, want %q", b.Addr6(), got, b.Name)
 		}
 	}
-	// The VIP is on every backend's lo, but only the LB may answer ARP/NDP for it.
+	// The VIP is on every backend's lo, but only the LB may answer ARP/NDP for it: watch
+	// every frame the backends send while the client resolves the VIPs.
+	var raws []*Raw
+	for _, b := range n.Backends {
+		r, err := b.RawSocket("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, r)
+	}
 	ping(t, n.Client.NS, n.VIP)
 	ping(t, n.Client.NS, n.VIP6)
+	for i, r := range raws {
+		if bad := vipAnswers(r, n.VIP, n.VIP6); bad != "" {
+			t.Errorf("backend %s answered for the VIP: %s", n.Backends[i].Name, bad)
+		}
+	}
 	lbMAC := n.LB.Ifaces[0].MAC.String()
 	for _, vip := range []netip.Addr{n.VIP, n.VIP6} {
 		mac, err := n.Client.Neighbor("eth0", vip)
@@ -101,6 +117,31 @@ func TestOneArm(t *testing.T) {
 	}
 	if l := leftovers(id); len(l) > 0 {
 		t.Fatalf("namespaces left after Close: %v", l)
+	}
+}
+
+// vipAnswers drains r and describes the first ARP reply or neighbour advertisement the
+// interface sent for vip or vip6 ("" when there is none).
+func vipAnswers(r *Raw, vip, vip6 netip.Addr) string {
+	buf := make([]byte, 2048)
+	for {
+		m, out, err := r.Recv(buf, 50*time.Millisecond)
+		if err != nil {
+			return ""
+		}
+		if !out {
+			continue
+		}
+		p := gopacket.NewPacket(buf[:m], layers.LayerTypeEthernet, gopacket.Default)
+		if a, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP); ok && a.Operation == layers.ARPReply &&
+			netip.AddrFrom4([4]byte(a.SourceProtAddress)) == vip {
+			return "ARP reply " + p.String()
+		}
+		if na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement); ok {
+			if tgt, _ := netip.AddrFromSlice(na.TargetAddress); tgt == vip6 {
+				return "neighbour advertisement " + p.String()
+			}
+		}
 	}
 }
 
