@@ -3,10 +3,10 @@ package dataplane
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -173,4 +173,190 @@ func TestE2EDR(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
+func TestE2EDRIPv6(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 3})
+	dp := startDataplane(t, tn.LB, "eth0")
+	sp := backendSpec(t, tn, "web6", 0, tn.VIP6, 80, MethodDR)
+	run2(t, dp, mustSnapshot(t, nil, sp))
+	got := checkSpread(t, tn, sp, tn.Client.Addr6(), 30)
+	t.Logf("spread: %v", got)
+	if len(got) < 2 {
+		t.Errorf("30 flows all on one backend: %v", got)
+	}
+}
+
+func TestE2ETunnel(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 3, Decap: true})
+	dp := startDataplane(t, tn.LB, "eth0")
+	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodTunnel)
+	sp.TunnelSource = netip.PrefixFrom(tn.LB.Addr(), 32)
+	sp6 := backendSpec(t, tn, "web6", 1, tn.VIP6, 80, MethodTunnel)
+	sp6.TunnelSource = netip.PrefixFrom(tn.LB.Addr6(), 128)
+	run2(t, dp, mustSnapshot(t, nil, sp, sp6))
+	got := checkSpread(t, tn, sp, tn.Client.Addr(), 30)
+	got6 := checkSpread(t, tn, sp6, tn.Client.Addr6(), 15)
+	t.Logf("spread: ipip %v, ip6ip6 %v", got, got6)
+	if len(got) < 2 {
+		t.Errorf("30 flows all on one backend: %v", got)
+	}
+	if c := dp.Total(); c.Dropped() != 0 || c.TxPackets == 0 {
+		t.Errorf("counters: %+v", c)
+	}
+}
+
+func TestE2ENAT(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 3})
+	dp := startDataplane(t, tn.LB, "eth0", "eth1")
+	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodNAT)
+	cli := tn.Client.Addr()
+	routes := []Route{{Prefix: netip.PrefixFrom(cli, 32), Hop: resolve(t, tn.LB, cli)}}
+	run2(t, dp, mustSnapshot(t, routes, sp))
+	got := checkSpread(t, tn, sp, cli, 30)
+	t.Logf("spread: %v", got)
+	if len(got) < 2 {
+		t.Errorf("30 flows all on one backend: %v", got)
+	}
+	c := dp.Total()
+	if c.NATReturns == 0 || c.Dropped() != 0 {
+		t.Errorf("counters: %+v", c)
+	}
+	t.Logf("rx %d tx %d nat returns %d copied %d", c.RxPackets, c.TxPackets, c.NATReturns, c.Copied)
+}
+
+// A long-lived connection keeps its backend when the backend set changes: its backend is
+// drained (weight 0, so Maglev gives it no slot) and another backend is removed.
+func TestE2ELongLivedConnection(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 3})
+	dp := startDataplane(t, tn.LB, "eth0")
+	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
+	run2(t, dp, mustSnapshot(t, nil, sp))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := tn.Client.Dial(ctx, "tcp", netip.AddrPortFrom(tn.VIP, 80).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	ask := func() string {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Get("X-Backend")
+	}
+	first := ask()
+	pos := -1
+	for i, b := range tn.Backends {
+		if b.Name == first {
+			pos = i
+		}
+	}
+	if pos < 0 {
+		t.Fatalf("answered by %q", first)
+	}
+	// New set: the connection's backend drained, another one gone.
+	gone := (pos + 1) % 3
+	var bs []sched.Backend
+	var ts []Target
+	for i := range 3 {
+		if i == gone {
+			continue
+		}
+		b := sp.Sched.Backend(i)
+		if i == pos {
+			b.Weight = 0
+		}
+		bs = append(bs, b)
+		ts = append(ts, sp.Targets[i])
+	}
+	sv, err := sched.NewService(sched.ServiceConfig{Index: 0, Strategy: sched.Maglev}, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp2 := sp
+	sp2.Sched, sp2.Targets = sv, ts
+	if err := dp.Publish(mustSnapshot(t, nil, sp2)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if got := ask(); got != first {
+			t.Fatalf("request %d after the change answered by %s, not %s", i, got, first)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// New connections follow the new set: never the drained or the removed backend.
+	got := checkSpread(t, tn, sp2, tn.Client.Addr(), 10)
+	if got[first] != 0 || got[tn.Backends[gone].Name] != 0 {
+		t.Errorf("new flows after the change: %v", got)
+	}
+	if c := dp.Total(); c.ConnHits == 0 {
+		t.Errorf("no connection-table hits: %+v", c)
+	}
+}
+
+// Traffic that is not for a service still reaches the LB's kernel while the data path runs:
+// ping to the LB's address and the VIP, TCP to a port on the LB (its address and the VIP).
+func TestE2ENotForAService(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 2})
+	dp := startDataplane(t, tn.LB, "eth0")
+	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
+	run2(t, dp, mustSnapshot(t, nil, sp))
+	l, err := tn.LB.Listen("tcp", ":2222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the namespace's Close closes l
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "lb\n")
+			_ = c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, a := range []netip.Addr{tn.LB.Addr(), tn.VIP, tn.LB.Addr6()} {
+		out, err := tn.Client.Run("ping", "-c", "2", "-i", "0.2", "-W", "2", a.String())
+		if err != nil {
+			t.Errorf("ping %v: %v\n%s", a, err, out)
+		}
+		c, err := tn.Client.Dial(ctx, "tcp", netip.AddrPortFrom(a, 2222).String())
+		if err != nil {
+			t.Errorf("tcp to %v:2222: %v", a, err)
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(b) != "lb\n" {
+			t.Errorf("tcp to %v:2222: %q, %v", a, b, err)
+		}
+	}
+	// And the service still works next to it.
+	if _, _, err := httpGet(ctx, tn.Client, tn.VIP, 80); err != nil {
+		t.Errorf("service: %v", err)
+	}
+	sc, err := dp.SteeringCounters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc["eth0"].Passed() == 0 || sc["eth0"].Redirected() == 0 {
+		t.Errorf("xdp counters: %v", sc["eth0"])
+	}
+	if c := dp.Total(); c.Drops[DropNoService] != 0 {
+		t.Errorf("the data path got non-service traffic: %+v", c)
+	}
+}
