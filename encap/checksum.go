@@ -82,10 +82,34 @@ func ChecksumUpdate16(xsum, old, new uint16) uint16 {
 // ChecksumUpdate returns the checksum field value xsum updated for the covered bytes old
 // changing to new (equal, even lengths, starting at an even offset of the covered data).
 func ChecksumUpdate(xsum uint16, old, new []byte) uint16 {
-	s := ^xsum
-	for i := 0; i+1 < len(old) && i+1 < len(new); i += 2 {
-		s = ChecksumCombine(s, ^binary.BigEndian.Uint16(old[i:]))
-		s = ChecksumCombine(s, binary.BigEndian.Uint16(new[i:]))
+	return checksumAdjust(xsum, checksumDelta(old, new))
+}
+
+// checksumDelta returns the ones' complement sum of ~old and new, word by word: what an update
+// from old to new adds to every checksum that covers those bytes.
+func checksumDelta(old, new []byte) uint16 {
+	n := min(len(old), len(new)) &^ 1
+	var s uint64
+	i := 0
+	for ; i+4 <= n; i += 4 { // addresses: a 32-bit word is two 16-bit words, folded later
+		s += uint64(^binary.BigEndian.Uint32(old[i:])) + uint64(binary.BigEndian.Uint32(new[i:]))
 	}
-	return ^s
+	for ; i < n; i += 2 {
+		s += uint64(^binary.BigEndian.Uint16(old[i:])) + uint64(binary.BigEndian.Uint16(new[i:]))
+	}
+	return fold64(s, 0)
+}
+
+// checksumAdjust applies a delta from checksumDelta to the checksum field value xsum.
+func checksumAdjust(xsum, delta uint16) uint16 {
+	return ^ChecksumCombine(^xsum, delta)
+}
+
+// ipv4HeaderSum returns the ones' complement sum of a 20-byte IPv4 header.
+func ipv4HeaderSum(h []byte) uint16 {
+	_ = h[19]
+	s := uint64(binary.BigEndian.Uint32(h[0:4])) + uint64(binary.BigEndian.Uint32(h[4:8])) +
+		uint64(binary.BigEndian.Uint32(h[8:12])) + uint64(binary.BigEndian.Uint32(h[12:16])) +
+		uint64(binary.BigEndian.Uint32(h[16:20]))
+	return fold64(s, 0)
 }

@@ -73,7 +73,7 @@ func ICMPTooBig(buf []byte, off, n int, p *Packet, mtu int) (int, int, Reason) {
 	h[8], h[9], h[10], h[11] = 64, ProtoICMP, 0, 0
 	copy(h[12:16], orig[16:20])
 	copy(h[16:20], orig[12:16])
-	binary.BigEndian.PutUint16(h[10:12], ^Checksum(h[:20], 0))
+	binary.BigEndian.PutUint16(h[10:12], ^ipv4HeaderSum(h))
 	icmp[0], icmp[1], icmp[2], icmp[3], icmp[4], icmp[5] = 3, 4, 0, 0, 0, 0
 	binary.BigEndian.PutUint16(icmp[6:8], uint16(mtu))
 	binary.BigEndian.PutUint16(icmp[2:4], ^Checksum(icmp, 0))

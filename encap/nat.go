@@ -69,8 +69,9 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 	copy(oldA[:alen], ip[off:off+alen])
 	oldS, newS := oldA[:alen], newA[:alen]
 	copy(ip[off:off+alen], newS)
+	d := checksumDelta(oldS, newS)
 	if !v6 {
-		IPv4(ip).SetChecksum(ChecksumUpdate(IPv4(ip).Checksum(), oldS, newS))
+		IPv4(ip).SetChecksum(checksumAdjust(IPv4(ip).Checksum(), d))
 	}
 	if !p.HasL4 { // a non-first fragment, or a protocol without a checksum we know
 		return OK
@@ -81,22 +82,29 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 		portOff = 2
 	}
 	switch p.L4Proto {
-	case ProtoTCP:
-		t := TCP(l4)
-		t.UpdatePseudoHeaderAddress(oldS, newS)
-		if port != 0 {
-			setPort(t, portOff, 16, port, false)
+	case ProtoTCP, ProtoUDP:
+		udp := p.L4Proto == ProtoUDP
+		csOff := 16
+		if udp {
+			csOff = 6
 		}
-	case ProtoUDP:
-		u := UDP(l4)
-		u.UpdatePseudoHeaderAddress(oldS, newS)
+		cs := binary.BigEndian.Uint16(l4[csOff : csOff+2])
 		if port != 0 {
-			setPort(u, portOff, 6, port, true)
+			op := binary.BigEndian.Uint16(l4[portOff : portOff+2])
+			binary.BigEndian.PutUint16(l4[portOff:portOff+2], port)
+			d = ChecksumCombine(d, ChecksumCombine(^op, port))
 		}
+		if udp {
+			if cs != 0 { // 0: no checksum (IPv4), stays 0
+				binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(checksumAdjust(cs, d)))
+			}
+			return OK
+		}
+		binary.BigEndian.PutUint16(l4[csOff:csOff+2], checksumAdjust(cs, d))
 	case ProtoICMP, ProtoICMPv6:
 		xs := binary.BigEndian.Uint16(l4[2:4])
 		if v6 { // the ICMPv6 checksum covers the pseudo-header
-			xs = ChecksumUpdate(xs, oldS, newS)
+			xs = checksumAdjust(xs, d)
 		}
 		if p.ICMPError {
 			xs = natQuote(pkt, p, newS, port, !dst, xs)

@@ -161,7 +161,7 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	h[10], h[11] = 0, 0
 	copy(h[12:16], src[:4])
 	copy(h[16:20], t.dst[:4])
-	binary.BigEndian.PutUint16(h[10:12], ^Checksum(h[:20], 0))
+	binary.BigEndian.PutUint16(h[10:12], ^ipv4HeaderSum(h))
 	return start, 14 + 20 + inner, OK
 }
 
