@@ -106,15 +106,11 @@ type Health struct {
 	// ExpectBody, when set, must occur in the HTTP(S) response body.
 	ExpectBody string `yaml:"expect_body"`
 	// InsecureSkipVerify skips certificate verification for https.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-	// ViaVIP sends the check to the VIP through the same forwarding path
-	// as client traffic (dr and tunnel only), so a backend whose VIP or
-	// decapsulation is broken fails its check too.
-	ViaVIP   bool          `yaml:"via_vip"`
-	Interval time.Duration `yaml:"interval"` // default 2s
-	Timeout  time.Duration `yaml:"timeout"`  // default 1s, at most Interval
-	Rise     int           `yaml:"rise"`     // successes to come up, default 2
-	Fall     int           `yaml:"fall"`     // failures to go down, default 3
+	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
+	Interval           time.Duration `yaml:"interval"` // default 2s
+	Timeout            time.Duration `yaml:"timeout"`  // default 1s, at most Interval
+	Rise               int           `yaml:"rise"`     // successes to come up, default 2
+	Fall               int           `yaml:"fall"`     // failures to go down, default 3
 
 	pos pos
 }

@@ -222,9 +222,6 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 			}
 		}
 	}
-	if h.ViaVIP && s.Method == "nat" {
-		e.add(hp.at("via_vip"), p+".via_vip", ErrValue, "via_vip is for methods dr and tunnel")
-	}
 }
 
 func (a *API) validate(e *errs) {

@@ -1,0 +1,210 @@
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// APIPrefix is the path prefix of the JSON API.
+const APIPrefix = "/api/v1"
+
+// maxBody bounds a request body.
+const maxBody = 1 << 16
+
+// HandlerOptions configure NewHandler.
+type HandlerOptions struct {
+	// Token, when set, is the bearer token every request must carry.
+	Token string
+	// Metrics serves /metrics; nil leaves it out.
+	Metrics http.Handler
+}
+
+// NewHandler returns the HTTP API of c:
+//
+//	GET  /api/v1/status                                   controller state
+//	GET  /api/v1/services                                 services
+//	GET  /api/v1/services/{service}/backends              backends, state, recent probes
+//	GET  /api/v1/counters                                 data-path counters per worker
+//	POST /api/v1/services/{service}/backends/{backend}/weight   {"weight": N}
+//	POST /api/v1/services/{service}/backends/{backend}/drain
+//	POST /api/v1/services/{service}/backends/{backend}/enable
+//	POST /api/v1/services/{service}/backends/{backend}/disable
+//	POST /api/v1/reload                                   re-read the config file
+//	GET  /metrics                                         Prometheus
+//
+// A backend is named by its name, ID or address. Errors come back as
+// {"error": "..."} with a 4xx/5xx status.
+func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+APIPrefix+"/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/services", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Services())
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/services/{service}/backends", func(w http.ResponseWriter, r *http.Request) {
+		bs, err := c.Backends(r.PathValue("service"))
+		if err != nil {
+			writeErr(w, fmt.Errorf("service %q: %w", r.PathValue("service"), err))
+			return
+		}
+		writeJSON(w, http.StatusOK, bs)
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/counters", func(w http.ResponseWriter, r *http.Request) {
+		if c.opts.Stats == nil {
+			writeJSON(w, http.StatusOK, []any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, c.opts.Stats.Stats())
+	})
+	backend := APIPrefix + "/services/{service}/backends/{backend}/"
+	mux.HandleFunc("POST "+backend+"weight", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Weight *int64 `json:"weight"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.Weight == nil {
+			writeErr(w, fmt.Errorf("%w: want a JSON body {\"weight\": N}", ErrValue))
+			return
+		}
+		if *body.Weight < 0 || *body.Weight > MaxWeight {
+			writeErr(w, fmt.Errorf("%w: weight %d not in 0..%d", ErrValue, *body.Weight, MaxWeight))
+			return
+		}
+		backendOp(w, r, func(s, b string) error { return c.SetWeight(s, b, uint32(*body.Weight)) })
+	})
+	mux.HandleFunc("POST "+backend+"drain", func(w http.ResponseWriter, r *http.Request) {
+		backendOp(w, r, c.Drain)
+	})
+	mux.HandleFunc("POST "+backend+"enable", func(w http.ResponseWriter, r *http.Request) {
+		backendOp(w, r, c.Enable)
+	})
+	mux.HandleFunc("POST "+backend+"disable", func(w http.ResponseWriter, r *http.Request) {
+		backendOp(w, r, c.Disable)
+	})
+	mux.HandleFunc("POST "+APIPrefix+"/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.ReloadFile(""); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.Token == "" {
+		return mux
+	}
+	want := []byte("Bearer " + opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="xlb"`)
+			writeErr(w, ErrUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func backendOp(w http.ResponseWriter, r *http.Request, op func(service, backend string) error) {
+	s, b := r.PathValue("service"), r.PathValue("backend")
+	if err := op(s, b); err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"service": s, "backend": b, "result": "ok"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	var ce ConfigErrors
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		code = http.StatusUnauthorized
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrRestartRequired):
+		code = http.StatusConflict
+	case errors.As(err, &ce), errors.Is(err, ErrValue):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrClosed):
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// LoadToken returns the API token the config names (api.token, or the trimmed
+// content of api.token_file), or "".
+func (a *API) LoadToken() (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("api token file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("api token file %s: %w: empty", a.TokenFile, ErrValue)
+	}
+	return t, nil
+}
+
+// Open opens the API listener and returns it with the token to require,
+// refusing (ErrTokenRequired) a listener beyond loopback without a token.
+func (a *API) Open() (net.Listener, string, error) {
+	tok, err := a.LoadToken()
+	if err != nil {
+		return nil, "", err
+	}
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("api listen %q: %w", a.Listen, err)
+	}
+	if !IsLoopback(host) && tok == "" {
+		return nil, "", ErrTokenRequired
+	}
+	ln, err := net.Listen("tcp", a.Listen)
+	if err != nil {
+		return nil, "", fmt.Errorf("api: %w", err)
+	}
+	return ln, tok, nil
+}
+
+// Serve serves h on ln until ctx is done, then shuts down gracefully.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc
+	return err
+}

@@ -1,0 +1,141 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrAPI is wrapped by errors the API answered with.
+var ErrAPI = errors.New("api error")
+
+// Client talks to a running xlb's HTTP API (what `xlb ctl` uses).
+type Client struct {
+	// Base is the API's base URL, e.g. http://127.0.0.1:9440.
+	Base string
+	// Token, when set, is sent as a bearer token.
+	Token string
+	// HTTP is the client to use; nil means one with a 10s timeout.
+	HTTP *http.Client
+}
+
+// APIError is an error status from the API.
+type APIError struct {
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("api: %d %s", e.Status, e.Message) }
+func (e *APIError) Unwrap() error { return ErrAPI }
+
+// Status returns the controller's state.
+func (c *Client) Status(ctx context.Context) (ControllerStatus, error) {
+	var st ControllerStatus
+	return st, c.do(ctx, http.MethodGet, "/status", nil, &st)
+}
+
+// Services lists the services.
+func (c *Client) Services(ctx context.Context) ([]ServiceStatus, error) {
+	var out []ServiceStatus
+	return out, c.do(ctx, http.MethodGet, "/services", nil, &out)
+}
+
+// Backends lists a service's backends.
+func (c *Client) Backends(ctx context.Context, service string) ([]BackendStatus, error) {
+	var out []BackendStatus
+	return out, c.do(ctx, http.MethodGet, "/services/"+url.PathEscape(service)+"/backends", nil, &out)
+}
+
+// SetWeight sets a backend's weight.
+func (c *Client) SetWeight(ctx context.Context, service, backend string, w uint32) error {
+	return c.do(ctx, http.MethodPost, backendPath(service, backend, "weight"), map[string]uint32{"weight": w}, nil)
+}
+
+// Drain sets a backend's weight to 0.
+func (c *Client) Drain(ctx context.Context, service, backend string) error {
+	return c.do(ctx, http.MethodPost, backendPath(service, backend, "drain"), nil, nil)
+}
+
+// Enable enables a backend.
+func (c *Client) Enable(ctx context.Context, service, backend string) error {
+	return c.do(ctx, http.MethodPost, backendPath(service, backend, "enable"), nil, nil)
+}
+
+// Disable disables a backend.
+func (c *Client) Disable(ctx context.Context, service, backend string) error {
+	return c.do(ctx, http.MethodPost, backendPath(service, backend, "disable"), nil, nil)
+}
+
+// Reload has the server re-read its configuration file.
+func (c *Client) Reload(ctx context.Context) (ControllerStatus, error) {
+	var st ControllerStatus
+	return st, c.do(ctx, http.MethodPost, "/reload", nil, &st)
+}
+
+// Raw fetches an API path (below /api/v1) and returns the body as is.
+func (c *Client) Raw(ctx context.Context, path string) ([]byte, error) {
+	var raw json.RawMessage
+	err := c.do(ctx, http.MethodGet, path, nil, &raw)
+	return raw, err
+}
+
+func backendPath(service, backend, op string) string {
+	return "/services/" + url.PathEscape(service) + "/backends/" + url.PathEscape(backend) + "/" + op
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+APIPrefix+path, body)
+	if err != nil {
+		return fmt.Errorf("api request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("api: read answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+		}
+		return &APIError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("api: decode answer: %w", err)
+	}
+	return nil
+}

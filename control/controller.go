@@ -1,0 +1,562 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// Publisher receives every snapshot the controller builds.
+// *dataplane.Dataplane is one.
+type Publisher interface {
+	Publish(*dataplane.Snapshot) error
+}
+
+// Prober runs health checks and reports transitions to the callbacks it was
+// made with. *health.Monitor is one.
+type Prober interface {
+	Add(health.Check) error
+	Remove(id string) error
+	Replace(health.Check) error
+	Statuses() []health.Status
+	Close()
+}
+
+// Options configure a Controller. Publisher is required.
+type Options struct {
+	// Publisher receives the snapshots.
+	Publisher Publisher
+	// Resolver finds backends' next hops; nil means the kernel's routing
+	// and neighbour tables (NewKernelResolver).
+	Resolver Resolver
+	// NewProber makes the health prober with the controller's callbacks;
+	// nil means health.NewMonitor.
+	NewProber func(ctx context.Context, opts health.Options) Prober
+	// Stats, when set, feeds counters to the API and the metrics.
+	Stats StatsSource
+	// Logger receives what the controller does; nil means slog.Default().
+	Logger *slog.Logger
+	// ResolveTimeout bounds one next-hop resolution (default 3s).
+	ResolveTimeout time.Duration
+}
+
+// Controller holds the running configuration and turns it, the health
+// verdicts, the API's changes and the next hops into dataplane snapshots.
+// All its methods are safe for concurrent use; none is on the packet path.
+type Controller struct {
+	opts   Options
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	prober Prober
+	wg     sync.WaitGroup
+
+	reloadMu sync.Mutex // serialises Start, Reload and Close
+
+	mu        sync.Mutex // guards everything below
+	cfg       *Config
+	services  []*svcState
+	byName    map[string]*svcState
+	byCheck   map[string]*beState
+	ids       map[beKey]uint32 // every backend ID ever given, kept while the backend lives
+	nextID    uint32
+	indexes   map[string]int // service name -> sched index
+	nextIndex int
+	builder   sched.Builder
+	snap      *dataplane.Snapshot
+	published time.Time
+	pubErr    error
+	started   bool
+	closed    bool
+	reloads   uint64
+	reloadErr uint64
+	lastErr   string
+	pubCount  uint64
+}
+
+// New returns a controller for cfg (parsed and validated). Nothing runs
+// before Start.
+func New(cfg *Config, opts Options) (*Controller, error) {
+	if opts.Publisher == nil {
+		return nil, errors.New("control: no publisher")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = NewKernelResolver()
+	}
+	if opts.ResolveTimeout == 0 {
+		opts.ResolveTimeout = 3 * time.Second
+	}
+	if opts.NewProber == nil {
+		opts.NewProber = func(ctx context.Context, o health.Options) Prober { return health.NewMonitor(ctx, o) }
+	}
+	c := &Controller{
+		opts:    opts,
+		log:     opts.Logger,
+		cfg:     cfg,
+		byName:  map[string]*svcState{},
+		byCheck: map[string]*beState{},
+		ids:     map[beKey]uint32{},
+		indexes: map[string]int{},
+		nextID:  1,
+	}
+	return c, nil
+}
+
+// Start resolves the next hops, publishes the first snapshot, starts the
+// health checks and follows neighbour changes until ctx is done or Close.
+// Backends start down until their first probe succeeds (kind none: up).
+func (c *Controller) Start(ctx context.Context) error {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.mu.Lock()
+	if c.started || c.closed {
+		c.mu.Unlock()
+		return fmt.Errorf("control: start: %w", ErrClosed)
+	}
+	c.started = true
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.prober = c.opts.NewProber(c.ctx, health.Options{OnTransition: c.onTransition, OnResult: c.onResult})
+	adds, _, _ := c.applyLocked(c.cfg)
+	c.mu.Unlock()
+
+	c.resolveAll(c.ctx)
+	c.mu.Lock()
+	err := c.publishLocked("start")
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, chk := range adds {
+		if err := c.prober.Add(chk); err != nil {
+			return fmt.Errorf("control: start health check %s: %w", chk.ID, err)
+		}
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.follow(c.ctx)
+	}()
+	c.log.Info("controller started", "services", len(c.cfg.Services), "backends", c.numBackends())
+	return nil
+}
+
+// Close stops the health checks and the neighbour follower. The last
+// snapshot stays published.
+func (c *Controller) Close() error {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	started := c.started
+	c.mu.Unlock()
+	if !started {
+		return nil
+	}
+	c.cancel()
+	c.prober.Close()
+	c.wg.Wait()
+	return nil
+}
+
+// Config returns the running configuration. Do not modify it.
+func (c *Controller) Config() *Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg
+}
+
+// Snapshot returns the last published snapshot (nil before Start).
+func (c *Controller) Snapshot() *dataplane.Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snap
+}
+
+// ReloadFile reads, validates and applies the configuration at path (the
+// running one's file when path is ""). A bad file is refused with every
+// error (file:line: reason) and the running configuration stays.
+func (c *Controller) ReloadFile(path string) error {
+	if path == "" {
+		path = c.Config().File()
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		c.noteReloadErr(err)
+		return err
+	}
+	return c.Reload(cfg)
+}
+
+// Reload applies cfg: new services and backends are added, removed ones go,
+// changed weights and health checks apply. Backends that stay keep their ID,
+// health state and next hop, so flows on healthy backends stay where they
+// are. A change only a restart can apply (interfaces, API) is refused with
+// ErrRestartRequired, and the running configuration stays.
+func (c *Controller) Reload(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		c.noteReloadErr(err)
+		return err
+	}
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.mu.Lock()
+	if c.closed || !c.started {
+		c.mu.Unlock()
+		return fmt.Errorf("control: reload: %w", ErrClosed)
+	}
+	if err := restartNeeded(c.cfg, cfg); err != nil {
+		c.mu.Unlock()
+		c.noteReloadErr(err)
+		return err
+	}
+	adds, replaces, removes := c.applyLocked(cfg)
+	c.mu.Unlock()
+
+	// Prober calls wait for check goroutines, whose callbacks take c.mu:
+	// never make them holding it.
+	for _, id := range removes {
+		if err := c.prober.Remove(id); err != nil && !errors.Is(err, health.ErrNotFound) {
+			c.log.Warn("remove health check", "check", id, "err", err)
+		}
+	}
+	c.resolveAll(c.ctx)
+	c.mu.Lock()
+	err := c.publishLocked("reload")
+	c.reloads++
+	c.mu.Unlock()
+	for _, chk := range replaces {
+		if err := c.prober.Replace(chk); errors.Is(err, health.ErrNotFound) {
+			err = c.prober.Add(chk)
+		} else if err != nil {
+			c.log.Warn("replace health check", "check", chk.ID, "err", err)
+		}
+	}
+	for _, chk := range adds {
+		if err := c.prober.Add(chk); err != nil {
+			c.log.Warn("add health check", "check", chk.ID, "err", err)
+		}
+	}
+	c.log.Info("configuration reloaded", "file", cfg.File(), "services", len(cfg.Services),
+		"backends", c.numBackends(), "checks_added", len(adds), "checks_changed", len(replaces), "checks_removed", len(removes))
+	return err
+}
+
+func (c *Controller) noteReloadErr(err error) {
+	c.mu.Lock()
+	c.reloadErr++
+	c.lastErr = err.Error()
+	c.mu.Unlock()
+	c.log.Error("reload refused, the running configuration stays", "err", err)
+}
+
+// restartNeeded refuses the changes a reload cannot apply.
+func restartNeeded(old, cfg *Config) error {
+	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
+		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy or cores); restart xlb to apply them", ErrRestartRequired)
+	}
+	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
+		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
+	}
+	return nil
+}
+
+func ifaceView(c *Config) []Interface {
+	out := make([]Interface, len(c.Interfaces))
+	for i, in := range c.Interfaces {
+		out[i] = Interface{Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores}
+	}
+	return out
+}
+
+// applyLocked makes cfg the running configuration's state, keeping what
+// survives, and returns the health checks to add, replace and remove.
+func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, removes []string) {
+	oldBy := c.byName
+	c.byName = map[string]*svcState{}
+	c.services = c.services[:0:0]
+	byCheck := map[string]*beState{}
+	live := map[beKey]bool{}
+	for i := range cfg.Services {
+		sc := cfg.Services[i]
+		st, _ := sched.ParseStrategy(sc.Scheduler) // validated
+		idx, ok := c.indexes[sc.Name]
+		if !ok {
+			idx = c.newIndex()
+			c.indexes[sc.Name] = idx
+		}
+		s := &svcState{cfg: sc, index: idx, strategy: st}
+		old := map[beKey]*beState{}
+		if o := oldBy[sc.Name]; o != nil {
+			for _, b := range o.backends {
+				old[b.key] = b
+			}
+		}
+		for _, group := range []struct {
+			list     []Backend
+			fallback bool
+		}{{sc.Backends, false}, {sc.Fallback, true}} {
+			for j := range group.list {
+				cb := &group.list[j]
+				key := beKey{sc.Name, cb.Address, sc.TargetPort(cb)}
+				live[key] = true
+				checkID := sc.Name + "/" + cb.Name
+				chk, desc := checkFor(&sc, cb, checkID)
+				b := old[key]
+				if b == nil {
+					id, ok := c.ids[key]
+					if !ok {
+						id = c.nextID
+						c.nextID++
+						c.ids[key] = id
+					}
+					b = &beState{id: id, key: key, health: health.StateUnknown, since: time.Now()}
+				}
+				prevCheck, prevID := b.check, b.checkID
+				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
+				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
+					b.cfgWeight, b.weight, b.overWeight = cw, cw, false
+				}
+				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
+					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+				}
+				switch {
+				case desc == "":
+					b.checkID, b.check = "", ""
+					if b.health != health.StateUp {
+						b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
+					}
+					if prevID != "" {
+						removes = append(removes, prevID)
+					}
+				case prevID == "" || c.byCheck[checkID] != nil && c.byCheck[checkID] != b:
+					// New, or taking over the ID of a removed backend's check.
+					b.checkID, b.check = checkID, desc
+					if b.reason == "no health check" {
+						b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
+					}
+					adds = append(adds, chk)
+				case prevID != checkID:
+					removes = append(removes, prevID)
+					b.checkID, b.check = checkID, desc
+					adds = append(adds, chk)
+				case prevCheck != desc:
+					b.check = desc
+					chk.Initial = b.health
+					replaces = append(replaces, chk)
+				}
+				if b.checkID != "" {
+					byCheck[b.checkID] = b
+				}
+				s.backends = append(s.backends, b)
+			}
+		}
+		c.services = append(c.services, s)
+		c.byName[sc.Name] = s
+	}
+	for id, b := range c.byCheck {
+		if byCheck[id] != b {
+			removes = append(removes, id)
+		}
+	}
+	for name := range c.indexes {
+		if _, ok := c.byName[name]; !ok {
+			delete(c.indexes, name)
+		}
+	}
+	for k := range c.ids {
+		if !live[k] {
+			delete(c.ids, k) // the ID itself is never given again: nextID only grows
+		}
+	}
+	c.byCheck = byCheck
+	c.cfg = cfg
+	slices.Sort(removes)
+	removes = slices.Compact(removes)
+	return adds, replaces, removes
+}
+
+// newIndex returns a sched service index not in use, preferring ones never
+// used before so stale connection-table entries cannot match a new service.
+func (c *Controller) newIndex() int {
+	if c.nextIndex < sched.MaxServices {
+		c.nextIndex++
+		return c.nextIndex - 1
+	}
+	used := map[int]bool{}
+	for _, i := range c.indexes {
+		used[i] = true
+	}
+	for i := range sched.MaxServices {
+		if !used[i] {
+			return i
+		}
+	}
+	return -1 // more services than sched allows: Build refuses it
+}
+
+// publishLocked builds a snapshot from the current state and publishes it.
+func (c *Controller) publishLocked(why string) error {
+	specs := make([]dataplane.ServiceSpec, 0, len(c.services))
+	for _, s := range c.services {
+		ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy}, s.schedBackends())
+		if err != nil {
+			return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
+		}
+		specs = append(specs, s.spec(ss))
+	}
+	snap, err := dataplane.NewSnapshot(specs, c.routesLocked())
+	if err != nil {
+		return c.pubFailed(fmt.Errorf("control: build snapshot: %w", err))
+	}
+	err = c.opts.Publisher.Publish(snap)
+	c.snap, c.published, c.pubErr = snap, time.Now(), err
+	c.pubCount++
+	if err != nil {
+		c.log.Error("publish snapshot", "why", why, "err", err)
+		return fmt.Errorf("control: publish: %w", err)
+	}
+	c.log.Debug("snapshot published", "why", why, "generation", snap.Generation())
+	return nil
+}
+
+func (c *Controller) pubFailed(err error) error {
+	c.pubErr = err
+	c.log.Error("snapshot not built", "err", err)
+	return err
+}
+
+// routesLocked returns the routes NAT replies take back to clients.
+func (c *Controller) routesLocked() []dataplane.Route {
+	if r, ok := c.opts.Resolver.(RouteSource); ok {
+		return r.Routes()
+	}
+	return nil
+}
+
+func (c *Controller) numBackends() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.services {
+		n += len(s.backends)
+	}
+	return n
+}
+
+// onTransition applies a health verdict (called by the prober).
+func (c *Controller) onTransition(t health.Transition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.byCheck[t.ID]
+	if b == nil || c.closed {
+		return
+	}
+	was := b.health
+	b.health, b.since, b.reason = t.To, t.Time, t.Reason
+	lvl := slog.LevelInfo
+	if t.To != health.StateUp {
+		lvl = slog.LevelWarn
+	}
+	c.log.Log(context.Background(), lvl, "backend health changed", "backend", t.ID, "from", was.String(),
+		"to", t.To.String(), "reason", t.Reason)
+	_ = c.publishLocked("health " + t.ID)
+}
+
+// onResult records the load figure a probe reported (least-load).
+func (c *Controller) onResult(id string, r health.Result) {
+	if !r.HasLoad {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b := c.byCheck[id]; b != nil {
+		changed := !b.hasLoad || b.load != r.Load
+		b.load, b.hasLoad = r.Load, true
+		if changed && c.byName[b.key.service].strategy == sched.LeastLoad {
+			_ = c.publishLocked("load " + id)
+		}
+	}
+}
+
+// backendLocked finds a backend by service name and backend name, ID or
+// address.
+func (c *Controller) backendLocked(service, backend string) (*svcState, *beState, error) {
+	s := c.byName[service]
+	if s == nil {
+		return nil, nil, fmt.Errorf("service %q: %w", service, ErrNotFound)
+	}
+	for _, b := range s.backends {
+		if b.name == backend || fmt.Sprint(b.id) == backend || b.addr.String() == backend ||
+			(b.port != 0 && netip.AddrPortFrom(b.addr, b.port).String() == backend) {
+			return s, b, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("service %q backend %q: %w", service, backend, ErrNotFound)
+}
+
+// SetWeight sets a backend's weight (0 drains it) until a reload changes
+// its configured weight, and publishes the result.
+func (c *Controller) SetWeight(service, backend string, w uint32) error {
+	if w > MaxWeight {
+		return fmt.Errorf("weight %d: %w: above %d", w, ErrValue, MaxWeight)
+	}
+	return c.change(service, backend, "weight", func(b *beState) {
+		b.weight, b.overWeight = w, w != b.cfgWeight
+	})
+}
+
+// Drain sets a backend's weight to 0: no new flows, existing flows stay.
+func (c *Controller) Drain(service, backend string) error {
+	return c.SetWeight(service, backend, 0)
+}
+
+// Enable puts a disabled backend back (it still needs to be healthy).
+func (c *Controller) Enable(service, backend string) error {
+	return c.change(service, backend, "enable", func(b *beState) {
+		b.disabled, b.overDisabled = false, b.cfgDisabled
+	})
+}
+
+// Disable takes a backend out as if it were down: its flows are
+// rescheduled on their next packet.
+func (c *Controller) Disable(service, backend string) error {
+	return c.change(service, backend, "disable", func(b *beState) {
+		b.disabled, b.overDisabled = true, !b.cfgDisabled
+	})
+}
+
+func (c *Controller) change(service, backend, what string, fn func(*beState)) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started || c.closed {
+		return fmt.Errorf("control: %s: %w", what, ErrClosed)
+	}
+	_, b, err := c.backendLocked(service, backend)
+	if err != nil {
+		return err
+	}
+	fn(b)
+	c.log.Info("backend changed", "service", service, "backend", b.name, "change", what,
+		"weight", b.weight, "disabled", b.disabled)
+	return c.publishLocked(what + " " + service + "/" + b.name)
+}

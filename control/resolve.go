@@ -1,0 +1,323 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// Resolver finds the next hop (egress interface and MAC addresses) toward
+// a backend.
+type Resolver interface {
+	Resolve(ctx context.Context, addr netip.Addr) (dataplane.NextHop, error)
+}
+
+// Watcher is a Resolver that can tell when next hops may have changed
+// (a neighbour's MAC, a route). Watch calls changed until ctx is done.
+type Watcher interface {
+	Watch(ctx context.Context, changed func()) error
+}
+
+// RouteSource is a Resolver that also knows the routes NAT replies take
+// back to clients.
+type RouteSource interface {
+	Routes() []dataplane.Route
+}
+
+// KernelResolver resolves next hops through the kernel's routing and
+// neighbour tables (netlink route get, then the neighbour table, asking the
+// kernel to resolve an unknown neighbour), follows neighbour and route
+// changes, and lists the routes back to clients for NAT. Safe for
+// concurrent use.
+type KernelResolver struct {
+	mu    sync.Mutex
+	hops  map[netip.Addr]bool // next-hop addresses (gateways or backends) in use
+	links map[int]bool        // egress interfaces in use
+}
+
+// NewKernelResolver returns a resolver of the calling process's network
+// namespace.
+func NewKernelResolver() *KernelResolver {
+	return &KernelResolver{hops: map[netip.Addr]bool{}, links: map[int]bool{}}
+}
+
+// Resolve returns the next hop toward addr, waiting (until ctx is done)
+// for the kernel to resolve the neighbour when it is unknown.
+func (k *KernelResolver) Resolve(ctx context.Context, addr netip.Addr) (dataplane.NextHop, error) {
+	if routes, err := netlink.RouteGet(net.IP(addr.AsSlice())); err == nil && len(routes) > 0 {
+		nh := addr
+		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && routes[0].Gw != nil {
+			nh = gw.Unmap()
+		}
+		k.mu.Lock()
+		k.hops[nh] = true
+		k.mu.Unlock()
+	}
+	hop, err := dataplane.ResolveNextHop(ctx, addr)
+	if err == nil {
+		k.mu.Lock()
+		k.links[hop.IfIndex] = true
+		k.mu.Unlock()
+	}
+	return hop, err
+}
+
+// Watch calls changed (at most every 100ms) when a neighbour entry of a
+// next hop in use or any route changes.
+func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
+	done := make(chan struct{})
+	defer close(done)
+	neigh := make(chan netlink.NeighUpdate, 64)
+	route := make(chan netlink.RouteUpdate, 64)
+	if err := netlink.NeighSubscribe(neigh, done); err != nil {
+		return err
+	}
+	if err := netlink.RouteSubscribe(route, done); err != nil {
+		return err
+	}
+	var pending bool
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-neigh:
+			if !ok {
+				return errors.New("neighbour subscription ended")
+			}
+			// A next hop's entry, or any entry on an egress interface
+			// (a client NAT replies go to).
+			if a, ok := netip.AddrFromSlice(u.IP); ok {
+				k.mu.Lock()
+				pending = pending || k.hops[a.Unmap()] || k.links[u.LinkIndex]
+				k.mu.Unlock()
+			}
+		case _, ok := <-route:
+			if !ok {
+				return errors.New("route subscription ended")
+			}
+			pending = true
+		case <-tick.C:
+			if pending {
+				pending = false
+				changed()
+			}
+		}
+	}
+}
+
+// Routes lists the ways back to clients through the interfaces in use: a
+// host route per resolved neighbour, and each gateway route (the default
+// route included) through its gateway's MAC.
+func (k *KernelResolver) Routes() []dataplane.Route {
+	k.mu.Lock()
+	links := make([]int, 0, len(k.links))
+	for l := range k.links {
+		links = append(links, l)
+	}
+	k.mu.Unlock()
+	var out []dataplane.Route
+	seen := map[netip.Prefix]bool{}
+	for _, idx := range links {
+		link, err := netlink.LinkByIndex(idx)
+		if err != nil || len(link.Attrs().HardwareAddr) != 6 {
+			continue
+		}
+		base := dataplane.NextHop{IfIndex: idx, MTU: link.Attrs().MTU}
+		copy(base.SrcMAC[:], link.Attrs().HardwareAddr)
+		macs := map[netip.Addr][6]byte{}
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			neighs, err := netlink.NeighList(idx, fam)
+			if err != nil {
+				continue
+			}
+			for _, n := range neighs {
+				a, ok := netip.AddrFromSlice(n.IP)
+				if !ok || len(n.HardwareAddr) != 6 || n.State&usableNeigh == 0 || a.IsLinkLocalUnicast() || a.IsMulticast() {
+					continue
+				}
+				a = a.Unmap()
+				var mac [6]byte
+				copy(mac[:], n.HardwareAddr)
+				macs[a] = mac
+				p := netip.PrefixFrom(a, a.BitLen())
+				if !seen[p] {
+					seen[p] = true
+					h := base
+					h.DstMAC = mac
+					out = append(out, dataplane.Route{Prefix: p, Hop: h})
+				}
+			}
+			routes, err := netlink.RouteListFiltered(fam, &netlink.Route{LinkIndex: idx, Table: unix.RT_TABLE_MAIN},
+				netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+			if err != nil {
+				continue
+			}
+			for _, r := range routes {
+				gw, ok := netip.AddrFromSlice(r.Gw)
+				if r.Gw == nil || !ok {
+					continue
+				}
+				mac, ok := macs[gw.Unmap()]
+				if !ok {
+					continue
+				}
+				var p netip.Prefix
+				if r.Dst == nil {
+					p = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+					if fam == netlink.FAMILY_V6 {
+						p = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+					}
+				} else if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+					ones, _ := r.Dst.Mask.Size()
+					p = netip.PrefixFrom(a.Unmap(), ones).Masked()
+				}
+				if !p.IsValid() || seen[p] {
+					continue
+				}
+				seen[p] = true
+				h := base
+				h.DstMAC = mac
+				out = append(out, dataplane.Route{Prefix: p, Hop: h})
+			}
+		}
+	}
+	return out
+}
+
+const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY |
+	netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// resolveAll resolves every backend's next hop in parallel and records the
+// results; it reports whether any changed.
+func (c *Controller) resolveAll(ctx context.Context) bool {
+	c.mu.Lock()
+	addrs := map[netip.Addr]bool{}
+	for _, s := range c.services {
+		for _, b := range s.backends {
+			addrs[b.addr] = true
+		}
+	}
+	c.mu.Unlock()
+	type res struct {
+		hop dataplane.NextHop
+		err error
+	}
+	results := make(map[netip.Addr]res, len(addrs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rctx, cancel := context.WithTimeout(ctx, c.opts.ResolveTimeout)
+			defer cancel()
+			hop, err := c.opts.Resolver.Resolve(rctx, a)
+			mu.Lock()
+			results[a] = res{hop, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	changed := false
+	for _, s := range c.services {
+		for _, b := range s.backends {
+			r, ok := results[b.addr]
+			if !ok {
+				continue // added meanwhile: the next pass resolves it
+			}
+			resolved := r.err == nil
+			errText := ""
+			if r.err != nil {
+				errText = r.err.Error()
+			}
+			if resolved != b.resolved || r.hop != b.hop {
+				changed = true
+				if resolved {
+					c.log.Info("next hop resolved", "service", s.cfg.Name, "backend", b.name, "ifindex", r.hop.IfIndex,
+						"mac", net.HardwareAddr(r.hop.DstMAC[:]).String())
+				} else {
+					c.log.Warn("next hop unresolved", "service", s.cfg.Name, "backend", b.name, "err", r.err)
+				}
+			}
+			b.resolved, b.hopErr = resolved, errText
+			if resolved {
+				b.hop = r.hop
+			}
+		}
+	}
+	return changed
+}
+
+// follow re-resolves next hops when the resolver says they changed, every
+// few seconds while some are unresolved, and every 30s regardless, and
+// republishes on a change.
+func (c *Controller) follow(ctx context.Context) {
+	kick := make(chan struct{}, 1)
+	if w, ok := c.opts.Resolver.(Watcher); ok {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			err := w.Watch(ctx, func() {
+				select {
+				case kick <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				c.log.Warn("not following neighbour changes", "err", err)
+			}
+		}()
+	}
+	last := time.Now()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		kicked := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+			kicked = true // routes back to clients may have changed too
+		case <-tick.C:
+			if !c.anyUnresolved() && time.Since(last) < 30*time.Second {
+				continue
+			}
+		}
+		last = time.Now()
+		if c.resolveAll(ctx) || kicked {
+			c.mu.Lock()
+			if !c.closed {
+				_ = c.publishLocked("next hop change")
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *Controller) anyUnresolved() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.services {
+		for _, b := range s.backends {
+			if !b.resolved {
+				return true
+			}
+		}
+	}
+	return false
+}

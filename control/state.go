@@ -1,0 +1,145 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// svcState is a running service: its config and its backends' runtime state.
+type svcState struct {
+	cfg      Service
+	index    int // sched.ServiceConfig.Index, stable for the service's life
+	strategy sched.Strategy
+	backends []*beState // primaries first, then fallbacks, in config order
+}
+
+// beState is a running backend.
+type beState struct {
+	id       uint32 // stable, never reused in the process
+	key      beKey
+	name     string
+	addr     netip.Addr
+	port     uint16 // config port (nat: target port, 0 keeps the service port)
+	fallback bool
+
+	cfgWeight    uint32 // from the config
+	weight       uint32 // in effect: cfgWeight or the API's override
+	overWeight   bool   // weight set through the API
+	cfgDisabled  bool
+	disabled     bool // in effect
+	overDisabled bool // enable/disable through the API
+
+	checkID  string       // "" for kind none
+	check    string       // the check's description, to see whether a reload changed it
+	health   health.State // StateUp when the kind is none
+	since    time.Time
+	reason   string
+	load     float64
+	hasLoad  bool
+	hop      dataplane.NextHop
+	hopErr   string // why the next hop is unresolved
+	resolved bool
+}
+
+// beKey identifies a backend across reloads.
+type beKey struct {
+	service string
+	addr    netip.Addr
+	port    uint16
+}
+
+// eligible reports whether b may get new flows of its own accord (before
+// the fallback rule): healthy, enabled, resolved and weighted.
+func (b *beState) eligible() bool {
+	return b.upish() && b.weight > 0
+}
+
+// upish is Up as the scheduler sees it, before the fallback rule: healthy,
+// enabled and with a resolved next hop.
+func (b *beState) upish() bool {
+	return b.health == health.StateUp && !b.disabled && b.resolved
+}
+
+// schedBackends returns the scheduler's view of s: a fallback backend is up
+// only while no primary backend is eligible.
+func (s *svcState) schedBackends() []sched.Backend {
+	primaryOK := false
+	for _, b := range s.backends {
+		if !b.fallback && b.eligible() {
+			primaryOK = true
+			break
+		}
+	}
+	out := make([]sched.Backend, len(s.backends))
+	for i, b := range s.backends {
+		up := b.upish()
+		if b.fallback && primaryOK {
+			up = false
+		}
+		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: b.weight, Up: up, Load: b.load}
+	}
+	return out
+}
+
+// spec builds the dataplane's view of s around its scheduler snapshot.
+func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
+	c := &s.cfg
+	proto := uint8(encap.ProtoTCP)
+	if c.Protocol == "udp" {
+		proto = encap.ProtoUDP
+	}
+	m, _ := dataplane.ParseMethod(c.Method) // validated
+	sp := dataplane.ServiceSpec{
+		Name:    c.Name,
+		VIP:     c.VIP,
+		Port:    c.Port,
+		Proto:   proto,
+		Method:  m,
+		Sched:   ss,
+		Targets: make([]dataplane.Target, len(s.backends)),
+	}
+	if m == dataplane.MethodTunnel {
+		sp.TunnelSource = c.TunnelSource
+	}
+	for i, b := range s.backends {
+		t := dataplane.Target{Addr: b.addr, Hop: b.hop}
+		if m == dataplane.MethodNAT {
+			t.Port = b.port
+		}
+		if !b.resolved {
+			t.Hop = dataplane.NextHop{}
+		}
+		sp.Targets[i] = t
+	}
+	return sp
+}
+
+// checkFor returns the health check of backend b of service s, and a
+// description that changes whenever the check would.
+func checkFor(s *Service, b *Backend, id string) (health.Check, string) {
+	h := &s.Health
+	port := s.HealthPort(b)
+	target := netip.AddrPortFrom(b.Address, port)
+	var c health.Checker
+	switch h.Kind {
+	case "icmp":
+		c = &health.ICMP{Target: b.Address}
+	case "tcp":
+		c = &health.TCP{Target: target}
+	case "http", "https":
+		c = &health.HTTP{Target: target, TLS: h.Kind == "https", Path: h.Path, Host: h.Host,
+			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify}
+	default:
+		return health.Check{}, ""
+	}
+	chk := health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	desc := fmt.Sprintf("%s host=%q status=%d body=%q insecure=%v every %v timeout %v rise %d fall %d",
+		c.String(), h.Host, h.ExpectStatus, h.ExpectBody, h.InsecureSkipVerify, h.Interval, h.Timeout, h.Rise, h.Fall)
+	return chk, desc
+}

@@ -1,0 +1,163 @@
+package control
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/health"
+)
+
+// StatsSource feeds data-path counters to the API and the metrics.
+// *dataplane.Dataplane is one.
+type StatsSource interface {
+	Stats() []dataplane.WorkerStats
+}
+
+// ServiceStatus is one service as the API shows it.
+type ServiceStatus struct {
+	Name      string `json:"name"`
+	VIP       string `json:"vip"`
+	Port      uint16 `json:"port"`
+	Protocol  string `json:"protocol"`
+	Method    string `json:"method"`
+	Scheduler string `json:"scheduler"`
+	// Backends counts the configured backends (fallbacks included); Up
+	// counts those that receive new flows (up, enabled, resolved,
+	// weighted).
+	Backends int `json:"backends"`
+	Up       int `json:"up"`
+	// Fallback reports that the fallback pool is taking the new flows.
+	Fallback bool `json:"fallback_active"`
+}
+
+// BackendStatus is one backend as the API shows it.
+type BackendStatus struct {
+	ID           uint32    `json:"id"`
+	Name         string    `json:"name"`
+	Address      string    `json:"address"`
+	Port         uint16    `json:"port,omitempty"`
+	Fallback     bool      `json:"fallback,omitempty"`
+	Weight       uint32    `json:"weight"`
+	ConfigWeight uint32    `json:"config_weight"`
+	Disabled     bool      `json:"disabled"`
+	Health       string    `json:"health"` // unknown, up, down
+	Since        time.Time `json:"since"`
+	Reason       string    `json:"reason,omitempty"`
+	// Active reports that the backend gets new flows.
+	Active  bool   `json:"active"`
+	Check   string `json:"check,omitempty"`
+	NextHop string `json:"next_hop,omitempty"` // "ifindex 3 mac 02:..." or why not
+	// Load is the last load figure the health probe reported, if any.
+	Load    *float64       `json:"load,omitempty"`
+	Probes  uint64         `json:"probes"`
+	Fails   uint64         `json:"failures"`
+	Results []ResultStatus `json:"results,omitempty"`
+}
+
+// ResultStatus is one recent health probe.
+type ResultStatus struct {
+	Time      time.Time `json:"time"`
+	OK        bool      `json:"ok"`
+	LatencyMS float64   `json:"latency_ms"`
+	Err       string    `json:"error,omitempty"`
+}
+
+// ControllerStatus is the controller's own state.
+type ControllerStatus struct {
+	ConfigFile    string    `json:"config_file"`
+	Generation    uint64    `json:"generation"`
+	Published     time.Time `json:"published"`
+	PublishError  string    `json:"publish_error,omitempty"`
+	Publishes     uint64    `json:"publishes"`
+	Reloads       uint64    `json:"reloads"`
+	ReloadErrors  uint64    `json:"reload_errors"`
+	LastReloadErr string    `json:"last_reload_error,omitempty"`
+}
+
+// Services lists the services in config order.
+func (c *Controller) Services() []ServiceStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ServiceStatus, 0, len(c.services))
+	for _, s := range c.services {
+		out = append(out, s.status())
+	}
+	return out
+}
+
+func (s *svcState) status() ServiceStatus {
+	st := ServiceStatus{Name: s.cfg.Name, VIP: s.cfg.VIP.String(), Port: s.cfg.Port, Protocol: s.cfg.Protocol,
+		Method: s.cfg.Method, Scheduler: s.cfg.Scheduler, Backends: len(s.backends)}
+	for _, b := range s.schedBackends() {
+		if b.Up && b.Weight > 0 {
+			st.Up++
+		}
+	}
+	for i, b := range s.schedBackends() {
+		if s.backends[i].fallback && b.Up && b.Weight > 0 {
+			st.Fallback = true
+		}
+	}
+	return st
+}
+
+// Backends lists a service's backends with their state and recent probes.
+func (c *Controller) Backends(service string) ([]BackendStatus, error) {
+	var statuses map[string]health.Status
+	if c.prober != nil {
+		statuses = map[string]health.Status{}
+		for _, st := range c.prober.Statuses() {
+			statuses[st.ID] = st
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.byName[service]
+	if s == nil {
+		return nil, ErrNotFound
+	}
+	sb := s.schedBackends()
+	out := make([]BackendStatus, 0, len(s.backends))
+	for i, b := range s.backends {
+		bs := BackendStatus{
+			ID: b.id, Name: b.name, Address: b.addr.String(), Port: b.port, Fallback: b.fallback,
+			Weight: b.weight, ConfigWeight: b.cfgWeight, Disabled: b.disabled, Health: b.health.String(),
+			Since: b.since, Reason: b.reason, Active: sb[i].Up && sb[i].Weight > 0,
+		}
+		if b.resolved {
+			bs.NextHop = "ifindex " + strconv.Itoa(b.hop.IfIndex) + " mac " + net.HardwareAddr(b.hop.DstMAC[:]).String()
+		} else {
+			bs.NextHop = "unresolved: " + b.hopErr
+		}
+		if b.hasLoad {
+			l := b.load
+			bs.Load = &l
+		}
+		if st, ok := statuses[b.checkID]; ok && b.checkID != "" {
+			bs.Check, bs.Probes, bs.Fails = st.Checker, st.Probes, st.Failures
+			for _, r := range st.Results {
+				bs.Results = append(bs.Results, ResultStatus{Time: r.Time, OK: r.OK,
+					LatencyMS: float64(r.Latency.Microseconds()) / 1000, Err: r.Err})
+			}
+		}
+		out = append(out, bs)
+	}
+	return out, nil
+}
+
+// Status returns the controller's own state.
+func (c *Controller) Status() ControllerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := ControllerStatus{ConfigFile: c.cfg.File(), Published: c.published, Publishes: c.pubCount,
+		Reloads: c.reloads, ReloadErrors: c.reloadErr, LastReloadErr: c.lastErr}
+	if c.snap != nil {
+		st.Generation = c.snap.Generation()
+	}
+	if c.pubErr != nil {
+		st.PublishError = c.pubErr.Error()
+	}
+	return st
+}
