@@ -184,6 +184,9 @@ func TestNATRandom(t *testing.T) {
 		if r := Parse(b, &p); r != OK {
 			t.Fatal(r)
 		}
+		if p.Key != key(s.src, s.dst, s.sport, s.dport, s.proto) {
+			t.Fatalf("iter %d: key %+v for %+v", iter, p.Key, s)
+		}
 		to, port := randIP(v6), uint16(1+rng.IntN(65535))
 		w := s
 		if iter%2 == 0 {
