@@ -330,10 +330,13 @@ func (r *running) record(res Result) (Transition, bool) {
 	return Transition{ID: r.check.ID, From: from, To: r.tr.state, Reason: reason, Time: now, Result: res}, true
 }
 
-// run is a check's goroutine: probe every Interval (start to start) until ctx is done.
+// run is a check's goroutine: probe every Interval until ctx is done.
 func (m *Monitor) run(ctx context.Context, r *running, delay time.Duration) {
 	defer m.wg.Done()
 	defer close(r.done)
+	// Probes are due on a fixed grid (like a ticker), so a late timer does not push every
+	// later probe back; a probe that misses its slot entirely is skipped, not queued.
+	due := time.Now().Add(delay)
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	for {
@@ -353,7 +356,11 @@ func (m *Monitor) run(ctx context.Context, r *running, delay time.Duration) {
 		if changed && m.opts.OnTransition != nil {
 			m.opts.OnTransition(tr)
 		}
-		timer.Reset(max(0, time.Until(res.Time.Add(r.check.Interval))))
+		due = due.Add(r.check.Interval)
+		if now := time.Now(); due.Before(now) {
+			due = now
+		}
+		timer.Reset(time.Until(due))
 	}
 }
 
