@@ -41,10 +41,14 @@ func newBridge(ns *NS, name string, mtu int) (netlink.Link, error) {
 }
 
 // plug connects host to the bridge br in the switch namespace sw with a veth pair: swName
-// is the bridge port, hostName the interface in host. Both ends come up with offloads off.
-func plug(sw *NS, br netlink.Link, swName string, host *NS, hostName string, mtu, queues int) (Iface, error) {
+// is the bridge port (with ifindex swIndex), hostName the interface in host. Both ends come
+// up with offloads off. swIndex must differ from the host end's ifindex (small numbers):
+// the kernel handles a veth's carrier change at once only when its ifindex differs from
+// its peer's; otherwise the change (and the real qdisc replacing the one that drops every
+// packet) may wait up to a second.
+func plug(sw *NS, br netlink.Link, swName string, swIndex int, host *NS, hostName string, mtu, queues int) (Iface, error) {
 	v := &netlink.Veth{
-		LinkAttrs:       netlink.LinkAttrs{Name: swName, MTU: mtu, NumTxQueues: queues, NumRxQueues: queues},
+		LinkAttrs:       netlink.LinkAttrs{Name: swName, Index: swIndex, MTU: mtu, NumTxQueues: queues, NumRxQueues: queues},
 		PeerName:        hostName,
 		PeerNamespace:   netlink.NsFd(host.handle),
 		PeerMTU:         uint32(mtu),

@@ -38,7 +38,7 @@ func probe() error {
 	if err != nil {
 		return err
 	}
-	ns, err := NewNS(id, "probe")
+	ns, err := NewNS(id, "avail")
 	if err != nil {
 		return fmt.Errorf("%w: network namespaces: %w", ErrUnsupported, err)
 	}

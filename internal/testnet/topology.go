@@ -95,6 +95,7 @@ type Net struct {
 	closeOnce sync.Once
 	closeErr  error
 	all       []*NS
+	ports     int // switch ports made so far
 }
 
 // segment is one L2 network's addressing.
@@ -190,7 +191,8 @@ func (n *Net) attach(br string, swPort string, h *Host, hostIf string, seg segme
 	if err != nil {
 		return Iface{}, fmt.Errorf("%s: find %s: %w", n.Switch.name, br, err)
 	}
-	ifc, err := plug(n.Switch, brl, swPort, h.NS, hostIf, n.Config.MTU, n.Config.Queues)
+	n.ports++
+	ifc, err := plug(n.Switch, brl, swPort, 1000+n.ports, h.NS, hostIf, n.Config.MTU, n.Config.Queues)
 	if err != nil {
 		return Iface{}, err
 	}
