@@ -33,6 +33,8 @@ const (
 	// TooBig: the encapsulated packet would exceed the egress MTU and no ICMP reply may be sent
 	// (IPv4 without DF, a non-first fragment, or an ICMP error itself).
 	TooBig
+	// NoTunnel: Encap on a Tunnel not built by NewTunnel.
+	NoTunnel
 	// FamilyMismatch: an address of the other IP family was given for this packet (or the
 	// packet was not parsed).
 	FamilyMismatch
@@ -54,6 +56,7 @@ var reasonNames = [NumReasons]string{
 	BadICMPQuote:      "bad_icmp_quote",
 	NoHeadroom:        "no_headroom",
 	TooBig:            "too_big",
+	NoTunnel:          "no_tunnel",
 	FamilyMismatch:    "family_mismatch",
 }
 

@@ -31,7 +31,8 @@ type TunnelConfig struct {
 }
 
 // Tunnel encapsulates packets towards one backend. Build it once with NewTunnel, off the hot
-// path; Encap then only reads it, so one Tunnel may serve many workers.
+// path (the zero Tunnel refuses to encapsulate, with NoTunnel); Encap then only reads it, so one
+// Tunnel may serve many workers.
 type Tunnel struct {
 	dstMAC, srcMAC [6]byte
 	v6             bool
@@ -39,6 +40,11 @@ type Tunnel struct {
 	src, dst       [16]byte
 	hostBits       int
 	mtu            int
+	// tmpl is the Ethernet header and the outer IP header with their constant fields (MACs,
+	// EtherType, version, TTL, addresses); tmplSum is the IPv4 template's ones' complement sum
+	// (without the source address when it varies per flow).
+	tmpl    [14 + 40]byte
+	tmplSum uint64
 }
 
 // NewTunnel checks c and precomputes the outer headers' constant parts.
@@ -78,6 +84,7 @@ func NewTunnel(c TunnelConfig) (Tunnel, error) {
 	if t.mtu == 0 {
 		t.mtu = 1500
 	}
+	t.fillTemplate()
 	minMTU := 68 + t.hdrLen
 	if t.v6 {
 		minMTU = 1280
@@ -103,6 +110,9 @@ func (t *Tunnel) Overhead() int { return t.hdrLen }
 // into the ICMPv6 "packet too big" or ICMP "fragmentation needed" reply (see ICMPTooBig, with
 // MTU - Overhead()) and ReplyICMP is returned; otherwise TooBig, and the caller drops the frame.
 func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
+	if t.hdrLen == 0 {
+		return off, n, NoTunnel
+	}
 	if off < 0 || n < 0 || off+n > len(buf) || p.IPEnd > n || p.IPVersion == 0 {
 		return off, n, Truncated
 	}
@@ -116,35 +126,27 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		return off, n, NoHeadroom
 	}
 	f := buf[start:ip]
-	copy(f[0:6], t.dstMAC[:])
-	copy(f[6:12], t.srcMAC[:])
+	copy(f, t.tmpl[:14+t.hdrLen])
 	proto := uint8(ProtoIPIP)
 	if p.IPVersion == 6 {
 		proto = ProtoIPv6
 	}
 	h := f[14:]
-	src := t.src
 	var hash uint64
 	if t.v6 || t.hostBits > 0 {
 		hash = flowHash(&p.Key)
 	}
-	if t.hostBits > 0 {
-		setHostBits(&src, t.v6, t.hostBits, hash)
-	}
 	if t.v6 {
-		binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv6)
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(p.TOS)<<20|uint32(hash>>32)&0xfffff)
 		binary.BigEndian.PutUint16(h[4:6], uint16(inner))
 		h[6] = proto
-		h[7] = 64
-		copy(h[8:24], src[:])
-		copy(h[24:40], t.dst[:])
+		if t.hostBits > 0 {
+			src := t.src
+			setHostBits(&src, true, t.hostBits, hash)
+			copy(h[8:24], src[:])
+		}
 		return start, 14 + 40 + inner, OK
 	}
-	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
-	h[0] = 0x45
-	h[1] = p.TOS
-	binary.BigEndian.PutUint16(h[2:4], uint16(20+inner))
 	var id, frag uint16
 	if p.IPVersion == 4 {
 		id = uint16(p.IPID)
@@ -154,15 +156,47 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	} else {
 		frag = 0x4000
 	}
+	tot := uint16(20 + inner)
+	h[1] = p.TOS
+	binary.BigEndian.PutUint16(h[2:4], tot)
 	binary.BigEndian.PutUint16(h[4:6], id)
 	binary.BigEndian.PutUint16(h[6:8], frag)
-	h[8] = 64
 	h[9] = proto
-	h[10], h[11] = 0, 0
-	copy(h[12:16], src[:4])
-	copy(h[16:20], t.dst[:4])
-	binary.BigEndian.PutUint16(h[10:12], ^ipv4HeaderSum(h))
+	sum := t.tmplSum + uint64(p.TOS) + uint64(tot) + uint64(id) + uint64(frag) + uint64(proto)
+	if t.hostBits > 0 {
+		src := t.src
+		setHostBits(&src, false, t.hostBits, hash)
+		copy(h[12:16], src[:4])
+		sum += uint64(binary.BigEndian.Uint32(src[0:4]))
+	}
+	binary.BigEndian.PutUint16(h[10:12], ^fold64(sum, 0))
 	return start, 14 + 20 + inner, OK
+}
+
+// fillTemplate precomputes the constant part of the headers Encap writes.
+func (t *Tunnel) fillTemplate() {
+	f := t.tmpl[:]
+	copy(f[0:6], t.dstMAC[:])
+	copy(f[6:12], t.srcMAC[:])
+	h := f[14:]
+	if t.v6 {
+		binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv6)
+		h[0] = 6 << 4
+		h[7] = 64
+		copy(h[8:24], t.src[:])
+		copy(h[24:40], t.dst[:])
+		return
+	}
+	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
+	h[0] = 0x45
+	h[8] = 64
+	copy(h[16:20], t.dst[:4])
+	if t.hostBits == 0 {
+		copy(h[12:16], t.src[:4])
+	}
+	// The variable fields (TOS, length, id, flags, protocol, checksum) are zero here.
+	t.tmplSum = uint64(binary.BigEndian.Uint32(h[0:4])) + uint64(binary.BigEndian.Uint32(h[8:12])) +
+		uint64(binary.BigEndian.Uint32(h[12:16])) + uint64(binary.BigEndian.Uint32(h[16:20]))
 }
 
 // setHostBits puts the low bits of hash into the low bits host bits of a (a 4- or 16-byte

@@ -197,6 +197,16 @@ func TestNewTunnelErrors(t *testing.T) {
 	}
 }
 
+func TestZeroTunnel(t *testing.T) {
+	buf, off, n := frame(mk(t, tcpSpec(false)), headroom)
+	var p Packet
+	Parse(buf[off:off+n], &p)
+	var tn Tunnel
+	if _, _, r := tn.Encap(buf, off, n, &p); r != NoTunnel {
+		t.Errorf("zero Tunnel: %v", r)
+	}
+}
+
 func TestTunnelNoHeadroom(t *testing.T) {
 	b := mk(t, tcpSpec(false))
 	buf, off, n := frame(b, 19)
