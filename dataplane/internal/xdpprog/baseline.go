@@ -52,3 +52,16 @@ func (b *Baseline) Close() error {
 	}
 	return err
 }
+
+// Packets returns how many frames the baseline program saw, over all CPUs.
+func (b *Baseline) Packets() (uint64, error) {
+	var per []uint64
+	if err := b.objs.Packets.Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("read baseline packet count: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}

@@ -16,8 +16,9 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	benchProgDrop = "drop"
-	benchProgSwap = "swap"
+	benchMapPackets = "packets"
+	benchProgDrop   = "drop"
+	benchProgSwap   = "swap"
 )
 
 // loadBench returns the embedded CollectionSpec for bench.
@@ -70,6 +71,7 @@ type benchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchMapSpecs struct {
+	Packets *ebpf.MapSpec `ebpf:"packets"`
 }
 
 // benchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -98,10 +100,13 @@ func (o *benchObjects) Close() error {
 //
 // It can be passed to loadBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchMaps struct {
+	Packets *ebpf.Map `ebpf:"packets"`
 }
 
 func (m *benchMaps) Close() error {
-	return _BenchClose()
+	return _BenchClose(
+		m.Packets,
+	)
 }
 
 // benchVariables contains all global variables after they have been loaded into the kernel.

@@ -57,6 +57,7 @@ type Socket struct {
 
 	inFlight int // frames on the tx ring or awaiting completion
 	counters Counters
+	pollfd   [1]unix.PollFd
 }
 
 // Counters are what the socket did in user space, next to the kernel's Stats.
@@ -221,7 +222,7 @@ func open(u *UMEM, cfg Config, bindFlags uint16) (_ *Socket, err error) {
 	if shared {
 		sa.SharedUmemFD = uint32(u.owner.fd)
 	}
-	if err := unix.Bind(fd, sa); err != nil {
+	if err := bind(fd, sa); err != nil {
 		if shared {
 			return nil, fmt.Errorf("bind to ifindex %d queue %d: %w: %w", cfg.Ifindex, cfg.Queue, ErrSharedUMEM, err)
 		}
@@ -350,12 +351,12 @@ func (s *Socket) Fill(max int) int {
 // the ring is full) and reports whether any arrived. It is for an idle worker;
 // a busy one never calls it.
 func (s *Socket) Poll(timeout time.Duration) (bool, error) {
-	fds := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, int(timeout/time.Millisecond))
+	s.pollfd[0] = unix.PollFd{Fd: int32(s.fd), Events: unix.POLLIN}
+	n, err := unix.Poll(s.pollfd[:], int(timeout/time.Millisecond))
 	if err != nil && !errors.Is(err, unix.EINTR) {
 		return false, fmt.Errorf("poll af_xdp socket: %w", err)
 	}
-	return n > 0 && fds[0].Revents&unix.POLLIN != 0, nil
+	return n > 0 && s.pollfd[0].Revents&unix.POLLIN != 0, nil
 }
 
 // Stats reads the kernel's counters for the socket.
@@ -408,6 +409,20 @@ func (s *Socket) release() error {
 		return fmt.Errorf("close af_xdp socket: %w", err)
 	}
 	return nil
+}
+
+// bind binds, retrying for up to a second while the queue is busy: the kernel
+// releases the previous socket's hold on a queue in a deferred work item, so a
+// socket reopened right after a close can find it still taken.
+func bind(fd int, sa *unix.SockaddrXDP) error {
+	var err error
+	for range 100 {
+		if err = unix.Bind(fd, sa); !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return err
 }
 
 func setsockopt(fd, opt int, p unsafe.Pointer, size uintptr) error {
