@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"github.com/xlb-dev/xlb/internal/testnet/decap"
 )
 
@@ -11,7 +12,18 @@ import (
 // the backend's namespace (testnet does this for Config.Decap), then read its counters.
 // It needs root and a namespace, so it has no Output check (TestDecapUDP runs it).
 func ExampleProgram_Attach() {
-	var h *netlink.Handle // e.g. backend.Handle() from internal/testnet
+	ns, err := netns.GetFromName("xlb-0a1b2c-b0") // a backend namespace testnet made
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns) // or Backend.Handle() from internal/testnet
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer h.Close()
 	p, err := decap.Load()
 	if err != nil {
 		fmt.Println(err)
