@@ -116,6 +116,7 @@ type Program struct {
 	ifindex int
 	mode    Mode
 	vips    map[netip.Addr]int // services per VIP, for the vips map
+	queues  [MaxQueues]bool    // XSKMAP slots filled by RegisterSocket
 	closed  bool
 }
 
@@ -338,6 +339,7 @@ func (p *Program) RegisterSocket(queue, fd int) error {
 	if err := p.objs.Xsks.Put(uint32(queue), uint32(fd)); err != nil {
 		return fmt.Errorf("register af_xdp socket for queue %d: %w", queue, err)
 	}
+	p.queues[queue] = true
 	return nil
 }
 
@@ -355,10 +357,13 @@ func (p *Program) UnregisterSocket(queue int) error {
 	if err := p.objs.Xsks.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unregister af_xdp socket for queue %d: %w", queue, err)
 	}
+	p.queues[queue] = false
 	return nil
 }
 
-// Close detaches the program (if attached) and releases it and its maps.
+// Close detaches the program (if attached), empties the XSKMAP (the kernel
+// frees a map later, and until then the sockets in it stay referenced) and
+// releases the program and its maps.
 func (p *Program) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -367,6 +372,13 @@ func (p *Program) Close() error {
 	}
 	p.closed = true
 	var errs []error
+	for q, ok := range p.queues {
+		if ok {
+			if err := p.objs.Xsks.Delete(uint32(q)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, fmt.Errorf("unregister queue %d: %w", q, err))
+			}
+		}
+	}
 	if p.link != nil {
 		if err := p.link.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach xdp from ifindex %d: %w", p.ifindex, err))
