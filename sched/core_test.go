@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // flowKey returns a distinct IPv4 TCP key for i (client 198.18.x.y:port -> 198.19.0.10:80).
@@ -127,7 +128,7 @@ func TestCoreTimeouts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := mustService(t, ServiceConfig{}, backends(2))
-			for _, idle := range []time.Duration{tc.timeout, tc.timeout + 1} {
+			for _, idle := range []time.Duration{tc.timeout, tc.timeout + 2<<tickShift} {
 				c := mustCore(t, CoreConfig{Capacity: 64})
 				k := flowKey(7)
 				k.Proto = tc.proto
@@ -295,7 +296,47 @@ func TestNewCoreErrors(t *testing.T) {
 }
 
 func TestEntrySize(t *testing.T) {
-	if sizeofBucket != ways*BytesPerEntry {
-		t.Errorf("bucket is %d bytes, BytesPerEntry says %d", sizeofBucket, ways*BytesPerEntry)
+	if unsafe.Sizeof(bucket{}) != ways*BytesPerEntry || unsafe.Offsetof(bucket{}.ent) != 64 {
+		t.Errorf("bucket is %d bytes (entries at %d), BytesPerEntry says %d", unsafe.Sizeof(bucket{}), unsafe.Offsetof(bucket{}.ent), ways*BytesPerEntry)
+	}
+}
+
+// TestCoreTickWrap: the table's 32-bit tick counter wraps every 2^48 ns; ages and LRU order
+// stay right across the wrap.
+func TestCoreTickWrap(t *testing.T) {
+	svc := mustService(t, ServiceConfig{}, backends(2))
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	wrap := int64(1) << (32 + tickShift)
+	start := wrap - 5*sec
+	k := flowKey(1)
+	k.Proto = protoUDP
+	c.Schedule(svc, &k, 0, start)
+	c.Schedule(svc, &k, 0, start+299*sec) // 294s after the wrap
+	c.Maintain(start + 299*sec)
+	if st := c.Stats(); st.Hits != 1 || st.Expirations != 0 {
+		t.Fatalf("across the wrap: %+v", st)
+	}
+	c.Schedule(svc, &k, 0, start+700*sec) // idle 401s > 300s
+	c.Maintain(start + 700*sec)
+	if st := c.Stats(); st.Expirations != 1 {
+		t.Fatalf("expiry across the wrap: %+v", st)
+	}
+	// LRU across the wrap: fill two buckets, the one seen before the wrap goes.
+	ks := sameBucketKeys(c, 2*ways+1)
+	c2 := mustCore(t, CoreConfig{Capacity: 64})
+	for i := range 2 * ways {
+		now := wrap + int64(i)*sec
+		if i == 5 {
+			now = wrap - sec
+		}
+		c2.Schedule(svc, &ks[i], FlagACK, now)
+	}
+	c2.Schedule(svc, &ks[2*ways], FlagSYN, wrap+20*sec)
+	c2.Maintain(wrap + 20*sec)
+	before := c2.Stats().Misses
+	c2.Schedule(svc, &ks[5], FlagACK, wrap+21*sec)
+	c2.Maintain(wrap + 21*sec)
+	if c2.Stats().Misses != before+1 {
+		t.Error("the flow seen before the wrap was not the one evicted")
 	}
 }

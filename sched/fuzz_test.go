@@ -64,7 +64,7 @@ func FuzzCore(f *testing.F) {
 			return s
 		}
 		svc := build()
-		c := mustCore(t, CoreConfig{Capacity: 32, SweepBuckets: 1, Timeouts: Timeouts{TCPClose: 3, TCPSynRecv: 20, UDP: 50}})
+		c := mustCore(t, CoreConfig{Capacity: 32, SweepBuckets: 1, Timeouts: Timeouts{TCPClose: 3 << tickShift, TCPSynRecv: 20 << tickShift, UDP: 50 << tickShift}})
 		var now int64
 		for _, op := range ops {
 			switch {
@@ -79,7 +79,7 @@ func FuzzCore(f *testing.F) {
 					t.Fatalf("answer %d", p)
 				}
 			case op < 240:
-				now += int64(op - 199)
+				now += int64(op-199) << tickShift
 			case op < 250:
 				c.Maintain(now)
 			default: // toggle a backend's health or weight: a new snapshot

@@ -14,7 +14,8 @@ const (
 	FlagACK uint8 = 0x10
 )
 
-// Timeouts are the idle timeouts of connection-table entries, by protocol and TCP state. The
+// Timeouts are the idle timeouts of connection-table entries, by protocol and TCP state,
+// kept to 65.5 microseconds (and at most 24h). The
 // balancer sees one direction of a TCP connection (client to server), so the state is
 // inferred from the client's flags: SYN only (SynRecv), data (Established), after a FIN
 // (FinWait), after an RST (Close).
@@ -50,17 +51,30 @@ const (
 	numStates
 )
 
-// timeoutTable returns the timeouts in nanoseconds, indexed by state; a zero field takes its
-// default.
-func (t Timeouts) table() [numStates]int64 {
+// The table keeps time in ticks of 2^16 ns (65.5 us) in 32 bits, so a bucket's tags and
+// last-seen times share one cache line. Ages are computed modulo 2^32 ticks (78 hours): an
+// entry left untouched for that long would look young again, which Maintain's sweep (round
+// the whole table many times an hour) and the timeouts (capped at maxTimeout) rule out.
+const (
+	tickShift  = 16
+	maxTimeout = 24 * time.Hour
+)
+
+// tick converts a clock reading in nanoseconds to table ticks.
+func tick(now int64) uint32 { return uint32(uint64(now) >> tickShift) }
+
+// table returns the timeouts in ticks (rounded up), indexed by state; a zero field takes its
+// default, and a timeout above maxTimeout is capped to it.
+func (t Timeouts) table() [numStates]uint32 {
 	d := DefaultTimeouts()
-	pick := func(v, def time.Duration) int64 {
+	pick := func(v, def time.Duration) uint32 {
 		if v <= 0 {
-			return int64(def)
+			v = def
 		}
-		return int64(v)
+		v = min(v, maxTimeout)
+		return uint32((int64(v) + 1<<tickShift - 1) >> tickShift)
 	}
-	return [numStates]int64{
+	return [numStates]uint32{
 		stSynRecv:     pick(t.TCPSynRecv, d.TCPSynRecv),
 		stEstablished: pick(t.TCPEstablished, d.TCPEstablished),
 		stFinWait:     pick(t.TCPFinWait, d.TCPFinWait),
@@ -130,16 +144,17 @@ type entry struct {
 	backend uint32
 }
 
-// bucket is one set of the table: 8 tags (uint32(hash)|1, 0 = free), 8 last-seen times and
-// 8 entries. 32 + 64 + 384 = 480 bytes, 60 bytes per entry.
+// bucket is one set of the table: a 64-byte header of 8 tags (uint32(hash)|1, 0 = free) and
+// 8 last-seen times in ticks, then 8 entries. 64 + 384 = 448 bytes, 56 bytes per entry. A
+// lookup reads the header line and the matching entry.
 type bucket struct {
 	tag  [ways]uint32
-	seen [ways]int64
+	seen [ways]uint32
 	ent  [ways]entry
 }
 
-// BytesPerEntry is the connection table's memory per entry (a 480-byte bucket holds 8).
-const BytesPerEntry = 60
+// BytesPerEntry is the connection table's memory per entry (a 448-byte bucket holds 8).
+const BytesPerEntry = 56
 
 // table is the fixed-size set-associative connection table of one core.
 type table struct {
@@ -168,10 +183,22 @@ func (t *table) index(h uint64) (int, int) {
 	return int(i1), int(i2)
 }
 
-// find returns the way holding k in b, or -1.
-func (b *bucket) find(tag uint32, k *Key) int {
+// match returns the ways of b whose tag is tag, as a bit mask. It reads only the header.
+func (b *bucket) match(tag uint32) uint32 {
+	var m uint32
 	for w := range ways {
-		if b.tag[w] == tag && b.ent[w].key == *k {
+		if b.tag[w] == tag {
+			m |= 1 << w
+		}
+	}
+	return m
+}
+
+// find returns the way among the candidates m of b that holds k, or -1.
+func (b *bucket) find(m uint32, k *Key) int {
+	for ; m != 0; m &= m - 1 {
+		w := bits.TrailingZeros32(m)
+		if b.ent[w].key == *k {
 			return w
 		}
 	}

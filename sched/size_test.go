@@ -1,5 +1,0 @@
-package sched
-
-import "unsafe"
-
-const sizeofBucket = unsafe.Sizeof(bucket{})
