@@ -250,3 +250,50 @@ func FuzzSetMACs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzForeignPacket hands every forwarding function a Packet parsed from another frame (a
+// caller's bug): they may refuse or write nonsense into the frame, but never index out of it.
+func FuzzForeignPacket(f *testing.F) {
+	seeds := fuzzSeeds(f)
+	for i, s := range seeds {
+		f.Add(s, seeds[(i+1)%len(seeds)][:len(seeds[(i+1)%len(seeds)])/2+i])
+	}
+	tn := mustTunnel(f, "198.18.0.11", "198.18.128.0/17", 1300)
+	tn6 := mustTunnel(f, "2001:db8:2::11", "2001:db8:3::/64", 1300)
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		var p Packet
+		if Parse(a, &p) != OK {
+			return
+		}
+		addr := netip.MustParseAddr("198.18.0.11")
+		if p.Key.V6 {
+			addr = netip.MustParseAddr("2001:db8:2::11")
+		}
+		for i := 0; i < 4; i++ {
+			buf := make([]byte, 64+len(b))
+			copy(buf[64:], b)
+			pkt := buf[64:]
+			var r Reason
+			var off, n int
+			switch i {
+			case 0:
+				r = NATToBackend(pkt, &p, addr, 8080)
+			case 1:
+				r = NATToClient(pkt, &p, addr, 80)
+			case 2:
+				off, n, r = tn.Encap(buf, 64, len(b), &p)
+				if r == OK || r == ReplyICMP {
+					_ = buf[off : off+n]
+				}
+				off, n, r = tn6.Encap(buf, 64, len(b), &p)
+			case 3:
+				off, n, r = ICMPTooBig(buf, 64, len(b), &p, 1280)
+			}
+			if r == OK || r == ReplyICMP {
+				if off < 0 || n < 0 || off+n > len(buf) {
+					t.Fatalf("case %d: frame out of the buffer: %d+%d > %d", i, off, n, len(buf))
+				}
+			}
+		}
+	})
+}

@@ -15,7 +15,7 @@ const minMTU6 = 1280
 // (off, n) and ReplyICMP, or TooBig (drop, nothing written) when no error may be sent: an IPv4
 // packet without DF, a non-first fragment, an ICMP error, or a source that is not unicast.
 func ICMPTooBig(buf []byte, off, n int, p *Packet, mtu int) (int, int, Reason) {
-	if off < 0 || n < 0 || off+n > len(buf) || p.IPEnd > n || p.IPVersion == 0 {
+	if off < 0 || n < 0 || off+n > len(buf) || !p.consistent(n) {
 		return off, n, Truncated
 	}
 	v6 := p.IPVersion == 6

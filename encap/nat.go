@@ -53,7 +53,7 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 	if p.IPVersion == 0 || !addr.IsValid() || addr.Is6() != v6 {
 		return FamilyMismatch
 	}
-	if p.IPEnd > len(pkt) || p.L4Off > p.IPEnd {
+	if !p.consistent(len(pkt)) {
 		return Truncated
 	}
 	var newA [16]byte

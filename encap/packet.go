@@ -87,6 +87,39 @@ type Packet struct {
 	InnerL4Off int
 }
 
+// consistent reports whether p's offsets describe an IP packet inside a packet of n bytes, as
+// Parse leaves them, so that functions handed a stale or foreign Packet fail instead of
+// indexing out of range.
+func (p *Packet) consistent(n int) bool {
+	hdr := 20
+	if p.IPVersion == 6 {
+		hdr = 40
+	} else if p.IPVersion != 4 {
+		return false
+	}
+	if p.L3Off != 14 && p.L3Off != 18 || p.L4Off < p.L3Off+hdr || p.IPEnd < p.L4Off || p.IPEnd > n || p.TotalLen != p.IPEnd-p.L3Off {
+		return false
+	}
+	if p.HasL4 {
+		need := 8
+		if p.L4Proto == ProtoTCP {
+			need = 20
+		}
+		if p.IPEnd < p.L4Off+need {
+			return false
+		}
+	}
+	if p.ICMPError {
+		if p.InnerL3Off != p.L4Off+8 || p.IPEnd < p.InnerL3Off+hdr {
+			return false
+		}
+		if p.InnerL4Off != 0 && (p.InnerL4Off < p.InnerL3Off+hdr || p.IPEnd < p.InnerL4Off+8) {
+			return false
+		}
+	}
+	return true
+}
+
 // SYN, FIN, RST and ACK report the TCP flags of a TCP packet.
 func (p *Packet) SYN() bool { return p.TCPFlags&TCPFlagSYN != 0 }
 

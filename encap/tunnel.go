@@ -113,7 +113,7 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	if t.hdrLen == 0 {
 		return off, n, NoTunnel
 	}
-	if off < 0 || n < 0 || off+n > len(buf) || p.IPEnd > n || p.IPVersion == 0 {
+	if off < 0 || n < 0 || off+n > len(buf) || !p.consistent(n) {
 		return off, n, Truncated
 	}
 	inner := p.TotalLen
