@@ -82,6 +82,7 @@ type Controller struct {
 	reloadErr uint64
 	lastErr   string
 	pubCount  uint64
+	metrics   *Metrics
 }
 
 // New returns a controller for cfg (parsed and validated). Nothing runs
@@ -482,14 +483,19 @@ func (c *Controller) onTransition(t health.Transition) {
 	_ = c.publishLocked("health " + t.ID)
 }
 
-// onResult records the load figure a probe reported (least-load).
+// onResult records a probe's latency and the load figure it reported
+// (least-load).
 func (c *Controller) onResult(id string, r health.Result) {
-	if !r.HasLoad {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if b := c.byCheck[id]; b != nil {
+	b := c.byCheck[id]
+	if b == nil {
+		return
+	}
+	if c.metrics != nil {
+		c.metrics.observe(b.key.service, b.name, r)
+	}
+	if r.HasLoad {
 		changed := !b.hasLoad || b.load != r.Load
 		b.load, b.hasLoad = r.Load, true
 		if changed && c.byName[b.key.service].strategy == sched.LeastLoad {

@@ -146,8 +146,17 @@ type rig struct {
 // newRig starts a controller on the YAML config y with fakes around it.
 func newRig(t *testing.T, y string) *rig {
 	t.Helper()
+	cfg, err := ParseConfig("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRig(t, cfg)
+}
+
+// startRig starts a controller on cfg with fakes around it.
+func startRig(t *testing.T, cfg *Config) *rig {
+	t.Helper()
 	r := &rig{t: t, pub: &fakePublisher{}, res: &fakeResolver{fail: map[netip.Addr]bool{}}, dir: t.TempDir()}
-	cfg := r.parse(y)
 	c, err := New(cfg, Options{
 		Publisher: r.pub,
 		Resolver:  r.res,

@@ -1,0 +1,203 @@
+package control
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/health"
+)
+
+// Metrics is the controller's Prometheus collector: service and backend
+// state, health probes, data-path counters (per worker, drops by reason,
+// connection table) and the controller's own publishes and reloads. It
+// reads everything at scrape time, off the packet path.
+type Metrics struct {
+	c   *Controller
+	reg *prometheus.Registry
+
+	probe *prometheus.HistogramVec
+}
+
+var (
+	labelsSvc    = []string{"service"}
+	labelsBE     = []string{"service", "backend"}
+	labelsWorker = []string{"worker", "queue", "cpu"}
+
+	descSvcBackends  = prometheus.NewDesc("xlb_service_backends", "Configured backends of a service (fallbacks included).", labelsSvc, nil)
+	descSvcActive    = prometheus.NewDesc("xlb_service_backends_active", "Backends of a service that receive new flows.", labelsSvc, nil)
+	descSvcFallback  = prometheus.NewDesc("xlb_service_fallback_active", "1 while the service's fallback pool takes its new flows.", labelsSvc, nil)
+	descBEHealth     = prometheus.NewDesc("xlb_backend_health", "Health verdict of a backend: 0 unknown, 1 down, 2 up.", labelsBE, nil)
+	descBEUp         = prometheus.NewDesc("xlb_backend_up", "1 when the backend's health verdict is up.", labelsBE, nil)
+	descBEActive     = prometheus.NewDesc("xlb_backend_active", "1 when the backend receives new flows (up, enabled, next hop resolved, weight > 0).", labelsBE, nil)
+	descBEWeight     = prometheus.NewDesc("xlb_backend_weight", "Weight in effect (0 = drained).", labelsBE, nil)
+	descBEDisabled   = prometheus.NewDesc("xlb_backend_disabled", "1 when the backend is disabled.", labelsBE, nil)
+	descBEResolved   = prometheus.NewDesc("xlb_backend_next_hop_resolved", "1 when the backend's next hop (MAC, interface) is resolved.", labelsBE, nil)
+	descBEProbes     = prometheus.NewDesc("xlb_backend_probes_total", "Health probes run.", labelsBE, nil)
+	descBEFailures   = prometheus.NewDesc("xlb_backend_probe_failures_total", "Health probes failed.", labelsBE, nil)
+	descBELatency    = prometheus.NewDesc("xlb_backend_probe_last_latency_seconds", "Latency of the last completed probe.", labelsBE, nil)
+	descPublishes    = prometheus.NewDesc("xlb_snapshots_published_total", "Snapshots published to the data path.", nil, nil)
+	descGeneration   = prometheus.NewDesc("xlb_snapshot_generation", "Generation of the published snapshot.", nil, nil)
+	descReloads      = prometheus.NewDesc("xlb_reloads_total", "Configuration reloads applied.", nil, nil)
+	descReloadErrors = prometheus.NewDesc("xlb_reload_errors_total", "Configuration reloads refused.", nil, nil)
+	descDrops        = prometheus.NewDesc("xlb_drops_total", "Frames dropped by the data path, by reason (all workers).", []string{"reason"}, nil)
+	descConnEntries  = prometheus.NewDesc("xlb_conn_table_entries", "Live connection-table entries.", labelsWorker, nil)
+)
+
+// workerCounters are the per-worker counters exported as
+// xlb_worker_<name>_total.
+var workerCounters = []struct {
+	name, help string
+	get        func(*dataplane.Counters) uint64
+}{
+	{"rx_packets", "Frames received.", func(c *dataplane.Counters) uint64 { return c.RxPackets }},
+	{"rx_bytes", "Bytes received.", func(c *dataplane.Counters) uint64 { return c.RxBytes }},
+	{"tx_packets", "Frames transmitted.", func(c *dataplane.Counters) uint64 { return c.TxPackets }},
+	{"tx_bytes", "Bytes transmitted.", func(c *dataplane.Counters) uint64 { return c.TxBytes }},
+	{"icmp_replies", "ICMP too-big replies sent.", func(c *dataplane.Counters) uint64 { return c.ICMPReplies }},
+	{"nat_returns", "NAT replies translated back to the VIP.", func(c *dataplane.Counters) uint64 { return c.NATReturns }},
+	{"conn_hits", "Packets of known flows.", func(c *dataplane.Counters) uint64 { return c.ConnHits }},
+	{"new_flows", "Packets of new flows (connection-table misses).", func(c *dataplane.Counters) uint64 { return c.ConnMisses }},
+	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},
+	{"conn_expirations", "Idle connection-table entries expired.", func(c *dataplane.Counters) uint64 { return c.ConnExpirations }},
+	{"conn_rescheduled", "Flows moved off a backend that went down.", func(c *dataplane.Counters) uint64 { return c.ConnRescheduled }},
+	{"batches", "Batches processed.", func(c *dataplane.Counters) uint64 { return c.Batches }},
+	{"kicks", "Wakeup syscalls.", func(c *dataplane.Counters) uint64 { return c.Kicks }},
+	{"fill_short", "Refills short of free frames.", func(c *dataplane.Counters) uint64 { return c.FillShort }},
+	{"tx_ring_full", "Transmit attempts that found the ring full.", func(c *dataplane.Counters) uint64 { return c.TxRingFull }},
+	{"copied", "Frames copied into another interface's socket.", func(c *dataplane.Counters) uint64 { return c.Copied }},
+	{"kernel_rx_dropped", "XDP_STATISTICS rx_dropped.", func(c *dataplane.Counters) uint64 { return c.Kernel.RxDropped }},
+	{"kernel_rx_invalid", "XDP_STATISTICS rx_invalid_descs.", func(c *dataplane.Counters) uint64 { return c.Kernel.RxInvalid }},
+	{"kernel_tx_invalid", "XDP_STATISTICS tx_invalid_descs.", func(c *dataplane.Counters) uint64 { return c.Kernel.TxInvalid }},
+	{"kernel_rx_ring_full", "XDP_STATISTICS rx_ring_full.", func(c *dataplane.Counters) uint64 { return c.Kernel.RxRingFull }},
+	{"kernel_fill_ring_empty", "XDP_STATISTICS rx_fill_ring_empty_descs.", func(c *dataplane.Counters) uint64 { return c.Kernel.FillRingEmpty }},
+	{"kernel_tx_ring_empty", "XDP_STATISTICS tx_ring_empty_descs.", func(c *dataplane.Counters) uint64 { return c.Kernel.TxRingEmpty }},
+}
+
+var workerDescs = func() []*prometheus.Desc {
+	out := make([]*prometheus.Desc, len(workerCounters))
+	for i, wc := range workerCounters {
+		out[i] = prometheus.NewDesc("xlb_worker_"+wc.name+"_total", wc.help, labelsWorker, nil)
+	}
+	return out
+}()
+
+// NewMetrics registers the controller's metrics, with the Go runtime and
+// process collectors, in a registry of their own.
+func NewMetrics(c *Controller) *Metrics {
+	m := &Metrics{c: c, reg: prometheus.NewRegistry()}
+	m.probe = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "xlb_backend_probe_duration_seconds",
+		Help:    "Duration of completed health probes.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, labelsBE)
+	m.reg.MustRegister(m, m.probe, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	c.mu.Lock()
+	c.metrics = m
+	c.mu.Unlock()
+	return m
+}
+
+// Registry returns the registry holding the metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// observe records a probe's duration (called with the controller's lock).
+func (m *Metrics) observe(service, backend string, r health.Result) {
+	m.probe.WithLabelValues(service, backend).Observe(r.Latency.Seconds())
+}
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
+		descBEActive, descBEWeight, descBEDisabled, descBEResolved, descBEProbes, descBEFailures, descBELatency,
+		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries} {
+		ch <- d
+	}
+	for _, d := range workerDescs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	c := m.c
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	statuses := map[string]health.Status{}
+	if c.prober != nil {
+		for _, st := range c.prober.Statuses() {
+			statuses[st.ID] = st
+		}
+	}
+	c.mu.Lock()
+	for _, s := range c.services {
+		st := s.status()
+		name := s.cfg.Name
+		gauge(descSvcBackends, float64(st.Backends), name)
+		gauge(descSvcActive, float64(st.Up), name)
+		gauge(descSvcFallback, b2f(st.Fallback), name)
+		sb := s.schedBackends()
+		for i, b := range s.backends {
+			gauge(descBEHealth, float64(b.health), name, b.name)
+			gauge(descBEUp, b2f(b.health == health.StateUp), name, b.name)
+			gauge(descBEActive, b2f(sb[i].Up && sb[i].Weight > 0), name, b.name)
+			gauge(descBEWeight, float64(b.weight), name, b.name)
+			gauge(descBEDisabled, b2f(b.disabled), name, b.name)
+			gauge(descBEResolved, b2f(b.resolved), name, b.name)
+			if hs, ok := statuses[b.checkID]; ok && b.checkID != "" {
+				counter(descBEProbes, float64(hs.Probes), name, b.name)
+				counter(descBEFailures, float64(hs.Failures), name, b.name)
+				if n := len(hs.Results); n > 0 {
+					gauge(descBELatency, hs.Results[n-1].Latency.Seconds(), name, b.name)
+				}
+			}
+		}
+	}
+	counter(descPublishes, float64(c.pubCount))
+	if c.snap != nil {
+		gauge(descGeneration, float64(c.snap.Generation()))
+	}
+	counter(descReloads, float64(c.reloads))
+	counter(descReloadErrors, float64(c.reloadErr))
+	c.mu.Unlock()
+
+	if c.opts.Stats == nil {
+		return
+	}
+	var total dataplane.Counters
+	for i, ws := range c.opts.Stats.Stats() {
+		l := []string{strconv.Itoa(i), strconv.Itoa(ws.Queue), strconv.Itoa(ws.CPU)}
+		for j, wc := range workerCounters {
+			counter(workerDescs[j], float64(wc.get(&ws.Counters)), l...)
+		}
+		gauge(descConnEntries, float64(ws.ConnEntries), l...)
+		total.Add(&ws.Counters)
+	}
+	for d, v := range total.Drops {
+		counter(descDrops, float64(v), dataplane.Drop(d).String())
+	}
+	for r, v := range total.Reasons {
+		if encap.Reason(r).Drop() {
+			counter(descDrops, float64(v), encap.Reason(r).String())
+		}
+	}
+}
