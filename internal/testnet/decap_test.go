@@ -65,19 +65,31 @@ func pick(v6 bool, a4, a6 netip.Addr) netip.Addr {
 // and checks the backend's UDP echo answers straight to the client from the VIP.
 func TestDecapUDP(t *testing.T) {
 	t.Parallel()
-	decapUDPOn(t, New(t, Config{Backends: 1, Decap: true, NoHTTP: true}))
+	n := New(t, Config{Backends: 1, Decap: true, NoHTTP: true})
+	decapUDPOn(t, n, n.Client, "eth0")
 }
 
-func decapUDPOn(t *testing.T, n *Net) {
+// TwoArm with Decap: the LB sends the encapsulated datagram from its net B interface; the
+// backend's reply (from the VIP) goes to the client through the LB's kernel forwarding.
+func TestDecapTwoArm(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Kind: TwoArm, Backends: 1, Decap: true, NoHTTP: true})
+	decapUDPOn(t, n, n.LB, "eth1")
+}
+
+// decapUDPOn sends from sender's interface ifname (outer source: its address there)
+// datagrams whose inner source is the client, and reads the echoes at the client.
+func decapUDPOn(t *testing.T, n *Net, sender *Host, ifname string) {
 	b := n.Backends[0]
 	if _, err := b.ServeUDPEcho(":7"); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := n.Client.RawSocket("eth0")
+	raw, err := sender.RawSocket(ifname)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cif, bif := n.Client.Ifaces[0], b.Ifaces[0]
+	cif, _ := sender.Iface(ifname)
+	bif := b.Ifaces[0]
 	sent := 0
 	for i, c := range []struct{ outer6, inner6 bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
 		name := fmt.Sprintf("outer-v6=%v/inner-v6=%v", c.outer6, c.inner6)
@@ -90,7 +102,7 @@ func decapUDPOn(t *testing.T, n *Net) {
 		}
 		msg := []byte("ipip " + name)
 		frame := encapFrame(t, cif.MAC, bif.MAC,
-			pick(c.outer6, n.Client.Addr(), n.Client.Addr6()), pick(c.outer6, b.Addr(), b.Addr6()),
+			pick(c.outer6, cif.Addr.Addr(), cif.Addr6.Addr()), pick(c.outer6, b.Addr(), b.Addr6()),
 			src, vip, &layers.UDP{SrcPort: layers.UDPPort(port), DstPort: 7}, msg)
 		if err := raw.Send(frame); err != nil {
 			t.Fatal(err)

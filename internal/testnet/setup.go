@@ -69,41 +69,51 @@ func (n *Net) configure(cseg segment) error {
 			}
 		}
 		for _, b := range n.Backends {
+			if n.Config.Decap {
+				if err := n.vipOnLo(b); err != nil {
+					return err
+				}
+			}
 			if err := n.defaultVia(b.Host, segB.addr(hostGW).Addr(), segB.addr6(hostGW).Addr()); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	// OneArm (DR and tunnel): the VIP on the backends' lo, ARP for it answered by the LB
-	// only (arp_ignore=1: answer only for addresses on the receiving interface;
-	// arp_announce=2: never use the VIP as the source of an ARP request). For IPv6 Linux
-	// answers a neighbour solicitation only for addresses on the receiving interface, so
-	// the /128 on lo stays silent.
 	for _, b := range n.Backends {
-		if err := b.Sysctls(map[string]string{
-			"net.ipv4.conf.all.arp_ignore":    "1",
-			"net.ipv4.conf.eth0.arp_ignore":   "1",
-			"net.ipv4.conf.all.arp_announce":  "2",
-			"net.ipv4.conf.eth0.arp_announce": "2",
-			"net.ipv4.conf.all.accept_local":  "1",
-			"net.ipv4.conf.eth0.accept_local": "1",
-		}); err != nil {
+		if err := n.vipOnLo(b); err != nil {
 			return err
-		}
-		if err := b.AddAddr("lo", netip.PrefixFrom(n.VIP, 32)); err != nil {
-			return err
-		}
-		if v6 {
-			if err := b.AddAddr("lo", netip.PrefixFrom(n.VIP6, 128)); err != nil {
-				return err
-			}
 		}
 		if err := n.defaultVia(b.Host, cli, cli6); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// vipOnLo puts the VIPs on a backend's lo (DR and tunnel: OneArm always, TwoArm with
+// Config.Decap) with ARP for them answered by the LB only (arp_ignore=1: answer only for
+// addresses on the receiving interface; arp_announce=2: never use the VIP as the source of
+// an ARP request). For IPv6 Linux answers a neighbour solicitation only for addresses on
+// the receiving interface, so the /128 on lo stays silent (TestOneArm checks both).
+func (n *Net) vipOnLo(b *Backend) error {
+	if err := b.Sysctls(map[string]string{
+		"net.ipv4.conf.all.arp_ignore":    "1",
+		"net.ipv4.conf.eth0.arp_ignore":   "1",
+		"net.ipv4.conf.all.arp_announce":  "2",
+		"net.ipv4.conf.eth0.arp_announce": "2",
+		"net.ipv4.conf.all.accept_local":  "1",
+		"net.ipv4.conf.eth0.accept_local": "1",
+	}); err != nil {
+		return err
+	}
+	if err := b.AddAddr("lo", netip.PrefixFrom(n.VIP, 32)); err != nil {
+		return err
+	}
+	if n.Config.DisableIPv6 {
+		return nil
+	}
+	return b.AddAddr("lo", netip.PrefixFrom(n.VIP6, 128))
 }
 
 // waitUp waits until every interface the topology made is operationally up. The kernel

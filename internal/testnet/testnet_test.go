@@ -389,3 +389,18 @@ func TestEcho(t *testing.T) {
 		}
 	}
 }
+
+func TestDescribe(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Kind: TwoArm, Backends: 2})
+	d := n.Describe()
+	for _, want := range []string{n.LB.Name(), "eth1", "198.19.1.12/24", "2001:2:0:101::11/64", n.Backends[1].Ifaces[0].MAC.String(), "VIP 198.18.1.100, 2001:2:0:1::100"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("Describe lacks %q:\n%s", want, d)
+		}
+	}
+	if n.Backend("b1") != n.Backends[1] || n.Backend("b9") != nil {
+		t.Error("Backend lookup by name")
+	}
+	t.Log("\n" + d)
+}

@@ -46,7 +46,7 @@ type Config struct {
 	HTTPPort    int  // port of the backends' HTTP servers; 0 means 80
 	NoHTTP      bool // do not start the backends' HTTP servers
 	// Decap attaches the IPIP/IP6IP6/4in6 decapsulation tc program to every backend's
-	// eth0 ingress (tunnel method).
+	// eth0 ingress (tunnel method); on TwoArm it also puts the VIPs on the backends' lo.
 	Decap bool
 }
 
