@@ -147,7 +147,7 @@ func httpBackend() (http.Handler, *atomic.Int64) {
 	return mux, &conns
 }
 
-func newHTTPServer(t *testing.T, tls bool) (*httptest.Server, *atomic.Int64) {
+func newHTTPServer(t testing.TB, tls bool) (*httptest.Server, *atomic.Int64) {
 	h, conns := httpBackend()
 	s := httptest.NewUnstartedServer(h)
 	s.Config.ErrorLog = log.New(io.Discard, "", 0) // rejected certificates are expected here

@@ -121,6 +121,10 @@ func (c *HTTP) Check(ctx context.Context) (Report, error) {
 		if !strings.Contains(string(body), c.ExpectBody) {
 			return Report{}, fmt.Errorf("%w: %q not in the first %d bytes", ErrBody, c.ExpectBody, len(body))
 		}
+	} else {
+		// Read (a bounded part of) the body anyway: closing with unread data would reset
+		// the connection, which backends log as an error. A read error here is no failure.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, max))
 	}
 	return c.load(resp.Header), nil
 }
