@@ -322,3 +322,25 @@ func TestEngineFlowSurvivesBackendChange(t *testing.T) {
 		t.Fatal("no flow was on the removed backend: the test proves nothing")
 	}
 }
+
+// Every fragment of a datagram (ports 0 in its key) goes to the same backend of the VIP's
+// only service of that protocol.
+func TestEngineFragments(t *testing.T) {
+	e := newEngine(t)
+	s := mustSnapshot(t, nil, spec(t, "web", 0, vip4, 80, MethodDR, 3))
+	want := -1
+	for i, fo := range []uint16{0x2000, 0x2000 | 185, 370} { // first, middle, last
+		pkt := craft(t, pktOpts{src: client4, dst: vip4, sport: 1234, dport: 80, payload: 100, noDF: true})
+		pkt[14+6], pkt[14+7] = byte(fo>>8), byte(fo)
+		f := frameOf(pkt)
+		run(e, s, &f)
+		if f.Out != ifLB {
+			t.Fatalf("fragment %d dropped: %+v", i, e.Counters())
+		}
+		if b := backendOf(t, &f); want < 0 {
+			want = b
+		} else if b != want {
+			t.Fatalf("fragment %d went to backend %d, the first to %d", i, b, want)
+		}
+	}
+}

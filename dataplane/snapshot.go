@@ -149,6 +149,7 @@ type Snapshot struct {
 	services []service
 	byVIP    table // (VIP, port, proto) -> service index
 	byNAT    table // (backend, port, proto) -> service index
+	byFrag   table // (VIP, proto) -> the VIP's only service of that protocol, for fragments
 	hosts    table // host route (addr) -> routes index
 	routes   []route
 	prefixes []int // indexes into routes of the non-host routes, longest prefix first
@@ -230,10 +231,30 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 		}
 		s.services = append(s.services, sv)
 	}
+	s.buildFragments()
 	if err := s.buildRoutes(routes); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// buildFragments indexes, per (VIP, protocol), the one service a fragment can belong to: IP
+// fragments carry no ports in their flow key (every fragment of a datagram must hash alike),
+// so a fragment finds an all-ports service by the ordinary lookup, or else the VIP's only
+// service of its protocol. A VIP with several port services of one protocol gets none, and
+// its fragments are dropped as no_service.
+func (s *Snapshot) buildFragments() {
+	count := map[tupleKey]int{}
+	for _, sv := range s.services {
+		count[tupleKey{addr: sv.vip, proto: sv.spec.Proto, v6: sv.v6}]++
+	}
+	s.byFrag = newTable(len(count))
+	for i, sv := range s.services {
+		k := tupleKey{addr: sv.vip, proto: sv.spec.Proto, v6: sv.v6}
+		if count[k] == 1 {
+			s.byFrag.insert(k, i)
+		}
+	}
 }
 
 func buildService(sp *ServiceSpec) (service, error) {
@@ -370,14 +391,18 @@ func (s *Snapshot) NumServices() int { return len(s.services) }
 func (s *Snapshot) Service(i int) ServiceSpec { return s.services[i].spec }
 
 // lookup returns the index of the service for (dst, port, proto): an exact-port service
-// first, then an all-ports one; -1 if none.
+// first, then an all-ports one, then, for a key without ports (a fragment), the VIP's only
+// service of that protocol; -1 if none.
 func (s *Snapshot) lookup(k *encap.FlowKey) int {
 	t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
 	if i := s.byVIP.get(&t); i >= 0 {
 		return i
 	}
 	t.port = 0
-	return s.byVIP.get(&t)
+	if i := s.byVIP.get(&t); i >= 0 || k.DstPort != 0 || k.SrcPort != 0 {
+		return i
+	}
+	return s.byFrag.get(&t) // a fragment (or a portless packet): the VIP's only service
 }
 
 // lookupNAT returns the index of the nat service whose backend sent k (a reply: the source is
