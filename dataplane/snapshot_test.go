@@ -30,7 +30,7 @@ func TestSnapshotLookup(t *testing.T) {
 		{vip4, 54, encap.ProtoUDP, ""},
 		{netip.MustParseAddr("198.18.0.101"), 80, encap.ProtoTCP, ""},
 		{netip.MustParseAddr("::ffff:198.18.0.100"), 80, encap.ProtoTCP, "web"}, // mapped = IPv4
-		{vip6, 0, encap.ProtoTCP, "web6"}, // a fragment: the VIP's only tcp service
+		{vip6, 0, encap.ProtoTCP, "web6"},                                       // a fragment: the VIP's only tcp service
 		{vip4, 0, encap.ProtoUDP, "dns"},
 		{vip6, 0, encap.ProtoUDP, ""},
 	} {
