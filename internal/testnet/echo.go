@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Echo is a TCP or UDP echo server running in a namespace.
@@ -13,21 +14,50 @@ type Echo struct {
 	addr  net.Addr
 	close func() error
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
-	err   error
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
 }
 
 // Addr is the address the server listens on.
 func (e *Echo) Addr() net.Addr { return e.addr }
+
+// Active is the number of TCP connections the server holds open now (0 for UDP): with
+// one echo server per backend, it tells which backend a long-lived connection landed on.
+func (e *Echo) Active() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.conns)
+}
+
+// Roundtrip writes msg on c and reads it back (an echo server at the other end), within
+// timeout: a cheap check that a long-lived connection still reaches its backend.
+func Roundtrip(c net.Conn, msg []byte, timeout time.Duration) error {
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("roundtrip: %w", err)
+	}
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("roundtrip write: %w", err)
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return fmt.Errorf("roundtrip read: %w", err)
+	}
+	if string(buf) != string(msg) {
+		return fmt.Errorf("roundtrip: got %q, sent %q", buf, msg)
+	}
+	return nil
+}
 
 // Close stops the server and closes every connection it holds.
 func (e *Echo) Close() error {
 	e.once.Do(func() {
 		e.err = e.close()
 		e.mu.Lock()
+		e.closing = true
 		for c := range e.conns {
 			_ = c.Close()
 		}
@@ -62,6 +92,11 @@ func (n *NS) ServeTCPEcho(addr string) (*Echo, error) {
 				return
 			}
 			e.mu.Lock()
+			if e.closing {
+				e.mu.Unlock()
+				_ = c.Close()
+				return
+			}
 			e.conns[c] = struct{}{}
 			e.wg.Add(1)
 			e.mu.Unlock()

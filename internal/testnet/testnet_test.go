@@ -174,6 +174,12 @@ func TestTwoArm(t *testing.T) {
 			t.Errorf("GET %s answered %q, want %q", b.Addr(), got, b.Name)
 		}
 	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l := leftovers(n.ID); len(l) > 0 {
+		t.Fatalf("namespaces left after Close: %v", l)
+	}
 }
 
 // A client can dial from any address of its pool; the backend sees that source and its
@@ -361,7 +367,8 @@ func TestEcho(t *testing.T) {
 	t.Parallel()
 	n := New(t, Config{Backends: 1, NoHTTP: true})
 	b := n.Backends[0]
-	if _, err := b.ServeTCPEcho(":7"); err != nil {
+	te, err := b.ServeTCPEcho(":7")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.ServeUDPEcho(":7"); err != nil {
@@ -387,6 +394,32 @@ func TestEcho(t *testing.T) {
 			}
 			c.Close()
 		}
+	}
+	// A long-lived connection: counted while open, alive across roundtrips, gone after
+	// the server closes it.
+	ctx2, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := n.Client.Dial(ctx2, "tcp", net.JoinHostPort(b.Addr().String(), "7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		if err := Roundtrip(c, []byte(fmt.Sprint("ping ", i)), 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := te.Active(); got != 1 {
+		t.Errorf("Active = %d, want 1", got)
+	}
+	if err := te.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Roundtrip(c, []byte("after close"), 2*time.Second); err == nil {
+		t.Error("roundtrip succeeded after the echo server closed")
+	}
+	if got := te.Active(); got != 0 {
+		t.Errorf("Active after Close = %d, want 0", got)
 	}
 }
 
