@@ -163,6 +163,14 @@ func TestTwoArm(t *testing.T) {
 		}
 	}
 	ping(t, n.Client.NS, n.LB.Addr())
+	// The MTU holds on the path: 1372 bytes of ICMP payload + 28 = 1400 pass unfragmented,
+	// one more does not.
+	if out, err := n.Client.Run("ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1372", n.LB.Addr().String()); err != nil {
+		t.Errorf("1400-byte ping: %v\n%s", err, out)
+	}
+	if _, err := n.Client.Run("ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1373", n.LB.Addr().String()); err == nil {
+		t.Error("1401-byte ping with DF passed a 1400 MTU")
+	}
 	for _, b := range n.Backends {
 		if !strings.HasPrefix(b.Addr().String(), "198.19.1.") {
 			t.Errorf("backend address %s not on net B", b.Addr())
@@ -237,6 +245,18 @@ func TestSpreadParallel(t *testing.T) {
 	tl := SpreadParallel(context.Background(), c, "http://"+b.Addr().String()+"/", 25, 4, 10*time.Second)
 	if tl.OK != 25 || tl.Failed != 0 || tl.ByBackend[b.Name] != 25 || b.HTTP.Requests() != 25 {
 		t.Fatalf("%v, server counted %d", tl, b.HTTP.Requests())
+	}
+}
+
+func TestIPv4Only(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Backends: 1, DisableIPv6: true})
+	if n.VIP6.IsValid() || n.Client.Addr6().IsValid() || n.ClientPool6.IsValid() {
+		t.Errorf("IPv6 configured: VIP6 %v client %v pool %v", n.VIP6, n.Client.Addr6(), n.ClientPool6)
+	}
+	ping(t, n.Client.NS, n.Backends[0].Addr())
+	if got := getName(t, n.Client.NS, "http://"+n.Backends[0].Addr().String()+"/"); got != "b0" {
+		t.Errorf("GET answered %q", got)
 	}
 }
 
