@@ -41,6 +41,22 @@ func TestScheduleAllocs(t *testing.T) {
 			t.Errorf("%v: Stats: %v allocs", s, n)
 		}
 	}
+	c := mustCore(t, CoreConfig{Capacity: 1 << 10})
+	svc := mustService(t, ServiceConfig{}, backends(3))
+	keys := make([]Key, 64)
+	hs := make([]uint64, 64)
+	for i := range keys {
+		keys[i] = flowKey(uint32(i))
+	}
+	c.Prepare(svc)
+	if n := testing.AllocsPerRun(100, func() {
+		c.PrefetchBatch(keys, hs)
+		for i := range keys {
+			c.ScheduleHashed(svc, &keys[i], hs[i], FlagACK, 1)
+		}
+	}); n != 0 {
+		t.Errorf("PrefetchBatch+ScheduleHashed: %v allocs", n)
+	}
 	k := flowKey(3)
 	if n := testing.AllocsPerRun(1000, func() { _ = Hash(&k); _ = HashSource(&k) }); n != 0 {
 		t.Errorf("Hash: %v allocs", n)

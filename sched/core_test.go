@@ -340,3 +340,34 @@ func TestCoreTickWrap(t *testing.T) {
 		t.Error("the flow seen before the wrap was not the one evicted")
 	}
 }
+
+// TestPrefetchBatch: PrefetchBatch gives the hashes, and PrefetchBatch + ScheduleHashed
+// answers exactly as Schedule does, on a second core fed the same packets.
+func TestPrefetchBatch(t *testing.T) {
+	svc := mustService(t, ServiceConfig{Strategy: WeightedRoundRobin}, weighted(1, 2, 3))
+	a := mustCore(t, CoreConfig{Capacity: 256})
+	b := mustCore(t, CoreConfig{Capacity: 256})
+	keys := make([]Key, 64)
+	hs := make([]uint64, 70)
+	for round := range uint32(20) {
+		for i := range keys {
+			keys[i] = flowKey((round*37 + uint32(i)*11) % 500)
+		}
+		a.PrefetchBatch(keys, hs)
+		for i := range keys {
+			if hs[i] != Hash(&keys[i]) {
+				t.Fatalf("hs[%d] = %x, want %x", i, hs[i], Hash(&keys[i]))
+			}
+			now := int64(round) * sec
+			if pa, pb := a.ScheduleHashed(svc, &keys[i], hs[i], FlagACK, now), b.Schedule(svc, &keys[i], FlagACK, now); pa != pb {
+				t.Fatalf("round %d packet %d: %d vs %d", round, i, pa, pb)
+			}
+		}
+	}
+	a.Maintain(0)
+	b.Maintain(0)
+	if a.Stats() != b.Stats() {
+		t.Errorf("stats differ: %+v vs %+v", a.Stats(), b.Stats())
+	}
+	a.PrefetchBatch(keys, hs[:3]) // shorter hs: no panic
+}
