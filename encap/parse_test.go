@@ -352,3 +352,27 @@ func TestReasonString(t *testing.T) {
 		t.Error("String/Drop of edge values")
 	}
 }
+
+func TestParseICMPErrorAboutFragment(t *testing.T) {
+	inner := pktSpec{proto: ProtoUDP, src: ip4VIP, dst: ip4Client, sport: 80, dport: 40000, payload: 100}
+	b := icmpError(t, inner, 11, 1, 0)
+	b[14+20+8+6] |= 0x20 // the quoted packet was the first fragment of a datagram
+	var p Packet
+	if r := Parse(b, &p); r != OK {
+		t.Fatal(r)
+	}
+	if want := key(ip4Client, ip4VIP, 0, 0, ProtoUDP); p.Key != want || !p.ICMPError {
+		t.Errorf("key %+v, want the 3-tuple %+v", p.Key, want)
+	}
+	b6 := ipv6Ext(t, []uint8{44}, 0, true) // a first IPv6 fragment, quoted in a time exceeded
+	q := b6[14:]
+	e := icmpError(t, pktSpec{v6: true, proto: ProtoUDP, src: ip6VIP, dst: ip6Client, payload: 10}, 3, 1, 0)
+	e = append(e[:14+40+8], q...)
+	binary.BigEndian.PutUint16(e[18:20], uint16(8+len(q)))
+	if r := Parse(e, &p); r != OK {
+		t.Fatal(r)
+	}
+	if want := key(ip6VIP, ip6Client, 0, 0, ProtoUDP); p.Key != want {
+		t.Errorf("v6 key %+v, want the 3-tuple %+v", p.Key, want)
+	}
+}
