@@ -138,6 +138,7 @@ services:
 		{"timeout above interval", base + "    health:\n      interval: 1s\n      timeout: 2s\n", 11, ErrValue, "longer than interval"},
 		{"rise zero", base + "    health:\n      rise: 0\n", 10, ErrValue, "rise must be >= 1"},
 		{"fall negative", base + "    health:\n      fall: -2\n", 10, ErrValue, "fall must be >= 1"},
+		{"port missing", strings.Replace(base, "    port: 80\n", "", 1), 4, ErrMissing, "port is required"},
 		{"health port for all-ports", strings.Replace(base, "port: 80", "port: 0", 1), 4, ErrMissing, "health.port"},
 		{"icmp with port", base + "    health: {kind: icmp, port: 80}\n", 9, ErrValue, "uses no port"},
 		{"http path", base + "    health:\n      kind: http\n      path: healthz\n", 11, ErrValue, "must start with /"},

@@ -97,6 +97,12 @@ func (c *Config) validateServices(e *errs) {
 			keys[k] = s.pos.line
 		}
 		portOK := !c.failed[p+".port"]
+		if portOK && s.pos.line > 0 && !s.pos.has("port") {
+			// Read from a file: an absent port must not silently mean
+			// "all ports".
+			e.add(s.pos.line, p+".port", ErrMissing, "port is required (0 means all ports)")
+			portOK = false
+		}
 		if methodOK && portOK && s.Port == 0 && s.Method == "nat" {
 			e.add(s.pos.at("port"), p+".port", ErrValue, "port 0 (all ports) is only allowed with method dr or tunnel")
 		}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/xlb-dev/xlb/control"
+)
+
+const ctlUsage = `usage: xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND
+
+commands:
+  status                          controller state (config, snapshot, reloads)
+  services                        services and how many backends take new flows
+  backends SERVICE                backends: health, weight, next hop, last probes
+  weight SERVICE BACKEND N        set a backend's weight (0 drains it)
+  drain SERVICE BACKEND           weight 0: no new flows, existing flows stay
+  enable SERVICE BACKEND          put a disabled backend back
+  disable SERVICE BACKEND         take a backend out (its flows move)
+  reload                          re-read the configuration file
+
+BACKEND is a backend's name, ID or address. The token may also come from
+the XLB_TOKEN environment variable.
+`
+
+func cmdCtl(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("xlb ctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
+	api := fs.String("api", "http://"+control.DefaultAPIListen, "API base URL")
+	token := fs.String("token", os.Getenv("XLB_TOKEN"), "bearer token")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	a := fs.Args()
+	if len(a) == 0 {
+		fs.Usage()
+		return fmt.Errorf("%w: xlb ctl needs a command", errUsage)
+	}
+	base := *api
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	cl := &control.Client{Base: base, Token: *token}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	nargs := func(n int, form string) error {
+		if len(a)-1 != n {
+			return fmt.Errorf("%w: xlb ctl %s", errUsage, form)
+		}
+		return nil
+	}
+	out := func(v any, table func(*tabwriter.Writer)) error {
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(v)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		table(tw)
+		return tw.Flush()
+	}
+	done := func(what string) error {
+		if *asJSON {
+			return out(map[string]string{"result": "ok", "command": what}, nil)
+		}
+		fmt.Fprintf(stdout, "ok: %s\n", what)
+		return nil
+	}
+	switch a[0] {
+	case "status":
+		if err := nargs(0, "status"); err != nil {
+			return err
+		}
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return out(st, func(tw *tabwriter.Writer) { printStatus(tw, st) })
+	case "services":
+		if err := nargs(0, "services"); err != nil {
+			return err
+		}
+		svcs, err := cl.Services(ctx)
+		if err != nil {
+			return err
+		}
+		return out(svcs, func(tw *tabwriter.Writer) {
+			fmt.Fprintln(tw, "SERVICE\tVIP\tPORT\tPROTO\tMETHOD\tSCHEDULER\tACTIVE\tBACKENDS\tFALLBACK")
+			for _, s := range svcs {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%v\n", s.Name, s.VIP, s.Port, s.Protocol, s.Method,
+					s.Scheduler, s.Up, s.Backends, s.Fallback)
+			}
+		})
+	case "backends":
+		if err := nargs(1, "backends SERVICE"); err != nil {
+			return err
+		}
+		bs, err := cl.Backends(ctx, a[1])
+		if err != nil {
+			return err
+		}
+		return out(bs, func(tw *tabwriter.Writer) { printBackends(tw, bs) })
+	case "weight":
+		if err := nargs(3, "weight SERVICE BACKEND N"); err != nil {
+			return err
+		}
+		w, err := strconv.ParseUint(a[3], 10, 32)
+		if err != nil || w > control.MaxWeight {
+			return fmt.Errorf("%w: weight %q is not in 0..%d", errUsage, a[3], control.MaxWeight)
+		}
+		if err := cl.SetWeight(ctx, a[1], a[2], uint32(w)); err != nil {
+			return err
+		}
+		return done(fmt.Sprintf("%s/%s weight %d", a[1], a[2], w))
+	case "drain", "enable", "disable":
+		if err := nargs(2, a[0]+" SERVICE BACKEND"); err != nil {
+			return err
+		}
+		op := map[string]func(context.Context, string, string) error{
+			"drain": cl.Drain, "enable": cl.Enable, "disable": cl.Disable}[a[0]]
+		if err := op(ctx, a[1], a[2]); err != nil {
+			return err
+		}
+		return done(fmt.Sprintf("%s %s/%s", a[0], a[1], a[2]))
+	case "reload":
+		if err := nargs(0, "reload"); err != nil {
+			return err
+		}
+		st, err := cl.Reload(ctx)
+		if err != nil {
+			return err
+		}
+		return out(st, func(tw *tabwriter.Writer) {
+			fmt.Fprintf(tw, "reloaded %s (generation %d, %d reloads)\n", st.ConfigFile, st.Generation, st.Reloads)
+		})
+	default:
+		fs.Usage()
+		return fmt.Errorf("%w: unknown ctl command %q", errUsage, a[0])
+	}
+}
+
+func printStatus(tw *tabwriter.Writer, st control.ControllerStatus) {
+	fmt.Fprintf(tw, "config\t%s\n", st.ConfigFile)
+	fmt.Fprintf(tw, "snapshot generation\t%d\n", st.Generation)
+	fmt.Fprintf(tw, "published\t%s (%d publishes)\n", st.Published.Format(time.RFC3339), st.Publishes)
+	if st.PublishError != "" {
+		fmt.Fprintf(tw, "publish error\t%s\n", st.PublishError)
+	}
+	fmt.Fprintf(tw, "reloads\t%d applied, %d refused\n", st.Reloads, st.ReloadErrors)
+	if st.LastReloadErr != "" {
+		fmt.Fprintf(tw, "last refused reload\t%s\n", strings.ReplaceAll(st.LastReloadErr, "\n", "; "))
+	}
+}
+
+func printBackends(tw *tabwriter.Writer, bs []control.BackendStatus) {
+	fmt.Fprintln(tw, "ID\tBACKEND\tADDRESS\tHEALTH\tACTIVE\tWEIGHT\tDISABLED\tSINCE\tLAST PROBES\tNEXT HOP")
+	for _, b := range bs {
+		name := b.Name
+		if b.Fallback {
+			name += " (fallback)"
+		}
+		w := strconv.FormatUint(uint64(b.Weight), 10)
+		if b.Weight != b.ConfigWeight {
+			w += fmt.Sprintf(" (config %d)", b.ConfigWeight)
+		}
+		var probes strings.Builder
+		for _, r := range b.Results[max(0, len(b.Results)-5):] {
+			if r.OK {
+				fmt.Fprintf(&probes, "ok %.1fms ", r.LatencyMS)
+			} else {
+				probes.WriteString("FAIL ")
+			}
+		}
+		since := ""
+		if !b.Since.IsZero() {
+			since = time.Since(b.Since).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%v\t%s\t%v\t%s\t%s\t%s\n", b.ID, name, b.Address, b.Health, b.Active, w,
+			b.Disabled, since, strings.TrimSpace(probes.String()), b.NextHop)
+	}
+}

@@ -1,0 +1,70 @@
+// Command xlb is the xlb load balancer: one binary for the daemon (run),
+// its control client (ctl), and its version. See DESIGN.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks an error the user fixes by reading the usage.
+var errUsage = errors.New("usage")
+
+const usage = `xlb: a Layer-4 load balancer on AF_XDP
+
+usage:
+  xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
+  xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
+  xlb version
+  xlb demo     (not yet available)
+  xlb bench    (not yet available)
+
+Run 'xlb run -h' or 'xlb ctl -h' for details.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stderr)
+	case "ctl":
+		err = cmdCtl(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "demo", "bench":
+		err = fmt.Errorf("xlb %s: not yet available in this build", args[0])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "xlb: %v\n\n%s", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "xlb: %v\n", err)
+		return 1
+	}
+}

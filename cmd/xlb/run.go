@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pkg/profile"
+
+	"github.com/xlb-dev/xlb/control"
+)
+
+func cmdRun(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("xlb run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	prof := fs.String("profile", "", "write a profile to the working directory: cpu or mem")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	replace := fs.Bool("replace-xdp", false, "replace an XDP program already attached to an interface")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: xlb run needs --config FILE (and no other arguments)", errUsage)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("%w: --log-level %q", errUsage, *level)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	cfg, err := control.LoadConfig(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("configuration refused:\n%w", err)
+	}
+	if *check {
+		fmt.Fprintf(stderr, "%s: configuration OK (%d interfaces, %d services)\n", *cfgPath, len(cfg.Interfaces), len(cfg.Services))
+		return nil
+	}
+	switch *prof {
+	case "":
+	case "cpu":
+		defer profile.Start(profile.CPUProfile, profile.ProfilePath("."), profile.NoShutdownHook).Stop()
+	case "mem":
+		defer profile.Start(profile.MemProfile, profile.ProfilePath("."), profile.NoShutdownHook).Stop()
+	default:
+		return fmt.Errorf("%w: --profile %q (want cpu or mem)", errUsage, *prof)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }()
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	log.Info("xlb starting", "version", versionString(), "config", *cfgPath, "pid", os.Getpid())
+	return control.Run(ctx, cfg, control.RunOptions{Logger: log, Reload: reload, ReplaceXDP: *replace})
+}

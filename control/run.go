@@ -1,0 +1,113 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// RunOptions configure Run.
+type RunOptions struct {
+	// Logger receives what xlb does; nil means slog.Default().
+	Logger *slog.Logger
+	// Reload, when it delivers, re-reads the configuration file (the
+	// daemon sends SIGHUP here). A bad file is logged and refused.
+	Reload <-chan struct{}
+	// ReplaceXDP replaces an XDP program already attached to an interface.
+	ReplaceXDP bool
+	// Ready, when set, is called once everything runs, with the API's
+	// address.
+	Ready func(api net.Addr)
+}
+
+// DataplaneConfig maps the configuration's interfaces onto the data path's.
+func (c *Config) DataplaneConfig() dataplane.Config {
+	dc := dataplane.Config{}
+	for _, in := range c.Interfaces {
+		dc.Interfaces = append(dc.Interfaces, dataplane.InterfaceConfig{
+			Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores})
+	}
+	return dc
+}
+
+// Run is `xlb run`: it sets up the data path on the configured interfaces,
+// starts the controller (health checks, next hops, snapshots), serves the
+// API and /metrics, applies reloads, and tears everything down when ctx is
+// done. It returns the first fatal error.
+func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	// Open the API first: a refused listener must not leave XDP attached.
+	ln, token, err := cfg.API.Open()
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	dc := cfg.DataplaneConfig()
+	dc.ReplaceXDP = opts.ReplaceXDP
+	dp, err := dataplane.New(dc)
+	if err != nil {
+		return fmt.Errorf("data path: %w", err)
+	}
+	defer func() {
+		if cerr := dp.Close(); cerr != nil {
+			log.Warn("data path close", "err", cerr)
+		}
+		log.Info("data path closed, XDP programs detached")
+	}()
+	for _, in := range dp.Interfaces() {
+		log.Info("interface ready", "name", in.Name, "ifindex", in.Index, "queues", in.Queues,
+			"xdp_mode", in.XDPMode, "zero_copy", in.ZeroCopy, "mtu", in.MTU)
+	}
+
+	c, err := New(cfg, Options{Publisher: dp, Stats: dp, Logger: log})
+	if err != nil {
+		return err
+	}
+	metrics := NewMetrics(c)
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := dp.Start(ctx); err != nil {
+		return fmt.Errorf("data path start: %w", err)
+	}
+	for _, werr := range dp.WorkerErrors() {
+		log.Warn("worker", "err", werr)
+	}
+	log.Info("forwarding", "services", len(cfg.Services), "workers", len(dp.Stats()))
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler()})
+	served := make(chan error, 1)
+	go func() { served <- Serve(sctx, ln, h, log) }()
+	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			stop()
+			<-served
+			return nil
+		case err := <-served:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("api: %w", err)
+			}
+			return nil
+		case <-opts.Reload:
+			log.Info("reload requested")
+			_ = c.ReloadFile("") // logged by the controller either way
+		}
+	}
+}
