@@ -81,7 +81,8 @@ type Packet struct {
 	ICMPCode uint8
 	// ICMPError: an ICMP or ICMPv6 error (destination unreachable incl. fragmentation needed,
 	// packet too big, time exceeded, parameter problem) whose quoted packet starts at InnerL3Off;
-	// InnerL4Off is the quoted packet's L4 header (0 if the quote stops before it).
+	// InnerL4Off is the quoted packet's L4 header (0 if the quote stops before its first 8
+	// bytes, or if the quoted packet is a non-first fragment, which has none).
 	ICMPError  bool
 	InnerL3Off int
 	InnerL4Off int

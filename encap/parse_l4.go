@@ -75,7 +75,7 @@ func (p *Packet) parseQuote(pkt []byte) Reason {
 	q := pkt[in:p.IPEnd]
 	var k FlowKey
 	var l4 int
-	frag := false
+	frag, later := false, false // a fragment; a non-first one, without an L4 header
 	if p.Key.V6 {
 		if len(q) < 40 || q[0]>>4 != 6 {
 			return BadICMPQuote
@@ -91,7 +91,7 @@ func (p *Packet) parseQuote(pkt []byte) Reason {
 		k.Proto = ext.proto
 		copy(k.Src[:], q[8:24])
 		copy(k.Dst[:], q[24:40])
-		l4, frag = ext.l4, ext.fragment
+		l4, frag, later = ext.l4, ext.fragment, ext.fragOff != 0
 	} else {
 		if len(q) < 20 || q[0]>>4 != 4 {
 			return BadICMPQuote
@@ -104,12 +104,14 @@ func (p *Packet) parseQuote(pkt []byte) Reason {
 		copy(k.Src[:4], q[12:16])
 		copy(k.Dst[:4], q[16:20])
 		l4 = ihl
-		frag = binary.BigEndian.Uint16(q[6:8])&0x3fff != 0
+		fo := binary.BigEndian.Uint16(q[6:8])
+		frag, later = fo&0x3fff != 0, fo&0x1fff != 0
 	}
-	if len(q) >= l4+8 {
+	if len(q) >= l4+8 && !later {
 		p.InnerL4Off = in + l4
 	}
 	if !frag && (k.Proto == ProtoTCP || k.Proto == ProtoUDP) {
+		// The quote must reach the ports (RFC 792: IP header + 8 bytes).
 		if p.InnerL4Off == 0 {
 			return BadICMPQuote
 		}

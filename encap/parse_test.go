@@ -372,7 +372,12 @@ func TestParseICMPErrorAboutFragment(t *testing.T) {
 	if r := Parse(e, &p); r != OK {
 		t.Fatal(r)
 	}
-	if want := key(ip6VIP, ip6Client, 0, 0, ProtoUDP); p.Key != want {
-		t.Errorf("v6 key %+v, want the 3-tuple %+v", p.Key, want)
+	if want := key(ip6VIP, ip6Client, 0, 0, ProtoUDP); p.Key != want || p.InnerL4Off == 0 {
+		t.Errorf("v6 key %+v, want the 3-tuple %+v; inner l4 %d", p.Key, want, p.InnerL4Off)
+	}
+	// A non-first fragment has no L4 header to point at (nor to rewrite).
+	b[14+20+8+7] = 10
+	if r := Parse(b, &p); r != OK || p.InnerL4Off != 0 || p.Key != key(ip4Client, ip4VIP, 0, 0, ProtoUDP) {
+		t.Errorf("non-first quoted fragment: %v inner l4 %d key %+v", r, p.InnerL4Off, p.Key)
 	}
 }
