@@ -57,7 +57,9 @@ type svcState struct {
 	rr    uint32
 	conns []int32 // this core's live entries per backend position
 	cur   []int64 // smooth weighted round-robin current weights per position
-	spare []int32
+
+	spare    []int32 // the previous layout's arrays, reused by the next Prepare
+	spareCur []int64
 }
 
 // Core is one worker's scheduler: the connection table and the per-service strategy state.
@@ -120,7 +122,8 @@ func (c *Core) Capacity() int { return len(c.t.b) * ways }
 func (c *Core) Len() int { return int(c.c[cEntries]) }
 
 // Prepare lays out the core's state for snapshot svc: it grows the per-service slice and
-// carries the per-backend flow counts over from the service's previous snapshot (by ID).
+// carries the per-backend flow counts and weighted round-robin state over from the
+// service's previous snapshot (by backend ID).
 // Schedule does this itself on the first packet after a change; a worker that calls Prepare
 // for each service when it loads a new snapshot keeps that (allocating) work off the packet
 // path.
@@ -138,18 +141,17 @@ func (c *Core) Prepare(svc *Service) {
 		return
 	}
 	n := len(svc.backends)
-	conns := grow(st.spare, n)
+	conns, cur := grow(st.spare, n), grow(st.spareCur, n)
 	for i := range conns {
-		conns[i] = 0
+		conns[i], cur[i] = 0, 0
 		if st.svc != nil {
 			if old := st.svc.ids.lookup(svc.backends[i].ID); old >= 0 {
-				conns[i] = st.conns[old]
+				conns[i], cur[i] = st.conns[old], st.cur[old]
 			}
 		}
 	}
 	st.spare, st.conns = st.conns, conns
-	st.cur = grow(st.cur, n)
-	clear(st.cur)
+	st.spareCur, st.cur = st.cur, cur
 	if st.svc == nil {
 		st.rr = c.rrStart
 	}

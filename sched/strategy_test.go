@@ -207,3 +207,19 @@ func TestNewServiceErrors(t *testing.T) {
 		t.Errorf("Position: %d %d", svc.Position(2), svc.Position(99))
 	}
 }
+
+// TestWRRSurvivesRebuild: a rebuilt snapshot with the same backends (control rebuilds every
+// service on any change) continues the smooth sequence instead of restarting it.
+func TestWRRSurvivesRebuild(t *testing.T) {
+	bs := weighted(5, 1, 1)
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	var seq []int
+	for i := range uint32(14) {
+		svc := mustService(t, ServiceConfig{Strategy: WeightedRoundRobin}, bs) // new snapshot each time
+		k := flowKey(i)
+		seq = append(seq, c.Schedule(svc, &k, FlagSYN, 0))
+	}
+	if want := []int{0, 0, 1, 0, 2, 0, 0, 0, 0, 1, 0, 2, 0, 0}; !slices.Equal(seq, want) {
+		t.Errorf("sequence %v, want %v", seq, want)
+	}
+}
