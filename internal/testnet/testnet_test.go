@@ -457,3 +457,37 @@ func TestDescribe(t *testing.T) {
 	}
 	t.Log("\n" + d)
 }
+
+// Two LBs without the VIP (as a VRRP test starts): nobody answers for it until one LB
+// takes it, and then the client resolves it to that LB.
+func TestNoVIPOnLB(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Backends: 1, LBs: 2, NoVIPOnLB: true})
+	for _, lb := range n.LBs {
+		l, err := lb.Handle().LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := lb.Handle().AddrList(l, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range addrs {
+			if ip, _ := netip.AddrFromSlice(a.IP); ip.Unmap() == n.VIP || ip == n.VIP6 {
+				t.Errorf("%s has the VIP %s", lb.Name(), ip)
+			}
+		}
+	}
+	if _, err := n.Client.Run("ping", "-n", "-c", "1", "-W", "1", n.VIP.String()); err == nil {
+		t.Fatal("the VIP answered with no LB holding it")
+	}
+	standby := n.LBs[1]
+	if err := standby.AddAddr("eth0", netip.PrefixFrom(n.VIP, 32)); err != nil {
+		t.Fatal(err)
+	}
+	// The failed ping left an INCOMPLETE/FAILED entry; the next ping resolves again.
+	ping(t, n.Client.NS, n.VIP)
+	if mac, err := n.Client.Neighbor("eth0", n.VIP); err != nil || mac.String() != standby.Ifaces[0].MAC.String() {
+		t.Errorf("client resolves the VIP to %v (%v), want %s's %s", mac, err, standby.Name(), standby.Ifaces[0].MAC)
+	}
+}
