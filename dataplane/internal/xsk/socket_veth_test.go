@@ -200,3 +200,40 @@ func TestSharedUMEMAcrossDevices(t *testing.T) {
 		t.Fatalf("completion did not return the frame to the shared stack: %d -> %d", free, u.FreeFrames())
 	}
 }
+
+// TestZeroCopyFallback: veth has no zero copy, so ZeroCopyOn fails with
+// ErrZeroCopy, ZeroCopyAuto falls back to copy mode, and the failed attempt
+// leaves the UMEM usable.
+func TestZeroCopyFallback(t *testing.T) {
+	links := vethNS(t, [2]string{"xa", "xb"})
+	u := newTestUMEM(t, 64)
+	_, err := Open(u, Config{Ifindex: links["xa"].Attrs().Index, ZeroCopy: ZeroCopyOn})
+	if !errors.Is(err, ErrZeroCopy) {
+		t.Fatalf("ZeroCopyOn on veth: %v, want ErrZeroCopy", err)
+	}
+	s := openSocket(t, u, links["xa"], Config{ZeroCopy: ZeroCopyAuto})
+	if s.ZeroCopyOn() {
+		t.Fatal("veth reported zero copy")
+	}
+	off := openSocket(t, newTestUMEM(t, 64), links["xb"], Config{ZeroCopy: ZeroCopyOff})
+	if off.ZeroCopyOn() {
+		t.Fatal("ZeroCopyOff socket reported zero copy")
+	}
+	if _, err := Open(u, Config{Ifindex: 1 << 30}); err == nil {
+		t.Fatal("open on a missing interface succeeded")
+	}
+}
+
+func TestOpenConfigErrors(t *testing.T) {
+	u := newTestUMEM(t, 16)
+	for _, c := range []Config{
+		{Ifindex: 0},
+		{Ifindex: 1, Queue: -1},
+		{Ifindex: 1, RxSize: 1000},
+		{Ifindex: 1, FillSize: 1 << 21},
+	} {
+		if _, err := Open(u, c); !errors.Is(err, ErrConfig) {
+			t.Errorf("Open(%+v): %v, want ErrConfig", c, err)
+		}
+	}
+}
