@@ -2,7 +2,11 @@ package health
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -61,5 +65,39 @@ func TestRecordAllocs(t *testing.T) {
 	}
 	if r.tr.state != StateUp || r.probes < 300 || len(r.history) != 4 {
 		t.Fatalf("state %v after %d probes, history %d", r.tr.state, r.probes, len(r.history))
+	}
+}
+
+// BenchmarkBaselineDial is the floor for a TCP check: a bare net.Dial and Close.
+func BenchmarkBaselineDial(b *testing.B) {
+	s, _ := newHTTPServer(b, false)
+	addr := s.Listener.Addr().String()
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
+// BenchmarkBaselineHTTPClient is what an HTTP check costs with net/http's client instead of
+// one hand-driven request (keep-alives off, so each GET opens a connection too).
+func BenchmarkBaselineHTTPClient(b *testing.B) {
+	s, _ := newHTTPServer(b, false)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	url := s.URL + "/ok"
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxBody))
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), "alive") {
+			b.Fatal(resp.StatusCode, err)
+		}
 	}
 }

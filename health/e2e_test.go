@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -100,6 +101,9 @@ func TestNetnsKilledBackend(t *testing.T) {
 	}
 	var downs, ups []time.Duration
 	for i := 0; i < cycles; i++ {
+		// Kill and restart at a random phase of the probe grid (right after a transition
+		// would always be just after a probe), so the figures sample the whole distribution.
+		time.Sleep(rand.N(interval))
 		be.kill() // returns once the process is reaped: its sockets are closed
 		killed := time.Now()
 		for _, id := range []string{"http", "tcp"} {
@@ -112,6 +116,7 @@ func TestNetnsKilledBackend(t *testing.T) {
 				t.Logf("cycle %d: %s down after %v: over the strict bound %v", i, id, d, downBound)
 			}
 		}
+		time.Sleep(rand.N(interval))
 		be = p.startBackend(t, target.String())
 		started := time.Now()
 		for _, id := range []string{"http", "tcp"} {
@@ -178,6 +183,7 @@ func TestNetnsHostGone(t *testing.T) {
 	for _, id := range ids {
 		tr.wait(t, id, StateUp, 2*interval+timeout)
 	}
+	time.Sleep(rand.N(interval)) // a random phase of the probe grid
 	gone := time.Now()
 	p.addr(t, p.beNS, "b0", beAddr, false)
 	for _, id := range ids {
