@@ -60,11 +60,11 @@ func (n *Net) configure(cseg segment) error {
 		// The client reaches net B through the LB (plain kernel routing when no dataplane
 		// runs); backends route everything via the LB's net B address.
 		lbA := segA.addr(hostLB).Addr()
-		if err := n.Client.AddRoute(netip.MustParsePrefix("198.19.1.0/24"), lbA, "eth0"); err != nil {
+		if err := n.Client.AddRoute(segB.prefix(), lbA, "eth0"); err != nil {
 			return err
 		}
 		if v6 {
-			if err := n.Client.AddRoute(netip.MustParsePrefix("2001:2:0:101::/64"), segA.addr6(hostLB).Addr(), "eth0"); err != nil {
+			if err := n.Client.AddRoute(segB.prefix6(), segA.addr6(hostLB).Addr(), "eth0"); err != nil {
 				return err
 			}
 		}

@@ -100,14 +100,17 @@ type Net struct {
 
 // segment is one L2 network's addressing.
 type segment struct {
-	v4   [3]byte // first three octets; hosts get .H
-	v6   string  // /64 prefix text without the host part, e.g. "2001:2:0:1::"
-	bits int
+	v4 [3]byte // first three octets of the /24; hosts get .H
+	v6 string  // the /64's text without the host part, e.g. "2001:2:0:1::"
 }
 
 func (s segment) addr(h int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{s.v4[0], s.v4[1], s.v4[2], byte(h)}), 24)
 }
+
+// prefix and prefix6 are the segment's networks.
+func (s segment) prefix() netip.Prefix  { return s.addr(0).Masked() }
+func (s segment) prefix6() netip.Prefix { return s.addr6(0).Masked() }
 
 // addr6 uses the same digits as the IPv4 host part: host .11 is "...::11".
 func (s segment) addr6(h int) netip.Prefix {
