@@ -70,35 +70,45 @@ func BenchmarkProcess(b *testing.B) {
 		{"nat", MethodNAT, vip4},
 		{"dr6", MethodDR, vip6},
 	} {
-		for _, flows := range []int{1 << 16, 1 << 20} {
-			b.Run(fmt.Sprintf("%s/flows=%dk", c.name, flows>>10), func(b *testing.B) {
-				src := client4
-				if c.vip.Is6() {
-					src = client6
+		for _, flows := range []int{1 << 10, 1 << 16, 1 << 20} {
+			for _, prefetch := range []bool{true, false} {
+				name := fmt.Sprintf("%s/flows=%dk", c.name, flows>>10)
+				if !prefetch {
+					if c.name != "dr" {
+						continue
+					}
+					name += "/no-prefetch"
 				}
-				tmpl := craft(b, pktOpts{src: src, dst: c.vip, sport: 1024, dport: 80, payload: 6})
-				e, err := NewEngine(0, 2*flows)
-				if err != nil {
-					b.Fatal(err)
-				}
-				s := benchSnapshot(b, c.m, c.vip)
-				fb := newFlowBatch(tmpl, flows, c.vip.Is6())
-				for range flows / maxBatch { // every flow in the table: the hit path
-					fb.prep()
-					e.Process(s, fb.frames, 1)
-				}
-				if c := e.Counters(); c.Dropped() != 0 || c.ConnEntries < uint64(flows)*9/10 {
-					b.Fatalf("warm-up: %d dropped, %d entries", c.Dropped(), c.ConnEntries)
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := startCPUClock()
-				for b.Loop() {
-					fb.prep()
-					e.Process(s, fb.frames, 2)
-				}
-				cpu.report(b, b.N*maxBatch)
-			})
+				b.Run(name, func(b *testing.B) {
+					src := client4
+					if c.vip.Is6() {
+						src = client6
+					}
+					tmpl := craft(b, pktOpts{src: src, dst: c.vip, sport: 1024, dport: 80, payload: 6})
+					e, err := NewEngine(0, 2*flows)
+					if err != nil {
+						b.Fatal(err)
+					}
+					e.noPrefetch = !prefetch
+					s := benchSnapshot(b, c.m, c.vip)
+					fb := newFlowBatch(tmpl, flows, c.vip.Is6())
+					for range flows / maxBatch { // every flow in the table: the hit path
+						fb.prep()
+						e.Process(s, fb.frames, 1)
+					}
+					if c := e.Counters(); c.Dropped() != 0 || c.ConnEntries < uint64(flows)*9/10 {
+						b.Fatalf("warm-up: %d dropped, %d entries", c.Dropped(), c.ConnEntries)
+					}
+					b.ReportAllocs()
+					b.ResetTimer()
+					cpu := startCPUClock()
+					for b.Loop() {
+						fb.prep()
+						e.Process(s, fb.frames, 2)
+					}
+					cpu.report(b, b.N*maxBatch)
+				})
+			}
 		}
 	}
 }

@@ -27,8 +27,18 @@ type Frame struct {
 type Engine struct {
 	core *sched.Core
 	last *Snapshot // the snapshot the core was last prepared for
-	pkt  encap.Packet
 	c    counters
+
+	// Per-batch scratch: a batch is parsed and looked up first, then the connection-table
+	// lines of all its flows are loaded at once (sched.Core.PrefetchBatch, so their cache
+	// misses overlap), then every frame is scheduled and forwarded.
+	pkts [maxBatch]encap.Packet
+	svc  [maxBatch]int32 // per frame: service index, -1 done (dropped or a NAT return)
+	slot [maxBatch]int32 // per frame with a service: its index in keys and hs
+	keys [maxBatch]sched.Key
+	hs   [maxBatch]uint64
+
+	noPrefetch bool // benchmarks only: hash per packet, no batch prefetch (the baseline)
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -60,11 +70,42 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 		}
 		e.last = s
 	}
-	for i := range frames {
-		e.forward(s, &frames[i], now)
+	for len(frames) > 0 {
+		n := min(len(frames), maxBatch)
+		e.batch(s, frames[:n], now)
+		frames = frames[n:]
 	}
 	e.c[cBatches]++
 	e.core.Maintain(now)
+}
+
+// batch processes at most maxBatch frames.
+func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
+	m := int32(0)
+	for i := range frames {
+		e.svc[i] = -1
+		if si := e.classify(s, &frames[i], &e.pkts[i]); si >= 0 {
+			e.svc[i], e.slot[i] = int32(si), m
+			e.keys[m] = sched.Key(e.pkts[i].Key)
+			m++
+		}
+	}
+	if m == 0 {
+		return
+	}
+	if e.noPrefetch {
+		for j := range e.keys[:m] {
+			e.hs[j] = sched.Hash(&e.keys[j])
+		}
+	} else {
+		e.core.PrefetchBatch(e.keys[:m], e.hs[:m])
+	}
+	for i := range frames {
+		if si := e.svc[i]; si >= 0 {
+			j := e.slot[i]
+			e.forward(&s.services[si], &frames[i], &e.pkts[i], &e.keys[j], e.hs[j], now)
+		}
+	}
 }
 
 func (e *Engine) drop(f *Frame, d Drop) {
@@ -77,36 +118,40 @@ func (e *Engine) reason(f *Frame, r encap.Reason) {
 	e.c[cReason0+int(r)]++
 }
 
-func (e *Engine) forward(s *Snapshot, f *Frame, now int64) {
+// classify parses the frame into p and finds its service. It returns the service index, or
+// -1 when it has dealt with the frame itself: dropped, or a NAT reply translated back.
+func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 	f.Out = 0
 	e.c[cRxPackets]++
 	e.c[cRxBytes] += uint64(f.Len)
 	if f.Off < 0 || f.Len < 0 || f.Off+f.Len > len(f.Buf) {
 		e.reason(f, encap.Truncated)
-		return
+		return -1
 	}
-	p := &e.pkt
 	pkt := f.Buf[f.Off : f.Off+f.Len]
 	if r := encap.Parse(pkt, p); r != encap.OK {
 		e.reason(f, r)
-		return
+		return -1
 	}
 	if s == nil {
 		e.drop(f, DropNoService)
-		return
+		return -1
 	}
 	k := &p.Key
-	si := s.lookup(k)
-	if si < 0 {
-		if si = s.lookupNAT(k); si >= 0 {
-			e.natReturn(s, &s.services[si], f, pkt)
-			return
-		}
-		e.drop(f, DropNoService)
-		return
+	if si := s.lookup(k); si >= 0 {
+		return si
 	}
-	sv := &s.services[si]
-	bi := e.core.Schedule(sv.spec.Sched, (*sched.Key)(k), p.TCPFlags, now)
+	if si := s.lookupNAT(k); si >= 0 {
+		e.natReturn(s, &s.services[si], f, p, pkt)
+		return -1
+	}
+	e.drop(f, DropNoService)
+	return -1
+}
+
+// forward schedules the frame's flow (key k, hash h) and forwards it by sv's method.
+func (e *Engine) forward(sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
+	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
 	if bi < 0 || bi >= len(sv.targets) {
 		e.drop(f, DropNoBackend)
 		return
@@ -116,9 +161,10 @@ func (e *Engine) forward(s *Snapshot, f *Frame, now int64) {
 		e.drop(f, DropNoRoute)
 		return
 	}
+	pkt := f.Buf[f.Off : f.Off+f.Len]
 	switch sv.spec.Method {
 	case MethodDR:
-		e.send(f, pkt, &t.hop)
+		e.send(f, p, pkt, &t.hop)
 	case MethodTunnel:
 		off, n, r := t.tun.Encap(f.Buf, f.Off, f.Len, p)
 		f.Off, f.Len = off, n
@@ -132,7 +178,7 @@ func (e *Engine) forward(s *Snapshot, f *Frame, now int64) {
 		}
 	case MethodNAT:
 		if p.TotalLen > t.hop.MTU {
-			e.tooBig(f, t.hop.MTU)
+			e.tooBig(f, p, t.hop.MTU)
 			return
 		}
 		if r := encap.NATToBackend(pkt, p, t.ip, t.port); r != encap.OK {
@@ -146,15 +192,14 @@ func (e *Engine) forward(s *Snapshot, f *Frame, now int64) {
 
 // natReturn translates a reply from a nat backend back to the service and routes it to the
 // client.
-func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, pkt []byte) {
-	p := &e.pkt
+func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, p *encap.Packet, pkt []byte) {
 	hop := s.route(&p.Key.Dst, p.Key.V6)
 	if hop == nil || hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return
 	}
 	if p.TotalLen > hop.MTU {
-		e.tooBig(f, hop.MTU)
+		e.tooBig(f, p, hop.MTU)
 		return
 	}
 	if r := encap.NATToClient(pkt, p, sv.vipIP, sv.spec.Port); r != encap.OK {
@@ -167,17 +212,17 @@ func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, pkt []byte) {
 }
 
 // send rewrites the MACs for hop and sends the frame there, or answers "too big".
-func (e *Engine) send(f *Frame, pkt []byte, hop *NextHop) {
-	if e.pkt.TotalLen > hop.MTU {
-		e.tooBig(f, hop.MTU)
+func (e *Engine) send(f *Frame, p *encap.Packet, pkt []byte, hop *NextHop) {
+	if p.TotalLen > hop.MTU {
+		e.tooBig(f, p, hop.MTU)
 		return
 	}
 	encap.SetMACs(pkt, hop.DstMAC, hop.SrcMAC)
 	f.Out = hop.IfIndex
 }
 
-func (e *Engine) tooBig(f *Frame, mtu int) {
-	off, n, r := encap.ICMPTooBig(f.Buf, f.Off, f.Len, &e.pkt, mtu)
+func (e *Engine) tooBig(f *Frame, p *encap.Packet, mtu int) {
+	off, n, r := encap.ICMPTooBig(f.Buf, f.Off, f.Len, p, mtu)
 	f.Off, f.Len = off, n
 	if r == encap.ReplyICMP {
 		e.icmpReply(f)
