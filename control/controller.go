@@ -42,6 +42,9 @@ type Options struct {
 	// NewProber makes the health prober with the controller's callbacks;
 	// nil means health.NewMonitor.
 	NewProber func(ctx context.Context, opts health.Options) Prober
+	// HealthNetns, when set, runs every probe in another network namespace
+	// (see health.Options.Netns).
+	HealthNetns func(fn func() error) error
 	// Stats, when set, feeds counters to the API and the metrics.
 	Stats StatsSource
 	// Logger receives what the controller does; nil means slog.Default().
@@ -132,7 +135,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	c.started = true
 	c.ctx, c.cancel = context.WithCancel(ctx)
-	c.prober = c.opts.NewProber(c.ctx, health.Options{OnTransition: c.onTransition, OnResult: c.onResult})
+	c.prober = c.opts.NewProber(c.ctx, health.Options{OnTransition: c.onTransition, OnResult: c.onResult,
+		Netns: c.opts.HealthNetns})
 	adds, _, _ := c.applyLocked(c.cfg)
 	c.mu.Unlock()
 

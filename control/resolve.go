@@ -3,12 +3,15 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
@@ -38,6 +41,7 @@ type RouteSource interface {
 // changes, and lists the routes back to clients for NAT. Safe for
 // concurrent use.
 type KernelResolver struct {
+	ns    netns.NsHandle // -1: the calling thread's namespace
 	mu    sync.Mutex
 	hops  map[netip.Addr]bool // next-hop addresses (gateways or backends) in use
 	links map[int]bool        // egress interfaces in use
@@ -46,12 +50,53 @@ type KernelResolver struct {
 // NewKernelResolver returns a resolver of the calling process's network
 // namespace.
 func NewKernelResolver() *KernelResolver {
-	return &KernelResolver{hops: map[netip.Addr]bool{}, links: map[int]bool{}}
+	return NewKernelResolverIn(netns.None())
+}
+
+// NewKernelResolverIn returns a resolver of the network namespace ns (the
+// caller keeps ns open while the resolver is used).
+func NewKernelResolverIn(ns netns.NsHandle) *KernelResolver {
+	return &KernelResolver{ns: ns, hops: map[netip.Addr]bool{}, links: map[int]bool{}}
+}
+
+// do runs fn on a thread in the resolver's namespace.
+func (k *KernelResolver) do(fn func() error) error {
+	if !k.ns.IsOpen() {
+		return fn()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("current namespace: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(k.ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter namespace: %w", err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		return errors.Join(ferr, fmt.Errorf("leave namespace: %w", err)) // the thread dies locked
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 // Resolve returns the next hop toward addr, waiting (until ctx is done)
 // for the kernel to resolve the neighbour when it is unknown.
-func (k *KernelResolver) Resolve(ctx context.Context, addr netip.Addr) (dataplane.NextHop, error) {
+func (k *KernelResolver) Resolve(ctx context.Context, addr netip.Addr) (hop dataplane.NextHop, err error) {
+	derr := k.do(func() error {
+		hop, err = k.resolve(ctx, addr)
+		return nil
+	})
+	if derr != nil {
+		return hop, derr
+	}
+	return hop, err
+}
+
+func (k *KernelResolver) resolve(ctx context.Context, addr netip.Addr) (dataplane.NextHop, error) {
 	if routes, err := netlink.RouteGet(net.IP(addr.AsSlice())); err == nil && len(routes) > 0 {
 		nh := addr
 		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && routes[0].Gw != nil {
@@ -77,10 +122,10 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 	defer close(done)
 	neigh := make(chan netlink.NeighUpdate, 64)
 	route := make(chan netlink.RouteUpdate, 64)
-	if err := netlink.NeighSubscribe(neigh, done); err != nil {
+	if err := netlink.NeighSubscribeAt(k.ns, neigh, done); err != nil {
 		return err
 	}
-	if err := netlink.RouteSubscribe(route, done); err != nil {
+	if err := netlink.RouteSubscribeAt(k.ns, route, done); err != nil {
 		return err
 	}
 	var pending bool
@@ -118,7 +163,15 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 // Routes lists the ways back to clients through the interfaces in use: a
 // host route per resolved neighbour, and each gateway route (the default
 // route included) through its gateway's MAC.
-func (k *KernelResolver) Routes() []dataplane.Route {
+func (k *KernelResolver) Routes() (out []dataplane.Route) {
+	_ = k.do(func() error {
+		out = k.routes()
+		return nil
+	})
+	return out
+}
+
+func (k *KernelResolver) routes() []dataplane.Route {
 	k.mu.Lock()
 	links := make([]int, 0, len(k.links))
 	for l := range k.links {

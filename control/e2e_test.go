@@ -1,0 +1,315 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/testnet"
+)
+
+// The end-to-end test runs the real controller, health checks, data path
+// and kernel next-hop resolution in namespaces that internal/testnet builds
+// (root only; it skips otherwise).
+
+const (
+	e2eInterval = 300 * time.Millisecond
+	e2eTimeout  = 200 * time.Millisecond
+	e2eRise     = 2
+	e2eFall     = 3
+)
+
+func e2eConfig(tn *testnet.Net, backends int, weight0 uint32) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    backends:\n", tn.VIP)
+	for i := range backends {
+		w := uint32(100)
+		if i == 0 {
+			w = weight0
+		}
+		fmt.Fprintf(&b, "      - {name: %s, address: %s, weight: %d}\n", tn.Backends[i].Name, tn.Backends[i].Addr(), w)
+	}
+	fmt.Fprintf(&b, "    health: {kind: http, path: /healthz, interval: %v, timeout: %v, rise: %d, fall: %d}\n",
+		e2eInterval, e2eTimeout, e2eRise, e2eFall)
+	return b.String()
+}
+
+// syncBuffer is a log sink shown when the test fails.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// persistent is one long-lived HTTP/1.1 connection to the VIP.
+type persistent struct {
+	c       net.Conn
+	r       *bufio.Reader
+	backend string
+}
+
+func (p *persistent) get() (string, error) {
+	_ = p.c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(p.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(p.r, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+// outcome is one request of the continuous load.
+type outcome struct {
+	start   time.Time
+	end     time.Time
+	backend string
+	err     error
+}
+
+func TestE2EFailoverAndReload(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 4, DisableIPv6: true})
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", logs.String())
+		}
+	})
+	cfg, err := ParseConfig("e2e.yaml", []byte(e2eConfig(tn, 3, 100)))
+	must(t, err)
+
+	var dp *dataplane.Dataplane
+	must(t, tn.LB.Do(func() (err error) {
+		dc := cfg.DataplaneConfig()
+		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
+		dp, err = dataplane.New(dc)
+		return err
+	}))
+	t.Cleanup(func() { _ = dp.Close() })
+	c, err := New(cfg, Options{
+		Publisher:   dp,
+		Stats:       dp,
+		Resolver:    NewKernelResolverIn(tn.LB.NsHandle()),
+		HealthNetns: health.InNetns(tn.LB.Path()),
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	must(t, c.Start(ctx))
+	t.Cleanup(func() { c.Close() })
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	must(t, dp.Start(sctx))
+	scancel()
+	metrics := NewMetrics(c)
+	api := &Client{Base: serve(t, NewHandler(c, HandlerOptions{Metrics: metrics.Handler()}))}
+
+	waitHealth := func(name, want string, max time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < max {
+			bs, err := api.Backends(ctx, "web")
+			must(t, err)
+			for _, b := range bs {
+				if b.Name == name && b.Health == want && b.Active == (want == "up") {
+					return time.Since(start)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("backend %s not %s within %v", name, want, max)
+		return 0
+	}
+	for _, b := range tn.Backends[:3] {
+		waitHealth(b.Name, "up", 5*time.Second)
+	}
+
+	// Long-lived connections, some on every backend.
+	var conns []*persistent
+	for range 12 {
+		nc, err := tn.Client.Dial(ctx, "tcp", net.JoinHostPort(tn.VIP.String(), "80"))
+		must(t, err)
+		t.Cleanup(func() { nc.Close() })
+		p := &persistent{c: nc, r: bufio.NewReader(nc)}
+		p.backend, err = p.get()
+		must(t, err)
+		conns = append(conns, p)
+	}
+	checkConns := func(when string, skip string) {
+		t.Helper()
+		for i, p := range conns {
+			if p.backend == skip {
+				continue
+			}
+			got, err := p.get()
+			if err != nil || got != p.backend {
+				t.Errorf("%s: long-lived connection %d on %s: got %q, %v", when, i, p.backend, got, err)
+			}
+		}
+	}
+
+	// Continuous load: a new connection per request.
+	var mu sync.Mutex
+	var results []outcome
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: time.Second})
+	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for loadCtx.Err() == nil {
+				start := time.Now()
+				name, err := testnet.Get(loadCtx, client, url)
+				if loadCtx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				results = append(results, outcome{start, time.Now(), name, err})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	// Kill b1: it must be out within interval*fall + timeout.
+	b1 := tn.Backend("b1")
+	killed := time.Now()
+	must(t, b1.HTTP.Kill())
+	bound := e2eInterval*e2eFall + e2eTimeout
+	detect := waitHealth("b1", "down", 3*bound)
+	down := time.Now()
+	t.Logf("b1 detected down after %v (bound interval*fall+timeout = %v)", detect.Round(time.Millisecond), bound)
+	if detect > bound+150*time.Millisecond { // the API poll and a loaded CI machine
+		t.Errorf("detection took %v, bound %v", detect, bound)
+		bs, _ := api.Backends(ctx, "web")
+		for _, r := range bs[1].Results {
+			t.Logf("b1 probe at %+v: ok %v, %.1fms, %s", r.Time.Sub(killed), r.OK, r.LatencyMS, r.Err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	checkConns("after b1 died", "b1")
+
+	// Bring it back: up after rise successes.
+	revived := time.Now()
+	must(t, b1.HTTP.Revive())
+	back := waitHealth("b1", "up", 3*(e2eInterval*e2eRise+e2eTimeout))
+	t.Logf("b1 back up after %v (rise %d, interval %v)", back.Round(time.Millisecond), e2eRise, e2eInterval)
+	time.Sleep(700 * time.Millisecond)
+
+	// Reload: add b3 and change b0's weight; existing connections stay.
+	y := e2eConfig(tn, 4, 300)
+	ncfg, err := ParseConfig("e2e.yaml", []byte(y))
+	must(t, err)
+	t0 := time.Now()
+	must(t, c.Reload(ncfg))
+	reloadTime := time.Since(t0)
+	t.Logf("reload (4 backends, new weight) applied in %v", reloadTime.Round(time.Microsecond))
+	waitHealth("b3", "up", 5*time.Second)
+	time.Sleep(700 * time.Millisecond)
+	checkConns("after reload", "b1") // b1's own connections died with it
+	stopLoad()
+	wg.Wait()
+
+	// Requests: only those in flight when b1 died, or begun before it was
+	// taken out (plus a grace for the snapshot to reach the workers), may
+	// fail.
+	grace := 100 * time.Millisecond
+	seen := map[string]int{}
+	seenAfterRevive := map[string]int{}
+	var failed, failedOutside int
+	for _, r := range results {
+		if r.err != nil {
+			failed++
+			if r.end.Before(killed) || r.start.After(down.Add(grace)) {
+				failedOutside++
+				t.Errorf("request at +%v failed outside the failover window: %v", r.start.Sub(killed), r.err)
+			}
+			continue
+		}
+		seen[r.backend]++
+		if r.start.After(revived.Add(back)) {
+			seenAfterRevive[r.backend]++
+		}
+		if r.backend == "b1" && r.start.After(killed) && r.start.Before(revived) {
+			t.Errorf("request at +%v answered by b1 while it was dead", r.start.Sub(killed))
+		}
+	}
+	t.Logf("load: %d requests, %d failed (all within the failover window), by backend %v", len(results), failed, seen)
+	if len(results) < 50 {
+		t.Errorf("only %d requests made", len(results))
+	}
+	for _, name := range []string{"b0", "b1", "b2", "b3"} {
+		if seenAfterRevive[name] == 0 {
+			t.Errorf("no request reached %s after b1 came back / the reload", name)
+		}
+	}
+
+	// The API and the metrics show it.
+	svcs, err := api.Services(ctx)
+	must(t, err)
+	if svcs[0].Backends != 4 || svcs[0].Up != 4 {
+		t.Errorf("services = %+v", svcs)
+	}
+	resp, err := http.Get(api.Base + "/metrics")
+	must(t, err)
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	must(t, err)
+	if f := fams["xlb_reloads_total"]; f == nil || f.Metric[0].Counter.GetValue() != 1 {
+		t.Errorf("xlb_reloads_total = %v", f)
+	}
+	var rx float64
+	for _, m := range fams["xlb_worker_rx_packets_total"].GetMetric() {
+		rx += m.Counter.GetValue()
+	}
+	if rx < float64(len(results)) {
+		t.Errorf("workers received %v packets for %d requests", rx, len(results))
+	}
+	for _, m := range fams["xlb_backend_weight"].GetMetric() {
+		if hasLabel(m, "backend", "b0") && m.Gauge.GetValue() != 300 {
+			t.Errorf("b0 weight metric = %v", m.Gauge.GetValue())
+		}
+	}
+	for _, m := range fams["xlb_backend_probe_duration_seconds"].GetMetric() {
+		if m.Histogram.GetSampleCount() == 0 {
+			t.Errorf("no probe latency recorded: %v", m)
+		}
+	}
+}
