@@ -4,7 +4,8 @@
 // It redirects to the AF_XDP socket of the receive queue (xsks[rx_queue_index])
 // only the packets user space handles: packets to a configured service
 // (services: destination address, port, protocol; port 0 = every port),
-// replies from NAT backends (nat_backends: source address, port, protocol),
+// replies from NAT backends (nat_backends: source address, port, protocol;
+// port 0 = every port),
 // IPv4/IPv6 fragments to a VIP (vips), and ICMP/ICMPv6 errors about service
 // flows (the embedded packet's source is a service, or the outer destination is
 // a VIP). Everything else, including ICMP echo, ARP and neighbour discovery,
@@ -105,15 +106,21 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 reason)
 	return count(C_PASS_NO_SOCKET, v);
 }
 
-// service_hit looks up (addr, port, proto) exactly, then with port 0.
-static __always_inline int service_hit(struct flow_key *k)
+// lookup_port looks (addr, port, proto) up in m exactly, then with port 0
+// (every port).
+static __always_inline int lookup_port(void *m, struct flow_key *k)
 {
-	if (bpf_map_lookup_elem(&services, k))
+	if (bpf_map_lookup_elem(m, k))
 		return 1;
 	if (k->port == 0)
 		return 0;
 	k->port = 0;
-	return bpf_map_lookup_elem(&services, k) != NULL;
+	return bpf_map_lookup_elem(m, k) != NULL;
+}
+
+static __always_inline int service_hit(struct flow_key *k)
+{
+	return lookup_port(&services, k);
 }
 
 static __always_inline int is_vip(const __u8 *addr, int family)
@@ -321,7 +328,7 @@ int xlb(struct xdp_md *ctx)
 		src.port = ports[0];
 		if (service_hit(&dst))
 			return redirect(ctx, C_REDIRECT_SERVICE);
-		if (bpf_map_lookup_elem(&nat_backends, &src))
+		if (lookup_port(&nat_backends, &src))
 			return redirect(ctx, C_REDIRECT_NAT);
 		return count(C_PASS_NO_MATCH, XDP_PASS);
 	}

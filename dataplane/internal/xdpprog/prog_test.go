@@ -52,6 +52,9 @@ func loaded(t testing.TB) *Program {
 	if err := p.AddNATBackend(Key{netip.MustParseAddr("198.18.1.5"), 8080, 6}); err != nil {
 		t.Fatalf("AddNATBackend: %v", err)
 	}
+	if err := p.AddNATBackend(Key{netip.MustParseAddr("198.18.1.6"), 0, 17}); err != nil {
+		t.Fatalf("AddNATBackend port 0: %v", err)
+	}
 	return p
 }
 
@@ -229,6 +232,8 @@ func TestVerdicts(t *testing.T) {
 		{"icmp echo to a vip", echo, PassNoMatch},
 		{"nat reply", tcp4(t, "198.18.1.5", "198.18.0.2", 8080, 40000), PassNoSocket},
 		{"nat backend, other port", tcp4(t, "198.18.1.5", "198.18.0.2", 8081, 40000), PassNoMatch},
+		{"nat backend, every port", udp4(t, "198.18.1.6", "198.18.0.2", 12345, 40000), PassNoSocket},
+		{"nat backend, every port, other proto", tcp4(t, "198.18.1.6", "198.18.0.2", 12345, 40000), PassNoMatch},
 		{"frag needed about a vip flow", fragNeeded, PassNoSocket},
 		{"icmp error, embedded source is a service", aboutServiceToOther, PassNoSocket},
 		{"icmp error about another flow", aboutOther, PassNoMatch},

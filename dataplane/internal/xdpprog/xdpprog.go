@@ -277,7 +277,8 @@ func (p *Program) DeleteService(k Key) error {
 }
 
 // AddNATBackend steers packets from k (source address, port, protocol), the
-// replies of a NAT backend, to the AF_XDP sockets.
+// replies of a NAT backend, to the AF_XDP sockets. Port 0 means every source
+// port of the address and protocol.
 func (p *Program) AddNATBackend(k Key) error {
 	r, err := k.raw()
 	if err != nil {
