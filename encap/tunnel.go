@@ -230,9 +230,13 @@ func setHostBits(a *[16]byte, v6 bool, bits int, hash uint64) {
 func flowHash(k *FlowKey) uint64 {
 	const m = 0x9E3779B97F4A7C15
 	h := binary.LittleEndian.Uint64(k.Src[0:8])
-	h = (h ^ binary.LittleEndian.Uint64(k.Src[8:16])) * m
-	h = (h ^ binary.LittleEndian.Uint64(k.Dst[0:8])) * m
-	h = (h ^ binary.LittleEndian.Uint64(k.Dst[8:16])) * m
+	if k.V6 {
+		h = (h ^ binary.LittleEndian.Uint64(k.Src[8:16])) * m
+		h = (h ^ binary.LittleEndian.Uint64(k.Dst[0:8])) * m
+		h ^= binary.LittleEndian.Uint64(k.Dst[8:16])
+	} else { // the rest of an IPv4 key's addresses is zero
+		h |= uint64(binary.LittleEndian.Uint32(k.Dst[0:4])) << 32
+	}
 	h = (h ^ (uint64(k.SrcPort)<<16 | uint64(k.DstPort) | uint64(k.Proto)<<32)) * m
 	h ^= h >> 29
 	h *= 0xBF58476D1CE4E5B9
