@@ -57,3 +57,12 @@ func TestCountersNames(t *testing.T) {
 		t.Errorf("add: %+v", a)
 	}
 }
+
+// SetThreadedNAPI refuses an interface that sysfs shows with another index or MAC (a
+// caller in another network namespace), writing nothing.
+func TestSetThreadedNAPIWrongInterface(t *testing.T) {
+	err := SetThreadedNAPI("lo", 987654, [6]byte{2, 0, 0, 0, 0, 9}, true)
+	if !errors.Is(err, ErrSysfsNamespace) {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,28 +44,30 @@ func pinThread(cpu int) error {
 	return nil
 }
 
-// queueCount returns the number of receive queues of the interface, as sysfs lists them.
-func queueCount(ifname string) (int, error) {
-	m, err := filepath.Glob(filepath.Join("/sys/class/net", ifname, "queues", "rx-*"))
-	if err != nil {
-		return 0, fmt.Errorf("list queues of %s: %w", ifname, err)
-	}
-	if len(m) == 0 {
-		return 1, nil
-	}
-	return len(m), nil
-}
+// ErrSysfsNamespace: sysfs shows the network namespace it was mounted in, and the interface
+// there is not the one the caller means (the caller runs in another namespace).
+var ErrSysfsNamespace = errors.New("interface not visible in this sysfs (another network namespace)")
 
 // SetThreadedNAPI turns threaded NAPI on or off for an interface (writes
 // /sys/class/net/IF/threaded). On veth it moves the receive work that XDP does off the
 // sending CPU onto a napi/IF-* kernel thread that can be pinned; write it after the XDP
-// program is attached (veth creates its NAPI instances then).
-func SetThreadedNAPI(ifname string, on bool) error {
+// program is attached (veth creates its NAPI instances then). ifindex and mac identify the
+// interface: sysfs shows the namespace it was mounted in, so from a thread in another
+// namespace the same name may be another interface, and then nothing is written.
+func SetThreadedNAPI(ifname string, ifindex int, mac [6]byte, on bool) error {
+	dir := filepath.Join("/sys/class/net", ifname)
+	idx, err1 := os.ReadFile(filepath.Join(dir, "ifindex"))
+	addr, err2 := os.ReadFile(filepath.Join(dir, "address"))
+	want := net.HardwareAddr(mac[:]).String()
+	if err1 != nil || err2 != nil || strings.TrimSpace(string(idx)) != strconv.Itoa(ifindex) ||
+		strings.TrimSpace(string(addr)) != want {
+		return fmt.Errorf("threaded napi on %s: %w", ifname, ErrSysfsNamespace)
+	}
 	v := "0"
 	if on {
 		v = "1"
 	}
-	p := filepath.Join("/sys/class/net", ifname, "threaded")
+	p := filepath.Join(dir, "threaded")
 	if err := os.WriteFile(p, []byte(v), 0); err != nil {
 		return fmt.Errorf("threaded napi on %s: %w", ifname, err)
 	}

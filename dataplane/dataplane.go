@@ -104,7 +104,7 @@ func New(cfg Config) (_ *Dataplane, err error) {
 	}
 	if c.ThreadedNAPI {
 		for _, ifc := range d.ifaces {
-			if err := SetThreadedNAPI(ifc.info.Name, true); err != nil {
+			if err := SetThreadedNAPI(ifc.info.Name, ifc.info.Index, ifc.info.MAC, true); err != nil {
 				return nil, err
 			}
 		}
