@@ -207,6 +207,21 @@ func (n *Net) defaultVia(h *Host, gw4, gw6 netip.Addr) error {
 	return h.AddRoute(netip.Prefix{}, gw6, "eth0")
 }
 
+// peerXDP attaches XDP_PASS to the switch-side peers of the LB's interfaces.
+func (n *Net) peerXDP() error {
+	if !n.Config.PeerXDP {
+		return nil
+	}
+	for _, lb := range n.LBs {
+		for _, i := range lb.Ifaces {
+			if err := n.Switch.AttachXDPPass(i.Peer); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // startBackends starts the HTTP servers and attaches the decap program.
 func (n *Net) startBackends() error {
 	for _, b := range n.Backends {

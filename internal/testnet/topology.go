@@ -45,6 +45,10 @@ type Config struct {
 	NoVIPOnLB   bool // do not put the VIPs on the LB (e.g. when a VRRP test owns them)
 	HTTPPort    int  // port of the backends' HTTP servers; 0 means 80
 	NoHTTP      bool // do not start the backends' HTTP servers
+	// PeerXDP attaches an XDP_PASS program to the switch-side peers of the LB's veths, so
+	// that frames the LB sends with XDP_TX or XDP_REDIRECT (rather than through an AF_XDP
+	// socket) reach the bridge: a veth drops those unless its peer runs an XDP program.
+	PeerXDP bool
 	// Decap attaches the IPIP/IP6IP6/4in6 decapsulation tc program to every backend's
 	// eth0 ingress (tunnel method); on TwoArm it also puts the VIPs on the backends' lo.
 	Decap bool
@@ -278,6 +282,9 @@ func (n *Net) build() error {
 		n.Backends = append(n.Backends, &Backend{Host: h, Name: name})
 	}
 	if err := n.configure(cseg); err != nil {
+		return err
+	}
+	if err := n.peerXDP(); err != nil {
 		return err
 	}
 	if err := n.startBackends(); err != nil {
