@@ -97,7 +97,8 @@ type Status struct {
 type Options struct {
 	// OnTransition is called on every state change, from the check's goroutine, in order
 	// for one check (checks run concurrently with each other). It must not block for long
-	// and must not call Remove or Replace for the same check (they wait for that goroutine).
+	// and must not call Add, Remove or Replace (they may wait for the calling goroutine);
+	// Status, Statuses and IDs are fine.
 	OnTransition func(Transition)
 	// OnResult, when set, is called after every completed probe (for latency metrics and
 	// least-load figures), on the same terms as OnTransition and before it.
@@ -120,7 +121,8 @@ type Monitor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
+	opMu   sync.Mutex // serializes Add, Remove and Replace (held while they wait)
+	mu     sync.Mutex // guards checks
 	checks map[string]*running
 }
 
@@ -157,6 +159,8 @@ func (m *Monitor) Add(c Check) error {
 	if err != nil {
 		return err
 	}
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ctx.Err() != nil {
@@ -187,6 +191,8 @@ func (m *Monitor) start(r *running) {
 // Remove stops a check and waits until its goroutine has returned: after Remove, no callback
 // for that ID runs. No transition is emitted.
 func (m *Monitor) Remove(id string) error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	m.mu.Lock()
 	r, ok := m.checks[id]
 	if ok {
@@ -203,23 +209,23 @@ func (m *Monitor) Remove(id string) error {
 
 // Replace swaps the checker and settings of a running check (a config reload) and keeps its
 // current state, counters and history, so an unchanged backend does not flap; the rise/fall
-// counts start again. It fails with ErrNotFound if the ID is not running.
+// counts start again. The check stays listed (Status, Statuses) throughout. It fails with
+// ErrNotFound if the ID is not running.
 func (m *Monitor) Replace(c Check) error {
 	c, err := c.withDefaults()
 	if err != nil {
 		return err
 	}
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	m.mu.Lock()
 	old, ok := m.checks[c.ID]
-	if ok {
-		delete(m.checks, c.ID)
-	}
 	m.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNotFound, c.ID)
 	}
 	old.cancel()
-	<-old.done // waited for without m.mu: its callbacks may call the Monitor
+	<-old.done // waited for without m.mu: its callbacks may read the Monitor
 
 	old.mu.Lock()
 	r := &running{check: c, tr: tracker{state: old.tr.state, rise: c.Rise, fall: c.Fall},
@@ -234,10 +240,7 @@ func (m *Monitor) Replace(c Check) error {
 	if m.ctx.Err() != nil {
 		return ErrClosed
 	}
-	if _, ok := m.checks[c.ID]; ok {
-		return fmt.Errorf("%w: %s (added while being replaced)", ErrExists, c.ID)
-	}
-	m.start(r)
+	m.start(r) // replaces old in m.checks
 	return nil
 }
 

@@ -471,3 +471,46 @@ func TestMonitorNetnsHook(t *testing.T) {
 		t.Fatalf("checker ran %d times (want 3, all via the hook); status %+v", s.count(), st)
 	}
 }
+
+// TestMonitorConcurrentOps hammers Add, Remove, Replace and the readers from several
+// goroutines (run it with -race): only the expected errors, and no goroutine left behind.
+func TestMonitorConcurrentOps(t *testing.T) {
+	noChecksLeft(t, 0, 0)
+	m := NewMonitor(context.Background(), Options{NoStagger: true, History: 3,
+		OnTransition: func(Transition) {}})
+	ids := []string{"a", "b", "c", "d"}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 150; i++ {
+				id := ids[(i*7+w)%len(ids)]
+				c := Check{ID: id, Checker: newScript(i%3 != 0, true), Interval: time.Millisecond, Rise: 1, Fall: 1}
+				var err error
+				switch (i + w) % 5 {
+				case 0, 1:
+					err = m.Add(c)
+				case 2:
+					err = m.Remove(id)
+				case 3:
+					err = m.Replace(c)
+				case 4:
+					m.Statuses()
+					_, err = m.Status(id)
+				}
+				if err != nil && !errors.Is(err, ErrExists) && !errors.Is(err, ErrNotFound) {
+					t.Errorf("worker %d op %d: %v", w, i, err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if n := len(m.IDs()); n > len(ids) {
+		t.Fatalf("%d checks", n)
+	}
+	noChecksLeft(t, 0, len(m.IDs()))
+	m.Close()
+	noChecksLeft(t, 0, 0)
+}
