@@ -104,7 +104,8 @@ func (t *Tunnel) Overhead() int { return t.hdrLen }
 // Ethernet padding of the original frame, if any, is dropped. Outer TTL is 64, the outer
 // TOS/traffic class is the inner one, an IPv4 outer header copies DF from an inner IPv4 header
 // (and sets it for an inner IPv6 packet) and gets a correct checksum; an IPv6 outer header
-// gets a flow label from the flow's hash.
+// gets a flow label from the flow's hash. p is left as it was (it still describes the inner
+// packet, at its old offsets from off).
 //
 // When the result would exceed the MTU, an inner IPv6 packet or IPv4 packet with DF is turned
 // into the ICMPv6 "packet too big" or ICMP "fragmentation needed" reply (see ICMPTooBig, with
