@@ -79,6 +79,7 @@ type HTTPServer struct {
 
 	healthy  atomic.Bool
 	requests atomic.Uint64
+	delay    atomic.Int64 // time.Duration before each answer
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -97,20 +98,46 @@ func (n *NS) ServeHTTP(name string, port int) (*HTTPServer, error) {
 
 func (s *HTTPServer) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.wait(r) {
+			return
+		}
 		if !s.healthy.Load() {
 			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !s.wait(r) {
+			return
+		}
 		s.requests.Add(1)
 		w.Header().Set("X-Backend", s.name)
 		_, _ = w.Write([]byte(s.name + "\n"))
 	})
 	return mux
 }
+
+// wait sleeps the configured delay, or until the request is cancelled (false).
+func (s *HTTPServer) wait(r *http.Request) bool {
+	d := time.Duration(s.delay.Load())
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// SetDelay makes every answer ("/" and "/healthz") wait d first: a slow backend, e.g. for
+// health-check timeouts. 0 answers at once.
+func (s *HTTPServer) SetDelay(d time.Duration) { s.delay.Store(int64(d)) }
 
 // Revive starts serving again after Kill (a no-op when alive).
 func (s *HTTPServer) Revive() error {

@@ -3,6 +3,7 @@ package testnet
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Backend returns the backend with the given name ("b0", ...), or nil.
@@ -10,6 +11,36 @@ func (n *Net) Backend(name string) *Backend {
 	for _, b := range n.Backends {
 		if b.Name == name {
 			return b
+		}
+	}
+	return nil
+}
+
+// Unplug takes h off the network, like a pulled cable: the switch-side ends of its veths
+// go down, so h sees no carrier and nothing reaches it (connects to it time out, unlike
+// a killed server, which refuses them). Its own configuration stays; Plug restores it.
+func (n *Net) Unplug(h *Host) error { return n.setPlugged(h, false) }
+
+// Plug puts h back on the network after Unplug and waits until its links are up.
+func (n *Net) Plug(h *Host) error {
+	if err := n.setPlugged(h, true); err != nil {
+		return err
+	}
+	return n.waitUp(5 * time.Second)
+}
+
+func (n *Net) setPlugged(h *Host, up bool) error {
+	for _, i := range h.Ifaces {
+		l, err := n.Switch.nl.LinkByName(i.Peer)
+		if err != nil {
+			return fmt.Errorf("%s: find %s: %w", n.Switch.name, i.Peer, err)
+		}
+		set := n.Switch.nl.LinkSetDown
+		if up {
+			set = n.Switch.nl.LinkSetUp
+		}
+		if err := set(l); err != nil {
+			return fmt.Errorf("%s: set %s up=%v: %w", n.Switch.name, i.Peer, up, err)
 		}
 	}
 	return nil

@@ -307,6 +307,38 @@ func TestKillRevive(t *testing.T) {
 	}
 }
 
+// A slow backend and an unplugged one: the first answers late, the second not at all
+// (a timeout, not a refusal) until it is plugged back in.
+func TestSlowAndUnplugged(t *testing.T) {
+	t.Parallel()
+	n := New(t, Config{Backends: 1})
+	b := n.Backends[0]
+	url := "http://" + b.Addr().String() + "/healthz"
+	c := n.Client.HTTPClient(ClientOptions{Timeout: 300 * time.Millisecond})
+	b.HTTP.SetDelay(time.Second)
+	if _, err := Get(context.Background(), c, url); err == nil || !strings.Contains(err.Error(), "Timeout") {
+		t.Errorf("slow backend: %v, want a client timeout", err)
+	}
+	b.HTTP.SetDelay(0)
+	if _, err := Get(context.Background(), c, url); err != nil {
+		t.Fatalf("after SetDelay(0): %v", err)
+	}
+	if err := n.Unplug(b.Host); err != nil {
+		t.Fatal(err)
+	}
+	fresh := n.Client.HTTPClient(ClientOptions{Timeout: 300 * time.Millisecond})
+	_, err := Get(context.Background(), fresh, url)
+	if err == nil || strings.Contains(err.Error(), "refused") {
+		t.Errorf("unplugged backend: %v, want a timeout", err)
+	}
+	if err := n.Plug(b.Host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(context.Background(), n.Client.HTTPClient(ClientOptions{}), url); err != nil {
+		t.Errorf("plugged back: %v", err)
+	}
+}
+
 func TestDoRestoresNamespace(t *testing.T) {
 	Skip(t)
 	id, err := newID()
