@@ -9,7 +9,8 @@
 // so parallel tests never collide and `ip netns exec` works on them while a test runs.
 // NS.Do runs Go code inside a namespace (sockets made there stay there), NS.Start runs a
 // command there (killed on Close); backends serve HTTP (answering their name, /healthz)
-// and can be killed and revived; clients dial from inside their namespace. Every veth has
+// and can be killed and revived, slowed (SetDelay) or unplugged (Net.Unplug: timeouts
+// instead of refusals); clients dial from inside their namespace. Every veth has
 // tx checksum offload, TSO, GSO and GRO off (see NS.OffloadsOff for why), IPv6 DAD is off,
 // and Build waits until every link is operationally up so no first packet is lost.
 // Config.Decap attaches a tc BPF program (package decap) to each backend's ingress that
