@@ -365,3 +365,43 @@ func TestChecksum(t *testing.T) {
 		t.Fatal("checksum of a checksummed message is not zero")
 	}
 }
+
+// TestICMPRawFilter: a raw probe socket receives echo replies only, not (for example) the
+// echo request it sent to loopback itself, which an unfiltered raw socket sees first.
+func TestICMPRawFilter(t *testing.T) {
+	if unix.Geteuid() != 0 {
+		t.Skip("needs CAP_NET_RAW for a raw ICMP socket")
+	}
+	for _, v6 := range []bool{false, true} {
+		if v6 && !hasIPv6Loopback() {
+			t.Log("no ::1 on loopback: IPv6 part skipped")
+			continue
+		}
+		conn, raw, err := listenICMP(context.Background(), v6, false, nil)
+		if err != nil || !raw {
+			t.Fatalf("v6=%v: raw %v, %v", v6, raw, err)
+		}
+		dst, req, want := &net.IPAddr{IP: net.IPv4(127, 0, 0, 1)}, byte(icmpv4EchoRequest), byte(icmpv4EchoReply)
+		if v6 {
+			dst, req, want = &net.IPAddr{IP: net.IPv6loopback}, icmpv6EchoRequest, icmpv6EchoReply
+		}
+		msg := []byte{req, 0, 0, 0, 0xab, 0xcd, 0, 1, 'x', 'l', 'b', '!'}
+		if !v6 {
+			c := checksum(msg)
+			msg[2], msg[3] = byte(c>>8), byte(c)
+		}
+		if _, err := conn.WriteTo(msg, dst); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
+		var buf [1500]byte
+		n, _, err := conn.ReadFrom(buf[:])
+		conn.Close()
+		if err != nil {
+			t.Fatalf("v6=%v: %v", v6, err)
+		}
+		if n < 8 || buf[0] != want {
+			t.Fatalf("v6=%v: first message type %d, want the echo reply %d", v6, buf[0], want)
+		}
+	}
+}

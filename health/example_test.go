@@ -57,3 +57,32 @@ func ExampleTCP() {
 	fmt.Println(c.String()[:4], "healthy:", err == nil)
 	// Output: tcp  healthy: true
 }
+
+// Checking a DR backend through the VIP: the probe goes to VIP:port, and the Dialer's mark
+// lets a policy route (set up by control: "ip rule add fwmark 0x77 lookup 77" and "ip route
+// add VIP/32 via BACKEND dev eth0 onlink table 77") deliver it to the backend's MAC, as the
+// load balancer forwards clients' packets. A backend that lost the VIP fails this check while
+// a check of its own address still passes. (Needs CAP_NET_ADMIN for SO_MARK; not run here.)
+func ExampleDialer() {
+	vip := netip.MustParseAddr("198.19.0.10")
+	check := health.Check{
+		ID: "web/198.18.0.11:80@vip",
+		Checker: &health.HTTP{
+			Target: netip.AddrPortFrom(vip, 80),
+			Path:   "/healthz",
+			Dialer: &health.Dialer{Mark: 0x77},
+		},
+		Interval: time.Second,
+		Timeout:  500 * time.Millisecond,
+	}
+	fmt.Println(check.Checker)
+}
+
+// Probing from inside a network namespace (here one made by "ip netns add lb"): every probe
+// runs on a thread switched into it, so its sockets live there. (Needs root; not run here.)
+func ExampleInNetns() {
+	m := health.NewMonitor(context.Background(), health.Options{Netns: health.InNetns("/run/netns/lb")})
+	defer m.Close()
+	err := m.Add(health.Check{ID: "b1", Checker: &health.ICMP{Target: netip.MustParseAddr("198.18.0.11")}})
+	fmt.Println(err)
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -174,7 +175,12 @@ func listenICMP(ctx context.Context, v6, ping bool, d *Dialer) (net.PacketConn, 
 	if src := d.source(); src.IsValid() {
 		local = src.String()
 	}
-	lc := net.ListenConfig{Control: d.control}
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		if err := echoReplyFilter(c, v6); err != nil {
+			return err
+		}
+		return d.control(network, address, c)
+	}}
 	conn, err := lc.ListenPacket(ctx, network, local)
 	if err == nil {
 		return conn, true, nil
@@ -187,6 +193,30 @@ func listenICMP(ctx context.Context, v6, ping bool, d *Dialer) (net.PacketConn, 
 		return nil, false, fmt.Errorf("raw socket: %w; ping socket: %w", err, perr)
 	}
 	return pc, false, nil
+}
+
+// echoReplyFilter makes a raw socket drop every ICMP type but echo reply in the kernel: it
+// sees the host's whole ICMP traffic otherwise.
+func echoReplyFilter(c syscall.RawConn, v6 bool) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if !v6 {
+			// struct icmp_filter: a bit set per type to drop.
+			mask := ^uint32(1 << icmpv4EchoReply)
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_RAW, unix.ICMP_FILTER, int(int32(mask)))
+			return
+		}
+		var f unix.ICMPv6Filter
+		for i := range f.Data {
+			f.Data[i] = ^uint32(0) // block all ...
+		}
+		f.Data[icmpv6EchoReply>>5] &^= 1 << (icmpv6EchoReply & 31) // ... but echo reply
+		serr = unix.SetsockoptICMPv6Filter(int(fd), unix.IPPROTO_ICMPV6, unix.ICMPV6_FILTER, &f)
+	})
+	if err == nil && serr != nil {
+		err = fmt.Errorf("set icmp filter: %w", serr)
+	}
+	return err
 }
 
 // listenPing opens an unprivileged ICMP datagram ("ping") socket.
