@@ -27,6 +27,11 @@ type Config struct {
 	// ReplaceXDP replaces an XDP program already attached to an interface; without it, New
 	// refuses to start on such an interface.
 	ReplaceXDP bool
+	// SeparateUMEMs gives each socket of a worker its own UMEM instead of sharing one
+	// between the worker's interfaces: frames forwarded from one interface to another are
+	// then copied (what happens anyway when the kernel refuses to share). For drivers that
+	// misbehave with a shared UMEM, and to measure the copy.
+	SeparateUMEMs bool
 	// ThreadedNAPI turns threaded NAPI on for the interfaces after the XDP attach (helps on
 	// veth, where the receive work otherwise runs on the sending CPU). Off by default.
 	ThreadedNAPI bool

@@ -190,7 +190,12 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 			FillSize: c.RingSize, CompletionSize: c.RingSize, ZeroCopy: zeroCopyMode(ifc.cfg.ZeroCopy),
 			TxBudget: maxBatch}
 		u := umem
-		s, err := xsk.Open(u, scfg)
+		var s *xsk.Socket
+		if len(w.socks) > 0 && c.SeparateUMEMs {
+			err = xsk.ErrSharedUMEM // as if the kernel had refused
+		} else {
+			s, err = xsk.Open(u, scfg)
+		}
 		if errors.Is(err, xsk.ErrSharedUMEM) {
 			// The kernel will not share the UMEM with this interface: a UMEM of its own,
 			// and frames forwarded between the two get copied.

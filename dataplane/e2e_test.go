@@ -32,6 +32,11 @@ func startDataplaneMode(t *testing.T, lb *testnet.Host, mode string, ifaces ...s
 	for _, name := range ifaces {
 		cfg.Interfaces = append(cfg.Interfaces, InterfaceConfig{Name: name, XDPMode: mode})
 	}
+	return startDataplaneConfig(t, lb, cfg)
+}
+
+func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane {
+	t.Helper()
 	var dp *Dataplane
 	err := lb.Do(func() (err error) {
 		dp, err = New(cfg)
@@ -240,20 +245,52 @@ func TestE2ETunnel(t *testing.T) {
 }
 
 func TestE2ENAT(t *testing.T) {
+	for _, separate := range []bool{false, true} {
+		name := "shared-umem"
+		if separate {
+			name = "separate-umems"
+		}
+		t.Run(name, func(t *testing.T) { testNAT(t, separate) })
+	}
+}
+
+func testNAT(t *testing.T, separate bool) {
 	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 3})
-	dp := startDataplane(t, tn.LB, "eth0", "eth1")
+	cfg := Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 14, SeparateUMEMs: separate,
+		Interfaces: []InterfaceConfig{{Name: "eth0"}, {Name: "eth1"}}}
+	dp := startDataplaneConfig(t, tn.LB, cfg)
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodNAT)
 	cli := tn.Client.Addr()
 	routes := []Route{{Prefix: netip.PrefixFrom(cli, 32), Hop: resolve(t, tn.LB, cli)}}
 	run2(t, dp, mustSnapshot(t, routes, sp))
+
+	// Stats are read all along while the workers run (the race detector watches).
+	stop := make(chan struct{})
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+				_ = dp.Stats()
+			}
+		}
+	}()
 	got := checkSpread(t, tn, sp, cli, 30)
+	close(stop)
+	<-readerDone
 	t.Logf("spread: %v", got)
 	if len(got) < 2 {
 		t.Errorf("30 flows all on one backend: %v", got)
 	}
 	c := dp.Total()
-	if c.NATReturns == 0 || c.Dropped() != 0 {
+	if c.NATReturns == 0 || c.Dropped() != 0 || c.TxPackets != c.RxPackets {
 		t.Errorf("counters: %+v", c)
+	}
+	if separate != (c.Copied == c.RxPackets) || (!separate && c.Copied != 0) {
+		t.Errorf("separate UMEMs %v: %d of %d frames copied", separate, c.Copied, c.RxPackets)
 	}
 	t.Logf("rx %d tx %d nat returns %d copied %d", c.RxPackets, c.TxPackets, c.NATReturns, c.Copied)
 }
