@@ -405,3 +405,14 @@ func TestICMPRawFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelIsNotTimeout: a probe cancelled by its caller says so, not "timed out".
+func TestCancelIsNotTimeout(t *testing.T) {
+	s, _ := newHTTPServer(t, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := (&HTTP{Target: addrPort(t, s.Listener.Addr()), Path: "/slow"}).Check(ctx)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+		t.Fatalf("cancelled probe: %v", err)
+	}
+}

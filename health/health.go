@@ -84,11 +84,16 @@ type Result struct {
 	HasLoad bool
 }
 
-// timeoutErr maps context expiry and network timeouts to ErrTimeout, keeping the original
-// error in the chain, and wraps everything else with the operation's name.
+// timeoutErr maps context expiry and network timeouts to ErrTimeout and cancellation to
+// context.Canceled, keeping the original error in the chain, and wraps everything else with
+// the operation's name.
 func timeoutErr(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Cancellation shows up as an i/o timeout (the deadline is set to the past).
+		return fmt.Errorf("%s: %w (%w)", op, context.Canceled, err)
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) ||

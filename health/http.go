@@ -102,9 +102,9 @@ func (c *HTTP) Check(ctx context.Context) (Report, error) {
 		return Report{}, timeoutErr(ctx, "http read", err)
 	}
 	defer resp.Body.Close()
-	max := c.MaxBody
-	if max <= 0 {
-		max = DefaultMaxBody
+	limit := c.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
 	}
 	want := c.ExpectStatus
 	if want == 0 {
@@ -114,7 +114,7 @@ func (c *HTTP) Check(ctx context.Context) (Report, error) {
 		return Report{}, fmt.Errorf("%w: got %d, want %d", ErrStatus, resp.StatusCode, want)
 	}
 	if c.ExpectBody != "" {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, max))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 		if err != nil {
 			return Report{}, timeoutErr(ctx, "http body", err)
 		}
@@ -124,7 +124,7 @@ func (c *HTTP) Check(ctx context.Context) (Report, error) {
 	} else {
 		// Read (a bounded part of) the body anyway: closing with unread data would reset
 		// the connection, which backends log as an error. A read error here is no failure.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, max))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, limit))
 	}
 	return c.load(resp.Header), nil
 }
