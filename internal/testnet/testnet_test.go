@@ -272,7 +272,7 @@ func TestKillRevive(t *testing.T) {
 	t.Parallel()
 	n := New(t, Config{Backends: 1})
 	b := n.Backends[0]
-	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true, Timeout: time.Second})
+	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true, Timeout: 3 * time.Second})
 	url := "http://" + b.Addr().String() + "/"
 	tl := Spread(context.Background(), c, url, 5, 5*time.Second)
 	if tl.OK != 5 || tl.ByBackend[b.Name] != 5 {
@@ -320,7 +320,7 @@ func TestSlowAndUnplugged(t *testing.T) {
 		t.Errorf("slow backend: %v, want a client timeout", err)
 	}
 	b.HTTP.SetDelay(0)
-	if _, err := Get(context.Background(), c, url); err != nil {
+	if _, err := Get(context.Background(), n.Client.HTTPClient(ClientOptions{Timeout: 3 * time.Second}), url); err != nil {
 		t.Fatalf("after SetDelay(0): %v", err)
 	}
 	if err := n.Unplug(b.Host); err != nil {
@@ -334,7 +334,7 @@ func TestSlowAndUnplugged(t *testing.T) {
 	if err := n.Plug(b.Host); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Get(context.Background(), n.Client.HTTPClient(ClientOptions{}), url); err != nil {
+	if _, err := Get(context.Background(), n.Client.HTTPClient(ClientOptions{Timeout: 3 * time.Second}), url); err != nil {
 		t.Errorf("plugged back: %v", err)
 	}
 }
