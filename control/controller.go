@@ -312,6 +312,9 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 		s := &svcState{cfg: sc, index: idx, strategy: st}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
+			if o.strategy == st {
+				s.built, s.inputs = o.built, o.inputs // reused if the inputs stay the same
+			}
 			for _, b := range o.backends {
 				old[b.key] = b
 			}
@@ -423,11 +426,15 @@ func (c *Controller) newIndex() int {
 func (c *Controller) publishLocked(why string) error {
 	specs := make([]dataplane.ServiceSpec, 0, len(c.services))
 	for _, s := range c.services {
-		ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy}, s.schedBackends())
-		if err != nil {
-			return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
+		in := s.schedBackends()
+		if s.built == nil || !slices.Equal(in, s.inputs) {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy}, in)
+			if err != nil {
+				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
+			}
+			s.built, s.inputs = ss, in
 		}
-		specs = append(specs, s.spec(ss))
+		specs = append(specs, s.spec(s.built))
 	}
 	snap, err := dataplane.NewSnapshot(specs, c.routesLocked())
 	if err != nil {

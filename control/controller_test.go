@@ -276,3 +276,22 @@ func TestHealthKindChangeOnReload(t *testing.T) {
 		t.Errorf("checks %v, b up %v", r.prober.ids(), r.backend("web", "b").Up)
 	}
 }
+
+// TestUnchangedServiceNotRebuilt checks that a change to one service reuses
+// the other's scheduler snapshot, and that a real change rebuilds it.
+func TestUnchangedServiceNotRebuilt(t *testing.T) {
+	r := newRig(t, twoSvc)
+	dns := r.spec("dns").Sched
+	web := r.spec("web").Sched
+	must(t, r.c.SetWeight("web", "a", 5))
+	if r.spec("dns").Sched != dns {
+		t.Error("dns rebuilt by a change to web")
+	}
+	if r.spec("web").Sched == web {
+		t.Error("web not rebuilt by its weight change")
+	}
+	must(t, r.c.Reload(r.parse(twoSvc)))
+	if r.spec("dns").Sched != dns {
+		t.Error("dns rebuilt by a no-op reload")
+	}
+}

@@ -17,6 +17,11 @@ type svcState struct {
 	index    int // sched.ServiceConfig.Index, stable for the service's life
 	strategy sched.Strategy
 	backends []*beState // primaries first, then fallbacks, in config order
+
+	// The last scheduler snapshot and the inputs it was built from: a
+	// change elsewhere does not rebuild this service's Maglev table.
+	built  *sched.Service
+	inputs []sched.Backend
 }
 
 // beState is a running backend.
