@@ -3,6 +3,8 @@ package sched
 import (
 	"math/bits"
 	"time"
+
+	"github.com/xlb-dev/xlb/sched/internal/hugepage"
 )
 
 // TCP flag bits as they appear in byte 13 of the TCP header; Core.Schedule takes them in
@@ -163,7 +165,9 @@ type table struct {
 
 func newTable(capacity int) table {
 	n := (capacity + ways - 1) / ways
-	return table{b: make([]bucket, max(n, 1))}
+	b := make([]bucket, max(n, 1))
+	_ = hugepage.Advise(b) // advice only: without huge pages the table works the same
+	return table{b: b}
 }
 
 // buckets returns the two candidate buckets of hash h (two-choice hashing: a flow lives in

@@ -1,0 +1,51 @@
+package hugepage
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// anonHuge returns the process's AnonHugePages in kB.
+func anonHuge(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps_rollup: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "AnonHugePages:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Skip("no AnonHugePages line in smaps_rollup")
+	return 0
+}
+
+func TestAdvise(t *testing.T) {
+	for _, s := range [][]int64{nil, make([]int64, 1), make([]int64, 1000)} {
+		if err := Advise(s); err != nil {
+			t.Errorf("len %d: %v", len(s), err)
+		}
+	}
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || !bytes.Contains(mode, []byte("[madvise]")) && !bytes.Contains(mode, []byte("[always]")) {
+		t.Skipf("transparent huge pages not available for madvise (%q, %v)", mode, err)
+	}
+	before := anonHuge(t)
+	big := make([]uint64, 64<<20/8)
+	if err := Advise(big); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(big); i += 512 {
+		big[i] = uint64(i)
+	}
+	after := anonHuge(t)
+	t.Logf("AnonHugePages %d kB -> %d kB", before, after)
+	if after-before < 32<<10 {
+		t.Errorf("only %d kB of a 64 MiB advised slice in huge pages", after-before)
+	}
+	_ = big[len(big)-1]
+}
