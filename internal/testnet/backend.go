@@ -22,6 +22,26 @@ type Backend struct {
 	Decap *decap.Program // the ingress decap program on eth0 (Config.Decap), else nil
 }
 
+// ErrNoHTTP is returned by Backend.Kill and Revive when the backend has no HTTP server.
+var ErrNoHTTP = errors.New("testnet: backend has no HTTP server")
+
+// Kill makes the backend dead: its HTTP server's listener and connections close, so
+// connects are refused (see HTTPServer.Kill; Net.Unplug makes it unreachable instead).
+func (b *Backend) Kill() error {
+	if b.HTTP == nil {
+		return ErrNoHTTP
+	}
+	return b.HTTP.Kill()
+}
+
+// Revive brings the backend's HTTP server back after Kill.
+func (b *Backend) Revive() error {
+	if b.HTTP == nil {
+		return ErrNoHTTP
+	}
+	return b.HTTP.Revive()
+}
+
 // Listen opens a listener inside the namespace (network "tcp", "tcp4", "tcp6"). Accepted
 // connections live in the namespace. Close closes it if the caller has not.
 func (n *NS) Listen(network, addr string) (net.Listener, error) {

@@ -250,7 +250,15 @@ func TestSpreadParallel(t *testing.T) {
 
 func TestIPv4Only(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, DisableIPv6: true})
+	n := New(t, Config{Backends: 1, DisableIPv6: true, NoHTTP: true})
+	if err := n.Backends[0].Kill(); !errors.Is(err, ErrNoHTTP) {
+		t.Errorf("Kill without a server: %v, want ErrNoHTTP", err)
+	}
+	s, err := n.Backends[0].ServeHTTP("b0", 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Backends[0].HTTP = s
 	if n.VIP6.IsValid() || n.Client.Addr6().IsValid() || n.ClientPool6.IsValid() {
 		t.Errorf("IPv6 configured: VIP6 %v client %v pool %v", n.VIP6, n.Client.Addr6(), n.ClientPool6)
 	}
@@ -278,7 +286,7 @@ func TestKillRevive(t *testing.T) {
 	if tl.OK != 5 || tl.ByBackend[b.Name] != 5 {
 		t.Fatalf("alive: %v", tl)
 	}
-	if err := b.HTTP.Kill(); err != nil {
+	if err := b.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	if b.HTTP.Alive() {
@@ -291,7 +299,7 @@ func TestKillRevive(t *testing.T) {
 	if tl.Errors["connection refused"] != 3 {
 		t.Errorf("killed backend errors = %v, want connection refused", tl.Errors)
 	}
-	if err := b.HTTP.Revive(); err != nil {
+	if err := b.Revive(); err != nil {
 		t.Fatal(err)
 	}
 	b.HTTP.SetHealthy(false)
