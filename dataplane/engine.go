@@ -38,6 +38,13 @@ type Engine struct {
 	keys [maxBatch]sched.Key
 	hs   [maxBatch]uint64
 
+	// The last service hit, so a run of packets to one service (the common case) costs a
+	// key compare instead of a hash and a probe.
+	hitSnap *Snapshot
+	hitKey  tupleKey
+	hitSrc0 bool // the source port was 0 (lookup treats portless keys apart)
+	hitSvc  int
+
 	noPrefetch bool // benchmarks only: hash per packet, no batch prefetch (the baseline)
 }
 
@@ -138,7 +145,12 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 		return -1
 	}
 	k := &p.Key
+	t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
+	if s == e.hitSnap && t == e.hitKey && (k.SrcPort == 0) == e.hitSrc0 {
+		return e.hitSvc
+	}
 	if si := s.lookup(k); si >= 0 {
+		e.hitSnap, e.hitKey, e.hitSrc0, e.hitSvc = s, t, k.SrcPort == 0, si
 		return si
 	}
 	if si := s.lookupNAT(k); si >= 0 {

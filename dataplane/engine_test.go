@@ -344,3 +344,22 @@ func TestEngineFragments(t *testing.T) {
 		}
 	}
 }
+
+// The engine remembers its last service hit; a new snapshot without the service must not
+// reuse it, and a portless packet (fragment) is looked up apart from one with ports.
+func TestEngineServiceHitCache(t *testing.T) {
+	e := newEngine(t)
+	s1 := mustSnapshot(t, nil, spec(t, "web", 0, vip4, 80, MethodDR, 2))
+	s2 := mustSnapshot(t, nil, spec(t, "other", 1, vip4, 81, MethodDR, 2))
+	pkt := craft(t, pktOpts{src: client4, dst: vip4, sport: 1, dport: 80})
+	f := frameOf(pkt)
+	run(e, s1, &f)
+	if f.Out != ifLB {
+		t.Fatal("not forwarded under s1")
+	}
+	f = frameOf(pkt)
+	run(e, s2, &f)
+	if f.Out != 0 || e.Counters().Drops[DropNoService] != 1 {
+		t.Fatalf("forwarded under a snapshot without the service: %+v", e.Counters())
+	}
+}
