@@ -104,3 +104,30 @@ func BenchmarkReload(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkChangeRebuildAll is the baseline of BenchmarkChange: every
+// service's scheduler snapshot rebuilt on every change (what the controller
+// did before it kept them).
+func BenchmarkChangeRebuildAll(b *testing.B) {
+	for _, sz := range []struct{ services, backends int }{{10, 10}, {50, 20}} {
+		b.Run(fmt.Sprintf("services=%d/backends=%d", sz.services, sz.backends), func(b *testing.B) {
+			c, pub := benchController(b, sz.services, sz.backends)
+			b.ReportAllocs()
+			w := uint32(1)
+			for b.Loop() {
+				w = w%1000 + 1
+				c.mu.Lock()
+				for _, s := range c.services {
+					s.built = nil
+				}
+				c.mu.Unlock()
+				if err := c.SetWeight("s0", "198.18.0.1", w); err != nil {
+					b.Fatal(err)
+				}
+			}
+			pub.mu.Lock()
+			pub.snaps = nil
+			pub.mu.Unlock()
+		})
+	}
+}
