@@ -44,8 +44,10 @@ type InterfaceConfig struct {
 	XDPMode string
 	// ZeroCopy is "auto" (zero copy, falling back to copy mode), "on" or "off".
 	ZeroCopy string
-	// Cores are the CPUs for this interface's workers, one per queue in order (reused
-	// round-robin when there are fewer). Empty: spread over the CPUs the process may use.
+	// Cores are the CPUs of the workers, one per queue id in order (reused round-robin
+	// when there are fewer). A worker serves its queue id on every interface, so the first
+	// interface that lists Cores decides. Empty everywhere: spread over the CPUs the process
+	// may use.
 	Cores []int
 	// Queues is the number of queues to serve; 0 means all of them.
 	Queues int

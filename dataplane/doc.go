@@ -1,9 +1,10 @@
 // Package dataplane forwards load-balanced traffic in user space over AF_XDP sockets. Control
 // builds an immutable Snapshot (the services with their VIP, port, protocol, forwarding method
 // and sched.Service, per-backend next hops, the stateless NAT return mapping and the routes
-// back to clients) and publishes it with Dataplane.Publish; every worker, one goroutine locked
-// to an OS thread pinned to a CPU per queue, loads it once per batch, takes up to 64 frames
-// from its receive ring and runs them through an Engine: parse (encap), service lookup, NAT
+// back to clients) and publishes it with Dataplane.Publish. Every worker (one per queue id,
+// serving that queue of every interface through one shared UMEM; a goroutine locked to an OS
+// thread pinned to a CPU) loads it once per batch, takes up to 64 frames from a receive ring
+// and runs them through an Engine: parse (encap), service lookup, NAT
 // return lookup, connection table and scheduler (sched.Core), then direct routing (MAC
 // rewrite), IPIP/IP6IP6 encapsulation into the frame's headroom or NAT rewrite, with ICMP
 // "fragmentation needed"/"packet too big" sent back when the egress MTU is too small. Frames
@@ -11,7 +12,7 @@
 // socket of another interface sharing the worker's UMEM; dropped frames return to the fill
 // ring and every outcome is counted per worker (Dataplane.Stats, readable while running). The
 // XDP program steers only service traffic, NAT replies and ICMP errors about service flows to
-// the sockets and passes everything else (ARP, SSH, health-check replies) to the kernel; the
+// the sockets and passes everything else (ARP, SSH, ping) to the kernel; the
 // Dataplane keeps its maps in step with the published snapshot. The Engine needs no sockets:
 // tests and benchmarks drive it with in-memory frames.
 package dataplane

@@ -432,3 +432,42 @@ func TestE2ENotForAService(t *testing.T) {
 		t.Errorf("the data path got non-service traffic: %+v", c)
 	}
 }
+
+// Full-size segments do not fit the tunnel: the LB answers "fragmentation needed" / "packet
+// too big" to the client, whose kernel lowers the path MTU and sends again, and the echo
+// comes back whole.
+func TestE2ETunnelPathMTU(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 2, Decap: true})
+	for _, b := range tn.Backends {
+		if _, err := b.ServeTCPEcho(":7"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dp := startDataplane(t, tn.LB, "eth0")
+	sp := backendSpec(t, tn, "echo", 0, tn.VIP, 7, MethodTunnel)
+	sp.TunnelSource = netip.PrefixFrom(tn.LB.Addr(), 32)
+	sp6 := backendSpec(t, tn, "echo6", 1, tn.VIP6, 7, MethodTunnel)
+	sp6.TunnelSource = netip.PrefixFrom(tn.LB.Addr6(), 128)
+	run2(t, dp, mustSnapshot(t, nil, sp, sp6))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msg := strings.Repeat("0123456789abcdef", 500) // 8000 bytes: several full-size segments
+	for _, vip := range []netip.Addr{tn.VIP, tn.VIP6} {
+		c, err := tn.Client.Dial(ctx, "tcp", netip.AddrPortFrom(vip, 7).String())
+		if err != nil {
+			t.Fatalf("dial %v: %v", vip, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() { _, _ = io.WriteString(c, msg) }()
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Errorf("echo through %v: %v", vip, err)
+		}
+		c.Close()
+	}
+	c := dp.Total()
+	if c.ICMPReplies < 2 || c.Reasons[encap.ReplyICMP] != c.ICMPReplies {
+		t.Errorf("icmp replies %d: %+v", c.ICMPReplies, c)
+	}
+	t.Logf("rx %d tx %d icmp replies %d", c.RxPackets, c.TxPackets, c.ICMPReplies)
+}
