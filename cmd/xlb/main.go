@@ -22,7 +22,7 @@ usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
-  xlb demo     (not yet available)
+  xlb demo [--requests N] [--keep]
   xlb bench    (not yet available)
 
 Run 'xlb run -h' or 'xlb ctl -h' for details.
@@ -47,7 +47,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
-	case "demo", "bench":
+	case "demo":
+		err = cmdDemo(args[1:], stdout, stderr)
+	case "bench":
 		err = fmt.Errorf("xlb %s: not yet available in this build", args[0])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
