@@ -313,3 +313,72 @@ func TestE2EFailoverAndReload(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ENAT runs a NAT service on the two-armed topology: the controller
+// resolves the backends on net B and the route back to the client on net
+// A from the kernel's neighbour table.
+func TestE2ENAT(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 2, DisableIPv6: true})
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}, {name: eth1}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    method: nat\n    backends:\n", tn.VIP)
+	for _, be := range tn.Backends {
+		fmt.Fprintf(&b, "      - {name: %s, address: %s, port: 80}\n", be.Name, be.Addr())
+	}
+	// ICMP: the XDP program steers every packet from a NAT backend's
+	// (address, port) to the workers as a NAT reply, a TCP check's SYN-ACK
+	// to the LB's own address included (a data-path limit, reported).
+	b.WriteString("    health: {kind: icmp, interval: 200ms, timeout: 100ms}\n")
+	cfg, err := ParseConfig("nat.yaml", []byte(b.String()))
+	must(t, err)
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", logs.String())
+		}
+	})
+	var dp *dataplane.Dataplane
+	must(t, tn.LB.Do(func() (err error) {
+		dc := cfg.DataplaneConfig()
+		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
+		dp, err = dataplane.New(dc)
+		return err
+	}))
+	t.Cleanup(func() { _ = dp.Close() })
+	c, err := New(cfg, Options{Publisher: dp, Stats: dp, Resolver: NewKernelResolverIn(tn.LB.NsHandle()),
+		HealthNetns: health.InNetns(tn.LB.Path()),
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	must(t, c.Start(ctx))
+	t.Cleanup(func() { c.Close() })
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	must(t, dp.Start(sctx))
+	scancel()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Services()[0].Up != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("backends not up: %+v", c.Services())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 3 * time.Second})
+	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
+	first := time.Now()
+	if _, err := testnet.Get(ctx, client, url); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	t.Logf("first request from a new client took %v", time.Since(first).Round(time.Millisecond))
+	tally := testnet.Spread(ctx, client, url, 40, 30*time.Second)
+	t.Logf("nat: %v", tally)
+	if tally.Failed != 0 || len(tally.ByBackend) != 2 {
+		t.Errorf("through nat: %v", tally)
+	}
+	var natReturns uint64
+	for _, ws := range dp.Stats() {
+		natReturns += ws.NATReturns
+	}
+	if natReturns == 0 {
+		t.Error("no reply was translated back to the VIP")
+	}
+}

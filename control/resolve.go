@@ -115,7 +115,25 @@ func (k *KernelResolver) resolve(ctx context.Context, addr netip.Addr) (dataplan
 	return hop, err
 }
 
-// Watch calls changed (at most every 100ms) when a neighbour entry of a
+// UseInterfaces adds the named interfaces (those the data path serves) to
+// the ones Routes and Watch look at, so NAT replies find their way back to
+// clients on them.
+func (k *KernelResolver) UseInterfaces(names []string) error {
+	return k.do(func() error {
+		for _, n := range names {
+			l, err := netlink.LinkByName(n)
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", n, err)
+			}
+			k.mu.Lock()
+			k.links[l.Attrs().Index] = true
+			k.mu.Unlock()
+		}
+		return nil
+	})
+}
+
+// Watch calls changed (at once, then at most every 100ms) when a neighbour entry of a
 // next hop in use or any route changes.
 func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 	done := make(chan struct{})
@@ -128,7 +146,18 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 	if err := netlink.RouteSubscribeAt(k.ns, route, done); err != nil {
 		return err
 	}
+	// Fire at once on the first change (a new client's neighbour entry is
+	// wanted before its first reply comes back), then at most every 100ms.
 	var pending bool
+	var last time.Time
+	fire := func() {
+		if time.Since(last) < 100*time.Millisecond {
+			pending = true
+			return
+		}
+		pending, last = false, time.Now()
+		changed()
+	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -143,18 +172,20 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 			// (a client NAT replies go to).
 			if a, ok := netip.AddrFromSlice(u.IP); ok {
 				k.mu.Lock()
-				pending = pending || k.hops[a.Unmap()] || k.links[u.LinkIndex]
+				hit := k.hops[a.Unmap()] || k.links[u.LinkIndex]
 				k.mu.Unlock()
+				if hit {
+					fire()
+				}
 			}
 		case _, ok := <-route:
 			if !ok {
 				return errors.New("route subscription ended")
 			}
-			pending = true
+			fire()
 		case <-tick.C:
 			if pending {
-				pending = false
-				changed()
+				fire()
 			}
 		}
 	}
