@@ -64,6 +64,8 @@ type machine struct {
 	splitBrainPeer   netip.Addr
 	transitions      uint64
 	lastTransition   time.Time
+	resigns          uint64    // priority-0 advertisements received
+	lastResign       time.Time // when the last one arrived
 }
 
 func newMachine(cfg *Config, primary netip.Addr) machine {
@@ -140,6 +142,10 @@ func (m *machine) canPreempt(now time.Time) bool {
 // advert handles a valid advertisement for our VRID from src.
 func (m *machine) advert(now time.Time, adv *Advert, src netip.Addr) action {
 	interval := fromCentis(adv.Interval)
+	if adv.Priority == 0 {
+		m.resigns++
+		m.lastResign = now
+	}
 	switch m.state {
 	case Backup:
 		if adv.Priority == 0 {

@@ -88,11 +88,15 @@ type Status struct {
 	MasterDownInterval time.Duration
 	Transitions        uint64
 	LastTransition     time.Time
-	AdvertsSent        uint64
-	AdvertsReceived    uint64
-	SendErrors         uint64
-	Announcements      uint64
-	HookErrors         uint64
+	// ResignsReceived counts priority-0 advertisements (a master resigning); LastResign is
+	// when the last one arrived.
+	ResignsReceived uint64
+	LastResign      time.Time
+	AdvertsSent     uint64
+	AdvertsReceived uint64
+	SendErrors      uint64
+	Announcements   uint64
+	HookErrors      uint64
 	// AddrMismatches counts accepted advertisements whose address list differs from ours.
 	AddrMismatches uint64
 	// Drops counts received messages not used, by DropReason.
@@ -121,6 +125,8 @@ func (r *Router) Status() Status {
 		MasterPriority:   m.masterPrio,
 		Transitions:      m.transitions,
 		LastTransition:   m.lastTransition,
+		ResignsReceived:  m.resigns,
+		LastResign:       m.lastResign,
 		AdvertsSent:      r.sent,
 		SendErrors:       r.sendErr,
 		Announcements:    r.annc,
