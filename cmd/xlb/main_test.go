@@ -153,11 +153,11 @@ func TestRunCheck(t *testing.T) {
 	}
 }
 
-func TestVersionAndNotYet(t *testing.T) {
+func TestVersionAndBench(t *testing.T) {
 	if code, out, _ := xlb("version"); code != 0 || !strings.HasPrefix(out, "xlb ") {
 		t.Errorf("version: %d %q", code, out)
 	}
-	for _, cmd := range []string{"demo", "bench"} {
+	for _, cmd := range []string{"bench"} {
 		if code, _, errs := xlb(cmd); code != 1 || !strings.Contains(errs, "not yet available") {
 			t.Errorf("%s: %d %q", cmd, code, errs)
 		}
