@@ -235,6 +235,40 @@ func TestKeepalivedInterop(t *testing.T) {
 	})
 }
 
+func TestKeepalivedInteropIPv6(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived is not installed (Debian package keepalived)")
+	}
+	n := e2eNet(t, true)
+	// keepalived master over IPv6 (ff02::12, link-local sources), xlb backup.
+	k := startKeepalived(t, n.LBs[1], n.VIP6, 200, true)
+	waitFor2(t, "keepalived master with the IPv6 VIP", 10*time.Second, k.hasVIP)
+	x := startLBRouter(t, n.LBs[0], e2eConfig(n, true, 150, true))
+	time.Sleep(10 * e2eInterval)
+	st := x.r.Status()
+	if st.State != Backup || st.MasterPriority != 200 || !st.Master.IsLinkLocalUnicast() || st.AdvertsReceived < 5 {
+		t.Fatalf("xlb backup status: %+v", st)
+	}
+	at := time.Now()
+	k.kill()
+	took := waitMaster(t, x.r, at, 5*time.Second)
+	t.Logf("IPv6: xlb took over from a killed keepalived in %v", took)
+	waitFor(t, "IPv6 VIP on xlb's LB", 5*time.Second, func() bool { return hasVIP(t, n.LBs[0], n.VIP6) })
+
+	// keepalived returns as a lower-priority backup and must accept xlb's IPv6 adverts: it
+	// settles as backup without the VIP (if a stalled start let it time out once, xlb's
+	// higher priority makes it yield), and xlb stays master.
+	k = startKeepalived(t, n.LBs[1], n.VIP6, 100, false)
+	time.Sleep(2*time.Second + 10*e2eInterval)
+	waitFor(t, "keepalived backup without the VIP", 5*time.Second, func() bool { return !k.hasVIP(t) })
+	if !strings.Contains(k.out.String(), "Entering BACKUP STATE") {
+		t.Fatalf("keepalived never entered BACKUP:\n%s", k.out.String())
+	}
+	if x.r.State() != Master || !hasVIP(t, n.LBs[0], n.VIP6) {
+		t.Fatalf("xlb lost mastership: %v", x.r.State())
+	}
+}
+
 // waitFor2 polls cond and returns the time it first held.
 func waitFor2(t *testing.T, what string, within time.Duration, cond func(*testing.T) bool) time.Time {
 	t.Helper()
