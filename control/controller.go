@@ -191,6 +191,13 @@ func (c *Controller) Close() error {
 	return nil
 }
 
+// proberOf returns the prober (nil before Start).
+func (c *Controller) proberOf() Prober {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.prober
+}
+
 // Config returns the running configuration. Do not modify it.
 func (c *Controller) Config() *Config {
 	c.mu.Lock()

@@ -143,8 +143,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		return 0
 	}
 	statuses := map[string]health.Status{}
-	if c.prober != nil {
-		for _, st := range c.prober.Statuses() {
+	if prober := c.proberOf(); prober != nil {
+		for _, st := range prober.Statuses() {
 			statuses[st.ID] = st
 		}
 	}

@@ -106,9 +106,9 @@ func (s *svcState) status() ServiceStatus {
 // Backends lists a service's backends with their state and recent probes.
 func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 	var statuses map[string]health.Status
-	if c.prober != nil {
+	if prober := c.proberOf(); prober != nil {
 		statuses = map[string]health.Status{}
-		for _, st := range c.prober.Statuses() {
+		for _, st := range prober.Statuses() {
 			statuses[st.ID] = st
 		}
 	}
