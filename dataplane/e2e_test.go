@@ -56,7 +56,7 @@ func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane
 	return dp
 }
 
-func run2(t *testing.T, dp *Dataplane, s *Snapshot) {
+func publishAndStart(t *testing.T, dp *Dataplane, s *Snapshot) {
 	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -175,7 +175,7 @@ func testDR(t *testing.T, mode string) {
 		t.Fatalf("xdp mode %s, asked for %s", got, mode)
 	}
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
-	run2(t, dp, mustSnapshot(t, nil, sp))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
 	got := checkSpread(t, tn, sp, tn.Client.Addr(), 60)
 	t.Logf("spread: %v", got)
 	if len(got) != 3 {
@@ -217,7 +217,7 @@ func TestE2EDRIPv6(t *testing.T) {
 	tn := testnet.New(t, testnet.Config{Backends: 3})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web6", 0, tn.VIP6, 80, MethodDR)
-	run2(t, dp, mustSnapshot(t, nil, sp))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
 	got := checkSpread(t, tn, sp, tn.Client.Addr6(), 30)
 	t.Logf("spread: %v", got)
 	if len(got) < 2 {
@@ -232,7 +232,7 @@ func TestE2ETunnel(t *testing.T) {
 	sp.TunnelSource = netip.PrefixFrom(tn.LB.Addr(), 32)
 	sp6 := backendSpec(t, tn, "web6", 1, tn.VIP6, 80, MethodTunnel)
 	sp6.TunnelSource = netip.PrefixFrom(tn.LB.Addr6(), 128)
-	run2(t, dp, mustSnapshot(t, nil, sp, sp6))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp, sp6))
 	got := checkSpread(t, tn, sp, tn.Client.Addr(), 30)
 	got6 := checkSpread(t, tn, sp6, tn.Client.Addr6(), 15)
 	t.Logf("spread: ipip %v, ip6ip6 %v", got, got6)
@@ -262,7 +262,7 @@ func testNAT(t *testing.T, separate bool) {
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodNAT)
 	cli := tn.Client.Addr()
 	routes := []Route{{Prefix: netip.PrefixFrom(cli, 32), Hop: resolve(t, tn.LB, cli)}}
-	run2(t, dp, mustSnapshot(t, routes, sp))
+	publishAndStart(t, dp, mustSnapshot(t, routes, sp))
 
 	// Stats are read all along while the workers run (the race detector watches).
 	stop := make(chan struct{})
@@ -301,7 +301,7 @@ func TestE2ELongLivedConnection(t *testing.T) {
 	tn := testnet.New(t, testnet.Config{Backends: 3})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
-	run2(t, dp, mustSnapshot(t, nil, sp))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -383,7 +383,7 @@ func TestE2ENotForAService(t *testing.T) {
 	tn := testnet.New(t, testnet.Config{Backends: 2})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
-	run2(t, dp, mustSnapshot(t, nil, sp))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
 	l, err := tn.LB.Listen("tcp", ":2222")
 	if err != nil {
 		t.Fatal(err)
@@ -448,7 +448,7 @@ func TestE2ETunnelPathMTU(t *testing.T) {
 	sp.TunnelSource = netip.PrefixFrom(tn.LB.Addr(), 32)
 	sp6 := backendSpec(t, tn, "echo6", 1, tn.VIP6, 7, MethodTunnel)
 	sp6.TunnelSource = netip.PrefixFrom(tn.LB.Addr6(), 128)
-	run2(t, dp, mustSnapshot(t, nil, sp, sp6))
+	publishAndStart(t, dp, mustSnapshot(t, nil, sp, sp6))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	msg := strings.Repeat("0123456789abcdef", 500) // 8000 bytes: several full-size segments

@@ -34,7 +34,7 @@ func TestE2EMultiQueue(t *testing.T) {
 		t.Fatalf("%d queues found, want 2", q)
 	}
 	s := udpSnapshot(t, xa, xb)
-	run2(t, dp, s)
+	publishAndStart(t, dp, s)
 
 	const perQueue = 500
 	for q := range 2 {
