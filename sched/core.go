@@ -165,10 +165,9 @@ func (c *Core) Prepare(svc *Service) {
 //
 // A packet of a known flow goes to the flow's backend while that backend is in svc and up,
 // even when its weight is 0 (drained); otherwise the flow is rescheduled by the service's
-// strategy. A new flow is scheduled and recorded; when its bucket is full, an idle-expired
-// entry or else the least recently seen one makes room (a flow has two candidate
-// buckets of 8 entries, so that happens only when all 16 are taken). It does not allocate once Prepare
-// (or an earlier Schedule) has seen svc.
+// strategy. A new flow is scheduled and recorded; when its buckets are full (a flow has two
+// candidate buckets of 8 entries), an idle-expired entry or else the least recently seen of
+// the 16 makes room. It does not allocate once Prepare (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	return c.ScheduleHashed(svc, k, Hash(k), tcpFlags, now)
 }
@@ -265,8 +264,9 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	return p
 }
 
-// victim frees a way of b1 or b2 for a new entry: a free one in the emptier bucket (b1 on a tie), else the
-// idle-expired one seen longest ago, else the least recently seen of the 16 (an eviction).
+// victim frees a way of b1 or b2 for a new entry: a free one in the emptier bucket (b1 on a
+// tie), else the idle-expired one seen longest ago, else the least recently seen of the 16
+// (an eviction).
 func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	f1, w1 := b1.free()
 	f2, w2 := b2.free()
