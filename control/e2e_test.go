@@ -382,3 +382,43 @@ func TestE2ENAT(t *testing.T) {
 		t.Error("no reply was translated back to the VIP")
 	}
 }
+
+// TestE2ENeighbourChange checks that a backend's new MAC in the LB's
+// neighbour table reaches the published snapshot without a restart.
+func TestE2ENeighbourChange(t *testing.T) {
+	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true})
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    health: {kind: none}\n    backends:\n", tn.VIP)
+	for _, be := range tn.Backends {
+		fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+	}
+	cfg, err := ParseConfig("neigh.yaml", []byte(b.String()))
+	must(t, err)
+	pub := &fakePublisher{}
+	c, err := New(cfg, Options{Publisher: pub, Resolver: NewKernelResolverIn(tn.LB.NsHandle()),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	must(t, err)
+	must(t, c.Start(context.Background()))
+	t.Cleanup(func() { c.Close() })
+	mac := func() [6]byte { return pub.last().Service(0).Targets[1].Hop.DstMAC }
+	old := mac()
+	if old == ([6]byte{}) {
+		t.Fatal("b1 not resolved at start")
+	}
+	fake := [6]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x01}
+	if out, err := tn.LB.Run("ip", "neigh", "replace", tn.Backends[1].Addr().String(), "lladdr",
+		net.HardwareAddr(fake[:]).String(), "dev", "eth0", "nud", "permanent"); err != nil {
+		t.Fatalf("ip neigh replace: %v %s", err, out)
+	}
+	start := time.Now()
+	for mac() != fake {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("MAC of b1 still %x in the snapshot, want %x", mac(), fake)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("new MAC published %v after ip neigh replace returned", time.Since(start).Round(time.Microsecond))
+	if got := pub.last().Service(0).Targets[0].Hop.DstMAC; got == fake {
+		t.Error("b0 took b1's MAC")
+	}
+}
