@@ -11,6 +11,9 @@ import (
 // 1M entries, 56 MiB.
 const DefaultCapacity = 1 << 20
 
+// MaxCapacity is the largest CoreConfig.Capacity NewCore accepts (7 GiB of table).
+const MaxCapacity = 1 << 27
+
 // defaultSweep is how many buckets Maintain examines per call when CoreConfig leaves it 0.
 const defaultSweep = 8
 
@@ -95,6 +98,9 @@ const (
 func NewCore(cfg CoreConfig) (*Core, error) {
 	if cfg.Capacity < 0 || cfg.SweepBuckets < 0 || cfg.ID < 0 {
 		return nil, fmt.Errorf("%w: negative capacity, sweep or id", ErrBadCore)
+	}
+	if cfg.Capacity > MaxCapacity {
+		return nil, fmt.Errorf("%w: capacity %d above %d", ErrBadCore, cfg.Capacity, MaxCapacity)
 	}
 	capacity := cfg.Capacity
 	if capacity == 0 {

@@ -284,7 +284,7 @@ func TestCoreFlood(t *testing.T) {
 }
 
 func TestNewCoreErrors(t *testing.T) {
-	for _, cfg := range []CoreConfig{{Capacity: -1}, {SweepBuckets: -1}, {ID: -1}} {
+	for _, cfg := range []CoreConfig{{Capacity: -1}, {SweepBuckets: -1}, {ID: -1}, {Capacity: MaxCapacity + 1}} {
 		if _, err := NewCore(cfg); err == nil {
 			t.Errorf("NewCore(%+v) accepted", cfg)
 		}

@@ -16,6 +16,9 @@ const DefaultTableSize = 65537
 // permutation (offset + j*skip mod M) visits every slot.
 var Primes = []int{251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 65537, 131071, 262139, 524287, 1048573}
 
+// maxTableSize bounds PopulateMaglev's m (the largest of Primes is far below it).
+const maxTableSize = 1 << 24
+
 // Seeds of the two hashes of a backend's name that give its permutation. Fixed, so every LB
 // host builds the same table from the same backend set.
 const (
@@ -48,9 +51,10 @@ func isPrime(n int) bool {
 // are exact. A weight of 0 gives no slots. With equal weights this is exactly the paper's
 // loop. Entries are backend indexes, or -1 everywhere when no backend has a weight.
 //
-// It returns nil when the slices differ in length, m is not prime, or a skip is 0 mod m.
+// It returns nil when the slices differ in length, m is not a prime of at most maxTableSize,
+// or a skip is 0 mod m.
 func PopulateMaglev(offsets, skips []uint64, weights []uint32, m int) []int {
-	if len(offsets) != len(skips) || len(skips) != len(weights) || !isPrime(m) {
+	if len(offsets) != len(skips) || len(skips) != len(weights) || m > maxTableSize || !isPrime(m) {
 		return nil
 	}
 	for _, s := range skips {

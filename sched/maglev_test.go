@@ -36,6 +36,7 @@ func TestPopulateMaglevBadInput(t *testing.T) {
 		{"not prime", []uint64{1}, []uint64{1}, []uint32{1}, 8},
 		{"zero size", nil, nil, nil, 0},
 		{"skip multiple of m", []uint64{1}, []uint64{14}, []uint32{1}, 7},
+		{"too large", []uint64{1}, []uint64{1}, []uint32{1}, 2147483647},
 	} {
 		if got := PopulateMaglev(tc.offsets, tc.skips, tc.weights, tc.m); got != nil {
 			t.Errorf("%s: got %v, want nil", tc.name, got)

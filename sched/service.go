@@ -180,8 +180,14 @@ func (s *Service) Strategy() Strategy { return s.strategy }
 // Len returns the number of backends.
 func (s *Service) Len() int { return len(s.backends) }
 
-// Backend returns the backend at position i (0 <= i < Len()).
-func (s *Service) Backend(i int) Backend { return s.backends[i] }
+// Backend returns the backend at position i, or the zero Backend when i is not in
+// [0, Len()).
+func (s *Service) Backend(i int) Backend {
+	if i < 0 || i >= len(s.backends) {
+		return Backend{}
+	}
+	return s.backends[i]
+}
 
 // Position returns the position of the backend with the given ID, or -1.
 func (s *Service) Position(id uint32) int { return int(s.ids.lookup(id)) }

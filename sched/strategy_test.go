@@ -203,6 +203,9 @@ func TestNewServiceErrors(t *testing.T) {
 	if svc.TableSize() != 0 || svc.Table() != nil || svc.LookupHash(1) != -1 {
 		t.Error("round-robin service built a Maglev table")
 	}
+	if svc.Backend(-1) != (Backend{}) || svc.Backend(3) != (Backend{}) || svc.Backend(2).ID != 3 {
+		t.Error("Backend out of range")
+	}
 	if svc.Position(2) != 1 || svc.Position(99) != -1 {
 		t.Errorf("Position: %d %d", svc.Position(2), svc.Position(99))
 	}
