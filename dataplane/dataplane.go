@@ -232,6 +232,7 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 	for _, s := range w.socks {
 		s.fillCap = min(c.RingSize, s.u.FrameCount()/(2*perUMEM[s.u]))
 	}
+	w.fill() // stocked before the XDP program can redirect anything to the sockets
 	w.pollfd = make([]unix.PollFd, len(w.socks))
 	return w, nil
 }

@@ -144,7 +144,6 @@ func TestWorkerStepAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := dp.workers[0]
-	w.fill()
 	if err := dp.ifaces[0].prog.RegisterSocket(0, w.socks[0].s.FD()); err != nil {
 		t.Fatal(err)
 	}

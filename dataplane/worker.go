@@ -84,7 +84,6 @@ func (w *worker) run() {
 		w.runErr = err
 	}
 	w.running.Store(true)
-	w.fill()
 	idle := 0
 	for !w.stop.Load() {
 		if w.step() {
