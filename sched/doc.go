@@ -6,7 +6,8 @@
 // state, not safe for concurrent use) and calls [Core.Schedule] per packet with the flow
 // [Key], the TCP flags and a clock reading taken once per batch. Schedule takes no locks,
 // shares no mutable state between cores and allocates nothing once a core has seen a
-// service's snapshot. Strategies: consistent Maglev hashing of the flow or of the client
+// service's snapshot; [Core.PrefetchBatch] with [Core.ScheduleHashed] does a batch's table
+// lookups with their cache misses overlapped. Strategies: consistent Maglev hashing of the flow or of the client
 // address, round-robin, smooth weighted round-robin, weighted random, weighted
 // least-connections and least-load (see [Strategy]). The package imports nothing of the
 // project: [Key] has the exact field list of encap.FlowKey so a plain conversion joins them.

@@ -113,3 +113,30 @@ func ExampleBuilder_Build() {
 	fmt.Println(same, slots["a"], slots["b"])
 	// Output: true 63 188
 }
+
+// A worker that has a batch of keys can hash them and pull their connection-table lines into
+// the cache in one pass, then schedule each packet with its precomputed hash.
+func ExampleCore_PrefetchBatch() {
+	svc, _ := sched.NewService(sched.ServiceConfig{Strategy: sched.Maglev}, []sched.Backend{
+		{ID: 1, Name: "198.18.0.11:80", Weight: 1, Up: true},
+		{ID: 2, Name: "198.18.0.12:80", Weight: 1, Up: true},
+	})
+	core, _ := sched.NewCore(sched.CoreConfig{Capacity: 1024})
+	keys := make([]sched.Key, 64)
+	for i := range keys {
+		keys[i] = sched.Key{SrcPort: uint16(10000 + i), DstPort: 80, Proto: 6}
+		copy(keys[i].Src[:], []byte{198, 18, 1, 1})
+	}
+	var hs [64]uint64
+	now := int64(0)
+	for range 2 { // two batches of the same 64 flows
+		core.PrefetchBatch(keys, hs[:])
+		for i := range keys {
+			core.ScheduleHashed(svc, &keys[i], hs[i], sched.FlagACK, now)
+		}
+		core.Maintain(now)
+	}
+	st := core.Stats()
+	fmt.Println(st.Inserts, st.Hits, hs[0] == sched.Hash(&keys[0]))
+	// Output: 64 64 true
+}
