@@ -30,9 +30,10 @@ const (
 	// pseudo-random generator.
 	Random
 	// LeastConn picks the backend with the fewest active flows relative to its weight
-	// (LVS's wlc: minimise conns/weight), counting the flows in this core's connection
-	// table only. Flows are spread over cores by the NIC's RSS hash, so each core's view is
-	// a sample of the whole and the result is approximate across cores.
+	// (LVS's wlc: minimise conns/weight; ties go round-robin), counting the live entries
+	// (any TCP state, idle ones until they expire) of this core's connection table only.
+	// Flows are spread over cores by the NIC's RSS hash, so each core's view is a sample of
+	// the whole and the result is approximate across cores.
 	LeastConn
 	// LeastLoad is smooth weighted round-robin over weights adjusted by the load figure
 	// health probes report (Backend.Load, clamped to [0, 1]):
