@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -252,6 +253,17 @@ func TestMetricsExposition(t *testing.T) {
 		if got := get(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
+	}
+
+	// A backend removed by a reload leaves no series behind.
+	must(t, r.c.Reload(r.parse(strings.Replace(twoSvc, "      - {name: a, address: 198.18.0.11}\n", "", 1))))
+	resp2, err := http.Get(base + "/metrics")
+	must(t, err)
+	defer resp2.Body.Close()
+	body, err := io.ReadAll(resp2.Body)
+	must(t, err)
+	if strings.Contains(string(body), `backend="a"`) {
+		t.Error("series of removed backend a still exported")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,6 @@ type Controller struct {
 	services  []*svcState
 	byName    map[string]*svcState
 	byCheck   map[string]*beState
-	ids       map[beKey]uint32 // every backend ID ever given, kept while the backend lives
 	nextID    uint32
 	indexes   map[string]int // service name -> sched index
 	nextIndex int
@@ -114,7 +114,6 @@ func New(cfg *Config, opts Options) (*Controller, error) {
 		cfg:     cfg,
 		byName:  map[string]*svcState{},
 		byCheck: map[string]*beState{},
-		ids:     map[beKey]uint32{},
 		indexes: map[string]int{},
 		nextID:  1,
 	}
@@ -191,6 +190,13 @@ func (c *Controller) Close() error {
 	return nil
 }
 
+// metricsOf returns the metrics (nil without NewMetrics).
+func (c *Controller) metricsOf() *Metrics {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.metrics
+}
+
 // proberOf returns the prober (nil before Start).
 func (c *Controller) proberOf() Prober {
 	c.mu.Lock()
@@ -255,6 +261,11 @@ func (c *Controller) Reload(cfg *Config) error {
 	// Prober calls wait for check goroutines, whose callbacks take c.mu:
 	// never make them holding it.
 	for _, id := range removes {
+		if m := c.metricsOf(); m != nil {
+			if svc, be, ok := strings.Cut(id, "/"); ok {
+				m.probe.DeleteLabelValues(svc, be)
+			}
+		}
 		if err := c.prober.Remove(id); err != nil && !errors.Is(err, health.ErrNotFound) {
 			c.log.Warn("remove health check", "check", id, "err", err)
 		}
@@ -315,7 +326,6 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 	c.byName = map[string]*svcState{}
 	c.services = c.services[:0:0]
 	byCheck := map[string]*beState{}
-	live := map[beKey]bool{}
 	for i := range cfg.Services {
 		sc := cfg.Services[i]
 		st, _ := sched.ParseStrategy(sc.Scheduler) // validated
@@ -341,18 +351,12 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 			for j := range group.list {
 				cb := &group.list[j]
 				key := beKey{sc.Name, cb.Address, sc.TargetPort(cb)}
-				live[key] = true
 				checkID := sc.Name + "/" + cb.Name
 				chk, desc := checkFor(&sc, cb, checkID)
 				b := old[key]
-				if b == nil {
-					id, ok := c.ids[key]
-					if !ok {
-						id = c.nextID
-						c.nextID++
-						c.ids[key] = id
-					}
-					b = &beState{id: id, key: key, health: health.StateUnknown, since: time.Now()}
+				if b == nil { // new: an ID never given before (nextID only grows)
+					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
+					c.nextID++
 				}
 				prevCheck, prevID := b.check, b.checkID
 				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
@@ -404,11 +408,6 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 	for name := range c.indexes {
 		if _, ok := c.byName[name]; !ok {
 			delete(c.indexes, name)
-		}
-	}
-	for k := range c.ids {
-		if !live[k] {
-			delete(c.ids, k) // the ID itself is never given again: nextID only grows
 		}
 	}
 	c.byCheck = byCheck
@@ -472,8 +471,16 @@ func (c *Controller) pubFailed(err error) error {
 	return err
 }
 
-// routesLocked returns the routes NAT replies take back to clients.
+// routesLocked returns the routes NAT replies take back to clients (none
+// without a NAT service).
 func (c *Controller) routesLocked() []dataplane.Route {
+	nat := false
+	for _, s := range c.services {
+		nat = nat || s.cfg.Method == "nat"
+	}
+	if !nat {
+		return nil
+	}
 	if r, ok := c.opts.Resolver.(RouteSource); ok {
 		return r.Routes()
 	}
