@@ -62,3 +62,23 @@ func TestScheduleAllocs(t *testing.T) {
 		t.Errorf("Hash: %v allocs", n)
 	}
 }
+
+// TestPrepareAllocs: control rebuilds every service on any change, so a worker prepares a
+// new snapshot of the same size often; once the core has seen one, that allocates nothing.
+func TestPrepareAllocs(t *testing.T) {
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	a := mustService(t, ServiceConfig{Index: 4, Strategy: LeastConn}, backends(10))
+	b := mustService(t, ServiceConfig{Index: 4, Strategy: LeastConn}, backends(10))
+	c.Prepare(a)
+	c.Prepare(b)
+	flip := false
+	if n := testing.AllocsPerRun(100, func() {
+		if flip = !flip; flip {
+			c.Prepare(a)
+		} else {
+			c.Prepare(b)
+		}
+	}); n != 0 {
+		t.Errorf("Prepare of a same-size snapshot: %v allocs", n)
+	}
+}
