@@ -270,7 +270,7 @@ func (c *Controller) Reload(cfg *Config) error {
 			c.log.Warn("remove health check", "check", id, "err", err)
 		}
 	}
-	c.resolveAll(c.ctx)
+	c.resolveNew(c.ctx)
 	c.mu.Lock()
 	err := c.publishLocked("reload")
 	c.reloads++

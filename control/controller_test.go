@@ -295,3 +295,21 @@ func TestUnchangedServiceNotRebuilt(t *testing.T) {
 		t.Error("dns rebuilt by a no-op reload")
 	}
 }
+
+// TestReloadResolvesOnlyNewBackends: a reload does not wait on the next
+// hops it already knows (a dead host's resolution is the follower's job).
+func TestReloadResolvesOnlyNewBackends(t *testing.T) {
+	r := newRig(t, twoSvc)
+	a, e := netip.MustParseAddr("198.18.0.13"), netip.MustParseAddr("198.18.0.14")
+	r.res.mu.Lock()
+	before := r.res.calls[a]
+	r.res.mu.Unlock()
+	y := strings.Replace(twoSvc, "      - {name: c, address: 198.18.0.13}\n",
+		"      - {name: c, address: 198.18.0.13}\n      - {name: e, address: 198.18.0.14}\n", 1)
+	must(t, r.c.Reload(r.parse(y)))
+	r.res.mu.Lock()
+	defer r.res.mu.Unlock()
+	if r.res.calls[a] != before || r.res.calls[e] != 1 {
+		t.Errorf("resolutions: c %d -> %d, e %d; want c unchanged and e once", before, r.res.calls[a], r.res.calls[e])
+	}
+}

@@ -47,14 +47,19 @@ func (p *fakePublisher) count() int {
 // fakeResolver answers every address with one next hop, except those in
 // fail.
 type fakeResolver struct {
-	mu   sync.Mutex
-	fail map[netip.Addr]bool
-	mac  byte
+	mu    sync.Mutex
+	fail  map[netip.Addr]bool
+	mac   byte
+	calls map[netip.Addr]int
 }
 
 func (r *fakeResolver) Resolve(ctx context.Context, a netip.Addr) (dataplane.NextHop, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.calls == nil {
+		r.calls = map[netip.Addr]int{}
+	}
+	r.calls[a]++
 	if r.fail[a] {
 		return dataplane.NextHop{}, dataplane.ErrNoNeighbour
 	}

@@ -284,14 +284,29 @@ const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELA
 // resolveAll resolves every backend's next hop in parallel and records the
 // results; it reports whether any changed.
 func (c *Controller) resolveAll(ctx context.Context) bool {
+	return c.resolve(ctx, false)
+}
+
+// resolveNew resolves the backends never resolved before (a reload's new
+// ones), leaving the others, and a dead host's wait, to the follower.
+func (c *Controller) resolveNew(ctx context.Context) bool {
+	return c.resolve(ctx, true)
+}
+
+func (c *Controller) resolve(ctx context.Context, onlyNew bool) bool {
 	c.mu.Lock()
 	addrs := map[netip.Addr]bool{}
 	for _, s := range c.services {
 		for _, b := range s.backends {
-			addrs[b.addr] = true
+			if !onlyNew || !b.tried {
+				addrs[b.addr] = true
+			}
 		}
 	}
 	c.mu.Unlock()
+	if len(addrs) == 0 {
+		return false
+	}
 	type res struct {
 		hop dataplane.NextHop
 		err error
@@ -338,7 +353,7 @@ func (c *Controller) resolveAll(ctx context.Context) bool {
 					c.log.Warn("next hop unresolved", "service", s.cfg.Name, "backend", b.name, "err", r.err)
 				}
 			}
-			b.resolved, b.hopErr = resolved, errText
+			b.resolved, b.hopErr, b.tried = resolved, errText, true
 			if resolved {
 				b.hop = r.hop
 			}

@@ -50,6 +50,7 @@ type beState struct {
 	hop      dataplane.NextHop
 	hopErr   string // why the next hop is unresolved
 	resolved bool
+	tried    bool // a resolution has been attempted
 }
 
 // beKey identifies a backend across reloads.
