@@ -77,7 +77,6 @@ func BenchmarkVethForward(b *testing.B) {
 				var count func() uint64
 				if v == "xlb-dr" {
 					dp := benchDataplane(b, ns, xa, xb, pl.dut)
-					defer dp.Close()
 					count = func() uint64 { return dp.Total().TxPackets }
 				} else {
 					name := xdpprog.BaselineDrop
@@ -121,13 +120,7 @@ func BenchmarkVethForward(b *testing.B) {
 func benchDataplane(b *testing.B, ns *testnet.NS, xa, xb netlink.Link, cpu int) *Dataplane {
 	cfg := Config{FrameCount: 16384, RingSize: 4096, ConnTableSize: 1 << 16,
 		Interfaces: []InterfaceConfig{{Name: "xa", Cores: []int{cpu}}}}
-	var dp *Dataplane
-	if err := ns.Do(func() (err error) {
-		dp, err = New(cfg)
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
+	dp := newIn(b, ns, cfg)
 	var bs []sched.Backend
 	var ts []Target
 	for i := range 3 {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/sched"
+	"golang.org/x/sys/unix"
 )
 
 // The end-to-end tests run real traffic through namespaces that internal/testnet builds
@@ -37,12 +40,26 @@ func startDataplaneMode(t *testing.T, lb *testnet.Host, mode string, ifaces ...s
 
 func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane {
 	t.Helper()
+	dp := newIn(t, lb.NS, cfg)
+	for _, info := range dp.Interfaces() {
+		t.Logf("%s: xdp %s, zero copy %v, %d queue(s)", info.Name, info.XDPMode, info.ZeroCopy, info.Queues)
+	}
+	return dp
+}
+
+// newIn runs New inside ns and closes the Dataplane when the test ends. A kernel without
+// XDP or AF_XDP skips the test (with the reason); any other error fails it.
+func newIn(t testing.TB, ns *testnet.NS, cfg Config) *Dataplane {
+	t.Helper()
 	var dp *Dataplane
-	err := lb.Do(func() (err error) {
+	err := ns.Do(func() (err error) {
 		dp, err = New(cfg)
 		return err
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, xdpprog.ErrMode), errors.Is(err, unix.EAFNOSUPPORT):
+		t.Skipf("kernel lacks XDP or AF_XDP support: %v", err)
+	case err != nil:
 		t.Fatalf("dataplane: %v", err)
 	}
 	t.Cleanup(func() {
@@ -50,9 +67,6 @@ func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane
 			t.Errorf("dataplane close: %v", err)
 		}
 	})
-	for _, info := range dp.Interfaces() {
-		t.Logf("%s: xdp %s, zero copy %v, %d queue(s)", info.Name, info.XDPMode, info.ZeroCopy, info.Queues)
-	}
 	return dp
 }
 

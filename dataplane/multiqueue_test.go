@@ -22,14 +22,7 @@ func TestE2EMultiQueue(t *testing.T) {
 	ns, xa, xb := vethPair(t, 2)
 	cfg := Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 12,
 		Interfaces: []InterfaceConfig{{Name: "xa", Cores: []int{1, 0}}}}
-	var dp *Dataplane
-	if err := ns.Do(func() (err error) {
-		dp, err = New(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dp.Close() })
+	dp := newIn(t, ns, cfg)
 	if q := dp.Interfaces()[0].Queues; q != 2 {
 		t.Fatalf("%d queues found, want 2", q)
 	}
@@ -132,14 +125,7 @@ func TestWorkerStepAllocs(t *testing.T) {
 	ns, xa, xb := vethPair(t, 1)
 	cfg := Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 12,
 		Interfaces: []InterfaceConfig{{Name: "xa"}}}
-	var dp *Dataplane
-	if err := ns.Do(func() (err error) {
-		dp, err = New(cfg)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = dp.Close() })
+	dp := newIn(t, ns, cfg)
 	if err := dp.Publish(udpSnapshot(t, xa, xb)); err != nil {
 		t.Fatal(err)
 	}
