@@ -6,10 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
@@ -117,11 +118,20 @@ func (lr *lbRouter) wait() error {
 // hasVIP reports whether the VIP is on the host's eth0.
 func hasVIP(t *testing.T, h *testnet.Host, vip netip.Addr) bool {
 	t.Helper()
-	out, err := h.Run("ip", "-o", "addr", "show", "dev", "eth0")
+	l, err := h.Handle().LinkByName("eth0")
 	if err != nil {
-		t.Fatalf("%v: %s", err, out)
+		t.Fatal(err)
 	}
-	return strings.Contains(string(out), " "+vip.String()+"/")
+	addrs, err := h.Handle().AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == vip {
+			return true
+		}
+	}
+	return false
 }
 
 // waitMaster polls until r is master and returns how long that took from since.

@@ -149,9 +149,11 @@ func TestKeepalivedInterop(t *testing.T) {
 		}
 		took := waitFor2(t, "keepalived takes the VIP", 5*time.Second, k.hasVIP)
 		t.Logf("keepalived took over from a stopped xlb (priority 0) in %v (skew %v)", took.Sub(at), skew(100))
-		if took.Sub(at) > skew(100)+2*e2eInterval {
-			t.Errorf("keepalived took %v after priority 0, want about %v", took.Sub(at), skew(100))
-		}
+		// The timing is only logged (keepalived's own reaction time under load varies); its log
+		// proves it took over because of the priority-0 advertisement, not a timeout.
+		waitFor(t, "keepalived logs the priority-0 advert", 2*time.Second, func() bool {
+			return strings.Contains(k.out.String(), "Backup received priority 0 advertisement")
+		})
 		// xlb comes back with the higher priority and preempts keepalived.
 		x = startLBRouter(t, n.LBs[0], e2eConfig(n, false, 200, true))
 		waitMaster(t, x.r, time.Now(), 5*time.Second)
