@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"github.com/xlb-dev/xlb/dataplane/afxdp"
+	"golang.org/x/sys/unix"
+)
+
+// GenConfig configures one generator thread: one AF_XDP socket on (Ifindex, Queue).
+type GenConfig struct {
+	// NS is the network namespace of the interface; -1 (or 0) means the caller's.
+	NS       netns.NsHandle
+	Ifindex  int
+	Queue    int
+	CPU      int // the CPU to pin the thread to; -1 leaves it unpinned
+	Template *Template
+	// Rate is the target in packets per second; 0 sends flat out.
+	Rate float64
+	// FirstFlow is the first flow of the sequence: packet k is flow FirstFlow+k (modulo the
+	// template's flow count), so with Flows above the packets sent every packet is a new flow.
+	FirstFlow uint64
+	// Check, when set, makes the generator also the receiving sink: frames that come back to
+	// its socket (an XDP program on the interface must redirect them to it, see
+	// AttachRedirect) are checked against Check and their latency recorded.
+	Check *Expect
+	// Redirect is the sink's XDP program on the interface: the socket registers with it.
+	Redirect *Redirect
+	// Drain is how long the sink keeps receiving after Stop (default 100ms).
+	Drain time.Duration
+}
+
+// GenResult is what a generator did.
+type GenResult struct {
+	Sent  Rate // frames handed to the kernel (bytes count the FCS, as on a wire)
+	Kicks uint64
+	Sink  SinkResult // with Check only
+	// RxRingFull and FillRingEmpty are the socket's kernel counters: frames the sink lost.
+	RxRingFull, FillRingEmpty uint64
+}
+
+// Generator is a running generator thread.
+type Generator struct {
+	cfg   GenConfig
+	stop  atomic.Bool
+	sent  atomic.Uint64
+	done  chan struct{}
+	res   GenResult
+	err   error
+	begin time.Time
+}
+
+const (
+	genBatch  = 64
+	umemCount = 8192 // frames: half for the sink's fill ring, the rest to transmit
+	ringSize  = 4096
+)
+
+// ErrGenerator is wrapped by errors from the generator's set-up.
+var ErrGenerator = errors.New("bench: generator")
+
+// StartGenerator opens the socket on a thread of its own (in cfg.NS, pinned to cfg.CPU)
+// and starts sending. It returns once the socket is open.
+func StartGenerator(cfg GenConfig) (*Generator, error) {
+	if cfg.Template == nil || cfg.Ifindex < 1 {
+		return nil, fmt.Errorf("%w: template and interface are required", ErrGenerator)
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = 100 * time.Millisecond
+	}
+	g := &Generator{cfg: cfg, done: make(chan struct{})}
+	ready := make(chan error, 1)
+	go g.run(ready)
+	if err := <-ready; err != nil {
+		<-g.done
+		return nil, err
+	}
+	return g, nil
+}
+
+// Sent returns how many frames the generator has sent so far.
+func (g *Generator) Sent() uint64 { return g.sent.Load() }
+
+// Stop stops the generator, waits for its thread (the sink drains first) and returns what it
+// did.
+func (g *Generator) Stop() (GenResult, error) {
+	g.stop.Store(true)
+	<-g.done
+	return g.res, g.err
+}
+
+func (g *Generator) run(ready chan<- error) {
+	defer close(g.done)
+	// The thread is locked for good: it may be in another namespace, so it ends with the
+	// goroutine instead of going back to the scheduler.
+	runtime.LockOSThread()
+	fail := func(err error) { ready <- fmt.Errorf("%w: %w", ErrGenerator, err) }
+	if g.cfg.NS > 0 {
+		if err := netns.Set(g.cfg.NS); err != nil {
+			fail(fmt.Errorf("enter namespace: %w", err))
+			return
+		}
+	}
+	if g.cfg.CPU >= 0 {
+		var set unix.CPUSet
+		set.Set(g.cfg.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			fail(fmt.Errorf("pin to cpu %d: %w", g.cfg.CPU, err))
+			return
+		}
+	}
+	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameSize: 2048, FrameCount: umemCount})
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer u.Close()
+	s, err := afxdp.Open(u, afxdp.Config{Ifindex: g.cfg.Ifindex, Queue: g.cfg.Queue, TxBudget: 64,
+		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: afxdp.ZeroCopyAuto})
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer s.Close()
+	if g.cfg.Redirect != nil {
+		if err := g.cfg.Redirect.Register(g.cfg.Queue, s.FD()); err != nil {
+			fail(err)
+			return
+		}
+	}
+	ready <- nil
+	g.loop(u, s)
+	if st, err := s.Stats(); err == nil {
+		g.res.RxRingFull, g.res.FillRingEmpty = st.RxRingFull, st.FillRingEmpty
+	}
+	g.res.Kicks = s.Counters().TxKicks
+}
+
+// loop sends (and with Check, receives) until Stop.
+func (g *Generator) loop(u *afxdp.UMEM, s *afxdp.Socket) {
+	t := g.cfg.Template
+	fs := uint64(u.FrameSize())
+	fresh := make([]bool, u.FrameCount()) // frame holds the template (not a received frame)
+	var sink *sink
+	if g.cfg.Check != nil {
+		sink = newSink(g.cfg.Check)
+		s.Fill(ringSize)
+	}
+	var tx [genBatch]afxdp.Desc
+	var rx [genBatch]afxdp.Desc
+	frameLen := uint32(t.Len())
+	flow := g.cfg.FirstFlow
+	var sent uint64
+	start := time.Now()
+	g.begin = start
+	receive := func() {
+		n := s.Receive(rx[:])
+		if n == 0 {
+			return
+		}
+		now := uint64(time.Since(start))
+		for _, d := range rx[:n] {
+			f := u.Frame(d.Addr)
+			off := u.Offset(d.Addr)
+			sink.check(f[off:off+int(d.Len)], now)
+			fresh[d.Addr/fs] = false
+			u.Free(d.Addr)
+		}
+		s.Fill(n)
+	}
+	for !g.stop.Load() {
+		if sink != nil {
+			receive()
+		}
+		s.Complete()
+		want := genBatch
+		if g.cfg.Rate > 0 {
+			due := uint64(time.Since(start).Seconds() * g.cfg.Rate)
+			if due <= sent {
+				continue
+			}
+			want = int(min(uint64(want), due-sent))
+		}
+		if sink != nil {
+			// Keep frames for the fill ring: transmit only from what is above half.
+			want = min(want, u.FreeFrames()-umemCount/2)
+		}
+		now := uint64(time.Since(start))
+		n := 0
+		for ; n < want; n++ {
+			a, ok := u.Alloc()
+			if !ok {
+				break
+			}
+			f := u.Frame(a)
+			if i := a / fs; fresh[i] {
+				t.Patch(f, flow, now)
+			} else {
+				t.Write(f, flow, now)
+				fresh[i] = true
+			}
+			flow++
+			tx[n] = afxdp.Desc{Addr: a, Len: frameLen}
+		}
+		k := s.Transmit(tx[:n])
+		for _, d := range tx[k:n] {
+			u.Free(d.Addr)
+		}
+		flow -= uint64(n - k)
+		if k == 0 {
+			s.Kick()
+		}
+		sent += uint64(k)
+		g.sent.Store(sent)
+	}
+	elapsed := time.Since(start)
+	g.res.Sent = Rate{Packets: sent, Bytes: sent * uint64(t.Len()+fcsLen), Elapsed: elapsed}
+	for deadline := time.Now().Add(g.cfg.Drain); time.Now().Before(deadline); {
+		if s.InFlight() > 0 {
+			s.Kick()
+			s.Complete()
+		}
+		if sink == nil {
+			if s.InFlight() == 0 {
+				break
+			}
+			continue
+		}
+		receive()
+		runtime.Gosched()
+	}
+	if sink != nil {
+		g.res.Sink = sink.result()
+	}
+}
