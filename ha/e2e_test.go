@@ -303,3 +303,27 @@ func dist(d []time.Duration) string {
 	return "min " + d[0].Round(time.Millisecond).String() + " median " + d[len(d)/2].Round(time.Millisecond).String() +
 		" max " + d[len(d)-1].Round(time.Millisecond).String()
 }
+
+// TestE2EUnicast: the same over unicast peers instead of the multicast group.
+func TestE2EUnicast(t *testing.T) {
+	n := e2eNet(t, false)
+	lb0, lb1 := n.LBs[0], n.LBs[1]
+	cfgA, cfgB := e2eConfig(n, false, 200, true), e2eConfig(n, false, 100, true)
+	cfgA.UnicastPeers = []netip.Addr{lb1.Addr()}
+	cfgB.UnicastPeers = []netip.Addr{lb0.Addr()}
+	a := startLBRouter(t, lb0, cfgA)
+	waitMaster(t, a.r, time.Now(), 5*time.Second)
+	b := startLBRouter(t, lb1, cfgB)
+	time.Sleep(6 * e2eInterval)
+	st := b.r.Status()
+	if st.State != Backup || st.Master != lb0.Addr() || st.AdvertsReceived < 3 {
+		t.Fatalf("unicast backup: %+v", st)
+	}
+	pingVIP(t, n, n.VIP)
+	waitNeighbour(t, n, n.VIP, macOf(lb0))
+	if err := a.crash(); err == nil {
+		t.Fatal("Run returned nil after its transport was closed")
+	}
+	waitMaster(t, b.r, time.Now(), 5*time.Second)
+	waitNeighbour(t, n, n.VIP, macOf(lb1))
+}

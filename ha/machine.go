@@ -29,6 +29,9 @@ func (s State) String() string {
 	return "unknown"
 }
 
+// MarshalText makes the state read as its name in JSON and YAML.
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // action is what the IO loop must do after a machine step (bit set).
 type action uint8
 

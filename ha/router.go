@@ -19,7 +19,8 @@ var (
 )
 
 // Hooks connect a Router to the data path. Both are called from Run's goroutine, one at a
-// time, and must be idempotent (OnBackup is also called at start-up, when nothing forwards).
+// time (keep them short: advertisements wait for them), and must be idempotent (OnBackup is
+// also called at start-up, when nothing forwards).
 // An error is logged and counted; the router's state does not depend on it.
 type Hooks struct {
 	// OnMaster: this router became master; start forwarding the VIPs. The VIPs are

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -122,6 +123,11 @@ func TestRouterFailoverOnHub(t *testing.T) {
 	}
 	if st := b.r.Status(); st.Master != peerA || st.MasterPriority != 200 || st.AdvertsReceived == 0 {
 		t.Fatalf("backup status %+v", st)
+	}
+	st := a.r.Status()
+	js, err := json.Marshal(&st)
+	if err != nil || !strings.Contains(string(js), `"state":"master"`) || !strings.Contains(string(js), `"source":"198.18.0.1"`) {
+		t.Fatalf("status JSON %s, %v", js, err)
 	}
 
 	// Clean stop: a sends priority 0 and stops forwarding; b takes over.

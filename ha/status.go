@@ -71,42 +71,53 @@ func reasonOf(err error) DropReason {
 
 // Status is a snapshot of a Router for the API and metrics.
 type Status struct {
-	Interface string
-	VRID      uint8
-	Priority  uint8
-	State     State
+	Interface string `json:"interface"`
+	VRID      uint8  `json:"vrid"`
+	Priority  uint8  `json:"priority"`
+	State     State  `json:"state"`
 	// Demoted: Demote was called and the router has not been master since.
-	Demoted bool
+	Demoted bool `json:"demoted"`
 	// Source is this router's primary address (valid once Run has opened the transport).
-	Source netip.Addr
+	Source netip.Addr `json:"source"`
 	// Master is the current master as far as this router knows (itself when master; invalid
 	// when no master has been heard), with its priority and advertisement interval.
-	Master               netip.Addr
-	MasterPriority       uint8
-	MasterAdvertInterval time.Duration
+	Master               netip.Addr    `json:"master"`
+	MasterPriority       uint8         `json:"master_priority"`
+	MasterAdvertInterval time.Duration `json:"master_advert_interval"`
 	// MasterDownInterval is 3*MasterAdvertInterval + skew: how long a backup waits.
-	MasterDownInterval time.Duration
-	Transitions        uint64
-	LastTransition     time.Time
+	MasterDownInterval time.Duration `json:"master_down_interval"`
+	Transitions        uint64        `json:"transitions"`
+	LastTransition     time.Time     `json:"last_transition"`
 	// ResignsReceived counts priority-0 advertisements (a master resigning); LastResign is
 	// when the last one arrived.
-	ResignsReceived uint64
-	LastResign      time.Time
-	AdvertsSent     uint64
-	AdvertsReceived uint64
-	SendErrors      uint64
-	Announcements   uint64
-	HookErrors      uint64
+	ResignsReceived uint64    `json:"resigns_received"`
+	LastResign      time.Time `json:"last_resign"`
+	AdvertsSent     uint64    `json:"adverts_sent"`
+	AdvertsReceived uint64    `json:"adverts_received"`
+	SendErrors      uint64    `json:"send_errors"`
+	Announcements   uint64    `json:"announcements"`
+	HookErrors      uint64    `json:"hook_errors"`
 	// AddrMismatches counts accepted advertisements whose address list differs from ours.
-	AddrMismatches uint64
-	// Drops counts received messages not used, by DropReason.
-	Drops [NumDropReasons]uint64
+	AddrMismatches uint64 `json:"addr_mismatches"`
+	// Drops counts received messages not used, indexed by DropReason (see DropCounts).
+	Drops [NumDropReasons]uint64 `json:"drops"`
 	// SplitBrain: as master, this router heard another master with lower precedence within
 	// the last three advertisement intervals. SplitBrainEvents counts such advertisements
 	// and SplitBrainPeer is the last one's source.
-	SplitBrain       bool
-	SplitBrainEvents uint64
-	SplitBrainPeer   netip.Addr
+	SplitBrain       bool       `json:"split_brain"`
+	SplitBrainEvents uint64     `json:"split_brain_events"`
+	SplitBrainPeer   netip.Addr `json:"split_brain_peer"`
+}
+
+// DropCounts returns the non-zero drop counters by reason name (for an API).
+func (s *Status) DropCounts() map[string]uint64 {
+	m := make(map[string]uint64)
+	for r, n := range s.Drops {
+		if n != 0 {
+			m[DropReason(r).String()] = n
+		}
+	}
+	return m
 }
 
 // Status returns a snapshot of the router's state and counters.
