@@ -14,5 +14,13 @@ if ((${#need[@]})); then
 	echo "deps: installing ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
+	# Install only: keep keepalived and bird from starting as host services (the tests start
+	# their own, inside namespaces they make).
+	policy=/usr/sbin/policy-rc.d
+	made=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
+	fi
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	((made)) && rm -f "$policy"
 fi
