@@ -9,13 +9,15 @@ import (
 	"github.com/xlb-dev/xlb/bgp"
 )
 
-// A speaker for one LB host: AS 65001 peering with a router in AS 65000,
-// announcing a VIP with this host's address as the next hop.
+// A speaker for one LB host: AS 65001 peering with a router in AS 65000
+// (here on loopback, port 1790, so the example sends nothing off the host),
+// announcing a VIP with this host's address as the next hop. The route is
+// sent once the session is up (see Peers).
 func Example() {
 	cfg := bgp.Config{
 		LocalAS:   65001,
 		RouterID:  netip.MustParseAddr("198.18.0.2"),
-		Neighbors: []bgp.Neighbor{{Address: netip.MustParseAddr("198.18.0.50"), AS: 65000, HoldTime: 3 * time.Second}},
+		Neighbors: []bgp.Neighbor{{Address: netip.MustParseAddr("127.0.0.1"), AS: 65000, HoldTime: 3 * time.Second, Port: 1790}},
 		NextHop:   netip.MustParseAddr("198.18.0.2"),
 	}
 	if err := cfg.Validate(); err != nil {
