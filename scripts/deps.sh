@@ -22,5 +22,5 @@ if ((${#need[@]})); then
 		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
 	fi
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	((made)) && rm -f "$policy"
+	if ((made)); then rm -f "$policy"; fi
 fi
