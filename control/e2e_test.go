@@ -318,16 +318,24 @@ func TestE2EFailoverAndReload(t *testing.T) {
 // resolves the backends on net B and the route back to the client on net
 // A from the kernel's neighbour table.
 func TestE2ENAT(t *testing.T) {
+	e2eNAT(t, "{kind: icmp, interval: 200ms, timeout: 100ms}")
+}
+
+// TestE2ENATHTTPCheck: the same with HTTP checks on the service port. The
+// backends' replies to the LB's own checks come from the NAT backends'
+// (address, port) and must reach the LB's kernel, not the workers.
+func TestE2ENATHTTPCheck(t *testing.T) {
+	e2eNAT(t, "{kind: http, path: /healthz, interval: 200ms, timeout: 150ms}")
+}
+
+func e2eNAT(t *testing.T, check string) {
 	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 2, DisableIPv6: true})
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}, {name: eth1}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    method: nat\n    backends:\n", tn.VIP)
 	for _, be := range tn.Backends {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s, port: 80}\n", be.Name, be.Addr())
 	}
-	// ICMP: the XDP program steers every packet from a NAT backend's
-	// (address, port) to the workers as a NAT reply, a TCP check's SYN-ACK
-	// to the LB's own address included (a data-path limit, reported).
-	b.WriteString("    health: {kind: icmp, interval: 200ms, timeout: 100ms}\n")
+	fmt.Fprintf(&b, "    health: %s\n", check)
 	cfg, err := ParseConfig("nat.yaml", []byte(b.String()))
 	must(t, err)
 	logs := &syncBuffer{}

@@ -55,6 +55,7 @@ type Dataplane struct {
 	ifaces  []*iface
 	workers []*worker
 	snap    atomic.Pointer[Snapshot]
+	locals  *locals // the host's addresses in the programs' locals maps
 
 	mu       sync.Mutex
 	services map[xdpprog.Key]bool // keys in the programs' services maps
@@ -86,6 +87,9 @@ func New(cfg Config) (_ *Dataplane, err error) {
 		}
 		d.ifaces = append(d.ifaces, ifc)
 		maxQ = max(maxQ, ifc.info.Queues)
+	}
+	if d.locals, err = startLocals(d.ifaces); err != nil {
+		return nil, err
 	}
 	cpus, err := allowedCPUs()
 	if err != nil {
@@ -248,7 +252,9 @@ func (d *Dataplane) Interfaces() []InterfaceInfo {
 
 // Publish makes s the snapshot every worker uses from its next batch on, and brings the
 // XDP programs' services and nat_backends maps in step with it: keys it adds are steered
-// before the workers can see them, keys it drops stop being steered after. On a map error
+// before the workers can see them, keys it drops stop being steered after. It also relists
+// the host's own addresses into the programs' locals maps (kept current between publishes
+// by address notifications), whose packets from NAT backends go to the kernel. On a map error
 // the snapshot is still published and the error says which key failed.
 func (d *Dataplane) Publish(s *Snapshot) error {
 	if s == nil {
@@ -299,6 +305,9 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 		}
 	}
 	d.services, d.nat = svcs, nat
+	if err := d.locals.sync(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -482,6 +491,9 @@ func (d *Dataplane) Close() error {
 // teardown detaches the programs and releases sockets and UMEMs (workers stopped).
 func (d *Dataplane) teardown() error {
 	var errs []error
+	if d.locals != nil {
+		d.locals.close()
+	}
 	for _, ifc := range d.ifaces {
 		if err := ifc.prog.Close(); err != nil {
 			errs = append(errs, err)

@@ -8,7 +8,9 @@
 // port 0 = every port),
 // IPv4/IPv6 fragments to a VIP (vips), and ICMP/ICMPv6 errors about service
 // flows (the embedded packet's source is a service, or the outer destination is
-// a VIP). Everything else, including ICMP echo, ARP and neighbour discovery,
+// a VIP). A packet from a NAT backend to one of the LB host's own addresses
+// (locals: the reply to the host's own health check or connection) is not a NAT
+// reply and goes to the kernel. Everything else, including ICMP echo, ARP and neighbour discovery,
 // goes to the kernel with XDP_PASS, and so does a redirect that finds no socket
 // in the queue's slot. Per-CPU counters record every verdict by reason.
 
@@ -52,6 +54,7 @@ enum {
 	C_PASS_NO_SOCKET,    // for xlb, but no AF_XDP socket on the queue
 	C_ERR_TRUNCATED,     // a header runs past the end of the packet
 	C_ERR_MALFORMED,     // bad version, header length, too many extension headers
+	C_PASS_LOCAL,        // from a NAT backend to the host's own address (health check reply)
 	C_MAX,
 };
 
@@ -82,6 +85,14 @@ struct {
 	__type(key, struct vip_key);
 	__type(value, __u32);
 } vips SEC(".maps");
+
+// The LB host's own addresses (every interface's), kept current by user space.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct vip_key);
+	__type(value, __u32);
+} locals SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -123,14 +134,19 @@ static __always_inline int service_hit(struct flow_key *k)
 	return lookup_port(&services, k);
 }
 
-static __always_inline int is_vip(const __u8 *addr, int family)
+static __always_inline int addr_in(void *m, const __u8 *addr, int family)
 {
 	struct vip_key k = {.family = family};
 	if (family == FAMILY_V4)
 		__builtin_memcpy(k.addr, addr, 4);
 	else
 		__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&vips, &k) != NULL;
+	return bpf_map_lookup_elem(m, &k) != NULL;
+}
+
+static __always_inline int is_vip(const __u8 *addr, int family)
+{
+	return addr_in(&vips, addr, family);
 }
 
 // Result of walking an IP header: the L4 protocol and where L4 starts.
@@ -328,8 +344,13 @@ int xlb(struct xdp_md *ctx)
 		src.port = ports[0];
 		if (service_hit(&dst))
 			return redirect(ctx, C_REDIRECT_SERVICE);
-		if (lookup_port(&nat_backends, &src))
+		if (lookup_port(&nat_backends, &src)) {
+			// Only NAT replies pay this lookup: a NAT reply goes to a
+			// client, never to the host itself.
+			if (addr_in(&locals, daddr, family))
+				return count(C_PASS_LOCAL, XDP_PASS);
 			return redirect(ctx, C_REDIRECT_NAT);
+		}
 		return count(C_PASS_NO_MATCH, XDP_PASS);
 	}
 

@@ -28,12 +28,14 @@ const (
 	PassNoSocket                   // for the load balancer, but no socket on the queue
 	ErrTruncated                   // a header runs past the end: to the kernel
 	ErrMalformed                   // bad version or header length, too many extension headers
+	PassLocal                      // from a NAT backend to the host's own address: to the kernel
 	NumReasons
 )
 
 var reasonNames = [NumReasons]string{
 	"redirect_service", "redirect_nat", "redirect_icmp", "redirect_fragment",
 	"pass_not_ip", "pass_no_match", "pass_no_socket", "err_truncated", "err_malformed",
+	"pass_local",
 }
 
 func (r Reason) String() string {
@@ -53,7 +55,7 @@ func (c Counters) Redirected() uint64 {
 
 // Passed returns the packets given to the kernel.
 func (c Counters) Passed() uint64 {
-	return c[PassNotIP] + c[PassNoMatch] + c[PassNoSocket] + c[ErrTruncated] + c[ErrMalformed]
+	return c[PassNotIP] + c[PassNoMatch] + c[PassNoSocket] + c[ErrTruncated] + c[ErrMalformed] + c[PassLocal]
 }
 
 // Counters reads the per-CPU counters and sums them.

@@ -295,3 +295,44 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 }
+
+// TestLocals: a packet from a NAT backend to one of the host's own addresses
+// (the reply to the LB's own health check of the backend) goes to the kernel;
+// the same packet to a client is a NAT reply, and is again once the address
+// is no longer the host's.
+func TestLocals(t *testing.T) {
+	p := loaded(t)
+	toHost := tcp4(t, "198.18.1.5", "198.18.1.1", 8080, 40000)
+	toClient := tcp4(t, "198.18.1.5", "198.18.0.2", 8080, 40000)
+	toHost6 := ip6Frame("2001:db8:1::5", "2001:db8:1::1", nil, 6, ports(8080, 40000))
+	if err := p.AddNATBackend(Key{netip.MustParseAddr("2001:db8:1::5"), 8080, 6}); err != nil {
+		t.Fatalf("AddNATBackend: %v", err)
+	}
+	check := func(when, name string, frame []byte, want Reason) {
+		t.Helper()
+		if v, r := run(t, p, frame); v != xdpPass || r != want {
+			t.Errorf("%s: %s: verdict %d reason %v, want reason %v", when, name, v, r, want)
+		}
+	}
+	check("no locals", "to the host", toHost, PassNoSocket)
+	check("no locals", "v6 to the host", toHost6, PassNoSocket)
+	locals := []netip.Addr{netip.MustParseAddr("198.18.1.1"), netip.MustParseAddr("::ffff:198.18.0.1"),
+		netip.MustParseAddr("2001:db8:1::1"), netip.MustParseAddr("fe80::1%eth0")}
+	if err := p.SetLocals(locals); err != nil {
+		t.Fatalf("SetLocals: %v", err)
+	}
+	check("locals set", "to the host", toHost, PassLocal)
+	check("locals set", "v6 to the host", toHost6, PassLocal)
+	check("locals set", "to a client", toClient, PassNoSocket)
+	check("locals set", "service to a local address", udp4(t, "198.18.0.2", "198.18.0.10", 1234, 53), PassNoSocket)
+	check("locals set", "not a nat backend, to the host", tcp4(t, "198.18.1.7", "198.18.1.1", 8080, 40000), PassNoMatch)
+	if err := p.SetLocals(locals[:1]); err != nil {
+		t.Fatalf("SetLocals: %v", err)
+	}
+	check("v6 removed", "to the host", toHost, PassLocal)
+	check("v6 removed", "v6 to the host", toHost6, PassNoSocket)
+	if err := p.SetLocals(nil); err != nil {
+		t.Fatalf("SetLocals: %v", err)
+	}
+	check("emptied", "to the host", toHost, PassNoSocket)
+}

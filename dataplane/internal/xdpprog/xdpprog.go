@@ -115,14 +115,15 @@ type Program struct {
 	link    link.Link
 	ifindex int
 	mode    Mode
-	vips    map[netip.Addr]int // services per VIP, for the vips map
-	queues  [MaxQueues]bool    // XSKMAP slots filled by RegisterSocket
+	vips    map[netip.Addr]int  // services per VIP, for the vips map
+	locals  map[netip.Addr]bool // the host's addresses in the locals map
+	queues  [MaxQueues]bool     // XSKMAP slots filled by RegisterSocket
 	closed  bool
 }
 
 // Load loads the program and its maps into the kernel without attaching them.
 func Load() (*Program, error) {
-	p := &Program{vips: make(map[netip.Addr]int)}
+	p := &Program{vips: make(map[netip.Addr]int), locals: make(map[netip.Addr]bool)}
 	if err := loadXlbObjects(&p.objs, nil); err != nil {
 		return nil, fmt.Errorf("load xdp program xlb: %w", err)
 	}
@@ -324,6 +325,48 @@ func vipKey(a netip.Addr) xlbVipKey {
 		k.Family = 6
 	}
 	return k
+}
+
+// SetLocals makes addrs the host's own addresses in the program's locals map:
+// a packet from a NAT backend to one of them (the reply to the host's own
+// health check or connection) goes to the kernel instead of the workers.
+// Addresses not in addrs are removed. Invalid addresses are skipped.
+func (p *Program) SetLocals(addrs []netip.Addr) error {
+	want := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		if a = a.Unmap(); a.IsValid() {
+			want[a.WithZone("")] = true
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var errs []error
+	for a := range want {
+		if p.locals[a] {
+			continue
+		}
+		k := vipKey(a)
+		if err := p.objs.Locals.Put(&k, uint32(1)); err != nil {
+			errs = append(errs, fmt.Errorf("add local address %v: %w", a, err))
+			continue
+		}
+		p.locals[a] = true
+	}
+	for a := range p.locals {
+		if want[a] {
+			continue
+		}
+		k := vipKey(a)
+		if err := p.objs.Locals.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, fmt.Errorf("delete local address %v: %w", a, err))
+			continue
+		}
+		delete(p.locals, a)
+	}
+	return errors.Join(errs...)
 }
 
 // RegisterSocket puts the AF_XDP socket fd (bound to queue on this program's

@@ -32,6 +32,7 @@ type xlbVipKey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xlbMapCounters    = "counters"
+	xlbMapLocals      = "locals"
 	xlbMapNatBackends = "nat_backends"
 	xlbMapServices    = "services"
 	xlbMapVips        = "vips"
@@ -89,6 +90,7 @@ type xlbProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlbMapSpecs struct {
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Locals      *ebpf.MapSpec `ebpf:"locals"`
 	NatBackends *ebpf.MapSpec `ebpf:"nat_backends"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
 	Vips        *ebpf.MapSpec `ebpf:"vips"`
@@ -122,6 +124,7 @@ func (o *xlbObjects) Close() error {
 // It can be passed to loadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlbMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
+	Locals      *ebpf.Map `ebpf:"locals"`
 	NatBackends *ebpf.Map `ebpf:"nat_backends"`
 	Services    *ebpf.Map `ebpf:"services"`
 	Vips        *ebpf.Map `ebpf:"vips"`
@@ -131,6 +134,7 @@ type xlbMaps struct {
 func (m *xlbMaps) Close() error {
 	return _XlbClose(
 		m.Counters,
+		m.Locals,
 		m.NatBackends,
 		m.Services,
 		m.Vips,
