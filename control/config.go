@@ -18,6 +18,8 @@ type Config struct {
 	Interfaces []Interface `yaml:"interfaces"`
 	Services   []Service   `yaml:"services"`
 	API        API         `yaml:"api"`
+	// BGP, when set, announces the VIPs to routers (see BGP).
+	BGP *BGP `yaml:"bgp"`
 
 	file   string
 	pos    pos
@@ -215,6 +217,7 @@ func (c *Config) Normalize() {
 		}
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
+	c.BGP.normalize()
 }
 
 // WeightOf returns the backend's configured weight (DefaultWeight when unset).

@@ -308,7 +308,7 @@ func restartNeeded(old, cfg *Config) error {
 	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	return nil
+	return bgpRestartNeeded(old, cfg)
 }
 
 func ifaceView(c *Config) []Interface {

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	c.validateInterfaces(e)
 	c.validateServices(e)
 	c.API.validate(e)
+	c.validateBGP(e)
 	slices.SortStableFunc(e.list, func(a, b *FieldError) int { return a.Line - b.Line })
 	return e.err()
 }

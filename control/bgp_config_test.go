@@ -1,0 +1,99 @@
+package control
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const bgpBase = `interfaces: [{name: eth0}]
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    backends: [{address: 198.18.0.11}]
+`
+
+func TestBGPConfig(t *testing.T) {
+	cfg, err := ParseConfig("x.yaml", []byte(bgpBase+`bgp:
+  local_as: 65001
+  router_id: 198.18.0.2
+  next_hop: 198.18.0.2
+  neighbors:
+    - {address: 198.18.0.50, as: 65000, hold_time: 3s, password: secret}
+    - {address: 198.18.0.51, as: 65000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.BGP
+	if b == nil || b.LocalAS != 65001 || b.RouterID.String() != "198.18.0.2" || len(b.Neighbors) != 2 ||
+		b.Neighbors[0].HoldTime != 3*time.Second || b.Neighbors[1].HoldTime != 90*time.Second ||
+		b.Neighbors[0].Password != "secret" || b.WithdrawWait != DefaultWithdrawWait || b.ListenPort != 0 {
+		t.Fatalf("parsed %+v", b)
+	}
+	sc := b.speakerConfig(nil)
+	if err := sc.Validate(); err != nil || len(sc.Neighbors) != 2 || sc.Neighbors[0].Password != "secret" {
+		t.Errorf("speaker config %+v: %v", sc, err)
+	}
+	// No bgp section: nil.
+	cfg, err = ParseConfig("x.yaml", []byte(bgpBase))
+	if err != nil || cfg.BGP != nil {
+		t.Fatalf("without bgp: %v %+v", err, cfg)
+	}
+}
+
+func TestBGPConfigErrors(t *testing.T) {
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"empty": {"bgp: {}\n", "x.yaml:7: bgp.local_as: missing"},
+		"router id v6": {"bgp:\n  local_as: 1\n  router_id: 2001:2::1\n  next_hop: 198.18.0.2\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:9: bgp.router_id: bad value: 2001:2::1 is not an IPv4 address"},
+		"as too big": {"bgp:\n  local_as: 4294967296\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:8: bgp.local_as: bad value"},
+		"hold time": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors:\n    - {address: 198.18.0.50, as: 2, hold_time: 1s}\n",
+			"x.yaml:12: bgp.neighbors[0].hold_time: bad value: 1s"},
+		"missing as": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors:\n    - {address: 198.18.0.50}\n",
+			"x.yaml:12: bgp.neighbors[0].as: missing"},
+		"dup neighbor": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors:\n    - {address: 198.18.0.50, as: 2}\n    - {address: 198.18.0.50, as: 2}\n",
+			"x.yaml:13: bgp.neighbors[1].address: duplicate"},
+		"no v4 hop": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop6: 2001:2::2\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:8: bgp.next_hop: missing: next_hop is required: a service has an IPv4 VIP"},
+		"v6 as v4 hop": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 2001:2::2\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:10: bgp.next_hop: bad value"},
+		"unknown field": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbours: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:11: bgp.neighbours: unknown field"},
+		"negative wait": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  withdraw_wait: -1s\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
+			"x.yaml:11: bgp.withdraw_wait: bad value"},
+	} {
+		_, err := ParseConfig("x.yaml", []byte(bgpBase+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v\nwant it to contain %q", name, err, tc.want)
+		}
+		var ce ConfigErrors
+		if err != nil && !errors.As(err, &ce) {
+			t.Errorf("%s: not a ConfigErrors: %T", name, err)
+		}
+	}
+}
+
+func TestBGPReloadRestartNeeded(t *testing.T) {
+	parse := func(extra string) *Config {
+		c, err := ParseConfig("x.yaml", []byte(bgpBase+"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors: [{address: 198.18.0.50, as: 2"+extra+"}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := parse(""), parse("")
+	if err := bgpRestartNeeded(a, b); err != nil {
+		t.Errorf("same section: %v", err)
+	}
+	if err := bgpRestartNeeded(a, parse(", hold_time: 3s")); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("changed hold time: %v", err)
+	}
+	noBGP, _ := ParseConfig("x.yaml", []byte(bgpBase))
+	if err := bgpRestartNeeded(noBGP, a); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("added section: %v", err)
+	}
+}
