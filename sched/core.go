@@ -127,6 +127,11 @@ func (c *Core) Capacity() int { return len(c.t.b) * ways }
 // Len returns the number of live entries. Owner only.
 func (c *Core) Len() int { return int(c.c[cEntries]) }
 
+// Inserts returns the number of new flows the core has recorded so far, up to date after
+// every Schedule (Stats.Inserts is as of the last Maintain). Owner only: a caller compares
+// it around a Schedule to learn whether the packet started a new flow.
+func (c *Core) Inserts() uint64 { return c.c[cInserts] }
+
 // Prepare lays out the core's state for snapshot svc: it grows the per-service slice and
 // carries the per-backend flow counts and weighted round-robin state over from the
 // service's previous snapshot (by backend ID).
