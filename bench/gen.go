@@ -187,8 +187,8 @@ func (g *Generator) loop(u *afxdp.UMEM, s *afxdp.Socket) {
 			want = int(min(uint64(want), due-sent))
 		}
 		if sink != nil {
-			// Keep frames for the fill ring: transmit only from what is above half.
-			want = min(want, u.FreeFrames()-umemCount/2)
+			// Keep a batch of frames back to refill the fill ring with.
+			want = min(want, u.FreeFrames()-genBatch)
 		}
 		now := uint64(time.Since(start))
 		n := 0

@@ -56,7 +56,10 @@ const maxSpread = 16
 
 // SinkResult is what a checking sink received.
 type SinkResult struct {
-	Good    uint64
+	Good uint64
+	// Other counts frames that are not the forwarded traffic: multicast or not IPv4 (the
+	// forwarder's kernel announcing itself, say). They are neither good nor bad.
+	Other   uint64
 	Bad     [NumBad]uint64
 	Spread  [maxSpread]uint64 // good frames per backend index
 	Latency Histogram         // send-to-receive time of stamped good frames, ns
@@ -96,6 +99,10 @@ func (s *sink) result() SinkResult { return s.res }
 
 // check counts frame f, received at now (generator clock, ns). It allocates nothing.
 func (s *sink) check(f []byte, now uint64) {
+	if len(f) >= ethLen && (f[0]&1 != 0 || binary.BigEndian.Uint16(f[12:]) != 0x0800) {
+		s.res.Other++
+		return
+	}
 	b, idx := s.verify(f, now)
 	if b >= 0 {
 		s.res.Bad[b]++

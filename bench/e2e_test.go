@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/internal/testnet"
+)
+
+// TestRunE2E runs a tiny bench end to end (root, namespaces, XDP): every row is there, xlb
+// forwarded what the sink counted, the checking sink saw only correct frames spread over the
+// backends, and the baselines that cannot run say why.
+func TestRunE2E(t *testing.T) {
+	testnet.Skip(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var progress int
+	o := Options{Groups: []string{GroupForward, GroupNewFlows, GroupOverload, GroupLatency}, Sizes: []int{64},
+		Duration: 200 * time.Millisecond, Warmup: 80 * time.Millisecond, Rounds: 1, LatencyRate: 20000,
+		Progress: func(done, total int, what string) { progress++ }}
+	rep, err := Run(ctx, o)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if progress < 10 {
+		t.Errorf("progress called %d times", progress)
+	}
+	rows := map[string]Row{}
+	for _, r := range rep.Rows {
+		rows[r.Group+"/"+r.Variant] = r
+		if r.Err != "" && r.Group != "baseline" {
+			t.Errorf("%s/%s: %s", r.Group, r.Variant, r.Err)
+		}
+	}
+	for _, k := range []string{"forward/xdp-tx", "forward/xlb-dr", "forward/nft-dnat", "forward/xlb-tunnel",
+		"newflows/xlb-dr", "overload/xlb-dr", "latency/xdp-tx", "latency/xlb-dr", "latency/nft-dnat",
+		"latency/xlb-tunnel", "baseline/ipvs-dr", "baseline/ipvs-tunnel", "baseline/asavie-xdp"} {
+		r, ok := rows[k]
+		if !ok {
+			t.Errorf("no row %s", k)
+			continue
+		}
+		if r.Group == "baseline" {
+			if !strings.HasPrefix(r.Err, "not available: ") {
+				t.Errorf("%s: %q does not say why it is not available", k, r.Err)
+			}
+			continue
+		}
+		if r.Forwarded.N != 1 || !(r.Forwarded.Median > 0) {
+			t.Errorf("%s: forwarded %+v", k, r.Forwarded)
+		}
+	}
+	for _, k := range []string{"forward/xlb-dr", "forward/xlb-tunnel"} {
+		c := Case{Group: GroupForward, Variant: rows[k].Variant, Proto: UDP, Size: 64, Flows: 1024}
+		s := rep.samples[c.Key()][0]
+		// The sink counts what xlb transmitted; the two counters are read a moment apart.
+		if d := math.Abs(float64(s.Forwarded.Packets) - float64(s.DUTSent)); d > 0.05*float64(s.DUTSent)+64 {
+			t.Errorf("%s: sink counted %d, xlb transmitted %d", k, s.Forwarded.Packets, s.DUTSent)
+		}
+		if math.IsNaN(rows[k].VsXDP.Median) || math.IsNaN(rows[k].VsNFT.Median) {
+			t.Errorf("%s: no ratios %+v %+v", k, rows[k].VsXDP, rows[k].VsNFT)
+		}
+	}
+	for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel} {
+		c := Case{Group: GroupLatency, Variant: v, Proto: UDP, Size: 64, Flows: 1024, Rate: 20000, Check: true}
+		s := rep.samples[c.Key()][0]
+		if s.Sink == nil || s.Sink.Good == 0 || s.Sink.BadTotal() != 0 {
+			t.Errorf("%s: checking sink: good %d bad %v", v, s.Sink.Good, s.Sink.Bad)
+			continue
+		}
+		if v == XLBDR || v == XLBTunnel || v == NFTDNAT {
+			for i := range numBackends {
+				if s.Sink.Spread[i] == 0 {
+					t.Errorf("%s: backend %d got nothing (%v)", v, i, s.Sink.Spread[:numBackends])
+				}
+			}
+		}
+		if r := rows["latency/"+v]; r.P50 <= 0 || r.P99 < r.P50 {
+			t.Errorf("%s: latency p50 %v p99 %v", v, r.P50, r.P99)
+		}
+	}
+	over := Case{Group: GroupOverload, Variant: XLBDR, Proto: UDP, Size: 64, Flows: 1024}
+	if s := rep.samples[over.Key()][0]; s.After == nil || s.After.Good == 0 || s.After.BadTotal() != 0 || len(s.WorkerErr) > 0 {
+		t.Errorf("overload: after: good %d bad %v, worker errors %v", s.After.Good, s.After.Bad, s.WorkerErr)
+	}
+	nf := Case{Group: GroupNewFlows, Variant: XLBDR, Proto: TCPSYN, Size: 64, NewFlows: true}
+	if s := rep.samples[nf.Key()][0]; s.NewFlows == 0 || s.NewFlows < s.DUTSent*9/10 {
+		t.Errorf("new flows: %d scheduled for %d forwarded", s.NewFlows, s.DUTSent)
+	}
+	var txt, md bytes.Buffer
+	if err := rep.WriteText(&txt); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteMarkdown(&md, "xlb bench"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"xlb-dr", "nft-dnat", "xdp-tx", "not available", "placement"} {
+		if !strings.Contains(txt.String(), want) || !strings.Contains(strings.ToLower(md.String()), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	t.Logf("\n%s", txt.String())
+}

@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/afxdp"
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/testnet"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// Addresses of the bench topology, all inside 198.18.0.0/15 and inside its own namespace.
+var (
+	VIP        = netip.MustParseAddr("198.18.0.100")
+	VIPPort    = uint16(9000)
+	ClientPool = netip.MustParsePrefix("198.19.0.0/16")
+	TunnelSrc  = netip.MustParseAddr("198.18.0.2")
+	lbAddr     = netip.MustParsePrefix("198.18.0.1/24")
+	backendNet = netip.MustParsePrefix("198.18.1.0/24")
+)
+
+const (
+	numBackends = 3
+	linkMTU     = 1600 // room for a 1518-byte frame plus the tunnel's 20 bytes
+)
+
+// Backend returns the address and MAC of backend i of the topology. The MACs are nobody's:
+// veth hands every frame to its peer, whose XDP sink sees it whatever its destination.
+func Backend(i int) (netip.Addr, [6]byte) {
+	a := netip.AddrFrom4([4]byte{198, 18, 1, byte(11 + i)})
+	return a, [6]byte{0x02, 0x42, 0xc6, 0x12, 0x01, byte(11 + i)}
+}
+
+// Topology is one network namespace with a veth pair: xa is the device under test's side
+// (xlb, a baseline XDP program, or the kernel's forwarding path), xb the generator's and the
+// sink's. Frames go xb -> xa -> forwarded back out of xa -> xb, where the sink counts them.
+type Topology struct {
+	NS     *testnet.NS
+	XA, XB netlink.Link
+	MACA   [6]byte
+	MACB   [6]byte
+	Queues int
+	nft    bool // the DNAT ruleset is loaded
+}
+
+// ErrUnavailable is wrapped by errors for what this machine cannot run.
+var ErrUnavailable = errors.New("bench: not available here")
+
+// NewTopology builds the namespace, the veth pair (queues rx/tx queues each, MTU 1600) and
+// the kernel forwarding set-up the nftables baseline uses: forwarding on, redirects and
+// reverse-path filtering off, routes and permanent neighbours for the backends.
+func NewTopology(queues int) (_ *Topology, err error) {
+	if err := testnet.Available(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var id [3]byte
+	_, _ = rand.Read(id[:])
+	ns, err := testnet.NewNS(hex.EncodeToString(id[:]), "bench")
+	if err != nil {
+		return nil, err
+	}
+	t := &Topology{NS: ns, Queues: max(1, queues)}
+	defer func() {
+		if err != nil {
+			ns.Close()
+		}
+	}()
+	nl := ns.Handle()
+	la := netlink.LinkAttrs{Name: "xa", MTU: linkMTU, NumTxQueues: t.Queues, NumRxQueues: t.Queues}
+	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "xb",
+		PeerNumTxQueues: uint32(t.Queues), PeerNumRxQueues: uint32(t.Queues)}); err != nil {
+		return nil, fmt.Errorf("bench: add veth: %w", err)
+	}
+	for _, n := range []string{"xa", "xb"} {
+		if err := ns.OffloadsOff(n); err != nil {
+			return nil, err
+		}
+		l, err := nl.LinkByName(n)
+		if err == nil {
+			err = nl.LinkSetUp(l)
+		}
+		if err == nil {
+			l, err = nl.LinkByName(n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bench: set %s up: %w", n, err)
+		}
+		if n == "xa" {
+			t.XA, t.MACA = l, [6]byte(l.Attrs().HardwareAddr)
+		} else {
+			t.XB, t.MACB = l, [6]byte(l.Attrs().HardwareAddr)
+		}
+	}
+	if err := ns.Sysctls(map[string]string{"net.ipv4.ip_forward": "1",
+		"net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf.xa.send_redirects": "0",
+		"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.xa.rp_filter": "0",
+		"net.ipv6.conf.xa.disable_ipv6": "1", "net.ipv6.conf.xb.disable_ipv6": "1"}); err != nil {
+		return nil, err
+	}
+	if err := ns.AddAddr("xa", lbAddr); err != nil {
+		return nil, err
+	}
+	for _, p := range []netip.Prefix{backendNet, ClientPool} {
+		if err := nl.RouteAdd(&netlink.Route{LinkIndex: t.XA.Attrs().Index, Scope: netlink.SCOPE_LINK,
+			Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}); err != nil {
+			return nil, fmt.Errorf("bench: route %v: %w", p, err)
+		}
+	}
+	for i := range numBackends {
+		a, mac := Backend(i)
+		if err := nl.NeighAdd(&netlink.Neigh{LinkIndex: t.XA.Attrs().Index, State: netlink.NUD_PERMANENT,
+			IP: a.AsSlice(), HardwareAddr: mac[:]}); err != nil {
+			return nil, fmt.Errorf("bench: neighbour %v: %w", a, err)
+		}
+	}
+	return t, nil
+}
+
+// Close removes the namespace and everything in it.
+func (t *Topology) Close() error { return t.NS.Close() }
+
+// LoadDNAT loads the nftables ruleset of the kernel baseline: VIP:9000 (udp and tcp) DNAT to
+// the backends in turn (numgen inc), in the prerouting hook, with conntrack.
+func (t *Topology) LoadDNAT() error {
+	if t.nft {
+		return nil
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		return fmt.Errorf("%w: nft not installed", ErrUnavailable)
+	}
+	var m []string
+	for i := range numBackends {
+		a, _ := Backend(i)
+		m = append(m, fmt.Sprintf("%d : %v", i, a))
+	}
+	rules := fmt.Sprintf(`table ip xlbbench {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr %v meta l4proto { tcp, udp } th dport %d dnat to numgen inc mod %d map { %s }
+	}
+}
+`, VIP, VIPPort, numBackends, strings.Join(m, ", "))
+	f, err := os.CreateTemp("", "xlbbench-*.nft")
+	if err != nil {
+		return fmt.Errorf("bench: nft ruleset: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(rules); err != nil {
+		f.Close()
+		return fmt.Errorf("bench: nft ruleset: %w", err)
+	}
+	f.Close()
+	if out, err := t.NS.Run("nft", "-f", f.Name()); err != nil {
+		return fmt.Errorf("bench: nft -f: %s: %w", strings.TrimSpace(string(out)), err)
+	}
+	t.nft = true
+	return nil
+}
+
+// FlushConntrack empties the namespace's connection tracking table (between rounds, so the
+// nftables baseline starts from the same state each time). A missing conntrack tool is not
+// an error: the flows then stay established across rounds.
+func (t *Topology) FlushConntrack() {
+	if _, err := exec.LookPath("conntrack"); err == nil {
+		_, _ = t.NS.Run("conntrack", "-F")
+	}
+}
+
+// attachXA attaches a baseline program (drop or swap) to xa.
+func (t *Topology) attachXA(name string) (*afxdp.Baseline, error) {
+	var b *afxdp.Baseline
+	err := t.NS.Do(func() (err error) {
+		b, err = afxdp.AttachBaseline(t.XA.Attrs().Index, name)
+		return err
+	})
+	return b, err
+}
+
+// AttachSinkDrop attaches the counting sink (XDP_DROP with a per-CPU counter) to xb.
+func (t *Topology) AttachSinkDrop() (*afxdp.Baseline, error) {
+	var b *afxdp.Baseline
+	err := t.NS.Do(func() (err error) {
+		b, err = afxdp.AttachBaseline(t.XB.Attrs().Index, afxdp.BaselineDrop)
+		return err
+	})
+	return b, err
+}
+
+// AttachSinkRedirect attaches the checking sink's redirect program to xb.
+func (t *Topology) AttachSinkRedirect() (*Redirect, error) {
+	var r *Redirect
+	err := t.NS.Do(func() (err error) {
+		r, err = AttachRedirect(t.XB.Attrs().Index)
+		return err
+	})
+	return r, err
+}
+
+// XLBConfig is how the bench runs xlb on xa.
+type XLBConfig struct {
+	Method    dataplane.Method // MethodDR or MethodTunnel
+	Proto     Proto
+	Cores     []int // worker CPUs, one per queue
+	ConnTable int   // connection-table entries per worker (0: 1<<16)
+}
+
+// StartXLB runs the data path on xa with one service (the VIP, the generator's protocol,
+// port 9000, Maglev over the three backends, reached back out of xa).
+func (t *Topology) StartXLB(ctx context.Context, c XLBConfig) (*dataplane.Dataplane, error) {
+	cfg := dataplane.Config{FrameCount: 16384, RingSize: 4096, ConnTableSize: c.ConnTable,
+		Interfaces: []dataplane.InterfaceConfig{{Name: "xa", XDPMode: "native", Cores: c.Cores}}}
+	var dp *dataplane.Dataplane
+	if err := t.NS.Do(func() (err error) {
+		dp, err = dataplane.New(cfg)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var bs []sched.Backend
+	var ts []dataplane.Target
+	for i := range numBackends {
+		a, mac := Backend(i)
+		bs = append(bs, sched.Backend{ID: uint32(i + 1), Name: a.String(), Weight: 1, Up: true})
+		ts = append(ts, dataplane.Target{Addr: a, Hop: dataplane.NextHop{IfIndex: t.XA.Attrs().Index,
+			SrcMAC: t.MACA, DstMAC: mac, MTU: linkMTU}})
+	}
+	sv, err := sched.NewService(sched.ServiceConfig{Strategy: sched.Maglev}, bs)
+	if err != nil {
+		dp.Close()
+		return nil, err
+	}
+	proto := uint8(encap.ProtoUDP)
+	if c.Proto == TCPSYN {
+		proto = encap.ProtoTCP
+	}
+	spec := dataplane.ServiceSpec{Name: "bench", VIP: VIP, Port: VIPPort, Proto: proto, Method: c.Method,
+		Sched: sv, Targets: ts}
+	if c.Method == dataplane.MethodTunnel {
+		spec.TunnelSource = netip.PrefixFrom(TunnelSrc, 32)
+	}
+	s, err := dataplane.NewSnapshot([]dataplane.ServiceSpec{spec}, nil)
+	if err == nil {
+		err = dp.Publish(s)
+	}
+	if err == nil {
+		err = dp.Start(ctx)
+	}
+	if err != nil {
+		dp.Close()
+		return nil, err
+	}
+	return dp, nil
+}
+
+// IPVS reports whether the kernel has IPVS (checks /proc/net/ip_vs, then tries modprobe) and
+// ipvsadm is installed; the error says why not.
+func IPVS() error {
+	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+		_ = exec.Command("modprobe", "-q", "ip_vs").Run()
+		if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
+			return fmt.Errorf("%w: no ip_vs in this kernel (no /proc/net/ip_vs, modprobe ip_vs failed)", ErrUnavailable)
+		}
+	}
+	if _, err := exec.LookPath("ipvsadm"); err != nil {
+		return fmt.Errorf("%w: ipvsadm not installed", ErrUnavailable)
+	}
+	return nil
+}
