@@ -20,6 +20,9 @@ type Config struct {
 	API        API         `yaml:"api"`
 	// BGP, when set, announces the VIPs to routers (see BGP).
 	BGP *BGP `yaml:"bgp"`
+	// VRRP, when set, shares the VIPs with standby hosts: only the VRRP
+	// master forwards (see VRRP).
+	VRRP *VRRP `yaml:"vrrp"`
 
 	file   string
 	pos    pos

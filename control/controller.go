@@ -308,6 +308,9 @@ func restartNeeded(old, cfg *Config) error {
 	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
+	if err := vrrpRestartNeeded(old, cfg); err != nil {
+		return err
+	}
 	return bgpRestartNeeded(old, cfg)
 }
 

@@ -248,7 +248,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetBool(b)
-	case reflect.Int, reflect.Int64, reflect.Uint16, reflect.Uint32:
+	case reflect.Int, reflect.Int64, reflect.Uint8, reflect.Uint16, reflect.Uint32:
 		d.integer(n, v, path)
 	default:
 		d.add(n.Line, path, ErrType, "unsupported field type %s", v.Type())
@@ -266,6 +266,8 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string) {
 	var lo, hi int64
 	switch v.Kind() {
+	case reflect.Uint8:
+		lo, hi = 0, math.MaxUint8
 	case reflect.Uint16:
 		lo, hi = 0, math.MaxUint16
 	case reflect.Uint32:

@@ -23,6 +23,7 @@ func (c *Config) Validate() error {
 	c.validateServices(e)
 	c.API.validate(e)
 	c.validateBGP(e)
+	c.validateVRRP(e)
 	slices.SortStableFunc(e.list, func(a, b *FieldError) int { return a.Line - b.Line })
 	return e.err()
 }

@@ -1,0 +1,125 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/xlb-dev/xlb/ha"
+)
+
+// VRRP is the optional vrrp section: this host shares the VIPs with other
+// xlb (or keepalived) hosts through one VRRPv3 virtual router (package ha).
+// Only the master forwards: a backup publishes no services to the data
+// path, so the VIPs' frames reach its kernel, which does not hold the VIPs.
+// The master puts each VIP on the interface (so the kernel answers ARP and
+// neighbour solicitations for it) and a backup takes them off. The fields
+// and their defaults are ha.Config's.
+type VRRP struct {
+	Interface       string        `yaml:"interface"`
+	VirtualRouterID uint8         `yaml:"virtual_router_id"`
+	Priority        uint8         `yaml:"priority"`
+	AdvertInterval  time.Duration `yaml:"advert_interval"`
+	Preempt         *bool         `yaml:"preempt"`
+	PreemptDelay    time.Duration `yaml:"preempt_delay"`
+	UnicastPeers    []netip.Addr  `yaml:"unicast_peers"`
+	SourceAddress   netip.Addr    `yaml:"source_address"`
+	VIPs            []netip.Addr  `yaml:"vips"`
+	Version         int           `yaml:"version"`
+	GARPRepeat      int           `yaml:"garp_repeat"`
+	GARPInterval    time.Duration `yaml:"garp_interval"`
+
+	pos pos
+}
+
+func (v *VRRP) setPos(p pos) { v.pos = p }
+
+// HA returns the section as the ha package's configuration (defaults not
+// yet filled: ha.New and ha.Config.Validate fill them).
+func (v *VRRP) HA() ha.Config {
+	return ha.Config{
+		Interface:       v.Interface,
+		VirtualRouterID: v.VirtualRouterID,
+		Priority:        v.Priority,
+		AdvertInterval:  v.AdvertInterval,
+		Preempt:         v.Preempt,
+		PreemptDelay:    v.PreemptDelay,
+		UnicastPeers:    slices.Clone(v.UnicastPeers),
+		SourceAddress:   v.SourceAddress,
+		VIPs:            slices.Clone(v.VIPs),
+		Version:         v.Version,
+		GARPRepeat:      v.GARPRepeat,
+		GARPInterval:    v.GARPInterval,
+	}
+}
+
+// haFieldRE finds the field an ha.Config error names: "vrrp.vips[2] ...".
+var haFieldRE = regexp.MustCompile(`vrrp\.([a-z_]+)(\[\d+\])?`)
+
+// validateVRRP checks the vrrp section, if any, with ha's own rules (one
+// source of truth), and places each error on the line of the field it names.
+func (c *Config) validateVRRP(e *errs) {
+	v := c.VRRP
+	if v == nil || c.failed["vrrp"] {
+		return
+	}
+	for _, f := range []string{"interface", "virtual_router_id", "priority", "advert_interval", "preempt",
+		"preempt_delay", "unicast_peers", "source_address", "vips", "version", "garp_repeat", "garp_interval"} {
+		if c.failed["vrrp."+f] || c.failedUnder("vrrp."+f+"[") {
+			return // decoding already said what is wrong; ha's rules would repeat it
+		}
+	}
+	hc := v.HA()
+	err := hc.Validate()
+	if err == nil {
+		return
+	}
+	msg := strings.TrimPrefix(err.Error(), ha.ErrConfig.Error()+": ")
+	path, line := "vrrp", v.pos.line
+	if m := haFieldRE.FindStringSubmatch(msg); m != nil {
+		path, line = "vrrp."+m[1]+m[2], v.pos.at(m[1])
+		msg = strings.TrimPrefix(msg, m[0])
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
+	}
+	reason := ErrValue
+	if strings.Contains(msg, "required") {
+		reason = ErrMissing
+	}
+	e.add(line, path, reason, "%s", msg)
+}
+
+// failedUnder reports whether a path starting with prefix failed to decode.
+func (c *Config) failedUnder(prefix string) bool {
+	for p := range c.failed {
+		if strings.HasPrefix(p, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// vrrpView is the vrrp section without its positions, for comparison.
+func vrrpView(v *VRRP) *VRRP {
+	if v == nil {
+		return nil
+	}
+	w := *v
+	w.pos = pos{}
+	return &w
+}
+
+// vrrpRestartNeeded refuses a reload that changes the vrrp section: the
+// virtual router would have to be rebuilt.
+func vrrpRestartNeeded(old, cfg *Config) error {
+	if !reflect.DeepEqual(vrrpView(old.VRRP), vrrpView(cfg.VRRP)) {
+		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
+	}
+	return nil
+}
+
+// errNoVRRP is the API's answer when no vrrp section is configured.
+var errNoVRRP = fmt.Errorf("vrrp: %w: no vrrp section in the configuration", ErrNotFound)
