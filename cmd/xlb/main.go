@@ -23,7 +23,7 @@ usage:
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
   xlb demo [--requests N] [--keep]
-  xlb bench    (not yet available)
+  xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
 
 Run 'xlb run -h' or 'xlb ctl -h' for details.
 `
@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "bench":
-		err = fmt.Errorf("xlb %s: not yet available in this build", args[0])
+		err = cmdBench(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -157,10 +157,8 @@ func TestVersionAndBench(t *testing.T) {
 	if code, out, _ := xlb("version"); code != 0 || !strings.HasPrefix(out, "xlb ") {
 		t.Errorf("version: %d %q", code, out)
 	}
-	for _, cmd := range []string{"bench"} {
-		if code, _, errs := xlb(cmd); code != 1 || !strings.Contains(errs, "not yet available") {
-			t.Errorf("%s: %d %q", cmd, code, errs)
-		}
+	if code, _, errs := xlb("bench", "--scenario", "nope"); code != 2 || !strings.Contains(errs, "--scenario") {
+		t.Errorf("bench --scenario nope: %d %q", code, errs)
 	}
 	if code, _, _ := xlb("frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
