@@ -27,6 +27,8 @@ type HandlerOptions struct {
 	Token string
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
+	// BGP serves /api/v1/bgp (nil: answered with ErrNoBGP).
+	BGP *BGPAnnouncer
 }
 
 // NewHandler returns the HTTP API of c:
@@ -40,6 +42,9 @@ type HandlerOptions struct {
 //	POST /api/v1/services/{service}/backends/{backend}/enable
 //	POST /api/v1/services/{service}/backends/{backend}/disable
 //	POST /api/v1/reload                                   re-read the config file
+//	GET  /api/v1/bgp                                      BGP sessions, announced VIPs
+//	POST /api/v1/bgp/drain-host                           withdraw every VIP, keep forwarding
+//	POST /api/v1/bgp/undrain-host                         announce again
 //	GET  /metrics                                         Prometheus
 //
 // A backend is named by its name, ID or address. Errors come back as
@@ -100,6 +105,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, c.Status())
 	})
+	registerBGP(mux, opts.BGP)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

@@ -83,10 +83,16 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 		log.Warn("worker", "err", werr)
 	}
 	log.Info("forwarding", "services", len(cfg.Services), "workers", len(dp.Stats()))
+	ann, err := startBGPFor(ctx, cfg, c, metrics, log)
+	if err != nil {
+		return err
+	}
+	// Runs before the data path closes: withdraw, wait while forwarding, stop.
+	defer ann.Shutdown()
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler()})
+	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler(), BGP: ann})
 	served := make(chan error, 1)
 	go func() { served <- Serve(sctx, ln, h, log) }()
 	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")
