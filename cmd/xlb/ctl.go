@@ -26,6 +26,9 @@ commands:
   enable SERVICE BACKEND          put a disabled backend back
   disable SERVICE BACKEND         take a backend out (its flows move)
   reload                          re-read the configuration file
+  bgp                             BGP sessions and announced VIPs
+  drain-host                      withdraw every VIP from the routers (keeps forwarding)
+  undrain-host                    announce the VIPs again
 
 BACKEND is a backend's name, ID or address. The token may also come from
 the XLB_TOKEN environment variable.
@@ -144,6 +147,17 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		return out(st, func(tw *tabwriter.Writer) {
 			fmt.Fprintf(tw, "reloaded %s (generation %d, %d reloads)\n", st.ConfigFile, st.Generation, st.Reloads)
 		})
+	case "bgp", "drain-host", "undrain-host":
+		if err := nargs(0, a[0]); err != nil {
+			return err
+		}
+		op := map[string]func(context.Context) (control.BGPStatus, error){
+			"bgp": cl.BGP, "drain-host": cl.DrainHost, "undrain-host": cl.UndrainHost}[a[0]]
+		st, err := op(ctx)
+		if err != nil {
+			return err
+		}
+		return out(st, func(tw *tabwriter.Writer) { printBGP(tw, st) })
 	default:
 		fs.Usage()
 		return fmt.Errorf("%w: unknown ctl command %q", errUsage, a[0])
