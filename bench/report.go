@@ -165,7 +165,7 @@ func (r *Report) finish() {
 		}
 		if strings.HasPrefix(c.Variant, "xlb") && len(ss) > 0 {
 			row.Notes = append(row.Notes, fmt.Sprintf("drops counted by xlb %.3g/s", Summarize(counted).Median))
-			if c.NewFlows {
+			if c.NewFlows || c.Group == GroupFlows {
 				row.Notes = append(row.Notes, fmt.Sprintf("new flows scheduled %.3g/s", Summarize(newf).Median))
 			}
 			if werr > 0 {

@@ -234,7 +234,12 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 	if err != nil {
 		return s, err
 	}
-	if err := sleep(r.ctx, r.o.Warmup); err != nil {
+	warm := r.o.Warmup
+	if c.Group == GroupFlows {
+		// Send every flow about once before measuring, so the figure is of established flows.
+		warm += time.Duration(float64(c.Flows) / 1e6 * float64(time.Second))
+	}
+	if err := sleep(r.ctx, warm); err != nil {
 		g.Stop()
 		return s, err
 	}
@@ -336,6 +341,8 @@ func (o *Options) cases() []Case {
 // variants: A B A B), the overload case once at the end, and returns the report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	// The generator and the worker are locked busy threads: leave Ps for the rest.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), runtime.NumCPU()+2)))
 	t, err := NewTopology(1)
 	if err != nil {
 		return nil, err
