@@ -29,6 +29,8 @@ type HandlerOptions struct {
 	Metrics http.Handler
 	// BGP serves /api/v1/bgp (nil: answered with ErrNoBGP).
 	BGP *BGPAnnouncer
+	// VRRP serves /api/v1/vrrp and /api/v1/vrrp/demote (nil: 404).
+	VRRP VRRPSource
 }
 
 // NewHandler returns the HTTP API of c:
@@ -106,6 +108,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 		writeJSON(w, http.StatusOK, c.Status())
 	})
 	registerBGP(mux, opts.BGP)
+	registerVRRP(mux, opts.VRRP)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

@@ -67,11 +67,20 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 			"xdp_mode", in.XDPMode, "zero_copy", in.ZeroCopy, "mtu", in.MTU)
 	}
 
-	c, err := New(cfg, Options{Publisher: dp, Stats: dp, Logger: log})
+	// With VRRP the controller publishes through a Standby: nothing is
+	// forwarded until this host is the master.
+	pub, vr, err := vrrpFor(cfg, dp, log)
+	if err != nil {
+		return err
+	}
+	c, err := New(cfg, Options{Publisher: pub, Stats: dp, Logger: log})
 	if err != nil {
 		return err
 	}
 	metrics := NewMetrics(c)
+	if vr != nil {
+		metrics.Registry().MustRegister(vrrpCollector{vr})
+	}
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
@@ -89,10 +98,15 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 	}
 	// Runs before the data path closes: withdraw, wait while forwarding, stop.
 	defer ann.Shutdown()
+	if vr != nil {
+		vr.start(ctx)
+		defer vr.stop() // resign first: a master sends priority 0, stops forwarding, drops the VIPs
+	}
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler(), BGP: ann})
+	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler(), BGP: ann,
+		VRRP: vr.source()})
 	served := make(chan error, 1)
 	go func() { served <- Serve(sctx, ln, h, log) }()
 	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")
@@ -111,6 +125,8 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 				return fmt.Errorf("api: %w", err)
 			}
 			return nil
+		case err := <-vr.errc():
+			return fmt.Errorf("vrrp: %w", err)
 		case <-opts.Reload:
 			log.Info("reload requested")
 			_ = c.ReloadFile("") // logged by the controller either way

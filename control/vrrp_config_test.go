@@ -50,7 +50,7 @@ func TestVRRPSectionErrors(t *testing.T) {
 	// base has 8 lines; "vrrp:" is line 9, its fields follow.
 	cases := []struct {
 		name, section, want string
-		reason               error
+		reason              error
 	}{
 		{"vrid out of range", "  interface: eth0\n  virtual_router_id: 300\n  priority: 100\n  vips: [198.19.0.10]\n",
 			"v.yaml:11: vrrp.virtual_router_id: bad value: want an integer 0..255, got 300", ErrValue},

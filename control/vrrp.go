@@ -1,0 +1,291 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/ha"
+)
+
+// Standby is a Publisher between the controller and the data path that
+// forwards only while this host is the VRRP master. While standby it
+// publishes, in place of each snapshot, one without services: the data
+// path then steers none of the VIPs' frames (its XDP program passes them
+// to the kernel, which does not hold the VIPs on a backup) and sends none.
+// The workers keep their connection tables and the controller keeps its
+// backend IDs and Maglev tables, so when forwarding resumes the flows the
+// previous master carried go to the same backends. A Standby starts
+// standby.
+type Standby struct {
+	pub Publisher
+
+	mu         sync.Mutex
+	last       *dataplane.Snapshot // the controller's latest snapshot
+	forwarding bool
+	changes    uint64
+}
+
+// NewStandby returns a Standby publishing to pub, not forwarding.
+func NewStandby(pub Publisher) *Standby { return &Standby{pub: pub} }
+
+// Publish implements Publisher: it passes snap on while forwarding, and
+// remembers it (publishing an empty snapshot) while standby.
+func (s *Standby) Publish(snap *dataplane.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = snap
+	return s.publishLocked()
+}
+
+// SetForwarding switches forwarding on (master) or off (backup) and
+// republishes the latest snapshot accordingly. It is idempotent.
+func (s *Standby) SetForwarding(on bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forwarding == on {
+		return nil
+	}
+	s.forwarding = on
+	s.changes++
+	if s.last == nil {
+		return nil // nothing published yet: the first Publish applies the mode
+	}
+	return s.publishLocked()
+}
+
+// Forwarding reports whether the data path is given the services.
+func (s *Standby) Forwarding() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forwarding
+}
+
+func (s *Standby) publishLocked() error {
+	switch {
+	case s.last == nil:
+		return nil
+	case s.forwarding:
+		return s.pub.Publish(s.last)
+	}
+	empty, err := dataplane.NewSnapshot(nil, nil)
+	if err != nil {
+		return fmt.Errorf("standby snapshot: %w", err)
+	}
+	return s.pub.Publish(empty)
+}
+
+// VRRPSource is what the API and the metrics need of the running VRRP
+// router.
+type VRRPSource interface {
+	VRRPStatus() VRRPStatus
+	// Demote makes a master resign (a backup takes over after its skew
+	// time) and keeps this host from preempting it again.
+	Demote() error
+}
+
+// VRRPStatus is the API's view of the VRRP router (GET /api/v1/vrrp).
+type VRRPStatus struct {
+	Interface string       `json:"interface"`
+	VRID      uint8        `json:"vrid"`
+	Priority  uint8        `json:"priority"`
+	VIPs      []netip.Addr `json:"vips"`
+	// State is initialize, backup or master.
+	State string `json:"state"`
+	// Forwarding: the data path has the services (true only as master).
+	Forwarding bool `json:"forwarding"`
+	Demoted    bool `json:"demoted"`
+	// Source is this router's primary address; Master the current master
+	// as far as it knows (invalid when none has been heard).
+	Source               netip.Addr `json:"source"`
+	Master               netip.Addr `json:"master"`
+	MasterPriority       uint8      `json:"master_priority"`
+	MasterAdvertInterval string     `json:"master_advert_interval"`
+	MasterDownInterval   string     `json:"master_down_interval"`
+	Transitions          uint64     `json:"transitions"`
+	LastTransition       time.Time  `json:"last_transition"`
+	ResignsReceived      uint64     `json:"resigns_received"`
+	AdvertsSent          uint64     `json:"adverts_sent"`
+	AdvertsReceived      uint64     `json:"adverts_received"`
+	SendErrors           uint64     `json:"send_errors"`
+	Announcements        uint64     `json:"announcements"`
+	HookErrors           uint64     `json:"hook_errors"`
+	AddrMismatches       uint64     `json:"addr_mismatches"`
+	// Drops counts received messages not used, by reason (non-zero only).
+	Drops            map[string]uint64 `json:"drops"`
+	SplitBrain       bool              `json:"split_brain"`
+	SplitBrainEvents uint64            `json:"split_brain_events"`
+	SplitBrainPeer   netip.Addr        `json:"split_brain_peer"`
+}
+
+// router is what vrrpNode needs of an ha.Router.
+type router interface {
+	Status() ha.Status
+	Demote() error
+	Run(ctx context.Context) error
+}
+
+// vrrpNode runs the VRRP router of `xlb run`: its hooks switch the
+// Standby and put the VIPs on the interface.
+type vrrpNode struct {
+	cfg     ha.Config
+	r       router
+	standby *Standby
+	log     *slog.Logger
+	// addrs puts the VIPs on the interface (on) or takes them off; it must
+	// be idempotent.
+	addrs func(on bool) error
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    chan error // Run's error, if it failed
+}
+
+// newVRRPNode makes the router for section v; the hooks drive sb.
+func newVRRPNode(v *VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*vrrpNode, error) {
+	n := &vrrpNode{cfg: v.HA(), standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
+	if err := n.cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n.addrs = func(on bool) error { return setVIPs(n.cfg.Interface, n.cfg.VIPs, on) }
+	r, err := ha.New(n.cfg, ha.Hooks{OnMaster: n.onMaster, OnBackup: n.onBackup},
+		append([]ha.Option{ha.WithLogger(log)}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	n.r = r
+	return n, nil
+}
+
+func (n *vrrpNode) onMaster() error {
+	// Forward first: the VIPs are announced right after this returns.
+	return errors.Join(n.standby.SetForwarding(true), n.addrs(true))
+}
+
+func (n *vrrpNode) onBackup() error {
+	return errors.Join(n.standby.SetForwarding(false), n.addrs(false))
+}
+
+// start runs the router until stop; a transport failure arrives on n.err.
+func (n *vrrpNode) start(ctx context.Context) {
+	ctx, n.cancel = context.WithCancel(ctx)
+	go func() {
+		defer close(n.done)
+		if err := n.r.Run(ctx); err != nil {
+			n.err <- err
+		}
+	}()
+}
+
+// stop resigns (a master sends priority 0 and stops forwarding), waits for
+// the router, and makes sure the VIPs are off the interface.
+func (n *vrrpNode) stop() {
+	if n.cancel != nil {
+		n.cancel()
+		<-n.done
+	}
+	if err := n.standby.SetForwarding(false); err != nil {
+		n.log.Warn("vrrp: stop forwarding", "err", err)
+	}
+	if err := n.addrs(false); err != nil {
+		n.log.Warn("vrrp: remove the VIPs from the interface", "interface", n.cfg.Interface, "err", err)
+	}
+}
+
+// source returns n as a VRRPSource, or nil (not a typed nil) when n is nil.
+func (n *vrrpNode) source() VRRPSource {
+	if n == nil {
+		return nil
+	}
+	return n
+}
+
+// errc returns the channel a router failure arrives on (nil, never ready,
+// when n is nil).
+func (n *vrrpNode) errc() <-chan error {
+	if n == nil {
+		return nil
+	}
+	return n.err
+}
+
+// Demote implements VRRPSource.
+func (n *vrrpNode) Demote() error { return n.r.Demote() }
+
+// VRRPStatus implements VRRPSource.
+func (n *vrrpNode) VRRPStatus() VRRPStatus {
+	s := n.r.Status()
+	st := VRRPStatus{
+		Interface: s.Interface, VRID: s.VRID, Priority: s.Priority, VIPs: n.cfg.VIPs,
+		State: s.State.String(), Forwarding: n.standby.Forwarding(), Demoted: s.Demoted,
+		Source: s.Source, Master: s.Master, MasterPriority: s.MasterPriority,
+		Transitions: s.Transitions, LastTransition: s.LastTransition, ResignsReceived: s.ResignsReceived,
+		AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, SendErrors: s.SendErrors,
+		Announcements: s.Announcements, HookErrors: s.HookErrors, AddrMismatches: s.AddrMismatches,
+		Drops: s.DropCounts(), SplitBrain: s.SplitBrain, SplitBrainEvents: s.SplitBrainEvents,
+		SplitBrainPeer: s.SplitBrainPeer,
+	}
+	if s.MasterAdvertInterval > 0 {
+		st.MasterAdvertInterval = s.MasterAdvertInterval.String()
+	}
+	if s.MasterDownInterval > 0 {
+		st.MasterDownInterval = s.MasterDownInterval.String()
+	}
+	return st
+}
+
+// setVIPs adds each VIP (/32 or /128, without duplicate address detection)
+// to interface ifname, or removes it; an address already there (or already
+// gone) is not an error.
+func setVIPs(ifname string, vips []netip.Addr, on bool) error {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("vrrp interface %s: %w", ifname, err)
+	}
+	var errs []error
+	for _, vip := range vips {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(vip.BitLen(), vip.BitLen())}}
+		if vip.Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if on {
+			err = netlink.AddrAdd(l, a)
+			if errors.Is(err, unix.EEXIST) {
+				err = nil
+			}
+		} else {
+			err = netlink.AddrDel(l, a)
+			if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+				err = nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vip %s on %s: %w", vip, ifname, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// vrrpFor returns the Publisher the controller of `xlb run` uses: dp
+// itself, or a Standby in front of it with the VRRP node driving it when
+// cfg has a vrrp section.
+func vrrpFor(cfg *Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode, error) {
+	if cfg.VRRP == nil {
+		return dp, nil, nil
+	}
+	sb := NewStandby(dp)
+	n, err := newVRRPNode(cfg.VRRP, sb, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("vrrp: %w", err)
+	}
+	return sb, n, nil
+}
