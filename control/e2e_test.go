@@ -373,7 +373,8 @@ func e2eNAT(t *testing.T, check string) {
 	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 3 * time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	first := time.Now()
-	if _, err := testnet.Get(ctx, client, url); err != nil {
+	firstBE, err := testnet.Get(ctx, client, url)
+	if err != nil {
 		t.Fatalf("first request: %v", err)
 	}
 	t.Logf("first request from a new client took %v", time.Since(first).Round(time.Millisecond))
@@ -389,6 +390,68 @@ func e2eNAT(t *testing.T, check string) {
 	if natReturns == 0 {
 		t.Error("no reply was translated back to the VIP")
 	}
+	tally.ByBackend[strings.TrimSpace(firstBE)]++
+	checkTraffic(t, c, dp, tally.ByBackend)
+}
+
+// checkTraffic checks the per-service and per-backend counters of service
+// web (API and metrics) against the requests sent, one new connection each
+// (requests: by backend name): a flow per request, every forwarded packet of
+// the service counted once.
+func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests map[string]int) {
+	t.Helper()
+	sent := 0
+	for _, n := range requests {
+		sent += n
+	}
+	tr := c.Services()[0].Traffic
+	if tr == nil || tr.NewFlows != uint64(sent) || tr.NoBackendDrops != 0 {
+		t.Fatalf("service traffic %+v, want %d new flows", tr, sent)
+	}
+	// Every packet the workers transmitted was either one of the service's
+	// (client to backend) or a NAT reply translated back.
+	tot := dp.Total()
+	if tr.Packets+tot.NATReturns != tot.TxPackets {
+		t.Errorf("service packets %d + nat returns %d != transmitted %d", tr.Packets, tot.NATReturns, tot.TxPackets)
+	}
+	bes, err := c.Backends("web")
+	must(t, err)
+	var pk, by uint64
+	for _, b := range bes {
+		if b.Traffic == nil || b.Traffic.NewFlows != uint64(requests[b.Name]) {
+			t.Errorf("backend %s traffic %+v, want %d new flows", b.Name, b.Traffic, requests[b.Name])
+			continue
+		}
+		pk += b.Traffic.Packets
+		by += b.Traffic.Bytes
+	}
+	if pk != tr.Packets || by != tr.Bytes || by < 54*pk {
+		t.Errorf("backends: %d packets %d bytes, service: %d packets %d bytes", pk, by, tr.Packets, tr.Bytes)
+	}
+	mfs, err := NewMetrics(c).Registry().Gather()
+	must(t, err)
+	got := map[string]float64{}
+	for _, f := range mfs {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	if v := got["xlb_service_new_flows_total/web"]; v != float64(sent) {
+		t.Errorf("xlb_service_new_flows_total = %v, want %d", v, sent)
+	}
+	if v := got["xlb_service_packets_total/web"]; v < float64(tr.Packets) {
+		t.Errorf("xlb_service_packets_total = %v, want at least %d", v, tr.Packets)
+	}
+	for name, n := range requests {
+		if v := got["xlb_backend_new_flows_total/"+name+"/web"]; v != float64(n) { // labels sorted: backend, service
+			t.Errorf("xlb_backend_new_flows_total{backend=%s} = %v, want %d", name, v, n)
+		}
+	}
+	t.Logf("web: %+v; requests by backend %v", *tr, requests)
 }
 
 // TestE2ENeighbourChange checks that a backend's new MAC in the LB's

@@ -46,6 +46,14 @@ var (
 	descReloadErrors = prometheus.NewDesc("xlb_reload_errors_total", "Configuration reloads refused.", nil, nil)
 	descDrops        = prometheus.NewDesc("xlb_drops_total", "Frames dropped by the data path, by reason (all workers).", []string{"reason"}, nil)
 	descConnEntries  = prometheus.NewDesc("xlb_conn_table_entries", "Live connection-table entries.", labelsWorker, nil)
+
+	descSvcPackets   = prometheus.NewDesc("xlb_service_packets_total", "Packets received for the service (client to VIP), all workers.", labelsSvc, nil)
+	descSvcBytes     = prometheus.NewDesc("xlb_service_bytes_total", "Bytes received for the service (client to VIP), all workers.", labelsSvc, nil)
+	descSvcNewFlows  = prometheus.NewDesc("xlb_service_new_flows_total", "Flows the service's backends were given.", labelsSvc, nil)
+	descSvcNoBackend = prometheus.NewDesc("xlb_service_no_backend_drops_total", "Packets of the service dropped because no backend could take them.", labelsSvc, nil)
+	descBEPackets    = prometheus.NewDesc("xlb_backend_packets_total", "Packets scheduled to the backend (client to VIP).", labelsBE, nil)
+	descBEBytes      = prometheus.NewDesc("xlb_backend_bytes_total", "Bytes scheduled to the backend (as received).", labelsBE, nil)
+	descBENewFlows   = prometheus.NewDesc("xlb_backend_new_flows_total", "Flows the backend was given.", labelsBE, nil)
 )
 
 // workerCounters are the per-worker counters exported as
@@ -119,7 +127,8 @@ func (m *Metrics) observe(service, backend string, r health.Result) {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
 		descBEActive, descBEWeight, descBEDisabled, descBEResolved, descBEProbes, descBEFailures, descBELatency,
-		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries} {
+		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
+		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows} {
 		ch <- d
 	}
 	for _, d := range workerDescs {
@@ -182,6 +191,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 
 	if c.opts.Stats == nil {
 		return
+	}
+	for _, sv := range c.flowStats() {
+		counter(descSvcPackets, float64(sv.Packets), sv.Name)
+		counter(descSvcBytes, float64(sv.Bytes), sv.Name)
+		counter(descSvcNewFlows, float64(sv.NewFlows), sv.Name)
+		counter(descSvcNoBackend, float64(sv.NoBackend), sv.Name)
+		for _, b := range sv.Backends {
+			counter(descBEPackets, float64(b.Packets), sv.Name, b.Name)
+			counter(descBEBytes, float64(b.Bytes), sv.Name, b.Name)
+			counter(descBENewFlows, float64(b.NewFlows), sv.Name, b.Name)
+		}
 	}
 	var total dataplane.Counters
 	for i, ws := range c.opts.Stats.Stats() {

@@ -15,6 +15,57 @@ type StatsSource interface {
 	Stats() []dataplane.WorkerStats
 }
 
+// FlowStatsSource is an optional extension of a StatsSource: per-service and
+// per-backend traffic counters. *dataplane.Dataplane is one.
+type FlowStatsSource interface {
+	FlowStats() []dataplane.ServiceStats
+}
+
+// TrafficStatus is what the data path counted for a service or a backend:
+// packets and bytes received for it (client to VIP) and flows started.
+// NoBackendDrops (services only) counts packets no backend could take.
+type TrafficStatus struct {
+	Packets        uint64 `json:"packets"`
+	Bytes          uint64 `json:"bytes"`
+	NewFlows       uint64 `json:"new_flows"`
+	NoBackendDrops uint64 `json:"no_backend_drops,omitempty"`
+}
+
+// flowStats returns the data path's per-service counters by service name
+// (nil when the StatsSource has none). Call it without c.mu held.
+func (c *Controller) flowStats() map[string]*dataplane.ServiceStats {
+	fs, ok := c.opts.Stats.(FlowStatsSource)
+	if !ok || fs == nil {
+		return nil
+	}
+	list := fs.FlowStats()
+	out := make(map[string]*dataplane.ServiceStats, len(list))
+	for i := range list {
+		out[list[i].Name] = &list[i]
+	}
+	return out
+}
+
+func svcTraffic(s *dataplane.ServiceStats) *TrafficStatus {
+	if s == nil {
+		return nil
+	}
+	return &TrafficStatus{Packets: s.Packets, Bytes: s.Bytes, NewFlows: s.NewFlows, NoBackendDrops: s.NoBackend}
+}
+
+// beTraffic finds the backend with scheduler ID id in s.
+func beTraffic(s *dataplane.ServiceStats, id uint32) *TrafficStatus {
+	if s == nil {
+		return nil
+	}
+	for i := range s.Backends {
+		if b := &s.Backends[i]; b.ID == id {
+			return &TrafficStatus{Packets: b.Packets, Bytes: b.Bytes, NewFlows: b.NewFlows}
+		}
+	}
+	return nil
+}
+
 // ServiceStatus is one service as the API shows it.
 type ServiceStatus struct {
 	Name      string `json:"name"`
@@ -30,6 +81,9 @@ type ServiceStatus struct {
 	Up       int `json:"up"`
 	// Fallback reports that the fallback pool is taking the new flows.
 	Fallback bool `json:"fallback_active"`
+	// Traffic is the data path's count for the service (absent without
+	// a data path).
+	Traffic *TrafficStatus `json:"traffic,omitempty"`
 }
 
 // BackendStatus is one backend as the API shows it.
@@ -54,6 +108,9 @@ type BackendStatus struct {
 	Probes  uint64         `json:"probes"`
 	Fails   uint64         `json:"failures"`
 	Results []ResultStatus `json:"results,omitempty"`
+	// Traffic is the data path's count for the backend (absent without a
+	// data path or before the backend is in a published snapshot).
+	Traffic *TrafficStatus `json:"traffic,omitempty"`
 }
 
 // ResultStatus is one recent health probe.
@@ -78,11 +135,14 @@ type ControllerStatus struct {
 
 // Services lists the services in config order.
 func (c *Controller) Services() []ServiceStatus {
+	fs := c.flowStats()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]ServiceStatus, 0, len(c.services))
 	for _, s := range c.services {
-		out = append(out, s.status())
+		st := s.status()
+		st.Traffic = svcTraffic(fs[s.cfg.Name])
+		out = append(out, st)
 	}
 	return out
 }
@@ -112,12 +172,14 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			statuses[st.ID] = st
 		}
 	}
+	fs := c.flowStats()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.byName[service]
 	if s == nil {
 		return nil, ErrNotFound
 	}
+	sfs := fs[service]
 	sb := s.schedBackends()
 	out := make([]BackendStatus, 0, len(s.backends))
 	for i, b := range s.backends {
@@ -125,6 +187,7 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			ID: b.id, Name: b.name, Address: b.addr.String(), Port: b.port, Fallback: b.fallback,
 			Weight: b.weight, ConfigWeight: b.cfgWeight, Disabled: b.disabled, Health: b.health.String(),
 			Since: b.since, Reason: b.reason, Active: sb[i].Up && sb[i].Weight > 0,
+			Traffic: beTraffic(sfs, b.id),
 		}
 		if b.resolved {
 			bs.NextHop = "ifindex " + strconv.Itoa(b.hop.IfIndex) + " mac " + net.HardwareAddr(b.hop.DstMAC[:]).String()

@@ -194,6 +194,9 @@ func TestProcessAllocs(t *testing.T) {
 	if got := e.Counters(); got.ICMPReplies == 0 || got.NATReturns == 0 || got.Reasons[encap.Truncated] == 0 {
 		t.Fatalf("the batch does not cover every path: %+v", got)
 	}
+	if fs := e.FlowStats(); fs[0].NewFlows == 0 || fs[0].Backends[0].Packets+fs[0].Backends[1].Packets+fs[0].Backends[2].Packets == 0 {
+		t.Fatalf("the batch does not count per service and backend: %+v", fs[0])
+	}
 	allocs := testing.AllocsPerRun(100, func() {
 		prep()
 		e.Process(s, frames, 2)

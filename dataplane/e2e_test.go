@@ -289,6 +289,7 @@ func testNAT(t *testing.T, separate bool) {
 				return
 			case <-time.After(time.Millisecond):
 				_ = dp.Stats()
+				_ = dp.FlowStats()
 			}
 		}
 	}()

@@ -28,6 +28,7 @@ type Engine struct {
 	core *sched.Core
 	last *Snapshot // the snapshot the core was last prepared for
 	c    counters
+	fl   flows // per-service and per-backend counters
 
 	// Per-batch scratch: a batch is parsed and looked up first, then the connection-table
 	// lines of all its flows are loaded at once (sched.Core.PrefetchBatch, so their cache
@@ -75,6 +76,7 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 		for i := range s.services {
 			e.core.Prepare(s.services[i].spec.Sched)
 		}
+		e.fl.relayout(s)
 		e.last = s
 	}
 	for len(frames) > 0 {
@@ -110,7 +112,7 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	for i := range frames {
 		if si := e.svc[i]; si >= 0 {
 			j := e.slot[i]
-			e.forward(&s.services[si], &frames[i], &e.pkts[i], &e.keys[j], e.hs[j], now)
+			e.forward(int(si), &s.services[si], &frames[i], &e.pkts[i], &e.keys[j], e.hs[j], now)
 		}
 	}
 }
@@ -161,13 +163,17 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 	return -1
 }
 
-// forward schedules the frame's flow (key k, hash h) and forwards it by sv's method.
-func (e *Engine) forward(sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
+// forward schedules the frame's flow (key k, hash h) and forwards it by sv's method (si is
+// sv's index in the snapshot).
+func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
+	ins := e.core.Inserts()
 	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
 	if bi < 0 || bi >= len(sv.targets) {
+		e.fl.count(si, -1, uint64(f.Len), false)
 		e.drop(f, DropNoBackend)
 		return
 	}
+	e.fl.count(si, bi, uint64(f.Len), e.core.Inserts() != ins)
 	t := &sv.targets[bi]
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)

@@ -152,6 +152,15 @@ func TestWorkerStepAllocs(t *testing.T) {
 	if c := w.stats(); c.TxPackets != n || c.RxPackets != n {
 		t.Errorf("forwarded %d of %d frames (rx %d): %+v", c.TxPackets, n, c.RxPackets, c)
 	}
+	// The per-service and per-backend counts were published by the steps.
+	fs := dp.FlowStats()
+	var be uint64
+	for _, b := range fs[0].Backends {
+		be += b.Packets
+	}
+	if fs[0].Packets != n || be != n {
+		t.Errorf("per-service packets %d, per-backend %d, want %d: %+v", fs[0].Packets, be, n, fs)
+	}
 }
 
 // sendOn transmits n UDP frames to the VIP from xb's queue q (its own AF_XDP socket) and

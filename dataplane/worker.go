@@ -200,6 +200,7 @@ func (w *worker) publish() {
 	}
 	w.engine.c[cKicks] = kicks
 	w.engine.c.publish(&w.pub)
+	w.engine.fl.publish()
 }
 
 // sleep waits in poll(2) for any socket to receive, at most idlePoll.

@@ -1,0 +1,279 @@
+package dataplane
+
+import (
+	"net/netip"
+	"sync/atomic"
+)
+
+// Per-service and per-backend counters. A worker counts in plain arrays laid out for the
+// snapshot it runs (services by snapshot index, backends by the service's base plus the
+// backend's position), notes which entries a batch touched, and once per batch copies those
+// entries into a published copy with one atomic store per word; Stats-side readers load the
+// published copy. A new snapshot gets new arrays, with the counts carried over by service
+// name and backend ID, so totals survive a snapshot change.
+
+// Words of a service's and of a backend's counter entry.
+const (
+	sPackets = iota
+	sBytes
+	sNewFlows
+	sNoBackend
+	svcWords
+)
+
+const (
+	bPackets = iota
+	bBytes
+	bNewFlows
+	beWords
+)
+
+// maxDirty bounds the touched entries a worker remembers between publishes; past it, the
+// next publish copies every entry.
+const maxDirty = 512
+
+// flowCounts is one layout of the counters: for snapshot snap.
+type flowCounts struct {
+	snap *Snapshot
+	base []int32  // per service: index of its first backend in be
+	svc  []uint64 // svcWords per service
+	be   []uint64 // beWords per backend
+}
+
+func newFlowCounts(s *Snapshot) *flowCounts {
+	fc := &flowCounts{snap: s, base: make([]int32, len(s.services))}
+	n := 0
+	for i := range s.services {
+		fc.base[i] = int32(n)
+		n += len(s.services[i].targets)
+	}
+	fc.svc = make([]uint64, len(s.services)*svcWords)
+	fc.be = make([]uint64, n*beWords)
+	return fc
+}
+
+// carry copies the counts of old into fc, matching services by name and backends by their
+// scheduler ID.
+func (fc *flowCounts) carry(old *flowCounts) {
+	if old == nil {
+		return
+	}
+	byName := make(map[string]int, len(old.snap.services))
+	for i := range old.snap.services {
+		byName[old.snap.services[i].spec.Name] = i
+	}
+	for i := range fc.snap.services {
+		sv := &fc.snap.services[i]
+		oi, ok := byName[sv.spec.Name]
+		if !ok {
+			continue
+		}
+		copy(fc.svc[i*svcWords:(i+1)*svcWords], old.svc[oi*svcWords:(oi+1)*svcWords])
+		osv := &old.snap.services[oi]
+		for j := range sv.targets {
+			op := osv.spec.Sched.Position(sv.spec.Sched.Backend(j).ID)
+			if op < 0 || op >= len(osv.targets) {
+				continue
+			}
+			nb, ob := (int(fc.base[i])+j)*beWords, (int(old.base[oi])+op)*beWords
+			copy(fc.be[nb:nb+beWords], old.be[ob:ob+beWords])
+		}
+	}
+}
+
+// flows is an engine's per-service and per-backend accounting.
+type flows struct {
+	work     *flowCounts                // the worker's plain counts, current snapshot
+	pub      atomic.Pointer[flowCounts] // the published copy, read by Stats
+	dirtySvc []int32                    // service indexes touched since the last publish
+	dirtyBE  []int32                    // backend indexes touched since the last publish
+	all      bool                       // too many touched: publish every entry
+}
+
+// relayout switches to snapshot s: the touched entries of the old layout are published, new
+// arrays get the old counts, and the new published copy replaces the old one. Allocates;
+// runs once per snapshot, not per packet.
+func (f *flows) relayout(s *Snapshot) {
+	if f.dirtySvc == nil {
+		f.dirtySvc = make([]int32, 0, maxDirty)
+		f.dirtyBE = make([]int32, 0, maxDirty)
+	}
+	f.publish()
+	w := newFlowCounts(s)
+	w.carry(f.work)
+	p := &flowCounts{snap: s, base: w.base, svc: append([]uint64(nil), w.svc...), be: append([]uint64(nil), w.be...)}
+	f.work = w
+	f.pub.Store(p)
+}
+
+// service counts a packet of n bytes to service si; bi is the backend's position (-1: no
+// backend took it) and isNew tells whether it started a flow.
+func (f *flows) count(si, bi int, n uint64, isNew bool) {
+	w := f.work
+	if w == nil || si >= len(w.base) {
+		return
+	}
+	sc := w.svc[si*svcWords : si*svcWords+svcWords]
+	sc[sPackets]++
+	sc[sBytes] += n
+	f.touch(&f.dirtySvc, int32(si))
+	if bi < 0 {
+		sc[sNoBackend]++
+		return
+	}
+	b := int(w.base[si]) + bi
+	if b*beWords+beWords > len(w.be) {
+		return
+	}
+	bc := w.be[b*beWords : b*beWords+beWords]
+	bc[bPackets]++
+	bc[bBytes] += n
+	if isNew {
+		sc[sNewFlows]++
+		bc[bNewFlows]++
+	}
+	f.touch(&f.dirtyBE, int32(b))
+}
+
+func (f *flows) touch(d *[]int32, i int32) {
+	l := *d
+	if n := len(l); n > 0 && l[n-1] == i {
+		return
+	}
+	if len(l) == cap(l) {
+		f.all = true
+		return
+	}
+	*d = append(l, i)
+}
+
+// publish copies the touched entries into the published copy, one atomic store per word.
+func (f *flows) publish() {
+	w, p := f.work, f.pub.Load()
+	if w == nil || p == nil {
+		return
+	}
+	if f.all {
+		for i := range w.svc {
+			atomic.StoreUint64(&p.svc[i], w.svc[i])
+		}
+		for i := range w.be {
+			atomic.StoreUint64(&p.be[i], w.be[i])
+		}
+	} else {
+		for _, i := range f.dirtySvc {
+			for k := int(i) * svcWords; k < int(i)*svcWords+svcWords; k++ {
+				atomic.StoreUint64(&p.svc[k], w.svc[k])
+			}
+		}
+		for _, i := range f.dirtyBE {
+			for k := int(i) * beWords; k < int(i)*beWords+beWords; k++ {
+				atomic.StoreUint64(&p.be[k], w.be[k])
+			}
+		}
+	}
+	f.all = false
+	f.dirtySvc = f.dirtySvc[:0]
+	f.dirtyBE = f.dirtyBE[:0]
+}
+
+// ServiceStats are the counters of one service, summed over the workers. Packets and bytes
+// are those the service received (client to VIP, before any rewrite, dropped ones included);
+// NAT replies are not counted here (see Counters.NATReturns).
+type ServiceStats struct {
+	Name      string
+	Packets   uint64
+	Bytes     uint64
+	NewFlows  uint64 // packets that started a flow (a new connection-table entry)
+	NoBackend uint64 // packets dropped because no backend could take them
+	Backends  []BackendStats
+}
+
+// BackendStats are the counters of one backend of a service, summed over the workers:
+// packets and bytes scheduled to it (as received), and the flows it was given.
+type BackendStats struct {
+	Name     string
+	ID       uint32 // the scheduler's backend ID
+	Addr     netip.Addr
+	Packets  uint64
+	Bytes    uint64
+	NewFlows uint64
+}
+
+// add adds the published counts p into out, which is laid out for snapshot s (matching by
+// service name and backend ID).
+func addFlowCounts(out []ServiceStats, s *Snapshot, p *flowCounts) {
+	byName := make(map[string]int, len(p.snap.services))
+	for i := range p.snap.services {
+		byName[p.snap.services[i].spec.Name] = i
+	}
+	for i := range out {
+		pi, ok := byName[out[i].Name]
+		if !ok {
+			continue
+		}
+		o := &out[i]
+		k := pi * svcWords
+		o.Packets += atomic.LoadUint64(&p.svc[k+sPackets])
+		o.Bytes += atomic.LoadUint64(&p.svc[k+sBytes])
+		o.NewFlows += atomic.LoadUint64(&p.svc[k+sNewFlows])
+		o.NoBackend += atomic.LoadUint64(&p.svc[k+sNoBackend])
+		psv := &p.snap.services[pi]
+		for j := range o.Backends {
+			pos := psv.spec.Sched.Position(s.services[i].spec.Sched.Backend(j).ID)
+			if pos < 0 || pos >= len(psv.targets) {
+				continue
+			}
+			b := (int(p.base[pi]) + pos) * beWords
+			o.Backends[j].Packets += atomic.LoadUint64(&p.be[b+bPackets])
+			o.Backends[j].Bytes += atomic.LoadUint64(&p.be[b+bBytes])
+			o.Backends[j].NewFlows += atomic.LoadUint64(&p.be[b+bNewFlows])
+		}
+	}
+}
+
+// emptyFlowStats lays out the services and backends of s with zero counts.
+func emptyFlowStats(s *Snapshot) []ServiceStats {
+	out := make([]ServiceStats, len(s.services))
+	for i := range s.services {
+		sv := &s.services[i]
+		out[i] = ServiceStats{Name: sv.spec.Name, Backends: make([]BackendStats, len(sv.targets))}
+		for j := range sv.targets {
+			b := sv.spec.Sched.Backend(j)
+			out[i].Backends[j] = BackendStats{Name: b.Name, ID: b.ID, Addr: sv.targets[j].ip}
+		}
+	}
+	return out
+}
+
+// FlowStats returns the engine's per-service and per-backend counters laid out for its
+// current snapshot (nil before it has seen one). Owner only, like Counters.
+func (e *Engine) FlowStats() []ServiceStats {
+	w := e.fl.work
+	if w == nil {
+		return nil
+	}
+	out := emptyFlowStats(w.snap)
+	e.fl.publish()
+	addFlowCounts(out, w.snap, e.fl.pub.Load())
+	return out
+}
+
+// FlowStats returns the per-service and per-backend counters of every worker, summed and
+// laid out for the published snapshot (services and backends it no longer has are left
+// out; a worker still on an older snapshot adds what it counted there by service name and
+// backend ID). As of each worker's last batch; safe while the workers run. Nil before the
+// first Publish.
+func (d *Dataplane) FlowStats() []ServiceStats {
+	s := d.snap.Load()
+	if s == nil {
+		return nil
+	}
+	out := emptyFlowStats(s)
+	for _, w := range d.workers {
+		if p := w.engine.fl.pub.Load(); p != nil {
+			addFlowCounts(out, s, p)
+		}
+	}
+	return out
+}

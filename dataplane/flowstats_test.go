@@ -1,0 +1,131 @@
+package dataplane
+
+import (
+	"testing"
+
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// TestEngineFlowStats: per-service and per-backend packets, bytes and new flows match the
+// traffic sent, no-backend drops are counted per service, and the counts survive a snapshot
+// change that moves the service and its backends to other positions.
+func TestEngineFlowStats(t *testing.T) {
+	e := newEngine(t)
+	web := spec(t, "web", 0, vip4, 80, MethodDR, 3)
+	dead := spec(t, "dead", 1, vip4, 81, MethodDR, 1)
+	bs := []sched.Backend{{ID: 1, Name: "b0", Weight: 1, Up: false}}
+	sv, err := sched.NewService(sched.ServiceConfig{Index: 1}, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Sched = sv
+	s1 := mustSnapshot(t, nil, web, dead)
+
+	want := map[int][3]uint64{} // backend position -> packets, bytes, flows
+	var total [3]uint64
+	send := func(s *Snapshot, port uint16, flags uint8) int {
+		pkt := craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80, flags: flags, payload: int(port % 7)})
+		f := frameOf(pkt)
+		run(e, s, &f)
+		b := backendOf(t, &f)
+		w := want[b]
+		w[0]++
+		w[1] += uint64(len(pkt))
+		if flags == encap.TCPFlagSYN {
+			w[2]++
+		}
+		want[b] = w
+		total[0]++
+		total[1] += uint64(len(pkt))
+		if flags == encap.TCPFlagSYN {
+			total[2]++
+		}
+		return b
+	}
+	for port := uint16(1000); port < 1060; port++ {
+		send(s1, port, encap.TCPFlagSYN)
+		send(s1, port, 0)
+		send(s1, port, 0)
+	}
+	for range 5 {
+		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: 7, dport: 81}))
+		run(e, s1, &f)
+	}
+	check := func(when string, st []ServiceStats, webIdx int, pos map[int]int) {
+		t.Helper()
+		w := st[webIdx]
+		if w.Name != "web" || w.Packets != total[0] || w.Bytes != total[1] || w.NewFlows != total[2] || w.NoBackend != 0 {
+			t.Errorf("%s: web %+v, want packets %d bytes %d new flows %d", when, w, total[0], total[1], total[2])
+		}
+		for b, c := range want {
+			got := w.Backends[pos[b]]
+			if got.Packets != c[0] || got.Bytes != c[1] || got.NewFlows != c[2] {
+				t.Errorf("%s: backend %d: %+v, want %v", when, b, got, c)
+			}
+		}
+		for i := range st {
+			if st[i].Name == "dead" && (st[i].NoBackend != 5 || st[i].Packets != 5 || st[i].Backends[0].Packets != 0) {
+				t.Errorf("%s: dead %+v, want 5 no-backend drops", when, st[i])
+			}
+		}
+	}
+	check("first snapshot", e.FlowStats(), 0, map[int]int{0: 0, 1: 1, 2: 2})
+	if len(want) != 3 {
+		t.Fatalf("flows reached %d backends of 3", len(want))
+	}
+
+	// The services swap places and web's backends are reordered (IDs 3, 1, 2): the counts
+	// follow them, and new traffic adds to them.
+	bs2 := []sched.Backend{
+		{ID: 3, Name: "b2", Weight: 1, Up: true},
+		{ID: 1, Name: "b0", Weight: 1, Up: true},
+		{ID: 2, Name: "b1", Weight: 1, Up: true},
+	}
+	sv2, err := sched.NewService(sched.ServiceConfig{Index: 0}, bs2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web2 := web
+	web2.Sched = sv2
+	web2.Targets = []Target{web.Targets[2], web.Targets[0], web.Targets[1]}
+	dead.Sched, err = sched.NewService(sched.ServiceConfig{Index: 1}, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := mustSnapshot(t, nil, dead, web2)
+	// backendOf reads the MAC, which names the original position: map it back.
+	newPos := map[int]int{2: 0, 0: 1, 1: 2}
+	for port := uint16(1000); port < 1020; port++ {
+		send(s2, port, 0) // known flows
+	}
+	for port := uint16(2000); port < 2010; port++ {
+		send(s2, port, encap.TCPFlagSYN)
+	}
+	check("after the change", e.FlowStats(), 1, newPos)
+}
+
+// TestFlowStatsDirtyOverflow: more touched entries than the dirty list holds are published
+// all at once.
+func TestFlowStatsDirtyOverflow(t *testing.T) {
+	var svcs []ServiceSpec
+	for i := range 3 {
+		svcs = append(svcs, spec(t, string(rune('a'+i)), i, vip4, uint16(80+i), MethodDR, 1))
+	}
+	s := mustSnapshot(t, nil, svcs...)
+	var f flows
+	f.relayout(s)
+	f.dirtySvc = f.dirtySvc[:0:1] // room for one
+	f.count(0, 0, 10, true)
+	f.count(1, 0, 20, false)
+	f.count(2, -1, 30, false)
+	f.publish()
+	out := emptyFlowStats(s)
+	addFlowCounts(out, s, f.pub.Load())
+	if out[1].Bytes != 20 || out[2].NoBackend != 1 || out[0].Backends[0].NewFlows != 1 {
+		t.Fatalf("%+v", out)
+	}
+	if f.all || len(f.dirtySvc) != 0 {
+		t.Fatal("dirty state not reset by publish")
+	}
+}
