@@ -29,6 +29,8 @@ commands:
   bgp                             BGP sessions and announced VIPs
   drain-host                      withdraw every VIP from the routers (keeps forwarding)
   undrain-host                    announce the VIPs again
+  vrrp                            VRRP state: master or backup, forwarding, peers, counters
+  demote                          a VRRP master resigns: the backup takes over, this host stays backup
 
 BACKEND is a backend's name, ID or address. The token may also come from
 the XLB_TOKEN environment variable.
@@ -158,6 +160,16 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return out(st, func(tw *tabwriter.Writer) { printBGP(tw, st) })
+	case "vrrp", "demote":
+		if err := nargs(0, a[0]); err != nil {
+			return err
+		}
+		op := map[string]func(context.Context) (control.VRRPStatus, error){"vrrp": cl.VRRP, "demote": cl.Demote}[a[0]]
+		st, err := op(ctx)
+		if err != nil {
+			return err
+		}
+		return out(st, func(tw *tabwriter.Writer) { printVRRP(tw, st) })
 	default:
 		fs.Usage()
 		return fmt.Errorf("%w: unknown ctl command %q", errUsage, a[0])
