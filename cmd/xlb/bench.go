@@ -124,11 +124,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 }
 
 // prioritize gives the run a session of its own at autogroup nice -10 when it can (it
-// cannot when it already leads a process group, as from an interactive shell): with
+// cannot when it leads a process group of another session, as from an interactive shell;
+// start it with setsid(1) then): with
 // sched_autogroup, CPU time is shared between sessions first, so the generator and the
 // worker would otherwise share theirs with every other process of the caller's session.
 func prioritize() {
-	if _, err := unix.Setsid(); err == nil {
+	_, err := unix.Setsid()
+	if sid, _ := unix.Getsid(0); err == nil || sid == os.Getpid() { // a session of our own
 		_ = os.WriteFile("/proc/self/autogroup", []byte("-10"), 0)
 	}
 }
