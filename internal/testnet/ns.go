@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -307,7 +308,8 @@ func (n *NS) Close() error {
 	n.mu.Unlock()
 	var errs []error
 	for i := len(closers) - 1; i >= 0; i-- {
-		if err := closers[i].Close(); err != nil {
+		// A listener or connection the test closed itself is not an error.
+		if err := closers[i].Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("%s: %w", n.name, err))
 		}
 	}

@@ -545,3 +545,35 @@ func TestNoVIPOnLB(t *testing.T) {
 		t.Errorf("client resolves the VIP to %v (%v), want %s's %s", mac, err, standby.Name(), standby.Ifaces[0].MAC)
 	}
 }
+
+// TestCloseAfterListenerClosed: a listener the test already closed is not an error of
+// NS.Close.
+func TestCloseAfterListenerClosed(t *testing.T) {
+	Skip(t)
+	id, err := newID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := NewNS(id, "lst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	l, err := ns.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := ns.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
