@@ -220,6 +220,8 @@ func What(variant string) string {
 		return "no XDP on xa: the kernel's IPv4 forwarding with an nftables DNAT rule (prerouting, numgen over the 3 backends) and conntrack, out of xa to the backends' neighbour entries"
 	case XLBDR:
 		return "xlb's data path on xa (XDP steering, AF_XDP copy mode, one worker): Maglev + connection table, dr (MAC rewrite), back out of xa"
+	case XLBDR1CPU:
+		return "as xlb-dr, with the worker on the generator's CPU: xlb, the generator and all the receive work share one CPU, as the kernel paths do"
 	case XLBTunnel:
 		return "as xlb-dr, tunnel method: IPIP to the backend's address (outer source " + TunnelSrc.String() + ")"
 	case "ipvs-dr", "ipvs-tunnel":
@@ -271,7 +273,7 @@ func fmtLat(r Row) string {
 
 func (r Row) cells() []string {
 	if r.Err != "" {
-		return []string{r.Group, r.name(), sizeCell(r), r.flows(), r.Err, "", "", "", "", "", "", ""}
+		return []string{r.Group, r.name(), sizeCell(r), r.flows(), "-", "-", "-", "-", "-", "-", "-", r.Err}
 	}
 	off := fmtSum(r.Offered, 2)
 	if r.Rate > 0 {
@@ -327,7 +329,7 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintln(b, "| "+strings.Join(c, " | ")+" |")
 	}
 	fmt.Fprintln(b, "\nWhat each variant measures:")
-	for _, v := range []string{XDPTX, NFTDNAT, XLBDR, XLBTunnel, "ipvs-dr", "ipvs-tunnel", "asavie-xdp"} {
+	for _, v := range []string{XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, "ipvs-dr", "ipvs-tunnel", "asavie-xdp"} {
 		fmt.Fprintf(b, "- `%s`: %s\n", v, What(v))
 	}
 	fmt.Fprintln(b, "\nScenarios: `forward` flat out per size; `flows` xlb-dr at 64 bytes by flow count "+

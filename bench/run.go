@@ -14,10 +14,11 @@ import (
 
 // Variants: what runs on xa.
 const (
-	XLBDR     = "xlb-dr"     // xlb, direct routing (MAC rewrite)
-	XLBTunnel = "xlb-tunnel" // xlb, IPIP to the backend
-	XDPTX     = "xdp-tx"     // in-kernel XDP: MAC swap + XDP_TX, the limit of this machine
-	NFTDNAT   = "nft-dnat"   // kernel forwarding, nftables DNAT with conntrack
+	XLBDR     = "xlb-dr"      // xlb, direct routing (MAC rewrite)
+	XLBTunnel = "xlb-tunnel"  // xlb, IPIP to the backend
+	XLBDR1CPU = "xlb-dr-1cpu" // xlb dr with its worker on the generator's CPU: one CPU for everything
+	XDPTX     = "xdp-tx"      // in-kernel XDP: MAC swap + XDP_TX, the limit of this machine
+	NFTDNAT   = "nft-dnat"    // kernel forwarding, nftables DNAT with conntrack
 )
 
 // Scenario groups.
@@ -157,7 +158,7 @@ func (r *runner) startDUT(c Case) (*dut, error) {
 		}
 		r.t.FlushConntrack()
 		return &dut{close: func() error { return nil }}, nil
-	case XLBDR, XLBTunnel:
+	case XLBDR, XLBTunnel, XLBDR1CPU:
 		m := dataplane.MethodDR
 		if c.Variant == XLBTunnel {
 			m = dataplane.MethodTunnel
@@ -168,7 +169,11 @@ func (r *runner) startDUT(c Case) (*dut, error) {
 				ct <<= 1
 			}
 		}
-		dp, err := r.t.StartXLB(r.ctx, XLBConfig{Method: m, Proto: c.Proto, Cores: []int{r.o.WorkerCPU}, ConnTable: ct})
+		cpu := r.o.WorkerCPU
+		if c.Variant == XLBDR1CPU {
+			cpu = r.o.GenCPU
+		}
+		dp, err := r.t.StartXLB(r.ctx, XLBConfig{Method: m, Proto: c.Proto, Cores: []int{cpu}, ConnTable: ct})
 		if err != nil {
 			return nil, err
 		}
@@ -191,7 +196,7 @@ func (r *runner) expect(variant string) *Expect {
 		e.DstMACs, e.Dsts = [][6]byte{r.t.MACB}, []netip.Addr{VIP}
 	case NFTDNAT:
 		e.DstMACs, e.Dsts = macs, addrs
-	case XLBDR:
+	case XLBDR, XLBDR1CPU:
 		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
 	case XLBTunnel:
 		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, TunnelSrc
@@ -315,7 +320,10 @@ func (o *Options) cases() []Case {
 	}
 	if has[GroupForward] {
 		for _, sz := range o.Sizes {
-			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel} {
+			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU} {
+				if v == XLBDR1CPU && o.GenCPU == o.WorkerCPU {
+					continue
+				}
 				cs = append(cs, Case{Group: GroupForward, Variant: v, Proto: UDP, Size: sz, Flows: o.Flows})
 			}
 		}
