@@ -54,7 +54,7 @@ type Options struct {
 
 // Quick returns options for a run of well under a minute.
 func Quick() Options {
-	return Options{Duration: 400 * time.Millisecond, Warmup: 100 * time.Millisecond, Rounds: 3}
+	return Options{Duration: 300 * time.Millisecond, Warmup: 80 * time.Millisecond, Rounds: 3}
 }
 
 func (o *Options) defaults() {
