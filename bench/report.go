@@ -232,13 +232,6 @@ func What(variant string) string {
 	return ""
 }
 
-func (r Row) name() string {
-	if r.Size == 0 {
-		return r.Variant
-	}
-	return r.Variant
-}
-
 func (r Row) flows() string {
 	switch {
 	case r.NewFlows:
@@ -273,13 +266,13 @@ func fmtLat(r Row) string {
 
 func (r Row) cells() []string {
 	if r.Err != "" {
-		return []string{r.Group, r.name(), sizeCell(r), r.flows(), "-", "-", "-", "-", "-", "-", "-", r.Err}
+		return []string{r.Group, r.Variant, sizeCell(r), r.flows(), "-", "-", "-", "-", "-", "-", "-", r.Err}
 	}
 	off := fmtSum(r.Offered, 2)
 	if r.Rate > 0 {
 		off = fmt.Sprintf("%.3f (fixed)", r.Rate/1e6)
 	}
-	return []string{r.Group, r.name(), sizeCell(r), r.flows(), fmtSum(r.Forwarded, 3), fmtSum(r.Gbps, 2), off,
+	return []string{r.Group, r.Variant, sizeCell(r), r.flows(), fmtSum(r.Forwarded, 3), fmtSum(r.Gbps, 2), off,
 		fmtSum(Summary{Median: 100 * r.Loss.Median, Min: 100 * r.Loss.Min, Max: 100 * r.Loss.Max, N: r.Loss.N}, 1),
 		fmtSum(r.VsXDP, 2), fmtSum(r.VsNFT, 2), fmtLat(r), strings.Join(r.Notes, "; ")}
 }
