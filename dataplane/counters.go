@@ -62,6 +62,7 @@ const (
 	cFillShort
 	cTxRingFull
 	cCopied
+	cToKernel
 	cReason0                                       // encap.Reason counters start here
 	cDrop0      = cReason0 + int(encap.NumReasons) // Drop counters start here
 	numCounters = cDrop0 + int(NumDrops)
@@ -94,6 +95,10 @@ type Counters struct {
 	ICMPReplies uint64
 	// NATReturns counts nat replies translated back to the VIP.
 	NATReturns uint64
+	// ToKernel counts NAT replies (in NATReturns too) handed to the host's kernel to route
+	// because the snapshot had no resolved route to their client yet; those the kernel
+	// refused, or over the per-batch budget, are dropped as no_route.
+	ToKernel uint64
 	// Connection table, as the worker's sched.Core reports it: live entries, packets of
 	// known flows, packets of new flows, entries evicted by a new flow, idle entries
 	// expired, flows moved off a backend that went down.
@@ -139,6 +144,7 @@ func (c *Counters) Add(o *Counters) {
 	c.TxBytes += o.TxBytes
 	c.ICMPReplies += o.ICMPReplies
 	c.NATReturns += o.NATReturns
+	c.ToKernel += o.ToKernel
 	c.ConnEntries += o.ConnEntries
 	c.ConnHits += o.ConnHits
 	c.ConnExpirations += o.ConnExpirations
@@ -179,7 +185,7 @@ func (c *counters) export() Counters {
 	o.TxPackets, o.TxBytes = c[cTxPackets], c[cTxBytes]
 	o.ICMPReplies, o.NATReturns = c[cICMPReplies], c[cNATReturns]
 	o.Batches, o.Kicks, o.FillShort = c[cBatches], c[cKicks], c[cFillShort]
-	o.TxRingFull, o.Copied = c[cTxRingFull], c[cCopied]
+	o.TxRingFull, o.Copied, o.ToKernel = c[cTxRingFull], c[cCopied], c[cToKernel]
 	copy(o.Reasons[:], c[cReason0:cDrop0])
 	copy(o.Drops[:], c[cDrop0:numCounters])
 	return o

@@ -174,6 +174,10 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap,
 		start: start, descs: make([]xsk.Desc, maxBatch), frames: make([]Frame, maxBatch),
 		done: make(chan struct{})}
+	if w.kern, err = newKernelTx(); err != nil {
+		_ = umem.Close()
+		return nil, fmt.Errorf("queue %d: %w", q, err)
+	}
 	w.cpu = cpus[q%len(cpus)]
 	for _, ifc := range d.ifaces {
 		if len(ifc.cfg.Cores) > 0 {

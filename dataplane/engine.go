@@ -10,10 +10,18 @@ import (
 // maxBatch is the most frames a worker moves per batch.
 const maxBatch = 64
 
+// OutKernel in Frame.Out: the frame is an IP packet (Buf[Off:Off+Len]) for the host's kernel
+// to route: a NAT reply, already translated back to the VIP, to a client the snapshot has no
+// route to yet (the kernel resolves the client's neighbour entry and queues the packet
+// meanwhile, where the data path would have to drop it).
+const OutKernel = -1
+
 // Frame is one packet of a batch. Before Process: Buf is the whole UMEM frame, the packet
 // is Buf[Off:Off+Len] and In is the interface it arrived on. After: Out is the interface
-// to transmit the frame on (0: dropped, counted), and Off, Len describe the packet to send
-// (encapsulation moves Off back into the headroom).
+// to transmit the frame on (0: dropped, counted; OutKernel: hand the IP packet to the
+// host's kernel to route), and Off, Len describe the packet to send (encapsulation moves
+// Off back into the headroom; for OutKernel they describe the IP packet, without the
+// Ethernet header).
 type Frame struct {
 	Buf      []byte
 	Off, Len int
@@ -213,7 +221,18 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, p *encap.Packet, pkt []byte) {
 	hop := s.route(&p.Key.Dst, p.Key.V6)
 	if hop == nil || hop.IfIndex == 0 {
-		e.drop(f, DropNoRoute)
+		// No resolved route to the client yet (control adds one when the kernel learns
+		// the client's neighbour entry, usually a few ms after the client's first
+		// packet): translate the reply and let the kernel route it.
+		if r := encap.NATToClient(pkt, p, sv.vipIP, sv.spec.Port); r != encap.OK {
+			e.reason(f, r)
+			return
+		}
+		e.c[cNATReturns]++
+		e.c[cToKernel]++
+		f.Off += p.L3Off
+		f.Len = p.IPEnd - p.L3Off
+		f.Out = OutKernel
 		return
 	}
 	if p.TotalLen > hop.MTU {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/sched"
@@ -200,12 +201,22 @@ func TestEngineNAT(t *testing.T) {
 		t.Errorf("nat returns %d", c.NATReturns)
 	}
 
-	// A reply towards a client without a route is a counted drop.
+	// A reply towards a client without a route is translated and handed to the kernel
+	// as an IP packet.
 	s2 := mustSnapshot(t, nil, sp)
-	rep = frameOf(craft(t, pktOpts{src: backendAddr(false, b), dst: client4, sport: 8080, dport: 5555}))
+	rep = frameOf(craft(t, pktOpts{src: backendAddr(false, b), dst: client4, sport: 8080, dport: 5555, payload: 9}))
 	run(e, s2, &rep)
-	if rep.Out != 0 || e.Counters().Drops[DropNoRoute] != 1 {
-		t.Fatalf("no route: out %d drops %v", rep.Out, e.Counters().Drops)
+	if c := e.Counters(); rep.Out != OutKernel || c.ToKernel != 1 || c.NATReturns != 2 || c.Dropped() != 0 {
+		t.Fatalf("no route: out %d counters %+v", rep.Out, c)
+	}
+	ipk := gopacket.NewPacket(rep.packet(), layers.LayerTypeIPv4, gopacket.Default)
+	ip, _ = ipk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	tcp, _ = ipk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if ip == nil || tcp == nil || int(ip.Length) != rep.Len {
+		t.Fatalf("not an IP packet of %d bytes: %v", rep.Len, ipk)
+	}
+	if src, _ := netip.AddrFromSlice(ip.SrcIP); src != vip4 || tcp.SrcPort != 80 || len(tcp.Payload) != 9 {
+		t.Fatalf("kernel-routed reply from %v:%d payload %d", src, tcp.SrcPort, len(tcp.Payload))
 	}
 }
 

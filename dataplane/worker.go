@@ -38,6 +38,9 @@ type worker struct {
 	frames []Frame
 	pollfd []unix.PollFd
 
+	kern     *kernelTx // hands NAT replies without a route to the kernel
+	kernLeft int       // what this step may still hand to the kernel
+
 	pub     counters      // published once per batch for Stats
 	stop    atomic.Bool   // set by Dataplane.Close
 	done    chan struct{} // closed when the goroutine ends
@@ -104,6 +107,7 @@ func (w *worker) step() bool {
 	snap := w.snap.Load()
 	now := int64(time.Since(w.start))
 	moved := false
+	w.kernLeft = kernelBudget
 	for _, in := range w.socks {
 		in.s.Complete()
 		n := in.s.Receive(w.descs[:w.batch])
@@ -140,6 +144,14 @@ func (w *worker) dispatch(in *wsock, frames []Frame) {
 	for i := range frames {
 		f := &frames[i]
 		if f.Out == 0 {
+			in.u.Free(f.Addr)
+			continue
+		}
+		if f.Out == OutKernel {
+			if w.kernLeft <= 0 || w.kern == nil || w.kern.send(f.Buf[f.Off:f.Off+f.Len]) != nil {
+				c[cDrop0+int(DropNoRoute)]++
+			}
+			w.kernLeft--
 			in.u.Free(f.Addr)
 			continue
 		}
@@ -243,6 +255,11 @@ func (w *worker) stats() Counters {
 
 func (w *worker) close() error {
 	var errs []error
+	if w.kern != nil {
+		if err := w.kern.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// Sockets sharing a UMEM first, the one that registered it last.
 	for i := len(w.socks) - 1; i >= 0; i-- {
 		if err := w.socks[i].s.Close(); err != nil {
