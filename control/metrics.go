@@ -68,6 +68,7 @@ var workerCounters = []struct {
 	{"tx_bytes", "Bytes transmitted.", func(c *dataplane.Counters) uint64 { return c.TxBytes }},
 	{"icmp_replies", "ICMP too-big replies sent.", func(c *dataplane.Counters) uint64 { return c.ICMPReplies }},
 	{"nat_returns", "NAT replies translated back to the VIP.", func(c *dataplane.Counters) uint64 { return c.NATReturns }},
+	{"to_kernel", "NAT replies handed to the kernel to route (no route to the client in the snapshot yet).", func(c *dataplane.Counters) uint64 { return c.ToKernel }},
 	{"conn_hits", "Packets of known flows.", func(c *dataplane.Counters) uint64 { return c.ConnHits }},
 	{"new_flows", "Packets of new flows (connection-table misses).", func(c *dataplane.Counters) uint64 { return c.ConnMisses }},
 	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},
