@@ -172,6 +172,9 @@ func (r *Report) finish() {
 				row.Notes = append(row.Notes, fmt.Sprintf("worker errors: %d", werr))
 			}
 		}
+		if c.Rate == 0 && len(ss) > 0 && row.Loss.Median < 0.02 && c.Variant != XDPTX && c.Variant != NFTDNAT {
+			row.Notes = append(row.Notes, "offered-bound (the generator's CPU, which also runs xa's receive work, was the limit)")
+		}
 		if c.Group == GroupOverload && len(ss) > 0 {
 			s := ss[0]
 			lost := s.Offered.Packets - min(s.Offered.Packets, s.Forwarded.Packets)
