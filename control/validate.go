@@ -208,6 +208,15 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 	if h.Fall < 1 {
 		e.add(hp.at("fall"), p+".fall", ErrValue, "fall must be >= 1")
 	}
+	if h.ThroughVIP {
+		switch {
+		case s.Method != "dr":
+			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
+				"through_vip needs method dr (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
+		case h.Kind == "none":
+			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
+		}
+	}
 	needsPort := h.Kind == "tcp" || h.Kind == "http" || h.Kind == "https"
 	if needsPort && portOK && h.Port == 0 && s.Port == 0 {
 		e.add(hp.at("port"), p+".port", ErrMissing, "a %s check of an all-ports service needs health.port", h.Kind)
