@@ -42,7 +42,7 @@ func TestRunE2E(t *testing.T) {
 		}
 	}
 	want := []string{"forward/xdp-tx", "forward/xlb-dr", "forward/nft-dnat", "forward/xlb-tunnel",
-		"newflows/xlb-dr", "overload/xlb-dr", "latency/xdp-tx", "latency/xlb-dr", "latency/nft-dnat",
+		"newflows/xlb-dr", "overload/xlb-dr-1cpu", "latency/xdp-tx", "latency/xlb-dr", "latency/nft-dnat",
 		"latency/xlb-tunnel", "baseline/ipvs-dr", "baseline/ipvs-tunnel", "baseline/asavie-xdp"}
 	if runtime.NumCPU() > 1 {
 		want = append(want, "forward/xlb-dr-1cpu")
@@ -92,7 +92,7 @@ func TestRunE2E(t *testing.T) {
 			t.Errorf("%s: latency p50 %v p99 %v", v, r.P50, r.P99)
 		}
 	}
-	over := Case{Group: GroupOverload, Variant: XLBDR, Proto: UDP, Size: 64, Flows: 1024}
+	over := Case{Group: GroupOverload, Variant: XLBDR1CPU, Proto: UDP, Size: 64, Flows: 1024}
 	if s := rep.samples[over.Key()][0]; s.After == nil || s.After.Good == 0 || s.After.BadTotal() != 0 || len(s.WorkerErr) > 0 {
 		t.Errorf("overload: after: good %d bad %v, worker errors %v", s.After.Good, s.After.Bad, s.WorkerErr)
 	}

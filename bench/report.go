@@ -178,8 +178,12 @@ func (r *Report) finish() {
 		if c.Group == GroupOverload && len(ss) > 0 {
 			s := ss[0]
 			lost := s.Offered.Packets - min(s.Offered.Packets, s.Forwarded.Packets)
-			row.Notes = append(row.Notes, fmt.Sprintf("offered %d, forwarded %d, lost %d, of which counted by xlb %d",
-				s.Offered.Packets, s.Forwarded.Packets, lost, s.Counted))
+			state := "overloaded"
+			if lost*50 < s.Offered.Packets && s.Counted == 0 {
+				state = "NOT overloaded (offered did not exceed what it forwards)"
+			}
+			row.Notes = append(row.Notes, fmt.Sprintf("%s: offered %d, forwarded %d, lost %d, of which counted by xlb %d",
+				state, s.Offered.Packets, s.Forwarded.Packets, lost, s.Counted))
 		}
 		if len(ss) > 0 && len(ss) < r.Options.Rounds && c.Group != GroupOverload {
 			row.Notes = append(row.Notes, fmt.Sprintf("%d of %d rounds failed", r.Options.Rounds-len(ss), r.Options.Rounds))
@@ -330,7 +334,7 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) error {
 	}
 	fmt.Fprintln(b, "\nScenarios: `forward` flat out per size; `flows` xlb-dr at 64 bytes by flow count "+
 		"(ratios against the forward group's 1k-flow baselines of the same round); `newflows` TCP SYNs, "+
-		"every packet a new flow; `overload` flat out once, then a checked run at a fixed rate on the same "+
+		"every packet a new flow; `overload` flat out once with the worker on the generator's CPU (so the offered load exceeds what it forwards), then a checked run at a fixed rate on the same "+
 		"data path; `latency` at a fixed rate through the checking sink (generator send to sink receive, "+
 		"both copy-mode AF_XDP paths included).")
 	if len(r.Goals) > 0 {
