@@ -103,7 +103,7 @@ func (c *Config) validateBGP(e *errs) {
 		case c.failed[np+".address"]:
 		case !n.Address.IsValid():
 			e.add(n.pos.line, np+".address", ErrMissing, "address is required")
-		case n.Address.IsUnspecified() || n.Address.IsMulticast():
+		case n.Address.IsUnspecified() || n.Address.IsMulticast() || n.Address == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 			e.add(n.pos.at("address"), np+".address", ErrValue, "%s is not a unicast address", n.Address)
 		default:
 			if prev, dup := seen[n.Address]; dup {

@@ -97,3 +97,29 @@ func TestBGPReloadRestartNeeded(t *testing.T) {
 		t.Errorf("added section: %v", err)
 	}
 }
+
+// FuzzBGPConfig: a configuration with a bgp section either parses (and then its
+// speaker configuration is one the bgp package accepts) or is refused with
+// ConfigErrors.
+func FuzzBGPConfig(f *testing.F) {
+	f.Add([]byte(bgpBase + "bgp:\n  local_as: 65001\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors:\n    - {address: 198.18.0.50, as: 65000, hold_time: 3s, password: pw, port: 1179}\n"))
+	f.Add([]byte(bgpBase + "bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  next_hop6: 2001:2::2\n  listen_port: 179\n  withdraw_wait: 0s\n  neighbors: [{address: 2001:2::50, as: 2}]\n"))
+	f.Add([]byte(bgpBase + "bgp: {local_as: 0, router_id: 0.0.0.0, neighbors: [{address: 255.255.255.255, as: 1}]}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("f.yaml", data)
+		if err != nil {
+			var ce ConfigErrors
+			if !errors.As(err, &ce) || len(ce) == 0 {
+				t.Fatalf("error %T %v is not a non-empty ConfigErrors", err, err)
+			}
+			return
+		}
+		if cfg.BGP == nil {
+			return
+		}
+		sc := cfg.BGP.speakerConfig(nil)
+		if err := sc.Validate(); err != nil {
+			t.Fatalf("control accepted a bgp section the speaker refuses: %v", err)
+		}
+	})
+}
