@@ -84,6 +84,7 @@ type Controller struct {
 	reloadErr uint64
 	lastErr   string
 	pubCount  uint64
+	vipRoutes bool // policy routes of checks through the vip are installed
 	metrics   *Metrics
 }
 
@@ -187,6 +188,14 @@ func (c *Controller) Close() error {
 	c.cancel()
 	c.prober.Close()
 	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.opts.Resolver.(ThroughVIPRouter); ok && c.vipRoutes {
+		c.vipRoutes = false
+		if err := r.SetThroughVIP(nil); err != nil {
+			return fmt.Errorf("control: close: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -355,12 +364,12 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 				cb := &group.list[j]
 				key := beKey{sc.Name, cb.Address, sc.TargetPort(cb)}
 				checkID := sc.Name + "/" + cb.Name
-				chk, desc := checkFor(&sc, cb, checkID)
 				b := old[key]
 				if b == nil { // new: an ID never given before (nextID only grows)
 					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
 					c.nextID++
 				}
+				chk, desc := checkFor(&sc, cb, checkID, b.id)
 				prevCheck, prevID := b.check, b.checkID
 				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
 				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
@@ -465,7 +474,35 @@ func (c *Controller) publishLocked(why string) error {
 		return fmt.Errorf("control: publish: %w", err)
 	}
 	c.log.Debug("snapshot published", "why", why, "generation", snap.Generation())
+	c.syncThroughVIPLocked()
 	return nil
+}
+
+// syncThroughVIPLocked installs the policy routes of the checks through
+// the VIP whose backends' next hops are resolved, and removes the others.
+func (c *Controller) syncThroughVIPLocked() {
+	r, ok := c.opts.Resolver.(ThroughVIPRouter)
+	if !ok {
+		return
+	}
+	var routes []VIPRoute
+	for _, s := range c.services {
+		if !s.cfg.Health.ThroughVIP || s.cfg.Method != "dr" {
+			continue
+		}
+		for _, b := range s.backends {
+			if b.checkID != "" && b.resolved && b.hop.IfIndex > 0 {
+				routes = append(routes, VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex})
+			}
+		}
+	}
+	if len(routes) == 0 && !c.vipRoutes {
+		return
+	}
+	c.vipRoutes = len(routes) > 0
+	if err := r.SetThroughVIP(routes); err != nil {
+		c.log.Warn("checks through the vip", "err", err)
+	}
 }
 
 func (c *Controller) pubFailed(err error) error {

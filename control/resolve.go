@@ -45,6 +45,7 @@ type KernelResolver struct {
 	mu    sync.Mutex
 	hops  map[netip.Addr]bool // next-hop addresses (gateways or backends) in use
 	links map[int]bool        // egress interfaces in use
+	tv    throughVIP          // policy routes of checks through the VIP
 }
 
 // NewKernelResolver returns a resolver of the calling process's network

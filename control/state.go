@@ -126,26 +126,38 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 	return sp
 }
 
-// checkFor returns the health check of backend b of service s, and a
-// description that changes whenever the check would.
-func checkFor(s *Service, b *Backend, id string) (health.Check, string) {
+// checkFor returns the health check of backend b (control's ID beID) of
+// service s, and a description that changes whenever the check would. A
+// check through the VIP goes to the VIP from sockets marked for the backend
+// (see throughvip.go).
+func checkFor(s *Service, b *Backend, id string, beID uint32) (health.Check, string) {
 	h := &s.Health
 	port := s.HealthPort(b)
-	target := netip.AddrPortFrom(b.Address, port)
+	addr := b.Address
+	var dialer *health.Dialer
+	if h.ThroughVIP {
+		addr = s.VIP
+		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
+	}
+	target := netip.AddrPortFrom(addr, port)
 	var c health.Checker
 	switch h.Kind {
 	case "icmp":
-		c = &health.ICMP{Target: b.Address}
+		c = &health.ICMP{Target: addr, Dialer: dialer}
 	case "tcp":
-		c = &health.TCP{Target: target}
+		c = &health.TCP{Target: target, Dialer: dialer}
 	case "http", "https":
 		c = &health.HTTP{Target: target, TLS: h.Kind == "https", Path: h.Path, Host: h.Host,
-			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify}
+			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
+			Dialer: dialer}
 	default:
 		return health.Check{}, ""
 	}
 	chk := health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
 	desc := fmt.Sprintf("%s host=%q status=%d body=%q insecure=%v every %v timeout %v rise %d fall %d",
 		c.String(), h.Host, h.ExpectStatus, h.ExpectBody, h.InsecureSkipVerify, h.Interval, h.Timeout, h.Rise, h.Fall)
+	if dialer != nil {
+		desc += fmt.Sprintf(" through the vip, mark %#x", dialer.Mark)
+	}
 	return chk, desc
 }
