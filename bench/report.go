@@ -49,10 +49,16 @@ type Report struct {
 }
 
 func newReport(o Options, t *Topology) *Report {
-	placement := fmt.Sprintf("generator thread on CPU %d (xa's receive work, xlb's XDP steering and copy "+
+	placement := fmt.Sprintf("split: generator thread on CPU %d (xa's receive work, xlb's XDP steering and copy "+
 		"into its socket, the XDP baselines and the kernel's forwarding and nftables run there too: veth runs "+
 		"the receiver in the sender's softirq); xlb's worker on CPU %d (its copy-mode transmit runs xb's sink "+
 		"in that CPU's softirq)", o.GenCPU, o.WorkerCPU)
+	if o.Placement == PlacementCore {
+		placement = fmt.Sprintf("dut-core: generator thread alone on CPU %d; everything the device under test "+
+			"does on CPU %d: xa's receive work (threaded NAPI, its napi thread pinned there, for the XDP variants; "+
+			"RPS for the kernel path), xlb's XDP steering, copy and worker, and the transmit back to xb "+
+			"(xlb-dr-1cpu: all of it on CPU %d with the generator)", o.GenCPU, o.WorkerCPU, o.GenCPU)
+	}
 	return &Report{Options: o, Started: time.Now(), Machine: machine(), Placement: placement,
 		Method: fmt.Sprintf("one namespace, veth xa/xb (MTU %d, 1 queue, XDP native, AF_XDP copy mode: veth "+
 			"has no zero copy). The generator (AF_XDP transmit on xb, this package's templates) sends UDP "+

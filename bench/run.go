@@ -30,6 +30,17 @@ const (
 	GroupLatency  = "latency"  // at a fixed rate, checking sink: latency and correctness
 )
 
+// Placements: where the device under test's receive work runs.
+const (
+	// PlacementSplit leaves xa's receive work where veth runs it, in the sender's softirq
+	// on the generator's CPU; xlb's worker has a CPU of its own.
+	PlacementSplit = "split"
+	// PlacementCore moves xa's receive work (threaded NAPI with XDP, RPS without) to the
+	// device under test's CPU: the generator has CPU GenCPU to itself and everything the
+	// device under test does (xlb: XDP steering, copy, worker) runs on one core.
+	PlacementCore = "dut-core"
+)
+
 // AllGroups lists every scenario group in report order.
 var AllGroups = []string{GroupForward, GroupFlows, GroupNewFlows, GroupOverload, GroupLatency}
 
@@ -46,6 +57,8 @@ type Options struct {
 	// GenCPU runs the generator (and xa's receive work, which veth does in the sender's
 	// softirq); WorkerCPU runs xlb's worker. Defaults: 0 and 1 (0 and 0 on one CPU).
 	GenCPU, WorkerCPU int
+	// Placement is PlacementSplit (default) or PlacementCore.
+	Placement string
 	// LatencyRate is the offered rate of the latency runs, packets/s (default 50000).
 	LatencyRate float64
 	// Progress, when set, is told about each run before it starts.
@@ -84,6 +97,9 @@ func (o *Options) defaults() {
 	}
 	if o.LatencyRate <= 0 {
 		o.LatencyRate = 50000
+	}
+	if o.Placement == "" {
+		o.Placement = PlacementSplit
 	}
 }
 
@@ -145,6 +161,21 @@ type runner struct {
 }
 
 func (r *runner) startDUT(c Case) (*dut, error) {
+	d, err := r.startVariant(c)
+	if err != nil || r.o.Placement != PlacementCore {
+		return d, err
+	}
+	cpu := r.o.WorkerCPU
+	if c.Variant == XLBDR1CPU {
+		cpu = r.o.GenCPU
+	}
+	if err := r.t.PinRx(cpu, c.Variant != NFTDNAT); err != nil {
+		return nil, errors.Join(err, d.close())
+	}
+	return d, nil
+}
+
+func (r *runner) startVariant(c Case) (*dut, error) {
 	switch c.Variant {
 	case XDPTX:
 		b, err := r.t.attachXA("swap")
@@ -321,7 +352,7 @@ func (o *Options) cases() []Case {
 	if has[GroupForward] {
 		for _, sz := range o.Sizes {
 			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU} {
-				if v == XLBDR1CPU && o.GenCPU == o.WorkerCPU {
+				if v == XLBDR1CPU && (o.GenCPU == o.WorkerCPU || o.Placement == PlacementCore) {
 					continue
 				}
 				cs = append(cs, Case{Group: GroupForward, Variant: v, Proto: UDP, Size: sz, Flows: o.Flows})
@@ -349,6 +380,9 @@ func (o *Options) cases() []Case {
 // variants: A B A B), the overload case once at the end, and returns the report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	if o.Placement != PlacementSplit && o.Placement != PlacementCore {
+		return nil, fmt.Errorf("bench: placement %q (want %s or %s)", o.Placement, PlacementSplit, PlacementCore)
+	}
 	// The generator and the worker are locked busy threads: leave Ps for the rest.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), runtime.NumCPU()+2)))
 	t, err := NewTopology(1)

@@ -34,9 +34,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	sizes := fs.String("size", "", "comma-separated frame sizes in bytes, FCS included, of the forward scenario (default 64,1500)")
 	cpus := fs.String("cpus", "", "GEN,WORKER: CPUs of the generator and of xlb's worker (default 0,1)")
 	rate := fs.Float64("latency-rate", 0, "offered packets/s of the latency runs (default 50000)")
+	placement := fs.String("placement", bench.PlacementSplit, "where the receive work runs: "+bench.PlacementSplit+
+		" (in the generator's softirq, as veth does) or "+bench.PlacementCore+" (on the worker's CPU: one core for the device under test)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: xlb bench [--quick] [--markdown] [--out FILE] [--profile cpu|mem]\n"+
-			"                 [--scenario LIST] [--duration D] [--rounds N] [--flows N] [--size LIST] [--cpus G,W]\n\n"+
+			"                 [--scenario LIST] [--duration D] [--rounds N] [--flows N] [--size LIST] [--cpus G,W] [--placement split|dut-core]\n\n"+
 			"Measures xlb's forwarding (dr and tunnel) on a veth pair in a network namespace of its\n"+
 			"own, next to the in-kernel XDP limit (XDP_TX) and the kernel's nftables DNAT path, in\n"+
 			"the same run, interleaved; prints medians, ranges and ratios. Needs root.\n\n")
@@ -62,6 +64,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		o.Rounds = *rounds
 	}
 	o.Flows, o.LatencyRate = *flows, *rate
+	if *placement != bench.PlacementSplit && *placement != bench.PlacementCore {
+		return fmt.Errorf("%w: --placement %q (want %s or %s)", errUsage, *placement, bench.PlacementSplit, bench.PlacementCore)
+	}
+	o.Placement = *placement
 	if *scen != "all" && *scen != "" {
 		for _, g := range strings.Split(*scen, ",") {
 			if !slices.Contains(bench.AllGroups, g) {
