@@ -172,7 +172,12 @@ func (n *vrrpNode) onMaster() error {
 }
 
 func (n *vrrpNode) onBackup() error {
-	return errors.Join(n.standby.SetForwarding(false), n.addrs(false))
+	// The VIPs go first: a kernel that holds a VIP its data path no longer
+	// steers answers the VIP's packets with resets (connection refused,
+	// established connections reset); without the VIP it drops them and the
+	// clients retransmit until the new master has them.
+	aerr := n.addrs(false)
+	return errors.Join(aerr, n.standby.SetForwarding(false))
 }
 
 // start runs the router until stop; a transport failure arrives on n.err.
@@ -193,11 +198,11 @@ func (n *vrrpNode) stop() {
 		n.cancel()
 		<-n.done
 	}
-	if err := n.standby.SetForwarding(false); err != nil {
-		n.log.Warn("vrrp: stop forwarding", "err", err)
-	}
 	if err := n.addrs(false); err != nil {
 		n.log.Warn("vrrp: remove the VIPs from the interface", "interface", n.cfg.Interface, "err", err)
+	}
+	if err := n.standby.SetForwarding(false); err != nil {
+		n.log.Warn("vrrp: stop forwarding", "err", err)
 	}
 }
 
