@@ -12,7 +12,11 @@
 // socket of another interface sharing the worker's UMEM; dropped frames return to the fill
 // ring and every outcome is counted per worker (Dataplane.Stats, readable while running). The
 // XDP program steers only service traffic, NAT replies and ICMP errors about service flows to
-// the sockets and passes everything else (ARP, SSH, ping) to the kernel; the
-// Dataplane keeps its maps in step with the published snapshot. The Engine needs no sockets:
-// tests and benchmarks drive it with in-memory frames.
+// the sockets and passes everything else (ARP, SSH, ping, and replies from NAT backends to the
+// host's own addresses, such as control's health checks) to the kernel; the Dataplane keeps
+// its maps in step with the published snapshot and the host's addresses. A NAT reply to a
+// client the snapshot has no route to yet is translated and handed to the kernel to route.
+// Per-service and per-backend packets, bytes and new flows are counted per worker and summed
+// by Dataplane.FlowStats. The Engine needs no sockets: tests and benchmarks drive it with
+// in-memory frames.
 package dataplane

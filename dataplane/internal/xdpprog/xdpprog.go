@@ -369,6 +369,17 @@ func (p *Program) SetLocals(addrs []netip.Addr) error {
 	return errors.Join(errs...)
 }
 
+// Locals returns the addresses in the locals map, as last set by SetLocals.
+func (p *Program) Locals() []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]netip.Addr, 0, len(p.locals))
+	for a := range p.locals {
+		out = append(out, a)
+	}
+	return out
+}
+
 // RegisterSocket puts the AF_XDP socket fd (bound to queue on this program's
 // interface) in the XSKMAP slot of queue.
 func (p *Program) RegisterSocket(queue, fd int) error {
