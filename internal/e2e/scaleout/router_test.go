@@ -31,6 +31,11 @@ var (
 	routerCliGW  = netip.MustParsePrefix("198.18.20.1/24")
 	clientAddr   = netip.MustParsePrefix("198.18.20.2/24")
 	clientSubnet = netip.MustParsePrefix("198.18.20.0/24")
+	// IPv6 (2001:2::/48): the segment is 2001:2::/64 (LB i at ::2+i, VIP ::100).
+	routerAddr6   = netip.MustParsePrefix("2001:2::50/64")
+	routerCliGW6  = netip.MustParsePrefix("2001:2:0:20::1/64")
+	clientAddr6   = netip.MustParsePrefix("2001:2:0:20::2/64")
+	clientSubnet6 = netip.MustParsePrefix("2001:2:0:20::/64")
 )
 
 const (
@@ -133,7 +138,7 @@ func newCluster(t *testing.T, lbs, backends int) *cluster {
 		}
 		birdPath = "/usr/sbin/bird"
 	}
-	tn := testnet.New(t, testnet.Config{LBs: lbs, Backends: backends, DisableIPv6: true, NoVIPOnLB: true})
+	tn := testnet.New(t, testnet.Config{LBs: lbs, Backends: backends, NoVIPOnLB: true})
 	c := &cluster{t: t, tn: tn, dir: t.TempDir()}
 
 	// Build the binary while the namespaces are made.
@@ -182,14 +187,21 @@ func newCluster(t *testing.T, lbs, backends int) *cluster {
 	must(t, c.router.AddAddr("eth1", routerCliGW))
 	must(t, c.client.AddAddr("eth0", clientAddr))
 	must(t, c.client.AddRoute(netip.MustParsePrefix("0.0.0.0/0"), routerCliGW.Addr(), "eth0"))
+	must(t, c.router.AddAddr("eth0", routerAddr6))
+	must(t, c.router.AddAddr("eth1", routerCliGW6))
+	must(t, c.client.AddAddr("eth0", clientAddr6))
+	must(t, c.client.AddRoute(netip.MustParsePrefix("::/0"), routerCliGW6.Addr(), "eth0"))
 	// ECMP over the LBs with an L4 hash, so flows from one client spread by source port.
 	must(t, c.router.Sysctls(map[string]string{
 		"net.ipv4.ip_forward":                "1",
 		"net.ipv4.fib_multipath_hash_policy": "1",
+		"net.ipv6.conf.all.forwarding":       "1",
+		"net.ipv6.fib_multipath_hash_policy": "1",
 	}))
 	// DR: the backends answer the client straight through the router.
 	for _, b := range tn.Backends {
 		must(t, b.AddRoute(clientSubnet, routerAddr.Addr(), "eth0"))
+		must(t, b.AddRoute(clientSubnet6, routerAddr6.Addr(), "eth0"))
 	}
 	waitOperUp(t, map[*testnet.NS][]string{c.router: {"eth0", "eth1"}, c.client: {"eth0"}, tn.Switch: {"rt"}})
 	c.startBIRD(birdPath, lbs)
@@ -214,6 +226,10 @@ protocol kernel {
 	ipv4 { import none; export all; };
 	merge paths on;
 }
+protocol kernel {
+	ipv6 { import none; export all; };
+	merge paths on;
+}
 template bgp lb {
 	local %s as %d;
 	passive on;
@@ -222,6 +238,7 @@ template bgp lb {
 	connect retry time 1;
 	error wait time 1, 2;
 	ipv4 { import all; export none; };
+	ipv6 { import all; export none; };
 }
 `, routerAddr.Addr(), dir, routerAddr.Addr(), routerAS, holdTime)
 	for i, lb := range c.tn.LBs[:lbs] {
@@ -244,7 +261,8 @@ template bgp lb {
 			_ = cmd.Process.Kill()
 			<-exited
 		}
-		if t.Failed() {
+		// SCALEOUT_BIRDLOG=1 shows BIRD's log of a passing run too (when sessions dropped).
+		if t.Failed() || os.Getenv("SCALEOUT_BIRDLOG") != "" {
 			b, _ := os.ReadFile(filepath.Join(dir, "bird.log"))
 			t.Logf("bird output:\n%s\nbird.log:\n%s", logs.String(), b)
 		}
@@ -266,11 +284,14 @@ func (c *cluster) birdc(cmd ...string) string {
 	return string(out)
 }
 
-// gateways returns the router's kernel next hops for the VIP, sorted.
-func (c *cluster) gateways() []string {
-	vip := c.tn.VIP
-	routes, err := c.router.Handle().RouteListFiltered(netlink.FAMILY_V4,
-		&netlink.Route{Dst: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(32, 32)}}, netlink.RT_FILTER_DST)
+// gateways returns the router's kernel next hops for the VIP (v4) or VIP6, sorted.
+func (c *cluster) gateways(v6 bool) []string {
+	vip, fam := c.tn.VIP, netlink.FAMILY_V4
+	if v6 {
+		vip, fam = c.tn.VIP6, netlink.FAMILY_V6
+	}
+	routes, err := c.router.Handle().RouteListFiltered(fam,
+		&netlink.Route{Dst: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(vip.BitLen(), vip.BitLen())}}, netlink.RT_FILTER_DST)
 	if err != nil {
 		return nil
 	}
@@ -287,27 +308,34 @@ func (c *cluster) gateways() []string {
 	return out
 }
 
-// waitGateways waits until the router routes the VIP over exactly the given LBs and
-// returns how long it took.
-func (c *cluster) waitGateways(what string, lbs ...int) time.Duration {
+// waitGateways waits until the router routes both VIPs (IPv4 and IPv6) over exactly the
+// given LBs and returns how long it took for each.
+func (c *cluster) waitGateways(what string, lbs ...int) (v4, v6 time.Duration) {
 	c.t.Helper()
-	var want []string
+	var want, want6 []string
 	for _, i := range lbs {
 		want = append(want, c.tn.LBs[i].Addr().String())
+		want6 = append(want6, c.tn.LBs[i].Addr6().String())
 	}
 	slices.Sort(want)
+	slices.Sort(want6)
 	start := time.Now()
 	deadline := start.Add(15 * time.Second)
-	for {
-		got := c.gateways()
-		if slices.Equal(got, want) {
-			return time.Since(start)
+	for v4 == 0 || v6 == 0 {
+		got, got6 := c.gateways(false), c.gateways(true)
+		if v4 == 0 && slices.Equal(got, want) {
+			v4 = max(time.Since(start), 1)
+		}
+		if v6 == 0 && slices.Equal(got6, want6) {
+			v6 = max(time.Since(start), 1)
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: the router routes the VIP via %v, want %v\n%s", what, got, want, c.birdc("show", "protocols"))
+			c.t.Fatalf("%s: the router routes the VIPs via %v and %v, want %v and %v\n%s", what, got, got6, want, want6,
+				c.birdc("show", "protocols"))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return v4, v6
 }
 
 // lbConfig is LB i's xlb configuration: one DR service over every backend, HTTP health
@@ -315,13 +343,25 @@ func (c *cluster) waitGateways(what string, lbs ...int) time.Duration {
 func (c *cluster) lbConfig(i int) string {
 	lb := c.tn.LBs[i]
 	var y strings.Builder
-	fmt.Fprintf(&y, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    method: dr\n    scheduler: maglev\n    backends:\n", c.tn.VIP)
-	for _, b := range c.tn.Backends {
-		fmt.Fprintf(&y, "      - {name: %s, address: %s}\n", b.Name, b.Addr())
+	y.WriteString("interfaces: [{name: eth0}]\nservices:\n")
+	for _, svc := range []struct {
+		name string
+		vip  netip.Addr
+		v6   bool
+	}{{"web", c.tn.VIP, false}, {"web6", c.tn.VIP6, true}} {
+		fmt.Fprintf(&y, "  - name: %s\n    vip: %s\n    port: 80\n    method: dr\n    scheduler: maglev\n    backends:\n", svc.name, svc.vip)
+		for _, b := range c.tn.Backends {
+			addr := b.Addr()
+			if svc.v6 {
+				addr = b.Addr6()
+			}
+			fmt.Fprintf(&y, "      - {name: %s, address: %s}\n", b.Name, addr)
+		}
+		y.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}\n")
 	}
-	y.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}\n")
-	fmt.Fprintf(&y, "bgp:\n  local_as: %d\n  router_id: %s\n  next_hop: %s\n  withdraw_wait: 1s\n  neighbors: [{address: %s, as: %d, hold_time: %ds}]\n",
-		lbAS, lb.Addr(), lb.Addr(), routerAddr.Addr(), routerAS, holdTime)
+	fmt.Fprintf(&y, "bgp:\n  local_as: %d\n  router_id: %s\n  next_hop: %s\n  next_hop6: %s\n  withdraw_wait: 1s\n"+
+		"  neighbors: [{address: %s, as: %d, hold_time: %ds}]\n",
+		lbAS, lb.Addr(), lb.Addr(), lb.Addr6(), routerAddr.Addr(), routerAS, holdTime)
 	return y.String()
 }
 
@@ -383,13 +423,13 @@ func (c *cluster) rx(p *lbProc) int64 {
 	return int64(n)
 }
 
-// waitUp waits until the LB's service has n active backends.
+// waitUp waits until each of the LB's services has n active backends.
 func (c *cluster) waitUp(p *lbProc, n int) {
 	c.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		svcs, err := p.api().Services(context.Background())
-		if err == nil && len(svcs) == 1 && svcs[0].Up == n {
+		if err == nil && len(svcs) == 2 && svcs[0].Up == n && svcs[1].Up == n {
 			return
 		}
 		select {

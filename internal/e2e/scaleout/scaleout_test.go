@@ -13,9 +13,10 @@ import (
 )
 
 const (
-	longConns = 48 // long-lived connections, each from its own source port
-	loops     = 2  // request loops (a new connection per request)
-	settle    = 1500 * time.Millisecond
+	longConns  = 48 // long-lived connections to the IPv4 VIP, each from its own source port
+	longConns6 = 16 // and to the IPv6 VIP
+	loops      = 2  // request loops (a new connection per request) to the IPv4 VIP, 1 to the IPv6 one
+	settle     = 1500 * time.Millisecond
 )
 
 // rxAll reads every running LB's received-frame counter.
@@ -57,20 +58,38 @@ func TestScaleOut(t *testing.T) {
 	lb0, lb1 := c.startLB(0), c.startLB(1)
 	c.waitUp(lb0, 3)
 	c.waitUp(lb1, 3)
-	c.waitGateways("lb0 and lb1 announce the VIP", 0, 1)
+	c.waitGateways("lb0 and lb1 announce the VIPs", 0, 1)
+	// converge waits for the router's two ECMP routes and returns how long after start
+	// each was right.
+	converge := func(what string, start time.Time, lbs ...int) (time.Duration, time.Duration) {
+		t.Helper()
+		pre := time.Since(start)
+		v4, v6 := c.waitGateways(what, lbs...)
+		return (pre + v4).Round(time.Millisecond), (pre + v6).Round(time.Millisecond)
+	}
 
 	tr, err := startTraffic(ctx, c.client, vip, longConns, loops)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.Stop)
+	tr6, err := startTraffic(ctx, c.client, net.JoinHostPort(c.tn.VIP6.String(), "80"), longConns6, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr6.Stop)
 	check := func(phase string, from time.Time) {
 		t.Helper()
-		ok, failed := tr.requests(from, time.Now())
-		n, dead := tr.alive()
-		t.Logf("RESULT %s: long connections alive %d/%d, request loop %d ok %d failed", phase, n, len(tr.conns), ok, failed)
-		if n != len(tr.conns) {
-			t.Errorf("%s: %d long connections lost:\n%s", phase, len(tr.conns)-n, strings.Join(dead, "\n"))
+		for _, x := range []struct {
+			name string
+			tr   *traffic
+		}{{"IPv4", tr}, {"IPv6", tr6}} {
+			ok, failed := x.tr.requests(from, time.Now())
+			n, dead := x.tr.alive()
+			t.Logf("RESULT %s %s: long connections alive %d/%d, request loop %d ok %d failed", phase, x.name, n, len(x.tr.conns), ok, failed)
+			if n != len(x.tr.conns) {
+				t.Errorf("%s %s: %d long connections lost:\n%s", phase, x.name, len(x.tr.conns)-n, strings.Join(dead, "\n"))
+			}
 		}
 	}
 
@@ -88,11 +107,11 @@ func TestScaleOut(t *testing.T) {
 	// 2. A third host joins.
 	start = time.Now()
 	lb2 := c.startLB(2)
-	join := c.waitGateways("lb2 joins", 0, 1, 2)
+	join, join6 := converge("lb2 joins", start, 0, 1, 2)
 	rx = c.rxAll()
 	time.Sleep(settle)
 	d = delta(rx, c.rxAll())
-	t.Logf("RESULT join: route via lb2 %v after its start; rx frames per LB %v", join.Round(time.Millisecond), d)
+	t.Logf("RESULT join: routes via lb2 %v (IPv6 %v) after its start; rx frames per LB %v", join, join6, d)
 	if d[0] <= 0 || d[1] <= 0 || d[2] <= 0 {
 		t.Errorf("after the join the traffic is not spread over three LBs: rx %v", d)
 	}
@@ -103,7 +122,7 @@ func TestScaleOut(t *testing.T) {
 	start = time.Now()
 	var st control.BGPStatus
 	must(t, c.ctl(lb0, &st, "drain-host"))
-	drain := c.waitGateways("lb0 drained", 1, 2) + time.Since(start)
+	drain, drain6 := converge("lb0 drained", start, 1, 2)
 	if !st.Drained || len(st.Announced) != 0 {
 		t.Errorf("drain-host answered %+v", st)
 	}
@@ -111,7 +130,7 @@ func TestScaleOut(t *testing.T) {
 	rx = c.rxAll()
 	time.Sleep(settle)
 	d = delta(rx, c.rxAll())
-	t.Logf("RESULT drain-host lb0: router converged %v after the command; rx frames per LB afterwards %v", drain.Round(time.Millisecond), d)
+	t.Logf("RESULT drain-host lb0: router converged %v (IPv6 %v) after the command; rx frames per LB afterwards %v", drain, drain6, d)
 	if d[0] < 0 || d[0]*20 > d[1]+d[2] || d[1] <= 0 || d[2] <= 0 {
 		t.Errorf("after drain-host lb0 still receives: rx %v", d)
 	}
@@ -124,14 +143,14 @@ func TestScaleOut(t *testing.T) {
 	c.hang(1, true)
 	must(t, lb1.cmd.Process.Signal(syscall.SIGKILL))
 	<-lb1.exited
-	kill := c.waitGateways("lb1 killed", 2) + time.Since(start)
+	kill, kill6 := converge("lb1 killed", start, 2)
 	converged := time.Now()
-	if !tr.settled(converged, 12*time.Second) {
+	if !tr.settled(converged, 12*time.Second) || !tr6.settled(converged, 12*time.Second) {
 		t.Errorf("long connections still stalled 12s after the router converged")
 	}
 	ok, failed := tr.requests(start, converged)
-	t.Logf("RESULT kill lb1: router converged %v after SIGKILL (hold time %ds); request loop during detection %d ok %d failed",
-		kill.Round(time.Millisecond), holdTime, ok, failed)
+	t.Logf("RESULT kill lb1: router converged %v (IPv6 %v) after SIGKILL (hold time %ds); IPv4 request loop during detection %d ok %d failed",
+		kill, kill6, holdTime, ok, failed)
 	check("kill", start)
 
 	// 5. The traffic spreads again (lb0 undrained, lb1 restarted), then backend b2 dies:
@@ -142,7 +161,7 @@ func TestScaleOut(t *testing.T) {
 	lb1 = c.startLB(1)
 	c.waitUp(lb1, 3)
 	c.waitGateways("lb0 undrained and lb1 back", 0, 1, 2)
-	before := tr.byBackend()
+	before, before6 := tr.byBackend(), tr6.byBackend()
 	start = time.Now()
 	must(t, c.tn.Backends[2].Kill())
 	hosts := []*lbProc{lb0, lb1, lb2}
@@ -178,6 +197,9 @@ func TestScaleOut(t *testing.T) {
 	if n != after["b0"]+after["b1"] {
 		t.Errorf("alive %d, by backend %v", n, after)
 	}
+	if after6 := tr6.byBackend(); after6["b0"]+after6["b1"] != before6["b0"]+before6["b1"] || after6["b2"] != 0 {
+		t.Errorf("IPv6 connections to live backends lost when b2 died: before %v after %v", before6, after6)
+	}
 	if spread := last.Sub(first); spread > time.Second {
 		t.Errorf("hosts took b2 out %v apart (probe interval 200ms, fall 2)", spread)
 	}
@@ -185,7 +207,7 @@ func TestScaleOut(t *testing.T) {
 	// 6. A clean stop (SIGTERM) withdraws first, keeps forwarding for withdraw_wait, exits.
 	start = time.Now()
 	must(t, lb2.cmd.Process.Signal(syscall.SIGTERM))
-	gone := c.waitGateways("lb2 stopping", 0, 1)
+	gone, gone6 := converge("lb2 stopping", start, 0, 1)
 	select {
 	case err := <-lb2.exited:
 		if err != nil {
@@ -195,14 +217,17 @@ func TestScaleOut(t *testing.T) {
 		t.Fatal("lb2 did not exit on SIGTERM")
 	}
 	exited := time.Since(start)
-	t.Logf("RESULT SIGTERM lb2: routes withdrawn %v after the signal, process exited after %v (withdraw_wait 1s)",
-		gone.Round(time.Millisecond), exited.Round(time.Millisecond))
-	if exited < time.Second || gone > exited {
+	t.Logf("RESULT SIGTERM lb2: routes withdrawn %v (IPv6 %v) after the signal, process exited after %v (withdraw_wait 1s)",
+		gone, gone6, exited.Round(time.Millisecond))
+	if exited < time.Second || gone > exited || gone6 > exited {
 		t.Errorf("shutdown: withdrawn after %v, exited after %v: want withdraw first, then a 1s wait", gone, exited)
 	}
+	n6, _ := tr6.alive()
+	settled := tr.settled(time.Now(), 12*time.Second) && tr6.settled(time.Now(), 12*time.Second)
 	n2, _ := tr.alive()
-	if !tr.settled(time.Now(), 12*time.Second) || n2 != n {
-		t.Errorf("long connections lost on a clean stop: %d -> %d", n, n2)
+	n62, _ := tr6.alive()
+	if !settled || n2 != n || n62 != n6 {
+		t.Errorf("long connections lost on a clean stop: IPv4 %d -> %d, IPv6 %d -> %d", n, n2, n6, n62)
 	}
-	t.Logf("RESULT SIGTERM lb2: long connections alive %d -> %d", n, n2)
+	t.Logf("RESULT SIGTERM lb2: long connections alive IPv4 %d -> %d, IPv6 %d -> %d", n, n2, n6, n62)
 }
