@@ -134,6 +134,10 @@ type Sample struct {
 	Counted   uint64
 	NewFlows  uint64 // xlb: connection-table misses (new flows scheduled) while measured
 	DUTSent   uint64 // xlb: frames its workers transmitted while measured
+	// SinkTotal and DUTTotal are, once the generator stopped and drained, every frame the
+	// counting sink saw and every frame xlb transmitted since the run began: they match
+	// when nothing is lost between the two.
+	SinkTotal, DUTTotal uint64
 	Sink      *SinkResult
 	WorkerErr []error
 	After     *SinkResult // overload: the check run after the overload
@@ -295,6 +299,11 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 	res, gerr := g.Stop()
 	if err = errors.Join(err, gerr); err != nil {
 		return s, err
+	}
+	if count != nil && d.dp != nil {
+		time.Sleep(20 * time.Millisecond) // let the worker finish its last batch
+		_, _, tx := d.counters()
+		s.SinkTotal, s.DUTTotal = count(), tx
 	}
 	wire := uint64(tp.Len() + fcsLen)
 	s.Offered = Rate{Packets: sent1 - sent0, Bytes: (sent1 - sent0) * wire, Elapsed: el}
