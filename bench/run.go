@@ -131,16 +131,16 @@ type Sample struct {
 	// Counted are the frames the device under test counted as dropped (xlb: its drop
 	// reasons and the socket's rx drops; 0 for the kernel paths, which this bench cannot
 	// count).
-	Counted   uint64
-	NewFlows  uint64 // xlb: connection-table misses (new flows scheduled) while measured
-	DUTSent   uint64 // xlb: frames its workers transmitted while measured
+	Counted  uint64
+	NewFlows uint64 // xlb: connection-table misses (new flows scheduled) while measured
+	DUTSent  uint64 // xlb: frames its workers transmitted while measured
 	// SinkTotal and DUTTotal are, once the generator stopped and drained, every frame the
 	// counting sink saw and every frame xlb transmitted since the run began: they match
 	// when nothing is lost between the two.
 	SinkTotal, DUTTotal uint64
-	Sink      *SinkResult
-	WorkerErr []error
-	After     *SinkResult // overload: the check run after the overload
+	Sink                *SinkResult
+	WorkerErr           []error
+	After               *SinkResult // overload: the check run after the overload
 }
 
 // dut is a running device under test.
