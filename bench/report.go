@@ -120,7 +120,10 @@ func (r *Report) finish() {
 		var good, bad uint64
 		var spread [maxSpread]uint64
 		var werr int
+		var sinkTot, dutTot uint64
 		for round, s := range ss {
+			sinkTot += s.SinkTotal
+			dutTot += s.DUTTotal
 			fwd = append(fwd, s.Forwarded.PPS()/1e6)
 			gbps = append(gbps, s.Forwarded.BPS()/1e9)
 			off = append(off, s.Offered.PPS()/1e6)
@@ -173,6 +176,9 @@ func (r *Report) finish() {
 			row.Notes = append(row.Notes, fmt.Sprintf("drops counted by xlb %.3g/s", Summarize(counted).Median))
 			if c.NewFlows || c.Group == GroupFlows {
 				row.Notes = append(row.Notes, fmt.Sprintf("new flows scheduled %.3g/s", Summarize(newf).Median))
+			}
+			if dutTot > 0 {
+				row.Notes = append(row.Notes, fmt.Sprintf("sink counted %d of the %d frames xlb sent", sinkTot, dutTot))
 			}
 			if werr > 0 {
 				row.Notes = append(row.Notes, fmt.Sprintf("worker errors: %d", werr))
