@@ -144,6 +144,9 @@ type vrrpNode struct {
 	// addrs puts the VIPs on the interface (on) or takes them off; it must
 	// be idempotent.
 	addrs func(on bool) error
+	// guard, when set, installs (on) or removes the crash guard (see
+	// vrrp_guard.go).
+	guard func(on bool) error
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -182,6 +185,11 @@ func (n *vrrpNode) onBackup() error {
 
 // start runs the router until stop; a transport failure arrives on n.err.
 func (n *vrrpNode) start(ctx context.Context) {
+	if n.guard != nil {
+		if err := n.guard(true); err != nil {
+			n.log.Warn("vrrp: no crash guard: if xlb dies as master, its kernel resets the VIPs' connections until the backup takes over", "err", err)
+		}
+	}
 	ctx, n.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(n.done)
@@ -203,6 +211,11 @@ func (n *vrrpNode) stop() {
 	}
 	if err := n.standby.SetForwarding(false); err != nil {
 		n.log.Warn("vrrp: stop forwarding", "err", err)
+	}
+	if n.guard != nil {
+		if err := n.guard(false); err != nil {
+			n.log.Warn("vrrp: remove the crash guard", "err", err)
+		}
 	}
 }
 
@@ -291,6 +304,13 @@ func vrrpFor(cfg *Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode,
 	n, err := newVRRPNode(cfg.VRRP, sb, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vrrp: %w", err)
+	}
+	vrid := cfg.VRRP.VirtualRouterID
+	n.guard = func(on bool) error {
+		if on {
+			return installGuard(cfg)
+		}
+		return removeGuard(vrid)
 	}
 	return sb, n, nil
 }

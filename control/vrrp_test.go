@@ -266,3 +266,35 @@ func TestVRRPAPIWithoutVRRP(t *testing.T) {
 		t.Error("a nil node must give a nil source and a nil error channel")
 	}
 }
+
+func TestGuardScript(t *testing.T) {
+	cfg, err := ParseConfig("g.yaml", []byte(`interfaces: [{name: eth0}]
+services:
+  - {name: web, vip: 198.19.0.10, port: 80, backends: [{address: 198.18.0.11}]}
+  - {name: dns, vip: 198.19.0.10, port: 53, protocol: udp, backends: [{address: 198.18.0.11}]}
+  - {name: all, vip: 198.19.0.11, port: 0, backends: [{address: 198.18.0.11}], health: {kind: none}}
+  - {name: other, vip: 198.19.0.99, port: 80, backends: [{address: 198.18.0.11}]}
+vrrp: {interface: eth0, virtual_router_id: 7, priority: 100, vips: [198.19.0.10, 198.19.0.11]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `table inet xlb_vrrp_7 {}
+delete table inet xlb_vrrp_7
+table inet xlb_vrrp_7 {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		ip daddr 198.19.0.10 meta l4proto tcp tcp dport 80 drop
+		ip daddr 198.19.0.10 meta l4proto udp udp dport 53 drop
+		ip daddr 198.19.0.11 meta l4proto tcp drop
+	}
+}
+`
+	if got := guardScript(cfg); got != want {
+		t.Errorf("guard script:\n%s\nwant:\n%s", got, want)
+	}
+	cfg.VRRP.VIPs = cfg.VRRP.VIPs[:0]
+	if got := guardScript(cfg); got != "" {
+		t.Errorf("no service VIP held by vrrp: script %q, want none", got)
+	}
+}

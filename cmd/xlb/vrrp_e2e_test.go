@@ -233,7 +233,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 
 	// Request loop: a new connection per request, two at a time.
-	var okReq, failReq atomic.Int64
+	var okReq, failReq, maxLat atomic.Int64
 	var failMu sync.Mutex
 	failures := map[string]int{}
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -244,9 +244,16 @@ func TestE2EVRRPFailover(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for loadCtx.Err() == nil {
+				start := time.Now()
 				_, err := testnet.Get(loadCtx, client, "http://"+addr+"/")
 				if loadCtx.Err() != nil {
 					return
+				}
+				for lat := int64(time.Since(start)); ; {
+					cur := maxLat.Load()
+					if lat <= cur || maxLat.CompareAndSwap(cur, lat) {
+						break
+					}
 				}
 				if err != nil {
 					failReq.Add(1)
@@ -259,7 +266,9 @@ func TestE2EVRRPFailover(t *testing.T) {
 			}
 		}()
 	}
-	phase := func() (ok, failed int64) { return okReq.Swap(0), failReq.Swap(0) }
+	phase := func() (ok, failed int64, slowest time.Duration) {
+		return okReq.Swap(0), failReq.Swap(0), time.Duration(maxLat.Swap(0)).Round(time.Millisecond)
+	}
 	time.Sleep(500 * time.Millisecond)
 
 	// The backup forwards nothing.
@@ -269,7 +278,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if st := lb1.status(); st.Forwarding || st.Master.String() != tn.LBs[0].Addr().String() {
 		t.Fatalf("lb1 before failover: %+v", st)
 	}
-	ok0, fail0 := phase()
+	ok0, fail0, lat0 := phase()
 
 	// SIGKILL the master: no priority 0, XDP detached by the kernel.
 	crash := time.Now()
@@ -291,11 +300,24 @@ func TestE2EVRRPFailover(t *testing.T) {
 		t.Errorf("new master lb1: forwarding %v, VIP on eth0 %v", st1.Forwarding, lb1.hasVIP(vip))
 	}
 	<-lb0.exited
+	// The killed host keeps the VIP on its interface, and its crash guard, which
+	// drops the services' packets instead of resetting them.
+	if out, err := lb0.host.Run("nft", "list", "table", "inet", "xlb_vrrp_51"); err != nil || !strings.Contains(string(out), "drop") {
+		t.Errorf("crash guard after SIGKILL: %v\n%s", err, out)
+	}
 	time.Sleep(time.Second)
-	ok1, fail1 := phase()
+	lb1Trans := lb1.status().Transitions
+	ok1, fail1, lat1 := phase()
 	survived := survivors("after SIGKILL")
-	t.Logf("SIGKILL failover: %d/%d long-lived connections survived; request loop %d ok, %d failed",
-		survived, nConns, ok1, fail1)
+	t.Logf("SIGKILL failover: %d/%d long-lived connections survived; request loop %d ok, %d failed, slowest %v",
+		survived, nConns, ok1, fail1, lat1)
+	// No request fails (they wait for a retransmission at worst), unless the machine's
+	// load made lb1 flap.
+	if flaps := lb1.status().Transitions - lb1Trans; flaps != 0 {
+		t.Logf("VRRP flap: lb1 changed state %d more times after taking over (machine load)", flaps)
+	} else if fail1 != 0 {
+		t.Errorf("%d requests failed during the SIGKILL failover", fail1)
+	}
 	if survived != nConns {
 		t.Errorf("%d of %d connections survived the failover", survived, nConns)
 	}
@@ -312,7 +334,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if tx := lb0.txPackets(); tx != 0 {
 		t.Errorf("revived backup lb0 forwarded %d frames", tx)
 	}
-	ok2, fail2 := phase()
+	ok2, fail2, lat2 := phase()
 
 	// `xlb ctl demote` on lb1 hands the VIP back to lb0.
 	macTrace := make(chan string, 1)
@@ -339,7 +361,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if out, err := lb1.host.Run(bin, "ctl", "demote"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
 		t.Fatalf("xlb ctl demote: %v\n%s", err, out)
 	}
-	lb1Trans := lb1.status().Transitions
+	lb1Trans = lb1.status().Transitions
 	waitFor("lb0 master after the demote", 2*time.Second, func() bool { return lb0.status().State == "master" })
 	st0 := lb0.status()
 	handback := st0.LastTransition.Sub(demoted)
@@ -349,10 +371,10 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	t.Logf("client's neighbour entry for the VIP after the demote: %s", <-macTrace)
-	ok3, fail3 := phase()
+	ok3, fail3, lat3 := phase()
 	survived2 := survivors("after demote")
-	t.Logf("demote handback: %d/%d long-lived connections survived; request loop %d ok, %d failed",
-		survived2, nConns, ok3, fail3)
+	t.Logf("demote handback: %d/%d long-lived connections survived; request loop %d ok, %d failed, slowest %v",
+		survived2, nConns, ok3, fail3, lat3)
 	if survived2 != nConns {
 		t.Errorf("%d of %d connections survived the handback", survived2, nConns)
 	}
@@ -361,8 +383,8 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 	stopLoad()
 	wg.Wait()
-	t.Logf("request loop by phase (ok/failed): steady %d/%d, SIGKILL failover %d/%d, lb0 restart %d/%d, demote %d/%d; failures %v",
-		ok0, fail0, ok1, fail1, ok2, fail2, ok3, fail3, failures)
+	t.Logf("request loop by phase (ok/failed/slowest): steady %d/%d/%v, SIGKILL failover %d/%d/%v, lb0 restart %d/%d/%v, demote %d/%d/%v; failures %v",
+		ok0, fail0, lat0, ok1, fail1, lat1, ok2, fail2, lat2, ok3, fail3, lat3, failures)
 	if fail0 != 0 || fail2 != 0 {
 		t.Errorf("requests failed in steady state (%d) or while lb0 restarted as backup (%d)", fail0, fail2)
 	}
@@ -390,6 +412,9 @@ func TestE2EVRRPFailover(t *testing.T) {
 		}
 		if lb.hasVIP(vip) {
 			t.Errorf("%s: VIP left on eth0 after a clean exit", lb.host.Name())
+		}
+		if out, err := lb.host.Run("nft", "list", "table", "inet", "xlb_vrrp_51"); err == nil {
+			t.Errorf("%s: crash guard left after a clean exit:\n%s", lb.host.Name(), out)
 		}
 	}
 }
