@@ -140,6 +140,9 @@ func (k *keepConn) get(timeout time.Duration) (string, error) {
 // killed host comes back as backup and `xlb ctl demote` on the new master
 // hands the VIP back to it (root only; skips otherwise).
 func TestE2EVRRPFailover(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
+	}
 	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
