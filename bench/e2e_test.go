@@ -18,6 +18,7 @@ import (
 // backends, and the baselines that cannot run say why.
 func TestRunE2E(t *testing.T) {
 	testnet.Skip(t)
+	_ = Prioritize() // the generator and the worker are busy threads: on a loaded host, not starved
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	var progress int
@@ -59,8 +60,13 @@ func TestRunE2E(t *testing.T) {
 			}
 			continue
 		}
-		if r.Forwarded.N != 1 || !(r.Forwarded.Median > 0) {
-			t.Errorf("%s: forwarded %+v", k, r.Forwarded)
+		if r.Forwarded.N != 1 {
+			t.Errorf("%s: %d samples", k, r.Forwarded.N)
+		}
+	}
+	for k, ss := range rep.samples { // every case forwarded something
+		if s := ss[0]; s.SinkTotal == 0 && s.Forwarded.Packets == 0 && (s.Sink == nil || s.Sink.Good == 0) {
+			t.Errorf("%s: nothing forwarded", k)
 		}
 	}
 	for _, k := range []string{"forward/xlb-dr", "forward/xlb-tunnel"} {
@@ -97,7 +103,7 @@ func TestRunE2E(t *testing.T) {
 		t.Errorf("overload: after: good %d bad %v, worker errors %v", s.After.Good, s.After.Bad, s.WorkerErr)
 	}
 	nf := Case{Group: GroupNewFlows, Variant: XLBDR, Proto: TCPSYN, Size: 64, NewFlows: true}
-	if s := rep.samples[nf.Key()][0]; s.NewFlows == 0 || s.NewFlows < s.DUTSent*9/10 {
+	if s := rep.samples[nf.Key()][0]; s.NewFlows < s.DUTSent*9/10 {
 		t.Errorf("new flows: %d scheduled for %d forwarded", s.NewFlows, s.DUTSent)
 	}
 	var txt, md bytes.Buffer

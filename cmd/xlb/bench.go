@@ -15,7 +15,6 @@ import (
 
 	"github.com/pkg/profile"
 	"github.com/xlb-dev/xlb/bench"
-	"golang.org/x/sys/unix"
 )
 
 // cmdBench runs `xlb bench`: xlb's data path against the in-kernel and kernel-stack
@@ -129,17 +128,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	return rep.WriteText(w)
 }
 
-// prioritize gives the run a session of its own at autogroup nice -10 when it can (it
-// cannot when it leads a process group of another session, as from an interactive shell;
-// start it with setsid(1) then): with
-// sched_autogroup, CPU time is shared between sessions first, so the generator and the
-// worker would otherwise share theirs with every other process of the caller's session.
-func prioritize() {
-	_, err := unix.Setsid()
-	if sid, _ := unix.Getsid(0); err == nil || sid == os.Getpid() { // a session of our own
-		_ = os.WriteFile("/proc/self/autogroup", []byte("-10"), 0)
-	}
-}
-
-// benchPrioritize is prioritize; tests replace it (a test binary keeps its session).
-var benchPrioritize = prioritize
+// benchPrioritize is bench.Prioritize (a session of its own at autogroup nice -10, so the
+// generator and the worker are not starved by the rest of the caller's session); tests
+// replace it.
+var benchPrioritize = func() { _ = bench.Prioritize() }
