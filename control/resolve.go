@@ -134,8 +134,9 @@ func (k *KernelResolver) UseInterfaces(names []string) error {
 	})
 }
 
-// Watch calls changed (at once, then at most every 100ms) when a neighbour entry of a
-// next hop in use or any route changes.
+// Watch calls changed once as soon as it is subscribed, then (at once, then at
+// most every 100ms) when a neighbour entry of a next hop in use or any route
+// changes.
 func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 	done := make(chan struct{})
 	defer close(done)
@@ -147,6 +148,10 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 	if err := netlink.RouteSubscribeAt(k.ns, route, done); err != nil {
 		return err
 	}
+	// A change made before the subscriptions existed sent no notification:
+	// have the caller look once now, so there is no gap between its first
+	// resolution and the first notification.
+	changed()
 	// Fire at once on the first change (a new client's neighbour entry is
 	// wanted before its first reply comes back), then at most every 100ms.
 	var pending bool
