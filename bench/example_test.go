@@ -1,8 +1,10 @@
 package bench_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/xlb-dev/xlb/bench"
 )
@@ -30,4 +32,18 @@ func ExampleHistogram() {
 	}
 	fmt.Println(h.Percentile(0.5) >= 50000 && h.Percentile(0.5) < 50000*17/16, h.Count())
 	// Output: true 100
+}
+
+// Run measures xlb against the baselines on a namespace topology of its own (root only) and
+// writes the table.
+func ExampleRun() {
+	o := bench.Quick()
+	o.Groups = []string{bench.GroupForward, bench.GroupLatency}
+	o.Progress = func(done, total int, what string) { fmt.Fprintf(os.Stderr, "[%d/%d] %s\n", done, total, what) }
+	rep, err := bench.Run(context.Background(), o)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = rep.WriteMarkdown(os.Stdout, "xlb bench --quick --scenario forward,latency")
 }

@@ -191,7 +191,9 @@ func (r *runner) startVariant(c Case) (*dut, error) {
 		if err := r.t.LoadDNAT(); err != nil {
 			return nil, err
 		}
-		r.t.FlushConntrack()
+		if err := r.t.FlushConntrack(); err != nil {
+			return nil, err
+		}
 		return &dut{close: func() error { return nil }}, nil
 	case XLBDR, XLBTunnel, XLBDR1CPU:
 		m := dataplane.MethodDR

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -178,4 +179,47 @@ func BenchmarkPatch(b *testing.B) {
 		i++
 		tp.Patch(f, i, i)
 	}
+}
+
+// TestPatchChecksumsRandom checks Patch against a naive full computation (RFC 1071 over the
+// IPv4 header, and over the pseudo header and segment) for random flows and stamps.
+func TestPatchChecksumsRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 9))
+	for _, c := range []struct {
+		proto Proto
+		size  int
+	}{{UDP, 64}, {UDP, 1001}, {TCPSYN, 64}, {TCPSYN, 1518}} {
+		tp := testTemplate(t, c.proto, c.size, 1<<22)
+		f := make([]byte, tp.Len())
+		tp.Write(f, 0, 0)
+		for range 2000 {
+			tp.Patch(f, r.Uint64(), r.Uint64())
+			ip := f[14:34]
+			if naive(ip) != 0 {
+				t.Fatalf("%v/%d: ip header does not verify", c.proto, c.size)
+			}
+			total := int(ip[2])<<8 | int(ip[3])
+			seg := f[34 : 14+total]
+			pseudo := append(append([]byte{}, ip[12:20]...), 0, ip[9], byte(len(seg)>>8), byte(len(seg)))
+			if got := naive(append(pseudo, seg...)); got != 0 {
+				t.Fatalf("%v/%d: l4 checksum does not verify (%#04x)", c.proto, c.size, got)
+			}
+		}
+	}
+}
+
+// naive is the RFC 1071 checksum of b computed the slow way: 0 when b holds a correct one.
+func naive(b []byte) uint16 {
+	var s uint64
+	for i := 0; i < len(b); i += 2 {
+		w := uint64(b[i]) << 8
+		if i+1 < len(b) {
+			w |= uint64(b[i+1])
+		}
+		s += w
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return ^uint16(s)
 }

@@ -176,13 +176,13 @@ func (t *Topology) LoadDNAT() error {
 	return nil
 }
 
-// FlushConntrack empties the namespace's connection tracking table (between rounds, so the
-// nftables baseline starts from the same state each time). A missing conntrack tool is not
-// an error: the flows then stay established across rounds.
-func (t *Topology) FlushConntrack() {
-	if _, err := exec.LookPath("conntrack"); err == nil {
-		_, _ = t.NS.Run("conntrack", "-F")
+// FlushConntrack empties the namespace's connection tracking table, so the nftables baseline
+// starts every run from the same (empty) state.
+func (t *Topology) FlushConntrack() error {
+	if err := t.NS.Handle().ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+		return fmt.Errorf("bench: flush conntrack: %w", err)
 	}
+	return nil
 }
 
 // attachXA attaches a baseline program (drop or swap) to xa.
