@@ -115,3 +115,32 @@ func TestVRRPReloadNeedsRestart(t *testing.T) {
 		t.Errorf("removed section: err = %v, want ErrRestartRequired", err)
 	}
 }
+
+// FuzzVRRPConfig: any vrrp section is accepted (and then valid for ha) or
+// refused with ConfigErrors, never a panic.
+func FuzzVRRPConfig(f *testing.F) {
+	f.Add([]byte(vrrpGood))
+	f.Add([]byte(base + "vrrp:\n  interface: eth0\n  virtual_router_id: 300\n  priority: 0\n  vips: [2001:db8::1, 198.19.0.1]\n"))
+	f.Add([]byte(base + "vrrp:\n  interface: eth0\n  virtual_router_id: 1\n  priority: 255\n  advert_interval: 40950ms\n  vips: ['2001:db8::1']\n  unicast_peers: ['fe80::1']\n"))
+	f.Add([]byte(base + "vrrp: [1]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("f.yaml", data)
+		if err != nil {
+			var ce ConfigErrors
+			if !errors.As(err, &ce) || len(ce) == 0 {
+				t.Fatalf("error %T %v is not a non-empty ConfigErrors", err, err)
+			}
+			return
+		}
+		if cfg.VRRP == nil {
+			return
+		}
+		hc := cfg.VRRP.HA()
+		if err := hc.Validate(); err != nil {
+			t.Fatalf("accepted vrrp section fails ha's Validate: %v", err)
+		}
+		if s := guardScript(cfg); s != "" && !strings.Contains(s, "table inet xlb_vrrp_") {
+			t.Fatalf("guard script %q", s)
+		}
+	})
+}
