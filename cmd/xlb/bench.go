@@ -116,7 +116,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	o.Progress = func(done, total int, what string) {
 		fmt.Fprintf(stderr, "[%3d/%d %5.1fs] %s\n", done, total, time.Since(start).Seconds(), what)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGPIPE too (a closed pipe on stdout or stderr): stop and clean the namespace up
+	// instead of dying with it in place.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
