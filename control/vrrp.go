@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ type Standby struct {
 	last       *dataplane.Snapshot // the controller's latest snapshot
 	forwarding bool
 	changes    uint64
+	guard      *crashGuard // follows the controller's snapshots; nil: none
 }
 
 // NewStandby returns a Standby publishing to pub, not forwarding.
@@ -44,6 +46,9 @@ func (s *Standby) Publish(snap *dataplane.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last = snap
+	if s.guard != nil {
+		s.guard.update(snap)
+	}
 	return s.publishLocked()
 }
 
@@ -143,11 +148,7 @@ type vrrpNode struct {
 	log     *slog.Logger
 	// addrs puts the VIPs on the interface (on) or takes them off; it must
 	// be idempotent.
-	addrs func(on bool) error
-	// guard, when set, installs (on) or removes the crash guard (see
-	// vrrp_guard.go).
-	guard func(on bool) error
-
+	addrs  func(on bool) error
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    chan error // Run's error, if it failed
@@ -185,11 +186,6 @@ func (n *vrrpNode) onBackup() error {
 
 // start runs the router until stop; a transport failure arrives on n.err.
 func (n *vrrpNode) start(ctx context.Context) {
-	if n.guard != nil {
-		if err := n.guard(true); err != nil {
-			n.log.Warn("vrrp: no crash guard: if xlb dies as master, its kernel resets the VIPs' connections until the backup takes over", "err", err)
-		}
-	}
 	ctx, n.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(n.done)
@@ -212,10 +208,15 @@ func (n *vrrpNode) stop() {
 	if err := n.standby.SetForwarding(false); err != nil {
 		n.log.Warn("vrrp: stop forwarding", "err", err)
 	}
-	if n.guard != nil {
-		if err := n.guard(false); err != nil {
-			n.log.Warn("vrrp: remove the crash guard", "err", err)
-		}
+	n.standby.mu.Lock()
+	g := n.standby.guard
+	var gerr error
+	if g != nil {
+		gerr = g.remove()
+	}
+	n.standby.mu.Unlock()
+	if gerr != nil {
+		n.log.Warn("vrrp: remove the crash guard", "err", gerr)
 	}
 }
 
@@ -301,16 +302,10 @@ func vrrpFor(cfg *Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode,
 		return dp, nil, nil
 	}
 	sb := NewStandby(dp)
+	sb.guard = &crashGuard{vrid: cfg.VRRP.VirtualRouterID, vips: slices.Clone(cfg.VRRP.VIPs), apply: nft, log: log}
 	n, err := newVRRPNode(cfg.VRRP, sb, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vrrp: %w", err)
-	}
-	vrid := cfg.VRRP.VirtualRouterID
-	n.guard = func(on bool) error {
-		if on {
-			return installGuard(cfg)
-		}
-		return removeGuard(vrid)
 	}
 	return sb, n, nil
 }

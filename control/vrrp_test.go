@@ -267,34 +267,60 @@ func TestVRRPAPIWithoutVRRP(t *testing.T) {
 	}
 }
 
-func TestGuardScript(t *testing.T) {
-	cfg, err := ParseConfig("g.yaml", []byte(`interfaces: [{name: eth0}]
-services:
-  - {name: web, vip: 198.19.0.10, port: 80, backends: [{address: 198.18.0.11}]}
-  - {name: dns, vip: 198.19.0.10, port: 53, protocol: udp, backends: [{address: 198.18.0.11}]}
-  - {name: all, vip: 198.19.0.11, port: 0, backends: [{address: 198.18.0.11}], health: {kind: none}}
-  - {name: other, vip: 198.19.0.99, port: 80, backends: [{address: 198.18.0.11}]}
-vrrp: {interface: eth0, virtual_router_id: 7, priority: 100, vips: [198.19.0.10, 198.19.0.11]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `table inet xlb_vrrp_7 {}
-delete table inet xlb_vrrp_7
-table inet xlb_vrrp_7 {
+func TestCrashGuardFollowsSnapshots(t *testing.T) {
+	v := newVRRPRig(t)
+	var scripts []string
+	g := &crashGuard{vrid: 9, vips: []netip.Addr{netip.MustParseAddr("198.19.0.10")}, log: v.c.log,
+		apply: func(s string) error { scripts = append(scripts, s); return nil }}
+	v.node.standby.mu.Lock()
+	v.node.standby.guard = g
+	v.node.standby.mu.Unlock()
+
+	v.prober.fire("web/a", health.StateUp) // a publish
+	want := `table inet xlb_vrrp_9 {}
+delete table inet xlb_vrrp_9
+table inet xlb_vrrp_9 {
 	chain input {
 		type filter hook input priority filter; policy accept;
-		ip daddr 198.19.0.10 meta l4proto tcp tcp dport 80 drop
-		ip daddr 198.19.0.10 meta l4proto udp udp dport 53 drop
-		ip daddr 198.19.0.11 meta l4proto tcp drop
+		ip daddr 198.19.0.10 meta l4proto tcp th dport 80 drop
+		ip daddr 198.19.0.10 meta l4proto udp th dport 53 drop
 	}
 }
 `
-	if got := guardScript(cfg); got != want {
-		t.Errorf("guard script:\n%s\nwant:\n%s", got, want)
+	if len(scripts) != 1 || scripts[0] != want {
+		t.Fatalf("guard scripts = %q\nwant one:\n%s", scripts, want)
 	}
-	cfg.VRRP.VIPs = cfg.VRRP.VIPs[:0]
-	if got := guardScript(cfg); got != "" {
-		t.Errorf("no service VIP held by vrrp: script %q, want none", got)
+	v.prober.fire("web/b", health.StateUp) // same services: nothing to do
+	if len(scripts) != 1 {
+		t.Errorf("unchanged services re-applied the guard: %d scripts", len(scripts))
+	}
+	// A reload without the dns service narrows the guard; one without any
+	// service of the VIP removes it.
+	must(t, v.c.Reload(v.parse(strings.Replace(vrrpRigConfig, "    port: 53\n", "    port: 54\n", 1))))
+	if n := len(scripts); n != 2 || !strings.Contains(scripts[1], "udp th dport 54 drop") {
+		t.Fatalf("after reload: %q", scripts[n-1])
+	}
+	v.node.stop()
+	if n := len(scripts); scripts[n-1] != "table inet xlb_vrrp_9 {}\ndelete table inet xlb_vrrp_9\n" {
+		t.Errorf("stop applied %q, want the removal", scripts[n-1])
+	}
+	// A failing nft is retried on the next snapshot.
+	g.apply = func(string) error { return errors.New("nft: not found") }
+	v.prober.fire("web/c", health.StateUp)
+	if g.last != "" {
+		t.Error("a failed apply was recorded as in place")
+	}
+}
+
+func TestGuardScriptAllPortsAndIPv6(t *testing.T) {
+	keys := []guardKey{{netip.MustParseAddr("2001:db8::10"), 0, 6}, {netip.MustParseAddr("198.19.0.11"), 0, 17}}
+	got := guardScript(3, keys)
+	for _, want := range []string{"ip6 daddr 2001:db8::10 meta l4proto tcp drop\n", "ip daddr 198.19.0.11 meta l4proto udp drop\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("script lacks %q:\n%s", want, got)
+		}
+	}
+	if got := guardScript(3, nil); got != guardRemoval(3) {
+		t.Errorf("no keys: %q", got)
 	}
 }
