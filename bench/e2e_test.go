@@ -125,3 +125,36 @@ func TestRunE2E(t *testing.T) {
 	}
 	t.Logf("\n%s", txt.String())
 }
+
+// TestRunTwoGenerators runs the checking sink with two generator threads on two veth queues
+// (xlb then runs two workers): every frame arrives checked and correct.
+func TestRunTwoGenerators(t *testing.T) {
+	testnet.Skip(t)
+	_ = Prioritize()
+	cpus := []int{0, 0}
+	if runtime.NumCPU() > 1 {
+		cpus = []int{0, 1}
+	}
+	rep, err := Run(t.Context(), Options{Groups: []string{GroupLatency}, GenCPUs: cpus, Duration: 150 * time.Millisecond,
+		Warmup: 50 * time.Millisecond, Rounds: 1, LatencyRate: 20000})
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel} {
+		c := Case{Group: GroupLatency, Variant: v, Proto: UDP, Size: 64, Flows: 1024, Rate: 20000, Check: true}
+		s, ok := rep.samples[c.Key()][0]
+		if !ok || s.Sink == nil {
+			t.Errorf("%s: no sample (%v)", v, rep.errs[c.Key()])
+			continue
+		}
+		if s.Sink.Good == 0 || s.Sink.BadTotal() != 0 {
+			t.Errorf("%s: good %d, bad %v", v, s.Sink.Good, s.Sink.Bad)
+		}
+		if s.Offered.Packets < s.Sink.Good {
+			t.Errorf("%s: %d good of %d sent", v, s.Sink.Good, s.Offered.Packets)
+		}
+	}
+}

@@ -53,6 +53,10 @@ func newReport(o Options, t *Topology) *Report {
 		"into its socket, the XDP baselines and the kernel's forwarding and nftables run there too: veth runs "+
 		"the receiver in the sender's softirq); xlb's worker on CPU %d (its copy-mode transmit runs xb's sink "+
 		"in that CPU's softirq)", o.GenCPU, o.WorkerCPU)
+	if len(o.GenCPUs) > 1 {
+		placement += fmt.Sprintf("; %d generator threads on CPUs %v, one per veth queue, and as many xlb workers, all on CPU %d",
+			len(o.GenCPUs), o.GenCPUs, o.WorkerCPU)
+	}
 	if o.Placement == PlacementCore {
 		placement = fmt.Sprintf("dut-core: generator thread alone on CPU %d; everything the device under test "+
 			"does on CPU %d: xa's receive work (threaded NAPI, its napi thread pinned there, for the XDP variants; "+

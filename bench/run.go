@@ -57,6 +57,10 @@ type Options struct {
 	// GenCPU runs the generator (and xa's receive work, which veth does in the sender's
 	// softirq); WorkerCPU runs xlb's worker. Defaults: 0 and 1 (0 and 0 on one CPU).
 	GenCPU, WorkerCPU int
+	// GenCPUs, when set, runs one generator thread per CPU listed, each on a queue of its own
+	// (the veth pair gets that many queues, xlb one worker per queue, all on WorkerCPU);
+	// GenCPU is then GenCPUs[0].
+	GenCPUs []int
 	// Placement is PlacementSplit (default) or PlacementCore.
 	Placement string
 	// LatencyRate is the offered rate of the latency runs, packets/s (default 50000).
@@ -101,6 +105,10 @@ func (o *Options) defaults() {
 	if o.Placement == "" {
 		o.Placement = PlacementSplit
 	}
+	if len(o.GenCPUs) == 0 {
+		o.GenCPUs = []int{o.GenCPU}
+	}
+	o.GenCPU = o.GenCPUs[0]
 }
 
 // Case is one measured configuration.
@@ -253,9 +261,7 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 	if err != nil {
 		return s, err
 	}
-	gc := GenConfig{NS: r.t.NS.NsHandle(), Ifindex: r.t.XB.Attrs().Index, CPU: r.o.GenCPU, Template: tp,
-		Rate: c.Rate, FirstFlow: r.flow}
-	r.flow += uint64(flows)
+	gc := GenConfig{NS: r.t.NS.NsHandle(), Ifindex: r.t.XB.Attrs().Index, Template: tp, Rate: c.Rate}
 	var count func() uint64
 	if c.Check {
 		rd, err := r.t.AttachSinkRedirect()
@@ -272,10 +278,20 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 		defer sk.Close()
 		count = func() uint64 { n, _ := sk.Packets(); return n }
 	}
-	g, err := StartGenerator(gc)
-	if err != nil {
-		return s, err
+	g := make(gens, 0, len(r.o.GenCPUs))
+	for i, cpu := range r.o.GenCPUs {
+		c := gc
+		c.Queue, c.CPU = i, cpu
+		c.Rate /= float64(len(r.o.GenCPUs))
+		c.FirstFlow = r.flow + uint64(i*flows/len(r.o.GenCPUs)) // each thread its share of the flows
+		one, err := StartGenerator(c)
+		if err != nil {
+			g.Stop()
+			return s, err
+		}
+		g = append(g, one)
 	}
+	r.flow += uint64(flows)
 	warm := r.o.Warmup
 	if c.Group == GroupFlows {
 		// Send every flow about once before measuring, so the figure is of established flows.
@@ -396,7 +412,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	// The generator and the worker are locked busy threads: leave Ps for the rest.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), runtime.NumCPU()+2)))
-	t, err := NewTopology(1)
+	t, err := NewTopology(len(o.GenCPUs))
 	if err != nil {
 		return nil, err
 	}
@@ -461,4 +477,34 @@ func ratio(a, b float64) float64 {
 		return math.NaN()
 	}
 	return a / b
+}
+
+// gens are the generator threads of one run, one per queue.
+type gens []*Generator
+
+// Sent returns what the threads have sent so far.
+func (g gens) Sent() uint64 {
+	var n uint64
+	for _, x := range g {
+		n += x.Sent()
+	}
+	return n
+}
+
+// Stop stops every thread and adds their results up.
+func (g gens) Stop() (GenResult, error) {
+	var res GenResult
+	var errs []error
+	for _, x := range g {
+		r, err := x.Stop()
+		errs = append(errs, err)
+		res.Sent.Packets += r.Sent.Packets
+		res.Sent.Bytes += r.Sent.Bytes
+		res.Sent.Elapsed = max(res.Sent.Elapsed, r.Sent.Elapsed)
+		res.Kicks += r.Kicks
+		res.RxRingFull += r.RxRingFull
+		res.FillRingEmpty += r.FillRingEmpty
+		res.Sink.merge(&r.Sink)
+	}
+	return res, errors.Join(errs...)
 }

@@ -74,6 +74,18 @@ func (r *SinkResult) Received() uint64 {
 	return n
 }
 
+func (r *SinkResult) merge(o *SinkResult) {
+	r.Good += o.Good
+	r.Other += o.Other
+	for i := range r.Bad {
+		r.Bad[i] += o.Bad[i]
+	}
+	for i := range r.Spread {
+		r.Spread[i] += o.Spread[i]
+	}
+	r.Latency.Merge(&o.Latency)
+}
+
 // BadTotal returns the frames that failed the check.
 func (r *SinkResult) BadTotal() uint64 { return r.Received() - r.Good }
 

@@ -304,7 +304,12 @@ func (t *Topology) nsSysfs(rel, value string) error {
 // veth runs the receive work in the sender's softirq, on the generator's CPU.
 func (t *Topology) PinRx(cpu int, xdp bool) error {
 	if !xdp {
-		return t.nsSysfs(t.NameA+"/queues/rx-0/rps_cpus", fmt.Sprintf("%x", uint64(1)<<cpu))
+		for q := range t.Queues {
+			if err := t.nsSysfs(fmt.Sprintf("%s/queues/rx-%d/rps_cpus", t.NameA, q), fmt.Sprintf("%x", uint64(1)<<cpu)); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if err := t.nsSysfs(t.NameA+"/threaded", "1"); err != nil {
 		return err

@@ -32,6 +32,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	flows := fs.Int("flows", 0, "flows of the forward and latency scenarios (default 1024)")
 	sizes := fs.String("size", "", "comma-separated frame sizes in bytes, FCS included, of the forward scenario (default 64,1500)")
 	cpus := fs.String("cpus", "", "GEN,WORKER: CPUs of the generator and of xlb's worker (default 0,1)")
+	genCPUs := fs.String("gen-cpus", "", "comma-separated CPUs: one generator thread on each, one veth queue each (overrides GEN of --cpus)")
 	rate := fs.Float64("latency-rate", 0, "offered packets/s of the latency runs (default 50000)")
 	placement := fs.String("placement", bench.PlacementSplit, "where the receive work runs: "+bench.PlacementSplit+
 		" (in the generator's softirq, as veth does) or "+bench.PlacementCore+" (on the worker's CPU: one core for the device under test)")
@@ -92,6 +93,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: --cpus %q (want GEN,WORKER)", errUsage, *cpus)
 		}
 		o.GenCPU, o.WorkerCPU = gi, wi
+	}
+	if *genCPUs != "" {
+		for _, c := range strings.Split(*genCPUs, ",") {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 0 {
+				return fmt.Errorf("%w: --gen-cpus %q (want a list of CPU numbers)", errUsage, *genCPUs)
+			}
+			o.GenCPUs = append(o.GenCPUs, n)
+		}
 	}
 	switch *prof {
 	case "":
