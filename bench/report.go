@@ -234,6 +234,9 @@ func met(ok bool) string {
 	return "not met"
 }
 
+// variants lists every variant a report may name, in legend order.
+var variants = []string{XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, "ipvs-dr", "ipvs-tunnel", "asavie-xdp"}
+
 // What says what a variant's row measures and how.
 func What(variant string) string {
 	switch variant {
@@ -320,7 +323,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nmachine: %s\nplacement: %s\n", r.Machine, r.Placement)
+	fmt.Fprintf(w, "\nmachine: %s\nplacement: %s\nmethod: %s\n", r.Machine, r.Placement, r.Method)
+	for _, v := range variants {
+		fmt.Fprintf(w, "%s: %s\n", v, What(v))
+	}
 	for _, g := range r.Goals {
 		fmt.Fprintln(w, "goal: "+g)
 	}
@@ -345,7 +351,7 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) error {
 		fmt.Fprintln(b, "| "+strings.Join(c, " | ")+" |")
 	}
 	fmt.Fprintln(b, "\nWhat each variant measures:")
-	for _, v := range []string{XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, "ipvs-dr", "ipvs-tunnel", "asavie-xdp"} {
+	for _, v := range variants {
 		fmt.Fprintf(b, "- `%s`: %s\n", v, What(v))
 	}
 	fmt.Fprintln(b, "\nScenarios: `forward` flat out per size; `flows` xlb-dr at 64 bytes by flow count "+
