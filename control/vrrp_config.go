@@ -67,6 +67,12 @@ func (c *Config) validateVRRP(e *errs) {
 	if v == nil || c.failed["vrrp"] {
 		return
 	}
+	if c.BGP != nil {
+		// The BGP announcer announces while the host forwards; it does not
+		// follow VRRP, so a backup would draw traffic it does not forward.
+		e.add(v.pos.line, "vrrp", ErrValue, "vrrp and bgp cannot be used together (a VRRP backup would announce VIPs it does not forward): choose one")
+		return
+	}
 	for _, f := range []string{"interface", "virtual_router_id", "priority", "advert_interval", "preempt",
 		"preempt_delay", "unicast_peers", "source_address", "vips", "version", "garp_repeat", "garp_interval"} {
 		if c.failed["vrrp."+f] || c.failedUnder("vrrp."+f+"[") {

@@ -73,6 +73,9 @@ func TestVRRPSectionErrors(t *testing.T) {
 		{"no vips", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n",
 			"v.yaml:10: vrrp.vips: missing: at least one VIP is required", ErrMissing},
 		{"not a mapping", " [1, 2]\n", "v.yaml:10: vrrp: bad type: want a mapping", ErrType},
+		{"with bgp", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n  vips: [198.19.0.10]\n" +
+			"bgp: {local_as: 65001, router_id: 198.18.0.2, next_hop: 198.18.0.2, neighbors: [{address: 198.18.0.1, as: 65000}]}\n",
+			"v.yaml:10: vrrp: bad value: vrrp and bgp cannot be used together", ErrValue},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
