@@ -91,7 +91,11 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 	for _, werr := range dp.WorkerErrors() {
 		log.Warn("worker", "err", werr)
 	}
-	log.Info("forwarding", "services", len(cfg.Services), "workers", len(dp.Stats()))
+	if vr != nil {
+		log.Info("data path ready; forwarding while VRRP master", "services", len(cfg.Services), "workers", len(dp.Stats()))
+	} else {
+		log.Info("forwarding", "services", len(cfg.Services), "workers", len(dp.Stats()))
+	}
 	ann, err := startBGPFor(ctx, cfg, c, metrics, log)
 	if err != nil {
 		return err
