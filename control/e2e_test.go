@@ -2,7 +2,6 @@ package control
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -48,24 +47,6 @@ func e2eConfig(tn *testnet.Net, backends int, weight0 uint32) string {
 	return b.String()
 }
 
-// syncBuffer is a log sink shown when the test fails.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // persistent is one long-lived HTTP/1.1 connection to the VIP.
 type persistent struct {
 	c       net.Conn
@@ -103,7 +84,7 @@ type outcome struct {
 
 func TestE2EFailoverAndReload(t *testing.T) {
 	tn := testnet.New(t, testnet.Config{Backends: 4, DisableIPv6: true})
-	logs := &syncBuffer{}
+	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("controller log:\n%s", logs.String())
@@ -338,7 +319,7 @@ func e2eNAT(t *testing.T, check string) {
 	fmt.Fprintf(&b, "    health: %s\n", check)
 	cfg, err := ParseConfig("nat.yaml", []byte(b.String()))
 	must(t, err)
-	logs := &syncBuffer{}
+	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("controller log:\n%s", logs.String())

@@ -61,7 +61,7 @@ func TestE2EThroughVIP(t *testing.T) {
 	}
 	cfg, err := ParseConfig("tv.yaml", []byte(b.String()))
 	must(t, err)
-	logs := &syncBuffer{}
+	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("controller log:\n%s", logs.String())

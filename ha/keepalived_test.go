@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,26 +19,9 @@ import (
 // keepalived is a keepalived process (VRRP subsystem only) with its own files in a temp dir.
 type keepalived struct {
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testnet.Output
 	host *testnet.Host
 	vip  netip.Addr
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startKeepalived(t *testing.T, h *testnet.Host, vip netip.Addr, prio uint8, master bool) *keepalived {
@@ -75,7 +57,7 @@ vrrp_instance xlb {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := &keepalived{out: &syncBuffer{}, host: h, vip: vip}
+	k := &keepalived{out: &testnet.Output{}, host: h, vip: vip}
 	k.cmd = exec.Command(bin, "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
 		"--dont-respawn", "-f", path,
 		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"),

@@ -44,23 +44,6 @@ type lbHost struct {
 	forwarding atomic.Bool
 }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startLB(t *testing.T, tn *testnet.Net, h *testnet.Host, prio uint8, logs io.Writer) *lbHost {
 	t.Helper()
 	var y strings.Builder
@@ -221,7 +204,7 @@ func TestLBFailoverConnectionsSurvive(t *testing.T) {
 
 func lbFailover(t *testing.T, mode string) {
 	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
-	logs := &logBuffer{}
+	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("LB logs:\n%s", logs.String())

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,24 +18,6 @@ import (
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
-
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestE2EBinary runs the real `xlb run` binary in the LB's namespace,
 // drives it with `xlb ctl`, reloads it with SIGHUP (a bad file first) and
@@ -67,7 +47,7 @@ func TestE2EBinary(t *testing.T) {
 	}
 	must(os.WriteFile(path, []byte(conf(2)), 0o600))
 
-	logs := &lockedBuffer{}
+	logs := &testnet.Output{}
 	cmd := exec.Command(bin, "run", "--config", path, "--log-level", "debug")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	must(tn.LB.Start(cmd))

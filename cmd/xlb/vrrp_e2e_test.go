@@ -35,7 +35,7 @@ type vrrpLB struct {
 	conf   string
 	cmd    *exec.Cmd
 	exited chan error
-	logs   *lockedBuffer
+	logs   *testnet.Output
 	api    *control.Client
 }
 
@@ -150,7 +150,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	vip := tn.VIP.String()
-	logs := &lockedBuffer{}
+	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() || testing.Verbose() {
 			t.Logf("xlb run logs:\n%s", logs.String())

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,24 +43,6 @@ const (
 	holdTime = 3 // seconds: the smallest BGP allows; a killed LB is noticed after it
 )
 
-// lockedBuffer collects a child's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // cluster is the topology: testnet's one-arm net with N LB namespaces and the backends,
 // plus a router namespace running BIRD and a client namespace behind it.
 type cluster struct {
@@ -80,7 +61,7 @@ type lbProc struct {
 	cfg    string
 	cmd    *exec.Cmd
 	exited chan error
-	logs   *lockedBuffer
+	logs   *testnet.Output
 }
 
 // veth makes a veth pair: a in ns (with address pa, if valid), b in nsB.
@@ -246,7 +227,7 @@ template bgp lb {
 	}
 	cf := filepath.Join(dir, "bird.conf")
 	must(t, os.WriteFile(cf, []byte(conf.String()), 0o600))
-	logs := &lockedBuffer{}
+	logs := &testnet.Output{}
 	cmd := exec.Command(path, "-f", "-c", cf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
 	cmd.Stdout, cmd.Stderr = logs, logs
 	must(t, c.router.Start(cmd))
@@ -373,7 +354,7 @@ func (c *cluster) startLB(i int) *lbProc {
 		c.lbs = append(c.lbs, nil)
 	}
 	p := &lbProc{host: c.tn.LBs[i], cfg: filepath.Join(c.dir, fmt.Sprintf("lb%d.yaml", i)),
-		exited: make(chan error, 1), logs: &lockedBuffer{}}
+		exited: make(chan error, 1), logs: &testnet.Output{}}
 	must(t, os.WriteFile(p.cfg, []byte(c.lbConfig(i)), 0o600))
 	p.cmd = exec.Command(c.bin, "run", "--config", p.cfg, "--replace-xdp")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
