@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -49,29 +48,8 @@ func e2eConfig(tn *testnet.Net, backends int, weight0 uint32) string {
 
 // persistent is one long-lived HTTP/1.1 connection to the VIP.
 type persistent struct {
-	c       net.Conn
-	r       *bufio.Reader
+	c       *testnet.HTTPConn
 	backend string
-}
-
-func (p *persistent) get() (string, error) {
-	_ = p.c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(p.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(p.r, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(body)), nil
 }
 
 // outcome is one request of the continuous load.
@@ -145,8 +123,8 @@ func TestE2EFailoverAndReload(t *testing.T) {
 		nc, err := tn.Client.Dial(ctx, "tcp", net.JoinHostPort(tn.VIP.String(), "80"))
 		must(t, err)
 		t.Cleanup(func() { nc.Close() })
-		p := &persistent{c: nc, r: bufio.NewReader(nc)}
-		p.backend, err = p.get()
+		p := &persistent{c: testnet.NewHTTPConn(nc)}
+		p.backend, err = p.c.Get(2 * time.Second)
 		must(t, err)
 		conns = append(conns, p)
 	}
@@ -156,7 +134,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 			if p.backend == skip {
 				continue
 			}
-			got, err := p.get()
+			got, err := p.c.Get(2 * time.Second)
 			if err != nil || got != p.backend {
 				t.Errorf("%s: long-lived connection %d on %s: got %q, %v", when, i, p.backend, got, err)
 			}

@@ -1,13 +1,11 @@
 package ha_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -143,29 +141,8 @@ func (lb *lbHost) waitUp(t *testing.T, n int) {
 
 // longConn is one long-lived HTTP/1.1 connection to the VIP.
 type longConn struct {
-	c       net.Conn
-	r       *bufio.Reader
+	c       *testnet.HTTPConn
 	backend string
-}
-
-func (p *longConn) get(timeout time.Duration) (string, error) {
-	_ = p.c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(p.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(p.r, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(body)), nil
 }
 
 // hang makes h a hung host: the switch keeps forwarding frames to its port (its MAC stays
@@ -237,8 +214,8 @@ func lbFailover(t *testing.T, mode string) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { nc.Close() })
-		p := &longConn{c: nc, r: bufio.NewReader(nc)}
-		if p.backend, err = p.get(2 * time.Second); err != nil {
+		p := &longConn{c: testnet.NewHTTPConn(nc)}
+		if p.backend, err = p.c.Get(2 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 		perBackend[p.backend]++
@@ -313,7 +290,7 @@ func lbFailover(t *testing.T, mode string) {
 	time.Sleep(time.Second)
 	survived := 0
 	for i, p := range conns {
-		got, err := p.get(5 * time.Second)
+		got, err := p.c.Get(5 * time.Second)
 		if err != nil || got != p.backend {
 			t.Errorf("connection %d (backend %s) after failover: %q, %v", i, p.backend, got, err)
 			continue

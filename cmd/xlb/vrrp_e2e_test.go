@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,29 +105,8 @@ func (lb *vrrpLB) hasVIP(vip string) bool {
 
 // keepConn is one long-lived HTTP/1.1 connection to the VIP.
 type keepConn struct {
-	c       net.Conn
-	r       *bufio.Reader
+	c       *testnet.HTTPConn
 	backend string
-}
-
-func (k *keepConn) get(timeout time.Duration) (string, error) {
-	_ = k.c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(k.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(k.r, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(body)), nil
 }
 
 // TestE2EVRRPFailover runs two real `xlb run` processes sharing a VIP with
@@ -211,8 +187,8 @@ func TestE2EVRRPFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { nc.Close() })
-		k := &keepConn{c: nc, r: bufio.NewReader(nc)}
-		if k.backend, err = k.get(2 * time.Second); err != nil {
+		k := &keepConn{c: testnet.NewHTTPConn(nc)}
+		if k.backend, err = k.c.Get(2 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 		perBackend[k.backend]++
@@ -225,7 +201,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 			// 10s: TCP retransmits until the client's ARP entry points at the
 			// master again (a VRRP flap on a loaded machine can leave it on the
 			// backup until the neighbour entry is re-resolved).
-			got, err := k.get(10 * time.Second)
+			got, err := k.c.Get(10 * time.Second)
 			if err != nil || got != k.backend {
 				t.Errorf("%s: connection %d (backend %s): %q, %v", phase, i, k.backend, got, err)
 				continue

@@ -1,13 +1,9 @@
 package scaleout
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,34 +13,13 @@ import (
 
 // longConn is one long-lived HTTP/1.1 connection to the VIP, from its own source port.
 type longConn struct {
-	c       net.Conn
-	r       *bufio.Reader
+	c       *testnet.HTTPConn
 	backend string // the backend that answered its first request
 
 	lastOK atomic.Int64 // unix nanos of the last good answer
 	dead   atomic.Bool
 	mu     sync.Mutex
 	err    error
-}
-
-func (p *longConn) get(timeout time.Duration) (string, error) {
-	_ = p.c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(p.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(p.r, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return strings.TrimSpace(string(body)), nil
 }
 
 func (p *longConn) fail(err error) {
@@ -84,8 +59,8 @@ func startTraffic(ctx context.Context, client *testnet.NS, vip string, conns, lo
 			tr.Stop()
 			return nil, err
 		}
-		p := &longConn{c: c, r: bufio.NewReader(c)}
-		if p.backend, err = p.get(2 * time.Second); err != nil {
+		p := &longConn{c: testnet.NewHTTPConn(c)}
+		if p.backend, err = p.c.Get(2 * time.Second); err != nil {
 			c.Close()
 			tr.Stop()
 			return nil, fmt.Errorf("first request on a long connection: %w", err)
@@ -104,7 +79,7 @@ func startTraffic(ctx context.Context, client *testnet.NS, vip string, conns, lo
 					return
 				case <-t.C:
 				}
-				b, err := p.get(connWait)
+				b, err := p.c.Get(connWait)
 				switch {
 				case err != nil:
 					p.fail(err)
