@@ -336,9 +336,15 @@ func (t *Topology) PinRx(cpu int, xdp bool) error {
 			if err := unix.SchedSetaffinity(pid, &set); err != nil {
 				return fmt.Errorf("bench: pin %s (pid %d) to cpu %d: %w", strings.TrimSpace(string(b)), pid, cpu, err)
 			}
-			// A kernel thread is outside every session's autogroup: nice -10 gives it the
-			// share the bench's own threads get from theirs.
-			_ = unix.Setpriority(unix.PRIO_PROCESS, pid, -10)
+			// A kernel thread is outside every session's autogroup. At the share the bench's
+			// own threads get from theirs (the same nice) the napi thread took half the CPU,
+			// filled xlb's rx ring faster than the worker, on the same CPU, could empty it,
+			// and spent its half copying frames dropped at the full ring (40-45% lost): 5
+			// nice levels below gives it about a quarter, and the surplus is dropped before
+			// any copy, when veth's ring to xa is full (docs/bench/bench.md, "forwarding
+			// gap investigation"). XDP_TX alone on the CPU does not care.
+			nice := napiNice()
+			_ = unix.Setpriority(unix.PRIO_PROCESS, pid, nice)
 			pinned++
 		}
 	}
@@ -346,6 +352,25 @@ func (t *Topology) PinRx(cpu int, xdp bool) error {
 		return fmt.Errorf("bench: no napi thread %s* after turning threaded NAPI on", prefix)
 	}
 	return nil
+}
+
+// napiNice is the nice of the napi threads PinRx moves: 5 levels weaker than the calling
+// process's autogroup (-5 under Prioritize).
+func napiNice() int {
+	b, _ := os.ReadFile("/proc/self/autogroup")
+	return napiNiceFrom(string(b))
+}
+
+// napiNiceFrom computes napiNice from the text of /proc/self/autogroup
+// ("/autogroup-123 nice -10"; anything else counts as nice 0), clamped to -20..19.
+func napiNiceFrom(autogroup string) int {
+	nice := 0
+	if f := strings.Fields(autogroup); len(f) == 3 && f[1] == "nice" {
+		if n, err := strconv.Atoi(f[2]); err == nil {
+			nice = n
+		}
+	}
+	return min(19, max(-20, nice+5))
 }
 
 // Prioritize gives the calling process a session of its own at autogroup nice -10 when it
