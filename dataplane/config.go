@@ -3,6 +3,8 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // ErrBadConfig is wrapped by every error Config.validate returns.
@@ -20,7 +22,8 @@ type Config struct {
 	// RingSize is the size of each of the four rings (default 2048, a power of two, at most
 	// FrameCount/2).
 	RingSize int
-	// ConnTableSize is the number of connection-table entries per worker (default 1<<16).
+	// ConnTableSize is the number of connection-table entries per worker (default
+	// sched.DefaultCapacity: 1M entries, 56 MiB, allocated once at start).
 	ConnTableSize int
 	// BatchSize is the most frames a worker takes from its rx ring at once (default 64).
 	BatchSize int
@@ -51,6 +54,13 @@ type InterfaceConfig struct {
 	Cores []int
 	// Queues is the number of queues to serve; 0 means all of them.
 	Queues int
+	// BusyPoll keeps the workers of this interface spinning on their rings when idle
+	// instead of sleeping in poll(2): the lowest latency (no wake-up of a sleeping CPU per
+	// burst), at the price of a whole CPU per worker even with no traffic. For workers
+	// pinned to cores of their own; never on a CPU that also runs the NIC's receive work
+	// (the spinning worker starves it). A worker serving several interfaces spins when any
+	// of them asks.
+	BusyPoll bool
 }
 
 func (c *Config) withDefaults() Config {
@@ -65,7 +75,7 @@ func (c *Config) withDefaults() Config {
 		d.RingSize = min(2048, d.FrameCount/2)
 	}
 	if d.ConnTableSize == 0 {
-		d.ConnTableSize = 1 << 16
+		d.ConnTableSize = sched.DefaultCapacity
 	}
 	if d.BatchSize == 0 {
 		d.BatchSize = maxBatch
