@@ -63,6 +63,9 @@ func newReport(o Options, t *Topology) *Report {
 			"RPS for the kernel path), xlb's XDP steering, copy and worker, and the transmit back to xb "+
 			"(xlb-dr-1cpu: all of it on CPU %d with the generator)", o.GenCPU, o.WorkerCPU, o.GenCPU)
 	}
+	if o.BusyPoll {
+		placement += "; xlb's worker busy-polls (never sleeps in poll(2))"
+	}
 	return &Report{Options: o, Started: time.Now(), Machine: machine(), Placement: placement,
 		Method: fmt.Sprintf("one namespace, veth xa/xb (MTU %d, 1 queue, XDP native, AF_XDP copy mode: veth "+
 			"has no zero copy). The generator (AF_XDP transmit on xb, this package's templates) sends UDP "+

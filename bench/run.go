@@ -65,6 +65,9 @@ type Options struct {
 	Placement string
 	// LatencyRate is the offered rate of the latency runs, packets/s (default 50000).
 	LatencyRate float64
+	// BusyPoll runs xlb's worker with dataplane.InterfaceConfig.BusyPoll: it spins when
+	// idle instead of sleeping in poll(2).
+	BusyPoll bool
 	// Progress, when set, is told about each run before it starts.
 	Progress func(done, total int, what string)
 }
@@ -218,7 +221,8 @@ func (r *runner) startVariant(c Case) (*dut, error) {
 		if c.Variant == XLBDR1CPU {
 			cpu = r.o.GenCPU
 		}
-		dp, err := r.t.StartXLB(r.ctx, XLBConfig{Method: m, Proto: c.Proto, Cores: []int{cpu}, ConnTable: ct})
+		dp, err := r.t.StartXLB(r.ctx, XLBConfig{Method: m, Proto: c.Proto, Cores: []int{cpu}, ConnTable: ct,
+			BusyPoll: r.o.BusyPoll})
 		if err != nil {
 			return nil, err
 		}

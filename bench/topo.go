@@ -221,13 +221,15 @@ type XLBConfig struct {
 	Proto     Proto
 	Cores     []int // worker CPUs, one per queue
 	ConnTable int   // connection-table entries per worker (0: 1<<16)
+	BusyPoll  bool  // the worker spins when idle instead of sleeping in poll(2)
 }
 
 // StartXLB runs the data path on xa with one service (the VIP, the generator's protocol,
 // port 9000, Maglev over the three backends, reached back out of xa).
 func (t *Topology) StartXLB(ctx context.Context, c XLBConfig) (*dataplane.Dataplane, error) {
 	cfg := dataplane.Config{FrameCount: 16384, RingSize: 4096, ConnTableSize: c.ConnTable,
-		Interfaces: []dataplane.InterfaceConfig{{Name: t.NameA, XDPMode: "native", Cores: c.Cores}}}
+		Interfaces: []dataplane.InterfaceConfig{{Name: t.NameA, XDPMode: "native", Cores: c.Cores,
+			BusyPoll: c.BusyPoll}}}
 	var dp *dataplane.Dataplane
 	if err := t.NS.Do(func() (err error) {
 		dp, err = dataplane.New(cfg)

@@ -29,7 +29,8 @@ func (c *Config) DataplaneConfig() dataplane.Config {
 	dc := dataplane.Config{}
 	for _, in := range c.Interfaces {
 		dc.Interfaces = append(dc.Interfaces, dataplane.InterfaceConfig{
-			Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores})
+			Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores,
+			BusyPoll: in.BusyPoll})
 	}
 	return dc
 }

@@ -180,6 +180,9 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 	}
 	w.cpu = cpus[q%len(cpus)]
 	for _, ifc := range d.ifaces {
+		w.busy = w.busy || ifc.cfg.BusyPoll
+	}
+	for _, ifc := range d.ifaces {
 		if len(ifc.cfg.Cores) > 0 {
 			w.cpu = ifc.cfg.Cores[q%len(ifc.cfg.Cores)]
 			break

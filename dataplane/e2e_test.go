@@ -227,15 +227,28 @@ func testDR(t *testing.T, mode string) {
 	}
 }
 
+// TestE2EDRIPv6 also runs the worker busy-polling (InterfaceConfig.BusyPoll): it must
+// forward the same and stop on Close although it never sleeps.
 func TestE2EDRIPv6(t *testing.T) {
 	tn := testnet.New(t, testnet.Config{Backends: 3})
-	dp := startDataplane(t, tn.LB, "eth0")
+	dp := startDataplaneConfig(t, tn.LB, Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 14,
+		Interfaces: []InterfaceConfig{{Name: "eth0", BusyPoll: true}}})
 	sp := backendSpec(t, tn, "web6", 0, tn.VIP6, 80, MethodDR)
 	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
 	got := checkSpread(t, tn, sp, tn.Client.Addr6(), 30)
 	t.Logf("spread: %v", got)
 	if len(got) < 2 {
 		t.Errorf("30 flows all on one backend: %v", got)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- dp.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a busy-polling worker did not stop within 10s of Close")
 	}
 }
 

@@ -31,6 +31,7 @@ type worker struct {
 	socks  []*wsock
 	engine *Engine
 	batch  int
+	busy   bool // never sleep in poll(2) (InterfaceConfig.BusyPoll)
 	snap   *atomic.Pointer[Snapshot]
 	start  time.Time
 
@@ -93,7 +94,7 @@ func (w *worker) run() {
 			idle = 0
 			continue
 		}
-		if idle++; idle < 16 {
+		if idle++; idle < 16 || w.busy {
 			continue
 		}
 		w.sleep()

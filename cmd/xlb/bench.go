@@ -34,6 +34,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	cpus := fs.String("cpus", "", "GEN,WORKER: CPUs of the generator and of xlb's worker (default 0,1)")
 	genCPUs := fs.String("gen-cpus", "", "comma-separated CPUs: one generator thread on each, one veth queue each (overrides GEN of --cpus)")
 	rate := fs.Float64("latency-rate", 0, "offered packets/s of the latency runs (default 50000)")
+	busy := fs.Bool("busy-poll", false, "xlb's worker spins when idle instead of sleeping in poll(2) (the config's busy_poll)")
 	placement := fs.String("placement", bench.PlacementSplit, "where the receive work runs: "+bench.PlacementSplit+
 		" (in the generator's softirq, as veth does) or "+bench.PlacementCore+" (on the worker's CPU: one core for the device under test)")
 	fs.Usage = func() {
@@ -68,6 +69,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: --placement %q (want %s or %s)", errUsage, *placement, bench.PlacementSplit, bench.PlacementCore)
 	}
 	o.Placement = *placement
+	o.BusyPoll = *busy
 	if *scen != "all" && *scen != "" {
 		for _, g := range strings.Split(*scen, ",") {
 			if !slices.Contains(bench.AllGroups, g) {
