@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -225,39 +224,8 @@ func lbFailover(t *testing.T, mode string) {
 
 	// Request loop: a new connection per request (a SYN retransmission after 1s still counts
 	// as success within the 5s timeout; a failure is a reset or a timeout).
-	var okReq, failReq, maxLat atomic.Int64
-	var failMu sync.Mutex
-	var failures []string
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for loadCtx.Err() == nil {
-				start := time.Now()
-				_, err := testnet.Get(loadCtx, client, "http://"+addr+"/")
-				if loadCtx.Err() != nil {
-					return
-				}
-				for lat := int64(time.Since(start)); ; {
-					cur := maxLat.Load()
-					if lat <= cur || maxLat.CompareAndSwap(cur, lat) {
-						break
-					}
-				}
-				if err != nil {
-					failReq.Add(1)
-					failMu.Lock()
-					failures = append(failures, err.Error())
-					failMu.Unlock()
-					continue
-				}
-				okReq.Add(1)
-			}
-		}()
-	}
+	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
 	time.Sleep(500 * time.Millisecond)
 
 	// Traffic goes through lb0's data path; the backup's forwards nothing.
@@ -298,15 +266,15 @@ func lbFailover(t *testing.T, mode string) {
 		survived++
 	}
 	time.Sleep(500 * time.Millisecond)
-	stopLoad()
-	wg.Wait()
+	failures := load.Stop()
+	okReq, failReq, slowest := load.Phase()
 	t.Logf("failover: %d/%d long-lived connections survived; request loop %d ok, %d failed %v, slowest %v",
-		survived, nConns, okReq.Load(), failReq.Load(), failures, time.Duration(maxLat.Load()).Round(time.Millisecond))
+		survived, nConns, okReq, failReq, failures, slowest)
 	if survived != nConns {
 		t.Errorf("%d of %d connections survived", survived, nConns)
 	}
-	if okReq.Load() < 20 {
-		t.Errorf("request loop made only %d requests", okReq.Load())
+	if okReq < 20 {
+		t.Errorf("request loop made only %d requests", okReq)
 	}
 	if tot := lb1.dp.Total(); tot.TxPackets == 0 || tot.ConnMisses == 0 {
 		t.Errorf("after failover lb1 forwarded %d packets, %d new-flow lookups", tot.TxPackets, tot.ConnMisses)

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,42 +210,9 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 
 	// Request loop: a new connection per request, two at a time.
-	var okReq, failReq, maxLat atomic.Int64
-	var failMu sync.Mutex
-	failures := map[string]int{}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for loadCtx.Err() == nil {
-				start := time.Now()
-				_, err := testnet.Get(loadCtx, client, "http://"+addr+"/")
-				if loadCtx.Err() != nil {
-					return
-				}
-				for lat := int64(time.Since(start)); ; {
-					cur := maxLat.Load()
-					if lat <= cur || maxLat.CompareAndSwap(cur, lat) {
-						break
-					}
-				}
-				if err != nil {
-					failReq.Add(1)
-					failMu.Lock()
-					failures[err.Error()]++
-					failMu.Unlock()
-					continue
-				}
-				okReq.Add(1)
-			}
-		}()
-	}
-	phase := func() (ok, failed int64, slowest time.Duration) {
-		return okReq.Swap(0), failReq.Swap(0), time.Duration(maxLat.Swap(0)).Round(time.Millisecond)
-	}
+	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
+	phase := load.Phase
 	time.Sleep(500 * time.Millisecond)
 
 	// The backup forwards nothing while it is backup (measured over a window in which it
@@ -379,8 +344,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if lb1.hasVIP(vip) || lb1.status().Forwarding {
 		t.Error("demoted lb1 still holds the VIP or forwards")
 	}
-	stopLoad()
-	wg.Wait()
+	failures := load.Stop()
 	t.Logf("request loop by phase (ok/failed/slowest): steady %d/%d/%v, SIGKILL failover %d/%d/%v, lb0 restart %d/%d/%v, demote %d/%d/%v; failures %v",
 		ok0, fail0, lat0, ok1, fail1, lat1, ok2, fail2, lat2, ok3, fail3, lat3, failures)
 	if fail0 != 0 || fail2 != 0 {
