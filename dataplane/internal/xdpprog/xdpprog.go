@@ -218,9 +218,9 @@ func (p *Program) Mode() Mode { return p.mode }
 // Ifindex returns the interface the program is attached to, 0 if none.
 func (p *Program) Ifindex() int { return p.ifindex }
 
-// AddService steers packets to k (destination address, port, protocol) to the
-// AF_XDP sockets. Port 0 means every port of the address and protocol.
-func (p *Program) AddService(k Key) error {
+// withKey converts k to the maps' key and runs fn with it under the program's
+// lock; a closed program refuses with ErrClosed.
+func (p *Program) withKey(k Key, fn func(r *xlbFlowKey) error) error {
 	r, err := k.raw()
 	if err != nil {
 		return err
@@ -230,88 +230,75 @@ func (p *Program) AddService(k Key) error {
 	if p.closed {
 		return ErrClosed
 	}
-	var exists uint32
-	if p.objs.Services.Lookup(&r, &exists) == nil {
-		return nil
-	}
-	if err := p.objs.Services.Put(&r, uint32(1)); err != nil {
-		return fmt.Errorf("add service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
-	}
-	a := k.Addr.Unmap()
-	if p.vips[a] == 0 {
-		vk := vipKey(a)
-		if err := p.objs.Vips.Put(&vk, uint32(1)); err != nil {
-			_ = p.objs.Services.Delete(&r)
-			return fmt.Errorf("add vip %v: %w", a, err)
+	return fn(&r)
+}
+
+// AddService steers packets to k (destination address, port, protocol) to the
+// AF_XDP sockets. Port 0 means every port of the address and protocol.
+func (p *Program) AddService(k Key) error {
+	return p.withKey(k, func(r *xlbFlowKey) error {
+		var exists uint32
+		if p.objs.Services.Lookup(r, &exists) == nil {
+			return nil
 		}
-	}
-	p.vips[a]++
-	return nil
+		if err := p.objs.Services.Put(r, uint32(1)); err != nil {
+			return fmt.Errorf("add service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+		}
+		a := k.Addr.Unmap()
+		if p.vips[a] == 0 {
+			vk := vipKey(a)
+			if err := p.objs.Vips.Put(&vk, uint32(1)); err != nil {
+				_ = p.objs.Services.Delete(r)
+				return fmt.Errorf("add vip %v: %w", a, err)
+			}
+		}
+		p.vips[a]++
+		return nil
+	})
 }
 
 // DeleteService stops steering k. Deleting a missing service is not an error.
 func (p *Program) DeleteService(k Key) error {
-	r, err := k.raw()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if err := p.objs.Services.Delete(&r); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
+	return p.withKey(k, func(r *xlbFlowKey) error {
+		if err := p.objs.Services.Delete(r); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil
+			}
+			return fmt.Errorf("delete service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
 		}
-		return fmt.Errorf("delete service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
-	}
-	a := k.Addr.Unmap()
-	if p.vips[a]--; p.vips[a] <= 0 {
-		delete(p.vips, a)
-		vk := vipKey(a)
-		if err := p.objs.Vips.Delete(&vk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete vip %v: %w", a, err)
+		a := k.Addr.Unmap()
+		if p.vips[a]--; p.vips[a] <= 0 {
+			delete(p.vips, a)
+			vk := vipKey(a)
+			if err := p.objs.Vips.Delete(&vk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("delete vip %v: %w", a, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // AddNATBackend steers packets from k (source address, port, protocol), the
 // replies of a NAT backend, to the AF_XDP sockets. Port 0 means every source
 // port of the address and protocol.
 func (p *Program) AddNATBackend(k Key) error {
-	r, err := k.raw()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if err := p.objs.NatBackends.Put(&r, uint32(1)); err != nil {
-		return fmt.Errorf("add nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
-	}
-	return nil
+	return p.withKey(k, func(r *xlbFlowKey) error {
+		if err := p.objs.NatBackends.Put(r, uint32(1)); err != nil {
+			return fmt.Errorf("add nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+		}
+		return nil
+	})
 }
 
 // DeleteNATBackend stops steering replies from k. A missing key is not an
 // error.
 func (p *Program) DeleteNATBackend(k Key) error {
-	r, err := k.raw()
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return ErrClosed
-	}
-	if err := p.objs.NatBackends.Delete(&r); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("delete nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
-	}
-	return nil
+	return p.withKey(k, func(r *xlbFlowKey) error {
+		if err := p.objs.NatBackends.Delete(r); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete nat backend %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+		}
+		return nil
+	})
 }
 
 func vipKey(a netip.Addr) xlbVipKey {
