@@ -84,32 +84,11 @@ func NewTopology(queues int) (_ *Topology, err error) {
 			ns.Close()
 		}
 	}()
+	if t.XA, t.XB, err = ns.AddVeth(t.NameA, t.NameB, linkMTU, t.Queues); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	t.MACA, t.MACB = [6]byte(t.XA.Attrs().HardwareAddr), [6]byte(t.XB.Attrs().HardwareAddr)
 	nl := ns.Handle()
-	la := netlink.LinkAttrs{Name: t.NameA, MTU: linkMTU, NumTxQueues: t.Queues, NumRxQueues: t.Queues}
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: t.NameB,
-		PeerNumTxQueues: uint32(t.Queues), PeerNumRxQueues: uint32(t.Queues)}); err != nil {
-		return nil, fmt.Errorf("bench: add veth: %w", err)
-	}
-	for _, n := range []string{t.NameA, t.NameB} {
-		if err := ns.OffloadsOff(n); err != nil {
-			return nil, err
-		}
-		l, err := nl.LinkByName(n)
-		if err == nil {
-			err = nl.LinkSetUp(l)
-		}
-		if err == nil {
-			l, err = nl.LinkByName(n)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("bench: set %s up: %w", n, err)
-		}
-		if n == t.NameA {
-			t.XA, t.MACA = l, [6]byte(l.Attrs().HardwareAddr)
-		} else {
-			t.XB, t.MACB = l, [6]byte(l.Attrs().HardwareAddr)
-		}
-	}
 	if err := ns.Sysctls(map[string]string{"net.ipv4.ip_forward": "1",
 		"net.ipv4.conf.all.send_redirects": "0", "net.ipv4.conf." + t.NameA + ".send_redirects": "0",
 		"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf." + t.NameA + ".rp_filter": "0",

@@ -40,25 +40,10 @@ func BenchmarkVethForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ns.Close()
-	nl := ns.Handle()
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "xa", MTU: 1500}, PeerName: "xb"}); err != nil {
+	xa, xb, err := ns.AddVeth("xa", "xb", 1500, 1)
+	if err != nil {
 		b.Fatal(err)
 	}
-	links := map[string]netlink.Link{}
-	for _, n := range []string{"xa", "xb"} {
-		l, err := nl.LinkByName(n)
-		if err == nil {
-			err = nl.LinkSetUp(l)
-		}
-		if err == nil {
-			l, err = nl.LinkByName(n)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
-		links[n] = l
-	}
-	xa, xb := links["xa"], links["xb"]
 	var sink *xdpprog.Baseline
 	if err := ns.Do(func() (err error) {
 		sink, err = xdpprog.AttachBaseline(xb.Attrs().Index, xdpprog.BaselineDrop)

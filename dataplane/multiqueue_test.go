@@ -73,26 +73,10 @@ func vethPair(t *testing.T, queues int) (*testnet.NS, netlink.Link, netlink.Link
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Close() })
-	nl := ns.Handle()
-	la := netlink.LinkAttrs{Name: "xa", MTU: 1500, NumTxQueues: queues, NumRxQueues: queues}
-	if err := nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "xb"}); err != nil {
+	xa, xb, err := ns.AddVeth("xa", "xb", 1500, queues)
+	if err != nil {
 		t.Fatal(err)
 	}
-	links := map[string]netlink.Link{}
-	for _, n := range []string{"xa", "xb"} {
-		l, err := nl.LinkByName(n)
-		if err == nil {
-			err = nl.LinkSetUp(l)
-		}
-		if err == nil {
-			l, err = nl.LinkByName(n)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		links[n] = l
-	}
-	xa, xb := links["xa"], links["xb"]
 	var sink *xdpprog.Baseline
 	if err := ns.Do(func() (err error) {
 		sink, err = xdpprog.AttachBaseline(xb.Attrs().Index, xdpprog.BaselineDrop)
