@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -45,7 +46,7 @@ func TestThroughVIPValidation(t *testing.T) {
 // (it would drop every forwarded packet) goes down in "via" and stays up in "direct". The
 // policy routes are removed when the controller closes.
 func TestE2EThroughVIP(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n")
 	for _, s := range []struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -32,7 +33,7 @@ import (
 const lbInterval = 100 * time.Millisecond
 
 type lbHost struct {
-	host       *testnet.Host
+	host       *lab.Host
 	dp         *dataplane.Dataplane
 	c          *control.Controller
 	r          *ha.Router
@@ -41,7 +42,7 @@ type lbHost struct {
 	forwarding atomic.Bool
 }
 
-func startLB(t *testing.T, tn *testnet.Net, h *testnet.Host, prio uint8, logs io.Writer) *lbHost {
+func startLB(t *testing.T, tn *lab.Net, h *lab.Host, prio uint8, logs io.Writer) *lbHost {
 	t.Helper()
 	var y strings.Builder
 	fmt.Fprintf(&y, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n"+
@@ -147,7 +148,7 @@ type longConn struct {
 // hang makes h a hung host: the switch keeps forwarding frames to its port (its MAC stays
 // in the bridge's table) but drops everything to and from it, so nothing is flooded to the
 // backup and the client's traffic goes nowhere until a gratuitous ARP moves it.
-func hang(t *testing.T, tn *testnet.Net, h *testnet.Host) {
+func hang(t *testing.T, tn *lab.Net, h *lab.Host) {
 	t.Helper()
 	rules := fmt.Sprintf(`table bridge xlbha {
 	chain hung {
@@ -179,7 +180,7 @@ func TestLBFailoverConnectionsSurvive(t *testing.T) {
 }
 
 func lbFailover(t *testing.T, mode string) {
-	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -224,7 +225,7 @@ func lbFailover(t *testing.T, mode string) {
 
 	// Request loop: a new connection per request (a SYN retransmission after 1s still counts
 	// as success within the 5s timeout; a failure is a reset or a timeout).
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 5 * time.Second})
 	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
 	time.Sleep(500 * time.Millisecond)
 

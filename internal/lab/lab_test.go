@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func getName(t *testing.T, c *NS, url string) string {
 
 func TestOneArm(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 3, LBs: 2})
+	n := newNet(t, Config{Backends: 3, LBs: 2})
 	if got := len(n.Namespaces()); got != 7 {
 		t.Fatalf("namespaces = %d, want 7 (sw, client, lb, lb1, 3 backends)", got)
 	}
@@ -147,7 +147,7 @@ func vipAnswers(r *Raw, vip, vip6 netip.Addr) string {
 
 func TestTwoArm(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Kind: TwoArm, Backends: 2, MTU: 1400, Queues: 2})
+	n := newNet(t, Config{Kind: TwoArm, Backends: 2, MTU: 1400, Queues: 2})
 	if len(n.LBIfaces()) != 2 || n.LBIfaces()[1].Name != "eth1" {
 		t.Fatalf("LB interfaces = %+v, want eth0 and eth1", n.LBIfaces())
 	}
@@ -195,7 +195,7 @@ func TestTwoArm(t *testing.T) {
 func TestClientPool(t *testing.T) {
 	t.Parallel()
 	for _, k := range []Kind{OneArm, TwoArm} {
-		n := New(t, Config{Kind: k, Backends: 1, NoHTTP: true})
+		n := newNet(t, Config{Kind: k, Backends: 1, NoHTTP: true})
 		b := n.Backends[0]
 		l, err := b.Listen("tcp", ":9000")
 		if err != nil {
@@ -239,7 +239,7 @@ func TestClientPool(t *testing.T) {
 
 func TestSpreadParallel(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1})
+	n := newNet(t, Config{Backends: 1})
 	b := n.Backends[0]
 	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true})
 	tl := SpreadParallel(context.Background(), c, "http://"+b.Addr().String()+"/", 25, 4, 10*time.Second)
@@ -250,7 +250,7 @@ func TestSpreadParallel(t *testing.T) {
 
 func TestIPv4Only(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, DisableIPv6: true, NoHTTP: true})
+	n := newNet(t, Config{Backends: 1, DisableIPv6: true, NoHTTP: true})
 	if err := n.Backends[0].Kill(); !errors.Is(err, ErrNoHTTP) {
 		t.Errorf("Kill without a server: %v, want ErrNoHTTP", err)
 	}
@@ -278,7 +278,7 @@ func TestBadConfig(t *testing.T) {
 
 func TestKillRevive(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1})
+	n := newNet(t, Config{Backends: 1})
 	b := n.Backends[0]
 	c := n.Client.HTTPClient(ClientOptions{KeepAlive: true, Timeout: 3 * time.Second})
 	url := "http://" + b.Addr().String() + "/"
@@ -319,7 +319,7 @@ func TestKillRevive(t *testing.T) {
 // (a timeout, not a refusal) until it is plugged back in.
 func TestSlowAndUnplugged(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1})
+	n := newNet(t, Config{Backends: 1})
 	b := n.Backends[0]
 	url := "http://" + b.Addr().String() + "/healthz"
 	c := n.Client.HTTPClient(ClientOptions{Timeout: 300 * time.Millisecond})
@@ -348,7 +348,7 @@ func TestSlowAndUnplugged(t *testing.T) {
 }
 
 func TestDoRestoresNamespace(t *testing.T) {
-	Skip(t)
+	skipUnlessLab(t)
 	id, err := newID()
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +386,7 @@ func TestDoRestoresNamespace(t *testing.T) {
 }
 
 func TestStartKilledOnClose(t *testing.T) {
-	Skip(t)
+	skipUnlessLab(t)
 	id, err := newID()
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +437,7 @@ func eventually(f func() int, want int) int {
 
 func TestEcho(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, NoHTTP: true})
+	n := newNet(t, Config{Backends: 1, NoHTTP: true})
 	b := n.Backends[0]
 	te, err := b.ServeTCPEcho(":7")
 	if err != nil {
@@ -499,7 +499,7 @@ func TestEcho(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Kind: TwoArm, Backends: 2})
+	n := newNet(t, Config{Kind: TwoArm, Backends: 2})
 	d := n.Describe()
 	for _, want := range []string{n.LB.Name(), "eth1", "198.19.1.12/24", "2001:2:0:101::11/64", n.Backends[1].Ifaces[0].MAC.String(), "VIP 198.18.1.100, 2001:2:0:1::100"} {
 		if !strings.Contains(d, want) {
@@ -516,7 +516,7 @@ func TestDescribe(t *testing.T) {
 // takes it, and then the client resolves it to that LB.
 func TestNoVIPOnLB(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, LBs: 2, NoVIPOnLB: true})
+	n := newNet(t, Config{Backends: 1, LBs: 2, NoVIPOnLB: true})
 	for _, lb := range n.LBs {
 		l, err := lb.Handle().LinkByName("eth0")
 		if err != nil {
@@ -549,7 +549,7 @@ func TestNoVIPOnLB(t *testing.T) {
 // TestCloseAfterListenerClosed: a listener the test already closed is not an error of
 // NS.Close.
 func TestCloseAfterListenerClosed(t *testing.T) {
-	Skip(t)
+	skipUnlessLab(t)
 	id, err := newID()
 	if err != nil {
 		t.Fatal(err)

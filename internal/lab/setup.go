@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"errors"
@@ -12,10 +12,10 @@ import (
 
 // Errors returned by this package.
 var (
-	ErrConfig      = errors.New("testnet: bad config")
-	ErrClosed      = errors.New("testnet: closed")
-	ErrNotRoot     = errors.New("testnet: needs root")
-	ErrUnsupported = errors.New("testnet: kernel feature missing")
+	ErrConfig      = errors.New("lab: bad config")
+	ErrClosed      = errors.New("lab: closed")
+	ErrNotRoot     = errors.New("lab: needs root")
+	ErrUnsupported = errors.New("lab: kernel feature missing")
 )
 
 // configure sets sysctls, VIPs and routes once every interface exists.
@@ -273,7 +273,7 @@ func (n *Net) Close() error {
 			}
 		}
 		if len(errs) > 0 {
-			n.closeErr = fmt.Errorf("close testnet %s: %w", n.ID, errors.Join(errs...))
+			n.closeErr = fmt.Errorf("close lab %s: %w", n.ID, errors.Join(errs...))
 		}
 	})
 	return n.closeErr

@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"errors"
@@ -65,7 +65,7 @@ func pick(v6 bool, a4, a6 netip.Addr) netip.Addr {
 // and checks the backend's UDP echo answers straight to the client from the VIP.
 func TestDecapUDP(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, Decap: true, NoHTTP: true})
+	n := newNet(t, Config{Backends: 1, Decap: true, NoHTTP: true})
 	decapUDPOn(t, n, n.Client, "eth0")
 }
 
@@ -73,7 +73,7 @@ func TestDecapUDP(t *testing.T) {
 // backend's reply (from the VIP) goes to the client through the LB's kernel forwarding.
 func TestDecapTwoArm(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Kind: TwoArm, Backends: 1, Decap: true, NoHTTP: true})
+	n := newNet(t, Config{Kind: TwoArm, Backends: 1, Decap: true, NoHTTP: true})
 	decapUDPOn(t, n, n.LB, "eth1")
 }
 
@@ -133,7 +133,7 @@ func decapUDPOn(t *testing.T, n *Net, sender *Host, ifname string) {
 // wire for the backend's SYN-ACK from the VIP; plain traffic to the backend still works.
 func TestDecapTCPSyn(t *testing.T) {
 	t.Parallel()
-	n := New(t, Config{Backends: 1, Decap: true})
+	n := newNet(t, Config{Backends: 1, Decap: true})
 	b := n.Backends[0]
 	raw, err := n.Client.RawSocket("eth0")
 	if err != nil {

@@ -1,7 +1,7 @@
 // Package decap holds the tc BPF program that test backends use to decapsulate IPIP,
 // IPv6-in-IPv4, IPv4-in-IPv6 and IP6IP6 packets (this kernel has no ipip/ip6tnl devices).
 // The program (decap.c) is compiled with bpf2go; the generated object is committed, so a
-// build needs no clang. Regenerate with `go generate ./internal/testnet/decap`.
+// build needs no clang. Regenerate with `go generate ./internal/lab/decap`.
 package decap
 
 import (

@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xlb-dev/xlb/internal/testnet/decap"
+	"github.com/xlb-dev/xlb/internal/lab/decap"
 )
 
 // Backend is a backend host; HTTP is its server (nil with Config.NoHTTP).
@@ -23,7 +23,7 @@ type Backend struct {
 }
 
 // ErrNoHTTP is returned by Backend.Kill and Revive when the backend has no HTTP server.
-var ErrNoHTTP = errors.New("testnet: backend has no HTTP server")
+var ErrNoHTTP = errors.New("lab: backend has no HTTP server")
 
 // Kill makes the backend dead: its HTTP server's listener and connections close, so
 // connects are refused (see HTTPServer.Kill; Net.Unplug makes it unreachable instead).

@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"fmt"
@@ -50,7 +50,7 @@ func (n *Net) setPlugged(h *Host, up bool) error {
 // name, index, MAC and addresses, then the VIPs (for `xlb demo` and failing tests).
 func (n *Net) Describe() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "testnet %s (%v), switch namespace %s\n", n.ID, n.Kind, n.Switch.Name())
+	fmt.Fprintf(&sb, "lab %s (%v), switch namespace %s\n", n.ID, n.Kind, n.Switch.Name())
 	for _, h := range n.hosts() {
 		for _, i := range h.Ifaces {
 			a6 := "-"

@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 )
 
 func benchBuild(b *testing.B, cfg Config) {
-	Skip(b)
+	skipUnlessLab(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		n, err := Build(cfg)
@@ -27,7 +27,7 @@ func BenchmarkBuildCloseTwoArm3(b *testing.B) { benchBuild(b, Config{Kind: TwoAr
 
 // Cost of one NS.Do (two setns calls and a namespace handle open/close).
 func BenchmarkDo(b *testing.B) {
-	Skip(b)
+	skipUnlessLab(b)
 	id, err := newID()
 	if err != nil {
 		b.Fatal(err)
@@ -48,7 +48,7 @@ func BenchmarkDo(b *testing.B) {
 
 // Baseline for BenchmarkDo: running a command in the namespace through iproute2.
 func BenchmarkBaselineIPNetnsExec(b *testing.B) {
-	Skip(b)
+	skipUnlessLab(b)
 	id, err := newID()
 	if err != nil {
 		b.Fatal(err)
@@ -69,7 +69,7 @@ func BenchmarkBaselineIPNetnsExec(b *testing.B) {
 // Baseline for BenchmarkBuildCloseOneArm3: the same namespaces, bridge, veths, addresses
 // and VIPs made and removed with iproute2 commands (no sysctls, offloads or waiting).
 func BenchmarkBaselineIPScriptOneArm3(b *testing.B) {
-	Skip(b)
+	skipUnlessLab(b)
 	id, err := newID()
 	if err != nil {
 		b.Fatal(err)

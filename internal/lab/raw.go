@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"errors"
@@ -56,7 +56,7 @@ func (r *Raw) Send(frame []byte) error {
 }
 
 // ErrTimeout is returned by Raw.Recv when no frame arrived in time.
-var ErrTimeout = errors.New("testnet: timeout")
+var ErrTimeout = errors.New("lab: timeout")
 
 // Recv waits up to timeout for one frame and copies it into buf, returning its length
 // and whether the interface sent it (true) or received it (false).

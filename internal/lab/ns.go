@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"crypto/rand"
@@ -49,7 +49,7 @@ func newID() (string, error) {
 			return id, nil
 		}
 	}
-	return "", errors.New("testnet: no free namespace id")
+	return "", errors.New("lab: no free namespace id")
 }
 
 // NewNS makes the network namespace "xlb-<id>-<role>", bind-mounted under /var/run/netns, with

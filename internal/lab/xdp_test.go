@@ -1,4 +1,4 @@
-package testnet
+package lab
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 func TestPeerXDP(t *testing.T) {
 	t.Parallel()
 	for _, peerXDP := range []bool{false, true} {
-		n := New(t, Config{Backends: 1, NoHTTP: true, PeerXDP: peerXDP})
+		n := newNet(t, Config{Backends: 1, NoHTTP: true, PeerXDP: peerXDP})
 		if err := n.LB.attachXDPVerdict("eth0", xdpTX); err != nil {
 			t.Fatal(err)
 		}
