@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 	"github.com/xlb-dev/xlb/internal/lab"
@@ -69,12 +70,12 @@ func TestE2EFailoverAndReload(t *testing.T) {
 			t.Logf("controller log:\n%s", logs.String())
 		}
 	})
-	cfg, err := ParseConfig("e2e.yaml", []byte(e2eConfig(tn, 3, 100)))
+	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfig(tn, 3, 100)))
 	must(t, err)
 
 	var dp *dataplane.Dataplane
 	must(t, tn.LB.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		dp, err = dataplane.New(dc)
 		return err
@@ -194,7 +195,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 
 	// Reload: add b3 and change b0's weight; existing connections stay.
 	y := e2eConfig(tn, 4, 300)
-	ncfg, err := ParseConfig("e2e.yaml", []byte(y))
+	ncfg, err := config.Parse("e2e.yaml", []byte(y))
 	must(t, err)
 	t0 := time.Now()
 	must(t, c.Reload(ncfg))
@@ -296,7 +297,7 @@ func e2eNAT(t *testing.T, check string) {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s, port: 80}\n", be.Name, be.Addr())
 	}
 	fmt.Fprintf(&b, "    health: %s\n", check)
-	cfg, err := ParseConfig("nat.yaml", []byte(b.String()))
+	cfg, err := config.Parse("nat.yaml", []byte(b.String()))
 	must(t, err)
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
@@ -306,7 +307,7 @@ func e2eNAT(t *testing.T, check string) {
 	})
 	var dp *dataplane.Dataplane
 	must(t, tn.LB.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		dp, err = dataplane.New(dc)
 		return err
@@ -432,7 +433,7 @@ func TestE2ENeighbourChange(t *testing.T) {
 	for _, be := range tn.Backends {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
 	}
-	cfg, err := ParseConfig("neigh.yaml", []byte(b.String()))
+	cfg, err := config.Parse("neigh.yaml", []byte(b.String()))
 	must(t, err)
 	pub := &fakePublisher{}
 	c, err := New(cfg, Options{Publisher: pub, Resolver: NewKernelResolverIn(tn.LB.NsHandle()),

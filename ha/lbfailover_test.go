@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
@@ -51,14 +52,14 @@ func startLB(t *testing.T, tn *lab.Net, h *lab.Host, prio uint8, logs io.Writer)
 		fmt.Fprintf(&y, "      - {name: %s, address: %s}\n", b.Name, b.Addr())
 	}
 	y.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
-	cfg, err := control.ParseConfig("lb.yaml", []byte(y.String()))
+	cfg, err := config.Parse("lb.yaml", []byte(y.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lb := &lbHost{host: h, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("lb", h.Name())
 	if err := h.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := control.DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		lb.dp, err = dataplane.New(dc)
 		return err

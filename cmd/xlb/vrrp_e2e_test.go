@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
@@ -147,7 +148,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		}
 		h := tn.LBs[i]
 		lbs[i] = &vrrpLB{t: t, host: h, bin: bin, conf: conf, logs: logs,
-			api: &control.Client{Base: "http://" + control.DefaultAPIListen, HTTP: h.HTTPClient(lab.ClientOptions{Timeout: time.Second})}}
+			api: &control.Client{Base: "http://" + config.DefaultAPIListen, HTTP: h.HTTPClient(lab.ClientOptions{Timeout: time.Second})}}
 	}
 	lb0, lb1 := lbs[0], lbs[1]
 	waitFor := func(what string, limit time.Duration, ok func() bool) {

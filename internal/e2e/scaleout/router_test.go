@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/internal/lab"
@@ -387,7 +388,7 @@ func (c *cluster) ctl(p *lbProc, out any, args ...string) error {
 
 // api is a client of the LB's API, dialled inside its namespace.
 func (p *lbProc) api() *control.Client {
-	return &control.Client{Base: "http://" + control.DefaultAPIListen,
+	return &control.Client{Base: "http://" + config.DefaultAPIListen,
 		HTTP: p.host.HTTPClient(lab.ClientOptions{Timeout: 3 * time.Second})}
 }
 

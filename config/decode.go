@@ -1,7 +1,8 @@
-package control
+package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -58,19 +59,19 @@ func (b *Backend) setPos(p pos)   { b.pos = p }
 func (h *Health) setPos(p pos)    { h.pos = p }
 func (a *API) setPos(p pos)       { a.pos = p }
 
-// LoadConfig reads, parses and validates the file at path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads, parses and validates the file at path.
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// ParseConfig decodes a YAML configuration, fills the defaults and
+// Parse decodes a YAML configuration, fills the defaults and
 // validates it. file names the source in error messages. On error the
 // result is a ConfigErrors listing every problem found with its line.
-func ParseConfig(file string, data []byte) (*Config, error) {
+func Parse(file string, data []byte) (*Config, error) {
 	cfg, d, err := decodeConfig(file, data)
 	if cfg == nil || d.tooBig {
 		return nil, err
@@ -154,6 +155,11 @@ func (d *decoder) add(line int, path string, reason error, format string, args .
 	d.errs.add(line, path, reason, format, args...)
 }
 
+func (d *decoder) addErr(line int, path string, err error) {
+	d.failed[path] = true
+	d.errs.addErr(line, path, err)
+}
+
 var (
 	addrType     = reflect.TypeFor[netip.Addr]()
 	prefixType   = reflect.TypeFor[netip.Prefix]()
@@ -213,6 +219,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(dur))
+		return
+	}
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		// The enumerated fields parse their own names.
+		s, ok := d.scalar(n, path, "a string")
+		if !ok {
+			return
+		}
+		if err := u.UnmarshalText([]byte(s)); err != nil {
+			d.addErr(n.Line, path, err)
+		}
 		return
 	}
 	switch v.Kind() {

@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ const vrrpGood = base + `vrrp:
 `
 
 func TestVRRPSection(t *testing.T) {
-	cfg, err := ParseConfig("v.yaml", []byte(vrrpGood))
+	cfg, err := Parse("v.yaml", []byte(vrrpGood))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestVRRPSection(t *testing.T) {
 	if hc.GARPRepeat != 3 || hc.Version != 3 {
 		t.Errorf("defaults not filled by ha: %+v", hc)
 	}
-	noSection, err := ParseConfig("n.yaml", []byte(base))
+	noSection, err := Parse("n.yaml", []byte(base))
 	if err != nil || noSection.VRRP != nil {
 		t.Fatalf("without a vrrp section: %v %+v", err, noSection.VRRP)
 	}
@@ -79,7 +79,7 @@ func TestVRRPSectionErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("v.yaml", []byte(base+"vrrp:\n"+tc.section))
+			_, err := Parse("v.yaml", []byte(base+"vrrp:\n"+tc.section))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -97,25 +97,25 @@ func TestVRRPSectionErrors(t *testing.T) {
 	}
 }
 
-func TestVRRPReloadNeedsRestart(t *testing.T) {
-	old, err := ParseConfig("v.yaml", []byte(vrrpGood))
+func TestVRRPEqual(t *testing.T) {
+	old, err := Parse("v.yaml", []byte(vrrpGood))
 	if err != nil {
 		t.Fatal(err)
 	}
-	same, _ := ParseConfig("v.yaml", []byte("# moved down a line\n"+vrrpGood))
-	if err := vrrpRestartNeeded(old, same); err != nil {
-		t.Errorf("same section refused: %v", err)
+	same, _ := Parse("v.yaml", []byte("# moved down a line\n"+vrrpGood))
+	if !old.VRRP.Equal(same.VRRP) {
+		t.Errorf("same section not Equal")
 	}
-	changed, err := ParseConfig("v.yaml", []byte(strings.Replace(vrrpGood, "priority: 150", "priority: 140", 1)))
+	changed, err := Parse("v.yaml", []byte(strings.Replace(vrrpGood, "priority: 150", "priority: 140", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vrrpRestartNeeded(old, changed); !errors.Is(err, ErrRestartRequired) {
-		t.Errorf("changed priority: err = %v, want ErrRestartRequired", err)
+	if old.VRRP.Equal(changed.VRRP) {
+		t.Errorf("changed priority is Equal")
 	}
-	none, _ := ParseConfig("v.yaml", []byte(base))
-	if err := vrrpRestartNeeded(old, none); !errors.Is(err, ErrRestartRequired) {
-		t.Errorf("removed section: err = %v, want ErrRestartRequired", err)
+	none, _ := Parse("v.yaml", []byte(base))
+	if old.VRRP.Equal(none.VRRP) {
+		t.Errorf("removed section is Equal")
 	}
 }
 
@@ -127,7 +127,7 @@ func FuzzVRRPConfig(f *testing.F) {
 	f.Add([]byte(base + "vrrp:\n  interface: eth0\n  virtual_router_id: 1\n  priority: 255\n  advert_interval: 40950ms\n  vips: ['2001:db8::1']\n  unicast_peers: ['fe80::1']\n"))
 	f.Add([]byte(base + "vrrp: [1]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("f.yaml", data)
+		cfg, err := Parse("f.yaml", data)
 		if err != nil {
 			var ce ConfigErrors
 			if !errors.As(err, &ce) || len(ce) == 0 {

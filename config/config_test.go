@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"errors"
@@ -20,7 +20,7 @@ services:
 `
 
 func TestExampleConfigParses(t *testing.T) {
-	cfg, err := LoadConfig("testdata/example.yaml")
+	cfg, err := Load("testdata/example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestExampleConfigParses(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := ParseConfig("d.yaml", []byte(base))
+	cfg, err := Parse("d.yaml", []byte(base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ services:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("test.yaml", []byte(tt.yaml))
+			_, err := Parse("test.yaml", []byte(tt.yaml))
 			if err == nil {
 				t.Fatalf("no error for:\n%s", tt.yaml)
 			}
@@ -220,7 +220,7 @@ services:
     backends: [{address: 198.18.0.11, weight: 99999}]
     health: {rise: 0}
 `
-	_, err := ParseConfig("all.yaml", []byte(y))
+	_, err := Parse("all.yaml", []byte(y))
 	var ce ConfigErrors
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v", err)
@@ -239,7 +239,7 @@ services:
 // TestValidateGoConfig covers a Config built in Go: no lines, still every
 // rule.
 func TestValidateGoConfig(t *testing.T) {
-	cfg, err := ParseConfig("", []byte(base))
+	cfg, err := Parse("", []byte(base))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,21 +255,21 @@ func TestValidateGoConfig(t *testing.T) {
 }
 
 func TestConfigErrorMessage(t *testing.T) {
-	_, err := ParseConfig("/etc/xlb.yaml", []byte(strings.Replace(base, "port: 80", "port: http", 1)))
+	_, err := Parse("/etc/xlb.yaml", []byte(strings.Replace(base, "port: 80", "port: http", 1)))
 	want := `/etc/xlb.yaml:6: services[0].port: bad type: want an integer 0..65535, got "http"`
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v\nwant    %s", err, want)
 	}
 }
 
-func TestLoadConfigMissingFile(t *testing.T) {
-	_, err := LoadConfig("testdata/does-not-exist.yaml")
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load("testdata/does-not-exist.yaml")
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func FuzzParseConfig(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	ex, err := os.ReadFile("testdata/example.yaml")
 	if err != nil {
 		f.Fatal(err)
@@ -279,7 +279,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte(aliasBomb()))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("f.yaml", data)
+		cfg, err := Parse("f.yaml", data)
 		if err != nil {
 			var ce ConfigErrors
 			if !errors.As(err, &ce) || len(ce) == 0 {
@@ -292,27 +292,4 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("parsed config fails Validate: %v", err)
 		}
 	})
-}
-
-func TestBusyPollReachesDataplane(t *testing.T) {
-	for _, tc := range []struct {
-		yaml string
-		want bool
-	}{
-		{"", false},
-		{"    busy_poll: true\n", true},
-		{"    busy_poll: false\n", false},
-	} {
-		cfg, err := ParseConfig("x.yaml", []byte(strings.Replace(base, "  - name: eth0\n", "  - name: eth0\n"+tc.yaml, 1)))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.yaml, err)
-		}
-		if got := cfg.DataplaneConfig().Interfaces[0].BusyPoll; got != tc.want {
-			t.Errorf("%q: dataplane BusyPoll %v, want %v", tc.yaml, got, tc.want)
-		}
-	}
-	_, err := ParseConfig("x.yaml", []byte(strings.Replace(base, "  - name: eth0\n", "  - name: eth0\n    busy_poll: often\n", 1)))
-	if err == nil || !strings.Contains(err.Error(), "x.yaml:3:") {
-		t.Errorf("busy_poll: often: got %v, want an error at x.yaml:3", err)
-	}
 }

@@ -1,7 +1,6 @@
-package control
+package config
 
 import (
-	"fmt"
 	"net/netip"
 	"reflect"
 	"regexp"
@@ -118,14 +117,6 @@ func vrrpView(v *VRRP) *VRRP {
 	return &w
 }
 
-// vrrpRestartNeeded refuses a reload that changes the vrrp section: the
-// virtual router would have to be rebuilt.
-func vrrpRestartNeeded(old, cfg *Config) error {
-	if !reflect.DeepEqual(vrrpView(old.VRRP), vrrpView(cfg.VRRP)) {
-		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
-	}
-	return nil
-}
-
-// errNoVRRP is the API's answer when no vrrp section is configured.
-var errNoVRRP = fmt.Errorf("vrrp: %w: no vrrp section in the configuration", ErrNotFound)
+// Equal reports whether two vrrp sections (either may be nil) say the same,
+// wherever in their files they are.
+func (v *VRRP) Equal(o *VRRP) bool { return reflect.DeepEqual(vrrpView(v), vrrpView(o)) }

@@ -1,9 +1,9 @@
-package control_test
+package config_test
 
 import (
 	"fmt"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
 )
 
 // A host of a scale-out cluster announces its VIPs to its router by BGP; a
@@ -22,7 +22,7 @@ bgp:
   neighbors:
     - {address: 198.18.0.1, as: 65000, hold_time: 3s}
 `
-	c, err := control.ParseConfig("xlb.yaml", []byte(cfg))
+	c, err := config.Parse("xlb.yaml", []byte(cfg))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -30,7 +30,7 @@ bgp:
 	b := c.BGP
 	fmt.Println(b.LocalAS, b.RouterID, b.Neighbors[0].Address, b.Neighbors[0].HoldTime, b.WithdrawWait)
 
-	_, err = control.ParseConfig("xlb.yaml", []byte(cfg[:len(cfg)-4]+"1s}\n"))
+	_, err = config.Parse("xlb.yaml", []byte(cfg[:len(cfg)-4]+"1s}\n"))
 	fmt.Println(err)
 	// Output:
 	// 65001 198.18.0.2 198.18.0.1 3s 2s

@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ services:
 `
 
 func TestBGPConfig(t *testing.T) {
-	cfg, err := ParseConfig("x.yaml", []byte(bgpBase+`bgp:
+	cfg, err := Parse("x.yaml", []byte(bgpBase+`bgp:
   local_as: 65001
   router_id: 198.18.0.2
   next_hop: 198.18.0.2
@@ -33,12 +33,12 @@ func TestBGPConfig(t *testing.T) {
 		b.Neighbors[0].Password != "secret" || b.WithdrawWait != DefaultWithdrawWait || b.ListenPort != 0 {
 		t.Fatalf("parsed %+v", b)
 	}
-	sc := b.speakerConfig(nil)
+	sc := b.SpeakerConfig()
 	if err := sc.Validate(); err != nil || len(sc.Neighbors) != 2 || sc.Neighbors[0].Password != "secret" {
 		t.Errorf("speaker config %+v: %v", sc, err)
 	}
 	// No bgp section: nil.
-	cfg, err = ParseConfig("x.yaml", []byte(bgpBase))
+	cfg, err = Parse("x.yaml", []byte(bgpBase))
 	if err != nil || cfg.BGP != nil {
 		t.Fatalf("without bgp: %v %+v", err, cfg)
 	}
@@ -66,7 +66,7 @@ func TestBGPConfigErrors(t *testing.T) {
 		"negative wait": {"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  withdraw_wait: -1s\n  neighbors: [{address: 198.18.0.50, as: 2}]\n",
 			"x.yaml:11: bgp.withdraw_wait: bad value"},
 	} {
-		_, err := ParseConfig("x.yaml", []byte(bgpBase+tc.yaml))
+		_, err := Parse("x.yaml", []byte(bgpBase+tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v\nwant it to contain %q", name, err, tc.want)
 		}
@@ -77,24 +77,24 @@ func TestBGPConfigErrors(t *testing.T) {
 	}
 }
 
-func TestBGPReloadRestartNeeded(t *testing.T) {
+func TestBGPEqual(t *testing.T) {
 	parse := func(extra string) *Config {
-		c, err := ParseConfig("x.yaml", []byte(bgpBase+"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors: [{address: 198.18.0.50, as: 2"+extra+"}]\n"))
+		c, err := Parse("x.yaml", []byte(bgpBase+"bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  neighbors: [{address: 198.18.0.50, as: 2"+extra+"}]\n"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return c
 	}
 	a, b := parse(""), parse("")
-	if err := bgpRestartNeeded(a, b); err != nil {
-		t.Errorf("same section: %v", err)
+	if !a.BGP.Equal(b.BGP) {
+		t.Errorf("same section not Equal")
 	}
-	if err := bgpRestartNeeded(a, parse(", hold_time: 3s")); !errors.Is(err, ErrRestartRequired) {
-		t.Errorf("changed hold time: %v", err)
+	if a.BGP.Equal(parse(", hold_time: 3s").BGP) {
+		t.Errorf("changed hold time is Equal")
 	}
-	noBGP, _ := ParseConfig("x.yaml", []byte(bgpBase))
-	if err := bgpRestartNeeded(noBGP, a); !errors.Is(err, ErrRestartRequired) {
-		t.Errorf("added section: %v", err)
+	noBGP, _ := Parse("x.yaml", []byte(bgpBase))
+	if noBGP.BGP.Equal(a.BGP) || !noBGP.BGP.Equal(nil) {
+		t.Errorf("nil sections: Equal wrong")
 	}
 }
 
@@ -106,7 +106,7 @@ func FuzzBGPConfig(f *testing.F) {
 	f.Add([]byte(bgpBase + "bgp:\n  local_as: 1\n  router_id: 198.18.0.2\n  next_hop: 198.18.0.2\n  next_hop6: 2001:2::2\n  listen_port: 179\n  withdraw_wait: 0s\n  neighbors: [{address: 2001:2::50, as: 2}]\n"))
 	f.Add([]byte(bgpBase + "bgp: {local_as: 0, router_id: 0.0.0.0, neighbors: [{address: 255.255.255.255, as: 1}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("f.yaml", data)
+		cfg, err := Parse("f.yaml", data)
 		if err != nil {
 			var ce ConfigErrors
 			if !errors.As(err, &ce) || len(ce) == 0 {
@@ -117,7 +117,7 @@ func FuzzBGPConfig(f *testing.F) {
 		if cfg.BGP == nil {
 			return
 		}
-		sc := cfg.BGP.speakerConfig(nil)
+		sc := cfg.BGP.SpeakerConfig()
 		if err := sc.Validate(); err != nil {
 			t.Fatalf("control accepted a bgp section the speaker refuses: %v", err)
 		}

@@ -1,19 +1,24 @@
-package control
+package config
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // Config is the whole xlb configuration: the interfaces the workers serve,
 // the services and their backends, and the API listener. Its YAML names are
-// part of the interface (see docs/../shared/DESIGN.md): they are extended,
-// never renamed.
+// part of the interface (docs/config.md): they are extended, never renamed.
 //
-// A Config read by [ParseConfig] or [LoadConfig] has its defaults filled and
-// remembers the file and line of every field, so [Config.Validate] reports
-// "file:line: path: reason". A Config built in Go has no lines; call
-// [Config.Normalize] (fills defaults) and then Validate.
+// A Config read by [Parse] or [Load] has its defaults filled and remembers
+// the file and line of every field, so [Config.Validate] reports
+// "file:line: path: reason". A Config built in Go has no lines; whoever takes
+// one (control.New, xlb.New) calls [Config.Normalize] (fills defaults) and
+// Validate.
 type Config struct {
 	Interfaces []Interface `yaml:"interfaces"`
 	Services   []Service   `yaml:"services"`
@@ -34,10 +39,10 @@ type Interface struct {
 	Name string `yaml:"name"`
 	// XDPMode is auto (native, falling back to generic), native or generic.
 	// Default auto.
-	XDPMode string `yaml:"xdp_mode"`
+	XDPMode XDPMode `yaml:"xdp_mode"`
 	// ZeroCopy is auto (zero-copy, falling back to copy), on or off.
 	// Default auto.
-	ZeroCopy string `yaml:"zero_copy"`
+	ZeroCopy ZeroCopy `yaml:"zero_copy"`
 	// Cores lists the CPUs the workers are pinned to, one per queue in
 	// order; empty means the dataplane picks.
 	Cores []int `yaml:"cores"`
@@ -58,12 +63,12 @@ type Service struct {
 	// tunnel only, since NAT rewrites the port).
 	Port uint16 `yaml:"port"`
 	// Protocol is tcp or udp. Default tcp.
-	Protocol string `yaml:"protocol"`
+	Protocol Protocol `yaml:"protocol"`
 	// Method is dr, tunnel or nat. Default dr.
-	Method string `yaml:"method"`
-	// Scheduler is maglev, rr, wrr, random, source-hash, least-conn or
-	// least-load. Default maglev.
-	Scheduler string `yaml:"scheduler"`
+	Method Method `yaml:"method"`
+	// Scheduler is maglev, rr, wrr, random, source-hash, least-conn,
+	// least-load or flow-hash. Default maglev.
+	Scheduler Scheduler `yaml:"scheduler"`
 	// TunnelSource is the outer source address of encapsulated packets
 	// (tunnel method, required there), or a prefix the source is picked
 	// from per flow so the backends' receive hashing spreads flows.
@@ -100,7 +105,7 @@ type Backend struct {
 // Health configures the prober of a service's backends.
 type Health struct {
 	// Kind is icmp, tcp, http, https or none. Default tcp.
-	Kind string `yaml:"kind"`
+	Kind HealthKind `yaml:"kind"`
 	// Port is the checked port. Default: the backend's NAT port, else the
 	// service port (required when the service port is 0 and the kind
 	// needs a port).
@@ -142,15 +147,32 @@ type API struct {
 	pos pos
 }
 
+// LoadToken returns the API token the config names (api.token, or the trimmed
+// content of api.token_file), or "".
+func (a *API) LoadToken() (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("api token file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("api token file %s: %w: empty", a.TokenFile, ErrValue)
+	}
+	return t, nil
+}
+
 // Defaults, filled by Normalize for every field left unset.
 const (
-	DefaultXDPMode      = "auto"
-	DefaultZeroCopy     = "auto"
-	DefaultProtocol     = "tcp"
-	DefaultMethod       = "dr"
-	DefaultScheduler    = "maglev"
+	DefaultXDPMode      = XDPAuto
+	DefaultZeroCopy     = ZeroCopyAuto
+	DefaultProtocol     = TCP
+	DefaultMethod       = MethodDR
+	DefaultScheduler    = sched.Maglev
 	DefaultWeight       = 100
-	DefaultHealthKind   = "tcp"
+	DefaultHealthKind   = HealthTCP
 	DefaultHealthPath   = "/"
 	DefaultExpectStatus = 200
 	DefaultInterval     = 2 * time.Second
@@ -159,16 +181,6 @@ const (
 	DefaultFall         = 3
 	DefaultAPIListen    = "127.0.0.1:9440"
 	MaxWeight           = 65535
-)
-
-// Allowed values of the enumerated fields.
-var (
-	XDPModes   = []string{"auto", "native", "generic"}
-	ZeroCopies = []string{"auto", "on", "off"}
-	Protocols  = []string{"tcp", "udp"}
-	Methods    = []string{"dr", "tunnel", "nat"}
-	Schedulers = []string{"maglev", "rr", "wrr", "random", "source-hash", "least-conn", "least-load"}
-	HealthKind = []string{"icmp", "tcp", "http", "https", "none"}
 )
 
 // File is the path the config was loaded from ("" when built in Go).
@@ -186,7 +198,6 @@ func (c *Config) Normalize() {
 		s := &c.Services[i]
 		s.Protocol = orDefault(s.Protocol, DefaultProtocol)
 		s.Method = orDefault(s.Method, DefaultMethod)
-		s.Scheduler = orDefault(s.Scheduler, DefaultScheduler)
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
 				b := &list[j]
@@ -204,7 +215,7 @@ func (c *Config) Normalize() {
 		}
 		h := &s.Health
 		h.Kind = orDefault(h.Kind, DefaultHealthKind)
-		if h.Kind == "http" || h.Kind == "https" {
+		if h.Kind.Web() {
 			h.Path = orDefault(h.Path, DefaultHealthPath)
 			if h.ExpectStatus == 0 && !h.pos.has("expect_status") {
 				h.ExpectStatus = DefaultExpectStatus
@@ -240,15 +251,15 @@ func (b *Backend) WeightOf() uint32 {
 	return *b.Weight
 }
 
-// Key identifies a service: VIP, port and protocol.
+// ServiceKey identifies a service: VIP, port and protocol.
 type ServiceKey struct {
 	VIP      netip.Addr
 	Port     uint16
-	Protocol string
+	Protocol Protocol
 }
 
 func (k ServiceKey) String() string {
-	return k.Protocol + "/" + netip.AddrPortFrom(k.VIP, k.Port).String()
+	return k.Protocol.String() + "/" + netip.AddrPortFrom(k.VIP, k.Port).String()
 }
 
 // Key returns the service's identity.
@@ -256,7 +267,7 @@ func (s *Service) Key() ServiceKey { return ServiceKey{s.VIP, s.Port, s.Protocol
 
 // TargetPort is the port a backend receives the service's traffic on.
 func (s *Service) TargetPort(b *Backend) uint16 {
-	if s.Method == "nat" && b.Port != 0 {
+	if s.Method == MethodNAT && b.Port != 0 {
 		return b.Port
 	}
 	return s.Port
@@ -270,8 +281,9 @@ func (s *Service) HealthPort(b *Backend) uint16 {
 	return s.TargetPort(b)
 }
 
-func orDefault(v, d string) string {
-	if v == "" {
+func orDefault[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
 		return d
 	}
 	return v

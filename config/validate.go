@@ -1,6 +1,7 @@
-package control
+package config
 
 import (
+	"encoding"
 	"fmt"
 	"net"
 	"net/netip"
@@ -47,8 +48,8 @@ func (c *Config) validateInterfaces(e *errs) {
 			}
 			seen[in.Name] = in.pos.at("name")
 		}
-		oneOf(e, in.pos.at("xdp_mode"), p+".xdp_mode", in.XDPMode, XDPModes)
-		oneOf(e, in.pos.at("zero_copy"), p+".zero_copy", in.ZeroCopy, ZeroCopies)
+		valid(e, in.pos.at("xdp_mode"), p+".xdp_mode", in.XDPMode)
+		valid(e, in.pos.at("zero_copy"), p+".zero_copy", in.ZeroCopy)
 		cores := map[int]bool{}
 		for _, cpu := range in.Cores {
 			if cpu < 0 || cpu > 4095 {
@@ -66,7 +67,7 @@ func (c *Config) validateInterfaces(e *errs) {
 type natTarget struct {
 	addr  netip.Addr
 	port  uint16
-	proto string
+	proto Protocol
 }
 
 func (c *Config) validateServices(e *errs) {
@@ -88,9 +89,9 @@ func (c *Config) validateServices(e *errs) {
 			names[s.Name] = s.pos.at("name")
 		}
 		vipOK := checkAddr(e, s.pos, "vip", p, s.VIP)
-		protoOK := oneOf(e, s.pos.at("protocol"), p+".protocol", s.Protocol, Protocols)
-		methodOK := oneOf(e, s.pos.at("method"), p+".method", s.Method, Methods)
-		oneOf(e, s.pos.at("scheduler"), p+".scheduler", s.Scheduler, Schedulers)
+		protoOK := valid(e, s.pos.at("protocol"), p+".protocol", s.Protocol)
+		methodOK := valid(e, s.pos.at("method"), p+".method", s.Method)
+		valid(e, s.pos.at("scheduler"), p+".scheduler", s.Scheduler)
 		if vipOK && protoOK {
 			k := s.Key()
 			if prev, dup := keys[k]; dup {
@@ -105,13 +106,13 @@ func (c *Config) validateServices(e *errs) {
 			e.add(s.pos.line, p+".port", ErrMissing, "port is required (0 means all ports)")
 			portOK = false
 		}
-		if methodOK && portOK && s.Port == 0 && s.Method == "nat" {
+		if methodOK && portOK && s.Port == 0 && s.Method == MethodNAT {
 			e.add(s.pos.at("port"), p+".port", ErrValue, "port 0 (all ports) is only allowed with method dr or tunnel")
 		}
 		switch {
-		case s.Method == "tunnel" && !s.TunnelSource.IsValid():
+		case s.Method == MethodTunnel && !s.TunnelSource.IsValid():
 			e.add(s.pos.at("method"), p+".tunnel_source", ErrMissing, "tunnel_source is required for method tunnel")
-		case s.Method != "tunnel" && s.TunnelSource.IsValid() && methodOK:
+		case s.Method != MethodTunnel && s.TunnelSource.IsValid() && methodOK:
 			e.add(s.pos.at("tunnel_source"), p+".tunnel_source", ErrValue, "tunnel_source is only used by method tunnel")
 		case s.TunnelSource.IsValid() && !usableUnicast(s.TunnelSource.Addr()):
 			e.add(s.pos.at("tunnel_source"), p+".tunnel_source", ErrValue, "%s is not a unicast address", s.TunnelSource)
@@ -143,7 +144,7 @@ func (c *Config) validateServices(e *errs) {
 					e.add(b.pos.at("address"), bp, ErrDuplicate, "backend %s already in this service on line %d", t, prev)
 				}
 				targets[t] = b.pos.line
-				if s.Method == "nat" && protoOK {
+				if s.Method == MethodNAT && protoOK {
 					nt := natTarget{b.Address, t.Port(), s.Protocol}
 					if other, dup := nat[nt]; dup && other != s.Name {
 						e.add(b.pos.at("address"), bp, ErrDuplicate,
@@ -167,18 +168,18 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	if b.Weight != nil && *b.Weight > MaxWeight {
 		e.add(b.pos.at("weight"), p+".weight", ErrValue, "weight %d above %d", *b.Weight, MaxWeight)
 	}
-	if b.Port != 0 && s.Method != "nat" {
+	if b.Port != 0 && s.Method != MethodNAT {
 		e.add(b.pos.at("port"), p+".port", ErrValue, "a backend port is only used by method nat (dr and tunnel keep the service port)")
 	}
 	if !svcOK {
 		return
 	}
 	switch s.Method {
-	case "dr", "nat":
+	case MethodDR, MethodNAT:
 		if b.Address.Is4() != s.VIP.Is4() {
 			e.add(b.pos.at("address"), p+".address", ErrValue, "method %s needs the backend in the VIP's address family (VIP %s, backend %s)", s.Method, s.VIP, b.Address)
 		}
-	case "tunnel":
+	case MethodTunnel:
 		if s.TunnelSource.IsValid() && s.TunnelSource.Addr().Is4() != b.Address.Is4() {
 			e.add(b.pos.at("address"), p+".address", ErrValue, "tunnel_source %s and backend %s are of different address families (the outer header needs both in one)", s.TunnelSource, b.Address)
 		}
@@ -191,7 +192,7 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 	if hp.line == 0 {
 		hp.line = s.pos.line
 	}
-	if !oneOf(e, hp.at("kind"), p+".kind", h.Kind, HealthKind) {
+	if !valid(e, hp.at("kind"), p+".kind", h.Kind) {
 		return
 	}
 	if h.Interval <= 0 {
@@ -210,22 +211,21 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 	}
 	if h.ThroughVIP {
 		switch {
-		case s.Method != "dr":
+		case s.Method != MethodDR:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
 				"through_vip needs method dr (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
-		case h.Kind == "none":
+		case h.Kind == HealthNone:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
 		}
 	}
-	needsPort := h.Kind == "tcp" || h.Kind == "http" || h.Kind == "https"
+	needsPort := h.Kind.UsesPort()
 	if needsPort && portOK && h.Port == 0 && s.Port == 0 {
 		e.add(hp.at("port"), p+".port", ErrMissing, "a %s check of an all-ports service needs health.port", h.Kind)
 	}
 	if !needsPort && h.Port != 0 {
 		e.add(hp.at("port"), p+".port", ErrValue, "kind %s uses no port", h.Kind)
 	}
-	web := h.Kind == "http" || h.Kind == "https"
-	if web {
+	if h.Kind.Web() {
 		if !strings.HasPrefix(h.Path, "/") {
 			e.add(hp.at("path"), p+".path", ErrValue, "path %q must start with /", h.Path)
 		}
@@ -267,12 +267,14 @@ func IsLoopback(host string) bool {
 	return err == nil && a.IsLoopback()
 }
 
-func oneOf(e *errs, line int, path, v string, allowed []string) bool {
-	if slices.Contains(allowed, v) {
-		return true
+// valid checks an enumerated value (set in Go, or left unset without
+// Normalize): its MarshalText refuses what is not one of its names.
+func valid(e *errs, line int, path string, v encoding.TextMarshaler) bool {
+	if _, err := v.MarshalText(); err != nil {
+		e.addErr(line, path, err)
+		return false
 	}
-	e.add(line, path, ErrValue, "%q is not one of %s", v, strings.Join(allowed, ", "))
-	return false
+	return true
 }
 
 func checkAddr(e *errs, p pos, field, path string, a netip.Addr) bool {

@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"os"
@@ -22,7 +22,7 @@ func TestConfigReferenceParses(t *testing.T) {
 		if end < 0 {
 			t.Fatalf("block %d is not closed", i)
 		}
-		cfg, err := ParseConfig("docs/config.md block", []byte(b[:end]))
+		cfg, err := Parse("docs/config.md block", []byte(b[:end]))
 		if err != nil {
 			t.Errorf("block %d: %v", i, err)
 			continue

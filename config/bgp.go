@@ -1,8 +1,7 @@
-package control
+package config
 
 import (
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"reflect"
 	"time"
@@ -147,10 +146,11 @@ func (c *Config) validateBGP(e *errs) {
 	}
 }
 
-// speakerConfig maps the section onto the bgp package's configuration.
-func (b *BGP) speakerConfig(log *slog.Logger) bgp.Config {
+// SpeakerConfig maps the section onto the bgp package's configuration (the
+// caller sets its Logger).
+func (b *BGP) SpeakerConfig() bgp.Config {
 	sc := bgp.Config{LocalAS: b.LocalAS, RouterID: b.RouterID, ListenPort: b.ListenPort,
-		NextHop: b.NextHop, NextHop6: b.NextHop6, Logger: log}
+		NextHop: b.NextHop, NextHop6: b.NextHop6}
 	for _, n := range b.Neighbors {
 		sc.Neighbors = append(sc.Neighbors, bgp.Neighbor{Address: n.Address, AS: n.AS, Password: n.Password,
 			HoldTime: n.HoldTime, Port: n.Port})
@@ -173,11 +173,6 @@ func bgpView(b *BGP) *BGP {
 	return &v
 }
 
-// bgpRestartNeeded refuses a reload that changes the bgp section: the
-// sessions would have to be rebuilt.
-func bgpRestartNeeded(old, cfg *Config) error {
-	if !reflect.DeepEqual(bgpView(old.BGP), bgpView(cfg.BGP)) {
-		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
-	}
-	return nil
-}
+// Equal reports whether two bgp sections (either may be nil) say the same,
+// wherever in their files they are.
+func (b *BGP) Equal(o *BGP) bool { return reflect.DeepEqual(bgpView(b), bgpView(o)) }
