@@ -142,7 +142,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	adds, _, _ := c.applyLocked(c.cfg)
 	c.mu.Unlock()
 
-	if u, ok := c.opts.Resolver.(interface{ UseInterfaces([]string) error }); ok {
+	if u, ok := c.opts.Resolver.(InterfaceUser); ok {
 		names := make([]string, len(c.cfg.Interfaces))
 		for i, in := range c.cfg.Interfaces {
 			names[i] = in.Name
@@ -288,21 +288,37 @@ func (c *Controller) Reload(cfg *config.Config) error {
 	err := c.publishLocked("reload")
 	c.reloads++
 	c.mu.Unlock()
-	for _, chk := range replaces {
-		if err := c.prober.Replace(chk); errors.Is(err, health.ErrNotFound) {
-			err = c.prober.Add(chk)
-		} else if err != nil {
-			c.log.Warn("replace health check", "check", chk.ID, "err", err)
-		}
-	}
-	for _, chk := range adds {
-		if err := c.prober.Add(chk); err != nil {
-			c.log.Warn("add health check", "check", chk.ID, "err", err)
-		}
+	if perr := c.startChecks(adds, replaces); perr != nil {
+		// Those backends would go unprobed: say so, and fail the reload.
+		c.log.Warn("health checks not started: their backends are not probed", "err", perr)
+		c.noteReloadErr(perr)
+		err = errors.Join(err, perr)
 	}
 	c.log.Info("configuration reloaded", "file", cfg.File(), "services", len(cfg.Services),
 		"backends", c.numBackends(), "checks_added", len(adds), "checks_changed", len(replaces), "checks_removed", len(removes))
 	return err
+}
+
+// startChecks hands the prober the checks a reload added or changed (a
+// changed check the prober no longer has is added again) and returns what
+// failed, each error naming its check.
+func (c *Controller) startChecks(adds, replaces []health.Check) error {
+	var errs []error
+	for _, chk := range replaces {
+		err := c.prober.Replace(chk)
+		if errors.Is(err, health.ErrNotFound) {
+			err = c.prober.Add(chk)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("control: health check %s: %w", chk.ID, err))
+		}
+	}
+	for _, chk := range adds {
+		if err := c.prober.Add(chk); err != nil {
+			errs = append(errs, fmt.Errorf("control: health check %s: %w", chk.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *Controller) noteReloadErr(err error) {
@@ -376,7 +392,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
 					c.nextID++
 				}
-				chk, desc := checkFor(&sc, cb, checkID, b.id)
+				chk, spec, probed := checkFor(&sc, cb, checkID, b.id)
 				prevCheck, prevID := b.check, b.checkID
 				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
 				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
@@ -386,8 +402,8 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
 				}
 				switch {
-				case desc == "":
-					b.checkID, b.check = "", ""
+				case !probed:
+					b.checkID, b.check = "", checkSpec{}
 					if b.health != health.StateUp {
 						b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
 					}
@@ -396,17 +412,17 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					}
 				case prevID == "" || c.byCheck[checkID] != nil && c.byCheck[checkID] != b:
 					// New, or taking over the ID of a removed backend's check.
-					b.checkID, b.check = checkID, desc
+					b.checkID, b.check = checkID, spec
 					if b.reason == "no health check" {
 						b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
 					}
 					adds = append(adds, chk)
 				case prevID != checkID:
 					removes = append(removes, prevID)
-					b.checkID, b.check = checkID, desc
+					b.checkID, b.check = checkID, spec
 					adds = append(adds, chk)
-				case prevCheck != desc:
-					b.check = desc
+				case !prevCheck.equal(spec):
+					b.check = spec
 					chk.Initial = b.health
 					replaces = append(replaces, chk)
 				}
@@ -528,10 +544,15 @@ func (c *Controller) routesLocked() []dataplane.Route {
 	if !nat {
 		return nil
 	}
-	if r, ok := c.opts.Resolver.(RouteSource); ok {
-		return r.Routes()
+	r, ok := c.opts.Resolver.(RouteSource)
+	if !ok {
+		return nil
 	}
-	return nil
+	routes, err := r.Routes()
+	if err != nil {
+		c.log.Warn("routes back to clients incomplete: NAT replies to the clients left out are dropped", "err", err)
+	}
+	return routes
 }
 
 func (c *Controller) numBackends() int {
