@@ -1,10 +1,10 @@
 package config
 
 import (
-	"reflect"
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 

@@ -71,12 +71,12 @@ func (r *fakeResolver) Resolve(ctx context.Context, a netip.Addr) (dataplane.Nex
 
 // fakeProber runs no probes: the test fires transitions.
 type fakeProber struct {
-	mu      sync.Mutex
-	opts    health.Options
-	checks  map[string]health.Check
-	closed  bool
-	failAdd error // returned by Add when set
-	replaced int  // successful Replace calls
+	mu       sync.Mutex
+	opts     health.Options
+	checks   map[string]health.Check
+	closed   bool
+	failAdd  error // returned by Add when set
+	replaced int   // successful Replace calls
 }
 
 func (p *fakeProber) Add(c health.Check) error {
