@@ -357,6 +357,7 @@ func ifaceView(c *config.Config) []config.Interface {
 // applyLocked makes cfg the running configuration's state, keeping what
 // survives, and returns the health checks to add, replace and remove.
 func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Check, removes []string) {
+	var ch checkChanges
 	oldBy := c.byName
 	c.byName = map[string]*svcState{}
 	c.services = c.services[:0:0]
@@ -392,40 +393,9 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
 					c.nextID++
 				}
+				b.configure(cb, group.fallback)
 				chk, spec, probed := checkFor(&sc, cb, checkID, b.id)
-				prevCheck, prevID := b.check, b.checkID
-				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
-				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
-					b.cfgWeight, b.weight, b.overWeight = cw, cw, false
-				}
-				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
-					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
-				}
-				switch {
-				case !probed:
-					b.checkID, b.check = "", checkSpec{}
-					if b.health != health.StateUp {
-						b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
-					}
-					if prevID != "" {
-						removes = append(removes, prevID)
-					}
-				case prevID == "" || c.byCheck[checkID] != nil && c.byCheck[checkID] != b:
-					// New, or taking over the ID of a removed backend's check.
-					b.checkID, b.check = checkID, spec
-					if b.reason == "no health check" {
-						b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
-					}
-					adds = append(adds, chk)
-				case prevID != checkID:
-					removes = append(removes, prevID)
-					b.checkID, b.check = checkID, spec
-					adds = append(adds, chk)
-				case !prevCheck.equal(spec):
-					b.check = spec
-					chk.Initial = b.health
-					replaces = append(replaces, chk)
-				}
+				c.setCheck(b, chk, spec, probed, &ch)
 				if b.checkID != "" {
 					byCheck[b.checkID] = b
 				}
@@ -437,7 +407,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 	}
 	for id, b := range c.byCheck {
 		if byCheck[id] != b {
-			removes = append(removes, id)
+			ch.removes = append(ch.removes, id)
 		}
 	}
 	for name := range c.indexes {
@@ -447,9 +417,46 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 	}
 	c.byCheck = byCheck
 	c.cfg = cfg
-	slices.Sort(removes)
-	removes = slices.Compact(removes)
-	return adds, replaces, removes
+	slices.Sort(ch.removes)
+	return ch.adds, ch.replaces, slices.Compact(ch.removes)
+}
+
+// checkChanges is what applying a configuration asks of the prober.
+type checkChanges struct {
+	adds, replaces []health.Check
+	removes        []string
+}
+
+// setCheck gives backend b its health check for the configuration being
+// applied (none when !probed; spec is what chk is made of) and records in
+// ch what the prober must add, replace or remove.
+func (c *Controller) setCheck(b *beState, chk health.Check, spec checkSpec, probed bool, ch *checkChanges) {
+	prevCheck, prevID := b.check, b.checkID
+	switch {
+	case !probed:
+		b.checkID, b.check = "", checkSpec{}
+		if b.health != health.StateUp {
+			b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
+		}
+		if prevID != "" {
+			ch.removes = append(ch.removes, prevID)
+		}
+	case prevID == "" || c.byCheck[chk.ID] != nil && c.byCheck[chk.ID] != b:
+		// New, or taking over the ID of a removed backend's check.
+		b.checkID, b.check = chk.ID, spec
+		if b.reason == "no health check" {
+			b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
+		}
+		ch.adds = append(ch.adds, chk)
+	case prevID != chk.ID:
+		ch.removes = append(ch.removes, prevID)
+		b.checkID, b.check = chk.ID, spec
+		ch.adds = append(ch.adds, chk)
+	case !prevCheck.equal(spec):
+		b.check = spec
+		chk.Initial = b.health
+		ch.replaces = append(ch.replaces, chk)
+	}
 }
 
 // newIndex returns a sched service index not in use, preferring ones never

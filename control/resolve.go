@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/inns"
 )
 
 // Resolver finds the next hop (egress interface and MAC addresses) toward
@@ -70,28 +70,7 @@ func NewKernelResolverIn(ns netns.NsHandle) *KernelResolver {
 }
 
 // do runs fn on a thread in the resolver's namespace.
-func (k *KernelResolver) do(fn func() error) error {
-	if !k.ns.IsOpen() {
-		return fn()
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("current namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(k.ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter namespace: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(ferr, fmt.Errorf("leave namespace: %w", err)) // the thread dies locked
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (k *KernelResolver) do(fn func() error) error { return inns.Do(k.ns, fn) }
 
 // Resolve returns the next hop toward addr, waiting (until ctx is done)
 // for the kernel to resolve the neighbour when it is unknown.

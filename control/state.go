@@ -52,6 +52,18 @@ type beState struct {
 	tried    bool // a resolution has been attempted
 }
 
+// configure takes the backend's settings from cb, keeping the API's weight
+// and enable/disable overrides while the configured value stays the same.
+func (b *beState) configure(cb *config.Backend, fallback bool) {
+	b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, fallback
+	if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
+		b.cfgWeight, b.weight, b.overWeight = cw, cw, false
+	}
+	if cb.Disabled != b.cfgDisabled || !b.overDisabled {
+		b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+	}
+}
+
 // beKey identifies a backend across reloads.
 type beKey struct {
 	service string

@@ -477,24 +477,6 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// SteeringCounters returns the XDP program's verdict counters per interface name.
-func (d *Dataplane) SteeringCounters() (map[string]xdpprog.Counters, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
-	out := map[string]xdpprog.Counters{}
-	for _, ifc := range d.ifaces {
-		c, err := ifc.prog.Counters()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ifc.info.Name, err)
-		}
-		out[ifc.info.Name] = c
-	}
-	return out, nil
-}
-
 // Close stops the data path cleanly: the programs stop redirecting to the sockets (traffic
 // goes to the kernel again), the workers forward what their rings still hold and wait for
 // their transmissions to complete, then the programs are detached and the sockets and
