@@ -383,3 +383,13 @@ func TestReloadComparesCheckValues(t *testing.T) {
 		t.Errorf("a changed rise replaced %d checks, want %d", r.prober.replaced, want)
 	}
 }
+
+// TestReloadBusyPollNeedsRestart: busy_poll is applied when the workers
+// start, so a reload that changes it is refused, not silently ignored.
+func TestReloadBusyPollNeedsRestart(t *testing.T) {
+	r := newRig(t, twoSvc)
+	y := strings.Replace(twoSvc, "interfaces: [{name: eth0}]", "interfaces: [{name: eth0, busy_poll: true}]", 1)
+	if err := r.c.Reload(r.parse(y)); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("reload changing busy_poll: %v, want ErrRestartRequired", err)
+	}
+}
