@@ -101,7 +101,7 @@ func TestEngineFollowsMaglev(t *testing.T) {
 		a, _ := addr16(client4)
 		v, _ := addr16(vip4)
 		k := sched.Key{Src: a, Dst: v, SrcPort: port, DstPort: 80, Proto: encap.ProtoTCP}
-		if want := sp.Sched.LookupHash(sched.Hash(&k)); backendOf(t, &f) != want {
+		if want := sp.Sched.Lookup(&k); backendOf(t, &f) != want {
 			t.Fatalf("port %d: backend %d, maglev says %d", port, backendOf(t, &f), want)
 		}
 	}

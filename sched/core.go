@@ -3,7 +3,7 @@ package sched
 import (
 	"errors"
 	"fmt"
-	"math/bits"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -27,7 +27,8 @@ type CoreConfig struct {
 	ID int
 	// Capacity is the number of connection-table entries, fixed for the core's life
 	// (rounded up to a multiple of 8); 0 means DefaultCapacity. Memory is
-	// BytesPerEntry * Capacity, allocated by NewCore.
+	// BytesPerEntry * Capacity, mapped by NewCore outside Go's heap (on huge pages where
+	// the kernel has them) and unmapped when the Core is garbage collected.
 	Capacity int
 	// Timeouts are the idle timeouts; zero fields take DefaultTimeouts' values.
 	Timeouts Timeouts
@@ -70,6 +71,7 @@ type svcState struct {
 // Maintain; any goroutine may call Stats.
 type Core struct {
 	t       table
+	secret  tableSecret // keys the table hash (Hash)
 	timeout [numStates]uint32
 	svcs    []svcState
 	rng     uint64
@@ -106,8 +108,10 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	if capacity == 0 {
 		capacity = DefaultCapacity
 	}
+	t, free := newTable(capacity)
 	c := &Core{
-		t:       newTable(capacity),
+		t:       t,
+		secret:  newTableSecret(),
 		timeout: cfg.Timeouts.table(),
 		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
 		rrStart: uint32(cfg.ID),
@@ -118,6 +122,10 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	}
 	c.c[cCapacity] = uint64(len(c.t.b) * ways)
 	c.publish()
+	if free != nil {
+		// The table lives outside Go's heap: unmap it when the core is garbage.
+		runtime.AddCleanup(c, func(free func() error) { _ = free() }, free)
+	}
 	return c, nil
 }
 
@@ -180,39 +188,48 @@ func (c *Core) Prepare(svc *Service) {
 // candidate buckets of 8 entries), an idle-expired entry or else the least recently seen of
 // the 16 makes room. It does not allocate once Prepare (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
-	return c.ScheduleHashed(svc, k, Hash(k), tcpFlags, now)
+	return c.ScheduleHashed(svc, k, c.Hash(k), tcpFlags, now)
 }
 
-// PrefetchBatch writes Hash(&keys[i]) to hs[i] for a batch of keys and loads their
-// connection-table lines (both bucket headers, then the entries their tags point at) into the
+// Hash returns the connection-table hash of k: keyed with a secret the core drew at random
+// when it was made, so it differs between cores and processes, and nobody outside can tell
+// which buckets a tuple lands in. It is not the flow hash that picks a backend (that is
+// Service.FlowHash, the same on every host). About 3 ns; it does not allocate.
+func (c *Core) Hash(k *Key) uint64 { return c.secret.hash(k) }
+
+// PrefetchBatch writes c.Hash(&keys[i]) to hs[i] for a batch of keys and loads their
+// connection-table lines (both bucket headers, then the entry their tag points at) into the
 // cache, in passes over the whole batch so that the cache misses overlap. On a table much
 // larger than the CPU cache those misses are most of Schedule's cost; a worker that calls
-// PrefetchBatch for a batch and then ScheduleHashed per packet roughly halves it (see
-// docs/bench/sched.md). It changes nothing in the table and does not allocate. Only
+// PrefetchBatch for a batch and then ScheduleHashed per packet saves most of them (see
+// docs/bench/engine.md). It changes nothing in the table and does not allocate. Only
 // min(len(keys), len(hs)) keys are done.
 func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 	n := min(len(keys), len(hs))
 	keys, hs = keys[:n], hs[:n]
 	for i := range keys {
-		hs[i] = Hash(&keys[i])
+		hs[i] = c.secret.hash(&keys[i])
 	}
-	var x uint32
-	for _, h := range hs {
-		i1, i2 := c.t.index(h)
-		x += c.t.b[i1].tag[0] + c.t.b[i2].tag[0]
-	}
-	var y uint8
-	for _, h := range hs {
-		b1, b2, tag := c.t.buckets(h)
-		w1 := bits.TrailingZeros32(b1.match(tag)|1<<ways) & (ways - 1)
-		w2 := bits.TrailingZeros32(b2.match(tag)|1<<ways) & (ways - 1)
-		y += b1.ent[w1].key.Proto + b2.ent[w2].key.Proto
-	}
-	c.sink += uint8(x) + y
+	c.prefetch(hs)
 }
 
-// ScheduleHashed is Schedule for a packet whose key hash h = Hash(k) the caller already has
-// (from PrefetchBatch). A wrong h makes a known flow look new.
+// prefetch loads the table lines of the hashes hs: every bucket header of the batch first
+// (independent loads the CPU overlaps), then the entries whose tags match.
+func (c *Core) prefetch(hs []uint64) {
+	var x uint64
+	for _, h := range hs {
+		i1, i2 := c.t.index(h)
+		x += c.t.b[i1].tags[0] + c.t.b[i2].tags[0]
+	}
+	for _, h := range hs {
+		b1, b2, tag := c.t.buckets(h)
+		x += b1.touch(tag) + b2.touch(tag)
+	}
+	c.sink += uint8(x)
+}
+
+// ScheduleHashed is Schedule for a packet whose table hash h = c.Hash(k) the caller already
+// has (from PrefetchBatch). A wrong h makes a known flow look new.
 func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
 	if svc == nil {
 		c.c[cNoBackend]++
@@ -221,57 +238,65 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	if svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc {
 		c.Prepare(svc)
 	}
-	st := &c.svcs[svc.index]
 	t := tick(now)
 	b1, b2, tag := c.t.buckets(h)
-	// Both headers are read before either entry, so their cache misses overlap.
-	m1, m2 := b1.match(tag), b2.match(tag)
-	b, w := b1, b1.find(m1, k)
+	b, w := b1, b1.find(tag, k)
 	if w < 0 {
-		b, w = b2, b2.find(m2, k)
+		b, w = b2, b2.find(tag, k)
 	}
 	if w >= 0 {
 		e := &b.ent[w]
-		if t-b.seen[w] > c.timeout[e.state] {
-			c.expire(b, w) // idle too long: a new flow that reuses the tuple
-		} else {
+		if t-b.seen[w] <= c.timeout[b.state[w]] {
 			if int(e.svc) == svc.index {
 				if p := svc.ids.lookup(e.backend); p >= 0 && svc.backends[p].Up {
-					c.c[cHits]++
 					b.seen[w] = t
-					e.state = nextState(e.state, tcpFlags)
+					b.state[w] = nextState(b.state[w], tcpFlags)
+					c.c[cHits]++
+					runtime.KeepAlive(c) // see newTable
 					return int(p)
 				}
 			}
-			c.c[cRescheduled]++
-			c.release(e)
-			p := c.pick(st, svc, k, h)
-			if p < 0 {
-				b.tag[w] = 0
-				c.c[cEntries]--
-				c.c[cNoBackend]++
-				return -1
-			}
-			e.svc, e.backend = uint16(svc.index), svc.backends[p].ID
-			e.state = newState(k.Proto, tcpFlags)
-			b.seen[w] = t
-			st.conns[p]++
-			return p
+			return c.reschedule(svc, b, w, k, tcpFlags, t)
 		}
+		c.expire(b, w) // idle too long: a new flow that reuses the tuple
 	}
 	c.c[cMisses]++
-	p := c.pick(st, svc, k, h)
+	st := &c.svcs[svc.index]
+	p := c.pick(st, svc, k)
 	if p < 0 {
 		c.c[cNoBackend]++
 		return -1
 	}
 	b, w = c.victim(b1, b2, t)
-	b.tag[w] = tag
+	b.setTag(w, tag)
 	b.seen[w] = t
-	b.ent[w] = entry{key: *k, state: newState(k.Proto, tcpFlags), svc: uint16(svc.index), backend: svc.backends[p].ID}
+	b.state[w] = newState(k.Proto, tcpFlags)
+	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID}
 	c.c[cInserts]++
 	c.c[cEntries]++
 	st.conns[p]++
+	return p
+}
+
+// reschedule moves the known flow at way w of b, whose backend is gone or down, to a new
+// backend of svc (or drops the entry when none can take it).
+func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8, t uint32) int {
+	e := &b.ent[w]
+	c.c[cRescheduled]++
+	c.release(e)
+	st := &c.svcs[svc.index]
+	p := c.pick(st, svc, k)
+	if p < 0 {
+		b.setTag(w, 0)
+		c.c[cEntries]--
+		c.c[cNoBackend]++
+		return -1
+	}
+	e.svc, e.backend = uint16(svc.index), svc.backends[p].ID
+	b.state[w] = newState(k.Proto, tcpFlags)
+	b.seen[w] = t
+	st.conns[p]++
+	runtime.KeepAlive(c) // see newTable
 	return p
 }
 
@@ -295,7 +320,7 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 			if age > t-ob.seen[ow] {
 				ob, ow = b, w
 			}
-			if age > c.timeout[b.ent[w].state] && (eb == nil || age > t-eb.seen[ew]) {
+			if age > c.timeout[b.state[w]] && (eb == nil || age > t-eb.seen[ew]) {
 				eb, ew = b, w
 			}
 		}
@@ -306,7 +331,7 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	}
 	c.c[cEvictions]++
 	c.release(&ob.ent[ow])
-	ob.tag[ow] = 0
+	ob.setTag(ow, 0)
 	c.c[cEntries]--
 	return ob, ow
 }
@@ -314,7 +339,7 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 // expire removes the idle entry at way w of b.
 func (c *Core) expire(b *bucket, w int) {
 	c.release(&b.ent[w])
-	b.tag[w] = 0
+	b.setTag(w, 0)
 	c.c[cEntries]--
 	c.c[cExpirations]++
 }
@@ -344,7 +369,7 @@ func (c *Core) Maintain(now int64) {
 			c.sweepAt = 0
 		}
 		for w := range ways {
-			if b.tag[w] != 0 && t-b.seen[w] > c.timeout[b.ent[w].state] {
+			if b.used(w) && t-b.seen[w] > c.timeout[b.state[w]] {
 				c.expire(b, w)
 			}
 		}

@@ -137,6 +137,6 @@ func ExampleCore_PrefetchBatch() {
 		core.Maintain(now)
 	}
 	st := core.Stats()
-	fmt.Println(st.Inserts, st.Hits, hs[0] == sched.Hash(&keys[0]))
+	fmt.Println(st.Inserts, st.Hits, hs[0] == core.Hash(&keys[0]))
 	// Output: 64 64 true
 }

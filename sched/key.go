@@ -1,9 +1,9 @@
 package sched
 
 import (
+	"crypto/rand"
 	"encoding/binary"
-
-	"github.com/cespare/xxhash/v2"
+	"math/bits"
 )
 
 // Key identifies a flow: the field list is exactly encap.FlowKey's (docs/CONTRACTS.md), so
@@ -17,28 +17,57 @@ type Key struct {
 	V6      bool
 }
 
-// keyBytes is the length of a Key's canonical byte encoding (the input of Hash).
+// keyBytes is the length of a Key's canonical byte encoding (the input of HashKey.Flow).
 const keyBytes = 16 + 16 + 2 + 2 + 1 + 1
 
-// Hash returns the xxhash (seed 0) of the key's canonical encoding: Src, Dst, SrcPort and
-// DstPort big-endian, Proto, then 1 for IPv6 or 0. Every LB host computes the same value for
-// the same flow, which is what lets a standby send existing flows where the master did.
-// Fragments carry ports 0, so every fragment of a datagram hashes alike. It does not allocate.
-func Hash(k *Key) uint64 {
-	var b [keyBytes]byte
+// encode writes the key's canonical encoding: Src, Dst, SrcPort and DstPort big-endian,
+// Proto, then 1 for IPv6 or 0.
+func (k *Key) encode(b *[keyBytes]byte) {
 	copy(b[0:16], k.Src[:])
 	copy(b[16:32], k.Dst[:])
 	binary.BigEndian.PutUint16(b[32:], k.SrcPort)
 	binary.BigEndian.PutUint16(b[34:], k.DstPort)
 	b[36] = k.Proto
+	b[37] = 0
 	if k.V6 {
 		b[37] = 1
 	}
-	return xxhash.Sum64(b[:])
 }
 
-// HashSource returns the xxhash of the client address alone (the 16 bytes of Src), the hash
-// the source-hash strategy uses: all connections of one client map to one backend.
-func HashSource(k *Key) uint64 {
-	return xxhash.Sum64(k.Src[:])
+// tableSecret keys a Core's connection-table hash. Drawn at random for every Core, so
+// nobody outside the process can compute which buckets a flow lands in and aim a flood of
+// crafted tuples at the buckets of a live flow.
+type tableSecret [6]uint64
+
+func newTableSecret() tableSecret {
+	var b [48]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail (it crashes the program if it must)
+	var s tableSecret
+	for i := range s {
+		s[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return s
+}
+
+// mum is the multiply-fold step of wyhash: the 128-bit product of a and b, folded to 64 bits.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hash is the connection-table hash of k: the key read as five words (both addresses as
+// two words each, ports, protocol and family as the fifth), each pair xored with secret
+// words and multiplied-and-folded (wyhash's construction), about 3 ns. It serves only this
+// process's table; the backend choice uses the cluster-wide HashKey.
+func (s *tableSecret) hash(k *Key) uint64 {
+	a0 := binary.LittleEndian.Uint64(k.Src[0:8])
+	a1 := binary.LittleEndian.Uint64(k.Src[8:16])
+	b0 := binary.LittleEndian.Uint64(k.Dst[0:8])
+	b1 := binary.LittleEndian.Uint64(k.Dst[8:16])
+	c := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
+	if k.V6 {
+		c |= 1 << 40
+	}
+	h := mum(a0^s[0], a1^s[1]) ^ mum(b0^s[2], b1^s[3])
+	return mum(h^s[4], c^s[5])
 }
