@@ -218,12 +218,16 @@ func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 func (c *Core) prefetch(hs []uint64) {
 	var x uint64
 	for _, h := range hs {
-		i1, i2 := c.t.index(h)
-		x += c.t.b[i1].tags[0] + c.t.b[i2].tags[0]
+		i1, _ := c.t.index(h)
+		x += c.t.b[i1].tags[0]
 	}
 	for _, h := range hs {
 		b1, b2, tag := c.t.buckets(h)
-		x += b1.touch(tag) + b2.touch(tag)
+		if y := b1.touch(tag); y != 0 || b1.over == 0 {
+			x += y
+			continue
+		}
+		x += b2.touch(tag)
 	}
 	c.sink += uint8(x)
 }
@@ -241,7 +245,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	t := tick(now)
 	b1, b2, tag := c.t.buckets(h)
 	b, w := b1, b1.find(tag, k)
-	if w < 0 {
+	if w < 0 && b1.over != 0 {
 		b, w = b2, b2.find(tag, k)
 	}
 	if w >= 0 {
@@ -268,6 +272,10 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		return -1
 	}
 	b, w = c.victim(b1, b2, t)
+	if b != b1 {
+		b.alt |= 1 << w
+		b1.over++
+	}
 	b.setTag(w, tag)
 	b.seen[w] = t
 	b.state[w] = newState(k.Proto, tcpFlags)
@@ -287,8 +295,7 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	st := &c.svcs[svc.index]
 	p := c.pick(st, svc, k)
 	if p < 0 {
-		b.setTag(w, 0)
-		c.c[cEntries]--
+		c.remove(b, w)
 		c.c[cNoBackend]++
 		return -1
 	}
@@ -300,17 +307,21 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	return p
 }
 
-// victim frees a way of b1 or b2 for a new entry: a free one in the emptier bucket (b1 on a
-// tie), else the idle-expired one seen longest ago, else the least recently seen of the 16
-// (an eviction).
+// victim frees a way of b1 or b2 for a new entry: a free one of b1, else of b2, else one
+// that relocate frees, else the idle-expired one seen longest ago, else the least recently
+// seen of the 16 (an eviction).
 func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
-	f1, w1 := b1.free()
-	f2, w2 := b2.free()
-	switch {
-	case f1 > 0 && f1 >= f2:
-		return b1, w1
-	case f2 > 0:
-		return b2, w2
+	if w := b1.free(); w >= 0 {
+		return b1, w
+	}
+	if w := b2.free(); w >= 0 {
+		return b2, w
+	}
+	if w := c.relocate(b1); w >= 0 {
+		return b1, w
+	}
+	if w := c.relocate(b2); w >= 0 {
+		return b2, w
 	}
 	ob, ow := b1, 0 // oldest
 	eb, ew := (*bucket)(nil), 0
@@ -331,17 +342,63 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	}
 	c.c[cEvictions]++
 	c.release(&ob.ent[ow])
-	ob.setTag(ow, 0)
-	c.c[cEntries]--
+	c.remove(ob, ow)
 	return ob, ow
+}
+
+// relocate frees a way of the full bucket b, when the table is not nearly full, by moving
+// one of the flows that live in b as their first choice to their second bucket, if that has
+// a free way (one step of cuckoo hashing). It returns the freed way, or -1. Without it, a
+// flow that prefers b1 could evict a live flow at 75% fill; with it, evictions start near
+// full (TestCoreLoadFactor). It hashes up to 8 keys again, only on an insert that finds
+// both buckets full.
+func (c *Core) relocate(b *bucket) int {
+	if c.c[cEntries] >= uint64(len(c.t.b))*ways*15/16 {
+		return -1 // nearly full: the LRU eviction decides
+	}
+	for w := range ways {
+		if b.alt&(1<<w) != 0 {
+			continue
+		}
+		e := &b.ent[w]
+		h := c.secret.hash(&e.key)
+		i1, i2 := c.t.index(h)
+		d := &c.t.b[i2]
+		if &c.t.b[i1] != b || d == b {
+			continue
+		}
+		dw := d.free()
+		if dw < 0 {
+			continue
+		}
+		d.setTag(dw, uint16(h)|1)
+		d.seen[dw], d.state[dw], d.ent[dw] = b.seen[w], b.state[w], *e
+		d.alt |= 1 << dw
+		b.over++
+		b.setTag(w, 0)
+		return w
+	}
+	return -1
 }
 
 // expire removes the idle entry at way w of b.
 func (c *Core) expire(b *bucket, w int) {
 	c.release(&b.ent[w])
+	c.remove(b, w)
+	c.c[cExpirations]++
+}
+
+// remove frees way w of b. An entry that lived in its second bucket is taken off its first
+// bucket's overflow count (found by hashing its key again: removals are rare next to
+// lookups).
+func (c *Core) remove(b *bucket, w int) {
+	if b.alt&(1<<w) != 0 {
+		b.alt &^= 1 << w
+		i1, _ := c.t.index(c.secret.hash(&b.ent[w].key))
+		c.t.b[i1].over--
+	}
 	b.setTag(w, 0)
 	c.c[cEntries]--
-	c.c[cExpirations]++
 }
 
 // release takes entry e off its backend's flow count.

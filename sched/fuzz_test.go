@@ -103,6 +103,7 @@ func FuzzCore(f *testing.F) {
 			if sum != c.Len() {
 				t.Fatalf("active flows add up to %d, entries %d", sum, c.Len())
 			}
+			checkTable(t, c)
 		}
 	})
 }

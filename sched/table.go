@@ -148,15 +148,20 @@ type entry struct {
 
 // bucket is one set of the table: a 64-byte header line, then 8 entries. The header holds
 // everything but the entries: 8 tags of 16 bits (uint16(hash)|1, 0 = free) packed four to a
-// word so that one compare-and-mask step matches four of them, 8 last-seen times in ticks
-// and 8 TCP states. A lookup reads the header and, on a tag match, that entry (one or two
-// lines); idle expiry and victim choice read only headers. 64 + 384 = 448 bytes, 56 per
-// entry.
+// word so that one compare-and-mask step matches four of them, 8 last-seen times in ticks,
+// 8 TCP states, and the overflow bookkeeping of two-choice hashing with a preferred
+// bucket: a new flow goes to its first bucket while that has room, to its second only when
+// the first is full, and the first counts it (over), so a lookup reads the second bucket
+// only when the first has overflowed (at the loads the table runs at, most buckets never
+// have). A lookup reads one header and, on a tag match, that entry (one or two lines);
+// idle expiry and victim choice read only headers. 64 + 384 = 448 bytes, 56 per entry.
 type bucket struct {
 	tags  [2]uint64
 	seen  [ways]uint32
 	state [ways]uint8
-	_     [8]byte
+	over  uint32 // flows whose first choice is this bucket that live in their second
+	alt   uint8  // ways holding a flow whose first choice is another bucket
+	_     [3]byte
 	ent   [ways]entry
 }
 
@@ -249,19 +254,15 @@ func (b *bucket) setTag(w int, tag uint16) {
 // used reports whether way w holds an entry.
 func (b *bucket) used(w int) bool { return b.tags[w>>2]>>(uint(w&3)*16)&0xffff != 0 }
 
-// free returns the number of free ways of b and the first of them (-1 when none).
-func (b *bucket) free() (n, first int) {
-	m0, m1 := zeroLanes(b.tags[0]), zeroLanes(b.tags[1])
-	n = bits.OnesCount64(m0) + bits.OnesCount64(m1)
-	switch {
-	case m0 != 0:
-		first = way(0, m0)
-	case m1 != 0:
-		first = way(1, m1)
-	default:
-		first = -1
+// free returns the first free way of b, or -1.
+func (b *bucket) free() int {
+	if m := zeroLanes(b.tags[0]); m != 0 {
+		return way(0, m)
 	}
-	return n, first
+	if m := zeroLanes(b.tags[1]); m != 0 {
+		return way(1, m)
+	}
+	return -1
 }
 
 // touch loads the line(s) of the first entry of b whose tag is tag, if any, and returns a
