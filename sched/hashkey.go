@@ -41,6 +41,16 @@ func ParseHashKey(s string) (HashKey, error) {
 	return k, nil
 }
 
+// UnmarshalText parses 32 hex digits (ParseHashKey): the configuration's hash_key.
+func (hk *HashKey) UnmarshalText(b []byte) error {
+	k, err := ParseHashKey(string(b))
+	if err != nil {
+		return err
+	}
+	*hk = k
+	return nil
+}
+
 // String returns the key as 32 hex digits.
 func (hk HashKey) String() string { return hex.EncodeToString(hk[:]) }
 
