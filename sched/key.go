@@ -44,7 +44,9 @@ func newTableSecret() tableSecret {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail (it crashes the program if it must)
 	var s tableSecret
 	for i := range s {
-		s[i] = binary.LittleEndian.Uint64(b[8*i:])
+		// Odd, so never 0: a zero word would zero its product (an IPv4 key's upper
+		// address words are 0, so mum(a1^s[1], ...) relies on s[1] != 0).
+		s[i] = binary.LittleEndian.Uint64(b[8*i:]) | 1
 	}
 	return s
 }
