@@ -34,6 +34,27 @@ func (k *Key) encode(b *[keyBytes]byte) {
 	}
 }
 
+// tail packs the fields after the addresses into one word.
+func (k *Key) tail() uint64 {
+	c := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
+	if k.V6 {
+		c |= 1 << 40
+	}
+	return c
+}
+
+// equal reports whether k and o are the same key: five word compares, no call (a == on
+// Key calls runtime.memequal for the address arrays).
+func (k *Key) equal(o *Key) bool {
+	le := binary.LittleEndian
+	x := le.Uint64(k.Src[0:8]) ^ le.Uint64(o.Src[0:8])
+	x |= le.Uint64(k.Src[8:16]) ^ le.Uint64(o.Src[8:16])
+	x |= le.Uint64(k.Dst[0:8]) ^ le.Uint64(o.Dst[0:8])
+	x |= le.Uint64(k.Dst[8:16]) ^ le.Uint64(o.Dst[8:16])
+	x |= k.tail() ^ o.tail()
+	return x == 0
+}
+
 // tableSecret keys a Core's connection-table hash. Drawn at random for every Core, so
 // nobody outside the process can compute which buckets a flow lands in and aim a flood of
 // crafted tuples at the buckets of a live flow.
@@ -66,10 +87,7 @@ func (s *tableSecret) hash(k *Key) uint64 {
 	a1 := binary.LittleEndian.Uint64(k.Src[8:16])
 	b0 := binary.LittleEndian.Uint64(k.Dst[0:8])
 	b1 := binary.LittleEndian.Uint64(k.Dst[8:16])
-	c := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32
-	if k.V6 {
-		c |= 1 << 40
-	}
+	c := k.tail()
 	h := mum(a0^s[0], a1^s[1]) ^ mum(b0^s[2], b1^s[3])
 	return fmix64(mum(h^s[4], c^s[5]))
 }

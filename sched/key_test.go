@@ -159,3 +159,33 @@ func TestHashDistinguishes(t *testing.T) {
 		t.Error("two cores share a table secret")
 	}
 }
+
+// TestKeyEqual checks Key.equal against ==, on keys that differ in one byte or field.
+func TestKeyEqual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var a Key
+		for i := range a.Src {
+			a.Src[i], a.Dst[i] = byte(rng.Uint32()), byte(rng.Uint32())
+		}
+		a.SrcPort, a.DstPort, a.Proto, a.V6 = uint16(rng.Uint32()), uint16(rng.Uint32()), byte(rng.Uint32()), rng.IntN(2) == 1
+		b := a
+		switch f := rng.IntN(8); f {
+		case 0:
+			b.Src[rng.IntN(16)] ^= byte(1 + rng.IntN(255))
+		case 1:
+			b.Dst[rng.IntN(16)] ^= byte(1 + rng.IntN(255))
+		case 2:
+			b.SrcPort ^= uint16(1 + rng.IntN(65535))
+		case 3:
+			b.DstPort ^= uint16(1 + rng.IntN(65535))
+		case 4:
+			b.Proto ^= byte(1 + rng.IntN(255))
+		case 5:
+			b.V6 = !b.V6
+		}
+		if got, want := a.equal(&b), a == b; got != want {
+			t.Fatalf("equal(%+v, %+v) = %v, want %v", a, b, got, want)
+		}
+	}
+}

@@ -233,12 +233,12 @@ func way(j int, m uint64) int { return 4*j + bits.TrailingZeros64(m)>>4 }
 func (b *bucket) find(tag uint16, k *Key) int {
 	m0, m1 := b.match(tag)
 	for ; m0 != 0; m0 &= m0 - 1 {
-		if w := way(0, m0); b.ent[w].key == *k {
+		if w := way(0, m0); b.ent[w].key.equal(k) {
 			return w
 		}
 	}
 	for ; m1 != 0; m1 &= m1 - 1 {
-		if w := way(1, m1); b.ent[w].key == *k {
+		if w := way(1, m1); b.ent[w].key.equal(k) {
 			return w
 		}
 	}
