@@ -252,7 +252,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		e := &b.ent[w]
 		if t-b.seen[w] <= c.timeout[b.state[w]] {
 			if int(e.svc) == svc.index {
-				if p := svc.ids.lookup(e.backend); p >= 0 && svc.backends[p].Up {
+				if p := c.position(svc, e); p >= 0 && svc.backends[p].Up {
 					b.seen[w] = t
 					b.state[w] = nextState(b.state[w], tcpFlags)
 					c.c[cHits]++
@@ -279,10 +279,24 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	b.setTag(w, tag)
 	b.seen[w] = t
 	b.state[w] = newState(k.Proto, tcpFlags)
-	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID}
+	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID, pos: uint16(p)}
 	c.c[cInserts]++
 	c.c[cEntries]++
 	st.conns[p]++
+	return p
+}
+
+// position returns the position of e's backend in svc, or -1: the entry's hint when the
+// backend still stands there (it does until a snapshot reorders or removes backends), else
+// the ID index's answer, which becomes the hint.
+func (c *Core) position(svc *Service, e *entry) int32 {
+	if p := int(e.pos); p < len(svc.backends) && svc.backends[p].ID == e.backend {
+		return int32(p)
+	}
+	p := svc.ids.lookup(e.backend)
+	if p >= 0 {
+		e.pos = uint16(p)
+	}
 	return p
 }
 
@@ -299,7 +313,7 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 		c.c[cNoBackend]++
 		return -1
 	}
-	e.svc, e.backend = uint16(svc.index), svc.backends[p].ID
+	e.svc, e.backend, e.pos = uint16(svc.index), svc.backends[p].ID, uint16(p)
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.seen[w] = t
 	st.conns[p]++

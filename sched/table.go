@@ -137,13 +137,15 @@ func nextState(cur, flags uint8) uint8 {
 // ways is the associativity of the connection table.
 const ways = 8
 
-// entry is one connection: the full key (compared on a tag match), the service index and
-// the backend ID. 48 bytes.
+// entry is one connection: the full key (compared on a tag match), the service index, the
+// backend ID and where that backend last stood in the service's list (so that a hit checks
+// one ID instead of probing the ID index). 48 bytes.
 type entry struct {
 	key     Key // 38 bytes
 	svc     uint16
 	backend uint32
-	_       [4]byte
+	pos     uint16 // the backend's position in the service when last seen: a hint
+	_       [2]byte
 }
 
 // bucket is one set of the table: a 64-byte header line, then 8 entries. The header holds
