@@ -337,27 +337,32 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	if w := c.relocate(b2); w >= 0 {
 		return b2, w
 	}
-	ob, ow := b1, 0 // oldest
-	eb, ew := (*bucket)(nil), 0
-	for _, b := range [2]*bucket{b1, b2} {
+	// The oldest of the 16, and the oldest among the idle-expired ones (way i of the pair:
+	// b1's ways 0-7, then b2's).
+	var oldAge, expAge uint32
+	old, exp := 0, -1
+	for i, b := range [2]*bucket{b1, b2} {
 		for w := range ways {
 			age := t - b.seen[w]
-			if age > t-ob.seen[ow] {
-				ob, ow = b, w
+			if age > oldAge {
+				oldAge, old = age, i*ways+w
 			}
-			if age > c.timeout[b.state[w]] && (eb == nil || age > t-eb.seen[ew]) {
-				eb, ew = b, w
+			if age > c.timeout[b.state[w]] && age > expAge {
+				expAge, exp = age, i*ways+w
 			}
 		}
 	}
-	if eb != nil {
-		c.expire(eb, ew)
-		return eb, ew
+	pair := [2]*bucket{b1, b2}
+	if exp >= 0 {
+		b, w := pair[exp/ways], exp%ways
+		c.expire(b, w)
+		return b, w
 	}
+	b, w := pair[old/ways], old%ways
 	c.c[cEvictions]++
-	c.release(&ob.ent[ow])
-	c.remove(ob, ow)
-	return ob, ow
+	c.release(&b.ent[w])
+	c.remove(b, w)
+	return b, w
 }
 
 // relocate frees a way of the full bucket b, when the table is not nearly full, by moving
