@@ -182,7 +182,7 @@ func benchBatch(b *testing.B, mode int) {
 						hs[j] = c.Hash(&batch[j])
 					}
 				case batchHashGiven:
-					c.prefetch(hs[:])
+					c.Prefetch(hs[:])
 				}
 				for j := range batch {
 					c.ScheduleHashed(svc, &batch[j], hs[j], FlagACK, 1)

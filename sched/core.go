@@ -210,12 +210,14 @@ func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 	for i := range keys {
 		hs[i] = c.secret.hash(&keys[i])
 	}
-	c.prefetch(hs)
+	c.Prefetch(hs)
 }
 
-// prefetch loads the table lines of the hashes hs: every bucket header of the batch first
-// (independent loads the CPU overlaps), then the entries whose tags match.
-func (c *Core) prefetch(hs []uint64) {
+// Prefetch is PrefetchBatch for a caller that has the table hashes (c.Hash) already: it
+// loads the table lines of hs, every first-choice bucket header of the batch first
+// (independent loads the CPU overlaps), then the entries whose tags match (or, for a bucket
+// that has overflowed and does not hold the flow, the second bucket's header and entry).
+func (c *Core) Prefetch(hs []uint64) {
 	var x uint64
 	for _, h := range hs {
 		i1, _ := c.t.index(h)
