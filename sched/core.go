@@ -224,14 +224,14 @@ func (c *Core) Prefetch(hs []uint64) {
 		x += c.t.b[i1].tags[0]
 	}
 	for _, h := range hs {
-		b1, b2, tag := c.t.buckets(h)
+		b1, tag := c.t.first(h)
 		// y is 0 when no tag matched (or, rarely, for a matched entry whose first bytes
 		// are 0: then b2 is loaded for nothing; this is only a hint).
 		if y := b1.touch(tag); y != 0 || b1.over == 0 {
 			x += y
 			continue
 		}
-		x += b2.touch(tag)
+		x += c.t.second(h).touch(tag)
 	}
 	c.sink += uint8(x)
 }
@@ -247,10 +247,11 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		c.Prepare(svc)
 	}
 	t := tick(now)
-	b1, b2, tag := c.t.buckets(h)
+	b1, tag := c.t.first(h)
 	b, w := b1, b1.find(tag, k)
 	if w < 0 && b1.over != 0 {
-		b, w = b2, b2.find(tag, k)
+		b = c.t.second(h)
+		w = b.find(tag, k)
 	}
 	if w >= 0 {
 		e := &b.ent[w]
@@ -275,7 +276,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		c.c[cNoBackend]++
 		return -1
 	}
-	b, w = c.victim(b1, b2, t)
+	b, w = c.victim(b1, c.t.second(h), t)
 	if b != b1 {
 		b.alt |= 1 << w
 		b1.over++

@@ -191,13 +191,22 @@ func newTable(capacity int) (t table, free func() error) {
 	return table{b: b}, free
 }
 
-// buckets returns the two candidate buckets of hash h (two-choice hashing: a flow lives in
-// either, so a bucket overflows only when both are full) and the tag stored for h. The first
-// comes from h's high bits, the second from a remix of h; both by multiply-high over the
-// bucket count, so any count works.
-func (t *table) buckets(h uint64) (b1, b2 *bucket, tag uint16) {
-	i1, i2 := t.index(h)
-	return &t.b[i1], &t.b[i2], uint16(h) | 1
+// A flow has two candidate buckets (two-choice hashing: it lives in either, so a bucket
+// overflows only when both are full): the first comes from h's high bits, the second from a
+// remix of h; both by multiply-high over the bucket count, so any count works. The tag
+// stored for h is uint16(h)|1.
+
+// first returns the first-choice bucket of hash h and h's tag: all a hit in that bucket
+// needs.
+func (t *table) first(h uint64) (*bucket, uint16) {
+	i1, _ := bits.Mul64(h, uint64(len(t.b)))
+	return &t.b[i1], uint16(h) | 1
+}
+
+// second returns the second-choice bucket of hash h.
+func (t *table) second(h uint64) *bucket {
+	_, i2 := t.index(h)
+	return &t.b[i2]
 }
 
 // index returns the two bucket numbers of hash h.
