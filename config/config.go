@@ -29,6 +29,14 @@ type Config struct {
 	// VRRP, when set, shares the VIPs with standby hosts: only the VRRP
 	// master forwards (see VRRP).
 	VRRP *VRRP `yaml:"vrrp"`
+	// HashKey is the secret of the flow hash that picks a new flow's
+	// backend (schedulers maglev, flow-hash, source-hash): 32 hex digits
+	// (128 bits), the same on every LB host of a cluster (both hosts of a
+	// VRRP pair, every ECMP member), so a flow finds the same backend
+	// whichever host it reaches. Unset means sched.DefaultHashKeyHex, which
+	// is public, so anyone can compute which backend a 5-tuple gets: the
+	// controller logs a warning. Generate one with `openssl rand -hex 16`.
+	HashKey sched.HashKey `yaml:"hash_key"`
 
 	file   string
 	pos    pos

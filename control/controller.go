@@ -167,6 +167,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		c.follow(c.ctx)
 	}()
 	c.log.Info("controller started", "services", len(c.cfg.Services), "backends", c.numBackends())
+	c.warnHashKey()
 	return nil
 }
 
@@ -247,13 +248,27 @@ func (c *Controller) newIndex() int {
 	return -1 // more services than sched allows: Build refuses it
 }
 
+// warnHashKey logs a warning when the configuration leaves hash_key to its public default.
+func (c *Controller) warnHashKey() {
+	if c.cfg.HashKey.IsDefault() {
+		c.log.Warn("hash_key is not set: the flow hash that picks backends uses the public default key, "+
+			"so anyone can compute which backend a connection gets; set hash_key (32 hex digits, "+
+			"e.g. openssl rand -hex 16) to the same value on every host of the cluster",
+			"default", sched.DefaultHashKeyHex)
+	}
+}
+
 // publishLocked builds a snapshot from the current state and publishes it.
 func (c *Controller) publishLocked(why string) error {
 	specs := make([]dataplane.ServiceSpec, 0, len(c.services))
 	for _, s := range c.services {
 		in := s.schedBackends()
-		if s.built == nil || !slices.Equal(in, s.inputs) {
-			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy}, in)
+		key := c.cfg.HashKey
+		if key == (sched.HashKey{}) {
+			key = sched.DefaultHashKey()
+		}
+		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key}, in)
 			if err != nil {
 				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
 			}

@@ -76,6 +76,7 @@ func (c *Controller) Reload(cfg *config.Config) error {
 		c.noteReloadErr(perr)
 		err = errors.Join(err, perr)
 	}
+	c.warnHashKey()
 	c.log.Info("configuration reloaded", "file", cfg.File(), "services", len(cfg.Services),
 		"backends", c.numBackends(), "checks_added", len(adds), "checks_changed", len(replaces), "checks_removed", len(removes))
 	return err

@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/xlb-dev/xlb/encap"
@@ -71,46 +74,64 @@ func BenchmarkProcess(b *testing.B) {
 		{"dr6", MethodDR, vip6},
 	} {
 		for _, flows := range []int{1 << 10, 1 << 16, 1 << 20} {
-			for _, prefetch := range []bool{true, false} {
-				name := fmt.Sprintf("%s/flows=%dk", c.name, flows>>10)
-				if !prefetch {
-					if c.name != "dr" {
-						continue
-					}
-					name += "/no-prefetch"
-				}
-				b.Run(name, func(b *testing.B) {
-					src := client4
-					if c.vip.Is6() {
-						src = client6
-					}
-					tmpl := craft(b, pktOpts{src: src, dst: c.vip, sport: 1024, dport: 80, payload: 6})
-					e, err := NewEngine(0, 2*flows)
-					if err != nil {
-						b.Fatal(err)
-					}
-					e.noPrefetch = !prefetch
-					s := benchSnapshot(b, c.m, c.vip)
-					fb := newFlowBatch(tmpl, flows, c.vip.Is6())
-					for range flows / maxBatch { // every flow in the table: the hit path
-						fb.prep()
-						e.Process(s, fb.frames, 1)
-					}
-					if c := e.Counters(); c.Dropped() != 0 || c.ConnEntries < uint64(flows)*9/10 {
-						b.Fatalf("warm-up: %d dropped, %d entries", c.Dropped(), c.ConnEntries)
-					}
-					b.ReportAllocs()
-					b.ResetTimer()
-					cpu := startCPUClock()
-					for b.Loop() {
-						fb.prep()
-						e.Process(s, fb.frames, 2)
-					}
-					cpu.report(b, b.N*maxBatch)
-				})
-			}
+			b.Run(fmt.Sprintf("%s/flows=%dk", c.name, flows>>10), func(b *testing.B) {
+				benchProcess(b, c.m, c.vip, flows)
+			})
 		}
 	}
+}
+
+// benchProcess runs batches of 64 packets of flows live flows (every one in the connection
+// table: the hit path) through an engine, and reports the time per packet and how much of
+// the process's memory sits on huge pages.
+func benchProcess(b *testing.B, m Method, vip netip.Addr, flows int) {
+	src := client4
+	if vip.Is6() {
+		src = client6
+	}
+	tmpl := craft(b, pktOpts{src: src, dst: vip, sport: 1024, dport: 80, payload: 6})
+	e, err := NewEngine(0, 2*flows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := benchSnapshot(b, m, vip)
+	fb := newFlowBatch(tmpl, flows, vip.Is6())
+	for range flows / maxBatch { // every flow in the table: the hit path
+		fb.prep()
+		e.Process(s, fb.frames, 1)
+	}
+	if c := e.Counters(); c.Dropped() != 0 || c.ConnEntries < uint64(flows)*9/10 {
+		b.Fatalf("warm-up: %d dropped, %d entries", c.Dropped(), c.ConnEntries)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPUClock()
+	for b.Loop() {
+		fb.prep()
+		e.Process(s, fb.frames, 2)
+	}
+	cpu.report(b, b.N*maxBatch)
+	b.ReportMetric(float64(anonHugePages())/(1<<20), "hugepage-MiB")
+	runtime.KeepAlive(e)
+}
+
+// anonHugePages returns the bytes of the process's anonymous memory on transparent huge
+// pages (AnonHugePages in /proc/self/smaps_rollup), 0 when unknown.
+func anonHugePages() int64 {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "AnonHugePages:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // cpuClock measures the CPU time of the benchmark's thread (RUSAGE_THREAD), which stays

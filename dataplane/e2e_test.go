@@ -168,7 +168,7 @@ func checkSpread(t *testing.T, tn *lab.Net, sp ServiceSpec, src netip.Addr, requ
 			t.Fatalf("request %d: %v", i, err)
 		}
 		k := sched.Key{Src: a, Dst: d, SrcPort: lport, DstPort: sp.Port, Proto: encap.ProtoTCP, V6: v6}
-		want := sp.Sched.Backend(sp.Sched.LookupHash(sched.Hash(&k))).Name
+		want := sp.Sched.Backend(sp.Sched.Lookup(&k)).Name
 		if name != want {
 			t.Fatalf("request %d from port %d answered by %s, the scheduler picked %s", i, lport, name, want)
 		}

@@ -53,8 +53,6 @@ type Engine struct {
 	hitKey  tupleKey
 	hitSrc0 bool // the source port was 0 (lookup treats portless keys apart)
 	hitSvc  int
-
-	noPrefetch bool // benchmarks only: hash per packet, no batch prefetch (the baseline)
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -110,13 +108,7 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	if m == 0 {
 		return
 	}
-	if e.noPrefetch {
-		for j := range e.keys[:m] {
-			e.hs[j] = sched.Hash(&e.keys[j])
-		}
-	} else {
-		e.core.PrefetchBatch(e.keys[:m], e.hs[:m])
-	}
+	e.core.PrefetchBatch(e.keys[:m], e.hs[:m])
 	for i := range frames {
 		if si := e.svc[i]; si >= 0 {
 			j := e.slot[i]

@@ -101,9 +101,52 @@ func TestEngineFollowsMaglev(t *testing.T) {
 		a, _ := addr16(client4)
 		v, _ := addr16(vip4)
 		k := sched.Key{Src: a, Dst: v, SrcPort: port, DstPort: 80, Proto: encap.ProtoTCP}
-		if want := sp.Sched.LookupHash(sched.Hash(&k)); backendOf(t, &f) != want {
+		if want := sp.Sched.Lookup(&k); backendOf(t, &f) != want {
 			t.Fatalf("port %d: backend %d, maglev says %d", port, backendOf(t, &f), want)
 		}
+	}
+}
+
+// TestEnginesAgreeOnNewFlows: two engines, as on two LB hosts, whose connection tables have
+// different random secrets, send every new flow to the same backend when their services
+// share a hash key (what a VRRP takeover or an ECMP rehash relies on); with another key
+// most flows go elsewhere.
+func TestEnginesAgreeOnNewFlows(t *testing.T) {
+	withKey := func(key string) *Snapshot {
+		sp := spec(t, "web", 0, vip4, 80, MethodDR, 8)
+		hk, err := sched.ParseHashKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := make([]sched.Backend, sp.Sched.Len())
+		for i := range bs {
+			bs[i] = sp.Sched.Backend(i)
+		}
+		if sp.Sched, err = sched.NewService(sched.ServiceConfig{Strategy: sched.Maglev, HashKey: hk}, bs); err != nil {
+			t.Fatal(err)
+		}
+		return mustSnapshot(t, nil, sp)
+	}
+	s1 := withKey("0123456789abcdef0123456789abcdef")
+	s2 := withKey("0123456789abcdef0123456789abcdef")
+	s3 := withKey("fedcba9876543210fedcba9876543210")
+	a, b, c := newEngine(t), newEngine(t), newEngine(t)
+	moved := 0
+	for port := uint16(3000); port < 3500; port++ {
+		pkt := craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80, flags: encap.TCPFlagSYN})
+		fa, fb, fc := frameOf(pkt), frameOf(pkt), frameOf(pkt)
+		run(a, s1, &fa)
+		run(b, s2, &fb)
+		run(c, s3, &fc)
+		if backendOf(t, &fa) != backendOf(t, &fb) {
+			t.Fatalf("port %d: backend %d on one host, %d on the other", port, backendOf(t, &fa), backendOf(t, &fb))
+		}
+		if backendOf(t, &fa) != backendOf(t, &fc) {
+			moved++
+		}
+	}
+	if moved < 350 { // 7/8 of 500 expected
+		t.Errorf("another hash key moved only %d of 500 flows", moved)
 	}
 }
 

@@ -58,7 +58,8 @@ func TestScheduleAllocs(t *testing.T) {
 		t.Errorf("PrefetchBatch+ScheduleHashed: %v allocs", n)
 	}
 	k := flowKey(3)
-	if n := testing.AllocsPerRun(1000, func() { _ = Hash(&k); _ = HashSource(&k) }); n != 0 {
+	hk := DefaultHashKey()
+	if n := testing.AllocsPerRun(1000, func() { _ = c.Hash(&k); _ = hk.Flow(&k); _ = hk.Source(&k); _ = svc.FlowHash(&k) }); n != 0 {
 		t.Errorf("Hash: %v allocs", n)
 	}
 }

@@ -3,7 +3,7 @@ package sched
 import (
 	"errors"
 	"fmt"
-	"math/bits"
+	"runtime"
 	"sync/atomic"
 )
 
@@ -27,7 +27,8 @@ type CoreConfig struct {
 	ID int
 	// Capacity is the number of connection-table entries, fixed for the core's life
 	// (rounded up to a multiple of 8); 0 means DefaultCapacity. Memory is
-	// BytesPerEntry * Capacity, allocated by NewCore.
+	// BytesPerEntry * Capacity, mapped by NewCore outside Go's heap (on huge pages where
+	// the kernel has them) and unmapped when the Core is garbage collected.
 	Capacity int
 	// Timeouts are the idle timeouts; zero fields take DefaultTimeouts' values.
 	Timeouts Timeouts
@@ -70,6 +71,7 @@ type svcState struct {
 // Maintain; any goroutine may call Stats.
 type Core struct {
 	t       table
+	secret  tableSecret // keys the table hash (Hash)
 	timeout [numStates]uint32
 	svcs    []svcState
 	rng     uint64
@@ -106,8 +108,10 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	if capacity == 0 {
 		capacity = DefaultCapacity
 	}
+	t, free := newTable(capacity)
 	c := &Core{
-		t:       newTable(capacity),
+		t:       t,
+		secret:  newTableSecret(),
 		timeout: cfg.Timeouts.table(),
 		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
 		rrStart: uint32(cfg.ID),
@@ -118,6 +122,10 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	}
 	c.c[cCapacity] = uint64(len(c.t.b) * ways)
 	c.publish()
+	if free != nil {
+		// The table lives outside Go's heap: unmap it when the core is garbage.
+		runtime.AddCleanup(c, func(free func() error) { _ = free() }, free)
+	}
 	return c, nil
 }
 
@@ -180,39 +188,65 @@ func (c *Core) Prepare(svc *Service) {
 // candidate buckets of 8 entries), an idle-expired entry or else the least recently seen of
 // the 16 makes room. It does not allocate once Prepare (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
-	return c.ScheduleHashed(svc, k, Hash(k), tcpFlags, now)
+	return c.ScheduleHashed(svc, k, c.Hash(k), tcpFlags, now)
 }
 
-// PrefetchBatch writes Hash(&keys[i]) to hs[i] for a batch of keys and loads their
-// connection-table lines (both bucket headers, then the entries their tags point at) into the
-// cache, in passes over the whole batch so that the cache misses overlap. On a table much
+// Hash returns the connection-table hash of k: keyed with a secret the core drew at random
+// when it was made, so it differs between cores and processes, and nobody outside can tell
+// which buckets a tuple lands in. It is not the flow hash that picks a backend (that is
+// Service.FlowHash, the same on every host). About 4 ns; it does not allocate.
+func (c *Core) Hash(k *Key) uint64 { return c.secret.hash(k) }
+
+// PrefetchBatch writes c.Hash(&keys[i]) to hs[i] for a batch of keys and loads their
+// connection-table lines (the first-choice bucket header, then the entry the tag points at)
+// into the cache, in passes over the whole batch so that the cache misses overlap. On a table much
 // larger than the CPU cache those misses are most of Schedule's cost; a worker that calls
-// PrefetchBatch for a batch and then ScheduleHashed per packet roughly halves it (see
-// docs/bench/sched.md). It changes nothing in the table and does not allocate. Only
+// PrefetchBatch for a batch and then ScheduleHashed per packet saves most of them (see
+// docs/bench/engine.md). It changes nothing in the table and does not allocate. Only
 // min(len(keys), len(hs)) keys are done.
 func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 	n := min(len(keys), len(hs))
 	keys, hs = keys[:n], hs[:n]
 	for i := range keys {
-		hs[i] = Hash(&keys[i])
+		hs[i] = c.secret.hash(&keys[i])
 	}
-	var x uint32
-	for _, h := range hs {
-		i1, i2 := c.t.index(h)
-		x += c.t.b[i1].tag[0] + c.t.b[i2].tag[0]
-	}
-	var y uint8
-	for _, h := range hs {
-		b1, b2, tag := c.t.buckets(h)
-		w1 := bits.TrailingZeros32(b1.match(tag)|1<<ways) & (ways - 1)
-		w2 := bits.TrailingZeros32(b2.match(tag)|1<<ways) & (ways - 1)
-		y += b1.ent[w1].key.Proto + b2.ent[w2].key.Proto
-	}
-	c.sink += uint8(x) + y
+	c.Prefetch(hs)
 }
 
-// ScheduleHashed is Schedule for a packet whose key hash h = Hash(k) the caller already has
-// (from PrefetchBatch). A wrong h makes a known flow look new.
+// Prefetch is PrefetchBatch for a caller that has the table hashes (c.Hash) already: it
+// loads the table lines of hs, every first-choice bucket header of the batch first
+// (independent loads the CPU overlaps), then the entries whose tags match (or, for a bucket
+// that has overflowed and does not hold the flow, the second bucket's header and entry).
+func (c *Core) Prefetch(hs []uint64) {
+	var x uint64
+	for _, h := range hs {
+		i1, _ := c.t.index(h)
+		x += c.t.b[i1].tags[0]
+	}
+	// The headers the next Maintain sweeps, in the same pass: their misses overlap the
+	// batch's instead of stalling Maintain (on a table far larger than the cache, 8 cold
+	// lines per batch).
+	for i, at := 0, c.sweepAt; i < c.sweep; i++ {
+		x += c.t.b[at].tags[0]
+		if at++; at == len(c.t.b) {
+			at = 0
+		}
+	}
+	for _, h := range hs {
+		b1, tag := c.t.first(h)
+		// y is 0 when no tag matched (or, rarely, for a matched entry whose first bytes
+		// are 0: then b2 is loaded for nothing; this is only a hint).
+		if y := b1.touch(tag); y != 0 || b1.over == 0 {
+			x += y
+			continue
+		}
+		x += c.t.second(h).touch(tag)
+	}
+	c.sink += uint8(x)
+}
+
+// ScheduleHashed is Schedule for a packet whose table hash h = c.Hash(k) the caller already
+// has (from PrefetchBatch). A wrong h makes a known flow look new.
 func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
 	if svc == nil {
 		c.c[cNoBackend]++
@@ -221,102 +255,183 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	if svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc {
 		c.Prepare(svc)
 	}
-	st := &c.svcs[svc.index]
 	t := tick(now)
-	b1, b2, tag := c.t.buckets(h)
-	// Both headers are read before either entry, so their cache misses overlap.
-	m1, m2 := b1.match(tag), b2.match(tag)
-	b, w := b1, b1.find(m1, k)
-	if w < 0 {
-		b, w = b2, b2.find(m2, k)
+	b1, tag := c.t.first(h)
+	b, w := b1, b1.find(tag, k)
+	if w < 0 && b1.over != 0 {
+		b = c.t.second(h)
+		w = b.find(tag, k)
 	}
 	if w >= 0 {
 		e := &b.ent[w]
-		if t-b.seen[w] > c.timeout[e.state] {
-			c.expire(b, w) // idle too long: a new flow that reuses the tuple
-		} else {
+		if t-b.seen[w] <= c.timeout[b.state[w]] {
 			if int(e.svc) == svc.index {
-				if p := svc.ids.lookup(e.backend); p >= 0 && svc.backends[p].Up {
-					c.c[cHits]++
+				if p := c.position(svc, e); p >= 0 && svc.backends[p].Up {
 					b.seen[w] = t
-					e.state = nextState(e.state, tcpFlags)
+					b.state[w] = nextState(b.state[w], tcpFlags)
+					c.c[cHits]++
+					runtime.KeepAlive(c) // see newTable
 					return int(p)
 				}
 			}
-			c.c[cRescheduled]++
-			c.release(e)
-			p := c.pick(st, svc, k, h)
-			if p < 0 {
-				b.tag[w] = 0
-				c.c[cEntries]--
-				c.c[cNoBackend]++
-				return -1
-			}
-			e.svc, e.backend = uint16(svc.index), svc.backends[p].ID
-			e.state = newState(k.Proto, tcpFlags)
-			b.seen[w] = t
-			st.conns[p]++
-			return p
+			return c.reschedule(svc, b, w, k, tcpFlags, t)
 		}
+		c.expire(b, w) // idle too long: a new flow that reuses the tuple
 	}
 	c.c[cMisses]++
-	p := c.pick(st, svc, k, h)
+	st := &c.svcs[svc.index]
+	p := c.pick(st, svc, k)
 	if p < 0 {
 		c.c[cNoBackend]++
 		return -1
 	}
-	b, w = c.victim(b1, b2, t)
-	b.tag[w] = tag
+	b, w = c.victim(b1, c.t.second(h), t)
+	if b != b1 {
+		b.alt |= 1 << w
+		b1.over++
+	}
+	b.setTag(w, tag)
 	b.seen[w] = t
-	b.ent[w] = entry{key: *k, state: newState(k.Proto, tcpFlags), svc: uint16(svc.index), backend: svc.backends[p].ID}
+	b.state[w] = newState(k.Proto, tcpFlags)
+	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID, pos: uint16(p)}
 	c.c[cInserts]++
 	c.c[cEntries]++
 	st.conns[p]++
 	return p
 }
 
-// victim frees a way of b1 or b2 for a new entry: a free one in the emptier bucket (b1 on a
-// tie), else the idle-expired one seen longest ago, else the least recently seen of the 16
-// (an eviction).
-func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
-	f1, w1 := b1.free()
-	f2, w2 := b2.free()
-	switch {
-	case f1 > 0 && f1 >= f2:
-		return b1, w1
-	case f2 > 0:
-		return b2, w2
+// position returns the position of e's backend in svc, or -1: the entry's hint when the
+// backend still stands there (it does until a snapshot reorders or removes backends), else
+// the ID index's answer, which becomes the hint.
+func (c *Core) position(svc *Service, e *entry) int32 {
+	if p := int(e.pos); p < len(svc.backends) && svc.backends[p].ID == e.backend {
+		return int32(p)
 	}
-	ob, ow := b1, 0 // oldest
-	eb, ew := (*bucket)(nil), 0
-	for _, b := range [2]*bucket{b1, b2} {
+	p := svc.ids.lookup(e.backend)
+	if p >= 0 {
+		e.pos = uint16(p)
+	}
+	return p
+}
+
+// reschedule moves the known flow at way w of b, whose backend is gone or down, to a new
+// backend of svc (or drops the entry when none can take it).
+func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8, t uint32) int {
+	e := &b.ent[w]
+	c.c[cRescheduled]++
+	c.release(e)
+	st := &c.svcs[svc.index]
+	p := c.pick(st, svc, k)
+	if p < 0 {
+		c.remove(b, w)
+		c.c[cNoBackend]++
+		return -1
+	}
+	e.svc, e.backend, e.pos = uint16(svc.index), svc.backends[p].ID, uint16(p)
+	b.state[w] = newState(k.Proto, tcpFlags)
+	b.seen[w] = t
+	st.conns[p]++
+	runtime.KeepAlive(c) // see newTable
+	return p
+}
+
+// victim frees a way of b1 or b2 for a new entry: a free one of b1, else of b2, else one
+// that relocate frees, else the idle-expired one seen longest ago, else the least recently
+// seen of the 16 (an eviction).
+func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
+	if w := b1.free(); w >= 0 {
+		return b1, w
+	}
+	if w := b2.free(); w >= 0 {
+		return b2, w
+	}
+	if w := c.relocate(b1); w >= 0 {
+		return b1, w
+	}
+	if w := c.relocate(b2); w >= 0 {
+		return b2, w
+	}
+	// The oldest of the 16, and the oldest among the idle-expired ones (way i of the pair:
+	// b1's ways 0-7, then b2's).
+	var oldAge, expAge uint32
+	old, exp := 0, -1
+	for i, b := range [2]*bucket{b1, b2} {
 		for w := range ways {
 			age := t - b.seen[w]
-			if age > t-ob.seen[ow] {
-				ob, ow = b, w
+			if age > oldAge {
+				oldAge, old = age, i*ways+w
 			}
-			if age > c.timeout[b.ent[w].state] && (eb == nil || age > t-eb.seen[ew]) {
-				eb, ew = b, w
+			if age > c.timeout[b.state[w]] && age > expAge {
+				expAge, exp = age, i*ways+w
 			}
 		}
 	}
-	if eb != nil {
-		c.expire(eb, ew)
-		return eb, ew
+	pair := [2]*bucket{b1, b2}
+	if exp >= 0 {
+		b, w := pair[exp/ways], exp%ways
+		c.expire(b, w)
+		return b, w
 	}
+	b, w := pair[old/ways], old%ways
 	c.c[cEvictions]++
-	c.release(&ob.ent[ow])
-	ob.tag[ow] = 0
-	c.c[cEntries]--
-	return ob, ow
+	c.release(&b.ent[w])
+	c.remove(b, w)
+	return b, w
+}
+
+// relocate frees a way of the full bucket b, when the table is not nearly full, by moving
+// one of the flows that live in b as their first choice to their second bucket, if that has
+// a free way (one step of cuckoo hashing). It returns the freed way, or -1. Without it, a
+// flow that prefers b1 could evict a live flow at 75% fill; with it, evictions start near
+// full (TestCoreLoadFactor). It hashes up to 8 keys again, only on an insert that finds
+// both buckets full.
+func (c *Core) relocate(b *bucket) int {
+	if c.c[cEntries] >= uint64(len(c.t.b))*ways*15/16 {
+		return -1 // nearly full: the LRU eviction decides
+	}
+	for w := range ways {
+		if b.alt&(1<<w) != 0 {
+			continue
+		}
+		e := &b.ent[w]
+		h := c.secret.hash(&e.key)
+		i1, i2 := c.t.index(h)
+		d := &c.t.b[i2]
+		if &c.t.b[i1] != b || d == b {
+			continue
+		}
+		dw := d.free()
+		if dw < 0 {
+			continue
+		}
+		d.setTag(dw, uint16(h)|1)
+		d.seen[dw], d.state[dw], d.ent[dw] = b.seen[w], b.state[w], *e
+		d.alt |= 1 << dw
+		b.over++
+		b.setTag(w, 0)
+		return w
+	}
+	return -1
 }
 
 // expire removes the idle entry at way w of b.
 func (c *Core) expire(b *bucket, w int) {
 	c.release(&b.ent[w])
-	b.tag[w] = 0
-	c.c[cEntries]--
+	c.remove(b, w)
 	c.c[cExpirations]++
+}
+
+// remove frees way w of b. An entry that lived in its second bucket is taken off its first
+// bucket's overflow count (found by hashing its key again: removals are rare next to
+// lookups).
+func (c *Core) remove(b *bucket, w int) {
+	if b.alt&(1<<w) != 0 {
+		b.alt &^= 1 << w
+		i1, _ := c.t.index(c.secret.hash(&b.ent[w].key))
+		c.t.b[i1].over--
+	}
+	b.setTag(w, 0)
+	c.c[cEntries]--
 }
 
 // release takes entry e off its backend's flow count.
@@ -344,7 +459,7 @@ func (c *Core) Maintain(now int64) {
 			c.sweepAt = 0
 		}
 		for w := range ways {
-			if b.tag[w] != 0 && t-b.seen[w] > c.timeout[b.ent[w].state] {
+			if b.used(w) && t-b.seen[w] > c.timeout[b.state[w]] {
 				c.expire(b, w)
 			}
 		}

@@ -7,7 +7,10 @@
 // [Key], the TCP flags and a clock reading taken once per batch. Schedule takes no locks,
 // shares no mutable state between cores and allocates nothing once a core has seen a
 // service's snapshot; [Core.PrefetchBatch] with [Core.ScheduleHashed] does a batch's table
-// lookups with their cache misses overlapped. Strategies: consistent Maglev hashing of the flow or of the client
+// lookups with their cache misses overlapped. Hashes are keyed: the table's with a random
+// secret per Core (nobody outside can aim a flood at a live flow's buckets), the Maglev
+// lookup's with the cluster-wide [HashKey] (every host picks the same backend; nobody
+// without the key can aim traffic at one). Strategies: consistent Maglev hashing of the flow or of the client
 // address, round-robin, smooth weighted round-robin, weighted random, weighted
 // least-connections and least-load (see [Strategy]). The package imports nothing of the
 // project: [Key] has the exact field list of encap.FlowKey so a plain conversion joins them.

@@ -137,6 +137,33 @@ func ExampleCore_PrefetchBatch() {
 		core.Maintain(now)
 	}
 	st := core.Stats()
-	fmt.Println(st.Inserts, st.Hits, hs[0] == sched.Hash(&keys[0]))
+	fmt.Println(st.Inserts, st.Hits, hs[0] == core.Hash(&keys[0]))
 	// Output: 64 64 true
+}
+
+// Every LB host of a cluster configures the same hash key (config: hash_key), so a new flow
+// gets the same backend whichever host it reaches; another key spreads flows differently,
+// and nobody without the key can tell which backend a flow gets.
+func ExampleParseHashKey() {
+	key, err := sched.ParseHashKey("5f0c2a9d8e7b6a5f4e3d2c1b0a998877")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	bs := []sched.Backend{
+		{ID: 1, Name: "198.18.0.11:80", Weight: 1, Up: true},
+		{ID: 2, Name: "198.18.0.12:80", Weight: 1, Up: true},
+		{ID: 3, Name: "198.18.0.13:80", Weight: 1, Up: true},
+	}
+	hostA, _ := sched.NewService(sched.ServiceConfig{HashKey: key}, bs)
+	hostB, _ := sched.NewService(sched.ServiceConfig{HashKey: key}, bs)
+	k := sched.Key{SrcPort: 40000, DstPort: 80, Proto: 6}
+	copy(k.Src[:], []byte{198, 18, 1, 1})
+	copy(k.Dst[:], []byte{198, 19, 0, 10})
+	fmt.Println(hostA.Lookup(&k) == hostB.Lookup(&k), hostA.HashKey().IsDefault())
+	_, err = sched.ParseHashKey("not-a-key")
+	fmt.Println(err)
+	// Output:
+	// true false
+	// hash key must be 32 hex digits (128 bits): 9 characters
 }

@@ -1,6 +1,8 @@
 package sched
 
 import (
+	"errors"
+	"strings"
 	"testing"
 )
 
@@ -103,6 +105,32 @@ func FuzzCore(f *testing.F) {
 			if sum != c.Len() {
 				t.Fatalf("active flows add up to %d, entries %d", sum, c.Len())
 			}
+			checkTable(t, c)
+		}
+	})
+}
+
+// FuzzParseHashKey: ParseHashKey never panics, accepts exactly the 32-hex-digit strings,
+// and what it accepts prints back as the same digits in lower case.
+func FuzzParseHashKey(f *testing.F) {
+	f.Add(DefaultHashKeyHex)
+	f.Add("00112233445566778899AABBCCDDEEFF")
+	f.Add("0011")
+	f.Add("zz112233445566778899aabbccddeeff")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := ParseHashKey(s)
+		if err != nil {
+			if !errors.Is(err, ErrHashKey) {
+				t.Fatalf("%q: error %v is not ErrHashKey", s, err)
+			}
+			return
+		}
+		if got := k.String(); got != strings.ToLower(s) {
+			t.Fatalf("%q parses to %s", s, got)
+		}
+		var u HashKey
+		if err := u.UnmarshalText([]byte(s)); err != nil || u != k {
+			t.Fatalf("UnmarshalText(%q) = %v, %v", s, u, err)
 		}
 	})
 }

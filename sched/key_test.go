@@ -3,15 +3,74 @@ package sched
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"testing"
-
-	"github.com/cespare/xxhash/v2"
 )
 
-// TestHashEncoding checks Hash against the documented encoding built independently.
-func TestHashEncoding(t *testing.T) {
+// TestSipHashVectors checks siphash24 against SipHash-2-4 vectors: the paper's key
+// 00 01 .. 0f over the messages 00 01 .. (n-1) (its appendix gives n = 15:
+// a129ca6149be45e5), computed independently with Rust's std::hash::SipHasher.
+func TestSipHashVectors(t *testing.T) {
+	var key [16]byte
+	for i := range key {
+		key[i] = byte(i)
+	}
+	k0, k1 := binary.LittleEndian.Uint64(key[:8]), binary.LittleEndian.Uint64(key[8:])
+	for _, v := range []struct {
+		n    int
+		want uint64
+	}{
+		{0, 0x726fdb47dd0e0e31}, {1, 0x74f839c593dc67fd}, {7, 0xab0200f58b01d137},
+		{8, 0x93f5f5799a932462}, {15, 0xa129ca6149be45e5}, {16, 0x3f2acc7f57c29bdb},
+		{37, 0x027990f029623981}, {38, 0xcadcd4e59ef40c4d}, {63, 0x958a324ceb064572},
+	} {
+		msg := make([]byte, v.n)
+		for i := range msg {
+			msg[i] = byte(i)
+		}
+		if got := siphash24(k0, k1, msg); got != v.want {
+			t.Errorf("siphash24(%d bytes) = %016x, want %016x", v.n, got, v.want)
+		}
+	}
+	// The default key over 00 .. 25, also from Rust.
+	msg := make([]byte, 38)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	d0, d1 := DefaultHashKey().words()
+	if got := siphash24(d0, d1, msg); got != 0xc5eea9950638c016 {
+		t.Errorf("default key: %016x", got)
+	}
+}
+
+func TestHashKeyParse(t *testing.T) {
+	k, err := ParseHashKey(DefaultHashKeyHex)
+	if err != nil || k != DefaultHashKey() || string(k[:]) != "xlb-maglev-key-0" || k.String() != DefaultHashKeyHex {
+		t.Fatalf("default key: %v %q %v", err, k[:], k)
+	}
+	if !k.IsDefault() || !(HashKey{}).IsDefault() {
+		t.Error("the default and the zero key are not IsDefault")
+	}
+	o, err := ParseHashKey("00112233445566778899AABBCCDDEEFF")
+	if err != nil || o[0] != 0 || o[15] != 0xff || o.IsDefault() {
+		t.Errorf("parse: %v %v", o, err)
+	}
+	for _, bad := range []string{"", "0011", DefaultHashKeyHex + "00", "zz112233445566778899aabbccddeeff"} {
+		if _, err := ParseHashKey(bad); !errors.Is(err, ErrHashKey) {
+			t.Errorf("ParseHashKey(%q) = %v, want ErrHashKey", bad, err)
+		}
+	}
+}
+
+// TestFlowHashEncoding checks HashKey.Flow and Source against SipHash of the documented
+// encoding built independently, and Service.FlowHash against them.
+func TestFlowHashEncoding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
+	hk, _ := ParseHashKey("000102030405060708090a0b0c0d0e0f")
+	k0, k1 := hk.words()
+	flow := mustService(t, ServiceConfig{HashKey: hk}, backends(3))
+	src := mustService(t, ServiceConfig{HashKey: hk, Strategy: SourceHash}, backends(3))
 	for range 1000 {
 		var k Key
 		for i := range k.Src {
@@ -29,28 +88,104 @@ func TestHashEncoding(t *testing.T) {
 		} else {
 			buf.WriteByte(0)
 		}
-		if got, want := Hash(&k), xxhash.Sum64(buf.Bytes()); got != want {
-			t.Fatalf("Hash(%+v) = %x, want %x", k, got, want)
+		want := siphash24(k0, k1, buf.Bytes())
+		if got := hk.Flow(&k); got != want {
+			t.Fatalf("Flow(%+v) = %x, want %x", k, got, want)
 		}
-		if got, want := HashSource(&k), xxhash.Sum64(k.Src[:]); got != want {
-			t.Fatalf("HashSource = %x, want %x", got, want)
+		if got := flow.FlowHash(&k); got != want {
+			t.Fatalf("Service.FlowHash = %x, want %x", got, want)
 		}
+		wantSrc := siphash24(k0, k1, k.Src[:])
+		if got := hk.Source(&k); got != wantSrc {
+			t.Fatalf("Source = %x, want %x", got, wantSrc)
+		}
+		if got := src.FlowHash(&k); got != wantSrc {
+			t.Fatalf("source-hash Service.FlowHash = %x, want %x", got, wantSrc)
+		}
+		if flow.Lookup(&k) != flow.LookupHash(want) {
+			t.Fatal("Lookup disagrees with LookupHash(FlowHash)")
+		}
+	}
+}
+
+// TestFlowHashKeyed: the zero key is the default key; another key moves flows to other
+// slots (most of them: the key is what an attacker does not know).
+func TestFlowHashKeyed(t *testing.T) {
+	zero := mustService(t, ServiceConfig{}, backends(16))
+	def := mustService(t, ServiceConfig{HashKey: DefaultHashKey()}, backends(16))
+	other, _ := ParseHashKey("f00dfeedf00dfeedf00dfeedf00dfeed")
+	mine := mustService(t, ServiceConfig{HashKey: other}, backends(16))
+	if zero.HashKey() != DefaultHashKey() {
+		t.Errorf("zero key reads back as %v", zero.HashKey())
+	}
+	moved := 0
+	for i := range uint32(1000) {
+		k := flowKey(i)
+		if zero.Lookup(&k) != def.Lookup(&k) {
+			t.Fatal("zero key and default key disagree")
+		}
+		if def.Lookup(&k) != mine.Lookup(&k) {
+			moved++
+		}
+	}
+	if moved < 800 { // 15/16 expected
+		t.Errorf("another key moved only %d of 1000 flows to another backend", moved)
 	}
 }
 
 func TestHashDistinguishes(t *testing.T) {
 	base := flowKey(5)
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	hk := DefaultHashKey()
 	variants := []func(*Key){
 		func(k *Key) { k.V6 = true },
 		func(k *Key) { k.Proto = protoUDP },
 		func(k *Key) { k.SrcPort, k.DstPort = k.DstPort, k.SrcPort },
 		func(k *Key) { k.Src, k.Dst = k.Dst, k.Src },
+		func(k *Key) { k.Src[15] = 1 },
+		func(k *Key) { k.Dst[9] = 1 },
 	}
 	for i, f := range variants {
 		k := base
 		f(&k)
-		if Hash(&k) == Hash(&base) {
-			t.Errorf("variant %d hashes like the base key", i)
+		if c.Hash(&k) == c.Hash(&base) {
+			t.Errorf("variant %d: table hash like the base key's", i)
+		}
+		if hk.Flow(&k) == hk.Flow(&base) {
+			t.Errorf("variant %d: flow hash like the base key's", i)
+		}
+	}
+	if d := mustCore(t, CoreConfig{Capacity: 64}); d.Hash(&base) == c.Hash(&base) {
+		t.Error("two cores share a table secret")
+	}
+}
+
+// TestKeyEqual checks Key.equal against ==, on keys that differ in one byte or field.
+func TestKeyEqual(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		var a Key
+		for i := range a.Src {
+			a.Src[i], a.Dst[i] = byte(rng.Uint32()), byte(rng.Uint32())
+		}
+		a.SrcPort, a.DstPort, a.Proto, a.V6 = uint16(rng.Uint32()), uint16(rng.Uint32()), byte(rng.Uint32()), rng.IntN(2) == 1
+		b := a
+		switch f := rng.IntN(8); f {
+		case 0:
+			b.Src[rng.IntN(16)] ^= byte(1 + rng.IntN(255))
+		case 1:
+			b.Dst[rng.IntN(16)] ^= byte(1 + rng.IntN(255))
+		case 2:
+			b.SrcPort ^= uint16(1 + rng.IntN(65535))
+		case 3:
+			b.DstPort ^= uint16(1 + rng.IntN(65535))
+		case 4:
+			b.Proto ^= byte(1 + rng.IntN(255))
+		case 5:
+			b.V6 = !b.V6
+		}
+		if got, want := a.equal(&b), a == b; got != want {
+			t.Fatalf("equal(%+v, %+v) = %v, want %v", a, b, got, want)
 		}
 	}
 }

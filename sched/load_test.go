@@ -12,6 +12,7 @@ func TestCoreLoadFactor(t *testing.T) {
 		n := capacity * pct / 100
 		newFlows(c, svc, 0, n)
 		c.Maintain(0)
+		checkTable(t, c)
 		st := c.Stats()
 		t.Logf("fill to %d%%: %d of %d inserts evicted a live flow (%.3f%%)", pct, st.Evictions, n, 100*float64(st.Evictions)/float64(n))
 		if pct <= 75 && st.Evictions > uint64(n/1000) {

@@ -2,17 +2,16 @@ package sched
 
 import "math/bits"
 
-// pick chooses a backend position of svc for a new flow with key k and flow hash h, or -1.
-// st is this core's state for svc (laid out by Prepare).
-func (c *Core) pick(st *svcState, svc *Service, k *Key, h uint64) int {
+// pick chooses a backend position of svc for a new flow with key k, or -1. st is this
+// core's state for svc (laid out by Prepare). The hash strategies hash the flow with the
+// service's HashKey here, on new flows only: a known flow is found by the table's own hash.
+func (c *Core) pick(st *svcState, svc *Service, k *Key) int {
 	if len(svc.eligible) == 0 {
 		return -1
 	}
 	switch svc.strategy {
-	case Maglev, FlowHash:
-		return int(svc.table[lookupSlot(h, len(svc.table))])
-	case SourceHash:
-		return int(svc.table[lookupSlot(HashSource(k), len(svc.table))])
+	case Maglev, FlowHash, SourceHash:
+		return int(svc.table[lookupSlot(svc.FlowHash(k), len(svc.table))])
 	case RoundRobin:
 		n := uint32(len(svc.eligible))
 		i := st.rr % n

@@ -39,6 +39,9 @@ type ServiceConfig struct {
 	// TableSize is the Maglev table size M, one of Primes; 0 means DefaultTableSize. Only
 	// the hash strategies (Maglev, FlowHash, SourceHash) build a table.
 	TableSize int
+	// HashKey keys the flow hash the hash strategies look up (see HashKey): the same on
+	// every LB host of a cluster. The zero key means DefaultHashKey, which is public.
+	HashKey HashKey
 }
 
 // Limits of a snapshot.
@@ -61,6 +64,8 @@ var (
 type Service struct {
 	index    int
 	strategy Strategy
+	hashKey  HashKey
+	k0, k1   uint64 // hashKey as SipHash's key words
 	backends []Backend
 	weight   []uint64 // effective weight per position, 0 when not eligible
 	eligible []int32  // positions with weight > 0, in position order
@@ -103,7 +108,12 @@ func (b *Builder) Build(cfg ServiceConfig, backends []Backend) (*Service, error)
 		strategy: cfg.Strategy,
 		backends: slices.Clone(backends),
 		weight:   make([]uint64, len(backends)),
+		hashKey:  cfg.HashKey,
 	}
+	if s.hashKey == (HashKey{}) {
+		s.hashKey = defaultHashKey
+	}
+	s.k0, s.k1 = s.hashKey.words()
 	s.ids.init(len(backends))
 	b.order = b.order[:0]
 	for i := range s.backends {
@@ -199,8 +209,38 @@ func (s *Service) TableSize() int { return len(s.table) }
 // when the strategy builds no table. For tests and inspection; it allocates.
 func (s *Service) Table() []int32 { return slices.Clone(s.table) }
 
+// HashKey returns the key of the service's flow hash (DefaultHashKey when its config left
+// it zero).
+func (s *Service) HashKey() HashKey { return s.hashKey }
+
+// FlowHash returns the hash a hash strategy looks k up with: the keyed hash of the whole
+// flow (HashKey.Flow) for Maglev and FlowHash, of the client address alone (HashKey.Source)
+// for SourceHash. It does not allocate.
+func (s *Service) FlowHash(k *Key) uint64 {
+	var b [keyBytes]byte
+	p := b[:16]
+	if s.strategy == SourceHash {
+		copy(p, k.Src[:])
+	} else {
+		k.encode(&b)
+		p = b[:]
+	}
+	return siphash24(s.k0, s.k1, p)
+}
+
+// Lookup returns the backend position the Maglev table gives a new flow k (FlowHash's
+// slot), or -1 when the strategy builds no table or no backend can take flows. Every LB
+// host with the same backends and HashKey answers the same.
+func (s *Service) Lookup(k *Key) int {
+	if len(s.table) == 0 {
+		return -1
+	}
+	return s.LookupHash(s.FlowHash(k))
+}
+
 // LookupHash returns the backend position that slot h of the Maglev table names (h is a
-// flow or source hash), or -1 when there is no table or no backend can take flows.
+// flow or source hash, see FlowHash), or -1 when there is no table or no backend can take
+// flows.
 func (s *Service) LookupHash(h uint64) int {
 	if len(s.table) == 0 {
 		return -1

@@ -137,22 +137,34 @@ func nextState(cur, flags uint8) uint8 {
 // ways is the associativity of the connection table.
 const ways = 8
 
-// entry is one connection: the full key (compared on a tag match), the TCP state, the
-// service index and the backend ID. 48 bytes.
+// entry is one connection: the full key (compared on a tag match), the service index, the
+// backend ID and where that backend last stood in the service's list (so that a hit checks
+// one ID instead of probing the ID index). 48 bytes.
 type entry struct {
 	key     Key // 38 bytes
-	state   uint8
 	svc     uint16
 	backend uint32
+	pos     uint16 // the backend's position in the service when last seen: a hint
+	_       [2]byte
 }
 
-// bucket is one set of the table: a 64-byte header of 8 tags (uint32(hash)|1, 0 = free) and
-// 8 last-seen times in ticks, then 8 entries. 64 + 384 = 448 bytes, 56 bytes per entry. A
-// lookup reads the header line and the matching entry.
+// bucket is one set of the table: a 64-byte header line, then 8 entries. The header holds
+// everything but the entries: 8 tags of 16 bits (uint16(hash)|1, 0 = free) packed four to a
+// word so that one compare-and-mask step matches four of them, 8 last-seen times in ticks,
+// 8 TCP states, and the overflow bookkeeping of two-choice hashing with a preferred
+// bucket: a new flow goes to its first bucket while that has room, to its second only when
+// the first is full, and the first counts it (over), so a lookup reads the second bucket
+// only when the first has overflowed (at the loads the table runs at, most buckets never
+// have). A lookup reads one header and, on a tag match, that entry (one or two lines);
+// idle expiry and victim choice read only headers. 64 + 384 = 448 bytes, 56 per entry.
 type bucket struct {
-	tag  [ways]uint32
-	seen [ways]uint32
-	ent  [ways]entry
+	tags  [2]uint64
+	seen  [ways]uint32
+	state [ways]uint8
+	over  uint32 // flows whose first choice is this bucket that live in their second
+	alt   uint8  // ways holding a flow whose first choice is another bucket
+	_     [3]byte
+	ent   [ways]entry
 }
 
 // BytesPerEntry is the connection table's memory per entry (a 448-byte bucket holds 8).
@@ -163,20 +175,38 @@ type table struct {
 	b []bucket
 }
 
-func newTable(capacity int) table {
-	n := (capacity + ways - 1) / ways
-	b := make([]bucket, max(n, 1))
-	_ = hugepage.Advise(b) // advice only: without huge pages the table works the same
-	return table{b: b}
+// newTable allocates a table of at least capacity entries in a mapping of its own, advised
+// for huge pages before first touch (a 1M-entry table spans 28 000 small pages, more than
+// the TLB holds; on huge pages the lookups skip most page walks), or on Go's heap when the
+// mapping fails. free unmaps it (nil for heap memory); NewCore has it called when the Core
+// is garbage. So a Core method must use c after its last access to the table (or call
+// runtime.KeepAlive(c)): else, on a core dropped right after that call, the collector may
+// unmap the table under the method.
+func newTable(capacity int) (t table, free func() error) {
+	n := max((capacity+ways-1)/ways, 1)
+	b, free, err := hugepage.Alloc[bucket](n)
+	if err != nil {
+		b, free = make([]bucket, n), nil
+	}
+	return table{b: b}, free
 }
 
-// buckets returns the two candidate buckets of hash h (two-choice hashing: a flow lives in
-// either, so a bucket overflows only when both are full) and the tag stored for h. The first
-// comes from h's high bits, the second from a remix of h; both by multiply-high over the
-// bucket count, so any count works.
-func (t *table) buckets(h uint64) (b1, b2 *bucket, tag uint32) {
-	i1, i2 := t.index(h)
-	return &t.b[i1], &t.b[i2], uint32(h) | 1
+// A flow has two candidate buckets (two-choice hashing: it lives in either, so a bucket
+// overflows only when both are full): the first comes from h's high bits, the second from a
+// remix of h; both by multiply-high over the bucket count, so any count works. The tag
+// stored for h is uint16(h)|1.
+
+// first returns the first-choice bucket of hash h and h's tag: all a hit in that bucket
+// needs.
+func (t *table) first(h uint64) (*bucket, uint16) {
+	i1, _ := bits.Mul64(h, uint64(len(t.b)))
+	return &t.b[i1], uint16(h) | 1
+}
+
+// second returns the second-choice bucket of hash h.
+func (t *table) second(h uint64) *bucket {
+	_, i2 := t.index(h)
+	return &t.b[i2]
 }
 
 // index returns the two bucket numbers of hash h.
@@ -187,37 +217,78 @@ func (t *table) index(h uint64) (int, int) {
 	return int(i1), int(i2)
 }
 
-// match returns the ways of b whose tag is tag, as a bit mask. It reads only the header.
-func (b *bucket) match(tag uint32) uint32 {
-	var m uint32
-	for w := range ways {
-		if b.tag[w] == tag {
-			m |= 1 << w
-		}
-	}
-	return m
+// Lanes of a tag word: four 16-bit tags.
+const (
+	laneOnes = 0x0001000100010001
+	laneLow  = 0x7fff7fff7fff7fff
+	laneHigh = 0x8000800080008000
+)
+
+// zeroLanes returns bit 15 of every 16-bit lane of x that is zero, and no other bit
+// (exact: no borrow crosses lanes).
+func zeroLanes(x uint64) uint64 {
+	return ^(((x & laneLow) + laneLow) | x) & laneHigh
 }
 
-// find returns the way among the candidates m of b that holds k, or -1.
-func (b *bucket) find(m uint32, k *Key) int {
-	for ; m != 0; m &= m - 1 {
-		w := bits.TrailingZeros32(m)
-		if b.ent[w].key == *k {
+// match returns the ways of b whose tag is tag, as two lane masks (ways 0-3, ways 4-7):
+// bit 16*i+15 of m[j] is way 4*j+i. It reads only the header.
+func (b *bucket) match(tag uint16) (m0, m1 uint64) {
+	t := uint64(tag) * laneOnes
+	return zeroLanes(b.tags[0] ^ t), zeroLanes(b.tags[1] ^ t)
+}
+
+// way returns the way of the lowest bit of lane mask m of word j.
+func way(j int, m uint64) int { return 4*j + bits.TrailingZeros64(m)>>4 }
+
+// find returns the way of b that holds k (tag tag), or -1.
+func (b *bucket) find(tag uint16, k *Key) int {
+	m0, m1 := b.match(tag)
+	for ; m0 != 0; m0 &= m0 - 1 {
+		if w := way(0, m0); b.ent[w].key.equal(k) {
+			return w
+		}
+	}
+	for ; m1 != 0; m1 &= m1 - 1 {
+		if w := way(1, m1); b.ent[w].key.equal(k) {
 			return w
 		}
 	}
 	return -1
 }
 
-// free returns the number of free ways of b and the first of them.
-func (b *bucket) free() (n, first int) {
-	first = -1
-	for w := range ways {
-		if b.tag[w] == 0 {
-			if n++; first < 0 {
-				first = w
-			}
-		}
+// setTag writes the tag of way w (0 frees it).
+func (b *bucket) setTag(w int, tag uint16) {
+	s := uint(w&3) * 16
+	b.tags[w>>2] = b.tags[w>>2]&^(0xffff<<s) | uint64(tag)<<s
+}
+
+// used reports whether way w holds an entry.
+func (b *bucket) used(w int) bool { return b.tags[w>>2]>>(uint(w&3)*16)&0xffff != 0 }
+
+// free returns the first free way of b, or -1.
+func (b *bucket) free() int {
+	if m := zeroLanes(b.tags[0]); m != 0 {
+		return way(0, m)
 	}
-	return n, first
+	if m := zeroLanes(b.tags[1]); m != 0 {
+		return way(1, m)
+	}
+	return -1
+}
+
+// touch loads the line(s) of the first entry of b whose tag is tag, if any, and returns a
+// value read from them (so that the compiler keeps the loads).
+func (b *bucket) touch(tag uint16) uint64 {
+	m0, m1 := b.match(tag)
+	var w int
+	switch {
+	case m0 != 0:
+		w = way(0, m0)
+	case m1 != 0:
+		w = way(1, m1)
+	default:
+		return 0
+	}
+	e := &b.ent[w&(ways-1)]
+	return uint64(e.key.Src[0]) + uint64(e.backend) // its first and last words
 }

@@ -31,3 +31,24 @@ func Advise[T any](s []T) error {
 	}
 	return nil
 }
+
+// Alloc returns a zeroed slice of n elements in an anonymous mapping of its own, advised for
+// huge pages before anything touches it, and the function that unmaps it (call it once,
+// when nothing uses the slice any more). Memory from Go's heap may come back already
+// touched, in small pages, from an earlier object; a fresh mapping faults in huge pages
+// wherever the kernel has them. T must hold no pointers: the garbage collector does not
+// scan the mapping. n must be positive.
+func Alloc[T any](n int) ([]T, func() error, error) {
+	var zero T
+	size := uintptr(n) * unsafe.Sizeof(zero)
+	if n <= 0 || size/uintptr(n) != unsafe.Sizeof(zero) {
+		return nil, nil, fmt.Errorf("hugepage alloc of %d elements: %w", n, unix.EINVAL)
+	}
+	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+	}
+	s := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), n)
+	_ = Advise(s) // advice only
+	return s, func() error { return unix.Munmap(mem) }, nil
+}

@@ -49,3 +49,30 @@ func TestAdvise(t *testing.T) {
 	}
 	_ = big[len(big)-1]
 }
+
+func TestAlloc(t *testing.T) {
+	type rec struct{ a, b uint64 }
+	if _, _, err := Alloc[rec](0); err == nil {
+		t.Error("Alloc of 0 elements accepted")
+	}
+	s, free, err := Alloc[rec](3 << 20) // 96 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := anonHuge(t)
+	for i := 0; i < len(s); i += 256 {
+		if s[i] != (rec{}) {
+			t.Fatalf("element %d not zero", i)
+		}
+		s[i].a = uint64(i)
+	}
+	after := anonHuge(t)
+	t.Logf("AnonHugePages %d kB -> %d kB", before, after)
+	mode, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if (bytes.Contains(mode, []byte("[madvise]")) || bytes.Contains(mode, []byte("[always]"))) && after-before < 48<<10 {
+		t.Errorf("only %d kB of a 96 MiB mapping in huge pages", after-before)
+	}
+	if err := free(); err != nil {
+		t.Fatal(err)
+	}
+}
