@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-	"github.com/xlb-dev/xlb/dataplane/afxdp"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,14 +114,14 @@ func (g *Generator) run(ready chan<- error) {
 			return
 		}
 	}
-	u, err := afxdp.NewUMEM(afxdp.UMEMConfig{FrameSize: 2048, FrameCount: umemCount})
+	u, err := xsk.NewUMEM(xsk.UMEMConfig{FrameSize: 2048, FrameCount: umemCount})
 	if err != nil {
 		fail(err)
 		return
 	}
 	defer u.Close()
-	s, err := afxdp.Open(u, afxdp.Config{Ifindex: g.cfg.Ifindex, Queue: g.cfg.Queue, TxBudget: 64,
-		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: afxdp.ZeroCopyAuto})
+	s, err := xsk.Open(u, xsk.Config{Ifindex: g.cfg.Ifindex, Queue: g.cfg.Queue, TxBudget: 64,
+		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: xsk.ZeroCopyAuto})
 	if err != nil {
 		fail(err)
 		return
@@ -142,7 +142,7 @@ func (g *Generator) run(ready chan<- error) {
 }
 
 // loop sends (and with Check, receives) until Stop.
-func (g *Generator) loop(u *afxdp.UMEM, s *afxdp.Socket) {
+func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 	t := g.cfg.Template
 	fs := uint64(u.FrameSize())
 	fresh := make([]bool, u.FrameCount()) // frame holds the template (not a received frame)
@@ -151,8 +151,8 @@ func (g *Generator) loop(u *afxdp.UMEM, s *afxdp.Socket) {
 		sink = newSink(g.cfg.Check)
 		s.Fill(ringSize)
 	}
-	var tx [genBatch]afxdp.Desc
-	var rx [genBatch]afxdp.Desc
+	var tx [genBatch]xsk.Desc
+	var rx [genBatch]xsk.Desc
 	frameLen := uint32(t.Len())
 	flow := g.cfg.FirstFlow
 	var sent uint64
@@ -205,7 +205,7 @@ func (g *Generator) loop(u *afxdp.UMEM, s *afxdp.Socket) {
 				fresh[i] = true
 			}
 			flow++
-			tx[n] = afxdp.Desc{Addr: a, Len: frameLen}
+			tx[n] = xsk.Desc{Addr: a, Len: frameLen}
 		}
 		k := s.Transmit(tx[:n])
 		for _, d := range tx[k:n] {
