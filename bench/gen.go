@@ -15,11 +15,16 @@ import (
 // GenConfig configures one generator thread: one AF_XDP socket on (Ifindex, Queue).
 type GenConfig struct {
 	// NS is the network namespace of the interface; -1 (or 0) means the caller's.
-	NS       netns.NsHandle
-	Ifindex  int
-	Queue    int
-	CPU      int // the CPU to pin the thread to; -1 leaves it unpinned
+	NS      netns.NsHandle
+	Ifindex int
+	Queue   int
+	CPU     int // the CPU to pin the thread to; -1 leaves it unpinned
+	// Template is the frame to send; Stream, when set, is a mix of frames instead.
 	Template *Template
+	Stream   *Stream
+	// ZeroCopy is the socket's bind mode (ZeroCopyAuto, the zero value, falls back to copy
+	// mode where the driver has no zero copy).
+	ZeroCopy xsk.ZeroCopy
 	// Rate is the target in packets per second; 0 sends flat out.
 	Rate float64
 	// FirstFlow is the first flow of the sequence: packet k is flow FirstFlow+k (modulo the
@@ -39,7 +44,9 @@ type GenConfig struct {
 type GenResult struct {
 	Sent  Rate // frames handed to the kernel (bytes count the FCS, as on a wire)
 	Kicks uint64
-	Sink  SinkResult // with Check only
+	// ZeroCopy reports whether the socket ran in zero-copy mode (else copy mode).
+	ZeroCopy bool
+	Sink     SinkResult // with Check only
 	// RxRingFull and FillRingEmpty are the socket's kernel counters: frames the sink lost.
 	RxRingFull, FillRingEmpty uint64
 }
@@ -49,10 +56,13 @@ type Generator struct {
 	cfg   GenConfig
 	stop  atomic.Bool
 	sent  atomic.Uint64
+	bytes atomic.Uint64
 	done  chan struct{}
-	res   GenResult
-	err   error
-	begin time.Time
+	// zeroCopy is set before StartGenerator returns.
+	zeroCopy bool
+	res      GenResult
+	err      error
+	begin    time.Time
 }
 
 const (
@@ -67,8 +77,14 @@ var ErrGenerator = errors.New("bench: generator")
 // StartGenerator opens the socket on a thread of its own (in cfg.NS, pinned to cfg.CPU)
 // and starts sending. It returns once the socket is open.
 func StartGenerator(cfg GenConfig) (*Generator, error) {
-	if cfg.Template == nil || cfg.Ifindex < 1 {
+	if cfg.Stream == nil && cfg.Template != nil {
+		cfg.Stream = SingleStream(cfg.Template)
+	}
+	if cfg.Stream == nil || len(cfg.Stream.Templates) == 0 || cfg.Ifindex < 1 {
 		return nil, fmt.Errorf("%w: template and interface are required", ErrGenerator)
+	}
+	if cfg.Rate < 0 {
+		return nil, fmt.Errorf("%w: rate %g", ErrGenerator, cfg.Rate)
 	}
 	if cfg.Drain == 0 {
 		cfg.Drain = 100 * time.Millisecond
@@ -86,6 +102,9 @@ func StartGenerator(cfg GenConfig) (*Generator, error) {
 // Sent returns how many frames the generator has sent so far.
 func (g *Generator) Sent() uint64 { return g.sent.Load() }
 
+// SentBytes returns how many bytes (FCS included) the generator has sent so far.
+func (g *Generator) SentBytes() uint64 { return g.bytes.Load() }
+
 // Stop stops the generator, waits for its thread (the sink drains first) and returns what it
 // did.
 func (g *Generator) Stop() (GenResult, error) {
@@ -100,19 +119,9 @@ func (g *Generator) run(ready chan<- error) {
 	// goroutine instead of going back to the scheduler.
 	runtime.LockOSThread()
 	fail := func(err error) { ready <- fmt.Errorf("%w: %w", ErrGenerator, err) }
-	if g.cfg.NS > 0 {
-		if err := netns.Set(g.cfg.NS); err != nil {
-			fail(fmt.Errorf("enter namespace: %w", err))
-			return
-		}
-	}
-	if g.cfg.CPU >= 0 {
-		var set unix.CPUSet
-		set.Set(g.cfg.CPU)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			fail(fmt.Errorf("pin to cpu %d: %w", g.cfg.CPU, err))
-			return
-		}
+	if err := enter(g.cfg.NS, g.cfg.CPU); err != nil {
+		fail(err)
+		return
 	}
 	u, err := xsk.NewUMEM(xsk.UMEMConfig{FrameSize: 2048, FrameCount: umemCount})
 	if err != nil {
@@ -121,7 +130,7 @@ func (g *Generator) run(ready chan<- error) {
 	}
 	defer u.Close()
 	s, err := xsk.Open(u, xsk.Config{Ifindex: g.cfg.Ifindex, Queue: g.cfg.Queue, TxBudget: 64,
-		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: xsk.ZeroCopyAuto})
+		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: g.cfg.ZeroCopy})
 	if err != nil {
 		fail(err)
 		return
@@ -133,6 +142,8 @@ func (g *Generator) run(ready chan<- error) {
 			return
 		}
 	}
+	g.res.ZeroCopy = s.ZeroCopyOn()
+	g.zeroCopy = g.res.ZeroCopy
 	ready <- nil
 	g.loop(u, s)
 	if st, err := s.Stats(); err == nil {
@@ -141,11 +152,20 @@ func (g *Generator) run(ready chan<- error) {
 	g.res.Kicks = s.Counters().TxKicks
 }
 
+// monotonic returns CLOCK_MONOTONIC in nanoseconds: the clock of the payload's send time,
+// the same for every process (and namespace) of a host. A vDSO call, no syscall.
+func monotonic() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
 // loop sends (and with Check, receives) until Stop.
 func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
-	t := g.cfg.Template
+	st := g.cfg.Stream
 	fs := uint64(u.FrameSize())
-	fresh := make([]bool, u.FrameCount()) // frame holds the template (not a received frame)
+	// fresh[i] is 1 + the index of the template frame i holds (0: a received frame).
+	fresh := make([]uint8, u.FrameCount())
 	var sink *sink
 	if g.cfg.Check != nil {
 		sink = newSink(g.cfg.Check)
@@ -153,9 +173,8 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 	}
 	var tx [genBatch]xsk.Desc
 	var rx [genBatch]xsk.Desc
-	frameLen := uint32(t.Len())
 	flow := g.cfg.FirstFlow
-	var sent uint64
+	var sent, bytes, seq uint64
 	start := time.Now()
 	g.begin = start
 	receive := func() {
@@ -163,12 +182,12 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 		if n == 0 {
 			return
 		}
-		now := uint64(time.Since(start))
+		now := monotonic()
 		for _, d := range rx[:n] {
 			f := u.Frame(d.Addr)
 			off := u.Offset(d.Addr)
 			sink.check(f[off:off+int(d.Len)], now)
-			fresh[d.Addr/fs] = false
+			fresh[d.Addr/fs] = 0
 			u.Free(d.Addr)
 		}
 		s.Fill(n)
@@ -190,36 +209,44 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 			// Keep a batch of frames back to refill the fill ring with.
 			want = min(want, u.FreeFrames()-genBatch)
 		}
-		now := uint64(time.Since(start))
+		now := monotonic()
 		n := 0
+		var nb uint64
 		for ; n < want; n++ {
 			a, ok := u.Alloc()
 			if !ok {
 				break
 			}
+			ti := st.Pattern[(seq+uint64(n))%uint64(len(st.Pattern))]
+			t := st.Templates[ti]
 			f := u.Frame(a)
-			if i := a / fs; fresh[i] {
+			if i := a / fs; fresh[i] == ti+1 {
 				t.Patch(f, flow, now)
 			} else {
 				t.Write(f, flow, now)
-				fresh[i] = true
+				fresh[i] = ti + 1
 			}
 			flow++
-			tx[n] = xsk.Desc{Addr: a, Len: frameLen}
+			tx[n] = xsk.Desc{Addr: a, Len: uint32(t.Len())}
+			nb += uint64(t.Len() + fcsLen)
 		}
 		k := s.Transmit(tx[:n])
 		for _, d := range tx[k:n] {
 			u.Free(d.Addr)
+			nb -= uint64(d.Len + fcsLen)
 		}
 		flow -= uint64(n - k)
+		seq += uint64(k)
 		if k == 0 {
 			s.Kick()
 		}
 		sent += uint64(k)
+		bytes += nb
 		g.sent.Store(sent)
+		g.bytes.Store(bytes)
 	}
 	elapsed := time.Since(start)
-	g.res.Sent = Rate{Packets: sent, Bytes: sent * uint64(t.Len()+fcsLen), Elapsed: elapsed}
+	g.res.Sent = Rate{Packets: sent, Bytes: bytes, Elapsed: elapsed}
 	for deadline := time.Now().Add(g.cfg.Drain); time.Now().Before(deadline); {
 		if s.InFlight() > 0 {
 			s.Kick()

@@ -19,6 +19,11 @@ const (
 	XLBDR1CPU = "xlb-dr-1cpu" // xlb dr with its worker on the generator's CPU: one CPU for everything
 	XDPTX     = "xdp-tx"      // in-kernel XDP: MAC swap + XDP_TX, the limit of this machine
 	NFTDNAT   = "nft-dnat"    // kernel forwarding, nftables DNAT with conntrack
+	// IPVSDR and IPVSTunnel are Linux IPVS, where the kernel has ip_vs (see IPVS).
+	IPVSDR     = "ipvs-dr"
+	IPVSTunnel = "ipvs-tunnel"
+	// AsavieL2Fwd is a Go AF_XDP l2fwd on github.com/asavie/xdp.
+	AsavieL2Fwd = "asavie-l2fwd"
 )
 
 // Scenario groups.
