@@ -75,6 +75,10 @@ type Options struct {
 	BusyPoll bool
 	// Progress, when set, is told about each run before it starts.
 	Progress func(done, total int, what string)
+
+	// ipvs is set by Run when the kernel has IPVS and ipvsadm is installed (see IPVS): the
+	// IPVS variants are measured then, and not listed otherwise.
+	ipvs bool
 }
 
 // Quick returns options for a run of well under a minute.
@@ -203,6 +207,14 @@ func (r *runner) startVariant(c Case) (*dut, error) {
 			return nil, err
 		}
 		return &dut{close: b.Close}, nil
+	case AsavieL2Fwd:
+		a, err := r.t.startAsavie(r.o.WorkerCPU)
+		if err != nil {
+			return nil, err
+		}
+		return &dut{close: a.Close}, nil
+	case IPVSDR, IPVSTunnel:
+		return r.t.startIPVS(c)
 	case NFTDNAT:
 		if err := r.t.LoadDNAT(); err != nil {
 			return nil, err
@@ -248,11 +260,13 @@ func (r *runner) expect(variant string) *Expect {
 	switch variant {
 	case XDPTX:
 		e.DstMACs, e.Dsts = [][6]byte{r.t.MACB}, []netip.Addr{VIP}
+	case AsavieL2Fwd:
+		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
 	case NFTDNAT:
 		e.DstMACs, e.Dsts = macs, addrs
-	case XLBDR, XLBDR1CPU:
+	case XLBDR, XLBDR1CPU, IPVSDR:
 		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
-	case XLBTunnel:
+	case XLBTunnel, IPVSTunnel:
 		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, TunnelSrc
 	}
 	return e
@@ -387,9 +401,12 @@ func (o *Options) cases() []Case {
 	}
 	if has[GroupForward] {
 		for _, sz := range o.Sizes {
-			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU} {
+			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU, AsavieL2Fwd, IPVSDR, IPVSTunnel} {
 				if v == XLBDR1CPU && (o.GenCPU == o.WorkerCPU || o.Placement == PlacementCore) {
 					continue
+				}
+				if (v == IPVSDR || v == IPVSTunnel) && !o.ipvs {
+					continue // no ip_vs here: not measured, not listed
 				}
 				cs = append(cs, Case{Group: GroupForward, Variant: v, Proto: UDP, Size: sz, Flows: o.Flows})
 			}
@@ -416,6 +433,7 @@ func (o *Options) cases() []Case {
 // variants: A B A B), the overload case once at the end, and returns the report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	o.ipvs = IPVS() == nil
 	if o.Placement != PlacementSplit && o.Placement != PlacementCore {
 		return nil, fmt.Errorf("bench: placement %q (want %s or %s)", o.Placement, PlacementSplit, PlacementCore)
 	}

@@ -252,21 +252,6 @@ func (t *Topology) StartXLB(ctx context.Context, c XLBConfig) (*dataplane.Datapl
 	return dp, nil
 }
 
-// IPVS reports whether the kernel has IPVS (checks /proc/net/ip_vs, then tries modprobe) and
-// ipvsadm is installed; the error says why not.
-func IPVS() error {
-	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-		_ = exec.Command("modprobe", "-q", "ip_vs").Run()
-		if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-			return fmt.Errorf("%w: no ip_vs in this kernel (no /proc/net/ip_vs, modprobe ip_vs failed)", ErrUnavailable)
-		}
-	}
-	if _, err := exec.LookPath("ipvsadm"); err != nil {
-		return fmt.Errorf("%w: ipvsadm not installed", ErrUnavailable)
-	}
-	return nil
-}
-
 // nsSysfs writes value to the sysfs file rel (under /sys/class/net/) as the namespace sees
 // it: through `ip netns exec`, which mounts the namespace's own sysfs (this process's
 // /sys shows the namespace it was mounted in).
