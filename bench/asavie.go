@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -58,7 +59,7 @@ func (a *asavieL2Fwd) run(t *Topology, cpu int, ready chan<- error) {
 	defer func() { err = errors.Join(err, prog.Detach(ifindex)) }()
 	opts := xdp.SocketOptions{NumFrames: 8192, FrameSize: 2048, FillRingNumDescs: 4096,
 		CompletionRingNumDescs: 4096, RxRingNumDescs: 4096, TxRingNumDescs: 4096}
-	xsk, e := xdp.NewSocket(ifindex, 0, &opts)
+	xsk, e := newAsavieSocket(ifindex, &opts)
 	if e != nil {
 		fail(e)
 		return
@@ -90,6 +91,19 @@ func (a *asavieL2Fwd) run(t *Topology, cpu int, ready chan<- error) {
 		}
 		xsk.Transmit(descs)
 		a.forwarded.Store(n)
+	}
+}
+
+// newAsavieSocket opens the socket, retrying for up to a second while the queue is busy: the
+// kernel releases the previous socket's hold on a queue in deferred work (dataplane/xsk's
+// bind does the same; asavie's error wraps with %v, so only its text tells EBUSY).
+func newAsavieSocket(ifindex int, opts *xdp.SocketOptions) (*xdp.Socket, error) {
+	for try := 0; ; try++ {
+		xsk, err := xdp.NewSocket(ifindex, 0, opts)
+		if err == nil || try == 100 || !strings.Contains(err.Error(), unix.EBUSY.Error()) {
+			return xsk, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

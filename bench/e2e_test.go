@@ -44,7 +44,7 @@ func TestRunE2E(t *testing.T) {
 	}
 	want := []string{"forward/xdp-tx", "forward/xlb-dr", "forward/nft-dnat", "forward/xlb-tunnel",
 		"newflows/xlb-dr", "overload/xlb-dr-1cpu", "latency/xdp-tx", "latency/xlb-dr", "latency/nft-dnat",
-		"latency/xlb-tunnel", "forward/asavie-l2fwd"}
+		"latency/xlb-tunnel", "forward/asavie-l2fwd", "forward/xdp-drop"}
 	if IPVS() == nil {
 		want = append(want, "forward/ipvs-dr", "forward/ipvs-tunnel")
 	} else if _, ok := rows["forward/ipvs-dr"]; ok {

@@ -193,7 +193,7 @@ func (r *Report) finish() {
 				row.Notes = append(row.Notes, fmt.Sprintf("worker errors: %d", werr))
 			}
 		}
-		if c.Rate == 0 && len(ss) > 0 && row.Loss.Median < 0.02 && c.Variant != XDPTX && c.Variant != NFTDNAT {
+		if c.Rate == 0 && len(ss) > 0 && row.Loss.Median < 0.02 && c.Variant != XDPTX && c.Variant != NFTDNAT && c.Variant != XDPDrop {
 			row.Notes = append(row.Notes, "offered-bound (the generator's CPU, which also runs xa's receive work, was the limit)")
 		}
 		if c.Group == GroupOverload && len(ss) > 0 {
@@ -228,7 +228,7 @@ func met(ok bool) string {
 }
 
 // variants lists every variant What describes, in legend order.
-var variants = []string{XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, IPVSDR, IPVSTunnel, AsavieL2Fwd}
+var variants = []string{XDPDrop, XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, IPVSDR, IPVSTunnel, AsavieL2Fwd}
 
 // variants returns the described variants that have a row in r, in legend order.
 func (r *Report) variants() []string {
@@ -247,6 +247,8 @@ func (r *Report) variants() []string {
 // What says what a variant's row measures and how.
 func What(variant string) string {
 	switch variant {
+	case XDPDrop:
+		return "in-kernel XDP_DROP on xa, counting what arrives (the `drop` program of dataplane/bpf/bench.c): the generator's own rate on this veth, against which xdp-tx's forwarding limit reads"
 	case XDPTX:
 		return "in-kernel XDP on xa: swap the MACs, XDP_TX back to xb (the `swap` program of dataplane/bpf/bench.c): the best this machine forwards one-armed"
 	case NFTDNAT:

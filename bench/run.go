@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 )
 
 // Variants: what runs on xa.
@@ -18,6 +19,7 @@ const (
 	XLBTunnel = "xlb-tunnel"  // xlb, IPIP to the backend
 	XLBDR1CPU = "xlb-dr-1cpu" // xlb dr with its worker on the generator's CPU: one CPU for everything
 	XDPTX     = "xdp-tx"      // in-kernel XDP: MAC swap + XDP_TX, the limit of this machine
+	XDPDrop   = "xdp-drop"    // in-kernel XDP_DROP on xa, counting: the generator's own rate
 	NFTDNAT   = "nft-dnat"    // kernel forwarding, nftables DNAT with conntrack
 	// IPVSDR and IPVSTunnel are Linux IPVS, where the kernel has ip_vs (see IPVS).
 	IPVSDR     = "ipvs-dr"
@@ -167,6 +169,9 @@ type Sample struct {
 type dut struct {
 	dp    *dataplane.Dataplane
 	close func() error
+	// count, when set, counts the frames the device under test received (xdp-drop): it
+	// replaces the sink on xb, which then gets nothing.
+	count func() uint64
 }
 
 func (d *dut) counters() (drops, misses, tx uint64) {
@@ -207,6 +212,12 @@ func (r *runner) startVariant(c Case) (*dut, error) {
 			return nil, err
 		}
 		return &dut{close: b.Close}, nil
+	case XDPDrop:
+		b, err := r.t.attachXA(xdpbase.Drop)
+		if err != nil {
+			return nil, err
+		}
+		return &dut{close: b.Close, count: func() uint64 { n, _ := b.Packets(); return n }}, nil
 	case AsavieL2Fwd:
 		a, err := r.t.startAsavie(r.o.WorkerCPU)
 		if err != nil {
@@ -300,6 +311,9 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 		}
 		defer sk.Close()
 		count = func() uint64 { n, _ := sk.Packets(); return n }
+		if d.count != nil {
+			count = d.count
+		}
 	}
 	g := make(gens, 0, len(r.o.GenCPUs))
 	for i, cpu := range r.o.GenCPUs {
@@ -401,7 +415,7 @@ func (o *Options) cases() []Case {
 	}
 	if has[GroupForward] {
 		for _, sz := range o.Sizes {
-			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU, AsavieL2Fwd, IPVSDR, IPVSTunnel} {
+			for _, v := range []string{XDPDrop, XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU, AsavieL2Fwd, IPVSDR, IPVSTunnel} {
 				if v == XLBDR1CPU && (o.GenCPU == o.WorkerCPU || o.Placement == PlacementCore) {
 					continue
 				}
