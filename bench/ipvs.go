@@ -8,8 +8,9 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/ipvs"
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // ipvsProbe is what IPVS looks at; tests replace its parts.
@@ -46,19 +47,20 @@ func (p ipvsProbe) check() error {
 // of the same service xlb runs (VIP:9000, the generator's protocol, Maglev as IPVS mh, the
 // three backends), by direct routing or IPIP.
 func ipvsRules(variant string, proto Proto) (string, error) {
-	s := control.Service{Name: "bench", VIP: VIP, Port: VIPPort, Protocol: "udp", Method: "dr", Scheduler: "maglev"}
+	s := config.Service{Name: "bench", VIP: VIP, Port: VIPPort, Protocol: config.UDP, Method: config.MethodDR,
+		Scheduler: sched.Maglev}
 	if proto != UDP {
-		s.Protocol = "tcp"
+		s.Protocol = config.TCP
 	}
 	if variant == IPVSTunnel {
-		s.Method, s.TunnelSource = "tunnel", netip.PrefixFrom(TunnelSrc, 32)
+		s.Method, s.TunnelSource = config.MethodTunnel, netip.PrefixFrom(TunnelSrc, 32)
 	}
 	one := uint32(1)
 	for i := range numBackends {
 		a, _ := Backend(i)
-		s.Backends = append(s.Backends, control.Backend{Address: a, Weight: &one})
+		s.Backends = append(s.Backends, config.Backend{Address: a, Weight: &one})
 	}
-	e, err := ipvs.FromConfig(&control.Config{Services: []control.Service{s}})
+	e, err := ipvs.FromConfig(&config.Config{Services: []config.Service{s}})
 	if err != nil {
 		return "", err
 	}

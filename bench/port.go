@@ -123,8 +123,8 @@ func inNS(ns netns.NsHandle, fn func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		if err := netns.Set(ns); err != nil {
-			done <- fmt.Errorf("enter namespace: %w", err)
+		if err := enter(ns, -1); err != nil {
+			done <- err
 			return
 		}
 		done <- fn()

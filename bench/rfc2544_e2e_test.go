@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -22,12 +23,12 @@ import (
 // host (l0 towards the generator, l1 towards the backend) and the backend, where the sink
 // receives (s0). Addresses: g0 198.18.0.1, l0 198.18.0.2, l1 198.18.1.2, s0 198.18.1.11.
 type hosts struct {
-	gen, lb, sink *testnet.NS
+	gen, lb, sink *lab.NS
 	g0, l0        netlink.Link
 }
 
 // wire makes a veth pair a (in from) / b (in to), MTU 1500, offloads off, both up.
-func wire(t *testing.T, from, to *testnet.NS, a, b string, addrA, addrB string) (netlink.Link, netlink.Link) {
+func wire(t *testing.T, from, to *lab.NS, a, b string, addrA, addrB string) (netlink.Link, netlink.Link) {
 	t.Helper()
 	la, lb, err := from.AddVeth(a, b, 1500, 1)
 	if err != nil {
@@ -43,7 +44,7 @@ func wire(t *testing.T, from, to *testnet.NS, a, b string, addrA, addrB string) 
 		t.Fatal(err)
 	}
 	for _, x := range []struct {
-		ns   *testnet.NS
+		ns   *lab.NS
 		name string
 		addr string
 	}{{from, a, addrA}, {to, b, addrB}} {
@@ -63,10 +64,10 @@ func newHosts(t *testing.T) *hosts {
 	id := hex.EncodeToString(idb[:])
 	h := &hosts{}
 	for _, p := range []struct {
-		ns   **testnet.NS
+		ns   **lab.NS
 		role string
 	}{{&h.gen, "gen"}, {&h.lb, "lb"}, {&h.sink, "sink"}} {
-		ns, err := testnet.NewNS(id, p.role)
+		ns, err := lab.NewNS(id, p.role)
 		if err != nil {
 			t.Fatal(err)
 		}

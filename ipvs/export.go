@@ -6,7 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // Export is a configuration's services as ipvsadm-restore input, and what the rules do not
@@ -31,45 +32,45 @@ var ErrExport = errors.New("ipvs: export")
 
 // Scheduler maps an xlb scheduler to the IPVS scheduler closest to it, with the scheduler
 // flags (-b) that bring it closer, and a note on what still differs ("" when nothing).
-func Scheduler(name string) (sched, flags, note string, err error) {
-	switch name {
-	case "", "maglev", "flow-hash":
+func Scheduler(s config.Scheduler) (name, flags, note string, err error) {
+	switch s {
+	case sched.Maglev, sched.FlowHash:
 		return "mh", "mh-port", "IPVS mh hashes the source address and port (mh-port) into a Maglev table of 65537 " +
 			"entries, xlb hashes the whole flow (both addresses and ports, protocol) into its own table: both " +
 			"consistent, but a flow may land on a different backend", nil
-	case "source-hash":
+	case sched.SourceHash:
 		return "sh", "", "IPVS sh hashes the source address into a 256-entry table by weight, xlb looks the " +
 			"source's hash up in a Maglev table: both keep a client on one backend, the spread and the " +
 			"disruption when backends change differ", nil
-	case "rr":
+	case sched.RoundRobin:
 		return "rr", "", "", nil
-	case "wrr":
+	case sched.WeightedRoundRobin:
 		return "wrr", "", "IPVS wrr sends runs of picks to the heaviest backends (gcd steps), xlb's smooth wrr " +
 			"interleaves them: the same shares over a cycle", nil
-	case "random":
+	case sched.Random:
 		return "wrr", "", "IPVS has no random scheduler: wrr gives the same long-run shares, in turn instead of " +
 			"at random", nil
-	case "least-conn":
+	case sched.LeastConn:
 		return "wlc", "", "xlb counts the connections of each worker core's table (an approximation across " +
 			"cores), IPVS those of the whole host", nil
-	case "least-load":
+	case sched.LeastLoad:
 		return "wrr", "", "IPVS has no load-fed scheduler: wrr uses the configured weights only (keepalived's " +
 			"MISC_CHECK with dynamic weights adjusts them by load)", nil
 	}
-	return "", "", "", fmt.Errorf("%w: scheduler %q", ErrExport, name)
+	return "", "", "", fmt.Errorf("%w: scheduler %v", ErrExport, s)
 }
 
 // forward returns ipvsadm's forwarding flag for an xlb method.
-func forward(method string) (string, error) {
-	switch method {
-	case "", "dr":
+func forward(m config.Method) (string, error) {
+	switch m {
+	case 0, config.MethodDR: // 0: not set, dr by default
 		return "-g", nil
-	case "tunnel":
+	case config.MethodTunnel:
 		return "-i", nil
-	case "nat":
+	case config.MethodNAT:
 		return "-m", nil
 	}
-	return "", fmt.Errorf("%w: method %q", ErrExport, method)
+	return "", fmt.Errorf("%w: method %v", ErrExport, m)
 }
 
 // hostPort formats an address and port as ipvsadm reads them ([v6]:port for IPv6).
@@ -80,7 +81,7 @@ func hostPort(a netip.Addr, port uint16) string {
 // FromConfig exports every service of c. Services with port 0 (every port of the VIP)
 // become firewall-mark services: IPVS takes a port 0 only with persistence, so the VIP's
 // packets are marked by a rule the note gives.
-func FromConfig(c *control.Config) (*Export, error) {
+func FromConfig(c *config.Config) (*Export, error) {
 	e := &Export{}
 	mark := 0
 	for _, s := range c.Services {
@@ -95,9 +96,9 @@ func FromConfig(c *control.Config) (*Export, error) {
 	return e, nil
 }
 
-func (e *Export) service(s control.Service, mark *int) error {
+func (e *Export) service(s config.Service, mark *int) error {
 	note := func(f string, a ...any) { e.Notes = append(e.Notes, s.Name+": "+fmt.Sprintf(f, a...)) }
-	sched, flags, schedNote, err := Scheduler(s.Scheduler)
+	name, flags, schedNote, err := Scheduler(s.Scheduler)
 	if err != nil {
 		return err
 	}
@@ -107,11 +108,11 @@ func (e *Export) service(s control.Service, mark *int) error {
 	}
 	proto := "-t"
 	switch s.Protocol {
-	case "", "tcp":
-	case "udp":
+	case 0, config.TCP: // 0: not set, tcp by default
+	case config.UDP:
 		proto = "-u"
 	default:
-		return fmt.Errorf("%w: protocol %q", ErrExport, s.Protocol)
+		return fmt.Errorf("%w: protocol %v", ErrExport, s.Protocol)
 	}
 	if !s.VIP.IsValid() {
 		return fmt.Errorf("%w: no vip", ErrExport)
@@ -133,39 +134,35 @@ func (e *Export) service(s control.Service, mark *int) error {
 		note("port 0 (every port) is firewall-mark service %d: mark the VIP's packets first, e.g. "+
 			"`nft add rule %s mangle prerouting %s daddr %s meta l4proto %s meta mark set %d`", *mark, fam, fam, s.VIP, l4, *mark)
 	}
-	line := "-A " + svc + " -s " + sched
+	line := "-A " + svc + " -s " + name
 	if flags != "" {
 		line += " -b " + flags
 	}
 	e.Lines = append(e.Lines, line)
 	if schedNote != "" {
-		note("scheduler %s as %s: %s", orDefault(s.Scheduler, "maglev"), sched, schedNote)
+		note("scheduler %v as %s: %s", s.Scheduler, name, schedNote)
 	}
 	switch s.Method {
-	case "tunnel":
+	case config.MethodTunnel:
 		note("tunnel: IPVS encapsulates from the LB's own address (the route to the backend), not from tunnel_source %v", s.TunnelSource)
-	case "nat":
+	case config.MethodNAT:
 		note("nat: the backends' route back to the clients must go through the LB, as with xlb")
 	}
 	for _, b := range s.Backends {
 		if b.Disabled {
-			note("backend %s is disabled: left out", name(b))
+			note("backend %s is disabled: left out", backendName(b))
 			continue
 		}
 		port := s.Port
-		if s.Method == "nat" && b.Port != 0 {
+		if s.Method == config.MethodNAT && b.Port != 0 {
 			port = b.Port
 		}
-		w := uint32(control.DefaultWeight)
-		if b.Weight != nil {
-			w = *b.Weight
-		}
-		e.Lines = append(e.Lines, fmt.Sprintf("-a %s -r %s %s -w %d", svc, hostPort(b.Address, port), fwd, w))
+		e.Lines = append(e.Lines, fmt.Sprintf("-a %s -r %s %s -w %d", svc, hostPort(b.Address, port), fwd, b.WeightOf()))
 	}
 	if len(s.Fallback) > 0 {
 		var names []string
 		for _, b := range s.Fallback {
-			names = append(names, name(b))
+			names = append(names, backendName(b))
 		}
 		note("fallback backends (%s) are left out: IPVS has no fallback; keepalived's sorry_server is the equivalent",
 			strings.Join(names, ", "))
@@ -173,16 +170,9 @@ func (e *Export) service(s control.Service, mark *int) error {
 	return nil
 }
 
-func name(b control.Backend) string {
+func backendName(b config.Backend) string {
 	if b.Name != "" {
 		return b.Name
 	}
 	return b.Address.String()
-}
-
-func orDefault(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }

@@ -6,23 +6,24 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // configBlocks returns every YAML block of docs/config.md, parsed.
-func configBlocks(t *testing.T) []*control.Config {
+func configBlocks(t *testing.T) []*config.Config {
 	t.Helper()
 	doc, err := os.ReadFile("../docs/config.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*control.Config
+	var out []*config.Config
 	for i, b := range strings.Split(string(doc), "```yaml\n")[1:] {
 		end := strings.Index(b, "```")
 		if end < 0 {
 			t.Fatalf("block %d is not closed", i)
 		}
-		cfg, err := control.ParseConfig("docs/config.md", []byte(b[:end]))
+		cfg, err := config.Parse("docs/config.md", []byte(b[:end]))
 		if err != nil {
 			t.Fatalf("block %d: %v", i, err)
 		}
@@ -65,7 +66,7 @@ func TestExportDocsConfigs(t *testing.T) {
 }
 
 func TestExportMapping(t *testing.T) {
-	cfg, err := control.ParseConfig("t.yaml", []byte(`interfaces: [{name: eth0}]
+	cfg, err := config.Parse("t.yaml", []byte(`interfaces: [{name: eth0}]
 services:
   - name: web
     vip: 198.18.0.100
@@ -118,7 +119,7 @@ services:
 			t.Errorf("notes lack %q:\n%s", w, notes)
 		}
 	}
-	for _, s := range control.Schedulers {
+	for s := sched.Maglev; s <= sched.LeastLoad; s++ {
 		if sc, _, _, err := Scheduler(s); err != nil || !contains(Schedulers, sc) {
 			t.Errorf("scheduler %s -> %q, %v", s, sc, err)
 		}

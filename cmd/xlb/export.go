@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/ipvs"
 )
 
@@ -32,7 +32,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if *cfgPath == "" || fs.NArg() > 0 {
 		return fmt.Errorf("%w: xlb export ipvsadm needs --config FILE (and no other arguments)", errUsage)
 	}
-	cfg, err := control.LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return fmt.Errorf("configuration refused:\n%w", err)
 	}

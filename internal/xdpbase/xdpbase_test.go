@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/internal/xdpbase"
 )
@@ -17,7 +18,7 @@ func TestDropAndSwap(t *testing.T) {
 	testnet.Skip(t)
 	var id [3]byte
 	_, _ = rand.Read(id[:])
-	ns, err := testnet.NewNS(hex.EncodeToString(id[:]), "xdpbase")
+	ns, err := lab.NewNS(hex.EncodeToString(id[:]), "xdpbase")
 	if err != nil {
 		t.Fatal(err)
 	}
