@@ -130,7 +130,7 @@ type opened struct {
 	zeroCopy bool
 }
 
-const sinkFrames = 4096 // per queue: the fill ring's 2048 and as many on the rx ring
+const sinkFrames = 8192 // per queue: the fill ring's 4096 and as many on the rx ring
 
 // run is queue q's thread: socket, then receive and count until Close.
 func (s *Sink) run(p Port, q, cpu int, sq *sinkQueue, ready chan<- opened) {
