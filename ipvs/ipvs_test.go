@@ -10,10 +10,10 @@ import (
 	"github.com/xlb-dev/xlb/sched"
 )
 
-// configBlocks returns every YAML block of docs/config.md, parsed.
-func configBlocks(t *testing.T) []*config.Config {
+// configBlocks returns every YAML block of a document, parsed.
+func configBlocks(t *testing.T, path string) []*config.Config {
 	t.Helper()
-	doc, err := os.ReadFile("../docs/config.md")
+	doc, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,14 +23,11 @@ func configBlocks(t *testing.T) []*config.Config {
 		if end < 0 {
 			t.Fatalf("block %d is not closed", i)
 		}
-		cfg, err := config.Parse("docs/config.md", []byte(b[:end]))
+		cfg, err := config.Parse(path, []byte(b[:end]))
 		if err != nil {
 			t.Fatalf("block %d: %v", i, err)
 		}
 		out = append(out, cfg)
-	}
-	if len(out) < 3 {
-		t.Fatalf("%d blocks in docs/config.md", len(out))
 	}
 	return out
 }
@@ -38,7 +35,16 @@ func configBlocks(t *testing.T) []*config.Config {
 // The export of every example configuration of docs/config.md is ipvsadm-restore input: one
 // -A per service, one -a per enabled backend, each line accepted by the grammar.
 func TestExportDocsConfigs(t *testing.T) {
-	for i, cfg := range configBlocks(t) {
+	blocks := configBlocks(t, "../docs/config.md")
+	if len(blocks) < 3 {
+		t.Fatalf("%d blocks in docs/config.md", len(blocks))
+	}
+	// The real-NIC guide's DUT configuration, exported for LVS there.
+	guide := configBlocks(t, "../docs/bench/real-nic.md")
+	if len(guide) != 1 {
+		t.Fatalf("%d blocks in docs/bench/real-nic.md, want 1", len(guide))
+	}
+	for i, cfg := range append(blocks, guide...) {
 		e, err := FromConfig(cfg)
 		if err != nil {
 			t.Fatalf("block %d: %v", i, err)
