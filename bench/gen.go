@@ -160,12 +160,76 @@ func monotonic() uint64 {
 	return uint64(ts.Nano())
 }
 
+// frames is what the generator knows about its UMEM's frames and its position in the stream.
+// One per generator thread.
+type frames struct {
+	u     *xsk.UMEM
+	st    *Stream
+	fresh []uint8 // fresh[i] is 1 + the index of the template frame i holds (0: a received frame)
+	flow  uint64  // the next frame's flow
+	seq   uint64  // the next frame's position in the stream's pattern
+}
+
+// build fills up to len(tx) free frames with the stream's next frames, stamped now, and
+// returns how many it filled and their bytes on the wire. It allocates nothing.
+func (f *frames) build(tx []xsk.Desc, now uint64) (n int, bytes uint64) {
+	fs := uint64(f.u.FrameSize())
+	for ; n < len(tx); n++ {
+		a, ok := f.u.Alloc()
+		if !ok {
+			break
+		}
+		ti := f.st.Pattern[(f.seq+uint64(n))%uint64(len(f.st.Pattern))]
+		t := f.st.Templates[ti]
+		buf := f.u.Frame(a)
+		if i := a / fs; f.fresh[i] == ti+1 {
+			t.Patch(buf, f.flow+uint64(n), now)
+		} else {
+			t.Write(buf, f.flow+uint64(n), now)
+			f.fresh[i] = ti + 1
+		}
+		tx[n] = xsk.Desc{Addr: a, Len: uint32(t.Len())}
+		bytes += uint64(t.Len() + fcsLen)
+	}
+	return n, bytes
+}
+
+// sent moves the stream on by the k frames of tx the ring took and frees the others.
+func (f *frames) sent(tx []xsk.Desc, k int) (bytes uint64) {
+	for _, d := range tx[:k] {
+		bytes += uint64(d.Len + fcsLen)
+	}
+	for _, d := range tx[k:] {
+		f.u.Free(d.Addr)
+	}
+	f.flow += uint64(k)
+	f.seq += uint64(k)
+	return bytes
+}
+
+// due returns how many frames the rate allows now (genBatch at most; always genBatch flat
+// out). Ahead of the rate, it sleeps until the next frame is due rather than spin when sleep
+// is set, so a rate-limited generator leaves its CPU to the receive work and the device under
+// test (on a small host they share it); a checking sink receives in the same loop and keeps
+// spinning, so its latency is not the sleep's.
+func (g *Generator) due(start time.Time, sent uint64, sleep bool) int {
+	if g.cfg.Rate <= 0 {
+		return genBatch
+	}
+	el := time.Since(start)
+	due := uint64(el.Seconds() * g.cfg.Rate)
+	if due > sent {
+		return int(min(genBatch, due-sent))
+	}
+	if wait := time.Duration(float64(sent+1)/g.cfg.Rate*1e9) - el; sleep && wait > 10*time.Microsecond {
+		time.Sleep(wait)
+	}
+	return 0
+}
+
 // loop sends (and with Check, receives) until Stop.
 func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
-	st := g.cfg.Stream
-	fs := uint64(u.FrameSize())
-	// fresh[i] is 1 + the index of the template frame i holds (0: a received frame).
-	fresh := make([]uint8, u.FrameCount())
+	fr := &frames{u: u, st: g.cfg.Stream, fresh: make([]uint8, u.FrameCount()), flow: g.cfg.FirstFlow}
 	var sink *sink
 	if g.cfg.Check != nil {
 		sink = newSink(g.cfg.Check)
@@ -173,8 +237,7 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 	}
 	var tx [genBatch]xsk.Desc
 	var rx [genBatch]xsk.Desc
-	flow := g.cfg.FirstFlow
-	var sent, bytes, seq uint64
+	var sent, bytes uint64
 	start := time.Now()
 	g.begin = start
 	receive := func() {
@@ -184,10 +247,8 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 		}
 		now := monotonic()
 		for _, d := range rx[:n] {
-			f := u.Frame(d.Addr)
-			off := u.Offset(d.Addr)
-			sink.check(f[off:off+int(d.Len)], now)
-			fresh[d.Addr/fs] = 0
+			sink.check(u.Frame(d.Addr)[u.Offset(d.Addr):][:d.Len], now)
+			fr.fresh[d.Addr/uint64(u.FrameSize())] = 0
 			u.Free(d.Addr)
 		}
 		s.Fill(n)
@@ -197,70 +258,39 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 			receive()
 		}
 		s.Complete()
-		want := genBatch
-		if g.cfg.Rate > 0 {
-			el := time.Since(start)
-			due := uint64(el.Seconds() * g.cfg.Rate)
-			if due <= sent {
-				// Ahead of the rate: sleep until the next frame is due rather than spin, so a
-				// rate-limited generator leaves its CPU to the receive work and the device
-				// under test (on a small host they share it). A checking sink receives in this
-				// loop and keeps spinning, so its latency is not the sleep's.
-				if wait := time.Duration(float64(sent+1)/g.cfg.Rate*1e9) - el; sink == nil && wait > 10*time.Microsecond {
-					time.Sleep(wait)
-				}
-				continue
-			}
-			want = int(min(uint64(want), due-sent))
+		want := g.due(start, sent, sink == nil)
+		if want == 0 {
+			continue
 		}
 		if sink != nil {
 			// Keep a batch of frames back to refill the fill ring with.
 			want = min(want, u.FreeFrames()-genBatch)
 		}
-		now := monotonic()
-		n := 0
-		var nb uint64
-		for ; n < want; n++ {
-			a, ok := u.Alloc()
-			if !ok {
-				break
-			}
-			ti := st.Pattern[(seq+uint64(n))%uint64(len(st.Pattern))]
-			t := st.Templates[ti]
-			f := u.Frame(a)
-			if i := a / fs; fresh[i] == ti+1 {
-				t.Patch(f, flow, now)
-			} else {
-				t.Write(f, flow, now)
-				fresh[i] = ti + 1
-			}
-			flow++
-			tx[n] = xsk.Desc{Addr: a, Len: uint32(t.Len())}
-			nb += uint64(t.Len() + fcsLen)
-		}
+		n, _ := fr.build(tx[:max(want, 0)], monotonic())
 		k := s.Transmit(tx[:n])
-		for _, d := range tx[k:n] {
-			u.Free(d.Addr)
-			nb -= uint64(d.Len + fcsLen)
-		}
-		flow -= uint64(n - k)
-		seq += uint64(k)
 		if k == 0 {
 			s.Kick()
 		}
 		sent += uint64(k)
-		bytes += nb
+		bytes += fr.sent(tx[:n], k)
 		g.sent.Store(sent)
 		g.bytes.Store(bytes)
 	}
-	elapsed := time.Since(start)
-	g.res.Sent = Rate{Packets: sent, Bytes: bytes, Elapsed: elapsed}
+	g.res.Sent = Rate{Packets: sent, Bytes: bytes, Elapsed: time.Since(start)}
+	g.drain(s, sink != nil, receive)
+	if sink != nil {
+		g.res.Sink = sink.result()
+	}
+}
+
+// drain completes what is in flight and, for a checking sink, keeps receiving for Drain.
+func (g *Generator) drain(s *xsk.Socket, receiving bool, receive func()) {
 	for deadline := time.Now().Add(g.cfg.Drain); time.Now().Before(deadline); {
 		if s.InFlight() > 0 {
 			s.Kick()
 			s.Complete()
 		}
-		if sink == nil {
+		if !receiving {
 			if s.InFlight() == 0 {
 				break
 			}
@@ -268,8 +298,5 @@ func (g *Generator) loop(u *xsk.UMEM, s *xsk.Socket) {
 		}
 		receive()
 		runtime.Gosched()
-	}
-	if sink != nil {
-		g.res.Sink = sink.result()
 	}
 }

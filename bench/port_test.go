@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 )
 
 // stampOf finds the magic and the send time in every template, plain, behind an 802.1Q tag
@@ -228,5 +229,48 @@ func TestHistogramWireSub(t *testing.T) {
 	w := a.Wire().Histogram()
 	if w.Count() != a.Count() || w.Percentile(0.99) != a.Percentile(0.99) {
 		t.Errorf("wire: %d/%v, want %d/%v", w.Count(), w.Percentile(0.99), a.Count(), a.Percentile(0.99))
+	}
+}
+
+// The generator's per-frame work (take a frame, write or patch the stream's next template,
+// account for what the ring took) allocates nothing, follows the stream's pattern and the
+// flow sequence, and gives back what the ring refused.
+func TestFramesBuild(t *testing.T) {
+	u, err := xsk.NewUMEM(xsk.UMEMConfig{FrameSize: 2048, FrameCount: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	sizes, _ := ParseSizes("imix")
+	st, err := NewStream(StreamConfig{Base: testTemplate(t, UDP, 64, 1000).Config(), Sizes: sizes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := &frames{u: u, st: st, fresh: make([]uint8, u.FrameCount()), flow: 10}
+	var tx [genBatch]xsk.Desc
+	n, _ := fr.build(tx[:], 1)
+	if n != genBatch {
+		t.Fatalf("built %d", n)
+	}
+	for i, d := range tx[:n] {
+		want := st.Templates[st.Pattern[i%len(st.Pattern)]]
+		f := u.Frame(d.Addr)[:d.Len]
+		if int(d.Len) != want.Len() {
+			t.Fatalf("frame %d: %d bytes, the pattern says %d", i, d.Len, want.Len())
+		}
+		src, port := want.Flow(uint64(10 + i))
+		if got := binary.BigEndian.Uint16(f[34:]); got != port || [4]byte(f[26:30]) != src.As4() {
+			t.Fatalf("frame %d: source port %d, want flow %d's %v:%d", i, got, 10+i, src, port)
+		}
+	}
+	if b := fr.sent(tx[:n], 40); b == 0 || fr.flow != 50 || fr.seq != 40 || u.FreeFrames() != 256-40 {
+		t.Fatalf("after 40 of %d taken: flow %d seq %d, %d frames free", n, fr.flow, fr.seq, u.FreeFrames())
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		n, _ := fr.build(tx[:], 2)
+		fr.sent(tx[:n], 0)
+	})
+	if allocs != 0 {
+		t.Errorf("build allocates %v per batch", allocs)
 	}
 }

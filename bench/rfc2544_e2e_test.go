@@ -92,11 +92,10 @@ func buildXLB(t *testing.T) string {
 	return bin
 }
 
-// A real `xlb run` daemon on the LB host forwards (dr, maglev) from the generator host to
-// the backend host, where the sink counts; the generator asks the sink over a TCP control
-// connection. The RFC 2544 search converges, and the two sides' counts agree.
-func TestE2ERFC2544ThreeHosts(t *testing.T) {
-	h := newHosts(t)
+// startXLBRun runs the real `xlb run` daemon on the LB host: one dr Maglev service on the
+// VIP, port 9000/udp, the sink host as its backend, no health check (the sink answers none).
+func startXLBRun(t *testing.T, h *hosts) {
+	t.Helper()
 	bin := buildXLB(t)
 	conf := filepath.Join(t.TempDir(), "xlb.yaml")
 	if err := os.WriteFile(conf, []byte(`interfaces: [{name: l0}, {name: l1}]
@@ -123,7 +122,52 @@ services:
 			t.Logf("xlb run:\n%s", logs.String())
 		}
 	})
+}
 
+// sinkControl serves the sink's counts on a TCP control connection, as between two hosts
+// (here from the test's namespace), and returns the generator's end.
+func sinkControl(ctx context.Context, t *testing.T, sink *Sink) *SinkClient {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ServeControl(ctx, l, sink.Counts)
+	sc, err := DialSink(ctx, l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return sc
+}
+
+// waitForwarding waits until a slow trial gets through without loss: xlb is up (it resolves
+// the backend's MAC by ARP first; the sink lets ARP through to its kernel). It returns that
+// trial.
+func waitForwarding(ctx context.Context, t *testing.T, gen PortGenConfig, counts CountsFunc) Trial {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		low, err := RunTrial(ctx, gen, counts, 20000, 200*time.Millisecond, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if low.Received == low.Sent.Packets && low.Sent.Packets > 0 {
+			return low
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xlb run does not forward: sent %d, sink received %d", low.Sent.Packets, low.Received)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A real `xlb run` daemon on the LB host forwards (dr, maglev) from the generator host to
+// the backend host, where the sink counts; the generator asks the sink over a TCP control
+// connection. The RFC 2544 search converges, and the two sides' counts agree.
+func TestE2ERFC2544ThreeHosts(t *testing.T) {
+	h := newHosts(t)
+	startXLBRun(t, h)
 	sink, err := StartSink(Port{Iface: "s0", NS: h.sink.NsHandle(), CPUs: []int{1 % runtime.NumCPU()}})
 	if err != nil {
 		t.Fatal(err)
@@ -132,40 +176,13 @@ services:
 	if sink.Info().ZeroCopy {
 		t.Errorf("sink on veth reports zero copy: %s", sink.Info())
 	}
-	// The control connection, as between two hosts (here from the test's namespace).
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	go ServeControl(ctx, l, sink.Counts)
-	sc, err := DialSink(ctx, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
-
+	sc := sinkControl(ctx, t, sink)
 	gen := PortGenConfig{Port: Port{Iface: "g0", NS: h.gen.NsHandle(), CPUs: []int{0}},
 		Stream: StreamConfig{Base: TemplateConfig{DstMAC: [6]byte(h.l0.Attrs().HardwareAddr),
 			Dst: netip.MustParseAddr("198.18.0.100"), DstPort: 9000, SrcPool: ClientPool, Flows: 1024, Size: 64}}}
-	// xlb is up when a slow trial gets through without loss (it resolves the backend's MAC
-	// by ARP first: the sink lets ARP through to its kernel).
-	var low Trial
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		low, err = RunTrial(ctx, gen, sc.Counts, 20000, 200*time.Millisecond, 100*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if low.Received == low.Sent.Packets && low.Sent.Packets > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xlb run does not forward: sent %d, sink received %d", low.Sent.Packets, low.Received)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	low := waitForwarding(ctx, t, gen, sc.Counts)
 	if low.Latency == nil || low.Latency.Count() != low.Received {
 		t.Errorf("latency of %v frames timed, %d received (generator and sink share this host)", low.Latency, low.Received)
 	}
