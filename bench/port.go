@@ -63,8 +63,8 @@ func (p *Port) cpu(q int) int {
 	return p.CPUs[q%len(p.CPUs)]
 }
 
-// lookup finds the interface and its queues (the fewer of its rx and tx queues, as AF_XDP
-// binds both) in the port's namespace.
+// lookup finds the interface and its queues (the fewer of its rx and tx queues in use, as
+// AF_XDP binds both) in the port's namespace.
 func (p *Port) lookup() (PortInfo, error) {
 	var info PortInfo
 	for _, c := range p.CPUs {
@@ -83,6 +83,12 @@ func (p *Port) lookup() (PortInfo, error) {
 		a := l.Attrs()
 		info = PortInfo{Iface: a.Name, Index: a.Index, MTU: a.MTU, MAC: a.HardwareAddr,
 			Queues: max(1, min(a.NumRxQueues, a.NumTxQueues)), Driver: driver(a.Name)}
+		// The queues in use: a device allocates more than it runs (veth: one per possible
+		// CPU, one in use unless told otherwise), and AF_XDP binds only those in use. A
+		// driver without channel counts keeps netlink's figure.
+		if rx, tx, err := channels(a.Name); err == nil && min(rx, tx) > 0 {
+			info.Queues = min(info.Queues, rx, tx)
+		}
 		return nil
 	})
 	if err != nil {

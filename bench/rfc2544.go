@@ -54,12 +54,19 @@ func RunTrial(ctx context.Context, c PortGenConfig, counts CountsFunc, rate floa
 	t := Trial{Rate: rate, Sent: res.Sent, Received: after.Packets - min(before.Packets, after.Packets),
 		Gen: g.Info(), Sink: after.Port}
 	t.Loss = Loss(t.Sent.Packets, t.Received)
-	if after.BootID != "" && after.BootID == bootID() {
-		h := after.Latency.Histogram()
-		h.Sub(before.Latency.Histogram())
-		t.Latency = h
-	}
+	t.Latency = LatencyBetween(before, after)
 	return t, nil
+}
+
+// LatencyBetween returns the latency of the frames a sink received between two of its
+// counts, or nil when the sink runs on another host than the caller (no shared clock).
+func LatencyBetween(before, after SinkCounts) *Histogram {
+	if after.BootID == "" || after.BootID != bootID() {
+		return nil
+	}
+	h := after.Latency.Histogram()
+	h.Sub(before.Latency.Histogram())
+	return h
 }
 
 // SearchConfig configures an RFC 2544 throughput search.

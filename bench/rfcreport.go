@@ -54,6 +54,10 @@ func SearchReport(c SearchConfig, dut string, res []SizeResult, started time.Tim
 				Forwarded: one(float64(t.Received) / t.Sent.Elapsed.Seconds() / 1e6), Gbps: one(t.Sent.BPS() / 1e9),
 				Offered: one(t.Offered() / 1e6), Loss: one(t.Loss)}
 			lr.Notes = append(lr.Notes, fmt.Sprintf("%.0f%% of throughput", 100*l.Fraction))
+			if t.Offered() < 0.98*t.Rate {
+				lr.Notes = append(lr.Notes, fmt.Sprintf("the generator offered only %.3f of the %.3f Mpps asked",
+					t.Offered()/1e6, t.Rate/1e6))
+			}
 			if t.Latency != nil && t.Latency.Count() > 0 {
 				lr.P50, lr.P99, lr.P999 = t.Latency.Percentile(0.5), t.Latency.Percentile(0.99), t.Latency.Percentile(0.999)
 				lr.Notes = append(lr.Notes, fmt.Sprintf("%d frames timed", t.Latency.Count()))

@@ -129,6 +129,7 @@ func cmdBenchGen(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	benchPrioritize()
 	ctx, stop := signalContext()
 	defer stop()
 	var counts bench.CountsFunc
@@ -196,6 +197,10 @@ func genLoop(ctx context.Context, c bench.PortGenConfig, counts bench.CountsFunc
 		}
 		got := sc.Packets - s0.Packets
 		fmt.Fprintf(w, ", sink received %d, loss %.4f%%", got, 100*bench.Loss(res.Sent.Packets, got))
+		if h := bench.LatencyBetween(s0, sc); h != nil && h.Count() > 0 {
+			fmt.Fprintf(w, "\nlatency (send to sink, %d frames timed): p50 %v, p99 %v, p99.9 %v", h.Count(),
+				h.Percentile(0.5), h.Percentile(0.99), h.Percentile(0.999))
+		}
 	}
 	_, err = fmt.Fprintln(w)
 	return err

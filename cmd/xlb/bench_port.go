@@ -99,6 +99,7 @@ func cmdBenchSink(args []string, stdout, stderr io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
+	benchPrioritize() // the sink's threads must not wait for a time slice while its rings fill
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)

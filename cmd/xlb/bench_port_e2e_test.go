@@ -119,7 +119,25 @@ func TestE2EBenchGenSink(t *testing.T) {
 	if sent < 40000 || got != sent {
 		t.Errorf("sent %d, sink received %d: want about 50000, all received", sent, got)
 	}
+	if !strings.Contains(text, "latency (send to sink, ") {
+		t.Error("no latency line: generator and sink share this host")
+	}
 	if !regexp.MustCompile(`(?m)^ +1s received +\d+ pps`).MatchString(sinkOut.String()) {
 		t.Errorf("the sink prints no per-second counts:\n%s", sinkOut.String())
+	}
+
+	// The RFC 2544 search from the command line, the veth as the device under test.
+	out, err = gen.Run(bin, "bench", "gen", "--iface", "g0", "--cpus", "0", "--queues", "1", "--dst-mac", s0mac,
+		"--dst", "198.18.0.100", "--sink", "198.18.2.2:9450", "--rfc2544", "--size", "64,1518", "--trial", "200ms",
+		"--fractions", "0.5", "--dut", "veth", "--markdown")
+	if err != nil {
+		t.Fatalf("gen --rfc2544: %v\n%s", err, out)
+	}
+	t.Logf("gen --rfc2544:\n%s", out)
+	for _, want := range []string{"| rfc2544 | veth | 64 udp |", "| rfc2544 | veth | 1518 udp |", "| rfc2544-latency | veth | 64 udp |",
+		"converged in", "g0 (driver veth, MTU 1500, 1 queue(s), AF_XDP copy mode, CPUs [0])"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the report lacks %q", want)
+		}
 	}
 }
