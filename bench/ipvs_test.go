@@ -56,13 +56,13 @@ func TestIPVSVariantsListedOnlyWhenAvailable(t *testing.T) {
 		}
 		return n
 	}
-	o := Options{Groups: []string{GroupForward}, Sizes: []int{64, 1500}}
+	o := Options{Groups: []string{GroupForward, GroupLatency}, Sizes: []int{64, 1500}}
 	if n := count(o); n != 0 {
 		t.Errorf("without ip_vs: %d IPVS cases", n)
 	}
 	o.ipvs = true
-	if n := count(o); n != 4 {
-		t.Errorf("with ip_vs: %d IPVS cases, want 2 variants x 2 sizes", n)
+	if n := count(o); n != 6 {
+		t.Errorf("with ip_vs: %d IPVS cases, want 2 variants x (2 sizes + latency)", n)
 	}
 }
 

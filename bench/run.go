@@ -277,8 +277,10 @@ func (r *runner) expect(variant string) *Expect {
 		e.DstMACs, e.Dsts = macs, addrs
 	case XLBDR, XLBDR1CPU, IPVSDR:
 		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
-	case XLBTunnel, IPVSTunnel:
+	case XLBTunnel:
 		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, TunnelSrc
+	case IPVSTunnel: // IPVS encapsulates from the address the route to the backend names: xa's
+		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, lbAddr.Addr()
 	}
 	return e
 }
@@ -435,7 +437,10 @@ func (o *Options) cases() []Case {
 		cs = append(cs, Case{Group: GroupNewFlows, Variant: XLBDR, Proto: TCPSYN, Size: 64, NewFlows: true})
 	}
 	if has[GroupLatency] {
-		for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel} {
+		for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, IPVSDR, IPVSTunnel} {
+			if (v == IPVSDR || v == IPVSTunnel) && !o.ipvs {
+				continue
+			}
 			cs = append(cs, Case{Group: GroupLatency, Variant: v, Proto: UDP, Size: 64, Flows: o.Flows,
 				Rate: o.LatencyRate, Check: true})
 		}
