@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
@@ -94,9 +96,9 @@ func buildXLB(t *testing.T) string {
 
 // startXLBRun runs the real `xlb run` daemon on the LB host: one dr Maglev service on the
 // VIP, port 9000/udp, the sink host as its backend, no health check (the sink answers none).
-func startXLBRun(t *testing.T, h *hosts) {
+func startXLBRun(t *testing.T, h *hosts) (bin string) {
 	t.Helper()
-	bin := buildXLB(t)
+	bin = buildXLB(t)
 	conf := filepath.Join(t.TempDir(), "xlb.yaml")
 	if err := os.WriteFile(conf, []byte(`interfaces: [{name: l0}, {name: l1}]
 services:
@@ -122,6 +124,22 @@ services:
 			t.Logf("xlb run:\n%s", logs.String())
 		}
 	})
+	return bin
+}
+
+// xlbPackets asks the daemon (xlb ctl) how many packets its data path counted for the
+// service.
+func xlbPackets(t *testing.T, h *hosts, bin string) uint64 {
+	t.Helper()
+	out, err := h.lb.Run(bin, "ctl", "--json", "services")
+	var svcs []control.ServiceStatus
+	if err == nil {
+		err = json.Unmarshal(out, &svcs)
+	}
+	if err != nil || len(svcs) != 1 || svcs[0].Traffic == nil {
+		t.Fatalf("xlb ctl services: %v\n%s", err, out)
+	}
+	return svcs[0].Traffic.Packets
 }
 
 // sinkControl serves the sink's counts on a TCP control connection, as between two hosts
@@ -167,7 +185,7 @@ func waitForwarding(ctx context.Context, t *testing.T, gen PortGenConfig, counts
 // connection. The RFC 2544 search converges, and the two sides' counts agree.
 func TestE2ERFC2544ThreeHosts(t *testing.T) {
 	h := newHosts(t)
-	startXLBRun(t, h)
+	bin := startXLBRun(t, h)
 	sink, err := StartSink(Port{Iface: "s0", NS: h.sink.NsHandle(), CPUs: []int{1 % runtime.NumCPU()}})
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +210,26 @@ func TestE2ERFC2544ThreeHosts(t *testing.T) {
 		Settle: 100 * time.Millisecond, Resolution: 0.05, MaxTrials: 10, Fractions: []float64{0.5},
 		Progress: func(s string) { trials = append(trials, s) }}
 	start := time.Now()
+	p0 := xlbPackets(t, h, bin)
 	res, err := Search(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res[0]
+	// Three counts of the search's frames: the sink's, xlb's own, the generator's.
+	var sent, received uint64
+	all := r.Trials
+	for _, l := range r.Latency {
+		all = append(all, l.Trial)
+	}
+	for _, tr := range all {
+		sent, received = sent+tr.Sent.Packets, received+tr.Received
+	}
+	if p := xlbPackets(t, h, bin) - p0; received > p || p > sent {
+		t.Errorf("sink received %d, xlb counted %d, generator sent %d: want sink <= xlb <= generator", received, p, sent)
+	} else {
+		t.Logf("sink received %d, xlb counted %d, generator sent %d", received, p, sent)
+	}
 	t.Logf("trials:\n%s", strings.Join(trials, "\n"))
 	if !r.Converged || r.Throughput <= 0 {
 		t.Fatalf("search did not converge: throughput %.0f pps after %d trials", r.Throughput, len(r.Trials))
