@@ -25,6 +25,9 @@ func TestBenchGenRefuses(t *testing.T) {
 		{"bad protocol", []string{"--iface", "lo", "--proto", "sctp"}, 1, `protocol "sctp"`},
 		{"rfc2544 without sink", []string{"--iface", "lo", "--rfc2544"}, 2, "--rfc2544 needs --sink"},
 		{"address outside the benchmarking range", []string{"--iface", "lo", "--src-pool", "10.0.0.0/16"}, 1, "source pool 10.0.0.0/16"},
+		{"no such cpu", []string{"--iface", "lo", "--cpus", "4096"}, 1, "cpu 4096"},
+		{"more queues than the interface has", []string{"--iface", "lo", "--queues", "64"}, 1, "64 asked"},
+		{"zero copy mode", []string{"--iface", "lo", "--zero-copy", "always"}, 2, `--zero-copy "always"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
