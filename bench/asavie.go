@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -37,38 +36,41 @@ func (t *Topology) startAsavie(cpu int) (*asavieL2Fwd, error) {
 }
 
 func (a *asavieL2Fwd) run(t *Topology, cpu int, ready chan<- error) {
-	runtime.LockOSThread() // for good: it enters the namespace
-	var err error
-	defer func() { a.done <- err }()
-	fail := func(e error) { err = fmt.Errorf("bench: asavie l2fwd: %w", e); ready <- err }
-	if e := enter(t.NS.NsHandle(), cpu); e != nil {
-		fail(e)
-		return
+	said := false
+	err := onThread(t.NS.NsHandle(), cpu, func() error { return a.serve(t, ready, &said) })
+	if err != nil {
+		err = fmt.Errorf("bench: asavie l2fwd: %w", err)
+		if !said {
+			ready <- err
+		}
 	}
+	a.done <- err
+}
+
+// serve opens the library's program and socket on xa, says so on ready (and in said), and
+// forwards until Close.
+func (a *asavieL2Fwd) serve(t *Topology, ready chan<- error, said *bool) (err error) {
 	ifindex := t.XA.Attrs().Index
-	prog, e := xdp.NewProgram(1)
-	if e != nil {
-		fail(e)
-		return
+	prog, err := xdp.NewProgram(1)
+	if err != nil {
+		return err
 	}
 	defer prog.Close()
-	if e := prog.Attach(ifindex); e != nil {
-		fail(e)
-		return
+	if err := prog.Attach(ifindex); err != nil {
+		return err
 	}
 	defer func() { err = errors.Join(err, prog.Detach(ifindex)) }()
 	opts := xdp.SocketOptions{NumFrames: 8192, FrameSize: 2048, FillRingNumDescs: 4096,
 		CompletionRingNumDescs: 4096, RxRingNumDescs: 4096, TxRingNumDescs: 4096}
-	xsk, e := newAsavieSocket(ifindex, &opts)
-	if e != nil {
-		fail(e)
-		return
+	xsk, err := newAsavieSocket(ifindex, &opts)
+	if err != nil {
+		return err
 	}
 	defer func() { err = errors.Join(err, closeAsavie(xsk)) }()
-	if e := prog.Register(0, xsk.FD()); e != nil {
-		fail(e)
-		return
+	if err := prog.Register(0, xsk.FD()); err != nil {
+		return err
 	}
+	*said = true
 	ready <- nil
 	var macs [numBackends][6]byte
 	for i := range numBackends {
@@ -77,10 +79,9 @@ func (a *asavieL2Fwd) run(t *Topology, cpu int, ready chan<- error) {
 	var n uint64
 	for !a.stop.Load() {
 		xsk.Fill(xsk.GetDescs(xsk.NumFreeFillSlots()))
-		rx, _, e := xsk.Poll(50)
-		if e != nil {
-			err = fmt.Errorf("bench: asavie l2fwd: poll: %w", e)
-			return
+		rx, _, err := xsk.Poll(50)
+		if err != nil {
+			return fmt.Errorf("poll: %w", err)
 		}
 		descs := xsk.Receive(rx)
 		for _, d := range descs {
@@ -92,6 +93,7 @@ func (a *asavieL2Fwd) run(t *Topology, cpu int, ready chan<- error) {
 		xsk.Transmit(descs)
 		a.forwarded.Store(n)
 	}
+	return nil
 }
 
 // newAsavieSocket opens the socket, retrying for up to a second while the queue is busy: the

@@ -115,31 +115,29 @@ func (g *Generator) Stop() (GenResult, error) {
 
 func (g *Generator) run(ready chan<- error) {
 	defer close(g.done)
-	// The thread is locked for good: it may be in another namespace, so it ends with the
-	// goroutine instead of going back to the scheduler.
-	runtime.LockOSThread()
-	fail := func(err error) { ready <- fmt.Errorf("%w: %w", ErrGenerator, err) }
-	if err := enter(g.cfg.NS, g.cfg.CPU); err != nil {
-		fail(err)
-		return
+	err := onThread(g.cfg.NS, g.cfg.CPU, func() error { return g.serve(ready) })
+	if err != nil {
+		ready <- fmt.Errorf("%w: %w", ErrGenerator, err)
 	}
+}
+
+// serve opens the socket, says so on ready, and sends until Stop. An error means it never
+// said so.
+func (g *Generator) serve(ready chan<- error) error {
 	u, err := xsk.NewUMEM(xsk.UMEMConfig{FrameSize: 2048, FrameCount: umemCount})
 	if err != nil {
-		fail(err)
-		return
+		return err
 	}
 	defer u.Close()
 	s, err := xsk.Open(u, xsk.Config{Ifindex: g.cfg.Ifindex, Queue: g.cfg.Queue, TxBudget: 64,
 		RxSize: ringSize, FillSize: ringSize, TxSize: ringSize, CompletionSize: ringSize, ZeroCopy: g.cfg.ZeroCopy})
 	if err != nil {
-		fail(err)
-		return
+		return err
 	}
 	defer s.Close()
 	if g.cfg.Redirect != nil {
 		if err := g.cfg.Redirect.Register(g.cfg.Queue, s.FD()); err != nil {
-			fail(err)
-			return
+			return err
 		}
 	}
 	g.res.ZeroCopy = s.ZeroCopyOn()
@@ -150,6 +148,7 @@ func (g *Generator) run(ready chan<- error) {
 		g.res.RxRingFull, g.res.FillRingEmpty = st.RxRingFull, st.FillRingEmpty
 	}
 	g.res.Kicks = s.Counters().TxKicks
+	return nil
 }
 
 // monotonic returns CLOCK_MONOTONIC in nanoseconds: the clock of the payload's send time,

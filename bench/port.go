@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/xlb-dev/xlb/dataplane/xsk"
+	"github.com/xlb-dev/xlb/internal/inns"
 	"golang.org/x/sys/unix"
 )
 
@@ -120,23 +121,8 @@ func driver(ifname string) string {
 	return unix.ByteSliceToString(d.Driver[:])
 }
 
-// inNS runs fn on a thread of its own in namespace ns (the caller's for 0 or -1). The thread
-// is not returned to the scheduler afterwards: it ends with its goroutine.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	if ns <= 0 {
-		return fn()
-	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := enter(ns, -1); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
+// inNS runs fn in namespace ns (the caller's for 0 or -1).
+func inNS(ns netns.NsHandle, fn func() error) error { return inns.Do(nsOf(ns), fn) }
 
 // bootID identifies the running kernel: a generator and a sink that report the same one
 // share CLOCK_MONOTONIC, so the sink can read latency from the payload's send time.

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netns"
 	"github.com/xlb-dev/xlb/dataplane/xsk"
+	"github.com/xlb-dev/xlb/internal/inns"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,8 +30,8 @@ type SinkCounts struct {
 	Bytes   uint64 `json:"bytes"`
 	// Latency is the send-to-receive time of the generated frames that carry a send time.
 	Latency HistogramWire `json:"latency"`
-	// RxDropped sums the sockets' kernel counters of frames lost before the sink saw them
-	// (rx ring full, fill ring empty, dropped).
+	// RxDropped sums the sockets' kernel counters of frames the kernel had for them but lost
+	// before the sink saw them: rx ring full, no frame on the fill ring, too big.
 	RxDropped uint64 `json:"rx_dropped"`
 }
 
@@ -135,40 +136,45 @@ const sinkFrames = 8192 // per queue: the fill ring's 4096 and as many on the rx
 // run is queue q's thread: socket, then receive and count until Close.
 func (s *Sink) run(p Port, q, cpu int, sq *sinkQueue, ready chan<- opened) {
 	defer s.wg.Done()
-	fail := func(err error) {
+	if err := onThread(p.NS, cpu, func() error { return s.serve(p, q, sq, ready) }); err != nil {
 		ready <- opened{err: fmt.Errorf("%w: %s queue %d: %w", ErrPort, s.info.Iface, q, err)}
 	}
-	runtime.LockOSThread() // for good: it may enter another namespace
-	if err := enter(p.NS, cpu); err != nil {
-		fail(err)
-		return
-	}
+}
+
+// serve opens queue q's socket, says so on ready, and counts until Close. An error means it
+// never said so.
+func (s *Sink) serve(p Port, q int, sq *sinkQueue, ready chan<- opened) error {
 	u, err := xsk.NewUMEM(xsk.UMEMConfig{FrameSize: 2048, FrameCount: sinkFrames})
 	if err != nil {
-		fail(err)
-		return
+		return err
 	}
 	defer u.Close()
 	sock, err := xsk.Open(u, xsk.Config{Ifindex: s.info.Index, Queue: q, RxSize: sinkFrames / 2,
 		FillSize: sinkFrames / 2, TxSize: 64, CompletionSize: 64, ZeroCopy: p.ZeroCopy})
 	if err != nil {
-		fail(err)
-		return
+		return err
 	}
 	defer sock.Close()
 	if err := s.rd.Register(q, sock.FD()); err != nil {
-		fail(err)
-		return
+		return err
 	}
 	sock.Fill(sinkFrames / 2)
 	ready <- opened{zeroCopy: sock.ZeroCopyOn()}
+	s.count(u, sock, sq)
+	return nil
+}
+
+// count receives and counts until Close.
+func (s *Sink) count(u *xsk.UMEM, sock *xsk.Socket, sq *sinkQueue) {
 	var rx [genBatch]xsk.Desc
 	for batches := 0; !s.stop.Load(); batches++ {
 		n := sock.Receive(rx[:])
 		if n == 0 || batches%256 == 0 {
 			st, _ := sock.Stats()
 			sq.mu.Lock()
-			sq.dropped = st.RxDropped + st.RxRingFull + st.FillRingEmpty
+			// A frame dropped for an empty fill ring counts in both RxDropped and
+			// FillRingEmpty (the kernel's xsk_buff_alloc failing): count it once.
+			sq.dropped = st.RxDropped + st.RxRingFull
 			sq.mu.Unlock()
 		}
 		if n == 0 {
@@ -201,22 +207,29 @@ func (s *Sink) run(p Port, q, cpu int, sq *sinkQueue, ready chan<- opened) {
 	}
 }
 
-// enter moves the calling (locked) thread into namespace ns (unless 0 or -1) and pins it to
-// cpu (unless negative).
-func enter(ns netns.NsHandle, cpu int) error {
-	if ns > 0 {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter namespace: %w", err)
+// onThread runs fn on the calling goroutine's thread, locked to it for good, inside namespace
+// ns (the caller's for 0 or -1) and pinned to cpu (unless negative). The thread is never given
+// back to the scheduler: pinned, and maybe in another namespace, it ends with its goroutine.
+func onThread(ns netns.NsHandle, cpu int, fn func() error) error {
+	runtime.LockOSThread()
+	return inns.Do(nsOf(ns), func() error {
+		if cpu >= 0 {
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return fmt.Errorf("pin to cpu %d: %w", cpu, err)
+			}
 		}
+		return fn()
+	})
+}
+
+// nsOf maps the bench's "0 or -1: the caller's namespace" to netns's none.
+func nsOf(ns netns.NsHandle) netns.NsHandle {
+	if ns <= 0 {
+		return netns.None()
 	}
-	if cpu >= 0 {
-		var set unix.CPUSet
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pin to cpu %d: %w", cpu, err)
-		}
-	}
-	return nil
+	return ns
 }
 
 // stampOf finds the generator's payload in frame f (Ethernet, an optional 802.1Q tag, IPv4,

