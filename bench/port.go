@@ -41,6 +41,9 @@ type PortInfo struct {
 	Queues   int              `json:"queues"`
 	CPUs     []int            `json:"cpus"`
 	ZeroCopy bool             `json:"zero_copy"` // the sockets run in zero-copy mode (else copy mode)
+	// GenericXDP: the sink's XDP program runs in the kernel's generic mode (the driver has no
+	// native XDP), which is slower than native and copy mode only.
+	GenericXDP bool `json:"generic_xdp,omitempty"`
 }
 
 // String describes the port for a report: name, driver, queues, mode and CPUs.
@@ -48,6 +51,9 @@ func (p PortInfo) String() string {
 	mode := "copy mode"
 	if p.ZeroCopy {
 		mode = "zero copy"
+	}
+	if p.GenericXDP {
+		mode += ", generic XDP"
 	}
 	return fmt.Sprintf("%s (driver %s, MTU %d, %d queue(s), AF_XDP %s, CPUs %v)", p.Iface, p.Driver, p.MTU,
 		p.Queues, mode, p.CPUs)

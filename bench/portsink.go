@@ -66,8 +66,16 @@ func StartSink(p Port) (*Sink, error) {
 	}
 	s := &Sink{info: info, boot: bootID()}
 	if err := inNS(p.NS, func() (err error) {
-		s.rd, err = attachRedirect(info.Index, true, attachFlags)
-		return err
+		s.rd, err = attachRedirect(info.Index, true, link.XDPDriverMode)
+		if err != nil {
+			// A driver without native XDP: the kernel's generic XDP (copy mode only).
+			var gerr error
+			if s.rd, gerr = attachRedirect(info.Index, true, link.XDPGenericMode); gerr != nil {
+				return errors.Join(err, gerr)
+			}
+			s.info.GenericXDP = true
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -109,7 +117,7 @@ func (s *Sink) Counts() SinkCounts {
 }
 
 // Close stops the threads, closes the sockets and detaches the program. It returns the
-// first error a queue's thread met.
+// errors the queues' threads met, and the detach's.
 func (s *Sink) Close() error {
 	var errs []error
 	s.close.Do(func() {
@@ -281,6 +289,3 @@ func stampOf(f []byte) (magic bool, sent uint64, timed bool) {
 	}
 	return false, 0, false
 }
-
-// attachFlags is the XDP attach mode of the sink's program: native.
-var attachFlags = link.XDPDriverMode

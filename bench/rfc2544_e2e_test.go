@@ -262,3 +262,38 @@ func TestE2ERFC2544ThreeHosts(t *testing.T) {
 		t.Errorf("sink: %v", err)
 	}
 }
+
+// A sink on a device without native XDP (a macvlan) falls back to generic XDP, copy mode,
+// and says so.
+func TestSinkGenericXDP(t *testing.T) {
+	testnet.Skip(t)
+	var idb [3]byte
+	_, _ = rand.Read(idb[:])
+	ns, err := lab.NewNS(hex.EncodeToString(idb[:]), "generic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	va, _, err := ns.AddVeth("va", "vb", 1500, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: "mv0", ParentIndex: va.Attrs().Index},
+		Mode: netlink.MACVLAN_MODE_BRIDGE}
+	if err := ns.Handle().LinkAdd(mv); err != nil {
+		t.Skipf("no macvlan here: %v", err)
+	}
+	if err := ns.Handle().LinkSetUp(mv); err != nil {
+		t.Fatal(err)
+	}
+	s, err := StartSink(Port{Iface: "mv0", NS: ns.NsHandle(), Queues: 1, CPUs: []int{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := s.Info(); !info.GenericXDP || info.ZeroCopy || !strings.Contains(info.String(), "copy mode, generic XDP") {
+		t.Errorf("sink on a macvlan: %s", info)
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+}
