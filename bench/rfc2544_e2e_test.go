@@ -5,9 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"net"
-	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -21,66 +18,15 @@ import (
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
-// hosts is three namespaces standing for three machines: the generator host (g0), the LB
-// host (l0 towards the generator, l1 towards the backend) and the backend, where the sink
-// receives (s0). Addresses: g0 198.18.0.1, l0 198.18.0.2, l1 198.18.1.2, s0 198.18.1.11.
-type hosts struct {
-	gen, lb, sink *lab.NS
-	g0, l0        netlink.Link
-}
-
-// wire makes a veth pair a (in from) / b (in to), MTU 1500, offloads off, both up.
-func wire(t *testing.T, from, to *lab.NS, a, b string, addrA, addrB string) (netlink.Link, netlink.Link) {
-	t.Helper()
-	la, lb, err := from.AddVeth(a, b, 1500, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := from.Handle().LinkSetNsFd(lb, int(to.NsHandle())); err != nil {
-		t.Fatalf("move %s to %s: %v", b, to.Name(), err)
-	}
-	if lb, err = to.Handle().LinkByName(b); err == nil {
-		err = to.Handle().LinkSetUp(lb)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range []struct {
-		ns   *lab.NS
-		name string
-		addr string
-	}{{from, a, addrA}, {to, b, addrB}} {
-		if err := x.ns.AddAddr(x.name, netip.MustParsePrefix(x.addr)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	lb, _ = to.Handle().LinkByName(b)
-	return la, lb
-}
-
-func newHosts(t *testing.T) *hosts {
+// newHosts builds the lab for a test (root only) and removes it afterwards.
+func newHosts(t *testing.T) *ThreeHosts {
 	t.Helper()
 	testnet.Skip(t)
-	var idb [3]byte
-	_, _ = rand.Read(idb[:])
-	id := hex.EncodeToString(idb[:])
-	h := &hosts{}
-	for _, p := range []struct {
-		ns   **lab.NS
-		role string
-	}{{&h.gen, "gen"}, {&h.lb, "lb"}, {&h.sink, "sink"}} {
-		ns, err := lab.NewNS(id, p.role)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ns.Close() })
-		if err := ns.Sysctl("net.ipv6.conf.default.disable_ipv6", "1"); err != nil {
-			t.Fatal(err)
-		}
-		*p.ns = ns
+	h, err := NewThreeHosts()
+	if err != nil {
+		t.Fatal(err)
 	}
-	h.g0, h.l0 = wire(t, h.gen, h.lb, "g0", "l0", "198.18.0.1/24", "198.18.0.2/24")
-	wire(t, h.lb, h.sink, "l1", "s0", "198.18.1.2/24", "198.18.1.11/24")
+	t.Cleanup(func() { h.Close() })
 	return h
 }
 
@@ -94,29 +40,12 @@ func buildXLB(t *testing.T) string {
 	return bin
 }
 
-// startXLBRun runs the real `xlb run` daemon on the LB host: one dr Maglev service on the
-// VIP, port 9000/udp, the sink host as its backend, no health check (the sink answers none).
-func startXLBRun(t *testing.T, h *hosts) (bin string) {
+// startXLBRun builds xlb and runs it on the LB host; its log is shown when the test fails.
+func startXLBRun(t *testing.T, h *ThreeHosts) (bin string) {
 	t.Helper()
 	bin = buildXLB(t)
-	conf := filepath.Join(t.TempDir(), "xlb.yaml")
-	if err := os.WriteFile(conf, []byte(`interfaces: [{name: l0}, {name: l1}]
-services:
-  - name: bench
-    vip: 198.18.0.100
-    port: 9000
-    protocol: udp
-    method: dr
-    scheduler: maglev
-    backends: [{address: 198.18.1.11}]
-    health: {kind: none}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	logs := &testnet.Output{}
-	cmd := exec.Command(bin, "run", "--config", conf)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := h.lb.Start(cmd); err != nil {
+	if err := h.StartXLB(bin, logs); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -129,9 +58,9 @@ services:
 
 // xlbPackets asks the daemon (xlb ctl) how many packets its data path counted for the
 // service.
-func xlbPackets(t *testing.T, h *hosts, bin string) uint64 {
+func xlbPackets(t *testing.T, h *ThreeHosts, bin string) uint64 {
 	t.Helper()
-	out, err := h.lb.Run(bin, "ctl", "--json", "services")
+	out, err := h.LB.Run(bin, "ctl", "--json", "services")
 	var svcs []control.ServiceStatus
 	if err == nil {
 		err = json.Unmarshal(out, &svcs)
@@ -142,51 +71,26 @@ func xlbPackets(t *testing.T, h *hosts, bin string) uint64 {
 	return svcs[0].Traffic.Packets
 }
 
-// sinkControl serves the sink's counts on a TCP control connection, as between two hosts
-// (here from the test's namespace), and returns the generator's end.
-func sinkControl(ctx context.Context, t *testing.T, sink *Sink) *SinkClient {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ServeControl(ctx, l, sink.Counts)
-	sc, err := DialSink(ctx, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close() })
-	return sc
-}
-
-// waitForwarding waits until a slow trial gets through without loss: xlb is up (it resolves
-// the backend's MAC by ARP first; the sink lets ARP through to its kernel). It returns that
-// trial.
-func waitForwarding(ctx context.Context, t *testing.T, gen PortGenConfig, counts CountsFunc) Trial {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		low, err := RunTrial(ctx, gen, counts, 20000, 200*time.Millisecond, 100*time.Millisecond)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if low.Received == low.Sent.Packets && low.Sent.Packets > 0 {
-			return low
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xlb run does not forward: sent %d, sink received %d", low.Sent.Packets, low.Received)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // A real `xlb run` daemon on the LB host forwards (dr, maglev) from the generator host to
 // the backend host, where the sink counts; the generator asks the sink over a TCP control
 // connection. The RFC 2544 search converges, and the two sides' counts agree.
 func TestE2ERFC2544ThreeHosts(t *testing.T) {
 	h := newHosts(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	gen := h.GenConfig(0)
+	// The generator's own rate against the in-kernel XDP limit on g0 -> l0, before xlb.
+	veth, err := h.VethLimits(ctx, gen, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(veth) != 2 || veth[0].Forwarded.Median <= 0 || veth[1].Forwarded.Median <= 0 || veth[0].VsXDP.N != 1 {
+		t.Errorf("veth limits: %+v", veth)
+	}
+	t.Logf("on g0 -> l0: generator %.3f Mpps, XDP_TX %.3f Mpps (%.2fx)", veth[0].Forwarded.Median,
+		veth[1].Forwarded.Median, veth[0].VsXDP.Median)
 	bin := startXLBRun(t, h)
-	sink, err := StartSink(Port{Iface: "s0", NS: h.sink.NsHandle(), CPUs: []int{1 % runtime.NumCPU()}})
+	sink, err := StartSink(Port{Iface: "s0", NS: h.Sink.NsHandle(), CPUs: []int{1 % runtime.NumCPU()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,13 +98,15 @@ func TestE2ERFC2544ThreeHosts(t *testing.T) {
 	if sink.Info().ZeroCopy {
 		t.Errorf("sink on veth reports zero copy: %s", sink.Info())
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	sc := sinkControl(ctx, t, sink)
-	gen := PortGenConfig{Port: Port{Iface: "g0", NS: h.gen.NsHandle(), CPUs: []int{0}},
-		Stream: StreamConfig{Base: TemplateConfig{DstMAC: [6]byte(h.l0.Attrs().HardwareAddr),
-			Dst: netip.MustParseAddr("198.18.0.100"), DstPort: 9000, SrcPool: ClientPool, Flows: 1024, Size: 64}}}
-	low := waitForwarding(ctx, t, gen, sc.Counts)
+	sc, err := ServeSink(ctx, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	low, err := WaitForwarding(ctx, gen, sc.Counts, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if low.Latency == nil || low.Latency.Count() != low.Received {
 		t.Errorf("latency of %v frames timed, %d received (generator and sink share this host)", low.Latency, low.Received)
 	}

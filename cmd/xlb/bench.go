@@ -26,6 +26,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return cmdBenchGen(args[1:], stdout, stderr)
 		case "sink":
 			return cmdBenchSink(args[1:], stdout, stderr)
+		case "lab":
+			return cmdBenchLab(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)

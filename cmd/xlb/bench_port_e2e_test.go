@@ -144,3 +144,35 @@ func TestE2EBenchGenSink(t *testing.T) {
 		}
 	}
 }
+
+// `xlb bench lab`: the three-host lab from the command line, with this binary's `xlb run` as
+// the device under test; the report has the veth limits and a converged search.
+func TestE2EBenchLab(t *testing.T) {
+	testnet.Skip(t)
+	bin := filepath.Join(t.TempDir(), "xlb")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var stderr strings.Builder
+	cmd := exec.Command(bin, "bench", "lab", "--size", "64", "--trial", "200ms", "--fractions", "0.5", "--markdown")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench lab: %v\n%s", err, stderr.String())
+	}
+	t.Logf("\n%s", out)
+	for _, want := range []string{"| veth | xdp-drop | 64 udp |", "| veth | xdp-tx | 64 udp |", "| rfc2544 | xlb-run-dr | 64 udp |",
+		"| rfc2544-latency | xlb-run-dr | 64 udp |", "converged in", "sink received"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
+}
+
+func TestBenchLabFlags(t *testing.T) {
+	for _, args := range [][]string{{"--size", "20"}, {"--trial", "0s"}, {"--fractions", "2"}, {"extra"}} {
+		if code, _, errs := runXLB(append([]string{"bench", "lab"}, args...)...); code != 2 || !strings.Contains(errs, "usage") {
+			t.Errorf("bench lab %v: exit %d, %q", args, code, errs)
+		}
+	}
+}
