@@ -248,9 +248,9 @@ func (r *Report) variants() []string {
 func What(variant string) string {
 	switch variant {
 	case XDPDrop:
-		return "in-kernel XDP_DROP on xa, counting what arrives (the `drop` program of dataplane/bpf/bench.c): the generator's own rate on this veth, against which xdp-tx's forwarding limit reads"
+		return "in-kernel XDP_DROP on xa (in the lab: l0), counting what arrives (the `drop` program of dataplane/bpf/bench.c): the generator's own rate on this veth, against which xdp-tx's forwarding limit reads"
 	case XDPTX:
-		return "in-kernel XDP on xa: swap the MACs, XDP_TX back to xb (the `swap` program of dataplane/bpf/bench.c): the best this machine forwards one-armed"
+		return "in-kernel XDP on xa (in the lab: l0): swap the MACs, XDP_TX back to xb (g0) (the `swap` program of dataplane/bpf/bench.c): the best this machine forwards one-armed"
 	case NFTDNAT:
 		return "no XDP on xa: the kernel's IPv4 forwarding with an nftables DNAT rule (prerouting, numgen over the 3 backends) and conntrack, out of xa to the backends' neighbour entries"
 	case XLBDR:
