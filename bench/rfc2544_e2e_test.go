@@ -122,20 +122,7 @@ func TestE2ERFC2544ThreeHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res[0]
-	// Three counts of the search's frames: the sink's, xlb's own, the generator's.
-	var sent, received uint64
-	all := r.Trials
-	for _, l := range r.Latency {
-		all = append(all, l.Trial)
-	}
-	for _, tr := range all {
-		sent, received = sent+tr.Sent.Packets, received+tr.Received
-	}
-	if p := xlbPackets(t, h, bin) - p0; received > p || p > sent {
-		t.Errorf("sink received %d, xlb counted %d, generator sent %d: want sink <= xlb <= generator", received, p, sent)
-	} else {
-		t.Logf("sink received %d, xlb counted %d, generator sent %d", received, p, sent)
-	}
+	threeCounts(t, r, xlbPackets(t, h, bin)-p0)
 	t.Logf("trials:\n%s", strings.Join(trials, "\n"))
 	if !r.Converged || r.Throughput <= 0 {
 		t.Fatalf("search did not converge: throughput %.0f pps after %d trials", r.Throughput, len(r.Trials))
@@ -201,5 +188,24 @@ func TestSinkGenericXDP(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// threeCounts checks the three counts of a search's frames: the sink's, xlb's own (p), the
+// generator's.
+func threeCounts(t *testing.T, r SizeResult, p uint64) {
+	t.Helper()
+	var sent, received uint64
+	all := r.Trials
+	for _, l := range r.Latency {
+		all = append(all, l.Trial)
+	}
+	for _, tr := range all {
+		sent, received = sent+tr.Sent.Packets, received+tr.Received
+	}
+	if received > p || p > sent {
+		t.Errorf("sink received %d, xlb counted %d, generator sent %d: want sink <= xlb <= generator", received, p, sent)
+	} else {
+		t.Logf("sink received %d, xlb counted %d, generator sent %d", received, p, sent)
 	}
 }

@@ -20,12 +20,14 @@ import (
 // link with two queues (one AF_XDP socket and pinned thread per queue on each side) and a
 // management link for the control connection. A mix of TCP SYNs and ACKs in IMIX sizes at a
 // fixed rate: the generator's total and the sink's, asked over the control connection, agree.
-func TestE2EBenchGenSink(t *testing.T) {
+// twoHosts makes a generator and a sink namespace joined by a data link g0/s0 with queues
+// queues and a management link m0/m1 (198.18.2.1, 198.18.2.2); it returns s0's MAC.
+func twoHosts(t *testing.T, queues int) (gen, sink *lab.NS, s0mac string) {
+	t.Helper()
 	testnet.Skip(t)
 	var idb [3]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
-	var gen, sink *lab.NS
 	for _, p := range []struct {
 		ns   **lab.NS
 		role string
@@ -62,9 +64,13 @@ func TestE2EBenchGenSink(t *testing.T) {
 		}
 		return lb.Attrs().HardwareAddr.String()
 	}
-	s0mac := pair("g0", "s0", 2, "", "")
+	s0mac = pair("g0", "s0", queues, "", "")
 	pair("m0", "m1", 1, "198.18.2.1/24", "198.18.2.2/24")
+	return gen, sink, s0mac
+}
 
+func TestE2EBenchGenSink(t *testing.T) {
+	gen, sink, s0mac := twoHosts(t, 2)
 	bin := filepath.Join(t.TempDir(), "xlb")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -128,21 +134,7 @@ func TestE2EBenchGenSink(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^ +1s received +\d+ pps`).MatchString(sinkOut.String()) {
 		t.Errorf("the sink prints no per-second counts:\n%s", sinkOut.String())
 	}
-
-	// The RFC 2544 search from the command line, the veth as the device under test.
-	out, err = gen.Run(bin, "bench", "gen", "--iface", "g0", "--cpus", "0", "--queues", "1", "--dst-mac", s0mac,
-		"--dst", "198.18.0.100", "--sink", "198.18.2.2:9450", "--rfc2544", "--size", "64,1518", "--trial", "200ms",
-		"--fractions", "0.5", "--dut", "veth", "--markdown")
-	if err != nil {
-		t.Fatalf("gen --rfc2544: %v\n%s", err, out)
-	}
-	t.Logf("gen --rfc2544:\n%s", out)
-	for _, want := range []string{"| rfc2544 | veth | 64 udp |", "| rfc2544 | veth | 1518 udp |", "| rfc2544-latency | veth | 64 udp |",
-		"converged in", "g0 (driver veth, MTU 1500, 1 queue(s), AF_XDP copy mode, CPUs [0])"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("the report lacks %q", want)
-		}
-	}
+	cliSearch(t, gen, bin, s0mac)
 }
 
 // `xlb bench lab`: the three-host lab from the command line, with this binary's `xlb run` as
@@ -173,6 +165,25 @@ func TestBenchLabFlags(t *testing.T) {
 	for _, args := range [][]string{{"--size", "20"}, {"--trial", "0s"}, {"--fractions", "2"}, {"extra"}} {
 		if code, _, errs := runXLB(append([]string{"bench", "lab"}, args...)...); code != 2 || !strings.Contains(errs, "usage") {
 			t.Errorf("bench lab %v: exit %d, %q", args, code, errs)
+		}
+	}
+}
+
+// cliSearch runs the RFC 2544 search from the command line, the veth as the device under
+// test, against the sink of TestE2EBenchGenSink.
+func cliSearch(t *testing.T, gen *lab.NS, bin, s0mac string) {
+	t.Helper()
+	out, err := gen.Run(bin, "bench", "gen", "--iface", "g0", "--cpus", "0", "--queues", "1", "--dst-mac", s0mac,
+		"--dst", "198.18.0.100", "--sink", "198.18.2.2:9450", "--rfc2544", "--size", "64,1518", "--trial", "200ms",
+		"--fractions", "0.5", "--dut", "veth", "--markdown")
+	if err != nil {
+		t.Fatalf("gen --rfc2544: %v\n%s", err, out)
+	}
+	t.Logf("gen --rfc2544:\n%s", out)
+	for _, want := range []string{"| rfc2544 | veth | 64 udp |", "| rfc2544 | veth | 1518 udp |", "| rfc2544-latency | veth | 64 udp |",
+		"converged in", "g0 (driver veth, MTU 1500, 1 queue(s), AF_XDP copy mode, CPUs [0])"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the report lacks %q", want)
 		}
 	}
 }
