@@ -1,12 +1,16 @@
-// Package bench measures xlb's data path against the alternatives on the same machine, in the
-// same run. It has a traffic generator (AF_XDP transmit through the project's ring code, from
-// prebuilt frame templates of N UDP or TCP SYN flows, flat out or at a target rate, with a
-// send timestamp in the payload), two sinks (an XDP program that counts and drops, and an
-// AF_XDP receiver that checks every frame it gets: MACs, encapsulation, spread over the
-// backends, and the latency from the payload's timestamp), the one-host topology they run
-// on (a network namespace with a veth pair), the scenarios (xlb dr and tunnel forwarding at
-// several sizes and flow counts, new flows, overload, latency) and the baselines (in-kernel
-// XDP_TX, the kernel's forwarding path with nftables DNAT, IPVS where the kernel has it),
-// run interleaved, and a report writer (text table and Markdown with medians, ranges,
-// ratios to the baselines and the CPU placement). `xlb bench` is its command line.
+// Package bench measures load balancers on the same machine, in the same run. On its own
+// veth topology (`xlb bench`): a traffic generator (AF_XDP transmit through dataplane/xsk,
+// prebuilt frame templates of UDP, TCP SYN or ACK flows, flat out or at a rate, with a magic
+// and a send time in the payload), a counting sink (XDP_DROP with a counter) and a checking
+// sink (MACs, encapsulation, spread over the backends, latency), the scenarios (xlb dr and
+// tunnel at several sizes and flow counts, new flows, overload, latency) and the baselines
+// run interleaved with them: the generator's own rate (XDP_DROP), in-kernel XDP_TX, the
+// kernel's forwarding with nftables DNAT, an l2fwd on github.com/asavie/xdp, and IPVS where
+// the kernel has ip_vs. On real ports (`xlb bench gen`, `xlb bench sink`): a Port is any
+// interface, one AF_XDP socket and pinned thread per queue, zero copy where the driver has
+// it; StartPortGen sends a Stream (sizes, IMIX and protocol mixes in their shares), StartSink
+// counts what arrives and serves the counts to generators over a TCP control connection
+// (ServeControl, DialSink), and Search runs the RFC 2544 throughput search and the latency
+// trials. Both kinds of run end in a Report: a text table or Markdown with medians, ranges,
+// ratios to the baselines and the placement (interfaces, drivers, queues, copy mode, CPUs).
 package bench

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/xlb-dev/xlb/bench"
 )
@@ -46,4 +47,45 @@ func ExampleRun() {
 		return
 	}
 	_ = rep.WriteMarkdown(os.Stdout, "xlb bench --quick --scenario forward,latency")
+}
+
+// A stream mixes sizes and protocols in their shares: here the simple IMIX with one TCP SYN
+// per nine ACKs.
+func ExampleNewStream() {
+	sizes, _ := bench.ParseSizes("imix")
+	protos, _ := bench.ParseProtos("tcp-syn:1,tcp-ack:9")
+	st, err := bench.NewStream(bench.StreamConfig{Sizes: sizes, Protos: protos,
+		Base: bench.TemplateConfig{Flows: 1000, Dst: netip.MustParseAddr("198.18.0.100"), DstPort: 443,
+			SrcPool: netip.MustParsePrefix("198.19.0.0/16")}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%d templates, a cycle of %d frames, %.1f bytes on average\n", len(st.Templates), len(st.Pattern), st.Mean())
+	// Output: 6 templates, a cycle of 120 frames, 361.8 bytes on average
+}
+
+// Search finds the RFC 2544 throughput between a generator port and a sink (root only; here
+// both in this process: a real set-up runs `xlb bench sink` on the far port and dials it with
+// DialSink).
+func ExampleSearch() {
+	sink, err := bench.StartSink(bench.Port{Iface: "portB"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sink.Close()
+	cfg := bench.SearchConfig{
+		Gen: bench.PortGenConfig{Port: bench.Port{Iface: "portA"}, Stream: bench.StreamConfig{Base: bench.TemplateConfig{
+			DstMAC: [6]byte{0x02, 0, 0, 0, 0, 1}, Dst: netip.MustParseAddr("198.18.0.100"), DstPort: 9000,
+			SrcPool: netip.MustParsePrefix("198.19.0.0/16"), Flows: 1024}}},
+		Counts: func() (bench.SinkCounts, error) { return sink.Counts(), nil },
+		Sizes:  []int{64, 1518},
+	}
+	res, err := bench.Search(context.Background(), cfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = bench.SearchReport(cfg, "dut", res, time.Now()).WriteText(os.Stdout)
 }

@@ -39,6 +39,8 @@ type Report struct {
 	Placement string
 	Method    string
 	Goals     []string
+	// Scenarios, when set, replaces the Markdown paragraph about the veth scenarios.
+	Scenarios string
 	Options   Options
 	Started   time.Time
 	Elapsed   time.Duration
@@ -191,7 +193,7 @@ func (r *Report) finish() {
 				row.Notes = append(row.Notes, fmt.Sprintf("worker errors: %d", werr))
 			}
 		}
-		if c.Rate == 0 && len(ss) > 0 && row.Loss.Median < 0.02 && c.Variant != XDPTX && c.Variant != NFTDNAT {
+		if c.Rate == 0 && len(ss) > 0 && row.Loss.Median < 0.02 && c.Variant != XDPTX && c.Variant != NFTDNAT && c.Variant != XDPDrop {
 			row.Notes = append(row.Notes, "offered-bound (the generator's CPU, which also runs xa's receive work, was the limit)")
 		}
 		if c.Group == GroupOverload && len(ss) > 0 {
@@ -209,18 +211,6 @@ func (r *Report) finish() {
 		}
 		r.Rows = append(r.Rows, row)
 	}
-	for _, v := range []string{"ipvs-dr", "ipvs-tunnel"} {
-		row := Row{Group: "baseline", Variant: v}
-		if err := IPVS(); err != nil {
-			row.Err = strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
-		} else {
-			row.Err = "ip_vs is present but this version of the bench has no IPVS runner"
-		}
-		row.Err = "not available: " + row.Err
-		r.Rows = append(r.Rows, row)
-	}
-	r.Rows = append(r.Rows, Row{Group: "baseline", Variant: "asavie-xdp",
-		Err: "not available: github.com/asavie/xdp cannot be fetched (the Go module proxy answers 403)"})
 	for _, row := range r.Rows {
 		if row.Group != GroupForward || !strings.HasPrefix(row.Variant, "xlb") || row.Err != "" {
 			continue
@@ -237,14 +227,30 @@ func met(ok bool) string {
 	return "not met"
 }
 
-// variants lists every variant a report may name, in legend order.
-var variants = []string{XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, "ipvs-dr", "ipvs-tunnel", "asavie-xdp"}
+// variants lists every variant What describes, in legend order.
+var variants = []string{XDPDrop, XDPTX, NFTDNAT, XLBDR, XLBDR1CPU, XLBTunnel, IPVSDR, IPVSTunnel, AsavieL2Fwd}
+
+// variants returns the described variants that have a row in r, in legend order.
+func (r *Report) variants() []string {
+	var out []string
+	for _, v := range variants {
+		for _, row := range r.Rows {
+			if row.Variant == v {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	return out
+}
 
 // What says what a variant's row measures and how.
 func What(variant string) string {
 	switch variant {
+	case XDPDrop:
+		return "in-kernel XDP_DROP on xa (in the lab: l0), counting what arrives (the `drop` program of dataplane/bpf/bench.c): the generator's own rate on this veth, against which xdp-tx's forwarding limit reads"
 	case XDPTX:
-		return "in-kernel XDP on xa: swap the MACs, XDP_TX back to xb (the `swap` program of dataplane/bpf/bench.c): the best this machine forwards one-armed"
+		return "in-kernel XDP on xa (in the lab: l0): swap the MACs, XDP_TX back to xb (g0) (the `swap` program of dataplane/bpf/bench.c): the best this machine forwards one-armed"
 	case NFTDNAT:
 		return "no XDP on xa: the kernel's IPv4 forwarding with an nftables DNAT rule (prerouting, numgen over the 3 backends) and conntrack, out of xa to the backends' neighbour entries"
 	case XLBDR:
@@ -253,10 +259,10 @@ func What(variant string) string {
 		return "as xlb-dr, with the worker on the generator's CPU: xlb, the generator and all the receive work share one CPU, as the kernel paths do"
 	case XLBTunnel:
 		return "as xlb-dr, tunnel method: IPIP to the backend's address (outer source " + TunnelSrc.String() + ")"
-	case "ipvs-dr", "ipvs-tunnel":
-		return "Linux IPVS through ipvsadm"
-	case "asavie-xdp":
-		return "a Go AF_XDP l2fwd loop on github.com/asavie/xdp"
+	case IPVSDR, IPVSTunnel:
+		return "Linux IPVS on xa (ipvsadm-restore rules from xlb's ipvsadm export of the same service: mh scheduler, direct routing or IPIP), the kernel's forwarding path"
+	case AsavieL2Fwd:
+		return "a Go AF_XDP l2fwd on github.com/asavie/xdp (its own XDP program and rings, one socket on xa): each frame's destination MAC set to a backend's, sent back out of xa; no load-balancer work: the Go AF_XDP baseline"
 	}
 	return ""
 }
@@ -327,7 +333,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nmachine: %s\nplacement: %s\nmethod: %s\n", r.Machine, r.Placement, r.Method)
-	for _, v := range variants {
+	for _, v := range r.variants() {
 		fmt.Fprintf(w, "%s: %s\n", v, What(v))
 	}
 	for _, g := range r.Goals {
@@ -353,15 +359,21 @@ func (r *Report) WriteMarkdown(w io.Writer, command string) error {
 		}
 		fmt.Fprintln(b, "| "+strings.Join(c, " | ")+" |")
 	}
-	fmt.Fprintln(b, "\nWhat each variant measures:")
-	for _, v := range variants {
-		fmt.Fprintf(b, "- `%s`: %s\n", v, What(v))
+	if vs := r.variants(); len(vs) > 0 {
+		fmt.Fprintln(b, "\nWhat each variant measures:")
+		for _, v := range vs {
+			fmt.Fprintf(b, "- `%s`: %s\n", v, What(v))
+		}
 	}
-	fmt.Fprintln(b, "\nScenarios: `forward` flat out per size; `flows` xlb-dr at 64 bytes by flow count "+
-		"(ratios against the forward group's 1k-flow baselines of the same round); `newflows` TCP SYNs, "+
-		"every packet a new flow; `overload` flat out once with the worker on the generator's CPU (so the offered load exceeds what it forwards), then a checked run at a fixed rate on the same "+
-		"data path; `latency` at a fixed rate through the checking sink (generator send to sink receive, "+
-		"both copy-mode AF_XDP paths included).")
+	if r.Scenarios == "" {
+		fmt.Fprintln(b, "\nScenarios: `forward` flat out per size; `flows` xlb-dr at 64 bytes by flow count "+
+			"(ratios against the forward group's 1k-flow baselines of the same round); `newflows` TCP SYNs, "+
+			"every packet a new flow; `overload` flat out once with the worker on the generator's CPU (so the offered load exceeds what it forwards), then a checked run at a fixed rate on the same "+
+			"data path; `latency` at a fixed rate through the checking sink (generator send to sink receive, "+
+			"both copy-mode AF_XDP paths included).")
+	} else {
+		fmt.Fprintln(b, "\n"+r.Scenarios)
+	}
 	if len(r.Goals) > 0 {
 		fmt.Fprintln(b, "\nGoals (per worker core):")
 		for _, g := range r.Goals {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 )
 
 // Variants: what runs on xa.
@@ -18,7 +19,13 @@ const (
 	XLBTunnel = "xlb-tunnel"  // xlb, IPIP to the backend
 	XLBDR1CPU = "xlb-dr-1cpu" // xlb dr with its worker on the generator's CPU: one CPU for everything
 	XDPTX     = "xdp-tx"      // in-kernel XDP: MAC swap + XDP_TX, the limit of this machine
+	XDPDrop   = "xdp-drop"    // in-kernel XDP_DROP on xa, counting: the generator's own rate
 	NFTDNAT   = "nft-dnat"    // kernel forwarding, nftables DNAT with conntrack
+	// IPVSDR and IPVSTunnel are Linux IPVS, where the kernel has ip_vs (see IPVS).
+	IPVSDR     = "ipvs-dr"
+	IPVSTunnel = "ipvs-tunnel"
+	// AsavieL2Fwd is a Go AF_XDP l2fwd on github.com/asavie/xdp.
+	AsavieL2Fwd = "asavie-l2fwd"
 )
 
 // Scenario groups.
@@ -70,6 +77,10 @@ type Options struct {
 	BusyPoll bool
 	// Progress, when set, is told about each run before it starts.
 	Progress func(done, total int, what string)
+
+	// ipvs is set by Run when the kernel has IPVS and ipvsadm is installed (see IPVS): the
+	// IPVS variants are measured then, and not listed otherwise.
+	ipvs bool
 }
 
 // Quick returns options for a run of well under a minute.
@@ -158,6 +169,9 @@ type Sample struct {
 type dut struct {
 	dp    *dataplane.Dataplane
 	close func() error
+	// count, when set, counts the frames the device under test received (xdp-drop): it
+	// replaces the sink on xb, which then gets nothing.
+	count func() uint64
 }
 
 func (d *dut) counters() (drops, misses, tx uint64) {
@@ -198,6 +212,20 @@ func (r *runner) startVariant(c Case) (*dut, error) {
 			return nil, err
 		}
 		return &dut{close: b.Close}, nil
+	case XDPDrop:
+		b, err := r.t.attachXA(xdpbase.Drop)
+		if err != nil {
+			return nil, err
+		}
+		return &dut{close: b.Close, count: func() uint64 { n, _ := b.Packets(); return n }}, nil
+	case AsavieL2Fwd:
+		a, err := r.t.startAsavie(r.o.WorkerCPU)
+		if err != nil {
+			return nil, err
+		}
+		return &dut{close: a.Close}, nil
+	case IPVSDR, IPVSTunnel:
+		return r.t.startIPVS(c)
 	case NFTDNAT:
 		if err := r.t.LoadDNAT(); err != nil {
 			return nil, err
@@ -243,12 +271,16 @@ func (r *runner) expect(variant string) *Expect {
 	switch variant {
 	case XDPTX:
 		e.DstMACs, e.Dsts = [][6]byte{r.t.MACB}, []netip.Addr{VIP}
+	case AsavieL2Fwd:
+		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
 	case NFTDNAT:
 		e.DstMACs, e.Dsts = macs, addrs
-	case XLBDR, XLBDR1CPU:
+	case XLBDR, XLBDR1CPU, IPVSDR:
 		e.DstMACs, e.Dsts, e.SpreadByMAC = macs, []netip.Addr{VIP}, true
 	case XLBTunnel:
 		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, TunnelSrc
+	case IPVSTunnel: // IPVS encapsulates from the address the route to the backend names: xa's
+		e.DstMACs, e.Dsts, e.IPIP, e.OuterSrc = macs, addrs, true, lbAddr.Addr()
 	}
 	return e
 }
@@ -281,6 +313,9 @@ func (r *runner) traffic(c Case, d *dut) (Sample, error) {
 		}
 		defer sk.Close()
 		count = func() uint64 { n, _ := sk.Packets(); return n }
+		if d.count != nil {
+			count = d.count
+		}
 	}
 	g := make(gens, 0, len(r.o.GenCPUs))
 	for i, cpu := range r.o.GenCPUs {
@@ -382,9 +417,12 @@ func (o *Options) cases() []Case {
 	}
 	if has[GroupForward] {
 		for _, sz := range o.Sizes {
-			for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU} {
+			for _, v := range []string{XDPDrop, XDPTX, XLBDR, NFTDNAT, XLBTunnel, XLBDR1CPU, AsavieL2Fwd, IPVSDR, IPVSTunnel} {
 				if v == XLBDR1CPU && (o.GenCPU == o.WorkerCPU || o.Placement == PlacementCore) {
 					continue
+				}
+				if (v == IPVSDR || v == IPVSTunnel) && !o.ipvs {
+					continue // no ip_vs here: not measured, not listed
 				}
 				cs = append(cs, Case{Group: GroupForward, Variant: v, Proto: UDP, Size: sz, Flows: o.Flows})
 			}
@@ -399,7 +437,10 @@ func (o *Options) cases() []Case {
 		cs = append(cs, Case{Group: GroupNewFlows, Variant: XLBDR, Proto: TCPSYN, Size: 64, NewFlows: true})
 	}
 	if has[GroupLatency] {
-		for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel} {
+		for _, v := range []string{XDPTX, XLBDR, NFTDNAT, XLBTunnel, IPVSDR, IPVSTunnel} {
+			if (v == IPVSDR || v == IPVSTunnel) && !o.ipvs {
+				continue
+			}
 			cs = append(cs, Case{Group: GroupLatency, Variant: v, Proto: UDP, Size: 64, Flows: o.Flows,
 				Rate: o.LatencyRate, Check: true})
 		}
@@ -411,6 +452,7 @@ func (o *Options) cases() []Case {
 // variants: A B A B), the overload case once at the end, and returns the report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o.defaults()
+	o.ipvs = IPVS() == nil
 	if o.Placement != PlacementSplit && o.Placement != PlacementCore {
 		return nil, fmt.Errorf("bench: placement %q (want %s or %s)", o.Placement, PlacementSplit, PlacementCore)
 	}

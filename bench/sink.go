@@ -224,27 +224,48 @@ type Redirect struct {
 
 // AttachRedirect loads the program (built here from a few instructions, no object file)
 // and attaches it to ifindex in native mode. Run it inside the interface's namespace.
-func AttachRedirect(ifindex int) (*Redirect, error) {
+func AttachRedirect(ifindex int) (*Redirect, error) { return attachRedirect(ifindex, false, 0) }
+
+// attachRedirect is AttachRedirect; with passARP, ARP frames go to the kernel instead (so a
+// sink port answers ARP for its address), and flags are the attach mode (0: native).
+func attachRedirect(ifindex int, passARP bool, flags link.XDPAttachFlags) (*Redirect, error) {
+	if flags == 0 {
+		flags = link.XDPDriverMode
+	}
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 64})
 	if err != nil {
 		return nil, fmt.Errorf("bench: xsk map: %w", err)
 	}
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.XDP,
-		License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 16, asm.Word), // key = ctx->rx_queue_index
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Imm(asm.R3, 1), // XDP_DROP when the queue has no socket
-			asm.FnRedirectMap.Call(),
+	var insns asm.Instructions
+	if passARP {
+		insns = asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, ethLen),
+			asm.JGT.Reg(asm.R4, asm.R3, "redirect"),
+			asm.LoadMem(asm.R4, asm.R2, 12, asm.Half),
+			asm.JNE.Imm(asm.R4, int32(binary.NativeEndian.Uint16([]byte{0x08, 0x06})), "redirect"), // not ARP
+			asm.Mov.Imm(asm.R0, 2),                                                                 // XDP_PASS
 			asm.Return(),
-		},
-	})
+		}
+	}
+	insns = append(insns,
+		asm.LoadMem(asm.R2, asm.R1, 16, asm.Word).WithSymbol("redirect"), // key = ctx->rx_queue_index
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Imm(asm.R3, 1), // XDP_DROP when the queue has no socket
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+	)
+	if !passARP {
+		insns[0] = insns[0].WithSymbol("")
+	}
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual BSD/GPL", Instructions: insns})
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("bench: load redirect program: %w", err)
 	}
-	l, err := link.AttachXDP(link.XDPOptions{Program: p, Interface: ifindex, Flags: link.XDPDriverMode})
+	l, err := link.AttachXDP(link.XDPOptions{Program: p, Interface: ifindex, Flags: flags})
 	if err != nil {
 		p.Close()
 		m.Close()

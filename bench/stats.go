@@ -59,6 +59,48 @@ func (h *Histogram) Merge(o *Histogram) {
 	h.max = max(h.max, o.max)
 }
 
+// Sub removes o's counts from h, where o is an earlier copy of h (counts only grow): h then
+// holds what was recorded since. The largest value stays h's.
+func (h *Histogram) Sub(o *Histogram) {
+	for i, c := range o.counts {
+		h.counts[i] -= min(c, h.counts[i])
+	}
+	h.n -= min(o.n, h.n)
+}
+
+// HistogramWire is a Histogram as it crosses the sink's control connection: the non-empty
+// buckets by index, and the largest value.
+type HistogramWire struct {
+	Buckets map[int]uint64 `json:"buckets,omitempty"`
+	Max     uint64         `json:"max,omitempty"`
+}
+
+// Wire returns h's wire form.
+func (h *Histogram) Wire() HistogramWire {
+	w := HistogramWire{Max: h.max}
+	for i, c := range h.counts {
+		if c != 0 {
+			if w.Buckets == nil {
+				w.Buckets = map[int]uint64{}
+			}
+			w.Buckets[i] = c
+		}
+	}
+	return w
+}
+
+// Histogram returns the histogram of w (buckets out of range are ignored).
+func (w HistogramWire) Histogram() *Histogram {
+	h := &Histogram{max: w.Max}
+	for i, c := range w.Buckets {
+		if i >= 0 && i < len(h.counts) {
+			h.counts[i] += c
+			h.n += c
+		}
+	}
+	return h
+}
+
 // Percentile returns the value at or below which a fraction q (0..1) of the recorded values
 // lie: the upper bound of its bucket (never more than the largest value recorded), or 0
 // when nothing was recorded.

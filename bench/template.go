@@ -16,13 +16,26 @@ type Proto uint8
 const (
 	UDP    Proto = iota // UDP datagrams
 	TCPSYN              // TCP SYN segments (every packet opens a connection)
+	TCPACK              // TCP ACK segments (packets of established connections)
 )
 
+var protoNames = [...]string{UDP: "udp", TCPSYN: "tcp-syn", TCPACK: "tcp-ack"}
+
 func (p Proto) String() string {
-	if p == TCPSYN {
-		return "tcp-syn"
+	if int(p) < len(protoNames) {
+		return protoNames[p]
 	}
-	return "udp"
+	return fmt.Sprintf("proto(%d)", int(p))
+}
+
+// ParseProto parses a Proto's String form.
+func ParseProto(s string) (Proto, error) {
+	for i, n := range protoNames {
+		if n == s {
+			return Proto(i), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: protocol %q (want udp, tcp-syn or tcp-ack)", ErrTemplate, s)
 }
 
 // Frame sizes follow RFC 2544: Size is the Ethernet frame length including its 4-byte FCS,
@@ -38,9 +51,11 @@ const (
 	udpLen  = 8
 	tcpLen  = 20
 
-	// The payload starts with magic then the send time (nanoseconds on the generator's
-	// clock), when the payload has room for both.
+	// The payload starts with magic (which tells a sink the frame is generated traffic) when
+	// it has room for it, then the send time (nanoseconds of CLOCK_MONOTONIC on the
+	// generator's host) when it has room for that too.
 	payloadMagic = 0x584c4242 // "XLBB"
+	magicLen     = 4
 	stampLen     = 12
 )
 
@@ -77,8 +92,9 @@ type Template struct {
 	ipSum   uint32 // IPv4 header sum without the source address
 	l4Sum   uint32 // L4 sum (pseudo header included) without source, source port and stamp
 	l4Off   int
-	csumOff int // offset of the L4 checksum
-	stampAt int // offset of the payload's magic, or -1 when the payload is too short
+	csumOff int  // offset of the L4 checksum
+	stampAt int  // offset of the payload's magic, or -1 when the payload is too short
+	timed   bool // the payload has room for the send time after the magic
 	pool    uint32
 	poolN   uint32 // usable addresses in the pool
 }
@@ -103,7 +119,10 @@ func NewTemplate(cfg TemplateConfig) (*Template, error) {
 		return bad("%d flows (want 1..%d for pool %v)", cfg.Flows, uint64(t.poolN)*portsPerAddr, p)
 	}
 	l4len, proto := udpLen, uint8(17)
-	if cfg.Proto == TCPSYN {
+	if cfg.Proto > TCPACK {
+		return bad("protocol %v", cfg.Proto)
+	}
+	if cfg.Proto != UDP {
 		l4len, proto = tcpLen, 6
 	}
 	n := cfg.Size - fcsLen
@@ -123,18 +142,22 @@ func NewTemplate(cfg TemplateConfig) (*Template, error) {
 	l4 := b[t.l4Off:]
 	binary.BigEndian.PutUint16(l4[2:], cfg.DstPort)
 	seg := ipTotal - ipv4Len
-	if cfg.Proto == TCPSYN {
+	if cfg.Proto != UDP {
 		binary.BigEndian.PutUint32(l4[4:], 0x12345678) // ISN
 		l4[12], l4[13] = 5<<4, 0x02                    // data offset, SYN
-		binary.BigEndian.PutUint16(l4[14:], 65535)     // window
+		if cfg.Proto == TCPACK {
+			binary.BigEndian.PutUint32(l4[8:], 0x9abcdef0) // acknowledgment number
+			l4[13] = 0x10                                  // ACK
+		}
+		binary.BigEndian.PutUint16(l4[14:], 65535) // window
 		t.csumOff = t.l4Off + 16
 	} else {
 		binary.BigEndian.PutUint16(l4[4:], uint16(seg))
 		t.csumOff = t.l4Off + 6
 	}
 	t.stampAt = -1
-	if pay := t.l4Off + l4len; ipTotal-ipv4Len-l4len >= stampLen {
-		t.stampAt = pay
+	if pay := t.l4Off + l4len; ipTotal-ipv4Len-l4len >= magicLen {
+		t.stampAt, t.timed = pay, ipTotal-ipv4Len-l4len >= stampLen
 		binary.BigEndian.PutUint32(b[pay:], payloadMagic)
 	}
 	// Pseudo header: destination, protocol, length (the source is added per flow).
@@ -150,7 +173,10 @@ func (t *Template) Config() TemplateConfig { return t.cfg }
 func (t *Template) Len() int { return len(t.frame) }
 
 // HasStamp reports whether the frames carry a send timestamp (the payload has room).
-func (t *Template) HasStamp() bool { return t.stampAt >= 0 }
+func (t *Template) HasStamp() bool { return t.timed }
+
+// HasMagic reports whether the frames carry the generator's magic, which sinks count.
+func (t *Template) HasMagic() bool { return t.stampAt >= 0 }
 
 // Flow returns the source address and port of flow i (taken modulo Flows).
 func (t *Template) Flow(i uint64) (netip.Addr, uint16) {
@@ -181,8 +207,8 @@ func (t *Template) Patch(dst []byte, flow, stamp uint64) {
 	binary.BigEndian.PutUint16(ip[10:], ^fold(t.ipSum+s))
 	binary.BigEndian.PutUint16(dst[t.l4Off:], port)
 	l := t.l4Sum + s + uint32(port)
-	if t.stampAt >= 0 {
-		binary.BigEndian.PutUint64(dst[t.stampAt+4:], stamp)
+	if t.timed {
+		binary.BigEndian.PutUint64(dst[t.stampAt+magicLen:], stamp)
 		l += uint32(stamp>>48) + uint32(stamp>>32)&0xffff + uint32(stamp>>16)&0xffff + uint32(stamp)&0xffff
 	}
 	c := ^fold(l)

@@ -56,7 +56,7 @@ func decode(t *testing.T, f []byte) (*layers.IPv4, gopacket.Packet) {
 			}
 		}()
 	} else if tc, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP); ok {
-		if !tc.SYN || tc.ACK {
+		if tc.SYN == tc.ACK { // a SYN or an ACK template, never both or neither
 			t.Errorf("tcp flags: syn %v ack %v", tc.SYN, tc.ACK)
 		}
 		c := *tc
@@ -85,7 +85,8 @@ func TestTemplateFrames(t *testing.T) {
 		proto Proto
 		size  int
 		stamp bool
-	}{{UDP, 64, true}, {UDP, 1500, true}, {TCPSYN, 64, false}, {TCPSYN, 1500, true}, {UDP, 1518, true}} {
+	}{{UDP, 64, true}, {UDP, 1500, true}, {TCPSYN, 64, false}, {TCPSYN, 1500, true}, {UDP, 1518, true},
+		{TCPACK, 64, false}, {TCPACK, 594, true}} {
 		tp := testTemplate(t, tc.proto, tc.size, 100000)
 		if tp.Len() != tc.size-4 || tp.HasStamp() != tc.stamp {
 			t.Fatalf("%v/%d: len %d stamp %v", tc.proto, tc.size, tp.Len(), tp.HasStamp())
@@ -188,7 +189,7 @@ func TestPatchChecksumsRandom(t *testing.T) {
 	for _, c := range []struct {
 		proto Proto
 		size  int
-	}{{UDP, 64}, {UDP, 1001}, {TCPSYN, 64}, {TCPSYN, 1518}} {
+	}{{UDP, 64}, {UDP, 1001}, {TCPSYN, 64}, {TCPSYN, 1518}, {TCPACK, 64}, {TCPACK, 1001}} {
 		tp := testTemplate(t, c.proto, c.size, 1<<22)
 		f := make([]byte, tp.Len())
 		tp.Write(f, 0, 0)

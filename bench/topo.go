@@ -17,9 +17,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-dev/xlb/dataplane"
-	"github.com/xlb-dev/xlb/dataplane/afxdp"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/internal/lab"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
 )
@@ -165,20 +165,20 @@ func (t *Topology) FlushConntrack() error {
 }
 
 // attachXA attaches a baseline program (drop or swap) to xa.
-func (t *Topology) attachXA(name string) (*afxdp.Baseline, error) {
-	var b *afxdp.Baseline
+func (t *Topology) attachXA(name string) (*xdpbase.Baseline, error) {
+	var b *xdpbase.Baseline
 	err := t.NS.Do(func() (err error) {
-		b, err = afxdp.AttachBaseline(t.XA.Attrs().Index, name)
+		b, err = xdpbase.Attach(t.XA.Attrs().Index, name)
 		return err
 	})
 	return b, err
 }
 
 // AttachSinkDrop attaches the counting sink (XDP_DROP with a per-CPU counter) to xb.
-func (t *Topology) AttachSinkDrop() (*afxdp.Baseline, error) {
-	var b *afxdp.Baseline
+func (t *Topology) AttachSinkDrop() (*xdpbase.Baseline, error) {
+	var b *xdpbase.Baseline
 	err := t.NS.Do(func() (err error) {
-		b, err = afxdp.AttachBaseline(t.XB.Attrs().Index, afxdp.BaselineDrop)
+		b, err = xdpbase.Attach(t.XB.Attrs().Index, xdpbase.Drop)
 		return err
 	})
 	return b, err
@@ -250,21 +250,6 @@ func (t *Topology) StartXLB(ctx context.Context, c XLBConfig) (*dataplane.Datapl
 		return nil, err
 	}
 	return dp, nil
-}
-
-// IPVS reports whether the kernel has IPVS (checks /proc/net/ip_vs, then tries modprobe) and
-// ipvsadm is installed; the error says why not.
-func IPVS() error {
-	if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-		_ = exec.Command("modprobe", "-q", "ip_vs").Run()
-		if _, err := os.Stat("/proc/net/ip_vs"); err != nil {
-			return fmt.Errorf("%w: no ip_vs in this kernel (no /proc/net/ip_vs, modprobe ip_vs failed)", ErrUnavailable)
-		}
-	}
-	if _, err := exec.LookPath("ipvsadm"); err != nil {
-		return fmt.Errorf("%w: ipvsadm not installed", ErrUnavailable)
-	}
-	return nil
 }
 
 // nsSysfs writes value to the sysfs file rel (under /sys/class/net/) as the namespace sees

@@ -12,11 +12,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
-	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
 )
@@ -45,9 +45,9 @@ func BenchmarkVethForward(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var sink *xdpprog.Baseline
+	var sink *xdpbase.Baseline
 	if err := ns.Do(func() (err error) {
-		sink, err = xdpprog.AttachBaseline(xb.Attrs().Index, xdpprog.BaselineDrop)
+		sink, err = xdpbase.Attach(xb.Attrs().Index, xdpbase.Drop)
 		return err
 	}); err != nil {
 		b.Fatal(err)
@@ -65,13 +65,13 @@ func BenchmarkVethForward(b *testing.B) {
 					dp := benchDataplane(b, ns, xa, xb, pl.dut)
 					count = func() uint64 { return dp.Total().TxPackets }
 				} else {
-					name := xdpprog.BaselineDrop
+					name := xdpbase.Drop
 					if v == "kernel-swap" {
-						name = xdpprog.BaselineSwap
+						name = xdpbase.Swap
 					}
-					var prog *xdpprog.Baseline
+					var prog *xdpbase.Baseline
 					if err := ns.Do(func() (err error) {
-						prog, err = xdpprog.AttachBaseline(xa.Attrs().Index, name)
+						prog, err = xdpbase.Attach(xa.Attrs().Index, name)
 						return err
 					}); err != nil {
 						b.Fatal(err)

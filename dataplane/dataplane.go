@@ -11,7 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
-	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 	"golang.org/x/sys/unix"
 )
 

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
-	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 	"github.com/xlb-dev/xlb/sched"
 )
 
@@ -78,9 +78,9 @@ func vethPair(t *testing.T, queues int) (*lab.NS, netlink.Link, netlink.Link) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sink *xdpprog.Baseline
+	var sink *xdpbase.Baseline
 	if err := ns.Do(func() (err error) {
-		sink, err = xdpprog.AttachBaseline(xb.Attrs().Index, xdpprog.BaselineDrop)
+		sink, err = xdpbase.Attach(xb.Attrs().Index, xdpbase.Drop)
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,16 @@ import (
 // cmdBench runs `xlb bench`: xlb's data path against the in-kernel and kernel-stack
 // baselines on a namespace topology (package bench), as a table or Markdown.
 func cmdBench(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "gen":
+			return cmdBenchGen(args[1:], stdout, stderr)
+		case "sink":
+			return cmdBenchSink(args[1:], stdout, stderr)
+		case "lab":
+			return cmdBenchLab(args[1:], stdout, stderr)
+		}
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "short runs (300ms, 3 rounds): the whole table in under a minute")

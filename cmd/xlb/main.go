@@ -27,6 +27,10 @@ usage:
   xlb version
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
+  xlb bench gen --iface IF --dst-mac MAC --dst VIP [--rate R] [--sink ADDR] [--rfc2544] ...
+  xlb bench sink --iface IF [--listen ADDR] ...
+  xlb bench lab [--size LIST] [--trial D] [--markdown]
+  xlb export ipvsadm --config FILE [--comments]
 
 Run 'xlb run -h' or 'xlb ctl -h' for details.
 `
@@ -54,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(args[1:], stdout, stderr)
+	case "export":
+		err = cmdExport(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

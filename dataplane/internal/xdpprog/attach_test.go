@@ -11,7 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 )
 
 // vethNS moves the test goroutine, locked to its thread for good, into a new

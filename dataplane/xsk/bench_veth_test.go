@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
+	"github.com/xlb-dev/xlb/internal/xdpbase"
 	"golang.org/x/sys/unix"
 )
 
@@ -182,7 +183,7 @@ func BenchmarkVeth(b *testing.B) {
 	defer ns.Close()
 	// xb drops what comes back (and veth needs an XDP program on the peer
 	// for XDP_TX).
-	sink, err := xdpprog.AttachBaseline(xb.Attrs().Index, xdpprog.BaselineDrop)
+	sink, err := xdpbase.Attach(xb.Attrs().Index, xdpbase.Drop)
 	if err != nil {
 		b.Fatalf("attach drop on xb: %v", err)
 	}
@@ -194,10 +195,10 @@ func BenchmarkVeth(b *testing.B) {
 }
 
 func benchPlacement(b *testing.B, pl placement, ns netns.NsHandle, xa, xb netlink.Link) {
-	for _, name := range []string{xdpprog.BaselineDrop, xdpprog.BaselineSwap} {
+	for _, name := range []string{xdpbase.Drop, xdpbase.Swap} {
 		b.Run(pl.name+"/kernel-"+name, func(b *testing.B) {
 			pin(b, ns, pl.dut)
-			prog, err := xdpprog.AttachBaseline(xa.Attrs().Index, name)
+			prog, err := xdpbase.Attach(xa.Attrs().Index, name)
 			if err != nil {
 				b.Fatalf("attach %s: %v", name, err)
 			}

@@ -1,4 +1,5 @@
-// Package xsk is the AF_XDP socket layer of the data path: a UMEM (the packet
+// Package xsk is the AF_XDP socket layer of the data path, and of the bench package's
+// traffic generator and sinks, which drive it directly: a UMEM (the packet
 // memory shared with the kernel, cut into frames of 2048 or 4096 bytes, with an
 // O(1) stack of free frames), and sockets bound to one (interface, queue) with
 // their fill, rx, tx and completion rings mapped into user space. Ring indexes

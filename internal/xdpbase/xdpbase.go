@@ -1,13 +1,13 @@
-package xdpprog
+package xdpbase
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf/link"
 )
 
-// Baseline is one of the benchmark's in-kernel reference programs
-// (dataplane/bpf/bench.c) attached to an interface.
+// Baseline is one of the reference programs attached to an interface.
 type Baseline struct {
 	objs benchObjects
 	link link.Link
@@ -15,25 +15,28 @@ type Baseline struct {
 
 // Baseline programs.
 const (
-	BaselineDrop = "drop" // XDP_DROP every frame: the offered load
-	BaselineSwap = "swap" // swap the MACs and XDP_TX: the in-kernel l2fwd limit
+	Drop = "drop" // XDP_DROP every frame: the offered load
+	Swap = "swap" // swap the MACs and XDP_TX: the in-kernel l2fwd limit
 )
 
-// AttachBaseline attaches the baseline program name (BaselineDrop or
-// BaselineSwap) to ifindex in native mode. It is for benchmarks and tests.
-func AttachBaseline(ifindex int, name string) (*Baseline, error) {
+// ErrName is returned for a program name that is neither Drop nor Swap.
+var ErrName = errors.New("xdpbase: unknown baseline program")
+
+// Attach attaches the baseline program name (Drop or Swap) to ifindex in native mode. Call it
+// in the interface's network namespace.
+func Attach(ifindex int, name string) (*Baseline, error) {
 	b := new(Baseline)
 	if err := loadBenchObjects(&b.objs, nil); err != nil {
 		return nil, fmt.Errorf("load baseline programs: %w", err)
 	}
 	prog := b.objs.Drop
 	switch name {
-	case BaselineDrop:
-	case BaselineSwap:
+	case Drop:
+	case Swap:
 		prog = b.objs.Swap
 	default:
 		b.objs.Close()
-		return nil, fmt.Errorf("baseline %q: %w", name, ErrKey)
+		return nil, fmt.Errorf("%w %q", ErrName, name)
 	}
 	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
 	if err != nil {

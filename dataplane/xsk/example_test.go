@@ -6,7 +6,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
+	"github.com/xlb-dev/xlb/dataplane/xsk"
 )
 
 // Example is the shape of a per-queue worker: receive a batch, send it back
