@@ -55,6 +55,7 @@ type Dataplane struct {
 	ifaces  []*iface
 	workers []*worker
 	snap    atomic.Pointer[Snapshot]
+	capt    atomic.Pointer[Capture] // the armed packet capture (capture.go)
 	locals  *locals // the host's addresses in the programs' locals maps
 
 	mu       sync.Mutex
@@ -171,7 +172,7 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		_ = umem.Close()
 		return nil, err
 	}
-	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap,
+	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap, capt: &d.capt,
 		start: start, descs: make([]xsk.Desc, maxBatch), frames: make([]Frame, maxBatch),
 		done: make(chan struct{})}
 	if w.kern, err = newKernelTx(); err != nil {

@@ -33,6 +33,7 @@ type worker struct {
 	batch  int
 	busy   bool // never sleep in poll(2) (InterfaceConfig.BusyPoll)
 	snap   *atomic.Pointer[Snapshot]
+	capt   *atomic.Pointer[Capture] // an armed packet capture, or nil
 	start  time.Time
 
 	descs  []xsk.Desc
@@ -121,7 +122,11 @@ func (w *worker) step() bool {
 			w.frames[i] = Frame{Buf: in.u.Frame(d.Addr), Off: in.u.Offset(d.Addr), Len: int(d.Len),
 				In: in.ifindex, Addr: d.Addr}
 		}
-		w.engine.Process(snap, w.frames[:n], now)
+		if c := w.capt.Load(); c != nil {
+			c.process(w.id, w.engine, snap, w.frames[:n], now)
+		} else {
+			w.engine.Process(snap, w.frames[:n], now)
+		}
 		w.dispatch(in, w.frames[:n])
 	}
 	for _, s := range w.socks {
