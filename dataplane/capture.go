@@ -124,14 +124,14 @@ type capRing struct {
 	slot int // bytes per slot: capHdr + snaplen, rounded up to 8
 
 	// The worker's own state.
-	h, t    uint64 // its head, and the tail as last loaded
-	lostN   uint64
-	filt    capCompiled
-	pk      peeked
-	stage   []byte // maxBatch slots
-	sIdx    [maxBatch]int16
-	sMark   [maxBatch]uint8
-	sOff    [maxBatch]int32
+	h, t  uint64 // its head, and the tail as last loaded
+	lostN uint64
+	filt  capCompiled
+	pk    peeked
+	stage []byte // maxBatch slots
+	sIdx  [maxBatch]int16
+	sMark [maxBatch]uint8
+	sOff  [maxBatch]int32
 }
 
 // put writes one record, or counts it lost when the ring is full.

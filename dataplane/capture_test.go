@@ -72,12 +72,12 @@ func TestCaptureFilters(t *testing.T) {
 	s := captureSnapshot(t)
 	other := netip.MustParseAddr("198.19.9.9")
 	pkts := [][]byte{
-		craft(t, pktOpts{src: client4, dst: vip4, sport: 1000, dport: 80, flags: encap.TCPFlagSYN}),         // dr
-		craft(t, pktOpts{src: other, dst: vip4, sport: 1001, dport: 443, flags: encap.TCPFlagSYN}),          // tunnel
-		craft(t, pktOpts{src: client4, dst: netip.MustParseAddr("198.18.0.101"), sport: 1002, dport: 80}),   // nat
-		craft(t, pktOpts{src: netip.MustParseAddr("198.18.0.50"), dst: client4, sport: 80, dport: 1002}),    // nat reply
-		craft(t, pktOpts{src: client4, dst: vip4, sport: 1003, dport: 99}),                                  // no service
-		craft(t, pktOpts{src: client4, dst: vip4, sport: 1004, dport: 80})[:30],                             // truncated
+		craft(t, pktOpts{src: client4, dst: vip4, sport: 1000, dport: 80, flags: encap.TCPFlagSYN}),       // dr
+		craft(t, pktOpts{src: other, dst: vip4, sport: 1001, dport: 443, flags: encap.TCPFlagSYN}),        // tunnel
+		craft(t, pktOpts{src: client4, dst: netip.MustParseAddr("198.18.0.101"), sport: 1002, dport: 80}), // nat
+		craft(t, pktOpts{src: netip.MustParseAddr("198.18.0.50"), dst: client4, sport: 80, dport: 1002}),  // nat reply
+		craft(t, pktOpts{src: client4, dst: vip4, sport: 1003, dport: 99}),                                // no service
+		craft(t, pktOpts{src: client4, dst: vip4, sport: 1004, dport: 80})[:30],                           // truncated
 	}
 	for _, tc := range []struct {
 		name   string

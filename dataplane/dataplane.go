@@ -56,7 +56,7 @@ type Dataplane struct {
 	workers []*worker
 	snap    atomic.Pointer[Snapshot]
 	capt    atomic.Pointer[Capture] // the armed packet capture (capture.go)
-	locals  *locals // the host's addresses in the programs' locals maps
+	locals  *locals                 // the host's addresses in the programs' locals maps
 
 	mu       sync.Mutex
 	services map[xdpprog.Key]bool // keys in the programs' services maps
