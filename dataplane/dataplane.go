@@ -55,8 +55,9 @@ type Dataplane struct {
 	ifaces  []*iface
 	workers []*worker
 	snap    atomic.Pointer[Snapshot]
-	capt    atomic.Pointer[Capture] // the armed packet capture (capture.go)
-	locals  *locals                 // the host's addresses in the programs' locals maps
+	locals  *locals // the host's addresses in the programs' locals maps
+
+	capt atomic.Pointer[Capture] // the armed packet capture (capture.go)
 
 	mu       sync.Mutex
 	services map[xdpprog.Key]bool // keys in the programs' services maps
