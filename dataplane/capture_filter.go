@@ -172,7 +172,7 @@ func (c *capCompiled) match(pkt []byte, p *peeked) uint8 {
 	}
 	for i := range c.dst {
 		t := &c.dst[i]
-		if t.addr == p.dst && t.v6 == p.v6 && (t.proto == p.proto || isICMP(p.proto)) &&
+		if t.addr == p.dst && t.v6 == p.v6 && (t.proto == p.proto || isICMP(p.proto) || p.extHdr) &&
 			(t.port == 0 || !p.portsKnown || t.port == p.dport) {
 			if len(c.fwd) > 0 {
 				return capPending
@@ -182,7 +182,7 @@ func (c *capCompiled) match(pkt []byte, p *peeked) uint8 {
 	}
 	for i := range c.src {
 		t := &c.src[i]
-		if t.addr == p.src && t.v6 == p.v6 && t.proto == p.proto && (t.port == 0 || !p.portsKnown || t.port == p.sport) {
+		if t.addr == p.src && t.v6 == p.v6 && (t.proto == p.proto || p.extHdr) && (t.port == 0 || !p.portsKnown || t.port == p.sport) {
 			return capKeep
 		}
 	}

@@ -16,6 +16,16 @@ type peeked struct {
 	proto      uint8
 	v6         bool
 	portsKnown bool // the L4 header follows the IP header directly (no fragment, no IPv6 extension)
+	extHdr     bool // IPv6 with extension headers: proto is the first one's, the L4 protocol is unknown
+}
+
+// isIPv6Ext reports whether an IPv6 next header is an extension header (RFC 8200, 7045).
+func isIPv6Ext(nh uint8) bool {
+	switch nh {
+	case 0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254:
+		return true
+	}
+	return false
 }
 
 // peek reads the IP addresses, the protocol and the ports of an Ethernet frame (untagged or
@@ -41,7 +51,7 @@ func peek(pkt []byte, p *peeked) bool {
 			return false
 		}
 		h := pkt[l3:]
-		p.v6 = false
+		p.v6, p.extHdr = false, false
 		p.proto = h[9]
 		p.src, p.dst = [16]byte{}, [16]byte{}
 		copy(p.src[:4], h[12:16])
@@ -59,6 +69,7 @@ func peek(pkt []byte, p *peeked) bool {
 		h := pkt[l3:]
 		p.v6 = true
 		p.proto = h[6]
+		p.extHdr = isIPv6Ext(p.proto)
 		copy(p.src[:], h[8:24])
 		copy(p.dst[:], h[24:40])
 		l4 = l3 + 40

@@ -31,6 +31,7 @@ commands:
   undrain-host                    announce the VIPs again
   vrrp                            VRRP state: master or backup, forwarding, peers, counters
   demote                          a VRRP master resigns: the backup takes over, this host stays backup
+  capture [FILTERS] -w FILE|-     packet capture from the workers as pcapng (xlb ctl capture -h)
 
 BACKEND is a backend's name, ID or address. The token may also come from
 the XLB_TOKEN environment variable.
@@ -83,6 +84,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	switch a[0] {
+	case "capture":
+		return ctlCapture(cl, a[1:], stdout, stderr)
 	case "status":
 		if err := nargs(0, "status"); err != nil {
 			return err
