@@ -49,6 +49,7 @@ type HandlerOptions struct {
 //	GET  /api/v1/bgp                                      BGP sessions, announced VIPs
 //	POST /api/v1/bgp/drain-host                           withdraw every VIP, keep forwarding
 //	POST /api/v1/bgp/undrain-host                         announce again
+//	GET  /api/v1/traffic                                  per-service and per-backend counters (ctl top)
 //	GET  /api/v1/capture?service=&backend=&client=&count=&duration=&snaplen=&ring=
 //	                                                      packet capture stream (capture.go)
 //	GET  /metrics                                         Prometheus
@@ -113,6 +114,9 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	})
 	registerBGP(mux, opts.BGP)
 	registerVRRP(mux, opts.VRRP)
+	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Traffic())
+	})
 	mux.HandleFunc("GET "+APIPrefix+"/capture", func(w http.ResponseWriter, r *http.Request) {
 		serveCapture(opts.Capture, w, r)
 	})

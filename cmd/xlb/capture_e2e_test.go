@@ -290,3 +290,50 @@ func TestE2ECaptureLoad(t *testing.T) {
 		t.Errorf("tcpdump reads %d frames, the report says %d", got, n)
 	}
 }
+
+// TestE2ETop: `xlb ctl top` against a running xlb with a steady UDP flow through the tunnel
+// service and HTTP requests through the dr service: plain lines (its output is not a
+// terminal) with the packet rate of both services and their backends, and the UDP flow's
+// connection-table entry (root only; skips otherwise).
+func TestE2ETop(t *testing.T) {
+	r := newCaptureRig(t)
+	tn := r.tn
+	c := r.udp()
+	hc := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 2 * time.Second})
+	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			_, _ = c.Write([]byte("top"))
+			if i%20 == 0 {
+				_, _ = testnet.Get(ctx, hc, url)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	out, err := tn.LB.Run(r.bin, "ctl", "top", "--count", "3", "--interval", "300ms", "--sort", "name")
+	cancel()
+	<-done
+	if err != nil {
+		t.Fatalf("xlb ctl top: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if lines[0] != "TIME SERVICE BACKEND PPS BPS NEW_FLOWS_PER_S ACTIVE" || len(lines) != 1+3*4 {
+		t.Fatalf("want a header and 3 refreshes of 4 lines (tun, b1, web, b0 sorted by name):\n%s", out)
+	}
+	for i, l := range lines[len(lines)-4:] {
+		f := strings.Fields(l)
+		if len(f) != 7 {
+			t.Fatalf("line %q", l)
+		}
+		pps, _ := strconv.ParseFloat(f[3], 64)
+		bps, _ := strconv.ParseFloat(f[4], 64)
+		active, _ := strconv.Atoi(f[6])
+		want := [][2]string{{"tun", "-"}, {"tun", "b1"}, {"web", "-"}, {"web", "b0"}}[i]
+		if f[1] != want[0] || f[2] != want[1] || pps <= 0 || bps < 8*pps*40 || active < 1 {
+			t.Errorf("line %q: want %s %s with packets/s > 0, bits/s >= 320 * packets/s and an active flow", l, want[0], want[1])
+		}
+	}
+}
