@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -64,7 +65,7 @@ func parseCaptureRequest(r *http.Request) (CaptureRequest, dataplane.CaptureOpti
 	if req.Client != "" {
 		p, err := parsePrefixOrAddr(req.Client)
 		if err != nil {
-			return req, opts, fmt.Errorf("%w: client %q: want an address or a prefix", ErrValue, req.Client)
+			return req, opts, fmt.Errorf("%w: client %q: want an address or a prefix", config.ErrValue, req.Client)
 		}
 		opts.Filter.Client = p
 	}
@@ -76,7 +77,7 @@ func parseCaptureRequest(r *http.Request) (CaptureRequest, dataplane.CaptureOpti
 		if s := q.Get(n.name); s != "" {
 			v, err := strconv.Atoi(s)
 			if err != nil || v < 0 {
-				return req, opts, fmt.Errorf("%w: %s %q", ErrValue, n.name, s)
+				return req, opts, fmt.Errorf("%w: %s %q", config.ErrValue, n.name, s)
 			}
 			*n.dst = v
 		}
@@ -84,7 +85,7 @@ func parseCaptureRequest(r *http.Request) (CaptureRequest, dataplane.CaptureOpti
 	if s := q.Get("duration"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			return req, opts, fmt.Errorf("%w: duration %q", ErrValue, s)
+			return req, opts, fmt.Errorf("%w: duration %q", config.ErrValue, s)
 		}
 		req.Duration = d
 	}
@@ -127,7 +128,7 @@ func serveCapture(src CaptureSource, w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 		return
 	case errors.Is(err, dataplane.ErrCaptureFilter):
-		writeErr(w, fmt.Errorf("%w: %w", ErrValue, err))
+		writeErr(w, fmt.Errorf("%w: %w", config.ErrValue, err))
 		return
 	case err != nil:
 		writeErr(w, err)

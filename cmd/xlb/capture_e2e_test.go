@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -22,7 +23,7 @@ import (
 // service (tun, udp/9000 to b1, whose echo server answers the client directly).
 type captureRig struct {
 	t   *testing.T
-	tn  *testnet.Net
+	tn  *lab.Net
 	bin string
 	dir string
 }
@@ -32,7 +33,7 @@ func newCaptureRig(t *testing.T) *captureRig {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("tcpdump is not installed (scripts/deps.sh installs it)")
 	}
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true, Decap: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true, Decap: true})
 	r := &captureRig{t: t, tn: tn, dir: t.TempDir()}
 	r.bin = filepath.Join(r.dir, "xlb")
 	if out, err := exec.Command("go", "build", "-o", r.bin, ".").CombinedOutput(); err != nil {
@@ -198,12 +199,12 @@ func TestE2ECapture(t *testing.T) {
 	r := newCaptureRig(t)
 	tn := r.tn
 	lbMAC, b0MAC := tn.LB.Ifaces[0].MAC.String(), tn.Backends[0].Ifaces[0].MAC.String()
-	hc := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 2 * time.Second})
+	hc := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 2 * time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 
 	dr := filepath.Join(r.dir, "dr.pcapng")
 	_, out, exited := r.capture("--service", "web", "--count", "6", "-w", dr)
-	r.until(exited, out, func() { _, _ = testnet.Get(context.Background(), hc, url) })
+	r.until(exited, out, func() { _, _ = lab.Get(context.Background(), hc, url) })
 	if n, lost, end := report(t, out.String()); n != 6 || lost != 0 || end != "count" {
 		t.Errorf("dr capture: %d captured, %d lost, ended by %s; want 6, 0, count", n, lost, end)
 	}
@@ -299,7 +300,7 @@ func TestE2ETop(t *testing.T) {
 	r := newCaptureRig(t)
 	tn := r.tn
 	c := r.udp()
-	hc := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 2 * time.Second})
+	hc := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 2 * time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -308,7 +309,7 @@ func TestE2ETop(t *testing.T) {
 		for i := 0; ctx.Err() == nil; i++ {
 			_, _ = c.Write([]byte("top"))
 			if i%20 == 0 {
-				_, _ = testnet.Get(ctx, hc, url)
+				_, _ = lab.Get(ctx, hc, url)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
