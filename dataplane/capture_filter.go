@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -50,6 +51,11 @@ type capCompiled struct {
 	dst    []tupleKey  // the selected services' (VIP, port, protocol)
 	src    []tupleKey  // the selected nat backends' replies (address, port, protocol)
 	fwd    []capTarget // with a backend filter: where its frames are sent
+
+	// The IPv4 fast path: untagged IPv4 frames are rejected on their addresses alone, as
+	// big-endian words, before peek.
+	cli4, cliMask4 uint32
+	dst4, src4     []uint32 // the IPv4 addresses in dst and src
 }
 
 func newPrefix16(p netip.Prefix) prefix16 {
@@ -120,11 +126,33 @@ func (f *CaptureFilter) check(s *Snapshot) error {
 func (c *capCompiled) compile(s *Snapshot, f *CaptureFilter) {
 	c.snap, c.valid = s, true
 	c.dst, c.src, c.fwd = c.dst[:0], c.src[:0], c.fwd[:0]
+	c.dst4, c.src4 = c.dst4[:0], c.src4[:0]
 	c.anySvc = f.Service == "" && f.Backend == ""
 	c.hasCli = f.Client.IsValid()
 	if c.hasCli {
 		c.client = newPrefix16(f.Client)
+		c.cli4, c.cliMask4 = 0, 0
+		if !c.client.v6 {
+			a := f.Client.Masked().Addr().Unmap().As4()
+			c.cli4 = binary.BigEndian.Uint32(a[:])
+			c.cliMask4 = ^uint32(0) << (32 - f.Client.Bits())
+			if f.Client.Bits() == 0 {
+				c.cliMask4 = 0
+			}
+		}
 	}
+	defer func() {
+		for _, t := range c.dst {
+			if !t.v6 {
+				c.dst4 = append(c.dst4, binary.BigEndian.Uint32(t.addr[:4]))
+			}
+		}
+		for _, t := range c.src {
+			if !t.v6 {
+				c.src4 = append(c.src4, binary.BigEndian.Uint32(t.addr[:4]))
+			}
+		}
+	}()
 	if s == nil || c.anySvc {
 		return
 	}
@@ -158,6 +186,40 @@ func isICMP(proto uint8) bool { return proto == encap.ProtoICMP || proto == enca
 
 // match decides on a received frame: 0 (not kept), capKeep or capPending.
 func (c *capCompiled) match(pkt []byte, p *peeked) uint8 {
+	if c.anySvc && !c.hasCli {
+		return capKeep
+	}
+	if len(pkt) >= 34 && pkt[12] == 0x08 && pkt[13] == 0x00 && pkt[14]>>4 == 4 && !c.reject4(pkt) {
+		return 0
+	}
+	return c.matchPeeked(pkt, p)
+}
+
+// reject4 looks at the addresses of an untagged IPv4 frame only: it returns false when the
+// frame cannot match, true when matchPeeked must decide.
+func (c *capCompiled) reject4(pkt []byte) bool {
+	src, dst := binary.BigEndian.Uint32(pkt[26:30]), binary.BigEndian.Uint32(pkt[30:34])
+	if c.hasCli && (c.client.v6 || (src&c.cliMask4 != c.cli4 && dst&c.cliMask4 != c.cli4)) {
+		return false
+	}
+	if c.anySvc {
+		return true
+	}
+	for _, a := range c.dst4 {
+		if a == dst {
+			return true
+		}
+	}
+	for _, a := range c.src4 {
+		if a == src {
+			return true
+		}
+	}
+	return false
+}
+
+// matchPeeked is match on the frame's peeked fields.
+func (c *capCompiled) matchPeeked(pkt []byte, p *peeked) uint8 {
 	if !peek(pkt, p) {
 		if c.anySvc && !c.hasCli {
 			return capKeep
