@@ -46,7 +46,7 @@ func registeredNames(t *testing.T, m *Metrics) map[string]bool {
 // services, backends, health, VRRP and BGP.
 func TestDashboardMetrics(t *testing.T) {
 	r := newRig(t, twoSvc)
-	names := registeredNames(t, NewMetrics(r.c))
+	names := registeredNames(t, NewMetrics(r.c, nil)) // xlb run's: its own registry
 	for _, want := range []string{"xlb_worker_rx_packets_total", "xlb_vrrp_state", "xlb_bgp_session_up", "go_goroutines"} {
 		if !names[want] {
 			t.Fatalf("the registry lacks %s: the gathering is broken (%d names)", want, len(names))
