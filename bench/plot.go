@@ -49,8 +49,8 @@ func (b rangeBars) YError(i int) (float64, float64) {
 }
 
 // WritePlots writes the report's charts into dir as SVG files and returns their paths:
-// rate-GROUP.svg for every group with forwarding figures, latency.svg when latency was
-// measured.
+// rate-GROUP.svg for every group with flat-out forwarding figures, latency.svg when latency
+// was measured.
 func (r *Report) WritePlots(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -58,7 +58,7 @@ func (r *Report) WritePlots(dir string) ([]string, error) {
 	var files []string
 	var groups []string
 	for _, row := range r.Rows {
-		if row.Err == "" && row.Forwarded.N > 0 && !slices.Contains(groups, row.Group) {
+		if row.Err == "" && row.Forwarded.N > 0 && row.Rate == 0 && !slices.Contains(groups, row.Group) {
 			groups = append(groups, row.Group)
 		}
 	}
@@ -91,8 +91,8 @@ func (r *Report) ratePlot(g string) (*plot.Plot, error) {
 	var labels, variants []string
 	val := map[[2]string]Summary{}
 	for _, row := range r.Rows {
-		if row.Group != g || row.Err != "" || row.Forwarded.N == 0 {
-			continue
+		if row.Group != g || row.Err != "" || row.Forwarded.N == 0 || row.Rate > 0 {
+			continue // a fixed-rate run forwards what it is offered: no chart
 		}
 		l := caseLabel(row)
 		if !slices.Contains(labels, l) {

@@ -74,7 +74,8 @@ func TestWritePlots(t *testing.T) {
 	for _, flows := range []int{1 << 10, 1 << 16, 1 << 20} {
 		r.Rows = append(r.Rows, Row{Group: GroupFlows, Variant: XLBDR, Size: 64, Flows: flows, Forwarded: sum(1.5)})
 	}
-	r.Rows = append(r.Rows, Row{Group: "baseline", Variant: "ipvs-dr", Err: "not available"})
+	r.Rows = append(r.Rows, Row{Group: "baseline", Variant: "ipvs-dr", Err: "not available"},
+		Row{Group: GroupLatency, Variant: XLBDR, Size: 64, Flows: 1024, Rate: 50000, Forwarded: sum(0.05)}) // fixed rate: no rate chart
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i, v := range []string{XLBDR, XDPTX} {
 		c := Case{Group: GroupLatency, Variant: v, Size: 64, Flows: 1024, Rate: 50000, Check: true}

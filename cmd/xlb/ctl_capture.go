@@ -73,13 +73,18 @@ func ctlCapture(cl *control.Client, args []string, stdout, stderr io.Writer) err
 		slices.Sort(names)
 		fmt.Fprintf(stderr, "capturing from the xlb workers on %s\n", strings.Join(names, ", "))
 	}
-	sum, err := cl.Capture(ctx, req, pw.Write)
+	var written uint64
+	sum, err := cl.Capture(ctx, req, func(p *control.CapturedPacket) error {
+		written++
+		return pw.Write(p)
+	})
 	if err != nil {
 		return fmt.Errorf("capture: %w", err)
 	}
-	if sum.End == "" {
+	if sum.End == "" { // interrupted: the server's last counts may lag behind what arrived
 		sum.End = "interrupt"
 	}
+	sum.Records = written
 	if err := pw.WriteLost(start, time.Now(), sum); err != nil {
 		return err
 	}
