@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/gopacket/pcapgo"
 
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/lab"
@@ -178,6 +183,35 @@ func (r *captureRig) udp() net.Conn {
 	return c
 }
 
+// readPcapng returns the interface name of every packet of a pcapng file (pcapgo's reader).
+func readPcapng(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		_, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		in, err := r.Interface(ci.InterfaceIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, in.Name)
+	}
+}
+
 var capReport = regexp.MustCompile(`(\d+) packets captured, (\d+) lost \(did not fit in the workers' rings\), ended by (\w+)`)
 
 func report(t *testing.T, out string) (captured, lost int, end string) {
@@ -222,6 +256,25 @@ func TestE2ECapture(t *testing.T) {
 	}
 	if rx != 3 || tx != 3 {
 		t.Errorf("dr capture: %d frames client->LB and %d LB->b0 (%s), want 3 and 3:\n%s", rx, tx, b0MAC, dump)
+	}
+
+	// With its only backend disabled, web drops: the frame as received, then as dropped
+	// (the third interface, the reason as the packet's comment).
+	if out, err := tn.LB.Run(r.bin, "ctl", "disable", "web", "b0"); err != nil {
+		t.Fatalf("ctl disable: %v %s", err, out)
+	}
+	drop := filepath.Join(r.dir, "drop.pcapng")
+	_, out, exited = r.capture("--service", "web", "--count", "2", "-w", drop)
+	r.until(exited, out, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		_, _ = lab.Get(ctx, hc, url)
+	})
+	if got := readPcapng(t, drop); len(got) != 2 || got[0] != "xlb-received" || got[1] != "xlb-dropped" {
+		t.Errorf("a dropped frame: interfaces %v, want xlb-received, xlb-dropped", got)
+	}
+	if b, _ := os.ReadFile(drop); !bytes.Contains(b, []byte("no_backend")) {
+		t.Error("the dropped frame's reason is not in the file")
 	}
 
 	tun := filepath.Join(r.dir, "tun.pcapng")
