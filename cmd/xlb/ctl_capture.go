@@ -25,6 +25,9 @@ Wireshark). It stops after --count packets, after --duration, or on Ctrl-C, and 
 how many records did not fit in the workers' rings.
 `
 
+// captureFlushEvery bounds how long captured frames wait in the client's buffers.
+const captureFlushEvery = 200 * time.Millisecond
+
 // ctlCapture is `xlb ctl capture`.
 func ctlCapture(cl *control.Client, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xlb ctl capture", flag.ContinueOnError)
@@ -74,9 +77,20 @@ func ctlCapture(cl *control.Client, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "capturing from the xlb workers on %s\n", strings.Join(names, ", "))
 	}
 	var written uint64
+	flushed := time.Now()
 	sum, err := cl.Capture(ctx, req, func(p *control.CapturedPacket) error {
 		written++
-		return pw.Write(p)
+		if err := pw.Write(p); err != nil {
+			return err
+		}
+		if time.Since(flushed) < captureFlushEvery { // so that `-w - | tcpdump -r -` shows frames as they come
+			return nil
+		}
+		flushed = time.Now()
+		if err := pw.Flush(); err != nil {
+			return err
+		}
+		return bw.Flush()
 	})
 	if err != nil {
 		return fmt.Errorf("capture: %w", err)

@@ -23,7 +23,8 @@ const topUsage = `usage: xlb ctl top [--interval D] [--count N] [--sort KEY] [--
 
 Shows, per service and per backend, packets/s, bits/s and new flows/s received (client to
 VIP) and the connection-table entries (active flows), refreshed every interval. KEY is
-pps, bps, flows, active or name. On a terminal the screen is redrawn; otherwise every
+pps, bps, flows, active or name. On a terminal the screen is redrawn and the keys p, b,
+f, a and n change the order (q quits); otherwise every
 interval prints plain lines (TIME SERVICE BACKEND PPS BPS NEW_FLOWS_PER_S ACTIVE; the
 backend "-" is the service's total).
 `
@@ -140,6 +141,39 @@ func printTop(w io.Writer, rows []topRow, at time.Time, key string, terminal boo
 	return tw.Flush()
 }
 
+// topKeySorts maps the keys of an interactive top to its sort keys.
+var topKeySorts = map[byte]string{'p': "pps", 'b': "bps", 'f': "flows", 'a': "active", 'n': "name"}
+
+// topKeys switches a terminal on in to unbuffered input without echo and delivers its key
+// presses; restore puts the terminal back. Nil when in is not a terminal.
+func topKeys(in *os.File) (<-chan byte, func()) {
+	fd := int(in.Fd())
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, nil
+	}
+	raw := *old
+	raw.Lflag &^= unix.ICANON | unix.ECHO
+	raw.Cc[unix.VMIN], raw.Cc[unix.VTIME] = 1, 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, nil
+	}
+	ch := make(chan byte, 8)
+	go func() { // ends with the process: a blocked read on a terminal cannot be interrupted
+		var b [1]byte
+		for {
+			if n, err := in.Read(b[:]); err != nil || n == 0 {
+				return
+			}
+			select {
+			case ch <- b[0]:
+			default:
+			}
+		}
+	}()
+	return ch, func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }
+}
+
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
@@ -177,15 +211,30 @@ func ctlTop(cl *control.Client, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	terminal := isTerminal(stdout)
+	var keys <-chan byte
 	if !terminal {
 		fmt.Fprintln(stdout, "TIME SERVICE BACKEND PPS BPS NEW_FLOWS_PER_S ACTIVE")
+	} else if k, restore := topKeys(os.Stdin); k != nil {
+		defer restore()
+		keys = k
 	}
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
+	var shown *control.TrafficReport // the report before prev, once a screen shows their rates
 	for n := 0; *count == 0 || n < *count; n++ {
 		select {
 		case <-ctx.Done():
 			return nil
+		case k := <-keys:
+			if k == 'q' {
+				return nil
+			}
+			if s, ok := topKeySorts[k]; ok && shown != nil {
+				*key = s // re-sort what is on the screen now
+				_ = printTop(stdout, topRows(*shown, prev, *key, *only), prev.Time, *key, terminal)
+			}
+			n--
+			continue
 		case <-tick.C:
 		}
 		cur, err := get()
@@ -198,7 +247,8 @@ func ctlTop(cl *control.Client, args []string, stdout, stderr io.Writer) error {
 		if err := printTop(stdout, topRows(prev, cur, *key, *only), cur.Time, *key, terminal); err != nil {
 			return err
 		}
-		prev = cur
+		before := prev
+		shown, prev = &before, cur
 	}
 	return nil
 }

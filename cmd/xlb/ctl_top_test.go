@@ -1,9 +1,13 @@
 package main
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/control"
 )
@@ -59,5 +63,57 @@ func TestTopRows(t *testing.T) {
 	}
 	if s := term.String(); !strings.HasPrefix(s, "\x1b[H\x1b[2J") || !strings.Contains(s, "1.60M") || !strings.Contains(s, "sorted by pps") {
 		t.Errorf("terminal screen:\n%q", s)
+	}
+}
+
+// TestTopKeys: on a terminal (a pseudo-terminal here), top reads single key presses without
+// waiting for a newline, and puts the terminal back as it was.
+func TestTopKeys(t *testing.T) {
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, restore := topKeys(slave)
+	if keys == nil {
+		t.Fatal("topKeys refused a terminal")
+	}
+	if _, err := master.Write([]byte("b")); err != nil { // no newline: raw input
+		t.Fatal(err)
+	}
+	select {
+	case k := <-keys:
+		if k != 'b' || topKeySorts[k] != "bps" {
+			t.Errorf("key %q", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no key press delivered")
+	}
+	restore()
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Lflag != before.Lflag {
+		t.Errorf("terminal flags %x after restore, were %x", after.Lflag, before.Lflag)
+	}
+	if isTerminal(&strings.Builder{}) || !isTerminal(slave) {
+		t.Error("isTerminal: wrong about a strings.Builder or a pseudo-terminal")
 	}
 }
