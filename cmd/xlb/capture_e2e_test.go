@@ -303,37 +303,43 @@ func TestE2ECapture(t *testing.T) {
 	})
 }
 
-// TestE2ECaptureLoad: a burst that fits in the ring is captured whole; a burst into a ring
-// of 16 records keeps at least what the ring holds and reports every record it lost: records
-// written + lost = 2 per packet the service received (root only; skips otherwise).
+// TestE2ECaptureLoad: a burst that fits in the ring is captured whole (2 records per packet
+// the service received, none lost); a burst into a ring of 16 records keeps at least what the
+// ring holds and reports every record it lost: records written + lost = 2 per packet the
+// service received (root only; skips otherwise).
 func TestE2ECaptureLoad(t *testing.T) {
 	r := newCaptureRig(t)
 	c := r.udp()
 	msg := []byte("load")
 
+	// Both bursts end by duration; what the service received (its counter) is the truth:
+	// frames the kernel dropped before xlb saw them are in neither side.
 	const fit = 300
 	file := filepath.Join(r.dir, "fit.pcapng")
-	_, out, exited := r.capture("--service", "tun", "--ring", "1024", "--count", strconv.Itoa(2*fit), "--duration", "20s", "-w", file)
+	before := r.packets("tun")
+	_, out, exited := r.capture("--service", "tun", "--ring", "1024", "--duration", "1500ms", "-w", file)
 	for range fit {
 		_, _ = c.Write(msg)
 	}
 	r.until(exited, out, func() {})
-	if n, lost, end := report(t, out.String()); n != 2*fit || lost != 0 || end != "count" {
-		t.Errorf("a burst that fits: %d captured, %d lost, ended by %s; want %d, 0, count", n, lost, end, 2*fit)
+	seen := int(r.packets("tun") - before)
+	if n, lost, end := report(t, out.String()); n != 2*seen || lost != 0 || end != "duration" || seen < fit/2 {
+		t.Errorf("a burst that fits: %d captured, %d lost, ended by %s; want %d (2 per packet of the %d the service saw of %d sent), 0, duration",
+			n, lost, end, 2*seen, seen, fit)
 	}
-	if got := strings.Count(r.tcpdump(file), "\n"); got != 2*fit {
-		t.Errorf("tcpdump reads %d frames, want %d", got, 2*fit)
+	if got := strings.Count(r.tcpdump(file), "\n"); got != 2*seen {
+		t.Errorf("tcpdump reads %d frames, want %d", got, 2*seen)
 	}
 
 	const burst = 5000
 	file = filepath.Join(r.dir, "burst.pcapng")
-	before := r.packets("tun")
-	_, out, exited = r.capture("--service", "tun", "--ring", "16", "--duration", "4s", "-w", file)
+	before = r.packets("tun")
+	_, out, exited = r.capture("--service", "tun", "--ring", "16", "--duration", "3s", "-w", file)
 	for range burst {
 		_, _ = c.Write(msg)
 	}
 	r.until(exited, out, func() {})
-	seen := int(r.packets("tun") - before)
+	seen = int(r.packets("tun") - before)
 	n, lost, end := report(t, out.String())
 	t.Logf("burst of %d datagrams: the service saw %d, %d records captured, %d lost", burst, seen, n, lost)
 	if end != "duration" || n < 16 || lost == 0 || n+lost != 2*seen {
