@@ -301,6 +301,9 @@ func (lb *LB) serve(ctx context.Context, ln net.Listener, token string, ann *con
 	if lb.vrrp != nil {
 		ho.VRRP = lb.vrrp
 	}
+	if cs, ok := lb.relay.get().(control.CaptureSource); ok {
+		ho.Capture = cs // packet capture (xlb ctl capture)
+	}
 	served := make(chan error, 1)
 	go func() { served <- control.Serve(ctx, ln, control.NewHandler(lb.ctrl, ho), lb.log) }()
 	lb.mu.Lock()
@@ -342,6 +345,14 @@ func (r *relay) Publish(s *dataplane.Snapshot) error {
 func (r *relay) Stats() []dataplane.WorkerStats {
 	if dp := r.get(); dp != nil {
 		return dp.Stats()
+	}
+	return nil
+}
+
+// ActiveFlows implements control.ActiveFlowSource when the data path does.
+func (r *relay) ActiveFlows() map[string]map[uint32]uint64 {
+	if as, ok := r.get().(control.ActiveFlowSource); ok {
+		return as.ActiveFlows()
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ type HandlerOptions struct {
 	BGP *BGPAnnouncer
 	// VRRP serves /api/v1/vrrp and /api/v1/vrrp/demote (nil: 404).
 	VRRP VRRPSource
+	// Capture serves /api/v1/capture (nil: 404).
+	Capture CaptureSource
 }
 
 // NewHandler returns the HTTP API of c:
@@ -47,6 +49,9 @@ type HandlerOptions struct {
 //	GET  /api/v1/bgp                                      BGP sessions, announced VIPs
 //	POST /api/v1/bgp/drain-host                           withdraw every VIP, keep forwarding
 //	POST /api/v1/bgp/undrain-host                         announce again
+//	GET  /api/v1/traffic                                  per-service and per-backend counters (ctl top)
+//	GET  /api/v1/capture?service=&backend=&client=&count=&duration=&snaplen=&ring=
+//	                                                      packet capture stream (capture.go)
 //	GET  /metrics                                         Prometheus
 //
 // A backend is named by its name, ID or address. Errors come back as
@@ -109,6 +114,12 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	})
 	registerBGP(mux, opts.BGP)
 	registerVRRP(mux, opts.VRRP)
+	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Traffic())
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/capture", func(w http.ResponseWriter, r *http.Request) {
+		serveCapture(opts.Capture, w, r)
+	})
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}

@@ -10,6 +10,8 @@
 // state and Maglev inputs of the backends that stay, so flows on healthy
 // backends are not moved; a bad configuration is refused with every error and
 // the running one stays. NewHandler serves the JSON API and Prometheus
-// /metrics (NewMetrics), Client is what `xlb ctl` uses, NewVRRP and StartBGP
+// /metrics (NewMetrics), the per-service traffic that `xlb ctl top` shows, and packet
+// captures from the data path streamed to the client (NewPcapngWriter writes them as
+// pcapng); Client is what `xlb ctl` uses, NewVRRP and StartBGP
 // run the vrrp and bgp sections. Package xlb wires them into one balancer.
 package control

@@ -67,6 +67,8 @@ type Dataplane struct {
 	snap    atomic.Pointer[Snapshot]
 	locals  *locals // the host's addresses in the programs' locals maps
 
+	capt atomic.Pointer[Capture] // the armed packet capture (capture.go)
+
 	mu       sync.Mutex
 	services map[xdpprog.Key]bool // keys in the programs' services maps
 	nat      map[xdpprog.Key]bool // keys in the programs' nat_backends maps
@@ -184,7 +186,7 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		_ = umem.Close()
 		return nil, err
 	}
-	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap,
+	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap, capt: &d.capt,
 		start: start, descs: make([]xsk.Desc, maxBatch), frames: make([]Frame, maxBatch),
 		done: make(chan struct{})}
 	if w.kern, err = newKernelTx(); err != nil {

@@ -17,6 +17,10 @@
 // its maps in step with the published snapshot and the host's addresses. A NAT reply to a
 // client the snapshot has no route to yet is translated and handed to the kernel to route.
 // Per-service and per-backend packets, bytes and new flows are counted per worker and summed
-// by Dataplane.FlowStats. The Engine needs no sockets: tests and benchmarks drive it with
+// by Dataplane.FlowStats; the connection-table entries per backend by Dataplane.ActiveFlows.
+// Dataplane.StartCapture arms a packet capture: while it runs, each worker copies the frames
+// that pass its filter, as received, as sent and as dropped with the reason, into a bounded
+// ring of its own, never waiting for the reader (records that do not fit are counted). The
+// Engine needs no sockets: tests and benchmarks drive it with
 // in-memory frames.
 package dataplane

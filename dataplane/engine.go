@@ -27,6 +27,7 @@ type Frame struct {
 	Off, Len int
 	In, Out  int
 	Addr     uint64 // the frame's UMEM address; the engine does not use it
+	Why      uint8  // when Out is 0: why it was dropped (read by a capture, see capture.go)
 }
 
 // Engine is the per-worker forwarding logic: parse, service lookup, NAT return, schedule,
@@ -118,12 +119,12 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 }
 
 func (e *Engine) drop(f *Frame, d Drop) {
-	f.Out = 0
+	f.Out, f.Why = 0, uint8(whyDrop0+int(d))
 	e.c[cDrop0+int(d)]++
 }
 
 func (e *Engine) reason(f *Frame, r encap.Reason) {
-	f.Out = 0
+	f.Out, f.Why = 0, uint8(whyReason0+int(r))
 	e.c[cReason0+int(r)]++
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/netip"
+	"time"
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/sched"
@@ -117,4 +118,24 @@ func ExampleNew() {
 	}
 	total := dp.Total()
 	fmt.Println(total.RxPackets, total.TxPackets)
+}
+
+// Capture the frames a running data path forwards for one service, as received, as sent and
+// as dropped (needs a Dataplane made by New, so root).
+func ExampleDataplane_StartCapture() {
+	var dp *dataplane.Dataplane // from dataplane.New, published and started
+	if dp == nil {
+		return
+	}
+	c, err := dp.StartCapture(dataplane.CaptureOptions{Filter: dataplane.CaptureFilter{Service: "web"}, Snaplen: 128})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	for range 10 { // in a real reader: until done, with a short sleep between reads
+		c.Read(func(r *dataplane.CaptureRecord) {
+			fmt.Println(r.Time.Format(time.RFC3339Nano), r.Dir, r.Ifindex, r.WireLen, r.Reason)
+		})
+	}
+	fmt.Printf("%+v\n", c.Stats())
 }

@@ -33,6 +33,8 @@ type worker struct {
 	batch  int
 	busy   bool // never sleep in poll(2) (InterfaceConfig.BusyPoll)
 	snap   *atomic.Pointer[Snapshot]
+	capt   *atomic.Pointer[Capture] // an armed packet capture, or nil
+	act    activeFlows              // active flows per backend, for Dataplane.ActiveFlows
 	start  time.Time
 
 	descs  []xsk.Desc
@@ -121,7 +123,11 @@ func (w *worker) step() bool {
 			w.frames[i] = Frame{Buf: in.u.Frame(d.Addr), Off: in.u.Offset(d.Addr), Len: int(d.Len),
 				In: in.ifindex, Addr: d.Addr}
 		}
-		w.engine.Process(snap, w.frames[:n], now)
+		if c := w.capt.Load(); c != nil {
+			c.process(w.id, w.engine, snap, w.frames[:n], now)
+		} else {
+			w.engine.Process(snap, w.frames[:n], now)
+		}
 		w.dispatch(in, w.frames[:n])
 	}
 	for _, s := range w.socks {
@@ -214,6 +220,7 @@ func (w *worker) publish() {
 	w.engine.c[cKicks] = kicks
 	w.engine.c.publish(&w.pub)
 	w.engine.fl.publish()
+	w.act.publish(w.engine, int64(time.Since(w.start)))
 }
 
 // sleep waits in poll(2) for any socket to receive, at most idlePoll.

@@ -35,6 +35,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	quick := fs.Bool("quick", false, "short runs (300ms, 3 rounds): the whole table in under a minute")
 	markdown := fs.Bool("markdown", false, "write Markdown (method, machine, placement, table) for BENCHMARKS.md")
 	out := fs.String("out", "", "write the report to FILE instead of standard output")
+	plotDir := fs.String("plot", "", "also draw the report's charts as SVG files into DIR (rates with min-max bars, latency distributions)")
 	prof := fs.String("profile", "", "write a profile of the run to the working directory: cpu or mem")
 	scen := fs.String("scenario", "all", "comma-separated scenario groups: "+strings.Join(bench.AllGroups, ",")+" or all")
 	dur := fs.Duration("duration", 0, "measured time of each run (default 1s, --quick 300ms)")
@@ -145,6 +146,13 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	rep, err := bench.Run(ctx, o)
 	if err != nil {
 		return err
+	}
+	if *plotDir != "" {
+		files, err := rep.WritePlots(*plotDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
 	}
 	if *markdown {
 		return rep.WriteMarkdown(w, "xlb bench "+strings.Join(args, " "))

@@ -32,6 +32,8 @@ commands:
   undrain-host                    announce the VIPs again
   vrrp                            VRRP state: master or backup, forwarding, peers, counters
   demote                          a VRRP master resigns: the backup takes over, this host stays backup
+  capture [FILTERS] -w FILE|-     packet capture from the workers as pcapng (xlb ctl capture -h)
+  top [--sort KEY]                packets/s, bits/s, new flows/s, active flows per service and backend
 
 BACKEND is a backend's name, ID or address. The token may also come from
 the XLB_TOKEN environment variable.
@@ -84,6 +86,10 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	switch a[0] {
+	case "capture":
+		return ctlCapture(cl, a[1:], stdout, stderr)
+	case "top":
+		return ctlTop(cl, a[1:], stdout, stderr)
 	case "status":
 		if err := nargs(0, "status"); err != nil {
 			return err
