@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/xlb-dev/xlb/connsync"
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/sched"
 )
@@ -39,6 +40,10 @@ type Config struct {
 	// ThreadedNAPI turns threaded NAPI on for the interfaces after the XDP attach (helps on
 	// veth, where the receive work otherwise runs on the sending CPU). Off by default.
 	ThreadedNAPI bool
+	// Sync, when set, connects every worker to connection sync: the workers queue their
+	// connection-table changes on the node's rings and ask its table on a miss (see
+	// Engine.SetSync). The caller runs the node.
+	Sync *connsync.Node
 }
 
 // InterfaceConfig is one interface of a Config (names follow the YAML config).

@@ -186,6 +186,9 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		_ = umem.Close()
 		return nil, err
 	}
+	if c.Sync != nil {
+		engine.SetSync(c.Sync.Ring(), c.Sync.Table(), c.Sync.Refresh())
+	}
 	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap, capt: &d.capt,
 		start: start, descs: make([]xsk.Desc, maxBatch), frames: make([]Frame, maxBatch),
 		done: make(chan struct{})}

@@ -54,6 +54,8 @@ type Engine struct {
 	hitKey  tupleKey
 	hitSrc0 bool // the source port was 0 (lookup treats portless keys apart)
 	hitSvc  int
+
+	sync engineSync // connection sync (sync.go); off when unset
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -168,6 +170,7 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 // sv's index in the snapshot).
 func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
 	ins := e.core.Inserts()
+	e.sync.cur = sv
 	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
 	if bi < 0 || bi >= len(sv.targets) {
 		e.fl.count(si, -1, uint64(f.Len), false)
@@ -176,6 +179,9 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 	}
 	e.fl.count(si, bi, uint64(f.Len), e.core.Inserts() != ins)
 	t := &sv.targets[bi]
+	if e.sync.out != nil {
+		e.pushSync(k, t)
+	}
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return

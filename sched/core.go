@@ -79,6 +79,12 @@ type Core struct {
 	sweep   int
 	sweepAt int
 	sink    uint8                      // PrefetchBatch's loads land here so the compiler keeps them
+	// Connection sync (sync.go).
+	syncMiss    func(svc *Service, k *Key) int
+	syncTrack   bool
+	syncChg     bool
+	syncState   uint8
+	syncRefresh uint16
 	c       [numCounters]uint64        // owner's counters, plain
 	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
 }
@@ -268,7 +274,11 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 			if int(e.svc) == svc.index {
 				if p := c.position(svc, e); p >= 0 && svc.backends[p].Up {
 					b.seen[w] = t
-					b.state[w] = nextState(b.state[w], tcpFlags)
+					old := b.state[w]
+					b.state[w] = nextState(old, tcpFlags)
+					if c.syncTrack {
+						c.noteSync(e, b.state[w], b.state[w] != old, t)
+					}
 					c.c[cHits]++
 					runtime.KeepAlive(c) // see newTable
 					return int(p)
@@ -280,7 +290,10 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	}
 	c.c[cMisses]++
 	st := &c.svcs[svc.index]
-	p := c.pick(st, svc, k)
+	p := c.fromPeer(svc, k, tcpFlags)
+	if p < 0 {
+		p = c.pick(st, svc, k)
+	}
 	if p < 0 {
 		c.c[cNoBackend]++
 		return -1
@@ -294,6 +307,9 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	b.seen[w] = t
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID, pos: uint16(p)}
+	if c.syncTrack {
+		c.noteSync(&b.ent[w], b.state[w], true, t)
+	}
 	c.c[cInserts]++
 	c.c[cEntries]++
 	st.conns[p]++
@@ -330,6 +346,9 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	e.svc, e.backend, e.pos = uint16(svc.index), svc.backends[p].ID, uint16(p)
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.seen[w] = t
+	if c.syncTrack {
+		c.noteSync(e, b.state[w], true, t)
+	}
 	st.conns[p]++
 	runtime.KeepAlive(c) // see newTable
 	return p

@@ -145,7 +145,7 @@ type entry struct {
 	svc     uint16
 	backend uint32
 	pos     uint16 // the backend's position in the service when last seen: a hint
-	_       [2]byte
+	synced  uint16 // connection sync: when peers last heard of it (Core.SetSync)
 }
 
 // bucket is one set of the table: a 64-byte header line, then 8 entries. The header holds

@@ -1,0 +1,151 @@
+package connsync
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"time"
+)
+
+// sendLoop drains the workers' rings every Interval and sends their records in messages of
+// at most MaxMessage bytes to every peer, until ctx ends.
+func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
+	sealer, _ := NewSealer(n.cfg.Key) // New checked the key
+	per := min((n.cfg.MaxMessage-Size(0))/RecordSize, MaxRecords)
+	recs := make([]Record, per)
+	buf := make([]byte, Size(per))
+	tick := time.NewTicker(n.cfg.Interval)
+	defer tick.Stop()
+	var seq uint64
+	prev := time.Now()
+	flush := func(recs []Record) {
+		seq++
+		h := Header{Count: len(recs), Sender: n.sender, Seq: seq, Sent: time.Now().UnixNano(), Oldest: prev.UnixNano()}
+		msg := sealer.Seal(buf, &h, recs)
+		for _, p := range n.cfg.Peers {
+			if _, err := pc.WriteToUDPAddrPort(msg, p); err != nil {
+				n.dropped[DropSendError].Add(uint64(len(recs)))
+				continue
+			}
+			n.send.bytes.Add(uint64(len(msg)))
+		}
+		n.send.msgs.Add(1)
+		n.send.records.Add(uint64(len(recs)))
+	}
+	var rings []*Ring
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		n.mu.Lock()
+		rings = append(rings[:0], n.rings...)
+		n.mu.Unlock()
+		fill := 0
+		for _, q := range rings {
+			for {
+				k := q.Pop(recs[fill:])
+				if fill += k; fill == per {
+					flush(recs)
+					fill = 0
+					continue
+				}
+				break
+			}
+		}
+		if fill > 0 {
+			flush(recs[:fill])
+		}
+		prev = now
+	}
+}
+
+// receive reads messages until pc is closed and applies the ones that pass every check.
+func (n *Node) receive(pc *net.UDPConn) {
+	sealer, _ := NewSealer(n.cfg.Key)
+	buf := make([]byte, 1<<16)
+	recs := make([]Record, MaxRecords)
+	var guard replayGuard
+	for {
+		m, _, err := pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		n.recv.msgs.Add(1)
+		n.apply(sealer, &guard, buf[:m], recs, time.Now())
+	}
+}
+
+// apply checks message b received at now and writes its records to the table; it returns
+// the drop reason, or -1 when the message was applied.
+func (n *Node) apply(s *Sealer, g *replayGuard, b []byte, recs []Record, now time.Time) int {
+	var h Header
+	raw, err := s.Open(b, n.cfg.MaxMessage, &h)
+	if err != nil {
+		return n.drop(err)
+	}
+	if d := now.Sub(time.Unix(0, h.Sent)); d > n.cfg.MaxSkew || d < -n.cfg.MaxSkew {
+		return n.drop(ErrStale)
+	}
+	for i := range h.Count {
+		if ParseRecord(raw, i, &recs[i]) != nil {
+			return n.drop(ErrRecord) // an authenticated peer with another idea of the format: none of it
+		}
+	}
+	ok, gap := g.check(h.Sender, h.Seq)
+	if !ok {
+		return n.drop(ErrReplay)
+	}
+	n.recv.lost.Add(gap)
+	n.recv.records.Add(uint64(h.Count))
+	for i := range h.Count {
+		n.table.Put(&recs[i])
+	}
+	n.recv.applied.Add(uint64(h.Count))
+	lag := int64(now.Sub(time.Unix(0, h.Oldest)))
+	n.lagLast.Store(lag)
+	if lag > n.lagMax.Load() {
+		n.lagMax.Store(lag)
+	}
+	return -1
+}
+
+func (n *Node) drop(err error) int {
+	for i, e := range dropErrs {
+		if errors.Is(err, e) {
+			n.dropped[i].Add(1)
+			return i
+		}
+	}
+	return DropRecord
+}
+
+// Stats returns the node's counters. Safe for concurrent use.
+func (n *Node) Stats() Stats {
+	s := Stats{Sender: n.sender, SentMessages: n.send.msgs.Load(), SentRecords: n.send.records.Load(),
+		SentBytes: n.send.bytes.Load(), Received: n.recv.msgs.Load(), ReceivedRecords: n.recv.records.Load(),
+		Applied: n.recv.applied.Load(), Lost: n.recv.lost.Load(), LagLast: time.Duration(n.lagLast.Load()),
+		LagMax: time.Duration(n.lagMax.Load()), Table: n.table.Stats()}
+	for i := range s.Dropped {
+		s.Dropped[i] = n.dropped[i].Load()
+	}
+	n.mu.Lock()
+	for _, q := range n.rings {
+		s.Dropped[DropRingFull] += q.Drops()
+	}
+	n.mu.Unlock()
+	for _, p := range n.cfg.Peers {
+		s.Peers = append(s.Peers, p.String())
+	}
+	slices.Sort(s.Peers)
+	if n.cfg.Listen.IsValid() {
+		s.Listen = n.cfg.Listen.String()
+	}
+	return s
+}

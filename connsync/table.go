@@ -1,0 +1,195 @@
+package connsync
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// tableWays is the associativity of a Table: a full bucket evicts its oldest of 8.
+const tableWays = 8
+
+// BytesPerEntry is a Table's memory per entry.
+const BytesPerEntry = 72
+
+// slot is one entry under a sequence lock: seq is odd while the writer changes the words.
+// Words: 0-1 key source, 2-3 key destination, 4 ports/protocol/flags/state (bit 56: used),
+// 5-6 backend address, 7 backend port | received (ms since the table's start) << 16.
+type slot struct {
+	seq atomic.Uint64
+	w   [8]atomic.Uint64
+}
+
+const usedBit = 1 << 56
+
+// Table holds the connections peers sent, in fixed memory: capacity entries in buckets of
+// 8, a new entry taking a free or expired slot of its bucket, else the oldest one (an
+// eviction). One goroutine writes (the Node's receiver); any number read, without locks.
+type Table struct {
+	b       [][tableWays]slot
+	seed    maphash.Seed
+	start   time.Time
+	timeout [sched.NumConnStates]int64 // ms, by state
+
+	entries, evictions, expired, updates atomic.Uint64 // writer's counters
+	hits                                 atomic.Uint64 // Lookup found a live entry
+}
+
+// NewTable returns a table of at least capacity entries (rounded up to a multiple of 8)
+// whose entries expire by timeouts.
+func NewTable(capacity int, timeouts sched.Timeouts) *Table {
+	n := max((capacity+tableWays-1)/tableWays, 1)
+	t := &Table{b: make([][tableWays]slot, n), seed: maphash.MakeSeed(), start: time.Now()}
+	for s := range sched.NumConnStates {
+		t.timeout[s] = timeouts.Timeout(sched.ConnState(s)).Milliseconds()
+	}
+	return t
+}
+
+// Capacity returns the number of entries the table holds at most.
+func (t *Table) Capacity() int { return len(t.b) * tableWays }
+
+func (t *Table) now() int64 { return time.Since(t.start).Milliseconds() }
+
+func (t *Table) bucket(k *sched.Key) *[tableWays]slot {
+	var e [38]byte
+	copy(e[0:16], k.Src[:])
+	copy(e[16:32], k.Dst[:])
+	binary.LittleEndian.PutUint16(e[32:], k.SrcPort)
+	binary.LittleEndian.PutUint16(e[34:], k.DstPort)
+	e[36] = k.Proto
+	if k.V6 {
+		e[37] = 1
+	}
+	h := maphash.Bytes(t.seed, e[:])
+	return &t.b[h%uint64(len(t.b))]
+}
+
+// keyWords returns k as the slot's words 0-4 (word 4 without the state).
+func keyWords(k *sched.Key) [5]uint64 {
+	w4 := uint64(k.SrcPort) | uint64(k.DstPort)<<16 | uint64(k.Proto)<<32 | usedBit
+	if k.V6 {
+		w4 |= 1 << 40
+	}
+	return [5]uint64{binary.LittleEndian.Uint64(k.Src[0:]), binary.LittleEndian.Uint64(k.Src[8:]),
+		binary.LittleEndian.Uint64(k.Dst[0:]), binary.LittleEndian.Uint64(k.Dst[8:]), w4}
+}
+
+const keyMask4 = 1<<41 - 1 | usedBit // word 4's key bits
+
+// Lookup returns the live entry of flow k. Safe for concurrent use with Put; it does not
+// allocate.
+func (t *Table) Lookup(k *sched.Key, r *Record) bool {
+	kw := keyWords(k)
+	b := t.bucket(k)
+	for i := range b {
+		s := &b[i]
+		for range 4 { // a read that races the writer is tried again
+			s1 := s.seq.Load()
+			if s1&1 != 0 {
+				continue
+			}
+			var w [8]uint64
+			for j := range w {
+				w[j] = s.w[j].Load()
+			}
+			if s.seq.Load() != s1 {
+				continue
+			}
+			if w[0] != kw[0] || w[1] != kw[1] || w[2] != kw[2] || w[3] != kw[3] || w[4]&keyMask4 != kw[4] {
+				break
+			}
+			st := sched.ConnState(w[4] >> 48 & 0xff)
+			if int(st) >= sched.NumConnStates || t.now()-int64(w[7]>>16) > t.timeout[st] {
+				return false
+			}
+			r.Key, r.State = *k, st
+			binary.LittleEndian.PutUint64(r.Backend[0:], w[5])
+			binary.LittleEndian.PutUint64(r.Backend[8:], w[6])
+			r.BackendPort, r.BackendV6 = uint16(w[7]), w[4]&(1<<41) != 0
+			t.hits.Add(1)
+			return true
+		}
+	}
+	return false
+}
+
+// Put stores (or refreshes) r, received now. The single writer only.
+func (t *Table) Put(r *Record) {
+	now := t.now()
+	kw := keyWords(&r.Key)
+	b := t.bucket(&r.Key)
+	free, exp, old := -1, -1, -1
+	var oldAt int64
+	for i := range b {
+		s := &b[i]
+		w4 := s.w[4].Load()
+		if w4&usedBit == 0 {
+			if free < 0 {
+				free = i
+			}
+			continue
+		}
+		if s.w[0].Load() == kw[0] && s.w[1].Load() == kw[1] && s.w[2].Load() == kw[2] &&
+			s.w[3].Load() == kw[3] && w4&keyMask4 == kw[4] {
+			t.write(s, kw, r, now)
+			t.updates.Add(1)
+			return
+		}
+		at := int64(s.w[7].Load() >> 16)
+		st := min(int(w4>>48&0xff), sched.NumConnStates-1)
+		if exp < 0 && now-at > t.timeout[st] {
+			exp = i
+		}
+		if old < 0 || at < oldAt {
+			old, oldAt = i, at
+		}
+	}
+	switch {
+	case free >= 0:
+		t.entries.Add(1)
+		t.write(&b[free], kw, r, now)
+	case exp >= 0:
+		t.expired.Add(1)
+		t.write(&b[exp], kw, r, now)
+	default:
+		t.evictions.Add(1)
+		t.write(&b[old], kw, r, now)
+	}
+}
+
+func (t *Table) write(s *slot, kw [5]uint64, r *Record, now int64) {
+	q := s.seq.Load()
+	s.seq.Store(q + 1)
+	for j := range 4 {
+		s.w[j].Store(kw[j])
+	}
+	w4 := kw[4] | uint64(r.State)<<48
+	if r.BackendV6 {
+		w4 |= 1 << 41
+	}
+	s.w[4].Store(w4)
+	s.w[5].Store(binary.LittleEndian.Uint64(r.Backend[0:]))
+	s.w[6].Store(binary.LittleEndian.Uint64(r.Backend[8:]))
+	s.w[7].Store(uint64(r.BackendPort) | uint64(now)<<16)
+	s.seq.Store(q + 2)
+}
+
+// TableStats are a Table's counters.
+type TableStats struct {
+	Capacity  uint64
+	Entries   uint64 // slots ever filled (expired ones count until reused)
+	Updates   uint64 // records that refreshed an entry already there
+	Expired   uint64 // new entries that took an expired entry's slot
+	Evictions uint64 // live entries dropped for a new one (the oldest of a full bucket)
+	Hits      uint64 // lookups that found a live entry
+}
+
+// Stats returns the table's counters. Safe for concurrent use.
+func (t *Table) Stats() TableStats {
+	return TableStats{Capacity: uint64(t.Capacity()), Entries: t.entries.Load(), Updates: t.updates.Load(),
+		Expired: t.expired.Load(), Evictions: t.evictions.Load(), Hits: t.hits.Load()}
+}
