@@ -23,7 +23,7 @@ type engineSync struct {
 // lives. Owner only, before the engine runs.
 func (e *Engine) SetSync(out *connsync.Ring, in *connsync.Table, refresh time.Duration) {
 	e.sync.out, e.sync.in = out, in
-	var miss func(*sched.Service, *sched.Key) int
+	var miss func(*sched.Service, sched.Key) int
 	if in != nil {
 		miss = e.fromPeer
 	}
@@ -32,9 +32,9 @@ func (e *Engine) SetSync(out *connsync.Ring, in *connsync.Table, refresh time.Du
 
 // fromPeer returns the position in the current service of the backend a peer had for flow
 // k, or -1. Called by the core on a miss (a new flow on this host).
-func (e *Engine) fromPeer(_ *sched.Service, k *sched.Key) int {
+func (e *Engine) fromPeer(_ *sched.Service, k sched.Key) int {
 	r, sv := &e.sync.rec, e.sync.cur
-	if sv == nil || !e.sync.in.Lookup(k, r) {
+	if sv == nil || !e.sync.in.Lookup(&k, r) {
 		return -1
 	}
 	for i := range sv.targets {

@@ -51,7 +51,7 @@ const syncShift = 30 - tickShift
 // worth a record: the cost under a SYN flood); and a known flow again when its last note
 // is refresh old, so that a long-lived flow stays alive on the peers. miss may be nil.
 // Owner only, before the core is used.
-func (c *Core) SetSync(miss func(svc *Service, k *Key) int, track bool, refresh time.Duration) {
+func (c *Core) SetSync(miss func(svc *Service, k Key) int, track bool, refresh time.Duration) {
 	c.syncMiss = miss
 	c.syncTrack = track
 	r := (int64(refresh) + 1<<30 - 1) >> 30
@@ -86,7 +86,7 @@ func (c *Core) fromPeer(svc *Service, k *Key, tcpFlags uint8) int {
 	if c.syncMiss == nil || (k.Proto == protoTCP && tcpFlags&(FlagSYN|FlagACK) == FlagSYN) {
 		return -1
 	}
-	p := c.syncMiss(svc, k)
+	p := c.syncMiss(svc, *k) // by value: a pointer would make every caller's key escape
 	if p < 0 || p >= len(svc.backends) || !svc.backends[p].Up {
 		return -1
 	}
