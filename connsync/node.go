@@ -178,17 +178,33 @@ func (n *Node) Ring() *Ring {
 	return q
 }
 
-// Run opens the socket and sends and receives until ctx ends.
-func (n *Node) Run(ctx context.Context) error {
+// Listen opens the node's UDP socket (bound to Config.Listen, or to any address and a
+// free port when that is unset) in the calling thread's network namespace.
+func (n *Node) Listen() (*net.UDPConn, error) {
 	var laddr *net.UDPAddr
 	if n.cfg.Listen.IsValid() {
 		laddr = net.UDPAddrFromAddrPort(n.cfg.Listen)
 	}
 	pc, err := net.ListenUDP("udp", laddr)
 	if err != nil {
-		return fmt.Errorf("connsync: listen: %w", err)
+		return nil, fmt.Errorf("connsync: listen: %w", err)
 	}
+	return pc, nil
+}
 
+// Run opens the socket (Listen) and serves on it until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	pc, err := n.Listen()
+	if err != nil {
+		return err
+	}
+	n.Serve(ctx, pc)
+	return nil
+}
+
+// Serve sends this host's records to the peers from pc and receives theirs on it until
+// ctx ends; it closes pc.
+func (n *Node) Serve(ctx context.Context, pc *net.UDPConn) {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -200,5 +216,4 @@ func (n *Node) Run(ctx context.Context) error {
 	n.sendLoop(ctx, pc)
 	pc.Close()
 	wg.Wait()
-	return nil
 }
