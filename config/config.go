@@ -29,6 +29,9 @@ type Config struct {
 	// VRRP, when set, shares the VIPs with standby hosts: only the VRRP
 	// master forwards (see VRRP).
 	VRRP *VRRP `yaml:"vrrp"`
+	// Sync, when set, shares connection-table entries with the other LB hosts
+	// (see Sync).
+	Sync *Sync `yaml:"sync"`
 	// HashKey is the secret of the flow hash that picks a new flow's
 	// backend (schedulers maglev, flow-hash, source-hash): 32 hex digits
 	// (128 bits), the same on every LB host of a cluster (both hosts of a
@@ -257,6 +260,7 @@ func (c *Config) Normalize() {
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
 	c.BGP.normalize()
+	c.Sync.normalize()
 }
 
 // WeightOf returns the backend's configured weight (DefaultWeight when unset).

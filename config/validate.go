@@ -25,6 +25,7 @@ func (c *Config) Validate() error {
 	c.API.validate(e)
 	c.validateBGP(e)
 	c.validateVRRP(e)
+	c.validateSync(e)
 	slices.SortStableFunc(e.list, func(a, b *FieldError) int { return a.Line - b.Line })
 	return e.err()
 }

@@ -123,6 +123,9 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !old.VRRP.Equal(cfg.VRRP) {
 		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
+	if !old.Sync.Equal(cfg.Sync) {
+		return fmt.Errorf("control: reload: %w: the sync section changed; restart xlb to apply it", ErrRestartRequired)
+	}
 	if !old.BGP.Equal(cfg.BGP) {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
