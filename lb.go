@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/connsync"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -45,6 +46,7 @@ type LB struct {
 	ctrl  *control.Controller
 	met   *control.Metrics
 	vrrp  *control.VRRPNode // nil without a vrrp section
+	sync  *connsync.Node    // nil without a sync section
 	relay *relay
 
 	ready     chan struct{}
@@ -103,6 +105,9 @@ func New(cfg *config.Config, opts ...Option) (*LB, error) {
 		if err := lb.met.Registry().Register(lb.vrrp.Collector()); err != nil {
 			return nil, fmt.Errorf("vrrp metrics: %w", err)
 		}
+	}
+	if err := lb.newSync(cfg); err != nil {
+		return nil, err
 	}
 	return lb, nil
 }
@@ -205,6 +210,11 @@ func (lb *LB) run(ctx context.Context) error {
 		lb.log.Info("data path closed")
 	}()
 	lb.relay.set(dp)
+	stopSync, err := lb.startSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopSync()
 	if err := lb.ctrl.Start(ctx); err != nil {
 		return err
 	}
@@ -256,6 +266,7 @@ func (lb *LB) openDataPath() (DataPath, error) {
 	}
 	dc := control.DataplaneConfig(lb.cfg)
 	dc.ReplaceXDP = lb.o.replaceXDP
+	dc.Sync = lb.sync
 	dp, err := dataplane.New(dc)
 	if err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
@@ -300,6 +311,9 @@ func (lb *LB) serve(ctx context.Context, ln net.Listener, token string, ann *con
 	ho := control.HandlerOptions{Token: token, Metrics: lb.met.Handler(), BGP: ann}
 	if lb.vrrp != nil {
 		ho.VRRP = lb.vrrp
+	}
+	if lb.sync != nil {
+		ho.Sync = lb.sync
 	}
 	if cs, ok := lb.relay.get().(control.CaptureSource); ok {
 		ho.Capture = cs // packet capture (xlb ctl capture)

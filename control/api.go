@@ -33,6 +33,8 @@ type HandlerOptions struct {
 	VRRP VRRPSource
 	// Capture serves /api/v1/capture (nil: 404).
 	Capture CaptureSource
+	// Sync serves /api/v1/sync (nil: 404).
+	Sync SyncSource
 }
 
 // NewHandler returns the HTTP API of c:
@@ -52,6 +54,7 @@ type HandlerOptions struct {
 //	GET  /api/v1/traffic                                  per-service and per-backend counters (ctl top)
 //	GET  /api/v1/capture?service=&backend=&client=&count=&duration=&snaplen=&ring=
 //	                                                      packet capture stream (capture.go)
+//	GET  /api/v1/sync                                     connection sync counters (sync.go)
 //	GET  /metrics                                         Prometheus
 //
 // A backend is named by its name, ID or address. Errors come back as
@@ -114,6 +117,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	})
 	registerBGP(mux, opts.BGP)
 	registerVRRP(mux, opts.VRRP)
+	registerSync(mux, opts.Sync)
 	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.Traffic())
 	})

@@ -32,6 +32,7 @@ commands:
   undrain-host                    announce the VIPs again
   vrrp                            VRRP state: master or backup, forwarding, peers, counters
   demote                          a VRRP master resigns: the backup takes over, this host stays backup
+  sync                            connection sync: records sent and received, drops by reason, lag
   capture [FILTERS] -w FILE|-     packet capture from the workers as pcapng (xlb ctl capture -h)
   top [--sort KEY]                packets/s, bits/s, new flows/s, active flows per service and backend
 
@@ -177,6 +178,15 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return out(st, func(tw *tabwriter.Writer) { printVRRP(tw, st) })
+	case "sync":
+		if err := nargs(0, a[0]); err != nil {
+			return err
+		}
+		st, err := cl.Sync(ctx)
+		if err != nil {
+			return err
+		}
+		return out(st, func(tw *tabwriter.Writer) { printSync(tw, st) })
 	default:
 		fs.Usage()
 		return fmt.Errorf("%w: unknown ctl command %q", errUsage, a[0])
