@@ -1,5 +1,6 @@
 // Package decap holds the tc BPF program that test backends use to decapsulate IPIP,
-// IPv6-in-IPv4, IPv4-in-IPv6 and IP6IP6 packets (this kernel has no ipip/ip6tnl devices).
+// IPv6-in-IPv4, IPv4-in-IPv6 and IP6IP6 packets, and GUE and FOU datagrams to the UDP ports
+// given with AddUDPPort (this kernel has no ipip/ip6tnl devices and no fou module).
 // The program (decap.c) is compiled with bpf2go; the generated object is committed, so a
 // build needs no clang. Regenerate with `go generate ./internal/testnet/decap`.
 package decap
@@ -15,7 +16,7 @@ import (
 
 // Stats are the program's counters, summed over CPUs.
 type Stats struct {
-	Seen  uint64 // IPIP packets seen
+	Seen  uint64 // IPIP, GUE and FOU packets seen
 	Decap uint64 // decapsulated and passed on
 	Error uint64 // a helper failed and the packet was dropped
 }
@@ -64,6 +65,15 @@ func (p *Program) Attach(h *netlink.Handle, ifindex int) error {
 	}
 	if err := h.FilterAdd(f); err != nil {
 		return fmt.Errorf("add decap filter on ifindex %d ingress: %w", ifindex, err)
+	}
+	return nil
+}
+
+// AddUDPPort makes the program decapsulate GUE and FOU datagrams to UDP port port.
+func (p *Program) AddUDPPort(port uint16) error {
+	be := port<<8 | port>>8 // the map key is the port as it sits in the packet
+	if err := p.objs.UdpPorts.Put(be, uint8(1)); err != nil {
+		return fmt.Errorf("decap: add udp port %d: %w", port, err)
 	}
 	return nil
 }
