@@ -137,3 +137,21 @@ func innerSum(inner []byte, p *Packet) uint16 {
 	}
 	return ChecksumCombine(Checksum(inner[:l4], 0), ^ph)
 }
+
+// MarshalText returns the configuration name (JSON and YAML write it as a string).
+func (e TunnelEncap) MarshalText() ([]byte, error) {
+	if e >= numEncaps {
+		return nil, fmt.Errorf("%w: %d", ErrTunnelEncap, uint8(e))
+	}
+	return []byte(e.String()), nil
+}
+
+// UnmarshalText parses a configuration name with ParseTunnelEncap.
+func (e *TunnelEncap) UnmarshalText(b []byte) error {
+	v, err := ParseTunnelEncap(string(b))
+	if err != nil {
+		return err
+	}
+	*e = v
+	return nil
+}

@@ -238,3 +238,23 @@ func FuzzUDPTunnel(f *testing.F) {
 		}
 	})
 }
+
+func TestTunnelEncapText(t *testing.T) {
+	for _, e := range []TunnelEncap{EncapIPIP, EncapGUE, EncapFOU} {
+		b, err := e.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back TunnelEncap
+		if err := back.UnmarshalText(b); err != nil || back != e {
+			t.Errorf("%v: %q -> %v %v", e, b, back, err)
+		}
+	}
+	if _, err := TunnelEncap(9).MarshalText(); !errors.Is(err, ErrTunnelEncap) {
+		t.Errorf("encap 9: %v", err)
+	}
+	var e TunnelEncap
+	if err := e.UnmarshalText([]byte("geneve")); !errors.Is(err, ErrTunnelEncap) {
+		t.Errorf("geneve: %v", err)
+	}
+}
