@@ -6,7 +6,7 @@
 // thread pinned to a CPU) loads it once per batch, takes up to 64 frames from a receive ring
 // and runs them through an Engine: parse (encap), service lookup, NAT
 // return lookup, connection table and scheduler (sched.Core), then direct routing (MAC
-// rewrite), IPIP/IP6IP6 encapsulation into the frame's headroom or NAT rewrite, with ICMP
+// rewrite), IPIP/IP6IP6, GUE or FOU encapsulation into the frame's headroom or NAT rewrite, with ICMP
 // "fragmentation needed"/"packet too big" sent back when the egress MTU is too small. Frames
 // go out of the interface the route names, on the same socket (the fast path) or through a
 // socket of another interface sharing the worker's UMEM; dropped frames return to the fill
@@ -17,6 +17,9 @@
 // its maps in step with the published snapshot and the host's addresses. A NAT reply to a
 // client the snapshot has no route to yet is translated and handed to the kernel to route.
 // Per-service and per-backend packets, bytes and new flows are counted per worker and summed
-// by Dataplane.FlowStats. The Engine needs no sockets: tests and benchmarks drive it with
+// by Dataplane.FlowStats. A UDP service with QUIC-LB settings (ServiceSpec.QUIC) sends a packet
+// whose destination connection ID carries a backend's server ID straight to that backend while
+// it is up, whatever the client's address (see quic.go); other packets take the 4-tuple path.
+// The Engine needs no sockets: tests and benchmarks drive it with
 // in-memory frames.
 package dataplane
