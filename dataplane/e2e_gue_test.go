@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -12,7 +13,7 @@ import (
 // IPv6 on another port; the backends decapsulate with the tc program, answer the client
 // directly, and every connection lands where Maglev says.
 func TestE2EGUE(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 3, Decap: true})
+	tn := testnet.New(t, lab.Config{Backends: 3, Decap: true})
 	for _, b := range tn.Backends {
 		for _, port := range []uint16{encap.DefaultGUEPort, 7000} {
 			if err := b.Decap.AddUDPPort(port); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/sched"
 )
@@ -73,7 +74,7 @@ func selfSignedTLS(t *testing.T) *tls.Config {
 // serveQUIC runs a QUIC server on the backend at addr: for every stream it reads records of
 // an 8-byte sequence number and 4 KiB of data and answers each with a line "name remote seq"
 // (remote: the client address the connection uses now).
-func serveQUIC(t *testing.T, b *testnet.Backend, addr netip.AddrPort, gen cidGenerator, tc *tls.Config) {
+func serveQUIC(t *testing.T, b *lab.Backend, addr netip.AddrPort, gen cidGenerator, tc *tls.Config) {
 	t.Helper()
 	pc, err := b.ListenPacket("udp4", addr.String())
 	if err != nil {
@@ -186,7 +187,7 @@ func (x *quicTransfer) waitRecords(t *testing.T, n int) {
 
 // quicService is a UDP service whose backend i has server ID serverID(i) and whose backends
 // are up as up says.
-func quicService(t *testing.T, tn *testnet.Net, name string, index int, port uint16, lb *encap.QUICLB, up []bool) ServiceSpec {
+func quicService(t *testing.T, tn *lab.Net, name string, index int, port uint16, lb *encap.QUICLB, up []bool) ServiceSpec {
 	t.Helper()
 	sp := backendSpec(t, tn, name, index, tn.VIP, port, MethodDR)
 	bs := make([]sched.Backend, sp.Sched.Len())
@@ -222,7 +223,7 @@ func portAway(t *testing.T, sp ServiceSpec, src netip.Addr, avoid string) uint16
 
 func TestE2EQUICMigration(t *testing.T) {
 	t.Setenv("QUIC_GO_DISABLE_GSO", "true") // the veths have checksum offload off
-	tn := testnet.New(t, testnet.Config{Backends: 3, NoHTTP: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 3, NoHTTP: true, DisableIPv6: true})
 	dp := startDataplane(t, tn.LB, "eth0")
 	tc := selfSignedTLS(t)
 	modes := []struct {
@@ -261,7 +262,7 @@ func TestE2EQUICMigration(t *testing.T) {
 // backend set changes (another backend goes down) and the client moves to newAddr and a port
 // the 4-tuple path would send elsewhere; 20 more records must come from the same server,
 // which must see the new address.
-func testQUICMigration(t *testing.T, tn *testnet.Net, dp *Dataplane, port uint16, newAddr netip.Addr, tc *tls.Config,
+func testQUICMigration(t *testing.T, tn *lab.Net, dp *Dataplane, port uint16, newAddr netip.Addr, tc *tls.Config,
 	snap func(up []bool) (*Snapshot, ServiceSpec)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
