@@ -73,7 +73,14 @@ type Service struct {
 	// (tunnel method, required there), or a prefix the source is picked
 	// from per flow so the backends' receive hashing spreads flows.
 	TunnelSource netip.Prefix `yaml:"tunnel_source"`
-	Backends     []Backend    `yaml:"backends"`
+	// Encap is the tunnel method's encapsulation: ipip (default), gue or fou
+	// (see Encap); EncapPort is gue's and fou's UDP port (default 6080).
+	Encap     Encap  `yaml:"encap"`
+	EncapPort uint16 `yaml:"encap_port"`
+	// QUIC, for a udp service, routes QUIC packets by the server ID in their
+	// connection ID to the backend with that server_id (see QUIC).
+	QUIC     *QUIC     `yaml:"quic"`
+	Backends []Backend `yaml:"backends"`
 	// Fallback backends receive the service's new flows only while every
 	// backend in Backends is down (or disabled). They are health-checked
 	// like the others. Optional.
@@ -98,6 +105,10 @@ type Backend struct {
 	// Disabled takes the backend out as if it were down: existing flows
 	// are rescheduled. Default false.
 	Disabled bool `yaml:"disabled"`
+	// ServerID is the backend's QUIC-LB server ID (service quic), in hex,
+	// quic.server_id_len bytes. Optional: a backend without one gets QUIC
+	// flows by the 4-tuple only.
+	ServerID HexBytes `yaml:"server_id"`
 
 	pos pos
 }
@@ -198,6 +209,7 @@ func (c *Config) Normalize() {
 		s := &c.Services[i]
 		s.Protocol = orDefault(s.Protocol, DefaultProtocol)
 		s.Method = orDefault(s.Method, DefaultMethod)
+		s.normalizeEncapQUIC()
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
 				b := &list[j]

@@ -117,6 +117,7 @@ func (c *Config) validateServices(e *errs) {
 		case s.TunnelSource.IsValid() && !usableUnicast(s.TunnelSource.Addr()):
 			e.add(s.pos.at("tunnel_source"), p+".tunnel_source", ErrValue, "%s is not a unicast address", s.TunnelSource)
 		}
+		s.validateEncapQUIC(e, p, methodOK)
 		if len(s.Backends) == 0 {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
