@@ -102,10 +102,13 @@ func (t *Tunnel) fillUDP(u, src, dst, inner []byte, p *Packet, innerProto uint8,
 	if t.udpLen == 12 {
 		u[9] = innerProto
 	}
-	sum := PseudoHeaderChecksum(ProtoUDP, src, dst, ulen)
-	sum = Checksum(u[:t.udpLen], sum)
-	sum = ChecksumCombine(sum, innerSum(inner, p))
-	binary.BigEndian.PutUint16(u[6:8], udpNonZero(^sum))
+	// The UDP header's words (checksum still 0) and the GUE header's, then the pseudo-header.
+	sum := uint64(binary.BigEndian.Uint32(u[0:4])) + uint64(binary.BigEndian.Uint32(u[4:8]))
+	if t.udpLen == 12 {
+		sum += uint64(binary.BigEndian.Uint32(u[8:12]))
+	}
+	sum += pseudoSum(src, dst, ProtoUDP, ulen) + uint64(innerSum(inner, p))
+	binary.BigEndian.PutUint16(u[6:8], udpNonZero(^fold64(sum, 0)))
 }
 
 // innerSum returns the ones' complement sum of the IP packet inner, which p describes.
@@ -131,11 +134,17 @@ func innerSum(inner []byte, p *Packet) uint16 {
 	}
 	var ph uint16
 	if p.Key.V6 {
-		ph = PseudoHeaderChecksum(p.L4Proto, inner[8:24], inner[24:40], seg)
+		ph = fold64(pseudoSum(inner[8:24], inner[24:40], p.L4Proto, seg), 0)
 	} else {
-		ph = PseudoHeaderChecksum(p.L4Proto, inner[12:16], inner[16:20], seg)
+		ph = fold64(pseudoSum(inner[12:16], inner[16:20], p.L4Proto, seg), 0)
 	}
-	return ChecksumCombine(Checksum(inner[:l4], 0), ^ph)
+	hs := uint16(0)
+	if l4 == 20 && !p.Key.V6 {
+		hs = ipv4HeaderSum(inner[:20])
+	} else {
+		hs = Checksum(inner[:l4], 0)
+	}
+	return ChecksumCombine(hs, ^ph)
 }
 
 // MarshalText returns the configuration name (JSON and YAML write it as a string).
@@ -154,4 +163,18 @@ func (e *TunnelEncap) UnmarshalText(b []byte) error {
 	}
 	*e = v
 	return nil
+}
+
+// pseudoSum returns the TCP/UDP pseudo-header's words summed, unfolded: src and dst are both
+// 4 or both 16 bytes.
+func pseudoSum(src, dst []byte, proto uint8, n int) uint64 {
+	s := uint64(proto) + uint64(n)
+	if len(src) == 4 {
+		return s + uint64(binary.BigEndian.Uint32(src)) + uint64(binary.BigEndian.Uint32(dst))
+	}
+	_, _ = src[15], dst[15]
+	for i := 0; i < 16; i += 4 {
+		s += uint64(binary.BigEndian.Uint32(src[i:])) + uint64(binary.BigEndian.Uint32(dst[i:]))
+	}
+	return s
 }
