@@ -136,10 +136,12 @@ type Health struct {
 	Timeout            time.Duration `yaml:"timeout"`  // default 1s, at most Interval
 	Rise               int           `yaml:"rise"`     // successes to come up, default 2
 	Fall               int           `yaml:"fall"`     // failures to go down, default 3
-	// ThroughVIP sends a dr backend's check to the VIP along the path the
+	// ThroughVIP sends a dr or tunnel backend's check to the VIP along the path the
 	// data path forwards on (a firewall mark and a route "VIP via BACKEND
 	// onlink" in a table of its own), so a backend that lost its VIP on lo
-	// fails it. Method dr only.
+	// fails it. Method dr, or tunnel over IPv4 with a single tunnel_source:
+	// the probe then leaves in the service's encapsulation (ipip, gue, fou),
+	// so a backend that stopped decapsulating fails it too.
 	ThroughVIP bool `yaml:"through_vip"`
 
 	pos pos

@@ -212,9 +212,14 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 	}
 	if h.ThroughVIP {
 		switch {
+		case s.Method == MethodTunnel:
+			if !s.VIP.Is4() || !s.TunnelSource.Addr().Is4() || !s.TunnelSource.IsSingleIP() {
+				e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
+					"through_vip with method tunnel needs an IPv4 vip and a single IPv4 tunnel_source (the probe's outer source)")
+			}
 		case s.Method != MethodDR:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
-				"through_vip needs method dr (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
+				"through_vip needs method dr or tunnel (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
 		case h.Kind == HealthNone:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
 		}

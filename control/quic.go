@@ -31,3 +31,13 @@ func (s *svcState) encapQUIC(sp *dataplane.ServiceSpec) {
 		}
 	}
 }
+
+// vipRoute is the policy route (and, for a tunnel service, the encapsulation) of backend b's
+// check through the VIP.
+func (s *svcState) vipRoute(b *beState) VIPRoute {
+	r := VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex}
+	if s.cfg.Method == config.MethodTunnel {
+		r.Tunnel, r.Encap, r.EncapPort, r.TunnelSource = true, s.cfg.Encap, s.cfg.EncapPort, s.cfg.TunnelSource.Addr()
+	}
+	return r
+}

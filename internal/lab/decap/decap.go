@@ -6,6 +6,7 @@
 package decap
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -71,11 +72,23 @@ func (p *Program) Attach(h *netlink.Handle, ifindex int) error {
 
 // AddUDPPort makes the program decapsulate GUE and FOU datagrams to UDP port port.
 func (p *Program) AddUDPPort(port uint16) error {
-	be := port<<8 | port>>8 // the map key is the port as it sits in the packet
-	if err := p.objs.UdpPorts.Put(be, uint8(1)); err != nil {
+	if err := p.objs.UdpPorts.Put(portKey(port), uint8(1)); err != nil {
 		return fmt.Errorf("decap: add udp port %d: %w", port, err)
 	}
 	return nil
+}
+
+// DelUDPPort stops decapsulating datagrams to port.
+func (p *Program) DelUDPPort(port uint16) error {
+	if err := p.objs.UdpPorts.Delete(portKey(port)); err != nil {
+		return fmt.Errorf("decap: delete udp port %d: %w", port, err)
+	}
+	return nil
+}
+
+// portKey is the map key of port: the port's bytes as they sit in the packet.
+func portKey(port uint16) uint16 {
+	return binary.NativeEndian.Uint16([]byte{byte(port >> 8), byte(port)})
 }
 
 // Stats reads the counters.
