@@ -193,6 +193,7 @@ func TestSnapshotQUICErrors(t *testing.T) {
 		"id without quic":    func(sp *ServiceSpec) { sp.QUIC = nil },
 		"encap on dr":        func(sp *ServiceSpec) { sp.Encap = encap.EncapGUE },
 		"encap port on ipip": func(sp *ServiceSpec) { sp.Method, sp.EncapPort = MethodTunnel, 7 },
+		"unknown encap":      func(sp *ServiceSpec) { sp.Method, sp.Encap = MethodTunnel, 9 },
 	} {
 		sp := quicSpec(t, q, MethodDR, 3)
 		mod(&sp)

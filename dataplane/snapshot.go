@@ -281,6 +281,9 @@ func buildService(sp *ServiceSpec) (service, error) {
 			return bad("tunnel method without tunnel source")
 		}
 		sv.tunV6 = sp.TunnelSource.Addr().Unmap().Is6()
+		if _, err := sp.Encap.MarshalText(); err != nil {
+			return bad("%v", err)
+		}
 	} else if sp.TunnelSource.IsValid() {
 		return bad("tunnel source set for method %v", sp.Method)
 	} else if sp.Encap != encap.EncapIPIP || sp.EncapPort != 0 {
