@@ -36,10 +36,17 @@ func quicLB(t testing.TB, encrypted, single bool) *encap.QUICLB {
 
 func serverID(i int) []byte { return []byte{0x0a, byte(i + 1)} }
 
-// quicSpec is a UDP service on port 443 whose backend i has server ID serverID(i).
+// quicSpec is a UDP service on the IPv4 VIP's port 443 whose backend i has server ID
+// serverID(i).
 func quicSpec(t testing.TB, q *encap.QUICLB, m Method, n int, up ...bool) ServiceSpec {
 	t.Helper()
-	sp := spec(t, "quic", 0, vip4, 443, m, n)
+	return quicSpecOn(t, vip4, q, m, n, up...)
+}
+
+// quicSpecOn is quicSpec on the given VIP.
+func quicSpecOn(t testing.TB, vip netip.Addr, q *encap.QUICLB, m Method, n int, up ...bool) ServiceSpec {
+	t.Helper()
+	sp := spec(t, "quic", 0, vip, 443, m, n)
 	sp.Proto, sp.QUIC = encap.ProtoUDP, q
 	if len(up) > 0 {
 		bs := make([]sched.Backend, n)
@@ -80,15 +87,21 @@ func longHeader(dcid []byte) []byte {
 	return append(append(b, 0), make([]byte, 40)...)
 }
 
-// udpPacket is a UDP datagram from src:sport to the VIP's port 443 with the given payload.
+// udpPacket is a UDP datagram from src:sport to the VIP of src's family, port 443, with the
+// given payload.
 func udpPacket(t testing.TB, src netip.Addr, sport uint16, payload []byte) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macClient[:]), DstMAC: net.HardwareAddr(macLB[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip4.AsSlice()}
+	var ip gopacket.NetworkLayer = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip4.AsSlice()}
+	if src.Is6() {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: vip6.AsSlice()}
+	}
 	u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: 443}
 	_ = u.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, u, gopacket.Payload(payload)); err != nil {
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip.(gopacket.SerializableLayer), u, gopacket.Payload(payload)); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -105,11 +118,16 @@ func TestEngineQUICRoutesByConnID(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			q := quicLB(t, mode.encrypted, mode.single)
 			e := newEngine(t)
-			s := mustSnapshot(t, nil, quicSpec(t, q, MethodDR, 3))
+			sp6 := quicSpecOn(t, vip6, q, MethodDR, 3)
+			sp6.Name, sp6.Sched = "quic6", schedService(t, 1, 3, sched.Maglev)
+			s := mustSnapshot(t, nil, quicSpec(t, q, MethodDR, 3), sp6)
 			n := 0
 			for b := range 3 {
 				for k := range 20 {
 					src := netip.AddrFrom4([4]byte{198, 18, 7, byte(k)})
+					if k%3 == 2 {
+						src = netip.MustParseAddr(fmt.Sprintf("2001:2::7:%d", k))
+					}
 					hdr := shortHeader(connID(t, q, b, k))
 					if k%2 == 1 {
 						hdr = longHeader(connID(t, q, b, k))
