@@ -41,11 +41,44 @@ type QUIC struct {
 	Mode QUICMode `yaml:"mode"`
 	// Key is the 16-byte AES key of the encrypted mode, as 32 hex digits.
 	Key HexBytes `yaml:"key"`
+	// Previous are configurations the servers may still issue IDs with during a rotation
+	// (a new key or length): each with a config_rotation of its own and the same
+	// server_id_len. Optional.
+	Previous []QUICPrevious `yaml:"previous"`
 
 	pos pos
 }
 
-func (q *QUIC) setPos(p pos) { q.pos = p }
+// QUICPrevious is a configuration still routed during a rotation (see QUIC's fields).
+type QUICPrevious struct {
+	CIDLen         int      `yaml:"cid_len"`
+	ConfigRotation uint8    `yaml:"config_rotation"`
+	Mode           QUICMode `yaml:"mode"`
+	Key            HexBytes `yaml:"key"`
+
+	pos pos
+}
+
+func (q *QUIC) setPos(p pos)         { q.pos = p }
+func (q *QUICPrevious) setPos(p pos) { q.pos = p }
+
+// quicLB is one configuration's fields, whichever struct holds them.
+type quicLB struct {
+	sidLen, cidLen int
+	cr             uint8
+	mode           QUICMode
+	key            HexBytes
+	pos            pos
+}
+
+func (q *QUIC) own() quicLB {
+	return quicLB{q.ServerIDLen, q.CIDLen, q.ConfigRotation, q.Mode, q.Key, q.pos}
+}
+
+func (q *QUIC) previous(i int) quicLB {
+	v := &q.Previous[i]
+	return quicLB{q.ServerIDLen, v.CIDLen, v.ConfigRotation, v.Mode, v.Key, v.pos}
+}
 
 // QUICMode is plaintext or encrypted.
 type QUICMode uint8
@@ -95,12 +128,27 @@ func (h *HexBytes) UnmarshalText(b []byte) error {
 }
 
 // LB builds the QUIC-LB codec of a validated configuration.
-func (q *QUIC) LB() (*encap.QUICLB, error) {
-	c := encap.QUICLBConfig{ConfigID: q.ConfigRotation, ServerIDLen: q.ServerIDLen, NonceLen: q.CIDLen - 1 - q.ServerIDLen}
-	if q.Mode == QUICEncrypted {
-		c.Key = q.Key
+func (q *QUIC) LB() (*encap.QUICLB, error) { return q.own().codec() }
+
+// PreviousLBs builds the codecs of the previous configurations.
+func (q *QUIC) PreviousLBs() ([]*encap.QUICLB, error) {
+	var out []*encap.QUICLB
+	for i := range q.Previous {
+		lb, err := q.previous(i).codec()
+		if err != nil {
+			return nil, fmt.Errorf("previous[%d]: %w", i, err)
+		}
+		out = append(out, lb)
 	}
-	lb, err := encap.NewQUICLB(c)
+	return out, nil
+}
+
+func (c quicLB) codec() (*encap.QUICLB, error) {
+	lc := encap.QUICLBConfig{ConfigID: c.cr, ServerIDLen: c.sidLen, NonceLen: c.cidLen - 1 - c.sidLen}
+	if c.mode == QUICEncrypted {
+		lc.Key = c.key
+	}
+	lb, err := encap.NewQUICLB(lc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrValue, err)
 	}
@@ -112,8 +160,11 @@ func (s *Service) normalizeEncapQUIC() {
 	if (s.Encap == EncapGUE || s.Encap == EncapFOU) && s.EncapPort == 0 {
 		s.EncapPort = encap.DefaultGUEPort
 	}
-	if s.QUIC != nil && s.QUIC.Mode == 0 {
-		s.QUIC.Mode = QUICPlaintext
+	if s.QUIC != nil {
+		s.QUIC.Mode = orDefault(s.QUIC.Mode, QUICPlaintext)
+		for i := range s.QUIC.Previous {
+			s.QUIC.Previous[i].Mode = orDefault(s.QUIC.Previous[i].Mode, QUICPlaintext)
+		}
 	}
 }
 
@@ -156,29 +207,48 @@ func (s *Service) validateEncapQUIC(e *errs, p string, methodOK bool) {
 	if q == nil {
 		return
 	}
-	qp := q.pos
-	if qp.line == 0 {
-		qp.line = s.pos.at("quic")
-	}
 	if s.Protocol != UDP {
 		e.add(s.pos.at("protocol"), p+".protocol", ErrValue, "quic needs protocol udp")
 	}
+	own := q.own()
+	if own.pos.line == 0 {
+		own.pos.line = s.pos.at("quic")
+	}
 	if q.ServerIDLen < 1 || q.ServerIDLen > 8 {
-		e.add(qp.at("server_id_len"), p+".quic.server_id_len", ErrValue, "server_id_len %d (want 1..8)", q.ServerIDLen)
-	} else if q.CIDLen < q.ServerIDLen+5 || q.CIDLen > encap.MaxQUICConnIDLen {
-		e.add(qp.at("cid_len"), p+".quic.cid_len", ErrValue,
-			"cid_len %d (want %d..%d: the first octet, the server ID and a nonce of at least 4 bytes)", q.CIDLen, q.ServerIDLen+5, encap.MaxQUICConnIDLen)
+		e.add(own.pos.at("server_id_len"), p+".quic.server_id_len", ErrValue, "server_id_len %d (want 1..8)", q.ServerIDLen)
+	} else {
+		own.validate(e, p+".quic")
 	}
-	if q.ConfigRotation >= encap.QUICLBUnroutable {
-		e.add(qp.at("config_rotation"), p+".quic.config_rotation", ErrValue, "config_rotation %d (want 0..6; 7 marks unroutable IDs)", q.ConfigRotation)
+	used := map[uint8]int{q.ConfigRotation: own.pos.at("config_rotation")}
+	for i := range q.Previous {
+		c := q.previous(i)
+		pp := fmt.Sprintf("%s.quic.previous[%d]", p, i)
+		if q.ServerIDLen >= 1 && q.ServerIDLen <= 8 {
+			c.validate(e, pp)
+		}
+		if prev, dup := used[c.cr]; dup {
+			e.add(c.pos.at("config_rotation"), pp+".config_rotation", ErrDuplicate, "config_rotation %d already used on line %d", c.cr, prev)
+		}
+		used[c.cr] = c.pos.at("config_rotation")
 	}
-	if !valid(e, qp.at("mode"), p+".quic.mode", q.Mode) {
+}
+
+// validate checks one configuration's lengths, codepoint, mode and key (path p).
+func (c quicLB) validate(e *errs, p string) {
+	if c.cidLen < c.sidLen+5 || c.cidLen > encap.MaxQUICConnIDLen {
+		e.add(c.pos.at("cid_len"), p+".cid_len", ErrValue,
+			"cid_len %d (want %d..%d: the first octet, the server ID and a nonce of at least 4 bytes)", c.cidLen, c.sidLen+5, encap.MaxQUICConnIDLen)
+	}
+	if c.cr >= encap.QUICLBUnroutable {
+		e.add(c.pos.at("config_rotation"), p+".config_rotation", ErrValue, "config_rotation %d (want 0..6; 7 marks unroutable IDs)", c.cr)
+	}
+	if !valid(e, c.pos.at("mode"), p+".mode", c.mode) {
 		return
 	}
 	switch {
-	case q.Mode == QUICEncrypted && len(q.Key) != 16:
-		e.add(qp.at("key"), p+".quic.key", ErrValue, "mode encrypted needs a key of 16 bytes (32 hex digits), got %d", len(q.Key))
-	case q.Mode == QUICPlaintext && q.Key != nil:
-		e.add(qp.at("key"), p+".quic.key", ErrValue, "a key is only used by mode encrypted")
+	case c.mode == QUICEncrypted && len(c.key) != 16:
+		e.add(c.pos.at("key"), p+".key", ErrValue, "mode encrypted needs a key of 16 bytes (32 hex digits), got %d", len(c.key))
+	case c.mode == QUICPlaintext && c.key != nil:
+		e.add(c.pos.at("key"), p+".key", ErrValue, "a key is only used by mode encrypted")
 	}
 }

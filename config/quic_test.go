@@ -55,6 +55,14 @@ func TestQUICConfig(t *testing.T) {
 	if cid[0]>>5 != 1 {
 		t.Errorf("config rotation bits %d", cid[0]>>5)
 	}
+	rot, err := Parse("q.yaml", []byte(strings.Replace(quicBase, "    health:", "      previous: [{cid_len: 12, config_rotation: 0}]\n    health:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := rot.Services[0].QUIC.PreviousLBs()
+	if err != nil || len(prev) != 1 || prev[0].ConfigID() != 0 || prev[0].ConnIDLen() != 12 || prev[0].Encrypted() {
+		t.Fatalf("previous: %v %v", prev, err)
+	}
 	plain, err := Parse("q.yaml", []byte(strings.NewReplacer("      mode: encrypted\n", "", "      key: 8f95f09245765f80256934e50c66207f\n", "").Replace(quicBase)))
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +99,9 @@ func TestQUICConfigErrors(t *testing.T) {
 		{"server id not hex", r("server_id: 0a01}", "server_id: zz}"), 19, ErrValue, "hex"},
 		{"server id without quic", r("    quic:\n      server_id_len: 2\n      cid_len: 8\n      config_rotation: 1\n      mode: encrypted\n      key: 8f95f09245765f80256934e50c66207f\n", ""), 13, ErrValue, "only used with quic"},
 		{"unknown quic field", r("      cid_len: 8\n", "      cid_len: 8\n      cid_length: 8\n"), 14, ErrUnknownField, "cid_length"},
+		{"previous codepoint twice", r("    health:", "      previous: [{cid_len: 9, config_rotation: 1}]\n    health:"), 17, ErrDuplicate, "line 14"},
+		{"previous bad key", r("    health:", "      previous:\n        - {cid_len: 9, config_rotation: 2}\n        - {cid_len: 9, config_rotation: 3, mode: encrypted, key: 0102}\n    health:"), 19, ErrValue, "16 bytes"},
+		{"previous cid too short", r("    health:", "      previous: [{cid_len: 4, config_rotation: 2}]\n    health:"), 17, ErrValue, "cid_len 4"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("q.yaml", []byte(tt.yaml))

@@ -17,10 +17,11 @@ func (s *svcState) encapQUIC(sp *dataplane.ServiceSpec) {
 		return
 	}
 	lb, err := c.QUIC.LB()
-	if err != nil { // refused by validation already: no QUIC routing rather than no service
+	prev, perr := c.QUIC.PreviousLBs()
+	if err != nil || perr != nil { // refused by validation already: no QUIC routing rather than no service
 		return
 	}
-	sp.QUIC = lb
+	sp.QUIC, sp.QUICPrevious = lb, prev
 	i := 0
 	for _, list := range [][]config.Backend{c.Backends, c.Fallback} {
 		for j := range list {

@@ -17,7 +17,7 @@ services:
     tunnel_source: 198.18.0.2
     encap: fou
     encap_port: 7000
-    quic: {server_id_len: 1, cid_len: 9, mode: encrypted, key: 000102030405060708090a0b0c0d0e0f}
+    quic: {server_id_len: 1, cid_len: 9, mode: encrypted, key: 000102030405060708090a0b0c0d0e0f, previous: [{cid_len: 7, config_rotation: 3}]}
     backends:
       - {name: a, address: 198.18.0.11, server_id: "01"}
       - {name: b, address: 198.18.0.12}
@@ -36,6 +36,9 @@ func TestQUICAndEncapReachTheSnapshot(t *testing.T) {
 	}
 	if sp.QUIC == nil || !sp.QUIC.Encrypted() || sp.QUIC.ConnIDLen() != 9 {
 		t.Fatalf("quic codec %+v", sp.QUIC)
+	}
+	if len(sp.QUICPrevious) != 1 || sp.QUICPrevious[0].ConfigID() != 3 || sp.QUICPrevious[0].ConnIDLen() != 7 {
+		t.Fatalf("previous codecs %+v", sp.QUICPrevious)
 	}
 	want := [][]byte{{1}, nil, {9}}
 	for i, tg := range sp.Targets {

@@ -22,11 +22,12 @@ const maxQUICServerIDLen = 8
 // quicRoutes maps a QUIC service's server IDs to its targets: open addressing with linear
 // probing in a power-of-two table at least twice the number of IDs, built once per snapshot.
 type quicRoutes struct {
-	lb     *encap.QUICLB
-	cidLen int // the connection ID length of short headers
-	keys   []uint64
-	pos    []int32 // target index; -1 empty
-	mask   uint64
+	// lbs are the service's configurations by config rotation codepoint (the three top
+	// bits of a connection ID): the current one and those still routed during a rotation.
+	lbs  [8]*encap.QUICLB
+	keys []uint64
+	pos  []int32 // target index; -1 empty
+	mask uint64
 }
 
 // sidKey packs a server ID of at most 8 bytes into a word.
@@ -53,6 +54,9 @@ func (r *quicRoutes) lookup(sid []byte) int {
 func (sv *service) buildQUIC() error {
 	q := sv.spec.QUIC
 	if q == nil {
+		if len(sv.spec.QUICPrevious) > 0 {
+			return fmt.Errorf("previous QUIC configurations without a current one")
+		}
 		for j, t := range sv.spec.Targets {
 			if t.ServerID != nil {
 				return fmt.Errorf("backend %d has a server ID but the service has no QUIC routing", j)
@@ -70,7 +74,19 @@ func (sv *service) buildQUIC() error {
 	for size < 2*len(sv.spec.Targets) {
 		size *= 2
 	}
-	r := &quicRoutes{lb: q, cidLen: q.ConnIDLen(), keys: make([]uint64, size), pos: make([]int32, size), mask: uint64(size - 1)}
+	r := &quicRoutes{keys: make([]uint64, size), pos: make([]int32, size), mask: uint64(size - 1)}
+	for _, lb := range append([]*encap.QUICLB{q}, sv.spec.QUICPrevious...) {
+		switch {
+		case lb == nil:
+			return fmt.Errorf("a nil previous QUIC configuration")
+		case r.lbs[lb.ConfigID()] != nil:
+			return fmt.Errorf("two QUIC configurations with config rotation %d", lb.ConfigID())
+		case lb.ServerIDLen() != q.ServerIDLen():
+			return fmt.Errorf("QUIC configuration %d has %d-byte server IDs, the current one %d (they share the backends' server IDs)",
+				lb.ConfigID(), lb.ServerIDLen(), q.ServerIDLen())
+		}
+		r.lbs[lb.ConfigID()] = lb
+	}
 	for i := range r.pos {
 		r.pos[i] = -1
 	}
@@ -101,15 +117,11 @@ func (sv *service) buildQUIC() error {
 func (e *Engine) routeQUIC(si int, sv *service, f *Frame, p *encap.Packet) bool {
 	r := sv.quic
 	pl := p.UDPPayload(f.Buf[f.Off : f.Off+f.Len])
-	h, ok := encap.QUICDestConnID(pl, r.cidLen)
-	if !ok {
-		e.c[cQUICFallback]++
-		return false
-	}
-	sid, ok := r.lb.ServerID(pl[h.DCIDOff:h.DCIDOff+h.DCIDLen], &e.qs)
 	bi := -1
-	if ok {
-		bi = r.lookup(sid)
+	if lb, h, ok := r.config(pl); ok {
+		if sid, ok := lb.ServerID(pl[h.DCIDOff:h.DCIDOff+h.DCIDLen], &e.qs); ok {
+			bi = r.lookup(sid)
+		}
 	}
 	if bi < 0 || bi >= len(sv.targets) || !sv.spec.Sched.Backend(bi).Up {
 		e.c[cQUICFallback]++
@@ -119,4 +131,28 @@ func (e *Engine) routeQUIC(si int, sv *service, f *Frame, p *encap.Packet) bool 
 	e.fl.count(si, bi, uint64(f.Len), false)
 	e.deliver(sv, &sv.targets[bi], f, p)
 	return true
+}
+
+// config finds the QUIC header of the UDP payload pl and the configuration its destination
+// connection ID names by its config rotation bits. A short header does not carry the ID's
+// length: it is the named configuration's.
+func (r *quicRoutes) config(pl []byte) (*encap.QUICLB, encap.QUICHeader, bool) {
+	var h encap.QUICHeader
+	if len(pl) < 2 {
+		return nil, h, false
+	}
+	var lb *encap.QUICLB
+	if pl[0]&0x80 == 0 {
+		if lb = r.lbs[pl[1]>>5]; lb == nil {
+			return nil, h, false
+		}
+		h, ok := encap.QUICDestConnID(pl, lb.ConnIDLen())
+		return lb, h, ok
+	}
+	h, ok := encap.QUICDestConnID(pl, 0)
+	if !ok || h.DCIDLen == 0 {
+		return nil, h, false
+	}
+	lb = r.lbs[pl[h.DCIDOff]>>5]
+	return lb, h, lb != nil
 }

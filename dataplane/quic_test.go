@@ -311,3 +311,62 @@ func FuzzProcessQUIC(f *testing.F) {
 		}
 	})
 }
+
+// TestEngineQUICRotation: during a rotation the service routes the IDs of its current
+// configuration and of the previous ones (each with its own codepoint, key and length);
+// a codepoint of neither falls back.
+func TestEngineQUICRotation(t *testing.T) {
+	cur := quicLB(t, true, false) // codepoint 1, 8-byte IDs, encrypted
+	prev, err := encap.NewQUICLB(encap.QUICLBConfig{ConfigID: 0, ServerIDLen: 2, NonceLen: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := encap.NewQUICLB(encap.QUICLBConfig{ConfigID: 2, ServerIDLen: 2, NonceLen: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := quicSpec(t, cur, MethodDR, 3)
+	sp.QUICPrevious = []*encap.QUICLB{prev}
+	s := mustSnapshot(t, nil, sp)
+	e := newEngine(t)
+	for k := range 12 {
+		b := k % 3
+		q := []*encap.QUICLB{cur, prev}[k/3%2]
+		hdr := shortHeader(connID(t, q, b, k))
+		if k >= 6 {
+			hdr = longHeader(connID(t, q, b, k))
+		}
+		f := frameOf(udpPacket(t, netip.AddrFrom4([4]byte{198, 18, 8, byte(k)}), uint16(3000+k), hdr))
+		run(e, s, &f)
+		if f.Out != ifLB || backendOf(t, &f) != b {
+			t.Fatalf("packet %d (config %d): backend %d, want %d", k, q.ConfigID(), backendOf(t, &f), b)
+		}
+	}
+	f := frameOf(udpPacket(t, client4, 3100, shortHeader(connID(t, other, 0, 1))))
+	run(e, s, &f)
+	if c := e.Counters(); c.QUICRouted != 12 || c.QUICFallback != 1 {
+		t.Fatalf("routed %d fallback %d, want 12 1", c.QUICRouted, c.QUICFallback)
+	}
+	long, err := encap.NewQUICLB(encap.QUICLBConfig{ConfigID: 0, ServerIDLen: 3, NonceLen: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, prevs := range map[string][]*encap.QUICLB{
+		"same codepoint":       {cur},
+		"server ID length":     {long},
+		"nil previous":         {nil},
+		"previous, no current": {prev},
+	} {
+		sp := quicSpec(t, cur, MethodDR, 3)
+		sp.QUICPrevious = prevs
+		if name == "previous, no current" {
+			sp.QUIC = nil
+			for i := range sp.Targets {
+				sp.Targets[i].ServerID = nil
+			}
+		}
+		if _, err := NewSnapshot([]ServiceSpec{sp}, nil); !errors.Is(err, ErrBadService) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -84,6 +84,10 @@ type ServiceSpec struct {
 	// is up; other packets take the scheduler's 4-tuple path. Its server IDs have at most 8
 	// bytes. Nil: no QUIC routing.
 	QUIC *encap.QUICLB
+	// QUICPrevious are configurations still routed during a rotation (new keys or lengths):
+	// each with a config rotation codepoint of its own and the current one's server ID
+	// length (the backends' server IDs serve them all).
+	QUICPrevious []*encap.QUICLB
 	// Sched is the service's scheduler snapshot; Targets[i] forwards to its backend i.
 	Sched   *sched.Service
 	Targets []Target

@@ -87,6 +87,9 @@ func NewQUICLB(c QUICLBConfig) (*QUICLB, error) {
 // the server ID and the nonce.
 func (q *QUICLB) ConnIDLen() int { return 1 + q.plen }
 
+// ConfigID returns the configuration's config rotation codepoint.
+func (q *QUICLB) ConfigID() uint8 { return q.id }
+
 // ServerIDLen returns the server ID length in bytes.
 func (q *QUICLB) ServerIDLen() int { return q.sidLen }
 
