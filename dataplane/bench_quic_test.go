@@ -46,7 +46,8 @@ func quicGUECases() []quicGUECase {
 // and FOU tunnels, each beside its baseline in the same run: udp-dr (the 4-tuple path of a
 // UDP service) for the quic-* cases, udp-ipip for udp-gue and udp-fou. The packets are
 // 64-byte-payload UDP datagrams starting with a QUIC short header (quic-fallback: an
-// Initial's long header with a client-chosen connection ID, decoded and not routable).
+// Initial's long header with a client-chosen connection ID whose codepoint, 7, names no
+// configuration: not routable).
 func BenchmarkProcessQUICGUE(b *testing.B) {
 	for _, flows := range []int{1 << 10, 1 << 16} {
 		for _, c := range quicGUECases() {
