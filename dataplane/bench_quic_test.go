@@ -45,7 +45,7 @@ func quicGUECases() []quicGUECase {
 // BenchmarkProcessQUICGUE is BenchmarkProcess for the QUIC connection-ID routes and the GUE
 // and FOU tunnels, each beside its baseline in the same run: udp-dr (the 4-tuple path of a
 // UDP service) for the quic-* cases, udp-ipip for udp-gue and udp-fou. The packets are
-// 64-byte-payload UDP datagrams starting with a QUIC short header (quic-fallback: an
+// UDP datagrams whose payload is a QUIC short header and 24 more bytes (quic-fallback: an
 // Initial's long header with a client-chosen connection ID whose codepoint, 7, names no
 // configuration: not routable).
 func BenchmarkProcessQUICGUE(b *testing.B) {
