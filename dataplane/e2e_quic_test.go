@@ -18,9 +18,9 @@ import (
 
 // quicService is a UDP service whose backend i has server ID serverID(i) and whose backends
 // are up as up says.
-func quicService(t *testing.T, tn *lab.Net, name string, index int, port uint16, lb *encap.QUICLB, up []bool) ServiceSpec {
+func quicService(t *testing.T, tn *lab.Net, name string, index int, vip netip.AddrPort, lb *encap.QUICLB, up []bool) ServiceSpec {
 	t.Helper()
-	sp := backendSpec(t, tn, name, index, tn.VIP, port, MethodDR)
+	sp := backendSpec(t, tn, name, index, vip.Addr(), vip.Port(), MethodDR)
 	bs := make([]sched.Backend, sp.Sched.Len())
 	for i := range bs {
 		bs[i] = sp.Sched.Backend(i)
@@ -40,10 +40,10 @@ func quicService(t *testing.T, tn *lab.Net, name string, index int, port uint16,
 // migrates there on avoid.
 func portAway(t *testing.T, sp ServiceSpec, src netip.Addr, avoid string) uint16 {
 	t.Helper()
-	a, _ := addr16(src)
+	a, v6 := addr16(src)
 	d, _ := addr16(sp.VIP)
 	for p := uint16(20000); p < 30000; p++ {
-		k := sched.Key{Src: a, Dst: d, SrcPort: p, DstPort: sp.Port, Proto: encap.ProtoUDP}
+		k := sched.Key{Src: a, Dst: d, SrcPort: p, DstPort: sp.Port, Proto: encap.ProtoUDP, V6: v6}
 		if b := sp.Sched.LookupHash(sched.Hash(&k)); b >= 0 && sp.Sched.Backend(b).Name != avoid {
 			return p
 		}
@@ -54,34 +54,40 @@ func portAway(t *testing.T, sp ServiceSpec, src netip.Addr, avoid string) uint16
 
 func TestE2EQUICMigration(t *testing.T) {
 	t.Setenv("QUIC_GO_DISABLE_GSO", "true") // the veths have checksum offload off
-	tn := testnet.New(t, lab.Config{Backends: 3, NoHTTP: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 3, NoHTTP: true})
 	dp := startDataplane(t, tn.LB, "eth0")
 	tc := testnet.SelfSignedTLS(t)
 	modes := []struct {
-		name string
-		port uint16
-		lb   *encap.QUICLB
-	}{{"plaintext", 443, quicLB(t, false, false)}, {"encrypted", 444, quicLB(t, true, false)}}
+		name    string
+		vip     netip.AddrPort
+		lb      *encap.QUICLB
+		newAddr netip.Addr // the client's new address: one it did not use yet
+	}{
+		{"plaintext", netip.AddrPortFrom(tn.VIP, 443), quicLB(t, false, false), tn.ClientPool.Addr().Next().Next()},
+		{"encrypted", netip.AddrPortFrom(tn.VIP, 444), quicLB(t, true, false), tn.ClientPool.Addr().Next().Next().Next()},
+		{"encrypted ipv6", netip.AddrPortFrom(tn.VIP6, 444), quicLB(t, true, false), tn.ClientPool6.Addr().Next().Next()},
+	}
 	for i, b := range tn.Backends {
 		for _, m := range modes {
-			testnet.ServeQUIC(t, b, netip.AddrPortFrom(tn.VIP, m.port), testnet.QUICConnIDs{LB: m.lb, ServerID: serverID(i)}, tc)
+			testnet.ServeQUIC(t, b, m.vip, testnet.QUICConnIDs{LB: m.lb, ServerID: serverID(i)}, tc)
 		}
 	}
 	allUp := []bool{true, true, true}
 	services := func(up []bool) []ServiceSpec {
-		return []ServiceSpec{quicService(t, tn, modes[0].name, 0, modes[0].port, modes[0].lb, up),
-			quicService(t, tn, modes[1].name, 1, modes[1].port, modes[1].lb, up)}
+		var out []ServiceSpec
+		for i, m := range modes {
+			out = append(out, quicService(t, tn, m.name, i, m.vip, m.lb, up))
+		}
+		return out
 	}
 	publishAndStart(t, dp, mustSnapshot(t, nil, services(allUp)...))
-	newAddr := tn.ClientPool.Addr().Next().Next() // an address the client did not use yet
 	for mi, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			if err := dp.Publish(mustSnapshot(t, nil, services(allUp)...)); err != nil {
 				t.Fatal(err)
 			}
-			newAddr = newAddr.Next()
 			before := dp.Total()
-			res := testnet.RunQUICMigration(t, testnet.QUICMigration{Client: tn.Client, VIP: netip.AddrPortFrom(tn.VIP, m.port),
+			res := testnet.RunQUICMigration(t, testnet.QUICMigration{Client: tn.Client, VIP: m.vip,
 				Before: func(server string) netip.AddrPort {
 					// The backend set changes: another backend goes down.
 					up := slices.Clone(allUp)
@@ -96,7 +102,7 @@ func TestE2EQUICMigration(t *testing.T) {
 						t.Fatal(err)
 					}
 					// The client moves to a port whose 4-tuple maps to another backend.
-					return netip.AddrPortFrom(newAddr, portAway(t, svcs[mi], newAddr, server))
+					return netip.AddrPortFrom(m.newAddr, portAway(t, svcs[mi], m.newAddr, server))
 				}})
 			after := dp.Total()
 			routed, fallback := after.QUICRouted-before.QUICRouted, after.QUICFallback-before.QUICFallback

@@ -127,6 +127,9 @@ func answerRecords(conn *quic.Conn, name string) {
 type QUICMigration struct {
 	Client *lab.Host
 	VIP    netip.AddrPort
+	// From is the client's first local address; default the client's address of the VIP's
+	// family.
+	From netip.Addr
 	// Before is called after 20 answered records with the name of the server that answers:
 	// change the backend set there, and return the client's new local address and port.
 	Before func(server string) netip.AddrPort
@@ -142,7 +145,7 @@ type QUICMigrationResult struct {
 	SawNewAddr bool   // the server saw the client's new address
 }
 
-// RunQUICMigration dials the VIP from the client's address, streams records, and after 20
+// RunQUICMigration dials the VIP from m.From, streams records, and after 20
 // answers calls m.Before and moves the connection to the address it returns (quic-go's
 // AddPath on a new transport, Probe, Switch) while the transfer goes on. It fails t unless
 // every record, before and after the move, is answered in order by the same server.
@@ -160,7 +163,13 @@ func RunQUICMigration(t TB, m QUICMigration) QUICMigrationResult {
 		}
 		return &quic.Transport{Conn: pc}
 	}
-	tr := dial(netip.AddrPortFrom(m.Client.Addr(), 0))
+	if !m.From.IsValid() {
+		m.From = m.Client.Addr()
+		if m.VIP.Addr().Is6() {
+			m.From = m.Client.Addr6()
+		}
+	}
+	tr := dial(netip.AddrPortFrom(m.From, 0))
 	defer tr.Close()
 	ctc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{QUICALPN}} // a test certificate
 	conn, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(m.VIP), ctc, &quic.Config{MaxIdleTimeout: 10 * time.Second})
