@@ -82,7 +82,14 @@ type Service struct {
 	// (tunnel method, required there), or a prefix the source is picked
 	// from per flow so the backends' receive hashing spreads flows.
 	TunnelSource netip.Prefix `yaml:"tunnel_source"`
-	Backends     []Backend    `yaml:"backends"`
+	// Encap is the tunnel method's encapsulation: ipip (default), gue or fou
+	// (see Encap); EncapPort is gue's and fou's UDP port (default 6080).
+	Encap     Encap  `yaml:"encap"`
+	EncapPort uint16 `yaml:"encap_port"`
+	// QUIC, for a udp service, routes QUIC packets by the server ID in their
+	// connection ID to the backend with that server_id (see QUIC).
+	QUIC     *QUIC     `yaml:"quic"`
+	Backends []Backend `yaml:"backends"`
 	// Fallback backends receive the service's new flows only while every
 	// backend in Backends is down (or disabled). They are health-checked
 	// like the others. Optional.
@@ -107,6 +114,10 @@ type Backend struct {
 	// Disabled takes the backend out as if it were down: existing flows
 	// are rescheduled. Default false.
 	Disabled bool `yaml:"disabled"`
+	// ServerID is the backend's QUIC-LB server ID (service quic), in hex,
+	// quic.server_id_len bytes. Optional: a backend without one gets QUIC
+	// flows by the 4-tuple only.
+	ServerID HexBytes `yaml:"server_id"`
 
 	pos pos
 }
@@ -134,10 +145,12 @@ type Health struct {
 	Timeout            time.Duration `yaml:"timeout"`  // default 1s, at most Interval
 	Rise               int           `yaml:"rise"`     // successes to come up, default 2
 	Fall               int           `yaml:"fall"`     // failures to go down, default 3
-	// ThroughVIP sends a dr backend's check to the VIP along the path the
+	// ThroughVIP sends a dr or tunnel backend's check to the VIP along the path the
 	// data path forwards on (a firewall mark and a route "VIP via BACKEND
 	// onlink" in a table of its own), so a backend that lost its VIP on lo
-	// fails it. Method dr only.
+	// fails it. Method dr, or tunnel over IPv4 with a single tunnel_source:
+	// the probe then leaves in the service's encapsulation (ipip, gue, fou),
+	// so a backend that stopped decapsulating fails it too.
 	ThroughVIP bool `yaml:"through_vip"`
 
 	pos pos
@@ -214,6 +227,7 @@ func (c *Config) Normalize() {
 		s := &c.Services[i]
 		s.Protocol = orDefault(s.Protocol, DefaultProtocol)
 		s.Method = orDefault(s.Method, DefaultMethod)
+		s.normalizeEncapQUIC()
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
 				b := &list[j]

@@ -117,6 +117,7 @@ func (c *Config) validateServices(e *errs) {
 		case s.TunnelSource.IsValid() && !usableUnicast(s.TunnelSource.Addr()):
 			e.add(s.pos.at("tunnel_source"), p+".tunnel_source", ErrValue, "%s is not a unicast address", s.TunnelSource)
 		}
+		s.validateEncapQUIC(e, p, methodOK)
 		if len(s.Backends) == 0 {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
@@ -218,9 +219,14 @@ func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
 	}
 	if h.ThroughVIP {
 		switch {
+		case s.Method == MethodTunnel:
+			if !s.VIP.Is4() || !s.TunnelSource.Addr().Is4() || !s.TunnelSource.IsSingleIP() {
+				e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
+					"through_vip with method tunnel needs an IPv4 vip and a single IPv4 tunnel_source (the probe's outer source)")
+			}
 		case s.Method != MethodDR:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
-				"through_vip needs method dr (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
+				"through_vip needs method dr or tunnel (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
 		case h.Kind == HealthNone:
 			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
 		}

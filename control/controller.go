@@ -301,12 +301,12 @@ func (c *Controller) syncThroughVIPLocked() {
 	}
 	var routes []VIPRoute
 	for _, s := range c.services {
-		if !s.cfg.Health.ThroughVIP || s.cfg.Method != config.MethodDR {
+		if !s.cfg.Health.ThroughVIP || s.cfg.Method != config.MethodDR && s.cfg.Method != config.MethodTunnel {
 			continue
 		}
 		for _, b := range s.backends {
 			if b.checkID != "" && b.resolved && b.hop.IfIndex > 0 {
-				routes = append(routes, VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex})
+				routes = append(routes, s.vipRoute(b))
 			}
 		}
 	}

@@ -69,6 +69,8 @@ var workerCounters = []struct {
 	{"icmp_replies", "ICMP too-big replies sent.", func(c *dataplane.Counters) uint64 { return c.ICMPReplies }},
 	{"nat_returns", "NAT replies translated back to the VIP.", func(c *dataplane.Counters) uint64 { return c.NATReturns }},
 	{"to_kernel", "NAT replies handed to the kernel to route (no route to the client in the snapshot yet).", func(c *dataplane.Counters) uint64 { return c.ToKernel }},
+	{"quic_routed", "QUIC packets forwarded by the server ID in their connection ID.", func(c *dataplane.Counters) uint64 { return c.QUICRouted }},
+	{"quic_fallback", "QUIC-service packets that took the 4-tuple path (no routable connection ID, or its backend down).", func(c *dataplane.Counters) uint64 { return c.QUICFallback }},
 	{"conn_hits", "Packets of known flows.", func(c *dataplane.Counters) uint64 { return c.ConnHits }},
 	{"new_flows", "Packets of new flows (connection-table misses).", func(c *dataplane.Counters) uint64 { return c.ConnMisses }},
 	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},

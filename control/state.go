@@ -130,6 +130,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		}
 		sp.Targets[i] = t
 	}
+	s.encapQUIC(&sp)
 	return sp
 }
 

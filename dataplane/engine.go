@@ -54,6 +54,8 @@ type Engine struct {
 	hitKey  tupleKey
 	hitSrc0 bool // the source port was 0 (lookup treats portless keys apart)
 	hitSvc  int
+
+	qs encap.QUICScratch // QUIC-LB decoding (routeQUIC)
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -101,6 +103,9 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	for i := range frames {
 		e.svc[i] = -1
 		if si := e.classify(s, &frames[i], &e.pkts[i]); si >= 0 {
+			if s.services[si].quic != nil && e.routeQUIC(si, &s.services[si], &frames[i], &e.pkts[i]) {
+				continue // forwarded by its connection ID
+			}
 			e.svc[i], e.slot[i] = int32(si), m
 			e.keys[m] = sched.Key(e.pkts[i].Key)
 			m++
@@ -175,7 +180,11 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 		return
 	}
 	e.fl.count(si, bi, uint64(f.Len), e.core.Inserts() != ins)
-	t := &sv.targets[bi]
+	e.deliver(sv, &sv.targets[bi], f, p)
+}
+
+// deliver forwards the frame to backend target t of sv by the service's method.
+func (e *Engine) deliver(sv *service, t *target, f *Frame, p *encap.Packet) {
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return
