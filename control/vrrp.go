@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 
@@ -302,7 +301,7 @@ func vrrpFor(cfg *Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode,
 		return dp, nil, nil
 	}
 	sb := NewStandby(dp)
-	sb.guard = &crashGuard{vrid: cfg.VRRP.VirtualRouterID, vips: slices.Clone(cfg.VRRP.VIPs), apply: nft, log: log}
+	sb.guard = newCrashGuard(cfg.VRRP.VirtualRouterID, cfg.VRRP.VIPs, log)
 	n, err := newVRRPNode(cfg.VRRP, sb, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vrrp: %w", err)
