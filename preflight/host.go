@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/caps"
 )
 
 // host is the state the checks share.
@@ -172,6 +173,31 @@ func (h *host) memlock(workers, ifaces int) Result {
 		r.Detail = fmt.Sprintf("limit %s < %s for %d UMEMs of %s", mib(lim.Cur), mib(need), need/umem, mib(umem))
 		r.Fix = "LimitMEMLOCK=infinity in the unit (or ulimit -l unlimited), or give xlb CAP_IPC_LOCK"
 	}
+	return r
+}
+
+// capabilities checks that the process has what xlb run needs (so run
+// preflight as xlb run runs: the same user and capabilities).
+func (h *host) capabilities(workers, ifaces int) Result {
+	r := Result{Check: "capabilities"}
+	have, err := caps.Effective()
+	if err != nil {
+		r.Status, r.Detail = Warn, err.Error()
+		return r
+	}
+	need := uint64(h.o.Dataplane.FrameSize) * uint64(h.o.Dataplane.FrameCount) * uint64(max(workers, 1)) * uint64(max(ifaces, 1))
+	missing := caps.Missing(have, need)
+	if len(missing) == 0 {
+		r.Detail = fmt.Sprintf("uid %d has what xlb run needs: %s", os.Getuid(), strings.Join(have.Names(), ", "))
+		return r
+	}
+	var m []string
+	for _, c := range missing {
+		m = append(m, c.Name+" ("+c.Why+")")
+	}
+	r.Status = Fail
+	r.Detail = fmt.Sprintf("uid %d lacks %s", os.Getuid(), strings.Join(m, "; "))
+	r.Fix = "run as root, or grant them (AmbientCapabilities= in the systemd unit)"
 	return r
 }
 

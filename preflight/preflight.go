@@ -150,7 +150,7 @@ func Run(o Options) Report {
 	r := Report{h.kernel()}
 	r = append(r, h.features()...)
 	r = append(r, ifaces...)
-	r = append(r, h.memlock(workers, len(o.Dataplane.Interfaces)))
+	r = append(r, h.memlock(workers, len(o.Dataplane.Interfaces)), h.capabilities(workers, len(o.Dataplane.Interfaces)))
 	r = append(r, h.governor(), h.isolation())
 	r = append(r, drChecks(&o)...)
 	return r

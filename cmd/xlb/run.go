@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/pkg/profile"
 
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/caps"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -68,5 +70,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 	}()
 	log.Info("xlb starting", "version", versionString(), "config", *cfgPath, "pid", os.Getpid())
-	return control.Run(ctx, cfg, control.RunOptions{Logger: log, Reload: reload, ReplaceXDP: *replace})
+	err = control.Run(ctx, cfg, control.RunOptions{Logger: log, Reload: reload, ReplaceXDP: *replace})
+	// A failure for want of a capability names the ones missing and what needs them.
+	umem := uint64(4096 * 4096) // the data path's default frame size and count
+	return caps.Explain(err, umem*uint64(runtime.NumCPU())*uint64(len(cfg.Interfaces)))
 }
