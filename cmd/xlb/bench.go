@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,8 +19,7 @@ import (
 // cmdBench runs `xlb bench`: xlb's data path against the in-kernel and kernel-stack
 // baselines on a namespace topology (package bench), as a table or Markdown.
 func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", stderr)
 	quick := fs.Bool("quick", false, "short runs (300ms, 3 rounds): the whole table in under a minute")
 	markdown := fs.Bool("markdown", false, "write Markdown (method, machine, placement, table) for BENCHMARKS.md")
 	out := fs.String("out", "", "write the report to FILE instead of standard output")

@@ -23,6 +23,7 @@ usage:
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
   xlb preflight [--config FILE] [--netns GLOB] [--no-probe]
+  xlb man | xlb completion bash|zsh|fish
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
 
@@ -54,6 +55,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(args[1:], stdout, stderr)
 	case "preflight":
 		err = cmdPreflight(args[1:], stdout, stderr)
+	case "man":
+		err = cmdMan(stdout)
+	case "completion":
+		err = cmdCompletion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -15,10 +14,9 @@ import (
 var errNotFit = errors.New("this host is not fit to run xlb (see the fail lines)")
 
 func cmdPreflight(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb preflight", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML): check its interfaces, cores and DR backends too")
-	nsGlob := fs.String("netns", "/var/run/netns/*", "network namespaces to look for DR backends in (a glob)")
+	fs := newFlagSet("xlb preflight", stderr)
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML): check its interfaces, cores and DR backends too")
+	nsGlob := fs.String("netns", "/var/run/netns/*", "network namespaces to look for DR backends in (a `GLOB`)")
 	noProbe := fs.Bool("no-probe", false, "do not try an XDP attach and an AF_XDP bind")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,12 +17,11 @@ import (
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	fs := newFlagSet("xlb run", stderr)
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	prof := fs.String("profile", "", "write a profile to the working directory: cpu or mem")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	level := fs.String("log-level", "info", "`LEVEL` of the log: debug, info, warn or error")
 	replace := fs.Bool("replace-xdp", false, "replace an XDP program already attached to an interface")
 	if err := fs.Parse(args); err != nil {
 		return err
