@@ -36,7 +36,7 @@ func TestPreflightOnVeth(t *testing.T) {
 	t.Logf("xlb preflight on the test topology's LB:\n%s", out.String())
 
 	want := map[string]Status{
-		"kernel": Pass, "af_xdp": Pass, "need_wakeup": Pass, "bpf_link": Pass, "memlock": Pass,
+		"kernel": Pass, "af_xdp": Pass, "need_wakeup": Pass, "bpf_link": Pass, "memlock": Pass, "capabilities": Pass,
 		"eth0 link": Pass, "eth0 driver": Pass, "eth0 xdp": Pass, "eth0 zero-copy": Warn,
 		"eth0 rss": Pass, "eth0 irqs": Pass, "eth0 mtu": Pass,
 		"dr backend " + tn.Backends[0].Addr().String(): Pass,
