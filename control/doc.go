@@ -1,6 +1,6 @@
 // Package control is xlb's control plane: it holds the running
-// configuration (YAML, parsed with file:line errors by LoadConfig and checked
-// in full by Config.Validate), gives every backend an ID that is stable for
+// configuration (a config.Config, normalised and validated by New and
+// Reload), gives every backend an ID that is stable for
 // its life and never reused, resolves each backend's next hop (egress
 // interface and MAC) through the kernel's routing and neighbour tables and
 // follows neighbour changes, runs a health check per backend, and turns all
@@ -10,6 +10,6 @@
 // state and Maglev inputs of the backends that stay, so flows on healthy
 // backends are not moved; a bad configuration is refused with every error and
 // the running one stays. NewHandler serves the JSON API and Prometheus
-// /metrics (NewMetrics, its own registry), Client is what `xlb ctl` uses, and
-// Run wires the data path, the controller and the API into `xlb run`.
+// /metrics (NewMetrics), Client is what `xlb ctl` uses, NewVRRP and StartBGP
+// run the vrrp and bgp sections. Package xlb wires them into one balancer.
 package control

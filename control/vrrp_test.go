@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -68,7 +69,7 @@ const vrrpRigConfig = twoSvc + `vrrp:
 // with a real ha.Router on an in-memory link and a recorder for the VIPs.
 type vrrpRig struct {
 	*rig
-	node  *vrrpNode
+	node  *VRRPNode
 	tr    *memTransport
 	mu    sync.Mutex
 	vipOn bool
@@ -82,7 +83,7 @@ func (v *vrrpRig) vips() bool {
 
 func newVRRPRig(t *testing.T) *vrrpRig {
 	t.Helper()
-	cfg, err := ParseConfig("test.yaml", []byte(vrrpRigConfig))
+	cfg, err := config.Parse("test.yaml", []byte(vrrpRigConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +176,9 @@ func TestStandbyPublishesNoServicesUntilForwarding(t *testing.T) {
 func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 	v := newVRRPRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	v.node.start(ctx)
-	t.Cleanup(func() { cancel(); v.node.stop() })
-	cl := &Client{Base: serve(t, NewHandler(v.c, HandlerOptions{VRRP: v.node.source()}))}
+	v.node.Start(ctx)
+	t.Cleanup(func() { cancel(); v.node.Stop() })
+	cl := &Client{Base: serve(t, NewHandler(v.c, HandlerOptions{VRRP: v.node}))}
 
 	// Nobody else on the link: master after Master_Down_Interval.
 	waitFor(t, "master", func() bool { return v.node.r.Status().State == ha.Master })
@@ -246,7 +247,7 @@ func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 
 	// Stop: resign, stop forwarding, VIPs off.
 	cancel()
-	v.node.stop()
+	v.node.Stop()
 	if v.node.standby.Forwarding() || v.vips() {
 		t.Error("stopped router still forwards or holds the VIPs")
 	}
@@ -262,9 +263,9 @@ func TestVRRPAPIWithoutVRRP(t *testing.T) {
 	if _, err := cl.Demote(context.Background()); !errors.As(err, &ae) || ae.Status != 404 {
 		t.Errorf("POST /vrrp/demote without vrrp: %v", err)
 	}
-	var nilNode *vrrpNode
-	if nilNode.source() != nil || nilNode.errc() != nil {
-		t.Error("a nil node must give a nil source and a nil error channel")
+	var nilNode *VRRPNode
+	if nilNode.Err() != nil {
+		t.Error("a nil node must give a nil error channel")
 	}
 }
 
@@ -292,7 +293,7 @@ func TestCrashGuardFollowsSnapshots(t *testing.T) {
 	if n := len(applied); n != 2 || !slices.Contains(applied[1], ha.Drop{VIP: vip, Port: 54, Proto: 17}) {
 		t.Fatalf("after reload: %v", applied[n-1])
 	}
-	v.node.stop()
+	v.node.Stop()
 	if n := len(applied); applied[n-1] != nil {
 		t.Errorf("stop applied %v, want the removal (nil)", applied[n-1])
 	}

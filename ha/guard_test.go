@@ -12,14 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
 // guardNS makes one namespace with vip on its loopback, for the guard tests.
-func guardNS(t *testing.T, vip netip.Addr) *testnet.NS {
+func guardNS(t *testing.T, vip netip.Addr) *lab.NS {
 	t.Helper()
 	testnet.Skip(t)
-	ns, err := testnet.NewNS(fmt.Sprintf("g%05x", time.Now().UnixNano()&0xfffff), "guard")
+	ns, err := lab.NewNS(fmt.Sprintf("g%05x", time.Now().UnixNano()&0xfffff), "guard")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func guardNS(t *testing.T, vip netip.Addr) *testnet.NS {
 
 // dialErr connects to addr from inside ns and returns the error (nil: a
 // listener answered).
-func dialErr(ns *testnet.NS, addr string) error {
+func dialErr(ns *lab.NS, addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	c, err := ns.Dial(ctx, "tcp", addr)
@@ -148,7 +149,7 @@ func TestGuardEqualsNftScript(t *testing.T) {
 	}
 }
 
-func runIn(ns *testnet.NS, cmd *exec.Cmd) ([]byte, error) {
+func runIn(ns *lab.NS, cmd *exec.Cmd) ([]byte, error) {
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := ns.Start(cmd); err != nil {

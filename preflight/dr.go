@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xlb-dev/xlb/config"
 )
 
 // drHost is where a DR backend was found: a network namespace on this host.
@@ -179,4 +181,26 @@ func (d drHost) check(o *Options, b DRBackend) Result {
 		r.Fix = "sysctl -w net.ipv4.conf.all.rp_filter=2 (loose, on the backend)"
 	}
 	return r
+}
+
+// DRBackendsOf lists the backends (fallbacks included) of cfg's
+// direct-routing services with the VIPs each must hold.
+func DRBackendsOf(cfg *config.Config) []DRBackend {
+	var out []DRBackend
+	for _, s := range cfg.Services {
+		if s.Method != config.MethodDR {
+			continue
+		}
+		for _, b := range slices.Concat(s.Backends, s.Fallback) {
+			i := slices.IndexFunc(out, func(d DRBackend) bool { return d.Addr == b.Address })
+			if i < 0 {
+				out = append(out, DRBackend{Addr: b.Address})
+				i = len(out) - 1
+			}
+			if !slices.Contains(out[i].VIPs, s.VIP) {
+				out[i].VIPs = append(out[i].VIPs, s.VIP)
+			}
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -15,7 +16,7 @@ import (
 // warning), the kernel features pass, and the DR backends are found in
 // their namespaces, one of them misconfigured on purpose (root only).
 func TestPreflightOnVeth(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true, NoHTTP: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true, NoHTTP: true})
 	// b1 answers ARP for the VIP: the one mistake that breaks DR.
 	if err := tn.Backends[1].Sysctls(map[string]string{"net.ipv4.conf.all.arp_ignore": "0", "net.ipv4.conf.eth0.arp_ignore": "0"}); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -44,7 +45,7 @@ func (f *fakeVRRP) Demote() error {
 }
 
 func TestCtlVRRP(t *testing.T) {
-	cfg, err := control.ParseConfig("x.yaml", []byte(cfgYAML))
+	cfg, err := config.Parse("x.yaml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestCtlVRRP(t *testing.T) {
 	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{VRRP: f}))
 	t.Cleanup(srv.Close)
 	ctl := func(args ...string) (int, string, string) {
-		return xlb(append([]string{"ctl", "--api", srv.URL}, args...)...)
+		return runXLB(append([]string{"ctl", "--api", srv.URL}, args...)...)
 	}
 
 	code, out, errs := ctl("vrrp")
@@ -86,7 +87,7 @@ func TestCtlVRRP(t *testing.T) {
 
 	// A daemon without a vrrp section answers 404.
 	_, url := ctlServer(t)
-	if code, _, errs := xlb("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
+	if code, _, errs := runXLB("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
 		!strings.Contains(errs, "no vrrp section") {
 		t.Errorf("vrrp without vrrp: %d %q", code, errs)
 	}

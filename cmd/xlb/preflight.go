@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/preflight"
 )
@@ -26,12 +26,12 @@ func cmdPreflight(args []string, stdout, stderr io.Writer) error {
 	}
 	o := preflight.Options{Netns: *nsGlob, NoProbe: *noProbe}
 	if *cfgPath != "" {
-		cfg, err := control.LoadConfig(*cfgPath)
+		cfg, err := config.Load(*cfgPath)
 		if err != nil {
 			return fmt.Errorf("configuration refused:\n%w", err)
 		}
-		o.Dataplane = cfg.DataplaneConfig()
-		o.DRBackends = drBackends(cfg)
+		o.Dataplane = control.DataplaneConfig(cfg)
+		o.DRBackends = preflight.DRBackendsOf(cfg)
 	}
 	rep := preflight.Run(o)
 	if _, err := rep.WriteTo(stdout); err != nil {
@@ -41,26 +41,4 @@ func cmdPreflight(args []string, stdout, stderr io.Writer) error {
 		return errNotFit
 	}
 	return nil
-}
-
-// drBackends lists the backends of cfg's direct-routing services with the
-// VIPs each must hold.
-func drBackends(cfg *control.Config) []preflight.DRBackend {
-	var out []preflight.DRBackend
-	for _, s := range cfg.Services {
-		if s.Method != "" && s.Method != "dr" {
-			continue
-		}
-		for _, b := range append(slices.Clone(s.Backends), s.Fallback...) {
-			i := slices.IndexFunc(out, func(d preflight.DRBackend) bool { return d.Addr == b.Address })
-			if i < 0 {
-				out = append(out, preflight.DRBackend{Addr: b.Address})
-				i = len(out) - 1
-			}
-			if !slices.Contains(out[i].VIPs, s.VIP) {
-				out[i].VIPs = append(out[i].VIPs, s.VIP)
-			}
-		}
-	}
-	return out
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -17,7 +18,7 @@ import (
 // warning on veth; then, with a DR backend that answers ARP for the VIP,
 // not fit (exit 1) with the fix on its line (root only; skips otherwise).
 func TestPreflightBinary(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true, NoHTTP: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true, NoHTTP: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/internal/caps"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -22,7 +23,7 @@ const nobody = 65534
 
 // startAs starts `xlb run` in the LB namespace as uid and gid nobody with
 // exactly cs as ambient (so permitted and effective) capabilities.
-func startAs(t *testing.T, tn *testnet.Net, bin, conf string, cs []caps.Cap) (*exec.Cmd, *testnet.Output, chan error) {
+func startAs(t *testing.T, tn *lab.Net, bin, conf string, cs []caps.Cap) (*exec.Cmd, *testnet.Output, chan error) {
 	t.Helper()
 	var amb []uintptr
 	for _, c := range cs {
@@ -58,7 +59,7 @@ func procStatus(pid int, field string) string {
 // turn and checks that xlb run fails and names the one missing and what
 // needs it: the set is the smallest that works (root only; skips otherwise).
 func TestRunUnprivileged(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
 	dir, err := os.MkdirTemp("", "xlb-unpriv-") // readable by nobody, unlike t.TempDir's parent
 	if err != nil {
 		t.Fatal(err)
@@ -99,10 +100,10 @@ func TestRunUnprivileged(t *testing.T) {
 			t.Logf("xlb run (unprivileged) log:\n%s", out.String())
 		}
 	})
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
 	url := "http://" + tn.VIP.String() + "/"
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "backend health changed") || testnet.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
+	for !strings.Contains(out.String(), "backend health changed") || lab.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
 		select {
 		case err := <-exited:
 			t.Fatalf("xlb run as uid %d exited: %v", nobody, err)
@@ -119,7 +120,7 @@ func TestRunUnprivileged(t *testing.T) {
 		caps.Set(eff) != caps.Of(caps.Required...) {
 		t.Fatalf("xlb run: Uid %v, CapEff %x (%v); want euid %d and exactly %v", uid, eff, err, nobody, caps.Of(caps.Required...).Names())
 	}
-	tally := testnet.Spread(t.Context(), client, url, 30, 20*time.Second)
+	tally := lab.Spread(t.Context(), client, url, 30, 20*time.Second)
 	if tally.Failed != 0 || tally.ByBackend["b0"] == 0 || tally.ByBackend["b1"] == 0 {
 		t.Errorf("HTTP through the unprivileged xlb: %v", tally)
 	}

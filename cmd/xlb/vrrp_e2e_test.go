@@ -15,8 +15,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/ha"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -26,7 +28,7 @@ const vrrpInterval = 100 * time.Millisecond
 // vrrpLB is one `xlb run` process with a vrrp section in an LB namespace.
 type vrrpLB struct {
 	t      *testing.T
-	host   *testnet.Host
+	host   *lab.Host
 	bin    string
 	conf   string
 	cmd    *exec.Cmd
@@ -123,7 +125,7 @@ type keepConn struct {
 // killed host comes back as backup and `xlb ctl demote` on the new master
 // hands the VIP back to it (root only; skips otherwise).
 func TestE2EVRRPFailover(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -152,7 +154,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		}
 		h := tn.LBs[i]
 		lbs[i] = &vrrpLB{t: t, host: h, bin: bin, conf: conf, logs: logs,
-			api: &control.Client{Base: "http://" + control.DefaultAPIListen, HTTP: h.HTTPClient(testnet.ClientOptions{Timeout: time.Second})}}
+			api: &control.Client{Base: "http://" + config.DefaultAPIListen, HTTP: h.HTTPClient(lab.ClientOptions{Timeout: time.Second})}}
 	}
 	lb0, lb1 := lbs[0], lbs[1]
 	waitFor := func(what string, limit time.Duration, ok func() bool) {
@@ -216,7 +218,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 
 	// Request loop: a new connection per request, two at a time.
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 5 * time.Second})
 	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
 	phase := load.Phase
 	time.Sleep(500 * time.Millisecond)
