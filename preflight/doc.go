@@ -4,7 +4,7 @@
 // native XDP and zero copy (both by really trying: an XDP attach and an
 // AF_XDP bind, undone at once), its queues against the workers and CPUs,
 // RSS hashing and IRQ affinity, its MTU against the UMEM frame size; then
-// the memory-lock limit, the CPU frequency governor and CPU isolation of the
+// the memory-lock limit, the capabilities xlb run needs, the CPU frequency governor and CPU isolation of the
 // workers' cores, and for direct-routing services the backends' ARP and
 // reverse-path sysctls where this host can see them (a backend in one of
 // its network namespaces). Run returns one Result per check, each pass,

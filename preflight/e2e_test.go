@@ -70,3 +70,51 @@ func TestPreflightOnVeth(t *testing.T) {
 		t.Errorf("eth0 after preflight: XDP attached (%v)", err)
 	}
 }
+
+// TestPreflightQueuesAndBackends covers the other outcomes on a two-queue
+// veth: fewer cores than queues, no RSS information, a backend with a
+// strict reverse-path filter, then one without the VIP (root only).
+func TestPreflightQueuesAndBackends(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 1, Queues: 2, DisableIPv6: true, NoHTTP: true})
+	b := tn.Backends[0]
+	if err := b.Sysctls(map[string]string{"net.ipv4.conf.all.rp_filter": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{
+		Dataplane:  dataplane.Config{Interfaces: []dataplane.InterfaceConfig{{Name: "eth0", Cores: []int{0}}}},
+		Netns:      filepath.Join("/var/run/netns", "xlb-"+tn.ID+"-*"),
+		DRBackends: []DRBackend{{Addr: b.Addr(), VIPs: []netip.Addr{tn.VIP}}},
+	}
+	run := func() Report {
+		var rep Report
+		if err := tn.LB.Do(func() error { rep = Run(o); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		rep.WriteTo(&out)
+		t.Logf("preflight:\n%s", out.String())
+		return rep
+	}
+	rep := run()
+	check := func(name string, st Status, detail string) {
+		t.Helper()
+		r, ok := rep.Find(name)
+		if !ok || r.Status != st || !strings.Contains(r.Detail, detail) {
+			t.Errorf("%s: %v (found %v), want %v with %q", name, r, ok, st, detail)
+		}
+	}
+	check("eth0 queues", Warn, "cores: lists 1 CPUs for 2 queues")
+	check("eth0 rss", Warn, "2 queues, but the driver reports no RSS hash fields")
+	check("dr backend "+b.Addr().String(), Warn, "rp_filter 1")
+	if !rep.Fit() {
+		t.Error("warnings alone must leave the host fit")
+	}
+	if err := b.DelAddr("lo", netip.PrefixFrom(tn.VIP, 32)); err != nil {
+		t.Fatal(err)
+	}
+	rep = run()
+	check("dr backend "+b.Addr().String(), Fail, "VIP "+tn.VIP.String()+" not on the backend")
+	if rep.Fit() {
+		t.Error("a DR backend without the VIP must make the host unfit")
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -171,4 +173,63 @@ func FuzzIRQsOf(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestIRQAffinity(t *testing.T) {
+	proc := fakeTree(t, map[string]string{
+		"interrupts": "           CPU0       CPU1\n" +
+			"  40:  1  0  PCI-MSI 1-edge  ens1-TxRx-0\n" +
+			"  41:  0  1  PCI-MSI 2-edge  ens1-TxRx-1\n",
+		"irq/40/smp_affinity_list": "0\n",
+		"irq/40/affinity_hint":     "00000001\n",
+		"irq/41/smp_affinity_list": "0-1\n",
+		"irq/41/affinity_hint":     "00000000\n",
+	})
+	o := Options{Proc: proc}
+	o.defaults()
+	h := newHost(&o)
+	r := h.irqs("ens1 irqs", &ifState{ic: dataplane.InterfaceConfig{Name: "ens1"}})
+	if r.Status != Warn || !strings.Contains(r.Detail, "2 IRQs, 1 with a driver affinity hint") ||
+		!strings.Contains(r.Detail, "IRQs 41 may run") || r.Fix == "" {
+		t.Errorf("irqs: %v", r)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "irq/41/smp_affinity_list"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.irqs("ens1 irqs", &ifState{ic: dataplane.InterfaceConfig{Name: "ens1"}}); r.Status != Pass {
+		t.Errorf("each IRQ on one CPU: %v", r)
+	}
+	if r := h.irqs("eth9 irqs", &ifState{ic: dataplane.InterfaceConfig{Name: "eth9"}}); r.Status != Warn {
+		t.Errorf("a physical interface without IRQs found: %v", r)
+	}
+}
+
+func TestMemlock(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("lowering and restoring RLIMIT_MEMLOCK's hard limit needs root")
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim) })
+	low := unix.Rlimit{Cur: 8 << 20, Max: lim.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &low); err != nil {
+		t.Fatal(err)
+	}
+	// A process without CAP_IPC_LOCK (a fake status) and 2 workers x 16 MiB UMEMs.
+	o := Options{Proc: fakeTree(t, map[string]string{"self/status": "Name:\txlb\nCapEff:\t0000000000003000\n"})}
+	o.defaults()
+	r := newHost(&o).memlock(2, 1)
+	if r.Status != Fail || !strings.Contains(r.Detail, "limit 8 MiB < 32 MiB for 2 UMEMs of 16 MiB") || !strings.Contains(r.Fix, "LimitMEMLOCK=infinity") {
+		t.Errorf("memlock: %v", r)
+	}
+	if r := newHost(&o).memlock(0, 0); r.Status != Fail {
+		t.Errorf("one UMEM of 16 MiB over 8 MiB: %v", r)
+	}
+	// With CAP_IPC_LOCK (bit 14) the limit does not apply to UMEMs.
+	o.Proc = fakeTree(t, map[string]string{"self/status": "CapEff:\t0000000000007000\n"})
+	if r := newHost(&o).memlock(2, 1); r.Status != Pass || !strings.Contains(r.Detail, "CAP_IPC_LOCK") {
+		t.Errorf("memlock with CAP_IPC_LOCK: %v", r)
+	}
 }
