@@ -64,9 +64,10 @@ func run(args []string, stdout io.Writer) error {
 	return err
 }
 
-// gitVersion is `git describe` without the leading v, or 0.0.0-dev.
+// gitVersion is `git describe` of the last tag without the leading v, or
+// 0.0.0-dev when there is no tag.
 func gitVersion(root string) string {
-	out, err := exec.Command("git", "-C", root, "describe", "--tags", "--always", "--dirty").Output()
+	out, err := exec.Command("git", "-C", root, "describe", "--tags", "--dirty").Output()
 	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
 	if err != nil || v == "" || !strings.ContainsAny(v[:1], "0123456789") {
 		return "0.0.0-dev"

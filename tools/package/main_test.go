@@ -51,6 +51,21 @@ func TestPackages(t *testing.T) {
 	if err != nil || !bytes.HasPrefix(rpm, []byte{0xed, 0xab, 0xee, 0xdb}) {
 		t.Errorf("%s is not an rpm (lead magic): %v", paths[1], err)
 	}
+	if _, err := exec.LookPath("rpm"); err == nil {
+		list, err := exec.Command("rpm", "-qlp", paths[1]).Output()
+		want := "/etc/xlb\n/etc/xlb/xlb.yaml\n/usr/bin/xlb\n/usr/lib/systemd/system/xlb.service\n/usr/lib/sysusers.d/xlb.conf\n" +
+			"/usr/share/bash-completion/completions/xlb\n/usr/share/fish/vendor_completions.d/xlb.fish\n" +
+			"/usr/share/man/man8/xlb.8.gz\n/usr/share/zsh/site-functions/_xlb\n"
+		if err != nil || string(list) != want {
+			t.Errorf("rpm -qlp: %v\n%s\nwant:\n%s", err, list, want)
+		}
+		conf, err := exec.Command("rpm", "-qp", "--configfiles", paths[1]).Output()
+		if err != nil || string(conf) != "/etc/xlb/xlb.yaml\n" {
+			t.Errorf("rpm config files: %q, %v", conf, err)
+		}
+	} else {
+		t.Log("rpm not installed (Debian package rpm): the .rpm's contents are not checked")
+	}
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Skip("dpkg-deb not installed: the .deb's contents are not checked")
 	}
