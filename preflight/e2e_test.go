@@ -73,7 +73,8 @@ func TestPreflightOnVeth(t *testing.T) {
 
 // TestPreflightQueuesAndBackends covers the other outcomes on a two-queue
 // veth: fewer cores than queues, no RSS information, a backend with a
-// strict reverse-path filter, then one without the VIP (root only).
+// strict reverse-path filter, then one without the VIP while another XDP
+// program holds the interface (root only).
 func TestPreflightQueuesAndBackends(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 1, Queues: 2, DisableIPv6: true, NoHTTP: true})
 	b := tn.Backends[0]
@@ -112,8 +113,16 @@ func TestPreflightQueuesAndBackends(t *testing.T) {
 	if err := b.DelAddr("lo", netip.PrefixFrom(tn.VIP, 32)); err != nil {
 		t.Fatal(err)
 	}
+	// Another XDP program on eth0: preflight leaves it alone and says so.
+	if err := tn.LB.AttachXDPPass("eth0"); err != nil {
+		t.Fatal(err)
+	}
 	rep = run()
 	check("dr backend "+b.Addr().String(), Fail, "VIP "+tn.VIP.String()+" not on the backend")
+	check("eth0 xdp", Warn, "is attached already")
+	if l, err := tn.LB.Handle().LinkByName("eth0"); err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+		t.Errorf("preflight removed the XDP program it found (%v)", err)
+	}
 	if rep.Fit() {
 		t.Error("a DR backend without the VIP must make the host unfit")
 	}
