@@ -103,7 +103,8 @@ func TestRunUnprivileged(t *testing.T) {
 	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
 	url := "http://" + tn.VIP.String() + "/"
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(out.String(), "backend health changed") || lab.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
+	// Both backends up (two transitions to up), and a request through the VIP answered.
+	for strings.Count(out.String(), "to=up") < 2 || lab.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
 		select {
 		case err := <-exited:
 			t.Fatalf("xlb run as uid %d exited: %v", nobody, err)
