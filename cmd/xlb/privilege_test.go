@@ -22,16 +22,28 @@ import (
 const nobody = 65534
 
 // startAs starts `xlb run` in the LB namespace as uid and gid nobody with
-// exactly cs as ambient (so permitted and effective) capabilities.
-func startAs(t *testing.T, tn *lab.Net, bin, conf string, cs []caps.Cap) (*exec.Cmd, *testnet.Output, chan error) {
+// exactly cs as ambient (so permitted and effective) capabilities. With
+// setpriv (util-linux) it also sets what the systemd unit sets: no new
+// privileges and a bounding set of cs alone; without, Go's SysProcAttr
+// does the uid and the ambient set.
+func startAs(t *testing.T, tn *lab.Net, bin, conf string, cs []caps.Cap, setpriv bool) (*exec.Cmd, *testnet.Output, chan error) {
 	t.Helper()
 	var amb []uintptr
+	var names []string
 	for _, c := range cs {
 		amb = append(amb, uintptr(c.Bit))
+		names = append(names, "+"+strings.ToLower(strings.TrimPrefix(c.Name, "CAP_")))
 	}
+	set := strings.Join(names, ",")
 	cmd := exec.Command(bin, "run", "--config", conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, AmbientCaps: amb,
 		Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	if setpriv {
+		cmd = exec.Command("setpriv", fmt.Sprintf("--reuid=%d", nobody), fmt.Sprintf("--regid=%d", nobody), "--clear-groups",
+			"--no-new-privs", "--bounding-set=-all,"+set, "--inh-caps=-all,"+set, "--ambient-caps=-all,"+set,
+			bin, "run", "--config", conf)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	out := &testnet.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := tn.LB.Start(cmd); err != nil {
@@ -94,7 +106,12 @@ func TestRunUnprivileged(t *testing.T) {
 		t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim) })
 	}
 
-	cmd, out, exited := startAs(t, tn, bin, conf, caps.Required)
+	_, err = exec.LookPath("setpriv")
+	setpriv := err == nil
+	if !setpriv {
+		t.Log("setpriv (util-linux) not installed: no-new-privs and the bounding set are not applied")
+	}
+	cmd, out, exited := startAs(t, tn, bin, conf, caps.Required, setpriv)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("xlb run (unprivileged) log:\n%s", out.String())
@@ -121,6 +138,10 @@ func TestRunUnprivileged(t *testing.T) {
 		caps.Set(eff) != caps.Of(caps.Required...) {
 		t.Fatalf("xlb run: Uid %v, CapEff %x (%v); want euid %d and exactly %v", uid, eff, err, nobody, caps.Of(caps.Required...).Names())
 	}
+	if bnd, err := strconv.ParseUint(procStatus(pid, "CapBnd"), 16, 64); setpriv &&
+		(err != nil || caps.Set(bnd) != caps.Of(caps.Required...) || procStatus(pid, "NoNewPrivs") != "1") {
+		t.Errorf("xlb run: CapBnd %x (%v), NoNewPrivs %s; want the five and 1, as the unit sets them", bnd, err, procStatus(pid, "NoNewPrivs"))
+	}
 	tally := lab.Spread(t.Context(), client, url, 30, 20*time.Second)
 	if tally.Failed != 0 || tally.ByBackend["b0"] == 0 || tally.ByBackend["b1"] == 0 {
 		t.Errorf("HTTP through the unprivileged xlb: %v", tally)
@@ -144,7 +165,7 @@ func TestRunUnprivileged(t *testing.T) {
 	for i, c := range caps.Required {
 		t.Run("without "+c.Name, func(t *testing.T) {
 			less := append(append([]caps.Cap(nil), caps.Required[:i]...), caps.Required[i+1:]...)
-			_, out, exited := startAs(t, tn, bin, conf, less)
+			_, out, exited := startAs(t, tn, bin, conf, less, false)
 			select {
 			case err := <-exited:
 				if err == nil {
