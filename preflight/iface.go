@@ -47,8 +47,8 @@ func (h *host) iface(ic dataplane.InterfaceConfig) (Report, int) {
 	r := Report{s.linkState(name("link"))}
 	r = append(r, s.driverInfo(name("driver")))
 	if h.o.NoProbe {
-		r = append(r, Result{Check: name("xdp"), Status: Warn, Detail: "not tried (--no-probe)", Fix: "run preflight as xlb run runs"},
-			Result{Check: name("zero-copy"), Status: Warn, Detail: "not tried (--no-probe)", Fix: "run preflight as xlb run runs"})
+		r = append(r, Result{Check: name("xdp"), Status: Warn, Detail: "not tried (--no-probe)", Fix: "run preflight without --no-probe (as root, or with the capabilities of xlb run)"},
+			Result{Check: name("zero-copy"), Status: Warn, Detail: "not tried (--no-probe)", Fix: "run preflight without --no-probe (as root, or with the capabilities of xlb run)"})
 	} else {
 		p, err := dataplane.Probe(ic.Name, 0)
 		if err != nil {

@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -31,12 +32,15 @@ func (s Status) String() string {
 	return fmt.Sprintf("Status(%d)", uint8(s))
 }
 
+// MarshalText writes the status as its name (pass, warn, fail).
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Result is one check.
 type Result struct {
-	Check  string // what was checked: "kernel", "eth0 zero-copy", ...
-	Status Status
-	Detail string // what was found
-	Fix    string // what to do about a warn or fail; empty on pass
+	Check  string `json:"check"` // what was checked: "kernel", "eth0 zero-copy", ...
+	Status Status `json:"status"`
+	Detail string `json:"detail"`        // what was found
+	Fix    string `json:"fix,omitempty"` // what to do about a warn or fail; empty on pass
 }
 
 func (r Result) String() string {
@@ -88,6 +92,14 @@ func (r Report) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "%s: %d pass, %d warn, %d fail\n", verdict, n[Pass], n[Warn], n[Fail])
 	m, err := io.WriteString(w, b.String())
 	return int64(m), err
+}
+
+// MarshalJSON writes {"fit": ..., "checks": [...]}.
+func (r Report) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Fit    bool     `json:"fit"`
+		Checks []Result `json:"checks"`
+	}{r.Fit(), []Result(r)})
 }
 
 // DRBackend is a backend of a direct-routing service: it must hold the

@@ -1,6 +1,7 @@
 package preflight
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -118,6 +119,16 @@ func TestReportOutput(t *testing.T) {
 	r = append(r, Result{Check: "memlock", Status: Fail})
 	if r.Fit() || r.Worst() != Fail {
 		t.Error("a fail must make the report unfit")
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	r := Report{{Check: "kernel", Detail: "6.18"}, {Check: "memlock", Status: Fail, Detail: "8 MiB", Fix: "LimitMEMLOCK=infinity"}}
+	b, err := json.Marshal(r)
+	want := `{"fit":false,"checks":[{"check":"kernel","status":"pass","detail":"6.18"},` +
+		`{"check":"memlock","status":"fail","detail":"8 MiB","fix":"LimitMEMLOCK=infinity"}]}`
+	if err != nil || string(b) != want {
+		t.Errorf("got %s, %v\nwant %s", b, err, want)
 	}
 }
 

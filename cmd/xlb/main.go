@@ -25,7 +25,7 @@ usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
-  xlb preflight [--config FILE] [--netns GLOB] [--no-probe]
+  xlb preflight [--config FILE] [--netns GLOB] [--no-probe] [--json]
   xlb man | xlb completion bash|zsh|fish
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...

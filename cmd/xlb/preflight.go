@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ func cmdPreflight(args []string, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "configuration `FILE` (YAML): check its interfaces, cores and DR backends too")
 	nsGlob := fs.String("netns", "/var/run/netns/*", "network namespaces to look for DR backends in (a `GLOB`)")
 	noProbe := fs.Bool("no-probe", false, "do not try an XDP attach and an AF_XDP bind")
+	asJSON := fs.Bool("json", false, `print JSON ({"fit": ..., "checks": [{"check", "status", "detail", "fix"}]})`)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,7 +36,13 @@ func cmdPreflight(args []string, stdout, stderr io.Writer) error {
 		o.DRBackends = preflight.DRBackendsOf(cfg)
 	}
 	rep := preflight.Run(o)
-	if _, err := rep.WriteTo(stdout); err != nil {
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if _, err := rep.WriteTo(stdout); err != nil {
 		return err
 	}
 	if !rep.Fit() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -30,8 +31,8 @@ func TestPreflightBinary(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	preflight := func() (string, int) {
-		cmd := exec.Command(bin, "preflight", "--config", conf, "--netns", "/var/run/netns/xlb-"+tn.ID+"-*")
+	preflight := func(flags ...string) (string, int) {
+		cmd := exec.Command(bin, append([]string{"preflight", "--config", conf, "--netns", "/var/run/netns/xlb-" + tn.ID + "-*"}, flags...)...)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := tn.LB.Start(cmd); err != nil {
@@ -61,6 +62,15 @@ func TestPreflightBinary(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("exit status %d on a fit host, want 0", code)
+	}
+	out, code = preflight("--no-probe", "--json")
+	var rep struct {
+		Fit    bool
+		Checks []struct{ Check, Status, Detail, Fix string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 || !rep.Fit || len(rep.Checks) < 15 ||
+		rep.Checks[0].Check != "kernel" || rep.Checks[0].Status != "pass" {
+		t.Errorf("--json: %v, exit %d:\n%s", err, code, out)
 	}
 
 	// The kernel takes the larger of all and eth0: both must say 0 for the backend to answer.
