@@ -162,6 +162,12 @@ func TestRunUnprivileged(t *testing.T) {
 		t.Errorf("XDP left on eth0 after a clean exit (%v)", err)
 	}
 
+	eachCapabilityNeeded(t, tn, bin, conf)
+}
+
+// eachCapabilityNeeded starts xlb run without each capability of the set in
+// turn and checks that it fails and names the one missing and what needs it.
+func eachCapabilityNeeded(t *testing.T, tn *lab.Net, bin, conf string) {
 	for i, c := range caps.Required {
 		t.Run("without "+c.Name, func(t *testing.T) {
 			less := append(append([]caps.Cap(nil), caps.Required[:i]...), caps.Required[i+1:]...)
