@@ -103,7 +103,7 @@ func (s *ifState) xdp(check string, p dataplane.ProbeResult) Result {
 			r.Status, r.Fix = Fail, "a driver with native XDP, or xdp_mode: auto"
 		}
 	default:
-		r.Status, r.Detail = Fail, fmt.Sprintf("attach refused: %v", errors.Join(p.Native, p.Generic))
+		r.Status, r.Detail = Fail, fmt.Sprintf("attach refused: native: %v; generic: %v", p.Native, p.Generic)
 		r.Fix = privFix(errors.Join(p.Native, p.Generic), "CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON", "a kernel with XDP (>= 5.10)")
 	}
 	return r
@@ -162,7 +162,7 @@ func (h *host) queues(check string, s *ifState) Result {
 	}
 	s.queues = inUse
 	cores := h.workerCores()
-	r.Detail = fmt.Sprintf("%d queues in use (%s, at most %d), %d workers on %d CPUs", inUse, how, most, inUse, len(cores))
+	r.Detail = fmt.Sprintf("%d in use (%s, at most %d), %d workers on %d CPUs", inUse, how, most, inUse, len(cores))
 	switch {
 	case len(h.cores) > 0 && len(h.cores) < inUse:
 		r.Status = Warn

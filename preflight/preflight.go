@@ -43,12 +43,14 @@ type Result struct {
 	Fix    string `json:"fix,omitempty"` // what to do about a warn or fail; empty on pass
 }
 
+// String is the result on one line: status, check, detail and fix (line
+// breaks in an error's text become "; ").
 func (r Result) String() string {
 	s := fmt.Sprintf("%-4s  %-22s %s", r.Status, r.Check, r.Detail)
 	if r.Fix != "" {
 		s += "; fix: " + r.Fix
 	}
-	return s
+	return strings.ReplaceAll(s, "\n", "; ")
 }
 
 // Report is the outcome of Run, one Result per check in a fixed order.

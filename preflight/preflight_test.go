@@ -116,6 +116,9 @@ func TestReportOutput(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
+	if got := (Result{Check: "x", Status: Fail, Detail: "a\nb"}).String(); strings.Contains(got, "\n") {
+		t.Errorf("a result must stay on one line: %q", got)
+	}
 	r = append(r, Result{Check: "memlock", Status: Fail})
 	if r.Fit() || r.Worst() != Fail {
 		t.Error("a fail must make the report unfit")
