@@ -18,7 +18,8 @@ func cmdPreflight(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("xlb preflight", stderr)
 	cfgPath := fs.String("config", "", "configuration `FILE` (YAML): check its interfaces, cores and DR backends too")
 	nsGlob := fs.String("netns", "/var/run/netns/*", "network namespaces to look for DR backends in (a `GLOB`)")
-	noProbe := fs.Bool("no-probe", false, "do not try an XDP attach and an AF_XDP bind")
+	noProbe := fs.Bool("no-probe", false, "do not try an XDP attach and an AF_XDP bind (on many NICs both briefly reset "+
+		"the queues: use it on a host that carries traffic)")
 	asJSON := fs.Bool("json", false, `print JSON ({"fit": ..., "checks": [{"check", "status", "detail", "fix"}]})`)
 	if err := fs.Parse(args); err != nil {
 		return err
