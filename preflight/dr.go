@@ -1,12 +1,10 @@
 package preflight
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/internal/inns"
 )
 
 // drHost is where a DR backend was found: a network namespace on this host.
@@ -114,32 +113,17 @@ func (d drHost) sysctls(proc string, keys ...string) ([]int, error) {
 }
 
 // inNetns runs fn on the calling goroutine's thread switched into the
-// namespace file path ("" : where it is), then switches back.
+// namespace file path ("": where it is), then switches back.
 func inNetns(path string, fn func() error) error {
 	if path == "" {
 		return fn()
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // never hand a thread in the wrong namespace back: it ends with the goroutine
-		return errors.Join(ferr, err)
-	}
-	return ferr
+	return inns.Do(ns, fn)
 }
 
 func (d drHost) check(o *Options, b DRBackend) Result {
