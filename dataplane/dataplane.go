@@ -160,14 +160,17 @@ func openIface(ic InterfaceConfig, replace bool) (*iface, error) {
 	return &iface{info: info, cfg: ic, prog: prog, maps: prog}, nil
 }
 
-func zeroCopyMode(s string) xsk.ZeroCopy {
+// parseZeroCopy parses InterfaceConfig.ZeroCopy: auto (or ""), on or off.
+func parseZeroCopy(s string) (xsk.ZeroCopy, error) {
 	switch s {
+	case "", "auto":
+		return xsk.ZeroCopyAuto, nil
 	case "on":
-		return xsk.ZeroCopyOn
+		return xsk.ZeroCopyOn, nil
 	case "off":
-		return xsk.ZeroCopyOff
+		return xsk.ZeroCopyOff, nil
 	}
-	return xsk.ZeroCopyAuto
+	return 0, fmt.Errorf("zero_copy %q (want auto, on or off)", s)
 }
 
 func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, err error) {
@@ -207,8 +210,12 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		if q >= ifc.info.Queues {
 			continue
 		}
+		zc, err := parseZeroCopy(ifc.cfg.ZeroCopy) // validated by New
+		if err != nil {
+			return nil, err
+		}
 		scfg := xsk.Config{Ifindex: ifc.info.Index, Queue: q, RxSize: c.RingSize, TxSize: c.RingSize,
-			FillSize: c.RingSize, CompletionSize: c.RingSize, ZeroCopy: zeroCopyMode(ifc.cfg.ZeroCopy),
+			FillSize: c.RingSize, CompletionSize: c.RingSize, ZeroCopy: zc,
 			TxBudget: maxBatch}
 		u := umem
 		var s *xsk.Socket

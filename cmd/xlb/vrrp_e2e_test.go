@@ -258,7 +258,13 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if err := lb0.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("lb1 master", 5*time.Second, func() bool { return lb1.status().State == ha.Master })
+	// The state turns master a moment before the OnMaster hook has switched
+	// forwarding on and put the VIPs up: wait for all three (the time bound
+	// below is the state's).
+	waitFor("lb1 master and forwarding", 5*time.Second, func() bool {
+		st := lb1.status()
+		return st.State == ha.Master && st.Forwarding && lb1.hasVIP(vip)
+	})
 	st1 := lb1.status()
 	took := st1.LastTransition.Sub(crash)
 	skew := time.Duration(256-100) * vrrpInterval / 256
