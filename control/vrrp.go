@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -264,7 +263,7 @@ func NewVRRP(v *config.VRRP, dp Publisher, log *slog.Logger, opts ...ha.Option) 
 		log = slog.Default()
 	}
 	sb := NewStandby(dp)
-	sb.guard = &crashGuard{vrid: v.VirtualRouterID, vips: slices.Clone(v.VIPs), apply: nft, log: log}
+	sb.guard = newCrashGuard(v.VirtualRouterID, v.VIPs, log)
 	n, err := newVRRPNode(v, sb, log, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: %w", err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,8 +29,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return cmdBenchLab(args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", stderr)
 	quick := fs.Bool("quick", false, "short runs (300ms, 3 rounds): the whole table in under a minute")
 	markdown := fs.Bool("markdown", false, "write Markdown (method, machine, placement, table) for BENCHMARKS.md")
 	out := fs.String("out", "", "write the report to FILE instead of standard output")

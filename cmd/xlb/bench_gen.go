@@ -105,8 +105,7 @@ func (g *genFlags) config() (bench.PortGenConfig, error) {
 // cmdBenchGen runs `xlb bench gen`: send from every queue of an interface, at a rate or flat
 // out, and print the counts of both sides each second; or search RFC 2544 throughput.
 func cmdBenchGen(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench gen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench gen", stderr)
 	var g genFlags
 	g.register(fs)
 	fs.Usage = func() {

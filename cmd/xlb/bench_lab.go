@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +14,7 @@ import (
 // cmdBenchLab runs `xlb bench lab`: the RFC 2544 kit on three namespaces standing for a
 // generator host, an LB host running this binary's `xlb run`, and a backend host with the sink.
 func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench lab", stderr)
 	sizes := fs.String("size", "64", "comma-separated frame sizes to search, FCS included")
 	trial := fs.Duration("trial", time.Second, "duration of each trial")
 	loss := fs.Float64("loss", 0.001, "the highest loss of a passing trial, in percent")

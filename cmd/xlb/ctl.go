@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -40,8 +39,7 @@ the XLB_TOKEN environment variable.
 `
 
 func cmdCtl(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb ctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("xlb ctl", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
 	api := fs.String("api", "http://"+config.DefaultAPIListen, "API base URL")
 	token := fs.String("token", os.Getenv("XLB_TOKEN"), "bearer token")

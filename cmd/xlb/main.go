@@ -25,6 +25,8 @@ usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
+  xlb preflight [--config FILE] [--netns GLOB] [--no-probe] [--json]
+  xlb man | xlb completion bash|zsh|fish
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
   xlb bench gen --iface IF --dst-mac MAC --dst VIP [--rate R] [--sink ADDR] [--rfc2544] ...
@@ -60,6 +62,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(args[1:], stdout, stderr)
 	case "export":
 		err = cmdExport(args[1:], stdout, stderr)
+	case "preflight":
+		err = cmdPreflight(args[1:], stdout, stderr)
+	case "man":
+		err = cmdMan(stdout)
+	case "completion":
+		err = cmdCompletion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
