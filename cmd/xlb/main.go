@@ -22,6 +22,7 @@ usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
   xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
   xlb version
+  xlb import keepalived [-o FILE] KEEPALIVED.CONF
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
 
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(args[1:], stdout, stderr)
 	case "bench":
 		err = cmdBench(args[1:], stdout, stderr)
+	case "import":
+		err = cmdImport(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
