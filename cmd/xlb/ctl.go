@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 )
 
@@ -40,7 +41,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xlb ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
-	api := fs.String("api", "http://"+control.DefaultAPIListen, "API base URL")
+	api := fs.String("api", "http://"+config.DefaultAPIListen, "API base URL")
 	token := fs.String("token", os.Getenv("XLB_TOKEN"), "bearer token")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
@@ -121,8 +122,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		w, err := strconv.ParseUint(a[3], 10, 32)
-		if err != nil || w > control.MaxWeight {
-			return fmt.Errorf("%w: weight %q is not in 0..%d", errUsage, a[3], control.MaxWeight)
+		if err != nil || w > config.MaxWeight {
+			return fmt.Errorf("%w: weight %q is not in 0..%d", errUsage, a[3], config.MaxWeight)
 		}
 		if err := cl.SetWeight(ctx, a[1], a[2], uint32(w)); err != nil {
 			return err
