@@ -6,7 +6,7 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
 )
 
 // FuzzImport feeds arbitrary text to the parser and the translator: neither may panic, a
@@ -30,7 +30,7 @@ func FuzzImport(f *testing.F) {
 		if err != nil {
 			t.Fatalf("parsed but did not translate: %v", err)
 		}
-		if _, err := control.ParseConfig("fuzz.yaml", res.YAML); err != nil {
+		if _, err := config.Parse("fuzz.yaml", res.YAML); err != nil {
 			t.Fatalf("translation refused by xlb: %v\n%s", err, res.YAML)
 		}
 	})

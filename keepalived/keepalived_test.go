@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/config"
 )
 
 // validate parses and validates a translation with xlb's own configuration loader: what
 // `xlb run --check` does with the file.
 func validate(t *testing.T, name string, y []byte) {
 	t.Helper()
-	if _, err := control.ParseConfig(name, y); err != nil {
+	if _, err := config.Parse(name, y); err != nil {
 		t.Fatalf("%s: the translation is not a valid xlb configuration:\n%v\n%s", name, err, y)
 	}
 }
