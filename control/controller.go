@@ -376,8 +376,10 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
 					c.nextID++
 				}
-				chk, desc := checkFor(&sc, cb, checkID, b.id)
-				prevCheck, prevID := b.check, b.checkID
+				chks, descs, err := checksFor(&sc, cb, checkID, b.id)
+				if err != nil { // validated already: a CA file gone since, say
+					c.log.Warn("health check", "backend", checkID, "err", err)
+				}
 				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
 				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
 					b.cfgWeight, b.weight, b.overWeight = cw, cw, false
@@ -385,33 +387,10 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
 					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
 				}
-				switch {
-				case desc == "":
-					b.checkID, b.check = "", ""
-					if b.health != health.StateUp {
-						b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
-					}
-					if prevID != "" {
-						removes = append(removes, prevID)
-					}
-				case prevID == "" || c.byCheck[checkID] != nil && c.byCheck[checkID] != b:
-					// New, or taking over the ID of a removed backend's check.
-					b.checkID, b.check = checkID, desc
-					if b.reason == "no health check" {
-						b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
-					}
-					adds = append(adds, chk)
-				case prevID != checkID:
-					removes = append(removes, prevID)
-					b.checkID, b.check = checkID, desc
-					adds = append(adds, chk)
-				case prevCheck != desc:
-					b.check = desc
-					chk.Initial = b.health
-					replaces = append(replaces, chk)
-				}
-				if b.checkID != "" {
-					byCheck[b.checkID] = b
+				a, r, rm := c.syncChecks(b, chks, descs)
+				adds, replaces, removes = append(adds, a...), append(replaces, r...), append(removes, rm...)
+				for _, id := range b.checkIDs() {
+					byCheck[id] = b
 				}
 				s.backends = append(s.backends, b)
 			}
@@ -498,7 +477,7 @@ func (c *Controller) syncThroughVIPLocked() {
 			continue
 		}
 		for _, b := range s.backends {
-			if b.checkID != "" && b.resolved && b.hop.IfIndex > 0 {
+			if b.checked() && b.resolved && b.hop.IfIndex > 0 {
 				routes = append(routes, VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex})
 			}
 		}
@@ -544,7 +523,8 @@ func (c *Controller) numBackends() int {
 	return n
 }
 
-// onTransition applies a health verdict (called by the prober).
+// onTransition applies a health verdict (called by the prober): the backend's state is the
+// combination of its checks' states.
 func (c *Controller) onTransition(t health.Transition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -552,15 +532,31 @@ func (c *Controller) onTransition(t health.Transition) {
 	if b == nil || c.closed {
 		return
 	}
-	was := b.health
-	b.health, b.since, b.reason = t.To, t.Time, t.Reason
-	lvl := slog.LevelInfo
-	if t.To != health.StateUp {
-		lvl = slog.LevelWarn
+	for i := range b.checks {
+		if b.checks[i].id == t.ID {
+			b.checks[i].state = t.To
+		}
 	}
-	c.log.Log(context.Background(), lvl, "backend health changed", "backend", t.ID, "from", was.String(),
+	was, now := b.health, b.combined()
+	c.log.Log(context.Background(), levelOf(t.To), "health check changed", "check", t.ID, "from", t.From.String(),
 		"to", t.To.String(), "reason", t.Reason)
+	if now == was {
+		return
+	}
+	b.health, b.since, b.reason = now, t.Time, t.Reason
+	if len(b.checks) > 1 {
+		b.reason = t.ID + ": " + t.Reason
+	}
+	c.log.Log(context.Background(), levelOf(now), "backend health changed", "backend", b.key.service+"/"+b.name,
+		"from", was.String(), "to", now.String(), "reason", b.reason)
 	_ = c.publishLocked("health " + t.ID)
+}
+
+func levelOf(s health.State) slog.Level {
+	if s != health.StateUp {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // onResult records a probe's latency and the load figure it reported
@@ -574,6 +570,13 @@ func (c *Controller) onResult(id string, r health.Result) {
 	}
 	if c.metrics != nil {
 		c.metrics.observe(b.key.service, b.name, r)
+	}
+	if r.HasWeight && !b.overWeight && b.weight != r.Weight {
+		// An exec check with dynamic_weight (keepalived's misc_dynamic); the API's weight
+		// wins, and a reload sets the configured weight again.
+		c.log.Info("backend weight set by its check", "check", id, "from", b.weight, "to", r.Weight)
+		b.weight = r.Weight
+		_ = c.publishLocked("weight " + id)
 	}
 	if r.HasLoad {
 		changed := !b.hasLoad || b.load != r.Load

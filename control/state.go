@@ -1,7 +1,6 @@
 package control
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -40,9 +39,8 @@ type beState struct {
 	disabled     bool // in effect
 	overDisabled bool // enable/disable through the API
 
-	checkID  string       // "" for kind none
-	check    string       // the check's description, to see whether a reload changed it
-	health   health.State // StateUp when the kind is none
+	checks   []checkRef   // none for kind none
+	health   health.State // health.Combine of the checks' states; StateUp when there are none
 	since    time.Time
 	reason   string
 	load     float64
@@ -120,40 +118,4 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		sp.Targets[i] = t
 	}
 	return sp
-}
-
-// checkFor returns the health check of backend b (control's ID beID) of
-// service s, and a description that changes whenever the check would. A
-// check through the VIP goes to the VIP from sockets marked for the backend
-// (see throughvip.go).
-func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (health.Check, string) {
-	h := &s.Health
-	port := s.HealthPort(b)
-	addr := b.Address
-	var dialer *health.Dialer
-	if h.ThroughVIP {
-		addr = s.VIP
-		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
-	}
-	target := netip.AddrPortFrom(addr, port)
-	var c health.Checker
-	switch h.Kind {
-	case config.HealthICMP:
-		c = &health.ICMP{Target: addr, Dialer: dialer}
-	case config.HealthTCP:
-		c = &health.TCP{Target: target, Dialer: dialer}
-	case config.HealthHTTP, config.HealthHTTPS:
-		c = &health.HTTP{Target: target, TLS: h.Kind == config.HealthHTTPS, Path: h.Path, Host: h.Host,
-			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
-			Dialer: dialer}
-	default:
-		return health.Check{}, ""
-	}
-	chk := health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	desc := fmt.Sprintf("%s host=%q status=%d body=%q insecure=%v every %v timeout %v rise %d fall %d",
-		c.String(), h.Host, h.ExpectStatus, h.ExpectBody, h.InsecureSkipVerify, h.Interval, h.Timeout, h.Rise, h.Fall)
-	if dialer != nil {
-		desc += fmt.Sprintf(" through the vip, mark %#x", dialer.Mark)
-	}
-	return chk, desc
 }
