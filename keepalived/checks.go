@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // checkerKinds maps keepalived's checkers to xlb's health kinds.
@@ -33,7 +35,7 @@ var plainRE = regexp.MustCompile(`^[A-Za-z0-9 _,:/=%@-]+$`)
 // checker translates one checker block of real server rs (port rsPort) into one xlb check,
 // or nil (with a note) when it has no counterpart. Multiple url blocks of an HTTP_GET become
 // several checks in one (the first carries the others in Checks).
-func (t *translator) checker(vs, rs, n *Node, rsPort uint16, interval time.Duration) *outHealth {
+func (t *translator) checker(vs, rs, n *Node, vsPort, rsPort uint16, interval time.Duration) []*outHealth {
 	kind, ok := checkerKinds[n.Name]
 	if !ok {
 		if n.Name == "BFD_CHECK" || n.Name == "FILE_CHECK" {
@@ -42,6 +44,9 @@ func (t *translator) checker(vs, rs, n *Node, rsPort uint16, interval time.Durat
 		return nil
 	}
 	h := &outHealth{Kind: kind}
+	if rsPort != vsPort && kind != "exec" && kind != "icmp" {
+		h.Port = rsPort // keepalived checks the real server's port; xlb the service's
+	}
 	timeout, retry := kaConnectTimeout, 1
 	if kind == "exec" {
 		retry = 0
@@ -81,13 +86,20 @@ func (t *translator) checker(vs, rs, n *Node, rsPort uint16, interval time.Durat
 		t.drop(n, "MISC_CHECK without misc_path")
 		return nil
 	}
+	if h.Port == 0 && vsPort == 0 && rsPort == 0 && kind != "exec" && kind != "icmp" {
+		t.drop(n, "the check needs a port: give connect_port")
+		return nil
+	}
 	if kind == "exec" && h.User == "" {
 		h.User = t.scriptUser
+	}
+	if kind == "dns" && h.Query == "" {
+		h.Query, h.QueryType = ".", orStr(h.QueryType, "SOA") // keepalived's defaults
 	}
 	if kind == "http" || kind == "https" {
 		return t.webChecks(h, n)
 	}
-	return h
+	return []*outHealth{h}
 }
 
 // checkOption handles the options every checker shares; false means "not one of them".
@@ -95,8 +107,10 @@ func (t *translator) checkOption(h *outHealth, o *Node, rsPort uint16) bool {
 	switch o.Name {
 	case "connect_timeout", "misc_timeout", "retry", "nb_get_retry", "virtualhost":
 	case "connect_port":
-		if p, ok := uintArg(o, 0, 1, 65535); ok && uint16(p) != rsPort {
+		if p, ok := uintArg(o, 0, 1, 65535); ok {
 			h.Port = uint16(p)
+		} else {
+			t.drop(o, "%q is not a port", o.Arg(0))
 		}
 	case "delay_before_retry":
 		t.approx(o, "xlb retries at the check interval, not after delay_before_retry")
@@ -130,9 +144,15 @@ func (t *translator) checkerOption(h *outHealth, o *Node) {
 			t.approx(o, "xlb runs the program with the user's own groups, not group %s", o.Arg(1))
 		}
 	case o.Name == "type" && h.Kind == "dns":
-		h.QueryType = strings.ToUpper(o.Arg(0))
+		if _, ok := dns.StringToType[strings.ToUpper(o.Arg(0))]; ok {
+			h.QueryType = strings.ToUpper(o.Arg(0))
+		} else {
+			t.drop(o, "unknown DNS type %q", o.Arg(0))
+		}
 	case o.Name == "name" && h.Kind == "dns":
-		h.Query = o.Arg(0)
+		if o.Arg(0) != "" {
+			h.Query = o.Arg(0)
+		}
 	case o.Name == "helo_name" && h.Kind == "smtp":
 		h.Helo = o.Arg(0)
 	case o.Name == "host" && h.Kind == "smtp":
@@ -148,7 +168,9 @@ func (t *translator) checkerOption(h *outHealth, o *Node) {
 }
 
 // webChecks reads the url blocks of an HTTP_GET or SSL_GET: one check per url.
-func (t *translator) webChecks(h *outHealth, n *Node) *outHealth {
+func (t *translator) webChecks(h *outHealth, n *Node) []*outHealth {
+	// keepalived's SSL_GET does not verify the server's certificate.
+	h.InsecureSkipVerify = h.Kind == "https"
 	var out []*outHealth
 	for _, o := range n.Children {
 		switch o.Name {
@@ -165,20 +187,11 @@ func (t *translator) webChecks(h *outHealth, n *Node) *outHealth {
 			}
 		}
 	}
-	if h.Kind == "https" {
-		// keepalived's SSL_GET does not verify the server's certificate.
-		for _, c := range out {
-			c.InsecureSkipVerify = true
-		}
-	}
-	switch len(out) {
-	case 0:
+	if len(out) == 0 {
 		h.Path = "/"
-		return h
-	case 1:
-		return out[0]
+		return []*outHealth{h}
 	}
-	return &outHealth{Checks: out}
+	return out
 }
 
 func (t *translator) urlOption(c *outHealth, u *Node) {
@@ -224,4 +237,11 @@ func command(line string) []string {
 		return []string{"/bin/sh", "-c", line}
 	}
 	return strings.Fields(line)
+}
+
+func orStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

@@ -112,17 +112,7 @@ func (t *translator) virtualServer(vs *Node) {
 		}
 	}
 	for _, a := range addrs {
-		s := svc
-		s.VIP, s.Port = a.vip.String(), a.port
-		s.Name = fmt.Sprintf("%s-%s-%d", s.Protocol, a.vip, a.port)
-		if s.Method == "tunnel" {
-			s.TunnelSource = a.vip.String()
-		}
-		if a.port == 0 && s.Method == "nat" {
-			t.drop(vs, "NAT needs a port (xlb rewrites it): %s port 0 left out", a.vip)
-			continue
-		}
-		t.out.Services = append(t.out.Services, &s)
+		t.emit(vs, svc, a)
 	}
 	if svc.Method == "tunnel" {
 		t.approx(vs, "lb_kind TUN: xlb writes the outer source address itself; tunnel_source set to the VIP, set it to this host's address if the backends check it")
@@ -221,12 +211,22 @@ func (t *translator) addrPort(n *Node, addr, port string) (vsAddr, bool) {
 		t.drop(n, "%q is not an IP address", addr)
 		return vsAddr{}, false
 	}
+	if a = a.Unmap(); !usable(a) {
+		t.drop(n, "%s is not a unicast address", a)
+		return vsAddr{}, false
+	}
 	p, ok := uintArg(&Node{Args: []string{port}}, 0, 0, 65535)
 	if !ok {
 		t.drop(n, "%q is not a port", port)
 		return vsAddr{}, false
 	}
-	return vsAddr{a.Unmap(), uint16(p)}, true
+	return vsAddr{a, uint16(p)}, true
+}
+
+// usable reports a unicast address xlb accepts for a VIP or a backend.
+func usable(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() &&
+		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // realServers translates the real_server blocks; when every backend has the same checks they
@@ -235,6 +235,11 @@ func (t *translator) realServers(vs *Node, real []*Node, svc *outService, interv
 	var backends []outBackend
 	var checks [][]*outHealth
 	seen := map[string]*Node{}
+	p, _ := uintArg(vs, 1, 0, 65535)
+	vsPort := uint16(p)
+	if vs.Arg(0) == "group" {
+		vsPort = 0 // the members' ports: checks name the real server's port
+	}
 	for _, rs := range real {
 		a, ok := t.addrPort(rs, rs.Arg(0), rs.Arg(1))
 		if !ok {
@@ -264,8 +269,8 @@ func (t *translator) realServers(vs *Node, real []*Node, svc *outService, interv
 				}
 				b.Weight = uint32(w)
 			default:
-				if h := t.checker(vs, rs, n, a.port, interval); h != nil {
-					rsChecks = append(rsChecks, h)
+				if hs := t.checker(vs, rs, n, vsPort, a.port, interval); hs != nil {
+					rsChecks = append(rsChecks, hs...)
 				} else if !isChecker(n.Name) {
 					t.rsOption(n)
 				}
@@ -290,7 +295,8 @@ func (t *translator) realServers(vs *Node, real []*Node, svc *outService, interv
 	for i := range backends {
 		backends[i].Health = healthBlock(checks[i], interval)
 	}
-	return backends, nil
+	// Every backend has its own block; the service's would only apply to none.
+	return backends, &outHealth{Kind: "none"}
 }
 
 // healthBlock wraps a backend's checks: none means "kind: none" (keepalived forwards to a
@@ -343,4 +349,61 @@ func (t *translator) sorryServer(n *Node, svc *outService) {
 	}
 	svc.Fallback = append(svc.Fallback, b)
 	t.approx(n, "a fallback backend: it gets new flows while every backend is down")
+}
+
+// emit adds svc at VIP a: with the backends of a's family, unless the service exists
+// already or a NAT backend of it serves another service (xlb maps NAT replies back to one).
+func (t *translator) emit(vs *Node, svc outService, a vsAddr) {
+	s := svc
+	s.VIP, s.Port = a.vip.String(), a.port
+	s.Name = fmt.Sprintf("%s-%s-%d", s.Protocol, a.vip, a.port)
+	if s.Method == "tunnel" {
+		s.TunnelSource = a.vip.String()
+	}
+	if a.port == 0 && s.Method == "nat" {
+		t.drop(vs, "NAT needs a port (xlb rewrites it): %s port 0 left out", a.vip)
+		return
+	}
+	if t.services[s.Name] {
+		t.drop(vs, "%s %s port %d is defined twice: this one left out", s.Protocol, a.vip, a.port)
+		return
+	}
+	s.Backends, s.Fallback = t.keepBackends(vs, &s, svc.Backends), t.keepBackends(vs, &s, svc.Fallback)
+	if len(s.Backends) == 0 {
+		t.drop(vs, "no backend left for %s port %d: left out", a.vip, a.port)
+		return
+	}
+	t.services[s.Name] = true
+	t.out.Services = append(t.out.Services, &s)
+}
+
+// keepBackends returns the backends s can use: of the VIP's family, and for NAT not used by
+// another service.
+func (t *translator) keepBackends(vs *Node, s *outService, list []outBackend) []outBackend {
+	v4 := netip.MustParseAddr(s.VIP).Is4()
+	var out []outBackend
+	for _, b := range list {
+		a := netip.MustParseAddr(b.Address)
+		if a.Is4() != v4 {
+			t.drop(vs, "backend %s is not of the family of VIP %s: left out of that service", b.Address, s.VIP)
+			continue
+		}
+		if s.Method == "nat" {
+			key := s.Protocol + "/" + netip.AddrPortFrom(a, b.Port).String()
+			if other, dup := t.natTargets[key]; dup && other != s.Name {
+				t.drop(vs, "NAT backend %s already serves %s (xlb maps its replies back to one VIP): left out", key, other)
+				continue
+			}
+			t.natTargets[key] = s.Name
+		}
+		// xlb's default name ("[addr]:port", "::2") would not be a valid name.
+		switch {
+		case !v4 && s.Method == "nat":
+			b.Name = fmt.Sprintf("v6-%s-%d", a, b.Port)
+		case !v4 && strings.HasPrefix(b.Address, ":"):
+			b.Name = "v6-" + b.Address
+		}
+		out = append(out, b)
+	}
+	return out
 }

@@ -30,6 +30,7 @@ type outService struct {
 }
 
 type outBackend struct {
+	Name    string     `yaml:"name,omitempty"`
 	Address string     `yaml:"address"`
 	Port    uint16     `yaml:"port,omitempty"`
 	Weight  uint32     `yaml:"weight"`

@@ -58,13 +58,16 @@ type translator struct {
 	scripts     map[string]*Node
 	scriptNodes []*Node // in file order
 	ifaces      []string
+	services    map[string]bool   // service names written
+	natTargets  map[string]string // NAT backend -> its service
 	// mainFile names the input in notes about the whole of it.
 	mainFile string
 }
 
 // Translate turns parsed keepalived statements into an xlb configuration.
 func Translate(nodes []*Node, opts Options) (*Result, error) {
-	t := &translator{opts: opts, groups: map[string]*Node{}, scripts: map[string]*Node{}, mainFile: "keepalived.conf"}
+	t := &translator{opts: opts, groups: map[string]*Node{}, scripts: map[string]*Node{}, mainFile: "keepalived.conf",
+		services: map[string]bool{}, natTargets: map[string]string{}}
 	if len(nodes) > 0 {
 		t.mainFile = nodes[0].Pos.File
 	}

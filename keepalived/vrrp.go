@@ -2,7 +2,9 @@ package keepalived
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
+	"time"
 )
 
 // vrrp translates the vrrp_instance blocks (and the sync groups and scripts they use).
@@ -35,7 +37,11 @@ func (t *translator) instance(n *Node) *outVRRP {
 	for _, o := range n.Children {
 		switch o.Name {
 		case "interface":
-			v.Interface = o.Arg(0)
+			if name := o.Arg(0); name != "" && len(name) <= 15 && !strings.ContainsAny(name, "/ \t\n") {
+				v.Interface = name
+			} else {
+				t.drop(o, "%q is not an interface name", name)
+			}
 		case "virtual_router_id":
 			if id, ok := uintArg(o, 0, 1, 255); ok {
 				v.VirtualRouterID = uint8(id)
@@ -49,8 +55,8 @@ func (t *translator) instance(n *Node) *outVRRP {
 				t.drop(o, "%q is not a priority (1-255): using 100", o.Arg(0))
 			}
 		case "advert_int":
-			if d, ok := seconds(o.Arg(0)); ok && d > 0 {
-				v.AdvertInterval = dur(d)
+			if d, ok := seconds(o.Arg(0)); ok && d >= 10*time.Millisecond && d <= 40950*time.Millisecond {
+				v.AdvertInterval = dur(d.Round(10 * time.Millisecond))
 			} else {
 				t.drop(o, "%q is not a number of seconds", o.Arg(0))
 			}
@@ -85,6 +91,7 @@ func (t *translator) instance(n *Node) *outVRRP {
 			t.instanceOption(o)
 		}
 	}
+	t.vrrpPeers(v, n)
 	if v.Interface == "" || v.VirtualRouterID == 0 || len(v.VIPs) == 0 {
 		t.drop(n, "a vrrp_instance needs interface, virtual_router_id and virtual_ipaddress: left out")
 		return nil
@@ -104,6 +111,11 @@ func (t *translator) vips(v *outVRRP, block *Node) {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
 			t.drop(line, "%q is not an address", line.Name)
+			continue
+		}
+		a = a.Unmap()
+		if a.IsMulticast() || a.IsUnspecified() || slices.Contains(v.VIPs, a.String()) || len(v.VIPs) == 255 {
+			t.drop(line, "%s: not a unicast address, listed twice, or more than 255 VIPs", a)
 			continue
 		}
 		if len(v.VIPs) > 0 && netip.MustParseAddr(v.VIPs[0]).Is4() != a.Is4() {
@@ -139,5 +151,30 @@ func (t *translator) instanceOption(o *Node) {
 		t.drop(o, "no xlb equivalent")
 	default:
 		t.drop(o, "unknown vrrp_instance keyword")
+	}
+}
+
+// vrrpPeers drops the unicast peers and source address not of the VIPs' family.
+func (t *translator) vrrpPeers(v *outVRRP, n *Node) {
+	if len(v.VIPs) == 0 {
+		return
+	}
+	v4 := netip.MustParseAddr(v.VIPs[0]).Is4()
+	ok := func(s string) bool {
+		a := netip.MustParseAddr(s)
+		return a.Is4() == v4 && !a.Is4In6() && !a.IsMulticast() && !a.IsUnspecified()
+	}
+	var peers []string
+	for _, p := range v.UnicastPeers {
+		if ok(p) {
+			peers = append(peers, p)
+		} else {
+			t.drop(n, "unicast peer %s is not a unicast address of the VIPs' family", p)
+		}
+	}
+	v.UnicastPeers = peers
+	if v.SourceAddress != "" && !ok(v.SourceAddress) {
+		t.drop(n, "unicast_src_ip %s is not of the VIPs' family", v.SourceAddress)
+		v.SourceAddress = ""
 	}
 }
