@@ -28,6 +28,13 @@ type Config struct {
 	// VRRP, when set, shares the VIPs with standby hosts: only the VRRP
 	// master forwards (see VRRP).
 	VRRP *VRRP `yaml:"vrrp"`
+	// VRRPInstances are more virtual routers (each its VRID, interface and
+	// VIPs), VRRPScripts the programs their track_scripts run, and
+	// VRRPSyncGroups the instances that change state together (see
+	// docs/keepalived.md).
+	VRRPInstances  []VRRP          `yaml:"vrrp_instances"`
+	VRRPScripts    []VRRPScript    `yaml:"vrrp_scripts"`
+	VRRPSyncGroups []VRRPSyncGroup `yaml:"vrrp_sync_groups"`
 
 	file   string
 	pos    pos
@@ -196,6 +203,7 @@ func (c *Config) Normalize() {
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
 	c.BGP.normalize()
+	c.normalizeVRRPTracking()
 }
 
 // WeightOf returns the backend's configured weight (DefaultWeight when unset).

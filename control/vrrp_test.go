@@ -274,7 +274,8 @@ func TestCrashGuardFollowsSnapshots(t *testing.T) {
 	g := &crashGuard{vrid: 9, vips: []netip.Addr{netip.MustParseAddr("198.19.0.10")}, log: v.c.log,
 		apply: func(s string) error { scripts = append(scripts, s); return nil }}
 	v.node.standby.mu.Lock()
-	v.node.standby.guard = g
+	v.node.standby.guards = []*crashGuard{g}
+	v.node.guard = g
 	v.node.standby.mu.Unlock()
 
 	v.prober.fire("web/a", health.StateUp) // a publish
