@@ -134,11 +134,11 @@ func (c *Config) validateTracking(e *errs) {
 			e.add(v.pos.at("name"), p+".name", ErrDuplicate, "instance name %q already used by %s", v.Name, prev)
 		}
 		names[v.Name] = p
-		if len(v.VIPs) > 0 {
-			key := fmt.Sprintf("%s/%d/%v", v.Interface, v.VirtualRouterID, v.VIPs[0].Is4())
+		// One VRID per host: it names the instance's crash-guard table too.
+		if key := fmt.Sprint(v.VirtualRouterID); v.VirtualRouterID != 0 {
 			if prev, dup := vrids[key]; dup {
 				e.add(v.pos.at("virtual_router_id"), p+".virtual_router_id", ErrDuplicate,
-					"virtual_router_id %d on %s already used by %s", v.VirtualRouterID, v.Interface, prev)
+					"virtual_router_id %d already used by %s", v.VirtualRouterID, prev)
 			}
 			vrids[key] = p
 		}

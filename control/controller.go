@@ -321,7 +321,7 @@ func restartNeeded(old, cfg *config.Config) error {
 	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	if !old.VRRP.Equal(cfg.VRRP) {
+	if !old.VRRPEqual(cfg) {
 		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	if !old.BGP.Equal(cfg.BGP) {

@@ -63,7 +63,11 @@ var importCases = map[string]importCase{
 		yaml: []string{"name: eth1", "vip: 198.18.0.140", "vip: 198.18.0.141", "kind: http", "kind: tcp", "virtual_router_id: 61"},
 	},
 	"08-sync-group.conf": {
-		yaml: []string{"name: eth0", "name: eth1", "virtual_router_id: 71"},
+		yaml: []string{"name: eth0", "name: eth1", "vrrp_instances:", "name: VI_OUT", "virtual_router_id: 71", "name: VI_IN",
+			"virtual_router_id: 72", "vrrp_sync_groups:\n  - name: VG_1\n    instances:\n      - VI_OUT\n      - VI_IN",
+			"track_scripts:\n      - name: chk_haproxy\n      - name: chk_disk", "weight: -10", "weight: -20",
+			"any:\n        - /etc/keepalived/notify-any.sh", "- /usr/bin/pgrep", "interval: 10s"},
+		not: []string{"not translated yet"},
 	},
 	"09-ipv6.conf": {
 		yaml: []string{"vip: 2001:2::100", "address: 2001:2::12", "advert_interval: 500ms", "- 2001:2::100\n"},

@@ -76,6 +76,8 @@ type outVRRP struct {
 	Notify          *outNotify `yaml:"notify,omitempty"`
 	TrackScripts    []outTrack `yaml:"track_scripts,omitempty"`
 	TrackInterfaces []outTrack `yaml:"track_interfaces,omitempty"`
+
+	node *Node // where it came from, for notes
 }
 
 type outNotify struct {
