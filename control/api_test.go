@@ -92,7 +92,7 @@ func TestAPIReadAndChange(t *testing.T) {
 
 func TestAPIToken(t *testing.T) {
 	r := newRig(t, twoSvc)
-	m := NewMetrics(r.c)
+	m := NewMetrics(r.c, nil)
 	base := serve(t, NewHandler(r.c, HandlerOptions{Token: "s3cret", Metrics: m.Handler()}))
 	ctx := context.Background()
 	var ae *APIError
@@ -191,7 +191,7 @@ func (fakeStats) Stats() []dataplane.WorkerStats {
 func TestMetricsExposition(t *testing.T) {
 	r := newRig(t, twoSvc)
 	r.c.opts.Stats = fakeStats{}
-	m := NewMetrics(r.c)
+	m := NewMetrics(r.c, nil)
 	r.prober.fire("web/a", health.StateUp)
 	r.c.onResult("web/a", health.Result{OK: true, Latency: 2e6})
 	must(t, r.c.SetWeight("web", "b", 7))

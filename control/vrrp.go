@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -173,7 +174,7 @@ type VRRPStatus struct {
 	Instances []VRRPStatus `json:"instances,omitempty"`
 }
 
-// router is what vrrpNode needs of an ha.Router.
+// router is what VRRPNode needs of an ha.Router.
 type router interface {
 	Status() ha.Status
 	Demote() error
@@ -182,9 +183,10 @@ type router interface {
 	SetPriority(p uint8)
 }
 
-// vrrpNode runs the VRRP router of `xlb run`: its hooks switch the
-// Standby and put the VIPs on the interface.
-type vrrpNode struct {
+// VRRPNode runs the VRRP router of one instance: its hooks switch a
+// Standby in front of the data path and put the VIPs on the interface.
+// NewVRRP makes one per instance (a VRRPSet).
+type VRRPNode struct {
 	cfg     ha.Config
 	name    string
 	r       router
@@ -204,8 +206,8 @@ type vrrpNode struct {
 }
 
 // newVRRPNode makes the router for section v; the hooks drive sb.
-func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*vrrpNode, error) {
-	n := &vrrpNode{cfg: v.HA(), name: v.Name, standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
+func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*VRRPNode, error) {
+	n := &VRRPNode{cfg: v.HA(), name: v.Name, standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
 	if n.name == "" {
 		n.name = "vrrp"
 	}
@@ -228,20 +230,20 @@ func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Optio
 	return n, nil
 }
 
-func (n *vrrpNode) onMaster() error {
+func (n *VRRPNode) onMaster() error {
 	// Forward first: the VIPs are announced right after this returns.
 	return errors.Join(n.standby.setOwner(n.name, n.cfg.VIPs, true), n.addrs(true))
 }
 
 // stateChanged runs the notify programs and tells the sync group.
-func (n *vrrpNode) stateChanged(from, to ha.State, prio uint8) {
+func (n *VRRPNode) stateChanged(from, to ha.State, prio uint8) {
 	n.notify.send(to, prio)
 	for _, f := range n.onState {
 		f(from, to, prio)
 	}
 }
 
-func (n *vrrpNode) onBackup() error {
+func (n *VRRPNode) onBackup() error {
 	// The VIPs go first: a kernel that holds a VIP its data path no longer
 	// steers answers the VIP's packets with resets (connection refused,
 	// established connections reset); without the VIP it drops them and the
@@ -250,8 +252,8 @@ func (n *vrrpNode) onBackup() error {
 	return errors.Join(aerr, n.standby.setOwner(n.name, n.cfg.VIPs, false))
 }
 
-// start runs the router until stop; a transport failure arrives on n.err.
-func (n *vrrpNode) start(ctx context.Context) {
+// Start runs the router until Stop; a transport failure arrives on Err.
+func (n *VRRPNode) Start(ctx context.Context) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.notify.start()
 	for _, x := range n.extra {
@@ -265,9 +267,10 @@ func (n *vrrpNode) start(ctx context.Context) {
 	}()
 }
 
-// stop resigns (a master sends priority 0 and stops forwarding), waits for
-// the router, and makes sure the VIPs are off the interface.
-func (n *vrrpNode) stop() {
+// Stop resigns (a master sends priority 0 and stops forwarding), waits for
+// the router, makes sure the VIPs are off the interface and removes the
+// crash guard.
+func (n *VRRPNode) Stop() {
 	if n.cancel != nil {
 		n.cancel()
 		<-n.done
@@ -292,28 +295,27 @@ func (n *vrrpNode) stop() {
 	}
 }
 
-// source returns n as a VRRPSource, or nil (not a typed nil) when n is nil.
-func (n *vrrpNode) source() VRRPSource {
-	if n == nil {
-		return nil
-	}
-	return n
-}
-
-// errc returns the channel a router failure arrives on (nil, never ready,
+// Err returns the channel a router failure arrives on (nil, never ready,
 // when n is nil).
-func (n *vrrpNode) errc() <-chan error {
+func (n *VRRPNode) Err() <-chan error {
 	if n == nil {
 		return nil
 	}
 	return n.err
 }
 
+// Publisher is the Standby the controller publishes to: it passes the
+// snapshots on to the data path only while this host is the master.
+func (n *VRRPNode) Publisher() *Standby { return n.standby }
+
+// Collector exports the router's state as Prometheus metrics.
+func (n *VRRPNode) Collector() prometheus.Collector { return vrrpCollector{n} }
+
 // Demote implements VRRPSource.
-func (n *vrrpNode) Demote() error { return n.r.Demote() }
+func (n *VRRPNode) Demote() error { return n.r.Demote() }
 
 // VRRPStatus implements VRRPSource.
-func (n *vrrpNode) VRRPStatus() VRRPStatus {
+func (n *VRRPNode) VRRPStatus() VRRPStatus {
 	s := n.r.Status()
 	st := VRRPStatus{
 		Name: n.name, Interface: s.Interface, VRID: s.VRID, Priority: s.Priority, VIPs: n.cfg.VIPs,
@@ -366,22 +368,28 @@ func setVIPs(ifname string, vips []netip.Addr, on bool) error {
 	return errors.Join(errs...)
 }
 
-// vrrpFor returns the Publisher the controller of `xlb run` uses: dp
-// itself, or a Standby in front of it with the VRRP instances driving it
-// when cfg has any.
-func vrrpFor(cfg *config.Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpSet, error) {
-	insts := cfg.Instances()
-	if len(insts) == 0 {
-		return dp, nil, nil
+// NewVRRP returns the VRRP instances of cfg (the vrrp section and the
+// vrrp_instances) in front of the data path dp: the controller publishes to
+// their Publisher (a Standby), which forwards a service only while the
+// instance holding its VIP is master and keeps an nftables crash guard per
+// instance (dropping the VIPs' packets should the process die holding them)
+// in line with the snapshots. opts apply to every instance's router.
+// Nothing runs before Start; nil when cfg has no instance.
+func NewVRRP(cfg *config.Config, dp Publisher, log *slog.Logger, opts ...ha.Option) (*VRRPSet, error) {
+	if len(cfg.Instances()) == 0 {
+		return nil, nil
+	}
+	if log == nil {
+		log = slog.Default()
 	}
 	sb := NewStandby(dp)
-	set, err := newVRRPSet(cfg, sb, log, nil)
+	set, err := newVRRPSet(cfg, sb, log, func(string) []ha.Option { return opts })
 	if err != nil {
-		return nil, nil, fmt.Errorf("vrrp: %w", err)
+		return nil, fmt.Errorf("vrrp: %w", err)
 	}
 	for _, n := range set.nodes {
 		n.guard = &crashGuard{vrid: n.cfg.VirtualRouterID, vips: slices.Clone(n.cfg.VIPs), apply: nft, log: log}
 		sb.guards = append(sb.guards, n.guard)
 	}
-	return sb, set, nil
+	return set, nil
 }

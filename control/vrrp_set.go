@@ -10,15 +10,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
 )
 
-// vrrpSet is the VRRP instances of `xlb run` (the vrrp section and the vrrp_instances), with
-// their sync groups, notify programs and tracked scripts and interfaces.
-type vrrpSet struct {
-	nodes   []*vrrpNode
+// VRRPSet is the VRRP instances of a configuration (the vrrp section and the vrrp_instances),
+// with their sync groups, notify programs and tracked scripts and interfaces. Make it with
+// NewVRRP; Start runs it, Stop resigns every instance and cleans up. It is a VRRPSource.
+type VRRPSet struct {
+	sb      *Standby
+	nodes   []*VRRPNode
 	tracker *vrrpTracker
 	log     *slog.Logger
 	err     chan error
@@ -27,10 +31,10 @@ type vrrpSet struct {
 
 // newVRRPSet makes a node per instance of cfg, publishing through sb; optsFor, when set,
 // gives each instance's router options (a test's transport).
-func newVRRPSet(cfg *config.Config, sb *Standby, log *slog.Logger, optsFor func(name string) []ha.Option) (*vrrpSet, error) {
+func newVRRPSet(cfg *config.Config, sb *Standby, log *slog.Logger, optsFor func(name string) []ha.Option) (*VRRPSet, error) {
 	insts := cfg.Instances()
-	set := &vrrpSet{log: log, err: make(chan error, len(insts))}
-	byName := map[string]*vrrpNode{}
+	set := &VRRPSet{sb: sb, log: log, err: make(chan error, len(insts))}
+	byName := map[string]*VRRPNode{}
 	for _, v := range insts {
 		var opts []ha.Option
 		if optsFor != nil {
@@ -54,14 +58,14 @@ func newVRRPSet(cfg *config.Config, sb *Standby, log *slog.Logger, optsFor func(
 // syncGroup joins the group's instances: their state changes go to the group, and its
 // notify programs follow the group's state (master when all are, fault when one is, else
 // backup).
-func (s *vrrpSet) syncGroup(g *config.VRRPSyncGroup, byName map[string]*vrrpNode) {
+func (s *VRRPSet) syncGroup(g *config.VRRPSyncGroup, byName map[string]*VRRPNode) {
 	group := ha.NewSyncGroup()
 	var notify *notifier
 	if g.Notify != nil {
 		notify = newNotifier(g.Notify, "GROUP", g.Name, s.log)
 	}
 	var mu sync.Mutex
-	states := map[*vrrpNode]ha.State{}
+	states := map[*VRRPNode]ha.State{}
 	last := ha.Initialize
 	for _, name := range g.Instances {
 		n := byName[name]
@@ -85,7 +89,7 @@ func (s *vrrpSet) syncGroup(g *config.VRRPSyncGroup, byName map[string]*vrrpNode
 	}
 }
 
-func groupState(states map[*vrrpNode]ha.State) ha.State {
+func groupState(states map[*VRRPNode]ha.State) ha.State {
 	all := ha.Master
 	for _, st := range states {
 		switch {
@@ -98,21 +102,21 @@ func groupState(states map[*vrrpNode]ha.State) ha.State {
 	return all
 }
 
-// start runs the tracker and every instance.
-func (s *vrrpSet) start(ctx context.Context) {
+// Start runs the tracker and every instance.
+func (s *VRRPSet) Start(ctx context.Context) {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.tracker.start(ctx)
 	for _, n := range s.nodes {
-		n.start(ctx)
+		n.Start(ctx)
 	}
 }
 
-// stop resigns every instance and stops the tracker.
-func (s *vrrpSet) stop() {
+// Stop resigns every instance and stops the tracker.
+func (s *VRRPSet) Stop() {
 	var wg sync.WaitGroup
 	for _, n := range s.nodes {
 		wg.Add(1)
-		go func() { defer wg.Done(); n.stop() }()
+		go func() { defer wg.Done(); n.Stop() }()
 	}
 	wg.Wait()
 	if s.cancel != nil {
@@ -121,25 +125,44 @@ func (s *vrrpSet) stop() {
 	s.tracker.wait()
 }
 
-// source returns s as a VRRPSource, or nil (not a typed nil) when s is nil.
-func (s *vrrpSet) source() VRRPSource {
-	if s == nil {
-		return nil
-	}
-	return s
-}
-
-// errc returns the channel a router failure arrives on (nil when s is nil).
-func (s *vrrpSet) errc() <-chan error {
+// Err returns the channel a router failure arrives on (nil when s is nil).
+func (s *VRRPSet) Err() <-chan error {
 	if s == nil {
 		return nil
 	}
 	return s.err
 }
 
+// Publisher is the Standby the controller publishes to.
+func (s *VRRPSet) Publisher() *Standby { return s.sb }
+
+// Collector exports every instance's state as Prometheus metrics.
+func (s *VRRPSet) Collector() prometheus.Collector {
+	cs := make(multiCollector, len(s.nodes))
+	for i, n := range s.nodes {
+		cs[i] = n.Collector()
+	}
+	return cs
+}
+
+// multiCollector is several collectors as one.
+type multiCollector []prometheus.Collector
+
+func (m multiCollector) Describe(ch chan<- *prometheus.Desc) {
+	if len(m) > 0 {
+		m[0].Describe(ch) // every instance describes the same metrics
+	}
+}
+
+func (m multiCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m {
+		c.Collect(ch)
+	}
+}
+
 // VRRPStatus implements VRRPSource: the first instance, with every instance in Instances
 // when there are several.
-func (s *vrrpSet) VRRPStatus() VRRPStatus {
+func (s *VRRPSet) VRRPStatus() VRRPStatus {
 	st := s.nodes[0].VRRPStatus()
 	if len(s.nodes) > 1 {
 		for _, n := range s.nodes {
@@ -150,7 +173,7 @@ func (s *vrrpSet) VRRPStatus() VRRPStatus {
 }
 
 // Demote implements VRRPSource: every instance resigns.
-func (s *vrrpSet) Demote() error {
+func (s *VRRPSet) Demote() error {
 	var errs []error
 	for _, n := range s.nodes {
 		errs = append(errs, n.Demote())

@@ -59,7 +59,7 @@ vrrp_scripts:
 
 type vrrpSetRig struct {
 	*rig
-	set             *vrrpSet
+	set             *VRRPSet
 	sb              *Standby
 	log, alive, low string
 	mu              sync.Mutex
@@ -102,8 +102,8 @@ func newVRRPSetRig(t *testing.T, extra string) *vrrpSetRig {
 	must(t, err)
 	must(t, r.c.Start(context.Background()))
 	t.Cleanup(func() { r.c.Close() })
-	v.set.start(context.Background())
-	t.Cleanup(v.set.stop)
+	v.set.Start(context.Background())
+	t.Cleanup(v.set.Stop)
 	return v
 }
 
@@ -177,7 +177,7 @@ func TestVRRPInstancesTrackAndNotify(t *testing.T) {
 	waitFor(t, "B master again", func() bool { return v.state("VI_B") == ha.Master })
 	waitFor(t, "both services again", servicesAre(v, "api", "web"))
 
-	v.set.stop()
+	v.set.Stop()
 	if !strings.Contains(v.notes(), "stop\n") || !strings.Contains(v.notes(), "any INSTANCE VI_B STOP ") {
 		t.Errorf("stop not notified:\n%s", v.notes())
 	}

@@ -17,7 +17,7 @@ import (
 // fails, a positive one while it succeeds (keepalived's rules).
 type vrrpTracker struct {
 	cfg   *config.Config
-	nodes []*vrrpNode
+	nodes []*VRRPNode
 	log   *slog.Logger
 
 	mu     sync.Mutex
@@ -26,7 +26,7 @@ type vrrpTracker struct {
 	wg     sync.WaitGroup
 }
 
-func newVRRPTracker(cfg *config.Config, nodes []*vrrpNode, log *slog.Logger) *vrrpTracker {
+func newVRRPTracker(cfg *config.Config, nodes []*VRRPNode, log *slog.Logger) *vrrpTracker {
 	return &vrrpTracker{cfg: cfg, nodes: nodes, log: log, failed: map[string]bool{}}
 }
 

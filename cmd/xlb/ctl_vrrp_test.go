@@ -63,7 +63,7 @@ func TestCtlVRRP(t *testing.T) {
 	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{VRRP: f}))
 	t.Cleanup(srv.Close)
 	ctl := func(args ...string) (int, string, string) {
-		return xlb(append([]string{"ctl", "--api", srv.URL}, args...)...)
+		return runXLB(append([]string{"ctl", "--api", srv.URL}, args...)...)
 	}
 
 	code, out, errs := ctl("vrrp")
@@ -87,7 +87,7 @@ func TestCtlVRRP(t *testing.T) {
 
 	// A daemon without a vrrp section answers 404.
 	_, url := ctlServer(t)
-	if code, _, errs := xlb("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
+	if code, _, errs := runXLB("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
 		!strings.Contains(errs, "no vrrp section") {
 		t.Errorf("vrrp without vrrp: %d %q", code, errs)
 	}
