@@ -126,6 +126,16 @@ func (h *Health) Checkers() []*Health {
 	return out
 }
 
+// AnyThroughVIP reports whether any check of h goes through the VIP (through_vip).
+func (h *Health) AnyThroughVIP() bool {
+	for _, c := range h.Checkers() {
+		if c.ThroughVIP {
+			return true
+		}
+	}
+	return false
+}
+
 // HealthOf returns the health block that checks backend b: its own, or the service's.
 func (s *Service) HealthOf(b *Backend) *Health {
 	if b.Health != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,4 +159,49 @@ services:
 	waitUntil("first file gone", false)
 	must(t, os.WriteFile(f1, nil, 0o600))
 	waitUntil("first file back", true)
+}
+
+// vipRouter is a fake resolver that records the through-VIP routes it is given.
+type vipRouter struct {
+	fakeResolver
+	mu     sync.Mutex
+	routes []VIPRoute
+}
+
+func (r *vipRouter) SetThroughVIP(routes []VIPRoute) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.routes = slices.Clone(routes)
+	return nil
+}
+
+// TestThroughVIPInChecks: a check of a list that goes through the VIP gets its backend's
+// policy route, as a single check does.
+func TestThroughVIPInChecks(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`interfaces: [{name: eth0}]
+services:
+  - name: web
+    vip: 198.19.0.10
+    port: 80
+    backends: [{name: a, address: 198.18.0.11}]
+    health:
+      checks:
+        - {kind: tcp, through_vip: true}
+        - {kind: icmp}
+`))
+	must(t, err)
+	res := &vipRouter{fakeResolver: fakeResolver{fail: map[netip.Addr]bool{}}}
+	c, err := New(cfg, Options{Publisher: &fakePublisher{}, Resolver: res, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NewProber: func(ctx context.Context, o health.Options) Prober {
+			return &fakeProber{opts: o, checks: map[string]health.Check{}}
+		}})
+	must(t, err)
+	must(t, c.Start(context.Background()))
+	t.Cleanup(func() { c.Close() })
+	waitFor(t, "through-VIP route", func() bool {
+		res.mu.Lock()
+		defer res.mu.Unlock()
+		return len(res.routes) == 1 && res.routes[0].VIP == netip.MustParseAddr("198.19.0.10") &&
+			res.routes[0].Backend == netip.MustParseAddr("198.18.0.11")
+	})
 }

@@ -387,6 +387,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
 					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
 				}
+				b.throughVIP = sc.HealthOf(cb).AnyThroughVIP()
 				a, r, rm := c.syncChecks(b, chks, descs)
 				adds, replaces, removes = append(adds, a...), append(replaces, r...), append(removes, rm...)
 				for _, id := range b.checkIDs() {
@@ -473,11 +474,11 @@ func (c *Controller) syncThroughVIPLocked() {
 	}
 	var routes []VIPRoute
 	for _, s := range c.services {
-		if !s.cfg.Health.ThroughVIP || s.cfg.Method != config.MethodDR {
+		if s.cfg.Method != config.MethodDR {
 			continue
 		}
 		for _, b := range s.backends {
-			if b.checked() && b.resolved && b.hop.IfIndex > 0 {
+			if b.throughVIP && b.checked() && b.resolved && b.hop.IfIndex > 0 {
 				routes = append(routes, VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex})
 			}
 		}

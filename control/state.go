@@ -39,16 +39,17 @@ type beState struct {
 	disabled     bool // in effect
 	overDisabled bool // enable/disable through the API
 
-	checks   []checkRef   // none for kind none
-	health   health.State // health.Combine of the checks' states; StateUp when there are none
-	since    time.Time
-	reason   string
-	load     float64
-	hasLoad  bool
-	hop      dataplane.NextHop
-	hopErr   string // why the next hop is unresolved
-	resolved bool
-	tried    bool // a resolution has been attempted
+	checks     []checkRef   // none for kind none
+	throughVIP bool         // a check goes through the VIP: it needs its policy route
+	health     health.State // health.Combine of the checks' states; StateUp when there are none
+	since      time.Time
+	reason     string
+	load       float64
+	hasLoad    bool
+	hop        dataplane.NextHop
+	hopErr     string // why the next hop is unresolved
+	resolved   bool
+	tried      bool // a resolution has been attempted
 }
 
 // beKey identifies a backend across reloads.
