@@ -81,6 +81,7 @@ func (t *vrrpTracker) set(key string, failed bool) {
 	t.failed[key] = failed
 	t.mu.Unlock()
 	if changed {
+		t.log.Info("vrrp track changed", "track", key, "failing", failed)
 		t.apply()
 	}
 }
@@ -169,6 +170,7 @@ func (t *vrrpTracker) watchLinks(ctx context.Context, links map[string]bool) {
 				name := u.Link.Attrs().Name
 				if links[name] {
 					up := attrsUp(u.Link.Attrs()) && u.Header.Type != 17 // RTM_DELLINK
+					t.log.Debug("vrrp tracked interface", "interface", name, "up", up, "oper", u.Link.Attrs().OperState)
 					t.set("interface:"+name, !up)
 				}
 			}

@@ -231,7 +231,7 @@ func (l *loop) step(f func(m *machine, now time.Time) action) {
 	st, prio := r.m.state, r.m.priority
 	peer := r.m.splitBrainPeer
 	r.mu.Unlock()
-	l.perform(a, now, st, wasSplit, peer)
+	l.perform(a, now, st, prio, wasSplit, peer)
 	if st != from {
 		if st == Fault {
 			r.log.Info("vrrp state", "vrid", r.cfg.VirtualRouterID, "interface", r.cfg.Interface, "state", st)
@@ -271,7 +271,7 @@ func (l *loop) arm() {
 	l.timer.Reset(max(time.Until(next), 0))
 }
 
-func (l *loop) perform(a action, now time.Time, st State, wasSplit bool, peer netip.Addr) {
+func (l *loop) perform(a action, now time.Time, st State, prio uint8, wasSplit bool, peer netip.Addr) {
 	r := l.r
 	if a&actSendZero != 0 {
 		l.send(0)
@@ -282,7 +282,7 @@ func (l *loop) perform(a action, now time.Time, st State, wasSplit bool, peer ne
 		l.hook(r.hooks.OnBackup, "backup")
 	}
 	if a&actSend != 0 {
-		l.send(r.cfg.Priority)
+		l.send(prio) // the priority in effect (tracking may have changed it)
 	}
 	if a&actToMaster != 0 {
 		r.log.Info("vrrp state", "vrid", r.cfg.VirtualRouterID, "interface", r.cfg.Interface, "state", st)

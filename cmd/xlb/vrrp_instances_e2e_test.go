@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/lab"
@@ -18,16 +20,36 @@ import (
 
 // TestE2EVRRPInstances runs two real `xlb run` hosts with two VRRP instances each (VI_A holds
 // the VIP of service web, VI_B a second VIP of service api) as keepalived users run them:
-// VI_A tracks a script, both notify a log. When lb0's script fails, VI_A goes to fault on
-// lb0 and lb1 takes its VIP while lb0 stays master of VI_B: each host forwards one VIP, and
-// the client reaches both. The notify programs log the changes with keepalived's arguments;
-// when the script recovers lb0 takes VI_A back (root only; skips otherwise).
+// VI_A tracks a script, VI_B an interface with weight -150, both notify a log. When lb0's
+// script fails, VI_A goes to fault on lb0 and lb1 takes its VIP while lb0 stays master of
+// VI_B: each host forwards one VIP, and the client reaches both; in a sync group VI_B follows
+// VI_A to lb1 instead. The notify programs log the changes with keepalived's arguments; when
+// the script recovers lb0 takes VI_A back. Then lb0's tracked interface goes down: VI_B's
+// priority drops to 50 and lb1 preempts it, until the interface is back (root only; skips
+// otherwise).
 func TestE2EVRRPInstances(t *testing.T) {
+	for _, sync := range []bool{false, true} {
+		name := "independent"
+		if sync {
+			name = "sync group"
+		}
+		t.Run(name, func(t *testing.T) { e2eInstances(t, sync) })
+	}
+}
+
+func e2eInstances(t *testing.T, sync bool) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
 	}
 	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 2, NoVIPOnLB: true, DisableIPv6: true})
 	vip2 := netip.MustParseAddr("198.18.0.101")
+	for _, h := range tn.LBs { // the interface VI_B tracks: a veth pair inside the namespace
+		if err := h.Handle().LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "trk0"}, PeerName: "trk1"}); err != nil {
+			t.Fatal(err)
+		}
+		setLink(t, h, "trk1", true)
+		setLink(t, h, "trk0", true)
+	}
 	for _, be := range tn.Backends {
 		if err := be.AddAddr("lo", netip.PrefixFrom(vip2, 32)); err != nil { // a DR backend holds every VIP
 			t.Fatal(err)
@@ -53,7 +75,8 @@ func TestE2EVRRPInstances(t *testing.T) {
 	for i, prio := range []int{200, 100} {
 		notes[i] = filepath.Join(dir, fmt.Sprintf("notify%d.log", i))
 		conf := filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i))
-		if err := os.WriteFile(conf, []byte(instancesConfig(tn, vip2, prio, filepath.Join(dir, fmt.Sprintf("alive%d", i)), notes[i])), 0o600); err != nil {
+		y := instancesConfig(tn, vip2, prio, filepath.Join(dir, fmt.Sprintf("alive%d", i)), notes[i], sync)
+		if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		h := tn.LBs[i]
@@ -75,7 +98,8 @@ func TestE2EVRRPInstances(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for !ok() {
 			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s: lb0 %s, lb1 %s", what, states(lbs[0]), states(lbs[1]))
+				t.Fatalf("timed out waiting for %s: lb0 %s, lb1 %s\nlb0 %+v\nlb1 %+v", what, states(lbs[0]), states(lbs[1]),
+					lbs[0].status().Instances, lbs[1].status().Instances)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -100,13 +124,15 @@ func TestE2EVRRPInstances(t *testing.T) {
 	if err := os.Remove(alive); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("VI_A moved to lb1", func() bool {
-		return states(lbs[0]) == "VI_A=fault VI_B=master" && states(lbs[1]) == "VI_A=master VI_B=backup"
-	})
-	if !lbs[1].hasVIP(tn.VIP.String()) || lbs[0].hasVIP(tn.VIP.String()) || !lbs[0].hasVIP(vip2.String()) {
+	want0, want1 := "VI_A=fault VI_B=master", "VI_A=master VI_B=backup"
+	if sync {
+		want0, want1 = "VI_A=fault VI_B=backup", "VI_A=master VI_B=master"
+	}
+	waitFor("VI_A moved to lb1", func() bool { return states(lbs[0]) == want0 && states(lbs[1]) == want1 })
+	if !lbs[1].hasVIP(tn.VIP.String()) || lbs[0].hasVIP(tn.VIP.String()) || lbs[0].hasVIP(vip2.String()) == sync {
 		t.Fatalf("VIPs: lb0 %v %v, lb1 %v", lbs[0].hasVIP(tn.VIP.String()), lbs[0].hasVIP(vip2.String()), lbs[1].hasVIP(tn.VIP.String()))
 	}
-	waitFor("web through lb1 and api through lb0", func() bool { return reach(tn.VIP) && reach(vip2) })
+	waitFor("both services reachable", func() bool { return reach(tn.VIP) && reach(vip2) })
 	waitFor("notified", func() bool {
 		n0, _ := os.ReadFile(notes[0])
 		n1, _ := os.ReadFile(notes[1])
@@ -121,6 +147,19 @@ func TestE2EVRRPInstances(t *testing.T) {
 		return states(lbs[0]) == "VI_A=master VI_B=master" && states(lbs[1]) == "VI_A=backup VI_B=backup"
 	})
 	waitFor("both VIPs through lb0 again", func() bool { return reach(tn.VIP) && reach(vip2) })
+
+	if !sync {
+		// lb0's tracked interface goes down: VI_B at 200-150 = 50 < 100, lb1 preempts it.
+		setLink(t, tn.LBs[0], "trk0", false)
+		waitFor("VI_B moved to lb1", func() bool {
+			st := lbs[0].status()
+			return states(lbs[0]) == "VI_A=master VI_B=backup" && states(lbs[1]) == "VI_A=backup VI_B=master" &&
+				len(st.Instances) == 2 && st.Instances[1].Priority == 50
+		})
+		waitFor("both services reachable", func() bool { return reach(tn.VIP) && reach(vip2) })
+		setLink(t, tn.LBs[0], "trk0", true)
+		waitFor("VI_B back on lb0", func() bool { return states(lbs[0]) == "VI_A=master VI_B=master" })
+	}
 	for i, lb := range lbs {
 		if err := lb.cmd.Process.Signal(os.Interrupt); err != nil {
 			t.Fatal(err)
@@ -138,8 +177,24 @@ func TestE2EVRRPInstances(t *testing.T) {
 	}
 }
 
+// setLink sets interface name of host h up or down.
+func setLink(t *testing.T, h *lab.Host, name string, up bool) {
+	t.Helper()
+	l, err := h.Handle().LinkByName(name)
+	if err == nil {
+		if up {
+			err = h.Handle().LinkSetUp(l)
+		} else {
+			err = h.Handle().LinkSetDown(l)
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s %s up=%v: %v", h.Name(), name, up, err)
+	}
+}
+
 // instancesConfig is one host's configuration for TestE2EVRRPInstances.
-func instancesConfig(tn *lab.Net, vip2 netip.Addr, prio int, alive, notes string) string {
+func instancesConfig(tn *lab.Net, vip2 netip.Addr, prio int, alive, notes string, sync bool) string {
 	var b strings.Builder
 	b.WriteString("interfaces: [{name: eth0}]\nservices:\n")
 	for _, s := range []struct {
@@ -159,7 +214,12 @@ func instancesConfig(tn *lab.Net, vip2 netip.Addr, prio int, alive, notes string
 			"    advert_interval: %v\n    vips: [%s]\n%s", 'A'+i, 51+i, prio, vrrpInterval, vip, notify)
 		if i == 0 {
 			b.WriteString("    track_scripts: [{name: alive}]\n")
+		} else {
+			b.WriteString("    track_interfaces: [{name: trk0, weight: -150}]\n")
 		}
+	}
+	if sync {
+		b.WriteString("vrrp_sync_groups: [{name: G, instances: [VI_A, VI_B]}]\n")
 	}
 	fmt.Fprintf(&b, "vrrp_scripts:\n  - {name: alive, command: [test, -e, %s], interval: 200ms}\n", alive)
 	return b.String()
