@@ -28,19 +28,24 @@ import (
 // priority drops to 50 and lb1 preempts it, until the interface is back (root only; skips
 // otherwise).
 func TestE2EVRRPInstances(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
+	}
+	testnet.Skip(t)
+	bin := filepath.Join(t.TempDir(), "xlb")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	for _, sync := range []bool{false, true} {
 		name := "independent"
 		if sync {
 			name = "sync group"
 		}
-		t.Run(name, func(t *testing.T) { e2eInstances(t, sync) })
+		t.Run(name, func(t *testing.T) { e2eInstances(t, bin, sync) })
 	}
 }
 
-func e2eInstances(t *testing.T, sync bool) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
-	}
+func e2eInstances(t *testing.T, bin string, sync bool) {
 	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 2, NoVIPOnLB: true, DisableIPv6: true})
 	vip2 := netip.MustParseAddr("198.18.0.101")
 	for _, h := range tn.LBs { // the interface VI_B tracks: a veth pair inside the namespace
@@ -56,10 +61,6 @@ func e2eInstances(t *testing.T, sync bool) {
 		}
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "xlb")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() || testing.Verbose() {
