@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -111,6 +112,22 @@ type Backend struct {
 	Health *Health `yaml:"health"`
 
 	pos pos
+}
+
+// Equal reports whether two health sections check the same way, wherever
+// in their files they are.
+func (h Health) Equal(o Health) bool {
+	if len(h.Checks) != len(o.Checks) {
+		return false
+	}
+	for i := range h.Checks {
+		if !h.Checks[i].Equal(o.Checks[i]) {
+			return false
+		}
+	}
+	h.pos, o.pos = pos{}, pos{}
+	h.Checks, o.Checks = nil, nil
+	return reflect.DeepEqual(h, o)
 }
 
 // API configures the HTTP API and /metrics listener.

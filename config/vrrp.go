@@ -1,13 +1,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
-	"net/netip"
 	"reflect"
-	"regexp"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/xlb-dev/xlb/ha"
 )
@@ -17,21 +14,10 @@ import (
 // Only the master forwards: a backup publishes no services to the data
 // path, so the VIPs' frames reach its kernel, which does not hold the VIPs.
 // The master puts each VIP on the interface (so the kernel answers ARP and
-// neighbour solicitations for it) and a backup takes them off. The fields
-// and their defaults are ha.Config's.
+// neighbour solicitations for it) and a backup takes them off. The fields,
+// their names and their defaults are ha.Config's, used as they are.
 type VRRP struct {
-	Interface       string        `yaml:"interface"`
-	VirtualRouterID uint8         `yaml:"virtual_router_id"`
-	Priority        uint8         `yaml:"priority"`
-	AdvertInterval  time.Duration `yaml:"advert_interval"`
-	Preempt         *bool         `yaml:"preempt"`
-	PreemptDelay    time.Duration `yaml:"preempt_delay"`
-	UnicastPeers    []netip.Addr  `yaml:"unicast_peers"`
-	SourceAddress   netip.Addr    `yaml:"source_address"`
-	VIPs            []netip.Addr  `yaml:"vips"`
-	Version         int           `yaml:"version"`
-	GARPRepeat      int           `yaml:"garp_repeat"`
-	GARPInterval    time.Duration `yaml:"garp_interval"`
+	ha.Config
 	// Name names the instance in notify arguments, sync groups and logs
 	// (required in vrrp_instances; default "vrrp" for the vrrp section).
 	Name string `yaml:"name"`
@@ -46,28 +32,6 @@ type VRRP struct {
 }
 
 func (v *VRRP) setPos(p pos) { v.pos = p }
-
-// HA returns the section as the ha package's configuration (defaults not
-// yet filled: ha.New and ha.Config.Validate fill them).
-func (v *VRRP) HA() ha.Config {
-	return ha.Config{
-		Interface:       v.Interface,
-		VirtualRouterID: v.VirtualRouterID,
-		Priority:        v.Priority,
-		AdvertInterval:  v.AdvertInterval,
-		Preempt:         v.Preempt,
-		PreemptDelay:    v.PreemptDelay,
-		UnicastPeers:    slices.Clone(v.UnicastPeers),
-		SourceAddress:   v.SourceAddress,
-		VIPs:            slices.Clone(v.VIPs),
-		Version:         v.Version,
-		GARPRepeat:      v.GARPRepeat,
-		GARPInterval:    v.GARPInterval,
-	}
-}
-
-// haFieldRE finds the field an ha.Config error names: "vrrp.vips[2] ...".
-var haFieldRE = regexp.MustCompile(`vrrp\.([a-z_]+)(\[\d+\])?`)
 
 // validateVRRP checks the vrrp section and the vrrp_instances, each with
 // ha's own rules (one source of truth), placing each error on the line of
@@ -105,29 +69,23 @@ func (c *Config) validateInstance(e *errs, v *VRRP, p string) {
 	if c.failed[p] {
 		return
 	}
-	for _, f := range []string{"interface", "virtual_router_id", "priority", "advert_interval", "preempt",
-		"preempt_delay", "unicast_peers", "source_address", "vips", "version", "garp_repeat", "garp_interval"} {
-		if c.failed[p+"."+f] || c.failedUnder(p+"."+f+"[") {
-			return // decoding already said what is wrong; ha's rules would repeat it
-		}
+	if c.failedUnder(p + ".") {
+		return // decoding already said what is wrong; ha's rules would repeat it
 	}
-	hc := v.HA()
+	hc := v.Config // Validate fills defaults: check a copy
 	err := hc.Validate()
-	if err == nil {
-		return
+	var ce *ha.ConfigError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		reason := ErrValue
+		if ce.Missing {
+			reason = ErrMissing
+		}
+		e.add(v.pos.at(ce.Field), p+"."+ce.Path(), reason, "%s", ce.Reason)
+	default:
+		e.add(v.pos.line, p, ErrValue, "%v", err)
 	}
-	msg := strings.TrimPrefix(err.Error(), ha.ErrConfig.Error()+": ")
-	path, line := p, v.pos.line
-	if m := haFieldRE.FindStringSubmatch(msg); m != nil {
-		path, line = p+"."+m[1]+m[2], v.pos.at(m[1])
-		msg = strings.TrimPrefix(msg, m[0])
-		msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
-	}
-	reason := ErrValue
-	if strings.Contains(msg, "required") {
-		reason = ErrMissing
-	}
-	e.add(line, path, reason, "%s", msg)
 }
 
 // failedUnder reports whether a path starting with prefix failed to decode.

@@ -10,11 +10,11 @@ import (
 	"github.com/xlb-dev/xlb/health"
 )
 
-// checkRef is one health check of a backend: its prober ID, a description that changes
-// whenever the check would (to see whether a reload changed it), and its last state.
+// checkRef is one health check of a backend: its prober ID, what it is made of (to see
+// whether a reload changed it), and its last state.
 type checkRef struct {
 	id    string
-	desc  string
+	spec  checkSpec
 	state health.State
 }
 
@@ -40,51 +40,50 @@ func (b *beState) combined() health.State {
 }
 
 // checksFor returns the health checks of backend b (control's ID beID) of service s, with
-// their descriptions: none for kind none, else one per check, with the ID base (one check)
-// or base#1, base#2, ... (several).
-func checksFor(s *config.Service, b *config.Backend, base string, beID uint32) ([]health.Check, []string, error) {
+// what they are made of: none for kind none, else one per check, with the ID base (one
+// check) or base#1, base#2, ... (several).
+func checksFor(s *config.Service, b *config.Backend, base string, beID uint32) ([]health.Check, []checkSpec, error) {
 	h := s.HealthOf(b)
 	list := h.Checkers()
 	var chks []health.Check
-	var descs []string
+	var specs []checkSpec
 	for i, hc := range list {
 		id := base
 		if len(list) > 1 {
 			id = fmt.Sprintf("%s#%d", base, i+1)
 		}
-		chk, desc, err := checkFor(s, b, hc, id, beID)
+		chk, spec, ok, err := checkFor(s, b, hc, id, beID)
 		if err != nil {
 			return nil, nil, err
 		}
-		if desc == "" {
+		if !ok {
 			continue // kind none
 		}
-		chks, descs = append(chks, chk), append(descs, desc)
+		chks, specs = append(chks, chk), append(specs, spec)
 	}
-	return chks, descs, nil
+	return chks, specs, nil
 }
 
-// checkFor returns one health check h of backend b and its description ("" for kind none).
-// A check through the VIP goes to the VIP from sockets marked for the backend (see
-// throughvip.go).
-func checkFor(s *config.Service, b *config.Backend, h *config.Health, id string, beID uint32) (health.Check, string, error) {
+// checkFor returns one health check h of backend b and what it is made of; ok is false for
+// kind none. A check through the VIP goes to the VIP from sockets marked for the backend
+// (see throughvip.go).
+func checkFor(s *config.Service, b *config.Backend, h *config.Health, id string, beID uint32) (chk health.Check, spec checkSpec, ok bool, err error) {
 	port := s.HealthPort(h, b)
 	addr := b.Address
 	var dialer *health.Dialer
 	if h.ThroughVIP {
 		addr = s.VIP
 		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
+		spec.mark = dialer.Mark
 	}
 	c, err := checker(h, addr, port, dialer)
 	if c == nil || err != nil {
-		return health.Check{}, "", err
+		return health.Check{}, checkSpec{}, false, err
 	}
-	chk := health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	desc := c.String() + " " + h.Describe()
-	if dialer != nil {
-		desc += fmt.Sprintf(" through the vip, mark %#x", dialer.Mark)
-	}
-	return chk, desc, nil
+	spec.health, spec.target = *h, netip.AddrPortFrom(addr, port)
+	spec.health.Checks = nil
+	chk = health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	return chk, spec, true, nil
 }
 
 // checker builds the health.Checker of h against addr:port; nil for kind none.
@@ -147,11 +146,11 @@ func dnsChecker(h *config.Health, target netip.AddrPort, dialer *health.Dialer) 
 	return c, nil
 }
 
-// syncChecks makes chks b's checks after a reload and returns what the prober must add,
-// replace and remove. A check whose description is unchanged keeps running; a changed one
-// is replaced keeping its state; a backend that gets its first checks starts unknown, one
-// that loses them all is up.
-func (c *Controller) syncChecks(b *beState, chks []health.Check, descs []string) (adds, replaces []health.Check, removes []string) {
+// syncChecks makes chks b's checks after a reload and records in ch what the prober must
+// add, replace and remove. A check that is made the same keeps running; a changed one is
+// replaced keeping its state; a backend that gets its first checks starts unknown, one that
+// loses them all is up.
+func (c *Controller) syncChecks(b *beState, chks []health.Check, specs []checkSpec, ch *checkChanges) {
 	prev := make(map[string]checkRef, len(b.checks))
 	for _, r := range b.checks {
 		prev[r.id] = r
@@ -164,18 +163,18 @@ func (c *Controller) syncChecks(b *beState, chks []health.Check, descs []string)
 		switch owner := c.byCheck[chk.ID]; {
 		case !had || owner != nil && owner != b:
 			// New, or taking over the ID of a removed backend's check.
-			next[i] = checkRef{id: chk.ID, desc: descs[i], state: health.StateUnknown}
-			adds = append(adds, chk)
-		case p.desc != descs[i]:
+			next[i] = checkRef{id: chk.ID, spec: specs[i], state: health.StateUnknown}
+			ch.adds = append(ch.adds, chk)
+		case !p.spec.equal(specs[i]):
 			chk.Initial = p.state
-			next[i] = checkRef{id: chk.ID, desc: descs[i], state: p.state}
-			replaces = append(replaces, chk)
+			next[i] = checkRef{id: chk.ID, spec: specs[i], state: p.state}
+			ch.replaces = append(ch.replaces, chk)
 		default:
 			next[i] = p
 		}
 	}
 	for id := range prev {
-		removes = append(removes, id)
+		ch.removes = append(ch.removes, id)
 	}
 	b.checks = next
 	switch {
@@ -186,5 +185,4 @@ func (c *Controller) syncChecks(b *beState, chks []health.Check, descs []string)
 	case !wasChecked:
 		b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
 	}
-	return adds, replaces, removes
 }

@@ -52,6 +52,18 @@ type beState struct {
 	tried      bool // a resolution has been attempted
 }
 
+// configure takes the backend's settings from cb, keeping the API's weight
+// and enable/disable overrides while the configured value stays the same.
+func (b *beState) configure(cb *config.Backend, fallback bool) {
+	b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, fallback
+	if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
+		b.cfgWeight, b.weight, b.overWeight = cw, cw, false
+	}
+	if cb.Disabled != b.cfgDisabled || !b.overDisabled {
+		b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+	}
+}
+
 // beKey identifies a backend across reloads.
 type beKey struct {
 	service string
@@ -119,4 +131,16 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		sp.Targets[i] = t
 	}
 	return sp
+}
+
+// checkSpec is what a backend's health check is made of: a reload
+// replaces the check when it differs.
+type checkSpec struct {
+	health config.Health
+	target netip.AddrPort
+	mark   uint32 // the sockets' mark for a check through the VIP, else 0
+}
+
+func (a checkSpec) equal(b checkSpec) bool {
+	return a.target == b.target && a.mark == b.mark && a.health.Equal(b.health)
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -83,6 +82,15 @@ func (s *Standby) setOwner(name string, vips []netip.Addr, on bool) error {
 	return s.publishLocked()
 }
 
+// owns reports whether instance name is master here (its VIPs' services are
+// forwarded).
+func (s *Standby) owns(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.owners[name]
+	return ok
+}
+
 // Forwarding reports whether the data path is given services (this host is
 // master of at least one instance).
 func (s *Standby) Forwarding() bool {
@@ -136,38 +144,13 @@ type VRRPSource interface {
 	Demote() error
 }
 
-// VRRPStatus is the API's view of the VRRP router (GET /api/v1/vrrp).
+// VRRPStatus is the API's view of the VRRP router (GET /api/v1/vrrp): the
+// router's own status and what this host does with it.
 type VRRPStatus struct {
-	Interface string       `json:"interface"`
-	VRID      uint8        `json:"vrid"`
-	Priority  uint8        `json:"priority"`
-	VIPs      []netip.Addr `json:"vips"`
-	// State is initialize, backup or master.
-	State string `json:"state"`
+	ha.Status
+	VIPs []netip.Addr `json:"vips"`
 	// Forwarding: the data path has the services (true only as master).
 	Forwarding bool `json:"forwarding"`
-	Demoted    bool `json:"demoted"`
-	// Source is this router's primary address; Master the current master
-	// as far as it knows (invalid when none has been heard).
-	Source               netip.Addr `json:"source"`
-	Master               netip.Addr `json:"master"`
-	MasterPriority       uint8      `json:"master_priority"`
-	MasterAdvertInterval string     `json:"master_advert_interval"`
-	MasterDownInterval   string     `json:"master_down_interval"`
-	Transitions          uint64     `json:"transitions"`
-	LastTransition       time.Time  `json:"last_transition"`
-	ResignsReceived      uint64     `json:"resigns_received"`
-	AdvertsSent          uint64     `json:"adverts_sent"`
-	AdvertsReceived      uint64     `json:"adverts_received"`
-	SendErrors           uint64     `json:"send_errors"`
-	Announcements        uint64     `json:"announcements"`
-	HookErrors           uint64     `json:"hook_errors"`
-	AddrMismatches       uint64     `json:"addr_mismatches"`
-	// Drops counts received messages not used, by reason (non-zero only).
-	Drops            map[string]uint64 `json:"drops"`
-	SplitBrain       bool              `json:"split_brain"`
-	SplitBrainEvents uint64            `json:"split_brain_events"`
-	SplitBrainPeer   netip.Addr        `json:"split_brain_peer"`
 	// Name is the instance's name; Instances lists every instance when
 	// there are several (this status is then the first one's).
 	Name      string       `json:"name,omitempty"`
@@ -207,7 +190,7 @@ type VRRPNode struct {
 
 // newVRRPNode makes the router for section v; the hooks drive sb.
 func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*VRRPNode, error) {
-	n := &VRRPNode{cfg: v.HA(), name: v.Name, standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
+	n := &VRRPNode{cfg: v.Config, name: v.Name, standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
 	if n.name == "" {
 		n.name = "vrrp"
 	}
@@ -316,24 +299,7 @@ func (n *VRRPNode) Demote() error { return n.r.Demote() }
 
 // VRRPStatus implements VRRPSource.
 func (n *VRRPNode) VRRPStatus() VRRPStatus {
-	s := n.r.Status()
-	st := VRRPStatus{
-		Name: n.name, Interface: s.Interface, VRID: s.VRID, Priority: s.Priority, VIPs: n.cfg.VIPs,
-		State: s.State.String(), Forwarding: n.standby.Forwarding(), Demoted: s.Demoted,
-		Source: s.Source, Master: s.Master, MasterPriority: s.MasterPriority,
-		Transitions: s.Transitions, LastTransition: s.LastTransition, ResignsReceived: s.ResignsReceived,
-		AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, SendErrors: s.SendErrors,
-		Announcements: s.Announcements, HookErrors: s.HookErrors, AddrMismatches: s.AddrMismatches,
-		Drops: s.DropCounts(), SplitBrain: s.SplitBrain, SplitBrainEvents: s.SplitBrainEvents,
-		SplitBrainPeer: s.SplitBrainPeer,
-	}
-	if s.MasterAdvertInterval > 0 {
-		st.MasterAdvertInterval = s.MasterAdvertInterval.String()
-	}
-	if s.MasterDownInterval > 0 {
-		st.MasterDownInterval = s.MasterDownInterval.String()
-	}
-	return st
+	return VRRPStatus{Status: n.r.Status(), Name: n.name, VIPs: n.cfg.VIPs, Forwarding: n.standby.owns(n.name)}
 }
 
 // setVIPs adds each VIP (/32 or /128, without duplicate address detection)

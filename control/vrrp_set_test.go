@@ -169,7 +169,7 @@ func TestVRRPInstancesTrackAndNotify(t *testing.T) {
 		t.Errorf("A at priority 70 with no peer: %v", v.state("VI_A"))
 	}
 	st := v.set.VRRPStatus()
-	if len(st.Instances) != 2 || st.Instances[1].Name != "VI_B" || st.Instances[1].State != "fault" || st.Instances[0].Priority != 70 {
+	if len(st.Instances) != 2 || st.Instances[1].Name != "VI_B" || st.Instances[1].State != ha.Fault || st.Instances[0].Priority != 70 {
 		t.Errorf("status: %+v", st.Instances)
 	}
 

@@ -90,7 +90,7 @@ func e2eInstances(t *testing.T, bin string, sync bool) {
 	states := func(lb *vrrpLB) string {
 		var s []string
 		for _, in := range lb.status().Instances {
-			s = append(s, in.Name+"="+in.State)
+			s = append(s, in.Name+"="+in.State.String())
 		}
 		return strings.Join(s, " ")
 	}
