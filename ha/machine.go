@@ -40,13 +40,13 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText reads a state's name (as an API client does).
 func (s *State) UnmarshalText(b []byte) error {
-	for _, st := range []State{Initialize, Backup, Master} {
+	for _, st := range []State{Initialize, Backup, Master, Fault} {
 		if st.String() == string(b) {
 			*s = st
 			return nil
 		}
 	}
-	return fmt.Errorf("vrrp state %q: want initialize, backup or master", b)
+	return fmt.Errorf("vrrp state %q: want initialize, backup, master or fault", b)
 }
 
 // action is what the IO loop must do after a machine step (bit set).

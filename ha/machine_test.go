@@ -238,3 +238,17 @@ func TestFaultPriorityForce(t *testing.T) {
 		t.Fatalf("forced backup: %b %v demoted %v", a, m.state, m.demoted)
 	}
 }
+
+func TestStateText(t *testing.T) {
+	for _, st := range []State{Initialize, Backup, Master, Fault} {
+		b, err := st.MarshalText()
+		var back State
+		if err != nil || back.UnmarshalText(b) != nil || back != st {
+			t.Errorf("%v: %q %v -> %v", st, b, err, back)
+		}
+	}
+	var s State
+	if s.UnmarshalText([]byte("bogus")) == nil {
+		t.Error("bogus state accepted")
+	}
+}

@@ -233,7 +233,7 @@ func (l *loop) step(f func(m *machine, now time.Time) action) {
 	r.mu.Unlock()
 	l.perform(a, now, st, prio, wasSplit, peer)
 	if st != from {
-		if st == Fault {
+		if st == Fault && a&actToBackup == 0 { // a master's way to fault logs in perform
 			r.log.Info("vrrp state", "vrid", r.cfg.VirtualRouterID, "interface", r.cfg.Interface, "state", st)
 		}
 		if r.hooks.OnState != nil {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,6 +100,17 @@ func e2eInstances(t *testing.T, bin string, sync bool) {
 		deadline := time.Now().Add(10 * time.Second)
 		for !ok() {
 			if time.Now().After(deadline) {
+				for i, lb := range lbs {
+					select {
+					case err := <-lb.exited:
+						t.Errorf("lb%d exited: %v", i, err)
+					default:
+					}
+				}
+				if os.Getenv("XLB_E2E_DUMP") != "" {
+					_ = lbs[0].cmd.Process.Signal(syscall.SIGQUIT)
+					time.Sleep(time.Second)
+				}
 				t.Fatalf("timed out waiting for %s: lb0 %s, lb1 %s\nlb0 %+v\nlb1 %+v", what, states(lbs[0]), states(lbs[1]),
 					lbs[0].status().Instances, lbs[1].status().Instances)
 			}
