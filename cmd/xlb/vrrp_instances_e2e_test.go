@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -106,10 +105,6 @@ func e2eInstances(t *testing.T, bin string, sync bool) {
 						t.Errorf("lb%d exited: %v", i, err)
 					default:
 					}
-				}
-				if os.Getenv("XLB_E2E_DUMP") != "" {
-					_ = lbs[0].cmd.Process.Signal(syscall.SIGQUIT)
-					time.Sleep(time.Second)
 				}
 				t.Fatalf("timed out waiting for %s: lb0 %s, lb1 %s\nlb0 %+v\nlb1 %+v", what, states(lbs[0]), states(lbs[1]),
 					lbs[0].status().Instances, lbs[1].status().Instances)
