@@ -22,7 +22,7 @@ func FuzzImport(f *testing.F) {
 	}
 	f.Add([]byte("virtual_server 198.18.0.1 80 { real_server 198.18.0.2 80 { } }"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		nodes, err := parseSrc(fstest.MapFS{}, "fuzz.conf", src, nil)
+		nodes, err := parseSrc(fstest.MapFS{}, map[string]string{}, "fuzz.conf", src, nil)
 		if err != nil {
 			return
 		}

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,12 @@ var importCases = map[string]importCase{
 			"advert_interval: 300ms", "garp_repeat: 3", "timeout: 500ms", "weight: 100"},
 		notes: []string{"11-unicast.conf:20: lb_algo: approximated: fo -> wrr"},
 	},
+	"13-params.conf": {
+		yaml: []string{"vip: 198.18.0.190", "port: 8443", "address: 198.18.0.191", "address: 198.18.0.192", "kind: tcp",
+			"timeout: 2s", "- 198.18.0.190\n", "/usr/local/bin/notify.sh 198.18.0.190 $$"},
+		notes: []string{`13-params.conf:26: real_server: not translated: "$UNDEFINED" is not a port`},
+		not:   []string{"$VIP", "${PORT}", "198.18.0.193"},
+	},
 	"12-quoted-odd.conf": {
 		yaml:  []string{"vip: 198.18.0.180", "port: 443", "scheduler: least-conn", "weight: 5", "kind: https"},
 		notes: []string{"12-quoted-odd.conf:18: frobnicate: not translated: unknown", "12-quoted-odd.conf:20: virtual_server: not translated", "12-quoted-odd.conf:16: uthreshold"},
@@ -154,6 +161,35 @@ func TestSyntaxErrors(t *testing.T) {
 	// A missing include file is no error (an empty conf.d), a missing main file is.
 	if _, err := ImportFile("testdata/bad/no-such.conf", Options{}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestParamsBounded(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("$A=xx\n")
+	for i := range 40 { // each doubles the last: 2^40 bytes if unbounded
+		fmt.Fprintf(&b, "$A%d=$A$A\n$A=$A%d\n", i, i)
+	}
+	b.WriteString("router_id $A\n")
+	_, err := Parse("bomb.conf", []byte(b.String()))
+	if !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "expands beyond") {
+		t.Fatalf("%v, want a bounded-expansion syntax error", err)
+	}
+	// Many references to a long parameter on one line are bounded too.
+	long := "$L=" + strings.Repeat("x", 60000) + "\nrouter_id" + strings.Repeat(" $L", 100) + "\n"
+	if _, err := Parse("long.conf", []byte(long)); !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("%v, want a line-length syntax error", err)
+	}
+	nodes, err := Parse("ok.conf", []byte("$A=x\n$B=${A}y\nkw $B ${B} $C\n"))
+	if err != nil || len(nodes) != 1 || strings.Join(nodes[0].Args, " ") != "xy xy $C" {
+		t.Fatalf("expansion: %v %+v", err, nodes)
+	}
+}
+
+func TestNotUTF8(t *testing.T) {
+	_, err := Parse("bin.conf", []byte("global_defs {\n  router_id \xff\xfe\n}\n"))
+	if !errors.Is(err, ErrSyntax) || !strings.HasPrefix(err.Error(), "bin.conf:2: not valid UTF-8") {
+		t.Fatalf("%v", err)
 	}
 }
 

@@ -6,13 +6,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxIncludeDepth bounds nested includes (keepalived's own limit is similar): a file that
 // includes itself is refused rather than read forever.
 const MaxIncludeDepth = 8
+
+// MaxLine bounds a line after parameter expansion (parameters that double each other would
+// otherwise grow without end).
+const MaxLine = 64 << 10
 
 // ErrSyntax is wrapped by every error about the input's grammar.
 var ErrSyntax = errors.New("keepalived: syntax error")
@@ -66,12 +72,28 @@ func (t token) is(s string) bool { return !t.quoted && !t.eol && t.text == s }
 
 // lex splits src into tokens: words separated by white space, "{" and "}" even when glued to
 // a word, double-quoted strings (the quotes removed; \" and \\ escaped), and comments from an
-// unquoted '#' or '!' to the end of the line.
-func lex(file string, src []byte) ([]token, error) {
+// unquoted '#' or '!' to the end of the line. A line "$NAME=value" defines a parameter (in
+// vars, shared with the included files) and $NAME or ${NAME} on later lines is replaced by
+// its value, as keepalived does; an undefined one stays as written.
+func lex(file string, src []byte, vars map[string]string) ([]token, error) {
 	var toks []token
 	for i, line := range strings.Split(string(src), "\n") {
 		pos := Pos{file, i + 1}
 		line = strings.TrimSuffix(line, "\r")
+		if !utf8.ValidString(line) {
+			return nil, &SyntaxError{pos, "not valid UTF-8 text"}
+		}
+		if name, value, ok := paramDef(line); ok {
+			if vars[name], ok = expand(value, vars); !ok {
+				return nil, &SyntaxError{pos, fmt.Sprintf("parameter $%s expands beyond %d bytes", name, MaxLine)}
+			}
+			toks = append(toks, token{eol: true, pos: pos})
+			continue
+		}
+		var ok bool
+		if line, ok = expand(line, vars); !ok {
+			return nil, &SyntaxError{pos, fmt.Sprintf("line longer than %d bytes (parameters expanded)", MaxLine)}
+		}
 		for j := 0; j < len(line); {
 			c := line[j]
 			switch {
@@ -103,6 +125,53 @@ func lex(file string, src []byte) ([]token, error) {
 	return toks, nil
 }
 
+// paramRE matches a parameter definition line: $NAME=value.
+var paramRE = regexp.MustCompile(`^\s*\$([A-Za-z_][A-Za-z0-9_]*)=(.*)$`)
+
+// refRE matches a parameter reference: $NAME or ${NAME}.
+var refRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+func paramDef(line string) (name, value string, ok bool) {
+	m := paramRE.FindStringSubmatch(line)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], strings.TrimSpace(m[2]), true
+}
+
+// expand replaces the defined parameters in line (one pass: a value is not expanded again).
+// It stops, returning false, once the result would pass MaxLine.
+func expand(line string, vars map[string]string) (string, bool) {
+	if len(vars) == 0 || !strings.Contains(line, "$") {
+		return line, len(line) <= MaxLine
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range refRE.FindAllStringSubmatchIndex(line, -1) {
+		var name string
+		if m[2] >= 0 { // ${NAME}
+			name = line[m[2]:m[3]]
+		} else { // $NAME
+			name = line[m[4]:m[5]]
+		}
+		v, ok := vars[name]
+		if !ok {
+			continue
+		}
+		if b.Len()+(m[0]-last)+len(v) > MaxLine {
+			return "", false
+		}
+		b.WriteString(line[last:m[0]])
+		b.WriteString(v)
+		last = m[1]
+	}
+	if b.Len()+len(line)-last > MaxLine {
+		return "", false
+	}
+	b.WriteString(line[last:])
+	return b.String(), true
+}
+
 // quoted reads a double-quoted string at the start of s; it returns the text, the bytes used
 // and whether the closing quote was found.
 func quoted(s string) (string, int, bool) {
@@ -123,7 +192,8 @@ func quoted(s string) (string, int, bool) {
 
 // parser turns one file's tokens into statements, reading included files as it meets them.
 type parser struct {
-	fsys  fs.FS // nil: the OS file system
+	fsys  fs.FS             // nil: the OS file system
+	vars  map[string]string // keepalived's $NAME parameters, shared with included files
 	toks  []token
 	i     int
 	depth int
@@ -133,21 +203,21 @@ type parser struct {
 
 // ParseFile reads a keepalived configuration file and the files it includes.
 func ParseFile(path string) ([]*Node, error) {
-	return parseFile(nil, path, nil)
+	return parseFile(nil, map[string]string{}, path, nil)
 }
 
 // Parse reads a configuration from src, named file in positions; relative includes are
 // resolved against file's directory in the OS file system.
 func Parse(file string, src []byte) ([]*Node, error) {
-	return parseSrc(nil, file, src, nil)
+	return parseSrc(nil, map[string]string{}, file, src, nil)
 }
 
-func parseFile(fsys fs.FS, path string, stack []string) ([]*Node, error) {
+func parseFile(fsys fs.FS, vars map[string]string, path string, stack []string) ([]*Node, error) {
 	src, err := readFile(fsys, path)
 	if err != nil {
 		return nil, err
 	}
-	return parseSrc(fsys, path, src, stack)
+	return parseSrc(fsys, vars, path, src, stack)
 }
 
 func readFile(fsys fs.FS, path string) ([]byte, error) {
@@ -157,12 +227,12 @@ func readFile(fsys fs.FS, path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-func parseSrc(fsys fs.FS, file string, src []byte, stack []string) ([]*Node, error) {
-	toks, err := lex(file, src)
+func parseSrc(fsys fs.FS, vars map[string]string, file string, src []byte, stack []string) ([]*Node, error) {
+	toks, err := lex(file, src, vars)
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{fsys: fsys, toks: toks, stack: append(slices.Clone(stack), filepath.Clean(file))}
+	p := &parser{fsys: fsys, vars: vars, toks: toks, stack: append(slices.Clone(stack), filepath.Clean(file))}
 	nodes, err := p.block(nil)
 	if err != nil {
 		return nil, err
@@ -278,7 +348,7 @@ func (p *parser) include(n *Node) ([]*Node, error) {
 		if slices.Contains(p.stack, filepath.Clean(m)) {
 			return nil, &SyntaxError{n.Pos, fmt.Sprintf("include %q: %s includes itself", n.Args[0], m)}
 		}
-		nodes, err := parseFile(p.fsys, m, p.stack)
+		nodes, err := parseFile(p.fsys, p.vars, m, p.stack)
 		if err != nil {
 			var se *SyntaxError
 			if errors.As(err, &se) {
