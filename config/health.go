@@ -42,6 +42,8 @@ type Health struct {
 	// CAFile is a PEM file of the authorities that sign the backends' certificates
 	// (https, tls). Default: the system's.
 	CAFile string `yaml:"ca_file"`
+	// MinExpiry fails a tls check whose certificate expires sooner (0: not checked).
+	MinExpiry time.Duration `yaml:"min_expiry"`
 
 	// Command is an exec check's program and arguments, run without a shell; "{address}"
 	// and "{port}" in them become the backend's address and health port.
@@ -100,6 +102,7 @@ var kindFields = map[string][]HealthKind{
 	"insecure_skip_verify": {HealthHTTP, HealthHTTPS, HealthTLS},
 	"server_name":          {HealthHTTPS, HealthTLS},
 	"ca_file":              {HealthHTTPS, HealthTLS},
+	"min_expiry":           {HealthTLS},
 	"command":              {HealthExec},
 	"shell":                {HealthExec},
 	"user":                 {HealthExec},
@@ -290,6 +293,9 @@ func (h *Health) validateKind(e *errs, hp pos, p string) {
 		if h.ExpectStatus < 100 || h.ExpectStatus > 599 {
 			e.add(hp.at("expect_status"), p+".expect_status", ErrValue, "expect_status %d is not an HTTP status", h.ExpectStatus)
 		}
+	}
+	if h.MinExpiry < 0 {
+		e.add(hp.at("min_expiry"), p+".min_expiry", ErrValue, "min_expiry must not be negative")
 	}
 	if h.CAFile != "" {
 		if _, err := h.CertPool(); err != nil {

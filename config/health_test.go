@@ -30,6 +30,7 @@ func TestHealthKindErrors(t *testing.T) {
 		{"field of another kind", h + "      kind: udp\n      helo: mx\n", 11, ErrValue, "only used by kind smtp"},
 		{"command for tcp", h + "      command: [x]\n", 10, ErrValue, "only used by kind exec"},
 		{"tls path", h + "      kind: tls\n      path: x\n", 11, ErrValue, "must start with /"},
+		{"min expiry for http", h + "      kind: http\n      min_expiry: 24h\n", 11, ErrValue, "only used by kind tls"},
 		{"ca file missing", h + "      kind: tls\n      ca_file: /nonexistent/ca.pem\n", 11, ErrValue, "ca_file"},
 		{"kind beside checks", h + "      kind: tcp\n      checks: [{kind: icmp}]\n", 10, ErrValue, "set kind in each check"},
 		{"nested checks", h + "      checks:\n        - checks: [{kind: icmp}]\n", 11, ErrValue, "cannot hold checks"},

@@ -108,7 +108,7 @@ func checker(h *config.Health, addr netip.Addr, port uint16, dialer *health.Dial
 		return web, nil
 	case config.HealthTLS:
 		c := &health.TLS{Target: target, ServerName: h.ServerName, InsecureSkipVerify: h.InsecureSkipVerify,
-			RootCAs: pool, Dialer: dialer}
+			RootCAs: pool, MinExpiry: h.MinExpiry, Dialer: dialer}
 		if h.Path != "" {
 			c.HTTP = web
 		}

@@ -205,3 +205,43 @@ services:
 			res.routes[0].Backend == netip.MustParseAddr("198.18.0.11")
 	})
 }
+
+// TestCheckerKinds: each kind's config fields reach its checker.
+func TestCheckerKinds(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`interfaces: [{name: eth0}]
+services:
+  - name: web
+    vip: 198.19.0.10
+    port: 443
+    backends: [{name: a, address: 198.18.0.11}]
+    health:
+      checks:
+        - {kind: tls, server_name: www.test, min_expiry: 48h, path: /ready, expect_status: 204}
+        - {kind: dns, port: 53, query: www.test, query_type: MX, expect_rcode: NXDOMAIN, expect_answers: [x]}
+        - {kind: udp, port: 7, payload: ping, expect: pong}
+        - {kind: smtp, port: 25, helo: lb.test}
+        - {kind: exec, command: [check, "{address}", "{port}"], user: nobody, env: [A=b], dynamic_weight: true}
+`))
+	must(t, err)
+	s := &cfg.Services[0]
+	chks, _, err := checksFor(s, &s.Backends[0], "web/a", 1)
+	must(t, err)
+	tl := chks[0].Checker.(*health.TLS)
+	if tl.ServerName != "www.test" || tl.MinExpiry != 48*time.Hour || tl.HTTP == nil || tl.HTTP.Path != "/ready" || tl.HTTP.ExpectStatus != 204 {
+		t.Errorf("tls: %+v", tl)
+	}
+	if d := chks[1].Checker.(*health.DNS); d.Name != "www.test" || d.Type != 15 || d.Rcode != 3 || d.Target.Port() != 53 || len(d.Answers) != 1 {
+		t.Errorf("dns: %+v", d)
+	}
+	if u := chks[2].Checker.(*health.UDP); string(u.Payload) != "ping" || string(u.Expect) != "pong" || u.Target.Port() != 7 {
+		t.Errorf("udp: %+v", u)
+	}
+	if m := chks[3].Checker.(*health.SMTP); m.Helo != "lb.test" || m.Target.Port() != 25 {
+		t.Errorf("smtp: %+v", m)
+	}
+	x := chks[4].Checker.(*health.Exec)
+	if strings.Join(x.Command, " ") != "check 198.18.0.11 443" || x.User != "nobody" || !x.DynamicWeight ||
+		!slices.Contains(x.Env, "A=b") || !slices.Contains(x.Env, "XLB_BACKEND_ADDRESS=198.18.0.11") {
+		t.Errorf("exec: %+v", x)
+	}
+}
