@@ -44,7 +44,7 @@ type LB struct {
 	log   *slog.Logger
 	ctrl  *control.Controller
 	met   *control.Metrics
-	vrrp  *control.VRRPNode // nil without a vrrp section
+	vrrp  *control.VRRPSet // nil without a vrrp section or vrrp_instances
 	relay *relay
 
 	ready     chan struct{}
@@ -82,11 +82,11 @@ func New(cfg *config.Config, opts ...Option) (*LB, error) {
 		closing: make(chan struct{}), done: make(chan struct{})}
 	var pub control.Publisher = lb.relay
 	cfg.Normalize()
-	if cfg.VRRP != nil && !o.noVRRP {
+	if len(cfg.Instances()) > 0 && !o.noVRRP {
 		if err := cfg.Validate(); err != nil {
 			return nil, err // before ha looks at the section
 		}
-		n, err := control.NewVRRP(cfg.VRRP, lb.relay, lb.log, o.haOpts...)
+		n, err := control.NewVRRP(cfg, lb.relay, lb.log, o.haOpts...)
 		if err != nil {
 			return nil, err
 		}

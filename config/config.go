@@ -37,6 +37,13 @@ type Config struct {
 	// is public, so anyone can compute which backend a 5-tuple gets: the
 	// controller logs a warning. Generate one with `openssl rand -hex 16`.
 	HashKey sched.HashKey `yaml:"hash_key"`
+	// VRRPInstances are more virtual routers (each its VRID, interface and
+	// VIPs), VRRPScripts the programs their track_scripts run, and
+	// VRRPSyncGroups the instances that change state together (see
+	// docs/keepalived.md).
+	VRRPInstances  []VRRP          `yaml:"vrrp_instances"`
+	VRRPScripts    []VRRPScript    `yaml:"vrrp_scripts"`
+	VRRPSyncGroups []VRRPSyncGroup `yaml:"vrrp_sync_groups"`
 
 	file   string
 	pos    pos
@@ -119,39 +126,10 @@ type Backend struct {
 	// flows by the 4-tuple only.
 	ServerID HexBytes `yaml:"server_id"`
 
-	pos pos
-}
-
-// Health configures the prober of a service's backends.
-type Health struct {
-	// Kind is icmp, tcp, http, https or none. Default tcp.
-	Kind HealthKind `yaml:"kind"`
-	// Port is the checked port. Default: the backend's NAT port, else the
-	// service port (required when the service port is 0 and the kind
-	// needs a port).
-	Port uint16 `yaml:"port"`
-	// Path is the HTTP(S) path. Default "/".
-	Path string `yaml:"path"`
-	// Host is the HTTP(S) Host header. Default: the backend address.
-	Host string `yaml:"host"`
-	// ExpectStatus is the HTTP(S) status that counts as a success.
-	// Default 200.
-	ExpectStatus int `yaml:"expect_status"`
-	// ExpectBody, when set, must occur in the HTTP(S) response body.
-	ExpectBody string `yaml:"expect_body"`
-	// InsecureSkipVerify skips certificate verification for https.
-	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
-	Interval           time.Duration `yaml:"interval"` // default 2s
-	Timeout            time.Duration `yaml:"timeout"`  // default 1s, at most Interval
-	Rise               int           `yaml:"rise"`     // successes to come up, default 2
-	Fall               int           `yaml:"fall"`     // failures to go down, default 3
-	// ThroughVIP sends a dr or tunnel backend's check to the VIP along the path the
-	// data path forwards on (a firewall mark and a route "VIP via BACKEND
-	// onlink" in a table of its own), so a backend that lost its VIP on lo
-	// fails it. Method dr, or tunnel over IPv4 with a single tunnel_source:
-	// the probe then leaves in the service's encapsulation (ipip, gue, fou),
-	// so a backend that stopped decapsulating fails it too.
-	ThroughVIP bool `yaml:"through_vip"`
+	// Health, when set, checks this backend instead of the service's
+	// health block; its unset interval, timeout, rise and fall are the
+	// service's.
+	Health *Health `yaml:"health"`
 
 	pos pos
 }
@@ -159,7 +137,16 @@ type Health struct {
 // Equal reports whether two health sections check the same way, wherever
 // in their files they are.
 func (h Health) Equal(o Health) bool {
+	if len(h.Checks) != len(o.Checks) {
+		return false
+	}
+	for i := range h.Checks {
+		if !h.Checks[i].Equal(o.Checks[i]) {
+			return false
+		}
+	}
 	h.pos, o.pos = pos{}, pos{}
+	h.Checks, o.Checks = nil, nil
 	return reflect.DeepEqual(h, o)
 }
 
@@ -243,34 +230,18 @@ func (c *Config) Normalize() {
 				}
 			}
 		}
-		h := &s.Health
-		h.Kind = orDefault(h.Kind, DefaultHealthKind)
-		if h.Kind.Web() {
-			h.Path = orDefault(h.Path, DefaultHealthPath)
-			if h.ExpectStatus == 0 && !h.pos.has("expect_status") {
-				h.ExpectStatus = DefaultExpectStatus
+		s.Health.normalize(nil)
+		for _, list := range [][]Backend{s.Backends, s.Fallback} {
+			for j := range list {
+				if list[j].Health != nil {
+					list[j].Health.normalize(&s.Health)
+				}
 			}
-		}
-		// A zero written in the file stays, so Validate refuses it; an
-		// absent field gets its default.
-		if h.Interval == 0 && !h.pos.has("interval") {
-			h.Interval = DefaultInterval
-		}
-		if h.Timeout == 0 && !h.pos.has("timeout") {
-			h.Timeout = DefaultTimeout
-			if h.Interval > 0 {
-				h.Timeout = min(DefaultTimeout, h.Interval)
-			}
-		}
-		if h.Rise == 0 && !h.pos.has("rise") {
-			h.Rise = DefaultRise
-		}
-		if h.Fall == 0 && !h.pos.has("fall") {
-			h.Fall = DefaultFall
 		}
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
 	c.BGP.normalize()
+	c.normalizeVRRPTracking()
 }
 
 // WeightOf returns the backend's configured weight (DefaultWeight when unset).
@@ -301,14 +272,6 @@ func (s *Service) TargetPort(b *Backend) uint16 {
 		return b.Port
 	}
 	return s.Port
-}
-
-// HealthPort is the port the prober checks on backend b.
-func (s *Service) HealthPort(b *Backend) uint16 {
-	if s.Health.Port != 0 {
-		return s.Health.Port
-	}
-	return s.TargetPort(b)
 }
 
 func orDefault[T comparable](v, d T) T {

@@ -122,7 +122,7 @@ func (c *Config) validateServices(e *errs) {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
 		c.validateBackends(e, s, p, vipOK && methodOK, protoOK, nat)
-		s.Health.validate(e, s, p+".health", portOK)
+		s.validateHealth(e, p, portOK)
 	}
 }
 
@@ -190,66 +190,6 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	case MethodTunnel:
 		if s.TunnelSource.IsValid() && s.TunnelSource.Addr().Is4() != b.Address.Is4() {
 			e.add(b.pos.at("address"), p+".address", ErrValue, "tunnel_source %s and backend %s are of different address families (the outer header needs both in one)", s.TunnelSource, b.Address)
-		}
-	}
-}
-
-func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
-	// A health block left out reports at the service's line.
-	hp := h.pos
-	if hp.line == 0 {
-		hp.line = s.pos.line
-	}
-	if !valid(e, hp.at("kind"), p+".kind", h.Kind) {
-		return
-	}
-	if h.Interval <= 0 {
-		e.add(hp.at("interval"), p+".interval", ErrValue, "interval must be positive")
-	}
-	if h.Timeout <= 0 {
-		e.add(hp.at("timeout"), p+".timeout", ErrValue, "timeout must be positive")
-	} else if h.Interval > 0 && h.Timeout > h.Interval {
-		e.add(hp.at("timeout"), p+".timeout", ErrValue, "timeout %s is longer than interval %s", h.Timeout, h.Interval)
-	}
-	if h.Rise < 1 {
-		e.add(hp.at("rise"), p+".rise", ErrValue, "rise must be >= 1")
-	}
-	if h.Fall < 1 {
-		e.add(hp.at("fall"), p+".fall", ErrValue, "fall must be >= 1")
-	}
-	if h.ThroughVIP {
-		switch {
-		case s.Method == MethodTunnel:
-			if !s.VIP.Is4() || !s.TunnelSource.Addr().Is4() || !s.TunnelSource.IsSingleIP() {
-				e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
-					"through_vip with method tunnel needs an IPv4 vip and a single IPv4 tunnel_source (the probe's outer source)")
-			}
-		case s.Method != MethodDR:
-			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
-				"through_vip needs method dr or tunnel (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
-		case h.Kind == HealthNone:
-			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
-		}
-	}
-	needsPort := h.Kind.UsesPort()
-	if needsPort && portOK && h.Port == 0 && s.Port == 0 {
-		e.add(hp.at("port"), p+".port", ErrMissing, "a %s check of an all-ports service needs health.port", h.Kind)
-	}
-	if !needsPort && h.Port != 0 {
-		e.add(hp.at("port"), p+".port", ErrValue, "kind %s uses no port", h.Kind)
-	}
-	if h.Kind.Web() {
-		if !strings.HasPrefix(h.Path, "/") {
-			e.add(hp.at("path"), p+".path", ErrValue, "path %q must start with /", h.Path)
-		}
-		if h.ExpectStatus < 100 || h.ExpectStatus > 599 {
-			e.add(hp.at("expect_status"), p+".expect_status", ErrValue, "expect_status %d is not an HTTP status", h.ExpectStatus)
-		}
-	} else {
-		for _, f := range []string{"path", "host", "expect_status", "expect_body", "insecure_skip_verify"} {
-			if hp.has(f) {
-				e.add(hp.at(f), p+"."+f, ErrValue, "only used by kind http or https")
-			}
 		}
 	}
 }

@@ -196,13 +196,22 @@ func (m *Metrics) collectControl(ch chan<- prometheus.Metric) {
 			gauge(ch, descBEWeight, float64(b.weight), name, b.name)
 			gauge(ch, descBEDisabled, b2f(b.disabled), name, b.name)
 			gauge(ch, descBEResolved, b2f(b.resolved), name, b.name)
-			if hs, ok := statuses[b.checkID]; ok && b.checkID != "" {
-				counter(ch, descBEProbes, float64(hs.Probes), name, b.name)
-				counter(ch, descBEFailures, float64(hs.Failures), name, b.name)
-				if n := len(hs.Results); n > 0 {
+			var probes, fails float64
+			for i, id := range b.checkIDs() {
+				hs, ok := statuses[id]
+				if !ok {
+					continue
+				}
+				probes, fails = probes+float64(hs.Probes), fails+float64(hs.Failures)
+				if n := len(hs.Results); n > 0 && i == 0 {
 					gauge(ch, descBELatency, hs.Results[n-1].Latency.Seconds(), name, b.name)
 				}
 			}
+			if b.checked() {
+				counter(ch, descBEProbes, probes, name, b.name)
+				counter(ch, descBEFailures, fails, name, b.name)
+			}
+
 		}
 	}
 	counter(ch, descPublishes, float64(c.pubCount))

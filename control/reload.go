@@ -120,7 +120,7 @@ func restartNeeded(old, cfg *config.Config) error {
 	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	if !old.VRRP.Equal(cfg.VRRP) {
+	if !old.VRRPEqual(cfg) {
 		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	if !old.BGP.Equal(cfg.BGP) {
@@ -178,10 +178,14 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					c.nextID++
 				}
 				b.configure(cb, group.fallback)
-				chk, spec, probed := checkFor(&sc, cb, checkID, b.id)
-				c.setCheck(b, chk, spec, probed, &ch)
-				if b.checkID != "" {
-					byCheck[b.checkID] = b
+				b.throughVIP = sc.HealthOf(cb).AnyThroughVIP()
+				chks, specs, err := checksFor(&sc, cb, checkID, b.id)
+				if err != nil { // validated already: a CA file gone since, say
+					c.log.Warn("health check", "backend", checkID, "err", err)
+				}
+				c.syncChecks(b, chks, specs, &ch)
+				for _, id := range b.checkIDs() {
+					byCheck[id] = b
 				}
 				s.backends = append(s.backends, b)
 			}
@@ -209,36 +213,4 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 type checkChanges struct {
 	adds, replaces []health.Check
 	removes        []string
-}
-
-// setCheck gives backend b its health check for the configuration being
-// applied (none when !probed; spec is what chk is made of) and records in
-// ch what the prober must add, replace or remove.
-func (c *Controller) setCheck(b *beState, chk health.Check, spec checkSpec, probed bool, ch *checkChanges) {
-	prevCheck, prevID := b.check, b.checkID
-	switch {
-	case !probed:
-		b.checkID, b.check = "", checkSpec{}
-		if b.health != health.StateUp {
-			b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
-		}
-		if prevID != "" {
-			ch.removes = append(ch.removes, prevID)
-		}
-	case prevID == "" || c.byCheck[chk.ID] != nil && c.byCheck[chk.ID] != b:
-		// New, or taking over the ID of a removed backend's check.
-		b.checkID, b.check = chk.ID, spec
-		if b.reason == "no health check" {
-			b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
-		}
-		ch.adds = append(ch.adds, chk)
-	case prevID != chk.ID:
-		ch.removes = append(ch.removes, prevID)
-		b.checkID, b.check = chk.ID, spec
-		ch.adds = append(ch.adds, chk)
-	case !prevCheck.equal(spec):
-		b.check = spec
-		chk.Initial = b.health
-		ch.replaces = append(ch.replaces, chk)
-	}
 }

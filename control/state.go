@@ -39,17 +39,17 @@ type beState struct {
 	disabled     bool // in effect
 	overDisabled bool // enable/disable through the API
 
-	checkID  string       // "" for kind none
-	check    checkSpec    // what the check is made of, to see whether a reload changed it
-	health   health.State // StateUp when the kind is none
-	since    time.Time
-	reason   string
-	load     float64
-	hasLoad  bool
-	hop      dataplane.NextHop
-	hopErr   string // why the next hop is unresolved
-	resolved bool
-	tried    bool // a resolution has been attempted
+	checks     []checkRef   // none for kind none
+	throughVIP bool         // a check goes through the VIP: it needs its policy route
+	health     health.State // health.Combine of the checks' states; StateUp when there are none
+	since      time.Time
+	reason     string
+	load       float64
+	hasLoad    bool
+	hop        dataplane.NextHop
+	hopErr     string // why the next hop is unresolved
+	resolved   bool
+	tried      bool // a resolution has been attempted
 }
 
 // configure takes the backend's settings from cb, keeping the API's weight
@@ -144,36 +144,4 @@ type checkSpec struct {
 
 func (a checkSpec) equal(b checkSpec) bool {
 	return a.target == b.target && a.mark == b.mark && a.health.Equal(b.health)
-}
-
-// checkFor returns the health check of backend b (control's ID beID) of
-// service s and what it is made of; ok is false for kind none. A check
-// through the VIP goes to the VIP from sockets marked for the backend (see
-// throughvip.go).
-func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (chk health.Check, spec checkSpec, ok bool) {
-	h := &s.Health
-	addr := b.Address
-	var dialer *health.Dialer
-	if h.ThroughVIP {
-		addr = s.VIP
-		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
-		spec.mark = dialer.Mark
-	}
-	target := netip.AddrPortFrom(addr, s.HealthPort(b))
-	var c health.Checker
-	switch h.Kind {
-	case config.HealthICMP:
-		c = &health.ICMP{Target: addr, Dialer: dialer}
-	case config.HealthTCP:
-		c = &health.TCP{Target: target, Dialer: dialer}
-	case config.HealthHTTP, config.HealthHTTPS:
-		c = &health.HTTP{Target: target, TLS: h.Kind == config.HealthHTTPS, Path: h.Path, Host: h.Host,
-			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
-			Dialer: dialer}
-	default:
-		return health.Check{}, checkSpec{}, false
-	}
-	spec.health, spec.target = *h, target
-	chk = health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	return chk, spec, true
 }

@@ -2,7 +2,9 @@ package control
 
 import (
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
@@ -199,13 +201,22 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			l := b.load
 			bs.Load = &l
 		}
-		if st, ok := statuses[b.checkID]; ok && b.checkID != "" {
-			bs.Check, bs.Probes, bs.Fails = st.Checker, st.Probes, st.Failures
+		var checks []string
+		for _, id := range b.checkIDs() {
+			st, ok := statuses[id]
+			if !ok {
+				continue
+			}
+			checks = append(checks, st.Checker)
+			bs.Probes, bs.Fails = bs.Probes+st.Probes, bs.Fails+st.Failures
 			for _, r := range st.Results {
 				bs.Results = append(bs.Results, ResultStatus{Time: r.Time, OK: r.OK,
 					LatencyMS: float64(r.Latency.Microseconds()) / 1000, Err: r.Err})
 			}
 		}
+		bs.Check = strings.Join(checks, "; ")
+		slices.SortStableFunc(bs.Results, func(x, y ResultStatus) int { return x.Time.Compare(y.Time) })
+
 		out = append(out, bs)
 	}
 	return out, nil

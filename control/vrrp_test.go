@@ -276,7 +276,8 @@ func TestCrashGuardFollowsSnapshots(t *testing.T) {
 	g := &crashGuard{vrid: 9, vips: []netip.Addr{vip}, log: v.c.log,
 		apply: func(d []ha.Drop) error { applied = append(applied, d); return nil }}
 	v.node.standby.mu.Lock()
-	v.node.standby.guard = g
+	v.node.standby.guards = []*crashGuard{g}
+	v.node.guard = g
 	v.node.standby.mu.Unlock()
 
 	v.prober.fire("web/a", health.StateUp) // a publish

@@ -141,10 +141,11 @@ type route struct {
 type Snapshot struct {
 	gen      uint64
 	services []service
-	byVIP    table // (VIP, port, proto) -> service index
-	byNAT    table // (backend, port, proto) -> service index
-	byFrag   table // (VIP, proto) -> the VIP's only service of that protocol, for fragments
-	hosts    table // host route (addr) -> routes index
+	byVIP    table   // (VIP, port, proto) -> service index
+	byNAT    table   // (backend, port, proto) -> service index
+	byFrag   table   // (VIP, proto) -> the VIP's only service of that protocol, for fragments
+	given    []Route // the routes as given, for Routes
+	hosts    table   // host route (addr) -> routes index
 	routes   []route
 	prefixes []int // indexes into routes of the non-host routes, longest prefix first
 }
@@ -348,6 +349,7 @@ func buildService(sp *ServiceSpec) (service, error) {
 }
 
 func (s *Snapshot) buildRoutes(routes []Route) error {
+	s.given = slices.Clone(routes)
 	s.routes = make([]route, 0, len(routes))
 	nHost := 0
 	for _, r := range routes {
@@ -386,6 +388,9 @@ func (s *Snapshot) buildRoutes(routes []Route) error {
 	slices.SortStableFunc(s.prefixes, func(a, b int) int { return s.routes[b].bits - s.routes[a].bits })
 	return nil
 }
+
+// Routes returns the routes the snapshot was built with (a copy).
+func (s *Snapshot) Routes() []Route { return slices.Clone(s.given) }
 
 // Generation is a number that grows with every snapshot built in this process.
 func (s *Snapshot) Generation() uint64 { return s.gen }

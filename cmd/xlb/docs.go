@@ -43,6 +43,8 @@ func docCommands() []docCommand {
 		{"version", "", "print the version", nil},
 		{"demo", "", "the built-in example on a namespace topology (root)", cmdDemo},
 		{"bench", "", "forwarding rates against in-kernel baselines on a namespace topology (root); bench gen|sink|lab drive real ports", cmdBench},
+		{"import", "keepalived [-o FILE] KEEPALIVED.CONF", "translate a keepalived.conf into xlb's configuration (notes on what was left out on standard error)",
+			func(a []string, o, e io.Writer) error { return cmdImport(append([]string{"keepalived"}, a...), o, e) }},
 		{"export", "ipvsadm --config FILE", "print the configuration's services as ipvsadm-restore rules",
 			func(a []string, o, e io.Writer) error { return cmdExport(append([]string{"ipvsadm"}, a...), o, e) }},
 		{"man", "", "print this manual page (roff)", nil},

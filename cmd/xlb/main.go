@@ -27,6 +27,7 @@ usage:
   xlb version
   xlb preflight [--config FILE] [--netns GLOB] [--no-probe] [--json]
   xlb man | xlb completion bash|zsh|fish
+  xlb import keepalived [-o FILE] KEEPALIVED.CONF
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
   xlb bench gen --iface IF --dst-mac MAC --dst VIP [--rate R] [--sink ADDR] [--rfc2544] ...
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdMan(stdout)
 	case "completion":
 		err = cmdCompletion(args[1:], stdout)
+	case "import":
+		err = cmdImport(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
