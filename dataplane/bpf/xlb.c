@@ -13,6 +13,13 @@
 // reply and goes to the kernel. Everything else, including ICMP echo, ARP and neighbour discovery,
 // goes to the kernel with XDP_PASS, and so does a redirect that finds no socket
 // in the queue's slot. Per-CPU counters record every verdict by reason.
+//
+// Defence (the per-service policy, see the comment above struct svc_info): a
+// packet to a service (or a fragment to a VIP with one service of its
+// protocol) whose source the service's ACL denies is dropped (XDP_DROP), and so
+// is a TCP SYN (a new flow) over the service's or its source prefix's new-flow
+// rate. Every drop is counted by reason, globally and per service, and every
+// ACL hit per rule.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,6 +34,9 @@
 #define FAMILY_V6 6
 #define MAX_QUEUES 256
 #define MAX_EXT_HEADERS 6
+#define MAX_SERVICES 4096
+#define MAX_ACL_RULES 131072
+#define MAX_SOURCES 65536
 
 // Key of services (destination) and nat_backends (source). IPv4 addresses fill
 // addr[0:4], the rest is zero; port is in network byte order.
@@ -43,6 +53,63 @@ struct vip_key {
 	__u32 family;
 };
 
+// Value of services and frags: the service's slot in the per-service arrays
+// (acls, limits, svc_drops) and which of its policies are set. User space
+// sets a flag only after the policy it names is in place, and clears it before
+// removing the policy.
+struct svc_info {
+	__u32 id;
+	__u32 flags;
+};
+
+#define F_ACL 1   // acls[id] holds the service's ACL trie
+#define F_LIMIT 2 // limits[id] holds new-flow limits
+
+// Key of an ACL trie: prefixlen counts the family byte's 8 bits plus the
+// prefix's bits, so an IPv4 rule never matches an IPv6 source. A rule with 8
+// bits is the family's default (set when the service has an allow list).
+struct acl_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 addr[16];
+};
+
+// Value of an ACL trie: the rule's slot in acl_hits and what it does.
+struct acl_val {
+	__u32 rule;
+	__u32 deny;
+};
+
+// New-flow limits of a service, a generic cell rate algorithm (a token bucket
+// in one word): a new flow is admitted while tat - now <= burst_ns, and moves
+// tat on by interval_ns. interval_ns 0 = no limit. src_* limit each source
+// prefix (the source ANDed with src_mask4 or src_mask6) the same way in srcs.
+struct limit {
+	__u64 interval_ns;
+	__u64 burst_ns;
+	__u64 tat;
+	__u64 src_interval_ns;
+	__u64 src_burst_ns;
+	__u8 src_mask4[16];
+	__u8 src_mask6[16];
+};
+
+// Key of srcs: a service and a masked source prefix.
+struct src_key {
+	__u32 id;
+	__u32 family;
+	__u8 addr[16];
+};
+
+// Per-service drop reasons (svc_drops[id * D_MAX + reason]); keep in step with
+// the Go wrapper.
+enum {
+	D_ACL,         // source denied by the ACL (a deny rule or the allow list's default)
+	D_RATE,        // new flow over the service's rate
+	D_SOURCE_RATE, // new flow over its source prefix's rate
+	D_MAX,
+};
+
 // Counter indexes; keep in step with the Go wrapper.
 enum {
 	C_REDIRECT_SERVICE,  // packet to a service
@@ -55,6 +122,9 @@ enum {
 	C_ERR_TRUNCATED,     // a header runs past the end of the packet
 	C_ERR_MALFORMED,     // bad version, header length, too many extension headers
 	C_PASS_LOCAL,        // from a NAT backend to the host's own address (health check reply)
+	C_DROP_ACL,          // dropped: source denied by the service's ACL
+	C_DROP_RATE,         // dropped: SYN over the service's new-flow rate
+	C_DROP_SOURCE_RATE,  // dropped: SYN over the source prefix's new-flow rate
 	C_MAX,
 };
 
@@ -69,8 +139,67 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct flow_key);
-	__type(value, __u32);
+	__type(value, struct svc_info);
 } services SEC(".maps");
+
+// (VIP, protocol) -> the VIP's one service of that protocol, whose ACL applies
+// to fragments (port is 0). No entry when the VIP has none or several.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct flow_key);
+	__type(value, struct svc_info);
+} frags SEC(".maps");
+
+// The inner map's key and value types reach BTF in full only through a
+// global: these anchors are never read.
+const volatile struct acl_key acl_key_btf;
+const volatile struct acl_val acl_val_btf;
+
+// One ACL trie per service slot; user space builds a service's new trie and
+// swaps it in with one update, so a change never opens a gap.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+		__uint(max_entries, 1);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__type(key, struct acl_key);
+		__type(value, struct acl_val);
+	});
+} acls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_ACL_RULES);
+	__type(key, __u32);
+	__type(value, __u64);
+} acl_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct limit);
+} limits SEC(".maps");
+
+// Per source prefix buckets (preallocated LRU: a flood of new prefixes
+// recycles the least recently used, nothing is allocated per packet).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_SOURCES);
+	__type(key, struct src_key);
+	__type(value, __u64);
+} srcs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES * D_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} svc_drops SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -109,6 +238,100 @@ static __always_inline int count(__u32 idx, int verdict)
 	return verdict;
 }
 
+static __always_inline void bump(void *m, __u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(m, &idx);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int drop(__u32 id, __u32 reason, __u32 counter)
+{
+	bump(&svc_drops, id * D_MAX + reason);
+	return count(counter, XDP_DROP);
+}
+
+// acl_denies looks the source up in the service's ACL trie; a hit is counted
+// for its rule. No trie or no matching rule allows.
+static __always_inline int acl_denies(__u32 id, const __u8 *saddr, int family)
+{
+	void *trie = bpf_map_lookup_elem(&acls, &id);
+	if (!trie)
+		return 0;
+	struct acl_key k = {.family = family};
+	if (family == FAMILY_V4) {
+		k.prefixlen = 8 + 32;
+		__builtin_memcpy(k.addr, saddr, 4);
+	} else {
+		k.prefixlen = 8 + 128;
+		__builtin_memcpy(k.addr, saddr, 16);
+	}
+	struct acl_val *v = bpf_map_lookup_elem(trie, &k);
+	if (!v)
+		return 0;
+	bump(&acl_hits, v->rule);
+	return v->deny;
+}
+
+// admit is the cell rate check on *tat: it admits (1) and moves *tat on, or
+// refuses (0). A lost compare-and-swap race is retried a few times, then
+// refused.
+static __always_inline int admit(__u64 *tat, __u64 now, __u64 interval, __u64 burst)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 t = old > now ? old : now;
+		if (t - now > burst)
+			return 0;
+		if (__sync_val_compare_and_swap(tat, old, t + interval) == old)
+			return 1;
+	}
+	return 0;
+}
+
+// source_admits applies the per source prefix limit to a new flow from saddr.
+static __always_inline int source_admits(__u32 id, struct limit *l, const __u8 *saddr, int family, __u64 now)
+{
+	struct src_key k = {.id = id, .family = family};
+	const __u8 *mask = family == FAMILY_V4 ? l->src_mask4 : l->src_mask6;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		k.addr[i] = saddr[i] & mask[i];
+	__u64 *tat = bpf_map_lookup_elem(&srcs, &k);
+	if (!tat) {
+		__u64 first = now + l->src_interval_ns;
+		if (bpf_map_update_elem(&srcs, &k, &first, BPF_NOEXIST) == 0)
+			return 1;
+		tat = bpf_map_lookup_elem(&srcs, &k);
+		if (!tat)
+			return 1;
+	}
+	return admit(tat, now, l->src_interval_ns, l->src_burst_ns);
+}
+
+// policy applies the service's ACL (any packet) and new-flow limits (a TCP SYN
+// without ACK). It returns -1 to go on, or the verdict of a drop.
+static __always_inline int policy(struct svc_info *svc, const __u8 *saddr, int family, int syn)
+{
+	__u32 id = svc->id;
+	if (id >= MAX_SERVICES)
+		return -1;
+	if ((svc->flags & F_ACL) && acl_denies(id, saddr, family))
+		return drop(id, D_ACL, C_DROP_ACL);
+	if (!syn || !(svc->flags & F_LIMIT))
+		return -1;
+	struct limit *l = bpf_map_lookup_elem(&limits, &id);
+	if (!l)
+		return -1;
+	__u64 now = bpf_ktime_get_ns();
+	if (l->src_interval_ns && !source_admits(id, l, saddr, family, now))
+		return drop(id, D_SOURCE_RATE, C_DROP_SOURCE_RATE);
+	if (l->interval_ns && !admit(&l->tat, now, l->interval_ns, l->burst_ns))
+		return drop(id, D_RATE, C_DROP_RATE);
+	return -1;
+}
+
 static __always_inline int redirect(struct xdp_md *ctx, __u32 reason)
 {
 	int v = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
@@ -118,20 +341,27 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 reason)
 }
 
 // lookup_port looks (addr, port, proto) up in m exactly, then with port 0
-// (every port).
-static __always_inline int lookup_port(void *m, struct flow_key *k)
+// (every port), and returns the value or NULL. k's port is restored.
+static __always_inline void *lookup_port(void *m, struct flow_key *k)
 {
-	if (bpf_map_lookup_elem(m, k))
-		return 1;
-	if (k->port == 0)
-		return 0;
+	void *v = bpf_map_lookup_elem(m, k);
+	if (v || k->port == 0)
+		return v;
+	__be16 port = k->port;
 	k->port = 0;
-	return bpf_map_lookup_elem(m, k) != NULL;
+	v = bpf_map_lookup_elem(m, k);
+	k->port = port;
+	return v;
+}
+
+static __always_inline struct svc_info *service_lookup(struct flow_key *k)
+{
+	return lookup_port(&services, k);
 }
 
 static __always_inline int service_hit(struct flow_key *k)
 {
-	return lookup_port(&services, k);
+	return lookup_port(&services, k) != NULL;
 }
 
 static __always_inline int addr_in(void *m, const __u8 *addr, int family)
@@ -307,7 +537,7 @@ int xlb(struct xdp_md *ctx)
 	struct l3 r = {};
 	int family, err;
 	const __u8 *daddr;
-	if (type == bpf_htons(ETH_P_IP)) {
+		if (type == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		family = FAMILY_V4;
 		err = ipv4_walk(ip, end, &r);
@@ -329,9 +559,17 @@ int xlb(struct xdp_md *ctx)
 	daddr = dst.addr;
 
 	if (r.frag) {
-		if (is_vip(daddr, family))
-			return redirect(ctx, C_REDIRECT_FRAGMENT);
-		return count(C_PASS_NO_MATCH, XDP_PASS);
+		if (!is_vip(daddr, family))
+			return count(C_PASS_NO_MATCH, XDP_PASS);
+		dst.family = family;
+		dst.proto = r.proto;
+		struct svc_info *svc = bpf_map_lookup_elem(&frags, &dst);
+		if (svc) {
+			int v = policy(svc, src.addr, family, 0);
+			if (v >= 0)
+				return v;
+		}
+		return redirect(ctx, C_REDIRECT_FRAGMENT);
 	}
 
 	if (has_ports(r.proto)) {
@@ -342,8 +580,21 @@ int xlb(struct xdp_md *ctx)
 		dst.proto = src.proto = r.proto;
 		dst.port = ports[1];
 		src.port = ports[0];
-		if (service_hit(&dst))
+		struct svc_info *svc = service_lookup(&dst);
+		if (svc) {
+			int syn = 0;
+			if (r.proto == IPPROTO_TCP) {
+				// SYN without ACK. A header too short for the flags is
+				// no SYN: the workers drop it as malformed.
+				__u8 *th = r.l4;
+				if ((void *)(th + 14) <= end)
+					syn = (th[13] & 0x12) == 0x02;
+			}
+			int v = policy(svc, src.addr, family, syn);
+			if (v >= 0)
+				return v;
 			return redirect(ctx, C_REDIRECT_SERVICE);
+		}
 		if (lookup_port(&nat_backends, &src)) {
 			// Only NAT replies pay this lookup: a NAT reply goes to a
 			// client, never to the host itself.
