@@ -563,7 +563,11 @@ int xlb(struct xdp_md *ctx)
 			return count(C_PASS_NO_MATCH, XDP_PASS);
 		dst.family = family;
 		dst.proto = r.proto;
-		struct svc_info *svc = bpf_map_lookup_elem(&frags, &dst);
+		// As the workers do: the VIP's all-ports service, else its only
+		// service of the protocol.
+		struct svc_info *svc = bpf_map_lookup_elem(&services, &dst);
+		if (!svc)
+			svc = bpf_map_lookup_elem(&frags, &dst);
 		if (svc) {
 			int v = policy(svc, src.addr, family, 0);
 			if (v >= 0)

@@ -179,6 +179,16 @@ func TestACLFragments(t *testing.T) {
 	expect(t, p, "allowed fragment", frag("198.18.8.1"), xdpPass, PassNoSocket)
 	setPolicy(t, p, svcTCP, Policy{})
 	expect(t, p, "acl removed", frag("198.18.7.1"), xdpPass, PassNoSocket)
+	// 198.18.0.10 has one udp service, port 53: its fragments are its own.
+	setPolicy(t, p, svcUDP, Policy{Deny: []netip.Prefix{netip.MustParsePrefix("198.18.7.0/24")}})
+	ip := ip4("198.18.7.1", "198.18.0.10", layers.IPProtocolUDP)
+	ip.FragOffset = 185
+	udpFrag := serialize(t, eth(layers.EthernetTypeIPv4), ip, gopacket.Payload(make([]byte, 64)))
+	expect(t, p, "udp fragment, the vip's only udp service", udpFrag, xdpDrop, DroppedACL)
+	if err := p.AddService(Key{netip.MustParseAddr("198.18.0.10"), 54, 17}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, p, "udp fragment, two udp services", udpFrag, xdpPass, PassNoSocket)
 }
 
 // TestACLSwapNoGap: while the ACL is replaced over and over (a deny list, then
