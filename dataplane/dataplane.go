@@ -58,8 +58,9 @@ type Dataplane struct {
 	locals  *locals // the host's addresses in the programs' locals maps
 
 	mu       sync.Mutex
-	services map[xdpprog.Key]bool // keys in the programs' services maps
-	nat      map[xdpprog.Key]bool // keys in the programs' nat_backends maps
+	services map[xdpprog.Key]bool    // keys in the programs' services maps
+	nat      map[xdpprog.Key]bool    // keys in the programs' nat_backends maps
+	policies map[xdpprog.Key]*Policy // the programs' service policies
 	started  bool
 	closed   bool
 }
@@ -292,6 +293,7 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 			}
 		}
 	}
+	errs = append(errs, d.applyPolicies(s)...)
 	d.snap.Store(s)
 	for k := range d.services {
 		if !svcs[k] {

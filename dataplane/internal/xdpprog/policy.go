@@ -211,6 +211,19 @@ func (pol *Policy) limit() (xlbLimit, error) {
 	return l, nil
 }
 
+// CheckPolicy validates pol: the checks SetPolicy makes before touching a map.
+func CheckPolicy(pol Policy) error {
+	rules, err := normalizeRules(&pol)
+	if err != nil {
+		return err
+	}
+	if len(rules) > MaxACLRules {
+		return fmt.Errorf("%d acl rules, at most %d: %w", len(rules), MaxACLRules, ErrPolicy)
+	}
+	_, err = pol.limit()
+	return err
+}
+
 // SetPolicy makes pol the policy of the service k (added with AddService).
 // A changed ACL is built as a new trie and swapped in with one map update, so
 // every packet sees either the old or the new ACL, never a mix or none. The
