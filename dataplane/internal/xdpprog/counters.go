@@ -19,19 +19,19 @@ type Reason int
 
 // Counter reasons.
 const (
-	RedirectService  Reason = iota // packet to a service
-	RedirectNAT                    // reply from a NAT backend
-	RedirectICMP                   // ICMP error about a service flow
-	RedirectFragment               // IP fragment to a VIP
-	PassNotIP                      // ARP, LLDP, ...: to the kernel
-	PassNoMatch                    // IP not for the load balancer: to the kernel
-	PassNoSocket                   // for the load balancer, but no socket on the queue
-	ErrTruncated                   // a header runs past the end: to the kernel
-	ErrMalformed                   // bad version or header length, too many extension headers
-	PassLocal                      // from a NAT backend to the host's own address: to the kernel
-	DroppedACL                     // dropped: source denied by the service's ACL
-	DroppedRate                    // dropped: TCP SYN over the service's new-flow rate
-	DroppedSourceRate              // dropped: TCP SYN over its source prefix's new-flow rate
+	RedirectService   Reason = iota // packet to a service
+	RedirectNAT                     // reply from a NAT backend
+	RedirectICMP                    // ICMP error about a service flow
+	RedirectFragment                // IP fragment to a VIP
+	PassNotIP                       // ARP, LLDP, ...: to the kernel
+	PassNoMatch                     // IP not for the load balancer: to the kernel
+	PassNoSocket                    // for the load balancer, but no socket on the queue
+	ErrTruncated                    // a header runs past the end: to the kernel
+	ErrMalformed                    // bad version or header length, too many extension headers
+	PassLocal                       // from a NAT backend to the host's own address: to the kernel
+	DroppedACL                      // dropped: source denied by the service's ACL
+	DroppedRate                     // dropped: TCP SYN over the service's new-flow rate
+	DroppedSourceRate               // dropped: TCP SYN over its source prefix's new-flow rate
 	NumReasons
 )
 

@@ -16,8 +16,8 @@ import (
 const xdpDrop = 1
 
 var (
-	svcTCP  = Key{netip.MustParseAddr("198.18.0.11"), 0, 6}     // tcp/* in loaded()
-	svcUDP  = Key{netip.MustParseAddr("198.18.0.10"), 53, 17}   // udp/53
+	svcTCP  = Key{netip.MustParseAddr("198.18.0.11"), 0, 6}    // tcp/* in loaded()
+	svcUDP  = Key{netip.MustParseAddr("198.18.0.10"), 53, 17}  // udp/53
 	svc6TCP = Key{netip.MustParseAddr("2001:db8::10"), 443, 6} // tcp/443
 )
 
