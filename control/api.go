@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +22,11 @@ const maxBody = 1 << 16
 
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
-	// Token, when set, is the bearer token every request must carry.
+	// Token, when set, is the bearer token every request over TCP must carry; without
+	// one, TCP serves reads only (see Access). Ignored when Access is set.
 	Token string
+	// Access gates the requests; nil means NewAccess(Token).
+	Access *Access
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// BGP serves /api/v1/bgp (nil: answered with ErrNoBGP).
@@ -50,7 +52,8 @@ type HandlerOptions struct {
 //	GET  /metrics                                         Prometheus
 //
 // A backend is named by its name, ID or address. Errors come back as
-// {"error": "..."} with a 4xx/5xx status.
+// {"error": "..."} with a 4xx/5xx status. Requests through the unix socket
+// (served with APIConnContext) may change the balancer; over TCP see Access.
 func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+APIPrefix+"/status", func(w http.ResponseWriter, r *http.Request) {
@@ -112,19 +115,11 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
-	if opts.Token == "" {
-		return mux
+	access := opts.Access
+	if access == nil {
+		access = NewAccess(opts.Token)
 	}
-	want := []byte("Bearer " + opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="xlb"`)
-			writeErr(w, ErrUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return access.Wrap(mux)
 }
 
 func backendOp(w http.ResponseWriter, r *http.Request, op func(service, backend string) error) {
@@ -150,6 +145,8 @@ func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		code = http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		code = http.StatusForbidden
 	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, ErrRestartRequired):
@@ -200,10 +197,11 @@ func (a *API) Open() (net.Listener, string, error) {
 	return ln, tok, nil
 }
 
-// Serve serves h on ln until ctx is done, then shuts down gracefully.
+// Serve serves h on ln (TCP, TLS or the unix socket) until ctx is done, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext: APIConnContext}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,13 @@ var ErrAPI = errors.New("api error")
 
 // Client talks to a running xlb's HTTP API (what `xlb ctl` uses).
 type Client struct {
-	// Base is the API's base URL, e.g. http://127.0.0.1:9440.
+	// Base is the API's base URL, e.g. http://127.0.0.1:9440 or https://...; with Socket
+	// it may be empty.
 	Base string
+	// Socket, when set, is the unix socket to talk through (Base is then ignored).
+	Socket string
+	// TLS configures an https Base (see ClientTLS); nil means Go's defaults.
+	TLS *tls.Config
 	// Token, when set, is sent as a bearer token.
 	Token string
 	// HTTP is the client to use; nil means one with a 10s timeout.
@@ -99,7 +105,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+APIPrefix+path, body)
+	base := strings.TrimSuffix(c.Base, "/")
+	if c.Socket != "" {
+		base = "http://xlb"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+APIPrefix+path, body)
 	if err != nil {
 		return fmt.Errorf("api request: %w", err)
 	}
@@ -111,7 +121,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		tr := &http.Transport{TLSClientConfig: c.TLS, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
+		if c.Socket != "" {
+			tr.DialContext, tr.Proxy = socketDialer(c.Socket), nil
+		}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
