@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // APIPrefix is the path prefix of the JSON API.
@@ -27,6 +29,8 @@ type HandlerOptions struct {
 	Token string
 	// Access gates the requests; nil means NewAccess(Token).
 	Access *Access
+	// Defence serves /api/v1/drops and /api/v1/services/{service}/acl (nil: empty).
+	Defence DefenceSource
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// BGP serves /api/v1/bgp (nil: answered with ErrNoBGP).
@@ -41,6 +45,8 @@ type HandlerOptions struct {
 //	GET  /api/v1/services                                 services
 //	GET  /api/v1/services/{service}/backends              backends, state, recent probes
 //	GET  /api/v1/counters                                 data-path counters per worker
+//	GET  /api/v1/drops                                    XDP drops per service by reason, verdicts per interface
+//	GET  /api/v1/services/{service}/acl                   the service's ACL rules and their hits
 //	POST /api/v1/services/{service}/backends/{backend}/weight   {"weight": N}
 //	POST /api/v1/services/{service}/backends/{backend}/drain
 //	POST /api/v1/services/{service}/backends/{backend}/enable
@@ -111,6 +117,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 		writeJSON(w, http.StatusOK, c.Status())
 	})
 	registerBGP(mux, opts.BGP)
+	registerDefence(mux, opts.Defence)
 	registerVRRP(mux, opts.VRRP)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
@@ -147,7 +154,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusUnauthorized
 	case errors.Is(err, ErrForbidden):
 		code = http.StatusForbidden
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, dataplane.ErrNoService):
 		code = http.StatusNotFound
 	case errors.Is(err, ErrRestartRequired):
 		code = http.StatusConflict

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // ErrAPI is wrapped by errors the API answered with.
@@ -83,6 +85,19 @@ func (c *Client) Disable(ctx context.Context, service, backend string) error {
 func (c *Client) Reload(ctx context.Context) (ControllerStatus, error) {
 	var st ControllerStatus
 	return st, c.do(ctx, http.MethodPost, "/reload", nil, &st)
+}
+
+// Drops returns the XDP programs' drops per service by reason and their verdicts per
+// interface.
+func (c *Client) Drops(ctx context.Context) (Drops, error) {
+	var out Drops
+	return out, c.do(ctx, http.MethodGet, "/drops", nil, &out)
+}
+
+// ACL returns a service's ACL rules and their hits.
+func (c *Client) ACL(ctx context.Context, service string) ([]dataplane.RuleHits, error) {
+	var out []dataplane.RuleHits
+	return out, c.do(ctx, http.MethodGet, "/services/"+url.PathEscape(service)+"/acl", nil, &out)
 }
 
 // Raw fetches an API path (below /api/v1) and returns the body as is.

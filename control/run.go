@@ -110,8 +110,10 @@ func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	h := NewHandler(c, HandlerOptions{Token: token, Metrics: metrics.Handler(), BGP: ann,
-		VRRP: vr.source()})
+	access := NewAccess(token)
+	metrics.Registry().MustRegister(DefenceCollector{D: dp, A: access})
+	h := NewHandler(c, HandlerOptions{Access: access, Metrics: metrics.Handler(), BGP: ann,
+		VRRP: vr.source(), Defence: dp})
 	served := make(chan error, 1)
 	go func() { served <- Serve(sctx, ln, h, log) }()
 	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")

@@ -180,3 +180,24 @@ func (d *Dataplane) ACLHits(service string) ([]RuleHits, error) {
 	}
 	return out, nil
 }
+
+// SteeringCounters are an XDP program's packet counts by verdict reason (redirect_service,
+// pass_no_match, drop_acl, drop_rate, drop_source_rate, ...).
+type SteeringCounters map[string]uint64
+
+// XDPCounters returns the XDP programs' counters per interface name, by reason name.
+func (d *Dataplane) XDPCounters() (map[string]SteeringCounters, error) {
+	raw, err := d.SteeringCounters()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]SteeringCounters, len(raw))
+	for ifname, c := range raw {
+		m := make(SteeringCounters, len(c))
+		for r, v := range c {
+			m[xdpprog.Reason(r).String()] = v
+		}
+		out[ifname] = m
+	}
+	return out, nil
+}
