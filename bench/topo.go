@@ -19,7 +19,7 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/dataplane/afxdp"
 	"github.com/xlb-dev/xlb/encap"
-	"github.com/xlb-dev/xlb/internal/testnet"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +50,7 @@ func Backend(i int) (netip.Addr, [6]byte) {
 // (xlb, a baseline XDP program, or the kernel's forwarding path), xb the generator's and the
 // sink's. Frames go xb -> xa -> forwarded back out of xa -> xb, where the sink counts them.
 type Topology struct {
-	NS *testnet.NS
+	NS *lab.NS
 	// NameA and NameB are the interface names: "b<id>a" and "b<id>b", unique on the host so
 	// that their NAPI threads ("napi/<name>-<id>") can be told from other namespaces'.
 	NameA, NameB string
@@ -68,13 +68,13 @@ var ErrUnavailable = errors.New("bench: not available here")
 // the kernel forwarding set-up the nftables baseline uses: forwarding on, redirects and
 // reverse-path filtering off, routes and permanent neighbours for the backends.
 func NewTopology(queues int) (_ *Topology, err error) {
-	if err := testnet.Available(); err != nil {
+	if err := lab.Available(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var idb [3]byte
 	_, _ = rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
-	ns, err := testnet.NewNS(id, "bench")
+	ns, err := lab.NewNS(id, "bench")
 	if err != nil {
 		return nil, err
 	}

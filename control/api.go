@@ -9,10 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -91,11 +90,11 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 		dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&body); err != nil || body.Weight == nil {
-			writeErr(w, fmt.Errorf("%w: want a JSON body {\"weight\": N}", ErrValue))
+			writeErr(w, fmt.Errorf("%w: want a JSON body {\"weight\": N}", config.ErrValue))
 			return
 		}
-		if *body.Weight < 0 || *body.Weight > MaxWeight {
-			writeErr(w, fmt.Errorf("%w: weight %d not in 0..%d", ErrValue, *body.Weight, MaxWeight))
+		if *body.Weight < 0 || *body.Weight > config.MaxWeight {
+			writeErr(w, fmt.Errorf("%w: weight %d not in 0..%d", config.ErrValue, *body.Weight, config.MaxWeight))
 			return
 		}
 		backendOp(w, r, func(s, b string) error { return c.SetWeight(s, b, uint32(*body.Weight)) })
@@ -148,7 +147,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeErr(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
-	var ce ConfigErrors
+	var ce config.ConfigErrors
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		code = http.StatusUnauthorized
@@ -158,7 +157,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrRestartRequired):
 		code = http.StatusConflict
-	case errors.As(err, &ce), errors.Is(err, ErrValue):
+	case errors.As(err, &ce), errors.Is(err, config.ErrValue):
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrClosed):
 		code = http.StatusServiceUnavailable
@@ -166,26 +165,10 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// LoadToken returns the API token the config names (api.token, or the trimmed
-// content of api.token_file), or "".
-func (a *API) LoadToken() (string, error) {
-	if a.TokenFile == "" {
-		return a.Token, nil
-	}
-	b, err := os.ReadFile(a.TokenFile)
-	if err != nil {
-		return "", fmt.Errorf("api token file: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("api token file %s: %w: empty", a.TokenFile, ErrValue)
-	}
-	return t, nil
-}
-
-// Open opens the API listener and returns it with the token to require,
-// refusing (ErrTokenRequired) a listener beyond loopback without a token.
-func (a *API) Open() (net.Listener, string, error) {
+// OpenAPI opens the API listener a configures and returns it with the token
+// to require, refusing (ErrTokenRequired) a listener beyond loopback without
+// a token.
+func OpenAPI(a *config.API) (net.Listener, string, error) {
 	tok, err := a.LoadToken()
 	if err != nil {
 		return nil, "", err
@@ -194,7 +177,7 @@ func (a *API) Open() (net.Listener, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("api listen %q: %w", a.Listen, err)
 	}
-	if !IsLoopback(host) && tok == "" {
+	if !config.IsLoopback(host) && tok == "" {
 		return nil, "", ErrTokenRequired
 	}
 	ln, err := net.Listen("tcp", a.Listen)

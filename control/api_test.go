@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -43,7 +44,7 @@ func TestAPIReadAndChange(t *testing.T) {
 
 	svcs, err := cl.Services(ctx)
 	must(t, err)
-	if len(svcs) != 2 || svcs[0].Name != "web" || svcs[0].Up != 1 || svcs[0].Backends != 4 || svcs[1].Method != "nat" {
+	if len(svcs) != 2 || svcs[0].Name != "web" || svcs[0].Up != 1 || svcs[0].Backends != 4 || svcs[1].Method != config.MethodNAT {
 		t.Fatalf("services = %+v", svcs)
 	}
 	bs, err := cl.Backends(ctx, "web")
@@ -134,21 +135,21 @@ func TestAPIToken(t *testing.T) {
 }
 
 func TestAPIOpenNeedsTokenBeyondLoopback(t *testing.T) {
-	a := API{Listen: "198.18.0.1:9440"}
-	if _, _, err := a.Open(); !errors.Is(err, ErrTokenRequired) {
+	a := config.API{Listen: "198.18.0.1:9440"}
+	if _, _, err := OpenAPI(&a); !errors.Is(err, ErrTokenRequired) {
 		t.Fatalf("err = %v, want ErrTokenRequired", err)
 	}
 	tf := filepath.Join(t.TempDir(), "token")
 	must(t, os.WriteFile(tf, []byte("abc\n"), 0o600))
-	a = API{Listen: "127.0.0.1:0", TokenFile: tf}
-	ln, tok, err := a.Open()
+	a = config.API{Listen: "127.0.0.1:0", TokenFile: tf}
+	ln, tok, err := OpenAPI(&a)
 	must(t, err)
 	ln.Close()
 	if tok != "abc" {
 		t.Errorf("token = %q", tok)
 	}
 	must(t, os.WriteFile(tf, []byte("\n"), 0o600))
-	if _, _, err := a.Open(); !errors.Is(err, ErrValue) {
+	if _, _, err := OpenAPI(&a); !errors.Is(err, config.ErrValue) {
 		t.Errorf("empty token file: %v", err)
 	}
 }
@@ -157,7 +158,7 @@ func TestAPIReload(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "xlb.yaml")
 	must(t, os.WriteFile(path, []byte(twoSvc), 0o600))
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	must(t, err)
 	c := startRig(t, cfg).c
 	cl := &Client{Base: serve(t, NewHandler(c, HandlerOptions{}))}

@@ -6,26 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/health"
 )
-
-func BenchmarkParseConfig(b *testing.B) {
-	data, err := os.ReadFile("testdata/example.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if _, err := ParseConfig("example.yaml", data); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
 
 // bigConfig has services x backends, every backend with no health check.
 func bigConfig(services, backends int) string {
@@ -41,7 +27,7 @@ func bigConfig(services, backends int) string {
 }
 
 func benchController(b *testing.B, services, backends int) (*Controller, *fakePublisher) {
-	cfg, err := ParseConfig("big.yaml", []byte(bigConfig(services, backends)))
+	cfg, err := config.Parse("big.yaml", []byte(bigConfig(services, backends)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,7 +74,7 @@ func BenchmarkReload(b *testing.B) {
 	for _, sz := range []struct{ services, backends int }{{1, 100}, {10, 10}, {50, 20}} {
 		b.Run(fmt.Sprintf("services=%d/backends=%d", sz.services, sz.backends), func(b *testing.B) {
 			c, pub := benchController(b, sz.services, sz.backends)
-			cfg, err := ParseConfig("big.yaml", []byte(bigConfig(sz.services, sz.backends)))
+			cfg, err := config.Parse("big.yaml", []byte(bigConfig(sz.services, sz.backends)))
 			if err != nil {
 				b.Fatal(err)
 			}

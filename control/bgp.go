@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlb-dev/xlb/bgp"
+	"github.com/xlb-dev/xlb/config"
 )
 
 // ErrNoBGP answers a BGP request to an xlb without a bgp section.
@@ -32,7 +33,7 @@ const bgpPoll = 100 * time.Millisecond
 // ends the sessions. Its methods are safe for concurrent use.
 type BGPAnnouncer struct {
 	c    *Controller
-	cfg  *BGP
+	cfg  *config.BGP
 	sp   *bgp.Speaker
 	log  *slog.Logger
 	wake chan struct{}
@@ -47,16 +48,23 @@ type BGPAnnouncer struct {
 	changed    time.Time // last change of the announced set
 }
 
+// speakerConfig is the bgp section as the speaker's configuration.
+func speakerConfig(b *config.BGP, log *slog.Logger) bgp.Config {
+	sc := b.SpeakerConfig()
+	sc.Logger = log
+	return sc
+}
+
 // StartBGP starts the BGP speaker of cfg and the announcer that follows
 // c's services. Nothing is announced before SetForwarding(true).
-func StartBGP(ctx context.Context, cfg *BGP, c *Controller, log *slog.Logger) (*BGPAnnouncer, error) {
+func StartBGP(ctx context.Context, cfg *config.BGP, c *Controller, log *slog.Logger) (*BGPAnnouncer, error) {
 	if cfg == nil {
 		return nil, ErrNoBGP
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	sp, err := bgp.Start(ctx, cfg.speakerConfig(log))
+	sp, err := bgp.Start(ctx, speakerConfig(cfg, log))
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +235,7 @@ func (a *BGPAnnouncer) Status(ctx context.Context) BGPStatus {
 // startBGPFor starts the announcer of cfg's bgp section (nil without one),
 // registers its metrics and has it announce: Run calls it once the data
 // path forwards.
-func startBGPFor(ctx context.Context, cfg *Config, c *Controller, m *Metrics, log *slog.Logger) (*BGPAnnouncer, error) {
+func startBGPFor(ctx context.Context, cfg *config.Config, c *Controller, m *Metrics, log *slog.Logger) (*BGPAnnouncer, error) {
 	if cfg.BGP == nil {
 		return nil, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 	"github.com/xlb-dev/xlb/sched"
@@ -67,7 +68,7 @@ type Controller struct {
 	reloadMu sync.Mutex // serialises Start, Reload and Close
 
 	mu        sync.Mutex // guards everything below
-	cfg       *Config
+	cfg       *config.Config
 	services  []*svcState
 	byName    map[string]*svcState
 	byCheck   map[string]*beState
@@ -88,12 +89,14 @@ type Controller struct {
 	metrics   *Metrics
 }
 
-// New returns a controller for cfg (parsed and validated). Nothing runs
-// before Start.
-func New(cfg *Config, opts Options) (*Controller, error) {
+// New returns a controller for cfg, parsed by config.Parse or built in Go:
+// New fills its defaults in place (config.Config.Normalize) and validates
+// it. Nothing runs before Start.
+func New(cfg *config.Config, opts Options) (*Controller, error) {
 	if opts.Publisher == nil {
 		return nil, errors.New("control: no publisher")
 	}
+	cfg.Normalize()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -214,7 +217,7 @@ func (c *Controller) proberOf() Prober {
 }
 
 // Config returns the running configuration. Do not modify it.
-func (c *Controller) Config() *Config {
+func (c *Controller) Config() *config.Config {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cfg
@@ -234,7 +237,7 @@ func (c *Controller) ReloadFile(path string) error {
 	if path == "" {
 		path = c.Config().File()
 	}
-	cfg, err := LoadConfig(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		c.noteReloadErr(err)
 		return err
@@ -247,7 +250,8 @@ func (c *Controller) ReloadFile(path string) error {
 // health state and next hop, so flows on healthy backends stay where they
 // are. A change only a restart can apply (interfaces, API) is refused with
 // ErrRestartRequired, and the running configuration stays.
-func (c *Controller) Reload(cfg *Config) error {
+func (c *Controller) Reload(cfg *config.Config) error {
+	cfg.Normalize()
 	if err := cfg.Validate(); err != nil {
 		c.noteReloadErr(err)
 		return err
@@ -310,37 +314,40 @@ func (c *Controller) noteReloadErr(err error) {
 }
 
 // restartNeeded refuses the changes a reload cannot apply.
-func restartNeeded(old, cfg *Config) error {
+func restartNeeded(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
 		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy or cores); restart xlb to apply them", ErrRestartRequired)
 	}
 	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	if err := vrrpRestartNeeded(old, cfg); err != nil {
-		return err
+	if !old.VRRP.Equal(cfg.VRRP) {
+		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	return bgpRestartNeeded(old, cfg)
+	if !old.BGP.Equal(cfg.BGP) {
+		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
+	}
+	return nil
 }
 
-func ifaceView(c *Config) []Interface {
-	out := make([]Interface, len(c.Interfaces))
+func ifaceView(c *config.Config) []config.Interface {
+	out := make([]config.Interface, len(c.Interfaces))
 	for i, in := range c.Interfaces {
-		out[i] = Interface{Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores}
+		out[i] = config.Interface{Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores}
 	}
 	return out
 }
 
 // applyLocked makes cfg the running configuration's state, keeping what
 // survives, and returns the health checks to add, replace and remove.
-func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, removes []string) {
+func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Check, removes []string) {
 	oldBy := c.byName
 	c.byName = map[string]*svcState{}
 	c.services = c.services[:0:0]
 	byCheck := map[string]*beState{}
 	for i := range cfg.Services {
 		sc := cfg.Services[i]
-		st, _ := sched.ParseStrategy(sc.Scheduler) // validated
+		st := sc.Scheduler
 		idx, ok := c.indexes[sc.Name]
 		if !ok {
 			idx = c.newIndex()
@@ -357,7 +364,7 @@ func (c *Controller) applyLocked(cfg *Config) (adds, replaces []health.Check, re
 			}
 		}
 		for _, group := range []struct {
-			list     []Backend
+			list     []config.Backend
 			fallback bool
 		}{{sc.Backends, false}, {sc.Fallback, true}} {
 			for j := range group.list {
@@ -487,7 +494,7 @@ func (c *Controller) syncThroughVIPLocked() {
 	}
 	var routes []VIPRoute
 	for _, s := range c.services {
-		if !s.cfg.Health.ThroughVIP || s.cfg.Method != "dr" {
+		if !s.cfg.Health.ThroughVIP || s.cfg.Method != config.MethodDR {
 			continue
 		}
 		for _, b := range s.backends {
@@ -516,7 +523,7 @@ func (c *Controller) pubFailed(err error) error {
 func (c *Controller) routesLocked() []dataplane.Route {
 	nat := false
 	for _, s := range c.services {
-		nat = nat || s.cfg.Method == "nat"
+		nat = nat || s.cfg.Method == config.MethodNAT
 	}
 	if !nat {
 		return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/health"
 )
 
@@ -129,7 +130,7 @@ func TestWeightDrainEnableDisable(t *testing.T) {
 	}
 	wantErr(t, r.c.SetWeight("web", "nobody", 1), ErrNotFound)
 	wantErr(t, r.c.SetWeight("nothing", "a", 1), ErrNotFound)
-	wantErr(t, r.c.SetWeight("web", "a", MaxWeight+1), ErrValue)
+	wantErr(t, r.c.SetWeight("web", "a", config.MaxWeight+1), config.ErrValue)
 }
 
 func TestUnresolvedNextHopIsNotUp(t *testing.T) {
@@ -233,7 +234,7 @@ func TestBadReloadKeepsOldConfig(t *testing.T) {
 	path := filepath.Join(r.dir, "bad.yaml")
 	must(t, os.WriteFile(path, []byte(strings.Replace(twoSvc, "port: 80", "port: eighty", 1)), 0o600))
 	err := r.c.ReloadFile(path)
-	var ce ConfigErrors
+	var ce config.ConfigErrors
 	if !errors.As(err, &ce) || ce[0].Line != 5 || ce[0].File != path {
 		t.Fatalf("err = %v, want a ConfigErrors at %s:5", err, path)
 	}
@@ -311,5 +312,30 @@ func TestReloadResolvesOnlyNewBackends(t *testing.T) {
 	defer r.res.mu.Unlock()
 	if r.res.calls[a] != before || r.res.calls[e] != 1 {
 		t.Errorf("resolutions: c %d -> %d, e %d; want c unchanged and e once", before, r.res.calls[a], r.res.calls[e])
+	}
+}
+
+// TestNewNormalizesGoConfig: a Config built in Go, with only what matters set,
+// runs as its YAML twin would: New fills the defaults.
+func TestNewNormalizesGoConfig(t *testing.T) {
+	cfg := &config.Config{
+		Interfaces: []config.Interface{{Name: "eth0"}},
+		Services: []config.Service{{
+			Name: "web", VIP: netip.MustParseAddr("198.19.0.10"), Port: 80,
+			Backends: []config.Backend{{Address: netip.MustParseAddr("198.18.0.11")}},
+		}},
+	}
+	r := startRig(t, cfg)
+	s := cfg.Services[0]
+	if s.Method != config.MethodDR || s.Protocol != config.TCP || s.Health.Kind != config.HealthTCP ||
+		s.Backends[0].Name != "198.18.0.11" || s.Backends[0].WeightOf() != config.DefaultWeight {
+		t.Errorf("defaults not filled: %+v", s)
+	}
+	sp := r.spec("web")
+	if sp.Method != config.MethodDR || sp.Proto != uint8(config.TCP) || sp.Sched.Len() != 1 {
+		t.Errorf("published spec = %+v", sp)
+	}
+	if got := r.prober.ids(); !slices.Equal(got, []string{"web/198.18.0.11"}) {
+		t.Errorf("checks = %v", got)
 	}
 }

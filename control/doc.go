@@ -1,6 +1,6 @@
 // Package control is xlb's control plane: it holds the running
-// configuration (YAML, parsed with file:line errors by LoadConfig and checked
-// in full by Config.Validate), gives every backend an ID that is stable for
+// configuration (a config.Config, normalised and validated by New and
+// Reload), gives every backend an ID that is stable for
 // its life and never reused, resolves each backend's next hop (egress
 // interface and MAC) through the kernel's routing and neighbour tables and
 // follows neighbour changes, runs a health check per backend, and turns all

@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -31,7 +33,7 @@ const (
 	e2eFall     = 3
 )
 
-func e2eConfig(tn *testnet.Net, backends int, weight0 uint32) string {
+func e2eConfig(tn *lab.Net, backends int, weight0 uint32) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    backends:\n", tn.VIP)
 	for i := range backends {
@@ -61,19 +63,19 @@ type outcome struct {
 }
 
 func TestE2EFailoverAndReload(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 4, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 4, DisableIPv6: true})
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("controller log:\n%s", logs.String())
 		}
 	})
-	cfg, err := ParseConfig("e2e.yaml", []byte(e2eConfig(tn, 3, 100)))
+	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfig(tn, 3, 100)))
 	must(t, err)
 
 	var dp *dataplane.Dataplane
 	must(t, tn.LB.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		dp, err = dataplane.New(dc)
 		return err
@@ -146,7 +148,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 	var results []outcome
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	for range 2 {
 		wg.Add(1)
@@ -154,7 +156,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 			defer wg.Done()
 			for loadCtx.Err() == nil {
 				start := time.Now()
-				name, err := testnet.Get(loadCtx, client, url)
+				name, err := lab.Get(loadCtx, client, url)
 				if loadCtx.Err() != nil {
 					return
 				}
@@ -193,7 +195,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 
 	// Reload: add b3 and change b0's weight; existing connections stay.
 	y := e2eConfig(tn, 4, 300)
-	ncfg, err := ParseConfig("e2e.yaml", []byte(y))
+	ncfg, err := config.Parse("e2e.yaml", []byte(y))
 	must(t, err)
 	t0 := time.Now()
 	must(t, c.Reload(ncfg))
@@ -288,14 +290,14 @@ func TestE2ENATHTTPCheck(t *testing.T) {
 }
 
 func e2eNAT(t *testing.T, check string) {
-	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 2, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Kind: lab.TwoArm, Backends: 2, DisableIPv6: true})
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}, {name: eth1}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    method: nat\n    backends:\n", tn.VIP)
 	for _, be := range tn.Backends {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s, port: 80}\n", be.Name, be.Addr())
 	}
 	fmt.Fprintf(&b, "    health: %s\n", check)
-	cfg, err := ParseConfig("nat.yaml", []byte(b.String()))
+	cfg, err := config.Parse("nat.yaml", []byte(b.String()))
 	must(t, err)
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
@@ -305,7 +307,7 @@ func e2eNAT(t *testing.T, check string) {
 	})
 	var dp *dataplane.Dataplane
 	must(t, tn.LB.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		dp, err = dataplane.New(dc)
 		return err
@@ -329,15 +331,15 @@ func e2eNAT(t *testing.T, check string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 3 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 3 * time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	first := time.Now()
-	firstBE, err := testnet.Get(ctx, client, url)
+	firstBE, err := lab.Get(ctx, client, url)
 	if err != nil {
 		t.Fatalf("first request: %v", err)
 	}
 	t.Logf("first request from a new client took %v", time.Since(first).Round(time.Millisecond))
-	tally := testnet.Spread(ctx, client, url, 40, 30*time.Second)
+	tally := lab.Spread(ctx, client, url, 40, 30*time.Second)
 	t.Logf("nat: %v", tally)
 	if tally.Failed != 0 || len(tally.ByBackend) != 2 {
 		t.Errorf("through nat: %v", tally)
@@ -425,13 +427,13 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 // TestE2ENeighbourChange checks that a backend's new MAC in the LB's
 // neighbour table reaches the published snapshot without a restart.
 func TestE2ENeighbourChange(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    health: {kind: none}\n    backends:\n", tn.VIP)
 	for _, be := range tn.Backends {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
 	}
-	cfg, err := ParseConfig("neigh.yaml", []byte(b.String()))
+	cfg, err := config.Parse("neigh.yaml", []byte(b.String()))
 	must(t, err)
 	pub := &fakePublisher{}
 	c, err := New(cfg, Options{Publisher: pub, Resolver: NewKernelResolverIn(tn.LB.NsHandle()),

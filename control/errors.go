@@ -3,18 +3,6 @@ package control
 import (
 	"errors"
 	"fmt"
-	"strings"
-)
-
-// Sentinel reasons of configuration errors; test with errors.Is.
-var (
-	ErrSyntax       = errors.New("yaml syntax")
-	ErrUnknownField = errors.New("unknown field")
-	ErrType         = errors.New("bad type")
-	ErrValue        = errors.New("bad value")
-	ErrMissing      = errors.New("missing")
-	ErrDuplicate    = errors.New("duplicate")
-	ErrTooBig       = errors.New("document too large")
 )
 
 // Runtime errors.
@@ -34,86 +22,5 @@ var (
 	ErrTokenRequired = errors.New("api: a token is required when listening beyond loopback")
 )
 
-// FieldError is one configuration error: where it is and why.
-type FieldError struct {
-	File string // "" when the config was not read from a file
-	Line int    // 0 when unknown
-	Path string // e.g. services[0].backends[1].weight
-	Err  error  // wraps one of the sentinel reasons
-}
-
-func (e *FieldError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		b.WriteByte(':')
-	}
-	if e.Line > 0 {
-		fmt.Fprintf(&b, "%d:", e.Line)
-	}
-	if b.Len() > 0 {
-		b.WriteByte(' ')
-	}
-	if e.Path != "" {
-		b.WriteString(e.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
-
-func (e *FieldError) Unwrap() error { return e.Err }
-
-// ConfigErrors is every error found in a configuration, in file order.
-type ConfigErrors []*FieldError
-
-func (es ConfigErrors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap lets errors.Is and errors.As see every error.
-func (es ConfigErrors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
-
-// errs collects FieldErrors with the file name.
-type errs struct {
-	file    string
-	list    ConfigErrors
-	dropped int
-}
-
-// maxErrors bounds the list a pathological file can produce.
-const maxErrors = 100
-
-func (e *errs) add(line int, path string, reason error, format string, args ...any) {
-	if len(e.list) >= maxErrors {
-		e.dropped++
-		return
-	}
-	err := reason
-	if format != "" {
-		err = fmt.Errorf("%w: "+format, append([]any{reason}, args...)...)
-	}
-	e.list = append(e.list, &FieldError{File: e.file, Line: line, Path: path, Err: err})
-}
-
-func (e *errs) err() error {
-	if len(e.list) == 0 {
-		return nil
-	}
-	if e.dropped > 0 {
-		e.list = append(e.list, &FieldError{File: e.file, Path: "",
-			Err: fmt.Errorf("%w: %d more errors not shown", ErrTooBig, e.dropped)})
-		e.dropped = 0
-	}
-	return e.list
-}
+// errNoVRRP is the API's answer when no vrrp section is configured.
+var errNoVRRP = fmt.Errorf("vrrp: %w: no vrrp section in the configuration", ErrNotFound)

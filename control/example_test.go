@@ -2,37 +2,17 @@ package control_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/netip"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 )
-
-// A configuration error names the file, the line and the reason, and
-// Validate reports every error, not only the first.
-func ExampleParseConfig() {
-	_, err := control.ParseConfig("xlb.yaml", []byte(`interfaces: [{name: eth0}]
-services:
-  - name: web
-    vip: 198.19.0.10
-    port: 80
-    scheduler: fastest
-    backends:
-      - {address: 198.18.0.11, weight: 100000}
-`))
-	fmt.Println(err)
-	fmt.Println(errors.Is(err, control.ErrValue))
-	// Output:
-	// xlb.yaml:6: services[0].scheduler: bad value: "fastest" is not one of maglev, rr, wrr, random, source-hash, least-conn, least-load
-	// xlb.yaml:8: services[0].backends[0].weight: bad value: weight 100000 above 65535
-	// true
-}
 
 // printer is a Publisher that shows what the workers would get.
 type printer struct{}
@@ -59,7 +39,7 @@ func (staticHops) Resolve(context.Context, netip.Addr) (dataplane.NextHop, error
 // A Controller publishes a snapshot on every change; draining a backend
 // keeps it up (its flows stay) with weight 0.
 func ExampleController() {
-	cfg, err := control.ParseConfig("xlb.yaml", []byte(`interfaces: [{name: eth0}]
+	cfg, err := config.Parse("xlb.yaml", []byte(`interfaces: [{name: eth0}]
 services:
   - name: web
     vip: 198.19.0.10
@@ -101,7 +81,7 @@ services:
 
 // Client talks to the API that NewHandler serves.
 func ExampleClient() {
-	cfg, _ := control.ParseConfig("xlb.yaml", []byte(`interfaces: [{name: eth0}]
+	cfg, _ := config.Parse("xlb.yaml", []byte(`interfaces: [{name: eth0}]
 services:
   - {name: web, vip: 198.19.0.10, port: 80, backends: [{name: a, address: 198.18.0.11}], health: {kind: none}}
 `))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 	"github.com/xlb-dev/xlb/sched"
@@ -151,7 +152,7 @@ type rig struct {
 // newRig starts a controller on the YAML config y with fakes around it.
 func newRig(t *testing.T, y string) *rig {
 	t.Helper()
-	cfg, err := ParseConfig("test.yaml", []byte(y))
+	cfg, err := config.Parse("test.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func newRig(t *testing.T, y string) *rig {
 }
 
 // startRig starts a controller on cfg with fakes around it.
-func startRig(t *testing.T, cfg *Config) *rig {
+func startRig(t *testing.T, cfg *config.Config) *rig {
 	t.Helper()
 	r := &rig{t: t, pub: &fakePublisher{}, res: &fakeResolver{fail: map[netip.Addr]bool{}}, dir: t.TempDir()}
 	c, err := New(cfg, Options{
@@ -182,9 +183,9 @@ func startRig(t *testing.T, cfg *Config) *rig {
 	return r
 }
 
-func (r *rig) parse(y string) *Config {
+func (r *rig) parse(y string) *config.Config {
 	r.t.Helper()
-	cfg, err := ParseConfig("test.yaml", []byte(y))
+	cfg, err := config.Parse("test.yaml", []byte(y))
 	if err != nil {
 		r.t.Fatal(err)
 	}

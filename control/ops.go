@@ -3,6 +3,8 @@ package control
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/xlb-dev/xlb/config"
 )
 
 // backendLocked finds a backend by service name and backend name, ID or
@@ -24,8 +26,8 @@ func (c *Controller) backendLocked(service, backend string) (*svcState, *beState
 // SetWeight sets a backend's weight (0 drains it) until a reload changes
 // its configured weight, and publishes the result.
 func (c *Controller) SetWeight(service, backend string, w uint32) error {
-	if w > MaxWeight {
-		return fmt.Errorf("weight %d: %w: above %d", w, ErrValue, MaxWeight)
+	if w > config.MaxWeight {
+		return fmt.Errorf("weight %d: %w: above %d", w, config.ErrValue, config.MaxWeight)
 	}
 	return c.change(service, backend, "weight", func(b *beState) {
 		b.weight, b.overWeight = w, w != b.cfgWeight

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -25,11 +26,11 @@ type RunOptions struct {
 }
 
 // DataplaneConfig maps the configuration's interfaces onto the data path's.
-func (c *Config) DataplaneConfig() dataplane.Config {
+func DataplaneConfig(c *config.Config) dataplane.Config {
 	dc := dataplane.Config{}
 	for _, in := range c.Interfaces {
 		dc.Interfaces = append(dc.Interfaces, dataplane.InterfaceConfig{
-			Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores,
+			Name: in.Name, XDPMode: in.XDPMode.String(), ZeroCopy: in.ZeroCopy.String(), Cores: in.Cores,
 			BusyPoll: in.BusyPoll})
 	}
 	return dc
@@ -39,19 +40,19 @@ func (c *Config) DataplaneConfig() dataplane.Config {
 // starts the controller (health checks, next hops, snapshots), serves the
 // API and /metrics, applies reloads, and tears everything down when ctx is
 // done. It returns the first fatal error.
-func Run(ctx context.Context, cfg *Config, opts RunOptions) (err error) {
+func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	// Open the API first: a refused listener must not leave XDP attached.
-	ln, token, err := cfg.API.Open()
+	ln, token, err := OpenAPI(&cfg.API)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
 
-	dc := cfg.DataplaneConfig()
+	dc := DataplaneConfig(cfg)
 	dc.ReplaceXDP = opts.ReplaceXDP
 	dp, err := dataplane.New(dc)
 	if err != nil {

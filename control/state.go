@@ -5,15 +5,15 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
-	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/health"
 	"github.com/xlb-dev/xlb/sched"
 )
 
 // svcState is a running service: its config and its backends' runtime state.
 type svcState struct {
-	cfg      Service
+	cfg      config.Service
 	index    int // sched.ServiceConfig.Index, stable for the service's life
 	strategy sched.Strategy
 	backends []*beState // primaries first, then fallbacks, in config order
@@ -96,16 +96,12 @@ func (s *svcState) schedBackends() []sched.Backend {
 // spec builds the dataplane's view of s around its scheduler snapshot.
 func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 	c := &s.cfg
-	proto := uint8(encap.ProtoTCP)
-	if c.Protocol == "udp" {
-		proto = encap.ProtoUDP
-	}
-	m, _ := dataplane.ParseMethod(c.Method) // validated
+	m := c.Method
 	sp := dataplane.ServiceSpec{
 		Name:    c.Name,
 		VIP:     c.VIP,
 		Port:    c.Port,
-		Proto:   proto,
+		Proto:   uint8(c.Protocol),
 		Method:  m,
 		Sched:   ss,
 		Targets: make([]dataplane.Target, len(s.backends)),
@@ -130,7 +126,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 // service s, and a description that changes whenever the check would. A
 // check through the VIP goes to the VIP from sockets marked for the backend
 // (see throughvip.go).
-func checkFor(s *Service, b *Backend, id string, beID uint32) (health.Check, string) {
+func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (health.Check, string) {
 	h := &s.Health
 	port := s.HealthPort(b)
 	addr := b.Address
@@ -142,12 +138,12 @@ func checkFor(s *Service, b *Backend, id string, beID uint32) (health.Check, str
 	target := netip.AddrPortFrom(addr, port)
 	var c health.Checker
 	switch h.Kind {
-	case "icmp":
+	case config.HealthICMP:
 		c = &health.ICMP{Target: addr, Dialer: dialer}
-	case "tcp":
+	case config.HealthTCP:
 		c = &health.TCP{Target: target, Dialer: dialer}
-	case "http", "https":
-		c = &health.HTTP{Target: target, TLS: h.Kind == "https", Path: h.Path, Host: h.Host,
+	case config.HealthHTTP, config.HealthHTTPS:
+		c = &health.HTTP{Target: target, TLS: h.Kind == config.HealthHTTPS, Path: h.Path, Host: h.Host,
 			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
 			Dialer: dialer}
 	default:

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -68,12 +69,12 @@ func beTraffic(s *dataplane.ServiceStats, id uint32) *TrafficStatus {
 
 // ServiceStatus is one service as the API shows it.
 type ServiceStatus struct {
-	Name      string `json:"name"`
-	VIP       string `json:"vip"`
-	Port      uint16 `json:"port"`
-	Protocol  string `json:"protocol"`
-	Method    string `json:"method"`
-	Scheduler string `json:"scheduler"`
+	Name      string           `json:"name"`
+	VIP       string           `json:"vip"`
+	Port      uint16           `json:"port"`
+	Protocol  config.Protocol  `json:"protocol"`
+	Method    config.Method    `json:"method"`
+	Scheduler config.Scheduler `json:"scheduler"`
 	// Backends counts the configured backends (fallbacks included); Up
 	// counts those that receive new flows (up, enabled, resolved,
 	// weighted).

@@ -12,7 +12,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -30,7 +32,7 @@ func TestThroughVIPValidation(t *testing.T) {
 			y += "    tunnel_source: 198.18.0.2\n"
 		}
 		y += fmt.Sprintf("    health: {kind: %s, through_vip: true}\n    backends:\n      - {name: b0, address: 198.18.0.11}\n", c.kind)
-		_, err := ParseConfig("tv.yaml", []byte(y))
+		_, err := config.Parse("tv.yaml", []byte(y))
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s/%s: %v", c.method, c.kind, err)
@@ -45,7 +47,7 @@ func TestThroughVIPValidation(t *testing.T) {
 // (it would drop every forwarded packet) goes down in "via" and stays up in "direct". The
 // policy routes are removed when the controller closes.
 func TestE2EThroughVIP(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
 	var b strings.Builder
 	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n")
 	for _, s := range []struct {
@@ -59,7 +61,7 @@ func TestE2EThroughVIP(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 2, %s}\n", s.extra)
 	}
-	cfg, err := ParseConfig("tv.yaml", []byte(b.String()))
+	cfg, err := config.Parse("tv.yaml", []byte(b.String()))
 	must(t, err)
 	logs := &testnet.Output{}
 	t.Cleanup(func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
 )
@@ -155,7 +156,7 @@ type vrrpNode struct {
 }
 
 // newVRRPNode makes the router for section v; the hooks drive sb.
-func newVRRPNode(v *VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*vrrpNode, error) {
+func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*vrrpNode, error) {
 	n := &vrrpNode{cfg: v.HA(), standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
 	if err := n.cfg.Validate(); err != nil {
 		return nil, err
@@ -297,7 +298,7 @@ func setVIPs(ifname string, vips []netip.Addr, on bool) error {
 // vrrpFor returns the Publisher the controller of `xlb run` uses: dp
 // itself, or a Standby in front of it with the VRRP node driving it when
 // cfg has a vrrp section.
-func vrrpFor(cfg *Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode, error) {
+func vrrpFor(cfg *config.Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode, error) {
 	if cfg.VRRP == nil {
 		return dp, nil, nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -81,7 +82,7 @@ func (v *vrrpRig) vips() bool {
 
 func newVRRPRig(t *testing.T) *vrrpRig {
 	t.Helper()
-	cfg, err := ParseConfig("test.yaml", []byte(vrrpRigConfig))
+	cfg, err := config.Parse("test.yaml", []byte(vrrpRigConfig))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
 	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
@@ -35,7 +36,7 @@ func BenchmarkVethForward(b *testing.B) {
 	}
 	var id [3]byte
 	_, _ = rand.Read(id[:])
-	ns, err := testnet.NewNS(hex.EncodeToString(id[:]), "dpbench")
+	ns, err := lab.NewNS(hex.EncodeToString(id[:]), "dpbench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func BenchmarkVethForward(b *testing.B) {
 
 // benchDataplane runs the data path on xa with a udp dr service whose three backends are
 // reached back out of xa (towards xb), its worker pinned to cpu.
-func benchDataplane(b *testing.B, ns *testnet.NS, xa, xb netlink.Link, cpu int) *Dataplane {
+func benchDataplane(b *testing.B, ns *lab.NS, xa, xb netlink.Link, cpu int) *Dataplane {
 	cfg := Config{FrameCount: 16384, RingSize: 4096, ConnTableSize: 1 << 16,
 		Interfaces: []InterfaceConfig{{Name: "xa", Cores: []int{cpu}}}}
 	dp := newIn(b, ns, cfg)
@@ -131,7 +132,7 @@ func benchDataplane(b *testing.B, ns *testnet.NS, xa, xb netlink.Link, cpu int) 
 // vethGen sends prebuilt UDP frames of 1024 flows to the VIP from xb through its own AF_XDP
 // socket (copy mode), as fast as it can, on a thread pinned to cpu.
 type vethGen struct {
-	ns     *testnet.NS
+	ns     *lab.NS
 	cpu    int
 	xa, xb netlink.Link
 	stop   atomic.Bool

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
@@ -24,12 +25,12 @@ import (
 // (root only; they skip otherwise) with the dataplane running in the LB's namespace.
 
 // startDataplane sets the data path up on the LB's interfaces (inside its namespace).
-func startDataplane(t *testing.T, lb *testnet.Host, ifaces ...string) *Dataplane {
+func startDataplane(t *testing.T, lb *lab.Host, ifaces ...string) *Dataplane {
 	t.Helper()
 	return startDataplaneMode(t, lb, "auto", ifaces...)
 }
 
-func startDataplaneMode(t *testing.T, lb *testnet.Host, mode string, ifaces ...string) *Dataplane {
+func startDataplaneMode(t *testing.T, lb *lab.Host, mode string, ifaces ...string) *Dataplane {
 	t.Helper()
 	cfg := Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 14}
 	for _, name := range ifaces {
@@ -38,7 +39,7 @@ func startDataplaneMode(t *testing.T, lb *testnet.Host, mode string, ifaces ...s
 	return startDataplaneConfig(t, lb, cfg)
 }
 
-func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane {
+func startDataplaneConfig(t *testing.T, lb *lab.Host, cfg Config) *Dataplane {
 	t.Helper()
 	dp := newIn(t, lb.NS, cfg)
 	for _, info := range dp.Interfaces() {
@@ -49,7 +50,7 @@ func startDataplaneConfig(t *testing.T, lb *testnet.Host, cfg Config) *Dataplane
 
 // newIn runs New inside ns and closes the Dataplane when the test ends. A kernel without
 // XDP or AF_XDP skips the test (with the reason); any other error fails it.
-func newIn(t testing.TB, ns *testnet.NS, cfg Config) *Dataplane {
+func newIn(t testing.TB, ns *lab.NS, cfg Config) *Dataplane {
 	t.Helper()
 	var dp *Dataplane
 	err := ns.Do(func() (err error) {
@@ -92,7 +93,7 @@ func publishAndStart(t *testing.T, dp *Dataplane, s *Snapshot) {
 }
 
 // resolve asks the LB's kernel for the next hop towards addr.
-func resolve(t *testing.T, lb *testnet.Host, addr netip.Addr) NextHop {
+func resolve(t *testing.T, lb *lab.Host, addr netip.Addr) NextHop {
 	t.Helper()
 	var hop NextHop
 	err := lb.Do(func() (err error) {
@@ -108,7 +109,7 @@ func resolve(t *testing.T, lb *testnet.Host, addr netip.Addr) NextHop {
 }
 
 // backendSpec builds a service over the topology's backends (their IPv4 or IPv6 address).
-func backendSpec(t *testing.T, n *testnet.Net, name string, index int, vip netip.Addr, port uint16, m Method) ServiceSpec {
+func backendSpec(t *testing.T, n *lab.Net, name string, index int, vip netip.Addr, port uint16, m Method) ServiceSpec {
 	t.Helper()
 	var bs []sched.Backend
 	var ts []Target
@@ -129,7 +130,7 @@ func backendSpec(t *testing.T, n *testnet.Net, name string, index int, vip netip
 
 // httpGet makes one HTTP/1.0 request on a new connection and returns the backend's name
 // (the body) and the client's port.
-func httpGet(ctx context.Context, client *testnet.Host, vip netip.Addr, port uint16) (string, uint16, error) {
+func httpGet(ctx context.Context, client *lab.Host, vip netip.Addr, port uint16) (string, uint16, error) {
 	c, err := client.Dial(ctx, "tcp", netip.AddrPortFrom(vip, port).String())
 	if err != nil {
 		return "", 0, err
@@ -154,7 +155,7 @@ func httpGet(ctx context.Context, client *testnet.Host, vip netip.Addr, port uin
 
 // checkSpread makes n requests and checks each was answered by the backend the service's
 // Maglev table names for its flow.
-func checkSpread(t *testing.T, tn *testnet.Net, sp ServiceSpec, src netip.Addr, requests int) map[string]int {
+func checkSpread(t *testing.T, tn *lab.Net, sp ServiceSpec, src netip.Addr, requests int) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -183,7 +184,7 @@ func TestE2EDR(t *testing.T) {
 }
 
 func testDR(t *testing.T, mode string) {
-	tn := testnet.New(t, testnet.Config{Backends: 3})
+	tn := testnet.New(t, lab.Config{Backends: 3})
 	dp := startDataplaneMode(t, tn.LB, mode, "eth0")
 	if got := dp.Interfaces()[0].XDPMode; got != mode {
 		t.Fatalf("xdp mode %s, asked for %s", got, mode)
@@ -230,7 +231,7 @@ func testDR(t *testing.T, mode string) {
 // TestE2EDRIPv6 also runs the worker busy-polling (InterfaceConfig.BusyPoll): it must
 // forward the same and stop on Close although it never sleeps.
 func TestE2EDRIPv6(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 3})
+	tn := testnet.New(t, lab.Config{Backends: 3})
 	dp := startDataplaneConfig(t, tn.LB, Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 14,
 		Interfaces: []InterfaceConfig{{Name: "eth0", BusyPoll: true}}})
 	sp := backendSpec(t, tn, "web6", 0, tn.VIP6, 80, MethodDR)
@@ -253,7 +254,7 @@ func TestE2EDRIPv6(t *testing.T) {
 }
 
 func TestE2ETunnel(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 3, Decap: true})
+	tn := testnet.New(t, lab.Config{Backends: 3, Decap: true})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodTunnel)
 	sp.TunnelSource = netip.PrefixFrom(tn.LB.Addr(), 32)
@@ -282,7 +283,7 @@ func TestE2ENAT(t *testing.T) {
 }
 
 func testNAT(t *testing.T, separate bool) {
-	tn := testnet.New(t, testnet.Config{Kind: testnet.TwoArm, Backends: 3})
+	tn := testnet.New(t, lab.Config{Kind: lab.TwoArm, Backends: 3})
 	cfg := Config{FrameCount: 2048, RingSize: 512, ConnTableSize: 1 << 14, SeparateUMEMs: separate,
 		Interfaces: []InterfaceConfig{{Name: "eth0"}, {Name: "eth1"}}}
 	dp := startDataplaneConfig(t, tn.LB, cfg)
@@ -326,7 +327,7 @@ func testNAT(t *testing.T, separate bool) {
 // A long-lived connection keeps its backend when the backend set changes: its backend is
 // drained (weight 0, so Maglev gives it no slot) and another backend is removed.
 func TestE2ELongLivedConnection(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 3})
+	tn := testnet.New(t, lab.Config{Backends: 3})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
 	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
@@ -408,7 +409,7 @@ func TestE2ELongLivedConnection(t *testing.T) {
 // Traffic that is not for a service still reaches the LB's kernel while the data path runs:
 // ping to the LB's address and the VIP, TCP to a port on the LB (its address and the VIP).
 func TestE2ENotForAService(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2})
+	tn := testnet.New(t, lab.Config{Backends: 2})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
 	publishAndStart(t, dp, mustSnapshot(t, nil, sp))
@@ -465,7 +466,7 @@ func TestE2ENotForAService(t *testing.T) {
 // too big" to the client, whose kernel lowers the path MTU and sends again, and the echo
 // comes back whole.
 func TestE2ETunnelPathMTU(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 2, Decap: true})
+	tn := testnet.New(t, lab.Config{Backends: 2, Decap: true})
 	for _, b := range tn.Backends {
 		if _, err := b.ServeTCPEcho(":7"); err != nil {
 			t.Fatal(err)

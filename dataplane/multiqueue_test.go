@@ -11,6 +11,7 @@ import (
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/dataplane/internal/xsk"
 	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 	"github.com/xlb-dev/xlb/sched"
 )
@@ -63,12 +64,12 @@ func TestE2EMultiQueue(t *testing.T) {
 
 // vethPair makes a namespace with a veth pair xa/xb of the given queue count, both up, and
 // an XDP_DROP program on xb (what the LB sends back is counted and dropped there).
-func vethPair(t *testing.T, queues int) (*testnet.NS, netlink.Link, netlink.Link) {
+func vethPair(t *testing.T, queues int) (*lab.NS, netlink.Link, netlink.Link) {
 	t.Helper()
 	testnet.Skip(t)
 	var id [3]byte
 	_, _ = rand.Read(id[:])
-	ns, err := testnet.NewNS(hex.EncodeToString(id[:]), "veth")
+	ns, err := lab.NewNS(hex.EncodeToString(id[:]), "veth")
 	if err != nil {
 		t.Fatal(err)
 	}

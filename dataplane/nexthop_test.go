@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
 // ResolveNextHop finds the egress interface and MACs the kernel would use, resolving the
 // neighbour itself when the kernel has no entry yet, and says clearly when it cannot.
 func TestResolveNextHop(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 1, NoHTTP: true})
+	tn := testnet.New(t, lab.Config{Backends: 1, NoHTTP: true})
 	b := tn.Backends[0]
 	lbIf, _ := tn.LB.Iface("eth0")
 	for _, addr := range []netip.Addr{b.Addr(), b.Addr6()} {

@@ -11,48 +11,24 @@ import (
 	"github.com/xlb-dev/xlb/sched"
 )
 
-// Method is how a service forwards a packet to its backend.
-type Method uint8
+// Method is how a service forwards a packet to its backend (defined in encap, which
+// implements the three rewrites).
+type Method = encap.Method
 
-// The forwarding methods (DESIGN.md, "The job").
+// The forwarding methods.
 const (
 	// MethodDR rewrites only the MAC addresses; the backend holds the VIP on its loopback.
-	MethodDR Method = iota + 1
+	MethodDR = encap.MethodDR
 	// MethodTunnel prepends an outer IPv4 or IPv6 header (IPIP, IP6IP6, IPv4-in-IPv6).
-	MethodTunnel
+	MethodTunnel = encap.MethodTunnel
 	// MethodNAT rewrites the destination address and port; replies come back through the LB.
-	MethodNAT
+	MethodNAT = encap.MethodNAT
 )
-
-// String returns the configuration name of the method.
-func (m Method) String() string {
-	switch m {
-	case MethodDR:
-		return "dr"
-	case MethodTunnel:
-		return "tunnel"
-	case MethodNAT:
-		return "nat"
-	}
-	return fmt.Sprintf("method(%d)", uint8(m))
-}
-
-// ParseMethod parses "dr", "tunnel" or "nat".
-func ParseMethod(s string) (Method, error) {
-	switch s {
-	case "dr":
-		return MethodDR, nil
-	case "tunnel":
-		return MethodTunnel, nil
-	case "nat":
-		return MethodNAT, nil
-	}
-	return 0, fmt.Errorf("%w: %q (want dr, tunnel or nat)", ErrBadMethod, s)
-}
 
 // Errors returned by NewSnapshot, wrapped with the service and backend they are about.
 var (
-	ErrBadMethod     = errors.New("unknown forwarding method")
+	// ErrBadMethod is encap.ErrBadMethod: the method is not dr, tunnel or nat.
+	ErrBadMethod     = encap.ErrBadMethod
 	ErrBadService    = errors.New("invalid service")
 	ErrDupService    = errors.New("duplicate service")
 	ErrBadBackend    = errors.New("invalid backend")

@@ -164,15 +164,3 @@ func TestNewSnapshotErrors(t *testing.T) {
 		t.Fatalf("valid spec: %v", err)
 	}
 }
-
-func TestParseMethod(t *testing.T) {
-	for _, m := range []Method{MethodDR, MethodTunnel, MethodNAT} {
-		got, err := ParseMethod(m.String())
-		if err != nil || got != m {
-			t.Errorf("ParseMethod(%q) = %v, %v", m.String(), got, err)
-		}
-	}
-	if _, err := ParseMethod("masq"); !errors.Is(err, ErrBadMethod) {
-		t.Errorf("ParseMethod(masq): %v", err)
-	}
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -22,12 +23,12 @@ import (
 const e2eInterval = 100 * time.Millisecond
 
 // e2eNet builds client + two LB namespaces (no VIP on them: the routers own it).
-func e2eNet(t *testing.T, v6 bool) *testnet.Net {
+func e2eNet(t *testing.T, v6 bool) *lab.Net {
 	t.Helper()
-	return testnet.New(t, testnet.Config{LBs: 2, Backends: 1, NoVIPOnLB: true, NoHTTP: true, DisableIPv6: !v6})
+	return testnet.New(t, lab.Config{LBs: 2, Backends: 1, NoVIPOnLB: true, NoHTTP: true, DisableIPv6: !v6})
 }
 
-func e2eConfig(n *testnet.Net, v6 bool, prio uint8, preempt bool) Config {
+func e2eConfig(n *lab.Net, v6 bool, prio uint8, preempt bool) Config {
 	vip := n.VIP
 	if v6 {
 		vip = n.VIP6
@@ -41,7 +42,7 @@ func e2eConfig(n *testnet.Net, v6 bool, prio uint8, preempt bool) Config {
 type lbRouter struct {
 	r      *Router
 	tr     Transport
-	host   *testnet.Host
+	host   *lab.Host
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -50,7 +51,7 @@ type lbRouter struct {
 
 func vipPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
-func startLBRouter(t *testing.T, h *testnet.Host, cfg Config) *lbRouter {
+func startLBRouter(t *testing.T, h *lab.Host, cfg Config) *lbRouter {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func (lr *lbRouter) wait() error {
 }
 
 // hasVIP reports whether the VIP is on the host's eth0.
-func hasVIP(t *testing.T, h *testnet.Host, vip netip.Addr) bool {
+func hasVIP(t *testing.T, h *lab.Host, vip netip.Addr) bool {
 	t.Helper()
 	l, err := h.Handle().LinkByName("eth0")
 	if err != nil {
@@ -148,7 +149,7 @@ func waitMaster(t *testing.T, r *Router, since time.Time, within time.Duration) 
 }
 
 // clientNeighbour is the client's neighbour entry for vip (nil if none).
-func clientNeighbour(t *testing.T, n *testnet.Net, vip netip.Addr) net.HardwareAddr {
+func clientNeighbour(t *testing.T, n *lab.Net, vip netip.Addr) net.HardwareAddr {
 	t.Helper()
 	mac, err := n.Client.Neighbor("eth0", vip)
 	if err != nil {
@@ -157,14 +158,14 @@ func clientNeighbour(t *testing.T, n *testnet.Net, vip netip.Addr) net.HardwareA
 	return mac
 }
 
-func pingVIP(t *testing.T, n *testnet.Net, vip netip.Addr) {
+func pingVIP(t *testing.T, n *lab.Net, vip netip.Addr) {
 	t.Helper()
 	if out, err := n.Client.Run("ping", "-c", "1", "-W", "2", vip.String()); err != nil {
 		t.Fatalf("ping %v: %v\n%s", vip, err, out)
 	}
 }
 
-func macOf(h *testnet.Host) net.HardwareAddr { return h.Ifaces[0].MAC }
+func macOf(h *lab.Host) net.HardwareAddr { return h.Ifaces[0].MAC }
 
 func TestE2EFailover(t *testing.T) {
 	for _, v6 := range []bool{false, true} {
@@ -240,7 +241,7 @@ func e2eFailover(t *testing.T, v6 bool) {
 }
 
 // waitNeighbour waits until the client's entry for vip holds mac, without sending to vip.
-func waitNeighbour(t *testing.T, n *testnet.Net, vip netip.Addr, mac net.HardwareAddr) {
+func waitNeighbour(t *testing.T, n *lab.Net, vip netip.Addr, mac net.HardwareAddr) {
 	t.Helper()
 	waitFor(t, "client neighbour entry for "+vip.String()+" -> "+mac.String(), 5*time.Second, func() bool {
 		return bytes.Equal(clientNeighbour(t, n, vip), mac)

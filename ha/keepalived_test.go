@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -20,11 +21,11 @@ import (
 type keepalived struct {
 	cmd  *exec.Cmd
 	out  *testnet.Output
-	host *testnet.Host
+	host *lab.Host
 	vip  netip.Addr
 }
 
-func startKeepalived(t *testing.T, h *testnet.Host, vip netip.Addr, prio uint8, master bool) *keepalived {
+func startKeepalived(t *testing.T, h *lab.Host, vip netip.Addr, prio uint8, master bool) *keepalived {
 	t.Helper()
 	bin, err := exec.LookPath("keepalived")
 	if err != nil {

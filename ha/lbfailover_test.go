@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -32,7 +34,7 @@ import (
 const lbInterval = 100 * time.Millisecond
 
 type lbHost struct {
-	host       *testnet.Host
+	host       *lab.Host
 	dp         *dataplane.Dataplane
 	c          *control.Controller
 	r          *ha.Router
@@ -41,7 +43,7 @@ type lbHost struct {
 	forwarding atomic.Bool
 }
 
-func startLB(t *testing.T, tn *testnet.Net, h *testnet.Host, prio uint8, logs io.Writer) *lbHost {
+func startLB(t *testing.T, tn *lab.Net, h *lab.Host, prio uint8, logs io.Writer) *lbHost {
 	t.Helper()
 	var y strings.Builder
 	fmt.Fprintf(&y, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n"+
@@ -50,14 +52,14 @@ func startLB(t *testing.T, tn *testnet.Net, h *testnet.Host, prio uint8, logs io
 		fmt.Fprintf(&y, "      - {name: %s, address: %s}\n", b.Name, b.Addr())
 	}
 	y.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
-	cfg, err := control.ParseConfig("lb.yaml", []byte(y.String()))
+	cfg, err := config.Parse("lb.yaml", []byte(y.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lb := &lbHost{host: h, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("lb", h.Name())
 	if err := h.Do(func() (err error) {
-		dc := cfg.DataplaneConfig()
+		dc := control.DataplaneConfig(cfg)
 		dc.FrameCount, dc.RingSize, dc.ConnTableSize = 2048, 512, 1<<14
 		lb.dp, err = dataplane.New(dc)
 		return err
@@ -147,7 +149,7 @@ type longConn struct {
 // hang makes h a hung host: the switch keeps forwarding frames to its port (its MAC stays
 // in the bridge's table) but drops everything to and from it, so nothing is flooded to the
 // backup and the client's traffic goes nowhere until a gratuitous ARP moves it.
-func hang(t *testing.T, tn *testnet.Net, h *testnet.Host) {
+func hang(t *testing.T, tn *lab.Net, h *lab.Host) {
 	t.Helper()
 	rules := fmt.Sprintf(`table bridge xlbha {
 	chain hung {
@@ -179,7 +181,7 @@ func TestLBFailoverConnectionsSurvive(t *testing.T) {
 }
 
 func lbFailover(t *testing.T, mode string) {
-	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	logs := &testnet.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -224,7 +226,7 @@ func lbFailover(t *testing.T, mode string) {
 
 	// Request loop: a new connection per request (a SYN retransmission after 1s still counts
 	// as success within the 5s timeout; a failure is a reset or a timeout).
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 5 * time.Second})
 	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
 	time.Sleep(500 * time.Millisecond)
 

@@ -80,6 +80,24 @@ func (s Strategy) String() string {
 	return fmt.Sprintf("Strategy(%d)", uint8(s))
 }
 
+// MarshalText returns the config name (JSON and YAML write it as a string).
+func (s Strategy) MarshalText() ([]byte, error) {
+	if s >= numStrategies {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownStrategy, uint8(s))
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText parses a config name with ParseStrategy.
+func (s *Strategy) UnmarshalText(b []byte) error {
+	v, err := ParseStrategy(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // usesTable reports whether s looks flows up in a Maglev table.
 func (s Strategy) usesTable() bool {
 	return s == Maglev || s == FlowHash || s == SourceHash

@@ -13,6 +13,14 @@ func TestParseStrategy(t *testing.T) {
 		if err != nil || got != s {
 			t.Errorf("ParseStrategy(%q) = %v, %v", s.String(), got, err)
 		}
+		var u Strategy
+		b, err := s.MarshalText()
+		if err != nil || u.UnmarshalText(b) != nil || u != s {
+			t.Errorf("text round trip of %v: %q, %v -> %v", s, b, err, u)
+		}
+	}
+	if _, err := Strategy(200).MarshalText(); !errors.Is(err, ErrUnknownStrategy) {
+		t.Errorf("MarshalText of an unknown strategy: %v", err)
 	}
 	if s, err := ParseStrategy(""); err != nil || s != Maglev {
 		t.Errorf("empty name: %v, %v", s, err)

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 )
 
@@ -45,7 +46,7 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("xlb ctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
-	api := fs.String("api", "", "API base URL (e.g. http://"+control.DefaultAPIListen+"); default: the unix socket")
+	api := fs.String("api", "", "API base URL (e.g. http://"+config.DefaultAPIListen+"); default: the unix socket")
 	socket := fs.String("socket", control.DefaultSocket, "the daemon's API socket")
 	token := fs.String("token", os.Getenv("XLB_TOKEN"), "bearer token")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token")
@@ -130,8 +131,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		w, err := strconv.ParseUint(a[3], 10, 32)
-		if err != nil || w > control.MaxWeight {
-			return fmt.Errorf("%w: weight %q is not in 0..%d", errUsage, a[3], control.MaxWeight)
+		if err != nil || w > config.MaxWeight {
+			return fmt.Errorf("%w: weight %q is not in 0..%d", errUsage, a[3], config.MaxWeight)
 		}
 		if err := cl.SetWeight(ctx, a[1], a[2], uint32(w)); err != nil {
 			return err

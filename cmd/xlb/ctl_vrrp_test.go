@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/health"
 )
@@ -44,7 +45,7 @@ func (f *fakeVRRP) Demote() error {
 }
 
 func TestCtlVRRP(t *testing.T) {
-	cfg, err := control.ParseConfig("x.yaml", []byte(cfgYAML))
+	cfg, err := config.Parse("x.yaml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}

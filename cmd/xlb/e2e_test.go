@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -23,7 +24,7 @@ import (
 // drives it with `xlb ctl`, reloads it with SIGHUP (a bad file first) and
 // stops it with SIGTERM (root only; skips otherwise).
 func TestE2EBinary(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 3, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{Backends: 3, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -85,10 +86,10 @@ func TestE2EBinary(t *testing.T) {
 	}
 	waitFor("two backends up", upCount(2))
 
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 2 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 2 * time.Second})
 	url := "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	ctx := context.Background()
-	tally := testnet.Spread(ctx, client, url, 40, 20*time.Second)
+	tally := lab.Spread(ctx, client, url, 40, 20*time.Second)
 	if tally.Failed != 0 || tally.ByBackend["b0"] == 0 || tally.ByBackend["b1"] == 0 {
 		t.Fatalf("through xlb: %v", tally)
 	}
@@ -97,7 +98,7 @@ func TestE2EBinary(t *testing.T) {
 	if out, err := ctl("drain", "web", "b0"); err != nil {
 		t.Fatalf("ctl drain: %v %s", err, out)
 	}
-	tally = testnet.Spread(ctx, client, url, 20, 20*time.Second)
+	tally = lab.Spread(ctx, client, url, 20, 20*time.Second)
 	if tally.Failed != 0 || tally.ByBackend["b0"] != 0 {
 		t.Errorf("after drain: %v", tally)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pkg/profile"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 )
 
@@ -35,7 +36,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	cfg, err := control.LoadConfig(*cfgPath)
+	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return fmt.Errorf("configuration refused:\n%w", err)
 	}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -25,7 +27,7 @@ const vrrpInterval = 100 * time.Millisecond
 // vrrpLB is one `xlb run` process with a vrrp section in an LB namespace.
 type vrrpLB struct {
 	t      *testing.T
-	host   *testnet.Host
+	host   *lab.Host
 	bin    string
 	conf   string
 	cmd    *exec.Cmd
@@ -117,7 +119,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
 	}
-	tn := testnet.New(t, testnet.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -146,7 +148,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		}
 		h := tn.LBs[i]
 		lbs[i] = &vrrpLB{t: t, host: h, bin: bin, conf: conf, logs: logs,
-			api: &control.Client{Base: "http://" + control.DefaultAPIListen, HTTP: h.HTTPClient(testnet.ClientOptions{Timeout: time.Second})}}
+			api: &control.Client{Base: "http://" + config.DefaultAPIListen, HTTP: h.HTTPClient(lab.ClientOptions{Timeout: time.Second})}}
 	}
 	lb0, lb1 := lbs[0], lbs[1]
 	waitFor := func(what string, limit time.Duration, ok func() bool) {
@@ -210,7 +212,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	}
 
 	// Request loop: a new connection per request, two at a time.
-	client := tn.Client.HTTPClient(testnet.ClientOptions{Timeout: 5 * time.Second})
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 5 * time.Second})
 	load := testnet.StartLoad(ctx, client, "http://"+addr+"/", 2)
 	phase := load.Phase
 	time.Sleep(500 * time.Millisecond)

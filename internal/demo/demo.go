@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control"
-	"github.com/xlb-dev/xlb/internal/testnet"
+	"github.com/xlb-dev/xlb/internal/lab"
 )
 
 // Options configures a demo run.
@@ -68,7 +68,7 @@ func Run(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("find the xlb binary: %w", err)
 		}
 	}
-	if err := testnet.Available(); err != nil {
+	if err := lab.Available(); err != nil {
 		return fmt.Errorf("xlb demo needs root and network namespaces: %w", err)
 	}
 	d := &run{o: o, start: time.Now()}
@@ -84,7 +84,7 @@ func Run(ctx context.Context, o Options) (err error) {
 type run struct {
 	o      Options
 	start  time.Time
-	tn     *testnet.Net
+	tn     *lab.Net
 	dir    string
 	cmd    *exec.Cmd
 	exited chan error
@@ -99,7 +99,7 @@ func (d *run) say(format string, a ...any) {
 
 func (d *run) run(ctx context.Context) error {
 	d.say("building the topology: a client, the LB and three backends on one L2 segment")
-	tn, err := testnet.Build(testnet.Config{Backends: 3, DisableIPv6: true})
+	tn, err := lab.Build(lab.Config{Backends: 3, DisableIPv6: true})
 	if err != nil {
 		return fmt.Errorf("build topology: %w", err)
 	}
@@ -119,7 +119,7 @@ func (d *run) run(ctx context.Context) error {
 	}
 	d.showBackends(ctx)
 
-	d.web = tn.Client.HTTPClient(testnet.ClientOptions{Timeout: time.Second})
+	d.web = tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
 	d.url = "http://" + net.JoinHostPort(tn.VIP.String(), "80") + "/"
 	d.say("client: %d HTTP requests to %s (a new TCP connection each, from one client address)", d.o.Requests, d.url)
 	t := d.round(ctx)
@@ -219,13 +219,13 @@ func (d *run) waitBackends(ctx context.Context, max time.Duration, ok func(map[s
 }
 
 // round sends one round of requests and prints the spread.
-func (d *run) round(ctx context.Context) testnet.Tally {
-	t := testnet.Spread(ctx, d.web, d.url, d.o.Requests, 30*time.Second)
+func (d *run) round(ctx context.Context) lab.Tally {
+	t := lab.Spread(ctx, d.web, d.url, d.o.Requests, 30*time.Second)
 	d.say("  %s", spread(t))
 	return t
 }
 
-func spread(t testnet.Tally) string {
+func spread(t lab.Tally) string {
 	names := make([]string, 0, len(t.ByBackend))
 	for n := range t.ByBackend {
 		names = append(names, n)
@@ -251,8 +251,8 @@ func (d *run) killAndRevive(ctx context.Context) error {
 	killed := time.Now()
 	// Keep the client sending while the health check decides.
 	loadCtx, stop := context.WithCancel(ctx)
-	during := make(chan testnet.Tally, 1)
-	go func() { during <- testnet.Spread(loadCtx, d.web, d.url, 1<<20, 30*time.Second) }()
+	during := make(chan lab.Tally, 1)
+	go func() { during <- lab.Spread(loadCtx, d.web, d.url, 1<<20, 30*time.Second) }()
 	_, err := d.waitBackends(ctx, 10*time.Second, func(m map[string]string) bool { return m[victim] == "down" })
 	detect := time.Since(killed)
 	stop()

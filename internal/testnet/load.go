@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xlb-dev/xlb/internal/lab"
 )
 
 // Load is a request loop that runs until it is stopped: each worker sends GETs to a URL
@@ -31,7 +33,7 @@ func StartLoad(ctx context.Context, c *http.Client, url string, workers int) *Lo
 			defer l.wg.Done()
 			for ctx.Err() == nil {
 				start := time.Now()
-				_, err := Get(ctx, c, url)
+				_, err := lab.Get(ctx, c, url)
 				if ctx.Err() != nil {
 					return // cut short by Stop: neither a success nor a failure
 				}

@@ -17,8 +17,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -47,9 +49,9 @@ const (
 // plus a router namespace running BIRD and a client namespace behind it.
 type cluster struct {
 	t      *testing.T
-	tn     *testnet.Net
-	router *testnet.NS
-	client *testnet.NS
+	tn     *lab.Net
+	router *lab.NS
+	client *lab.NS
 	bin    string // the xlb binary
 	dir    string
 	lbs    []*lbProc
@@ -57,7 +59,7 @@ type cluster struct {
 
 // lbProc is one `xlb run` process in an LB namespace.
 type lbProc struct {
-	host   *testnet.Host
+	host   *lab.Host
 	cfg    string
 	cmd    *exec.Cmd
 	exited chan error
@@ -65,7 +67,7 @@ type lbProc struct {
 }
 
 // veth makes a veth pair: a in ns (with address pa, if valid), b in nsB.
-func veth(t *testing.T, ns *testnet.NS, a string, nsB *testnet.NS, b string) {
+func veth(t *testing.T, ns *lab.NS, a string, nsB *lab.NS, b string) {
 	t.Helper()
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a, MTU: 1500}, PeerName: b,
 		PeerNamespace: netlink.NsFd(int(nsB.NsHandle()))}
@@ -74,7 +76,7 @@ func veth(t *testing.T, ns *testnet.NS, a string, nsB *testnet.NS, b string) {
 	}
 }
 
-func linkUp(t *testing.T, ns *testnet.NS, name string) {
+func linkUp(t *testing.T, ns *lab.NS, name string) {
 	t.Helper()
 	l, err := ns.Handle().LinkByName(name)
 	if err == nil {
@@ -90,7 +92,7 @@ func linkUp(t *testing.T, ns *testnet.NS, name string) {
 
 // waitOperUp waits until the links are operationally up (a fresh veth drops packets until
 // the kernel's deferred link-watch step gives it a qdisc).
-func waitOperUp(t *testing.T, links map[*testnet.NS][]string) {
+func waitOperUp(t *testing.T, links map[*lab.NS][]string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for ns, names := range links {
@@ -119,7 +121,7 @@ func newCluster(t *testing.T, lbs, backends int) *cluster {
 		}
 		birdPath = "/usr/sbin/bird"
 	}
-	tn := testnet.New(t, testnet.Config{LBs: lbs, Backends: backends, NoVIPOnLB: true})
+	tn := testnet.New(t, lab.Config{LBs: lbs, Backends: backends, NoVIPOnLB: true})
 	c := &cluster{t: t, tn: tn, dir: t.TempDir()}
 
 	// Build the binary while the namespaces are made.
@@ -134,7 +136,7 @@ func newCluster(t *testing.T, lbs, backends int) *cluster {
 	}()
 
 	for _, role := range []string{"rt", "cl"} {
-		ns, err := testnet.NewNS(tn.ID, role)
+		ns, err := lab.NewNS(tn.ID, role)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +186,7 @@ func newCluster(t *testing.T, lbs, backends int) *cluster {
 		must(t, b.AddRoute(clientSubnet, routerAddr.Addr(), "eth0"))
 		must(t, b.AddRoute(clientSubnet6, routerAddr6.Addr(), "eth0"))
 	}
-	waitOperUp(t, map[*testnet.NS][]string{c.router: {"eth0", "eth1"}, c.client: {"eth0"}, tn.Switch: {"rt"}})
+	waitOperUp(t, map[*lab.NS][]string{c.router: {"eth0", "eth1"}, c.client: {"eth0"}, tn.Switch: {"rt"}})
 	c.startBIRD(birdPath, lbs)
 	if err := <-built; err != nil {
 		t.Fatal(err)
@@ -386,8 +388,8 @@ func (c *cluster) ctl(p *lbProc, out any, args ...string) error {
 
 // api is a client of the LB's API, dialled inside its namespace.
 func (p *lbProc) api() *control.Client {
-	return &control.Client{Base: "http://" + control.DefaultAPIListen,
-		HTTP: p.host.HTTPClient(testnet.ClientOptions{Timeout: 3 * time.Second})}
+	return &control.Client{Base: "http://" + config.DefaultAPIListen,
+		HTTP: p.host.HTTPClient(lab.ClientOptions{Timeout: 3 * time.Second})}
 }
 
 // rx returns the frames the LB's workers received so far (-1 when it does not answer).

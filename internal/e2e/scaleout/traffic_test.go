@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -51,7 +52,7 @@ const (
 	connWait   = 10 * time.Second // a request on a long connection may wait out a failover
 )
 
-func startTraffic(ctx context.Context, client *testnet.NS, vip string, conns, loops int) (*traffic, error) {
+func startTraffic(ctx context.Context, client *lab.NS, vip string, conns, loops int) (*traffic, error) {
 	tr := &traffic{stop: make(chan struct{})}
 	for range conns {
 		c, err := client.DialWith(ctx, &net.Dialer{Timeout: 2 * time.Second}, "tcp", vip)
@@ -92,7 +93,7 @@ func startTraffic(ctx context.Context, client *testnet.NS, vip string, conns, lo
 			}
 		})
 	}
-	hc := client.HTTPClient(testnet.ClientOptions{Timeout: 2 * time.Second})
+	hc := client.HTTPClient(lab.ClientOptions{Timeout: 2 * time.Second})
 	url := "http://" + vip + "/"
 	for range loops {
 		tr.wg.Go(func() {
@@ -102,7 +103,7 @@ func startTraffic(ctx context.Context, client *testnet.NS, vip string, conns, lo
 					return
 				default:
 				}
-				_, err := testnet.Get(ctx, hc, url)
+				_, err := lab.Get(ctx, hc, url)
 				tr.mu.Lock()
 				tr.events = append(tr.events, event{time.Now(), err == nil})
 				tr.mu.Unlock()
