@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
 
@@ -29,7 +30,7 @@ func fillers(client netip.Addr, n, at int) []netip.Prefix {
 
 // reach makes one request to the service and reports whether it was answered; a SYN the
 // XDP program drops leaves the connection unanswered until the short deadline.
-func reach(t *testing.T, tn *testnet.Net, sp ServiceSpec) bool {
+func reach(t *testing.T, tn *lab.Net, sp ServiceSpec) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
@@ -42,7 +43,7 @@ func reach(t *testing.T, tn *testnet.Net, sp ServiceSpec) bool {
 // counted for its service and rule. Meanwhile a long-lived connection from another address
 // keeps working, and a request loop from it, while the lists are swapped, loses nothing.
 func TestE2EACL(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 1})
+	tn := testnet.New(t, lab.Config{Backends: 1})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp4 := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
 	sp6 := backendSpec(t, tn, "web6", 1, tn.VIP6, 80, MethodDR)
@@ -55,7 +56,7 @@ func TestE2EACL(t *testing.T) {
 	if err := tn.Client.AddAddr("eth0", netip.PrefixFrom(other, 24)); err != nil {
 		t.Fatal(err)
 	}
-	httpc := tn.Client.HTTPClient(testnet.ClientOptions{LocalAddr: &net.TCPAddr{IP: other.AsSlice()}, Timeout: 2 * time.Second})
+	httpc := tn.Client.HTTPClient(lab.ClientOptions{LocalAddr: &net.TCPAddr{IP: other.AsSlice()}, Timeout: 2 * time.Second})
 	load := testnet.StartLoad(context.Background(), httpc, fmt.Sprintf("http://%s:80/", tn.VIP), 2)
 	defer load.Stop()
 
@@ -114,7 +115,7 @@ func TestE2EACL(t *testing.T) {
 // TestE2ENewFlowLimit: a service limited to a burst of 3 new flows (and 1 per second)
 // answers 3 fresh connections in a row and refuses the next ones; the drops are counted.
 func TestE2ENewFlowLimit(t *testing.T) {
-	tn := testnet.New(t, testnet.Config{Backends: 1})
+	tn := testnet.New(t, lab.Config{Backends: 1})
 	dp := startDataplane(t, tn.LB, "eth0")
 	sp := backendSpec(t, tn, "web", 0, tn.VIP, 80, MethodDR)
 	sp.Policy = Policy{SourceNewFlows: Rate{PerSecond: 1, Burst: 3}}
