@@ -120,6 +120,7 @@ func (c *Config) validateServices(e *errs) {
 		if len(s.Backends) == 0 {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
+		c.validateDefence(e, s, p)
 		bnames := map[string]int{}
 		targets := map[netip.AddrPort]int{}
 		for _, group := range []struct {
@@ -256,6 +257,7 @@ func (a *API) validate(e *errs) {
 	if !IsLoopback(host) && a.Token == "" && a.TokenFile == "" {
 		e.add(a.pos.at("listen"), "api.listen", ErrMissing, "listening on %q (beyond loopback) requires api.token or api.token_file", a.Listen)
 	}
+	a.validateAccess(e)
 }
 
 // IsLoopback reports whether host (from host:port) only reaches this machine.

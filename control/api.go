@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,8 +19,11 @@ import (
 // APIPrefix is the path prefix of the JSON API.
 const APIPrefix = "/api/v1"
 
-// maxBody bounds a request body.
-const maxBody = 1 << 16
+// maxBody bounds a request body; maxACLBody one that replaces an ACL.
+const (
+	maxBody    = 1 << 16
+	maxACLBody = 8 << 20
+)
 
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
@@ -46,6 +50,7 @@ type HandlerOptions struct {
 //	GET  /api/v1/counters                                 data-path counters per worker
 //	GET  /api/v1/drops                                    XDP drops per service by reason, verdicts per interface
 //	GET  /api/v1/services/{service}/acl                   the service's ACL rules and their hits
+//	PUT  /api/v1/services/{service}/acl                   {"allow": [...], "deny": [...]} until a reload
 //	POST /api/v1/services/{service}/backends/{backend}/weight   {"weight": N}
 //	POST /api/v1/services/{service}/backends/{backend}/drain
 //	POST /api/v1/services/{service}/backends/{backend}/enable
@@ -117,6 +122,20 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	})
 	registerBGP(mux, opts.BGP)
 	registerDefence(mux, opts.Defence)
+	mux.HandleFunc("PUT "+APIPrefix+"/services/{service}/acl", func(w http.ResponseWriter, r *http.Request) {
+		var body ACLRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxACLBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			writeErr(w, fmt.Errorf("%w: want a JSON body {\"allow\": [prefixes], \"deny\": [prefixes]}: %w", config.ErrValue, err))
+			return
+		}
+		if err := c.SetACL(r.PathValue("service"), body.Allow, body.Deny); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"service": r.PathValue("service"), "result": "ok"})
+	})
 	registerVRRP(mux, opts.VRRP)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
@@ -165,9 +184,9 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// OpenAPI opens the API listener a configures and returns it with the token
-// to require, refusing (ErrTokenRequired) a listener beyond loopback without
-// a token.
+// OpenAPI opens the API's TCP listener a configures (TLS with api.tls_cert)
+// and returns it with the token to require, refusing (ErrTokenRequired) a
+// listener beyond loopback without a token.
 func OpenAPI(a *config.API) (net.Listener, string, error) {
 	tok, err := a.LoadToken()
 	if err != nil {
@@ -180,11 +199,37 @@ func OpenAPI(a *config.API) (net.Listener, string, error) {
 	if !config.IsLoopback(host) && tok == "" {
 		return nil, "", ErrTokenRequired
 	}
+	var tc *tls.Config
+	if a.TLSCert != "" {
+		if tc, err = ServerTLS(a.TLSCert, a.TLSKey, a.ClientCA); err != nil {
+			return nil, "", err
+		}
+	}
 	ln, err := net.Listen("tcp", a.Listen)
 	if err != nil {
 		return nil, "", fmt.Errorf("api: %w", err)
 	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
 	return ln, tok, nil
+}
+
+// OpenAPISocket opens the API's unix socket a configures (nil when api.socket
+// is none): mode 0600, or 0660 for api.socket_group.
+func OpenAPISocket(a *config.API) (net.Listener, error) {
+	path := a.SocketPath()
+	if path == "" {
+		return nil, nil
+	}
+	gid := -1
+	if a.SocketGroup != "" {
+		var err error
+		if gid, err = config.LookupGroup(a.SocketGroup); err != nil {
+			return nil, fmt.Errorf("api socket: %w", err)
+		}
+	}
+	return ListenSocket(path, gid)
 }
 
 // Serve serves h on ln (TCP, TLS or the unix socket) until ctx is done, then shuts down gracefully.

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -25,18 +23,6 @@ var (
 	// ErrTLS: the API's certificate, key or client CA cannot be used.
 	ErrTLS = errors.New("api tls")
 )
-
-// LookupGroup resolves a group name or numeric gid.
-func LookupGroup(group string) (int, error) {
-	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
-		return gid, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return -1, fmt.Errorf("group %q: %w", group, err)
-	}
-	return strconv.Atoi(g.Gid)
-}
 
 // ListenSocket creates the API's unix socket at path: owned by this process's user, mode
 // 0600, or 0660 with group gid (gid < 0: no group). The socket is bound inside a private

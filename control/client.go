@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -98,6 +99,11 @@ func (c *Client) Drops(ctx context.Context) (Drops, error) {
 func (c *Client) ACL(ctx context.Context, service string) ([]dataplane.RuleHits, error) {
 	var out []dataplane.RuleHits
 	return out, c.do(ctx, http.MethodGet, "/services/"+url.PathEscape(service)+"/acl", nil, &out)
+}
+
+// SetACL replaces a service's ACL until the next reload.
+func (c *Client) SetACL(ctx context.Context, service string, allow, deny []netip.Prefix) error {
+	return c.do(ctx, http.MethodPut, "/services/"+url.PathEscape(service)+"/acl", ACLRequest{Allow: allow, Deny: deny}, nil)
 }
 
 // Raw fetches an API path (below /api/v1) and returns the body as is.

@@ -353,7 +353,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 			idx = c.newIndex()
 			c.indexes[sc.Name] = idx
 		}
-		s := &svcState{cfg: sc, index: idx, strategy: st}
+		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
 			if o.strategy == st {

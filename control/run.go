@@ -51,6 +51,13 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
 		return err
 	}
 	defer ln.Close()
+	sock, err := OpenAPISocket(&cfg.API)
+	if err != nil {
+		return err
+	}
+	if sock != nil {
+		defer sock.Close()
+	}
 
 	dc := DataplaneConfig(cfg)
 	dc.ReplaceXDP = opts.ReplaceXDP
@@ -115,9 +122,13 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
 	metrics.Registry().MustRegister(DefenceCollector{D: dp, A: access})
 	h := NewHandler(c, HandlerOptions{Access: access, Metrics: metrics.Handler(), BGP: ann,
 		VRRP: vr.source(), Defence: dp})
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- Serve(sctx, ln, h, log) }()
-	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")
+	log.Info("api listening", "addr", ln.Addr().String(), "token", token != "", "tls", cfg.API.TLSCert != "")
+	if sock != nil {
+		go func() { served <- Serve(sctx, sock, h, log) }()
+		log.Info("api socket", "path", cfg.API.SocketPath(), "group", cfg.API.SocketGroup)
+	}
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}
@@ -127,6 +138,9 @@ func Run(ctx context.Context, cfg *config.Config, opts RunOptions) (err error) {
 			log.Info("shutting down")
 			stop()
 			<-served
+			if sock != nil {
+				<-served
+			}
 			return nil
 		case err := <-served:
 			if err != nil && !errors.Is(err, context.Canceled) {

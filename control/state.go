@@ -22,6 +22,8 @@ type svcState struct {
 	// change elsewhere does not rebuild this service's Maglev table.
 	built  *sched.Service
 	inputs []sched.Backend
+
+	policy dataplane.Policy // acl and limits: the config's, or the API's until a reload
 }
 
 // beState is a running backend.
@@ -105,6 +107,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		Method:  m,
 		Sched:   ss,
 		Targets: make([]dataplane.Target, len(s.backends)),
+		Policy:  s.policy,
 	}
 	if m == dataplane.MethodTunnel {
 		sp.TunnelSource = c.TunnelSource

@@ -1,0 +1,52 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// policyOf is the data path's view of a service's acl and limits.
+func policyOf(sc *config.Service) dataplane.Policy {
+	var p dataplane.Policy
+	p.Allow, p.Deny = sc.ACL.Lists()
+	if r := sc.Limits.NewFlows; r != nil {
+		p.NewFlows = dataplane.Rate{PerSecond: uint64(r.Rate), Burst: uint64(r.Burst)}
+	}
+	if r := sc.Limits.SourceNewFlows; r != nil {
+		p.SourceNewFlows = dataplane.Rate{PerSecond: uint64(r.Rate), Burst: uint64(r.Burst)}
+		p.SourceBits4, p.SourceBits6 = r.IPv4Prefix, r.IPv6Prefix
+	}
+	return p
+}
+
+// SetACL replaces a service's ACL (allow and deny lists, matched together, the longest
+// prefix deciding) until a reload brings the configured one back, and publishes it: the
+// XDP programs swap the whole list in at once.
+func (c *Controller) SetACL(service string, allow, deny []netip.Prefix) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.started || c.closed {
+		return fmt.Errorf("control: set acl: %w", ErrClosed)
+	}
+	s := c.byName[service]
+	if s == nil {
+		return fmt.Errorf("service %q: %w", service, ErrNotFound)
+	}
+	p := s.policy
+	p.Allow, p.Deny = allow, deny
+	if err := dataplane.CheckPolicy(&p); err != nil {
+		return fmt.Errorf("service %q: %w: %w", service, config.ErrValue, err)
+	}
+	s.policy = p
+	c.log.Info("acl changed", "service", service, "allow", len(allow), "deny", len(deny))
+	return c.publishLocked("acl " + service)
+}
+
+// ACLRequest is the body of PUT /api/v1/services/{service}/acl.
+type ACLRequest struct {
+	Allow []netip.Prefix `json:"allow"`
+	Deny  []netip.Prefix `json:"deny"`
+}
