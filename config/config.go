@@ -103,6 +103,11 @@ type Backend struct {
 	// Disabled takes the backend out as if it were down: existing flows
 	// are rescheduled. Default false.
 	Disabled bool `yaml:"disabled"`
+	// UpperThreshold, when set, stops new flows to the backend while it
+	// holds that many connections (IPVS's upper threshold); it gets new
+	// flows again below LowerThreshold (default: 3/4 of the upper).
+	UpperThreshold uint32 `yaml:"upper_threshold"`
+	LowerThreshold uint32 `yaml:"lower_threshold"`
 
 	pos pos
 }

@@ -163,6 +163,12 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	if b.Name != "" && !nameRE.MatchString(b.Name) {
 		e.add(b.pos.at("name"), p+".name", ErrValue, "%q: use letters, digits, '.', '_', ':' or '-' (at most 63)", b.Name)
 	}
+	switch {
+	case b.LowerThreshold > 0 && b.UpperThreshold == 0:
+		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold without upper_threshold")
+	case b.UpperThreshold > 0 && b.LowerThreshold >= b.UpperThreshold:
+		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold %d must be below upper_threshold %d", b.LowerThreshold, b.UpperThreshold)
+	}
 	if !checkAddr(e, b.pos, "address", p, b.Address) {
 		return
 	}

@@ -163,10 +163,14 @@ func (c *Controller) Start(ctx context.Context) error {
 			return fmt.Errorf("control: start health check %s: %w", chk.ID, err)
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.follow(c.ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchThresholds(c.ctx)
 	}()
 	c.log.Info("controller started", "services", len(c.cfg.Services), "backends", c.numBackends())
 	return nil
@@ -381,6 +385,10 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
 				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
 					b.cfgWeight, b.weight, b.overWeight = cw, cw, false
+				}
+				b.upper, b.lower = cb.UpperThreshold, cb.LowerThreshold
+				if b.upper == 0 {
+					b.overloaded = false
 				}
 				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
 					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false

@@ -53,6 +53,10 @@ type beState struct {
 	hopErr   string // why the next hop is unresolved
 	resolved bool
 	tried    bool // a resolution has been attempted
+
+	upper, lower uint32 // connection thresholds (0: none)
+	overloaded   bool   // at or over upper, not yet below lower: no new flows
+	active       uint64 // connections as the data path last counted them
 }
 
 // beKey identifies a backend across reloads.
@@ -65,7 +69,7 @@ type beKey struct {
 // eligible reports whether b may get new flows of its own accord (before
 // the fallback rule): healthy, enabled, resolved and weighted.
 func (b *beState) eligible() bool {
-	return b.upish() && b.weight > 0
+	return b.upish() && b.weight > 0 && !b.overloaded
 }
 
 // upish is Up as the scheduler sees it, before the fallback rule: healthy,
@@ -90,7 +94,11 @@ func (s *svcState) schedBackends() []sched.Backend {
 		if b.fallback && primaryOK {
 			up = false
 		}
-		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: b.weight, Up: up, Load: b.load}
+		w := b.weight
+		if b.overloaded {
+			w = 0 // like a drain: no new flows, existing flows stay
+		}
+		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: w, Up: up, Load: b.load}
 	}
 	return out
 }

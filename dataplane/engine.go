@@ -55,6 +55,8 @@ type Engine struct {
 	hitSvc  int
 
 	noPrefetch bool // benchmarks only: hash per packet, no batch prefetch (the baseline)
+
+	activeAt int64 // when refreshActive last ran
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -94,6 +96,7 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 	}
 	e.c[cBatches]++
 	e.core.Maintain(now)
+	e.refreshActive(now)
 }
 
 // batch processes at most maxBatch frames.
