@@ -186,13 +186,18 @@ func (c *Config) validateACL(e *errs, a *ACL, p string) {
 	}
 }
 
-// readPrefixFile reads one address or prefix per line ('#' comments, blank lines
-// skipped), reporting bad lines as file:line errors, and calls each for every good entry.
+// readPrefixFile reads a list file (see parsePrefixList).
 func readPrefixFile(e *errs, name, path string, each func(netip.Prefix, int)) ([]netip.Prefix, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
 		return nil, err
 	}
+	return parsePrefixList(e, name, path, data, each)
+}
+
+// parsePrefixList parses one address or prefix per line ('#' comments, blank lines
+// skipped), reporting bad lines as name:line errors, and calls each for every good entry.
+func parsePrefixList(e *errs, name, path string, data []byte, each func(netip.Prefix, int)) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for line := 1; sc.Scan(); line++ {
@@ -209,7 +214,7 @@ func readPrefixFile(e *errs, name, path string, each func(netip.Prefix, int)) ([
 		out = append(out, pf)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return out, nil
 }
