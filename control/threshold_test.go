@@ -60,7 +60,9 @@ func TestThresholds(t *testing.T) {
 		f.mu.Unlock()
 		r.c.checkThresholds()
 	}
-	weights := func() string { return fmt.Sprintf("a=%d c=%d", r.backend("web", "a").Weight, r.backend("web", "c").Weight) }
+	weights := func() string {
+		return fmt.Sprintf("a=%d c=%d", r.backend("web", "a").Weight, r.backend("web", "c").Weight)
+	}
 	for _, step := range []struct {
 		a, c uint64
 		want string
