@@ -101,7 +101,7 @@ func TestAPIReadAndChange(t *testing.T) {
 
 func TestAPIToken(t *testing.T) {
 	r := newRig(t, twoSvc)
-	m := NewMetrics(r.c)
+	m := NewMetrics(r.c, nil)
 	acc := NewAccess("s3cret")
 	acc.MinDelay, acc.MaxDelay = time.Millisecond, 5*time.Millisecond
 	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{Access: acc, Metrics: m.Handler()}))
@@ -204,7 +204,7 @@ func (fakeStats) Stats() []dataplane.WorkerStats {
 func TestMetricsExposition(t *testing.T) {
 	r := newRig(t, twoSvc)
 	r.c.opts.Stats = fakeStats{}
-	m := NewMetrics(r.c)
+	m := NewMetrics(r.c, nil)
 	r.prober.fire("web/a", health.StateUp)
 	r.c.onResult("web/a", health.Result{OK: true, Latency: 2e6})
 	must(t, r.c.SetWeight("web", "b", 7))

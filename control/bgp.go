@@ -232,25 +232,6 @@ func (a *BGPAnnouncer) Status(ctx context.Context) BGPStatus {
 	return st
 }
 
-// startBGPFor starts the announcer of cfg's bgp section (nil without one),
-// registers its metrics and has it announce: Run calls it once the data
-// path forwards.
-func startBGPFor(ctx context.Context, cfg *config.Config, c *Controller, m *Metrics, log *slog.Logger) (*BGPAnnouncer, error) {
-	if cfg.BGP == nil {
-		return nil, nil
-	}
-	a, err := StartBGP(ctx, cfg.BGP, c, log)
-	if err != nil {
-		return nil, fmt.Errorf("bgp: %w", err)
-	}
-	if err := m.Registry().Register(a); err != nil {
-		a.Shutdown()
-		return nil, fmt.Errorf("bgp metrics: %w", err)
-	}
-	a.SetForwarding(true)
-	return a, nil
-}
-
 // registerBGP adds the BGP endpoints to the API:
 //
 //	GET  /api/v1/bgp                 sessions, announced routes, drain state

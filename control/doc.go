@@ -10,6 +10,6 @@
 // state and Maglev inputs of the backends that stay, so flows on healthy
 // backends are not moved; a bad configuration is refused with every error and
 // the running one stays. NewHandler serves the JSON API and Prometheus
-// /metrics (NewMetrics, its own registry), Client is what `xlb ctl` uses, and
-// Run wires the data path, the controller and the API into `xlb run`.
+// /metrics (NewMetrics), Client is what `xlb ctl` uses, NewVRRP and StartBGP
+// run the vrrp and bgp sections. Package xlb wires them into one balancer.
 package control

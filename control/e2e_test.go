@@ -96,7 +96,7 @@ func TestE2EFailoverAndReload(t *testing.T) {
 	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
 	must(t, dp.Start(sctx))
 	scancel()
-	metrics := NewMetrics(c)
+	metrics := NewMetrics(c, nil)
 	api := &Client{Base: serve(t, NewHandler(c, HandlerOptions{Metrics: metrics.Handler()}))}
 
 	waitHealth := func(name, want string, max time.Duration) time.Duration {
@@ -398,7 +398,7 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 	if pk != tr.Packets || by != tr.Bytes || by < 54*pk {
 		t.Errorf("backends: %d packets %d bytes, service: %d packets %d bytes", pk, by, tr.Packets, tr.Bytes)
 	}
-	mfs, err := NewMetrics(c).Registry().Gather()
+	mfs, err := NewMetrics(c, nil).Registry().Gather()
 	must(t, err)
 	got := map[string]float64{}
 	for _, f := range mfs {

@@ -96,16 +96,24 @@ var workerDescs = func() []*prometheus.Desc {
 	return out
 }()
 
-// NewMetrics registers the controller's metrics, with the Go runtime and
-// process collectors, in a registry of their own.
-func NewMetrics(c *Controller) *Metrics {
-	m := &Metrics{c: c, reg: prometheus.NewRegistry()}
+// NewMetrics registers the controller's metrics in reg. A nil reg means a
+// registry of their own, with the Go runtime and process collectors; a
+// registry given by an embedding program gets xlb's metrics only.
+func NewMetrics(c *Controller, reg *prometheus.Registry) *Metrics {
+	own := reg == nil
+	if own {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Metrics{c: c, reg: reg}
 	m.probe = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "xlb_backend_probe_duration_seconds",
 		Help:    "Duration of completed health probes.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, labelsBE)
-	m.reg.MustRegister(m, m.probe, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m, m.probe)
+	if own {
+		m.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	}
 	c.mu.Lock()
 	c.metrics = m
 	c.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -133,16 +134,17 @@ type VRRPStatus struct {
 	SplitBrainPeer   netip.Addr        `json:"split_brain_peer"`
 }
 
-// router is what vrrpNode needs of an ha.Router.
+// router is what VRRPNode needs of an ha.Router.
 type router interface {
 	Status() ha.Status
 	Demote() error
 	Run(ctx context.Context) error
 }
 
-// vrrpNode runs the VRRP router of `xlb run`: its hooks switch the
-// Standby and put the VIPs on the interface.
-type vrrpNode struct {
+// VRRPNode runs the VRRP router of a vrrp section: its hooks switch a
+// Standby in front of the data path and put the VIPs on the interface.
+// Make one with NewVRRP; Start runs it, Stop resigns and cleans up.
+type VRRPNode struct {
 	cfg     ha.Config
 	r       router
 	standby *Standby
@@ -156,8 +158,8 @@ type vrrpNode struct {
 }
 
 // newVRRPNode makes the router for section v; the hooks drive sb.
-func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*vrrpNode, error) {
-	n := &vrrpNode{cfg: v.HA(), standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
+func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*VRRPNode, error) {
+	n := &VRRPNode{cfg: v.HA(), standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
 	if err := n.cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -171,12 +173,12 @@ func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Optio
 	return n, nil
 }
 
-func (n *vrrpNode) onMaster() error {
+func (n *VRRPNode) onMaster() error {
 	// Forward first: the VIPs are announced right after this returns.
 	return errors.Join(n.standby.SetForwarding(true), n.addrs(true))
 }
 
-func (n *vrrpNode) onBackup() error {
+func (n *VRRPNode) onBackup() error {
 	// The VIPs go first: a kernel that holds a VIP its data path no longer
 	// steers answers the VIP's packets with resets (connection refused,
 	// established connections reset); without the VIP it drops them and the
@@ -185,8 +187,8 @@ func (n *vrrpNode) onBackup() error {
 	return errors.Join(aerr, n.standby.SetForwarding(false))
 }
 
-// start runs the router until stop; a transport failure arrives on n.err.
-func (n *vrrpNode) start(ctx context.Context) {
+// Start runs the router until Stop; a transport failure arrives on Err.
+func (n *VRRPNode) Start(ctx context.Context) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(n.done)
@@ -196,9 +198,10 @@ func (n *vrrpNode) start(ctx context.Context) {
 	}()
 }
 
-// stop resigns (a master sends priority 0 and stops forwarding), waits for
-// the router, and makes sure the VIPs are off the interface.
-func (n *vrrpNode) stop() {
+// Stop resigns (a master sends priority 0 and stops forwarding), waits for
+// the router, makes sure the VIPs are off the interface and removes the
+// crash guard.
+func (n *VRRPNode) Stop() {
 	if n.cancel != nil {
 		n.cancel()
 		<-n.done
@@ -221,28 +224,27 @@ func (n *vrrpNode) stop() {
 	}
 }
 
-// source returns n as a VRRPSource, or nil (not a typed nil) when n is nil.
-func (n *vrrpNode) source() VRRPSource {
-	if n == nil {
-		return nil
-	}
-	return n
-}
-
-// errc returns the channel a router failure arrives on (nil, never ready,
+// Err returns the channel a router failure arrives on (nil, never ready,
 // when n is nil).
-func (n *vrrpNode) errc() <-chan error {
+func (n *VRRPNode) Err() <-chan error {
 	if n == nil {
 		return nil
 	}
 	return n.err
 }
 
+// Publisher is the Standby the controller publishes to: it passes the
+// snapshots on to the data path only while this host is the master.
+func (n *VRRPNode) Publisher() *Standby { return n.standby }
+
+// Collector exports the router's state as Prometheus metrics.
+func (n *VRRPNode) Collector() prometheus.Collector { return vrrpCollector{n} }
+
 // Demote implements VRRPSource.
-func (n *vrrpNode) Demote() error { return n.r.Demote() }
+func (n *VRRPNode) Demote() error { return n.r.Demote() }
 
 // VRRPStatus implements VRRPSource.
-func (n *vrrpNode) VRRPStatus() VRRPStatus {
+func (n *VRRPNode) VRRPStatus() VRRPStatus {
 	s := n.r.Status()
 	st := VRRPStatus{
 		Interface: s.Interface, VRID: s.VRID, Priority: s.Priority, VIPs: n.cfg.VIPs,
@@ -295,18 +297,20 @@ func setVIPs(ifname string, vips []netip.Addr, on bool) error {
 	return errors.Join(errs...)
 }
 
-// vrrpFor returns the Publisher the controller of `xlb run` uses: dp
-// itself, or a Standby in front of it with the VRRP node driving it when
-// cfg has a vrrp section.
-func vrrpFor(cfg *config.Config, dp Publisher, log *slog.Logger) (Publisher, *vrrpNode, error) {
-	if cfg.VRRP == nil {
-		return dp, nil, nil
+// NewVRRP returns the VRRP node of section v in front of the data path dp:
+// the controller publishes to its Publisher (a Standby), which forwards
+// only while this host is the master and keeps an nftables crash guard
+// (dropping the VIPs' packets should the process die holding them) in line
+// with the snapshots. Nothing runs before Start.
+func NewVRRP(v *config.VRRP, dp Publisher, log *slog.Logger, opts ...ha.Option) (*VRRPNode, error) {
+	if log == nil {
+		log = slog.Default()
 	}
 	sb := NewStandby(dp)
-	sb.guard = &crashGuard{vrid: cfg.VRRP.VirtualRouterID, vips: slices.Clone(cfg.VRRP.VIPs), apply: nft, log: log}
-	n, err := newVRRPNode(cfg.VRRP, sb, log)
+	sb.guard = &crashGuard{vrid: v.VirtualRouterID, vips: slices.Clone(v.VIPs), apply: nft, log: log}
+	n, err := newVRRPNode(v, sb, log, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("vrrp: %w", err)
+		return nil, fmt.Errorf("vrrp: %w", err)
 	}
-	return sb, n, nil
+	return n, nil
 }

@@ -68,7 +68,7 @@ const vrrpRigConfig = twoSvc + `vrrp:
 // with a real ha.Router on an in-memory link and a recorder for the VIPs.
 type vrrpRig struct {
 	*rig
-	node  *vrrpNode
+	node  *VRRPNode
 	tr    *memTransport
 	mu    sync.Mutex
 	vipOn bool
@@ -175,9 +175,9 @@ func TestStandbyPublishesNoServicesUntilForwarding(t *testing.T) {
 func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 	v := newVRRPRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	v.node.start(ctx)
-	t.Cleanup(func() { cancel(); v.node.stop() })
-	cl := &Client{Base: serve(t, NewHandler(v.c, HandlerOptions{VRRP: v.node.source()}))}
+	v.node.Start(ctx)
+	t.Cleanup(func() { cancel(); v.node.Stop() })
+	cl := &Client{Base: serve(t, NewHandler(v.c, HandlerOptions{VRRP: v.node}))}
 
 	// Nobody else on the link: master after Master_Down_Interval.
 	waitFor(t, "master", func() bool { return v.node.r.Status().State == ha.Master })
@@ -246,7 +246,7 @@ func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 
 	// Stop: resign, stop forwarding, VIPs off.
 	cancel()
-	v.node.stop()
+	v.node.Stop()
 	if v.node.standby.Forwarding() || v.vips() {
 		t.Error("stopped router still forwards or holds the VIPs")
 	}
@@ -262,9 +262,9 @@ func TestVRRPAPIWithoutVRRP(t *testing.T) {
 	if _, err := cl.Demote(context.Background()); !errors.As(err, &ae) || ae.Status != 404 {
 		t.Errorf("POST /vrrp/demote without vrrp: %v", err)
 	}
-	var nilNode *vrrpNode
-	if nilNode.source() != nil || nilNode.errc() != nil {
-		t.Error("a nil node must give a nil source and a nil error channel")
+	var nilNode *VRRPNode
+	if nilNode.Err() != nil {
+		t.Error("a nil node must give a nil error channel")
 	}
 }
 
@@ -301,7 +301,7 @@ table inet xlb_vrrp_9 {
 	if n := len(scripts); n != 2 || !strings.Contains(scripts[1], "udp th dport 54 drop") {
 		t.Fatalf("after reload: %q", scripts[n-1])
 	}
-	v.node.stop()
+	v.node.Stop()
 	if n := len(scripts); scripts[n-1] != "table inet xlb_vrrp_9 {}\ndelete table inet xlb_vrrp_9\n" {
 		t.Errorf("stop applied %q, want the removal", scripts[n-1])
 	}

@@ -19,12 +19,12 @@ func TestBenchFlags(t *testing.T) {
 		{"--duration", "-1s"},
 		{"extra"},
 	} {
-		code, _, errs := xlb(append([]string{"bench"}, args...)...)
+		code, _, errs := runXLB(append([]string{"bench"}, args...)...)
 		if code != 2 || !strings.Contains(errs, "usage") {
 			t.Errorf("bench %v: exit %d, %q", args, code, errs)
 		}
 	}
-	if code, _, _ := xlb("bench", "-h"); code != 0 {
+	if code, _, _ := runXLB("bench", "-h"); code != 0 {
 		t.Errorf("bench -h: exit %d", code)
 	}
 }
@@ -34,7 +34,7 @@ func TestBenchCommand(t *testing.T) {
 	testnet.Skip(t)
 	benchPrioritize = func() {}
 	out := filepath.Join(t.TempDir(), "bench.md")
-	code, _, errs := xlb("bench", "--scenario", "latency", "--duration", "100ms", "--rounds", "1",
+	code, _, errs := runXLB("bench", "--scenario", "latency", "--duration", "100ms", "--rounds", "1",
 		"--latency-rate", "10000", "--markdown", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)

@@ -74,7 +74,7 @@ func TestCtlVRRP(t *testing.T) {
 	}()
 	t.Cleanup(func() { stop(); <-served })
 	ctl := func(args ...string) (int, string, string) {
-		return xlb(append([]string{"ctl", "--socket", sock}, args...)...)
+		return runXLB(append([]string{"ctl", "--socket", sock}, args...)...)
 	}
 
 	code, out, errs := ctl("vrrp")
@@ -98,7 +98,7 @@ func TestCtlVRRP(t *testing.T) {
 
 	// A daemon without a vrrp section answers 404.
 	_, url := ctlServer(t)
-	if code, _, errs := xlb("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
+	if code, _, errs := runXLB("ctl", "--api", url, "--token", "t0k", "vrrp"); code != 1 || !strings.Contains(errs, "404") ||
 		!strings.Contains(errs, "no vrrp section") {
 		t.Errorf("vrrp without vrrp: %d %q", code, errs)
 	}

@@ -1,5 +1,8 @@
-// Command xlb is the xlb load balancer: one binary for the daemon (run),
-// its control client (ctl), and its version. See DESIGN.md.
+// Command xlb is the xlb load balancer: one binary for the daemon (run, a
+// thin caller of package xlb), its control client (ctl), the built-in demo
+// in network namespaces (demo), the forwarding benchmarks (bench) and its
+// version. The configuration format is docs/config.md; the packages are
+// listed in README.md.
 package main
 
 import (

@@ -75,7 +75,7 @@ func ctlServer(t *testing.T) (*control.Controller, string) {
 	return c, srv.URL
 }
 
-func xlb(args ...string) (int, string, string) {
+func runXLB(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
 	return code, out.String(), errb.String()
@@ -84,7 +84,7 @@ func xlb(args ...string) (int, string, string) {
 func TestCtl(t *testing.T) {
 	c, url := ctlServer(t)
 	ctl := func(args ...string) (int, string, string) {
-		return xlb(append([]string{"ctl", "--api", url, "--token", "t0k"}, args...)...)
+		return runXLB(append([]string{"ctl", "--api", url, "--token", "t0k"}, args...)...)
 	}
 	code, out, errs := ctl("services")
 	if code != 0 || !strings.Contains(out, "web") || !strings.Contains(out, "198.19.0.10") {
@@ -125,7 +125,7 @@ func TestCtl(t *testing.T) {
 	if code, _, errs := ctl("drain", "web", "zz"); code != 1 || !strings.Contains(errs, "404") {
 		t.Errorf("unknown backend: %d %q", code, errs)
 	}
-	if code, _, errs := xlb("ctl", "--api", url, "--token", "bad", "services"); code != 1 || !strings.Contains(errs, "401") {
+	if code, _, errs := runXLB("ctl", "--api", url, "--token", "bad", "services"); code != 1 || !strings.Contains(errs, "401") {
 		t.Errorf("bad token: %d %q", code, errs)
 	}
 	if code, _, _ := ctl("weight", "web", "a"); code != 2 {
@@ -142,26 +142,26 @@ func TestRunCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(good, []byte(cfgYAML), 0o600)
 	os.WriteFile(bad, []byte(strings.Replace(cfgYAML, "port: 80", "port: 80\n    scheduler: fastest", 1)), 0o600)
-	if code, _, errs := xlb("run", "--check", "--config", good); code != 0 || !strings.Contains(errs, "configuration OK") {
+	if code, _, errs := runXLB("run", "--check", "--config", good); code != 0 || !strings.Contains(errs, "configuration OK") {
 		t.Errorf("good: %d %q", code, errs)
 	}
-	code, _, errs := xlb("run", "--check", "--config", bad)
+	code, _, errs := runXLB("run", "--check", "--config", bad)
 	if code != 1 || !strings.Contains(errs, bad+":6: services[0].scheduler") {
 		t.Errorf("bad: %d %q", code, errs)
 	}
-	if code, _, _ := xlb("run"); code != 2 {
+	if code, _, _ := runXLB("run"); code != 2 {
 		t.Errorf("run without --config: exit %d", code)
 	}
 }
 
 func TestVersionAndBench(t *testing.T) {
-	if code, out, _ := xlb("version"); code != 0 || !strings.HasPrefix(out, "xlb ") {
+	if code, out, _ := runXLB("version"); code != 0 || !strings.HasPrefix(out, "xlb ") {
 		t.Errorf("version: %d %q", code, out)
 	}
-	if code, _, errs := xlb("bench", "--scenario", "nope"); code != 2 || !strings.Contains(errs, "--scenario") {
+	if code, _, errs := runXLB("bench", "--scenario", "nope"); code != 2 || !strings.Contains(errs, "--scenario") {
 		t.Errorf("bench --scenario nope: %d %q", code, errs)
 	}
-	if code, _, _ := xlb("frobnicate"); code != 2 {
+	if code, _, _ := runXLB("frobnicate"); code != 2 {
 		t.Errorf("unknown command: exit %d", code)
 	}
 }

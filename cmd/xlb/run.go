@@ -12,8 +12,8 @@ import (
 
 	"github.com/pkg/profile"
 
+	"github.com/xlb-dev/xlb"
 	"github.com/xlb-dev/xlb/config"
-	"github.com/xlb-dev/xlb/control"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
@@ -54,20 +54,31 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: --profile %q (want cpu or mem)", errUsage, *prof)
 	}
 
+	opts := []xlb.Option{xlb.WithAPI(""), xlb.WithLogger(log)}
+	if *replace {
+		opts = append(opts, xlb.WithReplaceXDP())
+	}
+	lb, err := xlb.New(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer lb.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer func() { signal.Stop(hup); close(hup) }()
-	reload := make(chan struct{}, 1)
+	defer signal.Stop(hup)
 	go func() {
-		for range hup {
+		for {
 			select {
-			case reload <- struct{}{}:
-			default:
+			case <-hup:
+				log.Info("reload requested")
+				_ = lb.Controller().ReloadFile("") // logged by the controller either way
+			case <-ctx.Done():
+				return
 			}
 		}
 	}()
 	log.Info("xlb starting", "version", versionString(), "config", *cfgPath, "pid", os.Getpid())
-	return control.Run(ctx, cfg, control.RunOptions{Logger: log, Reload: reload, ReplaceXDP: *replace})
+	return lb.Run(ctx)
 }
