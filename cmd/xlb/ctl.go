@@ -34,6 +34,7 @@ commands:
   demote                          a VRRP master resigns: the backup takes over, this host stays backup
   drops                           packets the XDP program dropped, per service and reason
   acl SERVICE                     the service's ACL rules and their hits
+  acl SERVICE allow=P,.. deny=P,..  replace the service's ACL until a reload (allow= / deny= empty it)
 
 BACKEND is a backend's name, ID or address. By default ctl talks to the
 daemon's unix socket (who may change things is decided by its permissions);

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -62,8 +63,11 @@ func ctlDefence(ctx context.Context, cl *control.Client, a []string, nargs func(
 			}
 		})
 	}
-	if err := nargs(1, "acl SERVICE"); err != nil {
-		return err
+	if len(a) < 2 {
+		return fmt.Errorf("%w: xlb ctl acl SERVICE [allow=P,... deny=P,...]", errUsage)
+	}
+	if len(a) > 2 {
+		return setACL(ctx, cl, a[1], a[2:], out)
 	}
 	hits, err := cl.ACL(ctx, a[1])
 	if err != nil {
@@ -82,6 +86,59 @@ func ctlDefence(ctx context.Context, cl *control.Client, a []string, nargs func(
 			fmt.Fprintf(tw, "%s\t%s\t%d\n", h.Prefix, action, h.Packets)
 		}
 	})
+}
+
+// setACL parses allow=P,... and deny=P,... and replaces the service's ACL.
+func setACL(ctx context.Context, cl *control.Client, service string, args []string, out func(any, func(*tabwriter.Writer)) error) error {
+	var allow, deny []netip.Prefix
+	seen := map[string]bool{}
+	for _, arg := range args {
+		key, list, ok := strings.Cut(arg, "=")
+		if !ok || (key != "allow" && key != "deny") || seen[key] {
+			return fmt.Errorf("%w: %q: want allow=P,... or deny=P,... (each once)", errUsage, arg)
+		}
+		seen[key] = true
+		for _, s := range strings.Split(list, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			p, err := parsePrefix(s)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", errUsage, key, err)
+			}
+			if key == "allow" {
+				allow = append(allow, p)
+			} else {
+				deny = append(deny, p)
+			}
+		}
+	}
+	if err := cl.SetACL(ctx, service, allow, deny); err != nil {
+		return err
+	}
+	res := map[string]any{"result": "ok", "service": service, "allow": len(allow), "deny": len(deny)}
+	return out(res, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "ok: %s acl: %d allow, %d deny\n", service, len(allow), len(deny))
+	})
+}
+
+// parsePrefix takes an address (a host prefix) or a prefix.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%s has host bits set (want %s)", s, p.Masked())
+	}
+	return p, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
