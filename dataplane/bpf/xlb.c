@@ -83,7 +83,9 @@ struct acl_val {
 // New-flow limits of a service, a generic cell rate algorithm (a token bucket
 // in one word): a new flow is admitted while tat - now <= burst_ns, and moves
 // tat on by interval_ns. interval_ns 0 = no limit. src_* limit each source
-// prefix (the source ANDed with src_mask4 or src_mask6) the same way in srcs.
+// prefix (the source ANDed with src_mask4 or src_mask6) the same way in srcs,
+// under the generation gen (new limits, or a new service in the slot, start
+// with fresh source buckets).
 struct limit {
 	__u64 interval_ns;
 	__u64 burst_ns;
@@ -92,11 +94,14 @@ struct limit {
 	__u64 src_burst_ns;
 	__u8 src_mask4[16];
 	__u8 src_mask6[16];
+	__u32 gen;
+	__u32 pad;
 };
 
-// Key of srcs: a service and a masked source prefix.
+// Key of srcs: a service, its limits' generation and a masked source prefix.
 struct src_key {
 	__u32 id;
+	__u32 gen;
 	__u32 family;
 	__u8 addr[16];
 };
@@ -293,7 +298,7 @@ static __always_inline int admit(__u64 *tat, __u64 now, __u64 interval, __u64 bu
 // source_admits applies the per source prefix limit to a new flow from saddr.
 static __always_inline int source_admits(__u32 id, struct limit *l, const __u8 *saddr, int family, __u64 now)
 {
-	struct src_key k = {.id = id, .family = family};
+	struct src_key k = {.id = id, .gen = l->gen, .family = family};
 	const __u8 *mask = family == FAMILY_V4 ? l->src_mask4 : l->src_mask6;
 #pragma unroll
 	for (int i = 0; i < 16; i++)

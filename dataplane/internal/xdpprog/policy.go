@@ -270,6 +270,8 @@ func (p *Program) setPolicy(r *xlbFlowKey, st *svcState, pol *Policy, rules []ru
 	if pol.hasLimit() {
 		old, _ := st.policy.limit()
 		if st.flags&flagLimit == 0 || old != lim {
+			p.limitGen++
+			lim.Gen = p.limitGen
 			if err := p.objs.Limits.Put(st.id, &lim); err != nil {
 				release(slots, st.rules)
 				return fmt.Errorf("set limits of service slot %d: %w", st.id, err)

@@ -267,6 +267,8 @@ func TestLimitPerSource(t *testing.T) {
 	expect(t, p, "fourth from the /24", tcp4(t, "198.18.4.200", "198.18.0.11", 1000, 80), xdpDrop, DroppedSourceRate)
 	expect(t, p, "fourth from the /64", syn6("2001:db8:4::ffff:1", "2001:db8::10", 1000, 443), xdpDrop, DroppedSourceRate)
 	expect(t, p, "next /24", tcp4(t, "198.18.5.1", "198.18.0.11", 1000, 80), xdpPass, PassNoSocket)
+	setPolicy(t, p, svc6TCP, Policy{SourceNewFlows: Rate{PerSecond: 1, Burst: 4}})
+	expect(t, p, "new limits, fresh source buckets", syn6("2001:db8:4::ffff:1", "2001:db8::10", 1000, 443), xdpPass, PassNoSocket)
 	expect(t, p, "next /64", syn6("2001:db8:4:1::1", "2001:db8::10", 1000, 443), xdpPass, PassNoSocket)
 	setPolicy(t, p, svcTCP, Policy{SourceNewFlows: rate, SourceBits4: 16})
 	for i := range 3 {

@@ -124,6 +124,7 @@ type Program struct {
 	freeIDs   []uint32                 // free service slots (a stack)
 	freeRules []uint32                 // free acl_hits slots (a stack)
 	aclSpec   *ebpf.MapSpec            // the ACL tries' spec
+	limitGen  uint32                   // the last generation of limits written
 }
 
 // Load loads the program and its maps into the kernel without attaching them.

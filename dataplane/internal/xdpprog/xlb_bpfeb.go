@@ -44,11 +44,14 @@ type xlbLimit struct {
 	SrcBurstNs    uint64
 	SrcMask4      [16]uint8
 	SrcMask6      [16]uint8
+	Gen           uint32
+	Pad           uint32
 }
 
 type xlbSrcKey struct {
 	_      structs.HostLayout
 	Id     uint32
+	Gen    uint32
 	Family uint32
 	Addr   [16]uint8
 }
