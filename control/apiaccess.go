@@ -70,6 +70,7 @@ type Access struct {
 	failures atomic.Uint64
 	mu       sync.Mutex
 	recent   map[netip.Addr]*authFail
+	waiting  chan struct{} // slots of failed requests being held back
 }
 
 type authFail struct {
@@ -88,11 +89,15 @@ const (
 	AuthForget = time.Minute
 	// maxAuthTracked bounds the addresses remembered.
 	maxAuthTracked = 4096
+	// maxAuthWaiting bounds the failed requests held back at once; beyond it a failure is
+	// answered at once (and its connection closed), so a flood of bad tokens cannot pile
+	// up goroutines.
+	maxAuthWaiting = 64
 )
 
 // NewAccess returns the gate for token ("" = none).
 func NewAccess(token string) *Access {
-	a := &Access{recent: map[netip.Addr]*authFail{}}
+	a := &Access{recent: map[netip.Addr]*authFail{}, waiting: make(chan struct{}, maxAuthWaiting)}
 	if token != "" {
 		a.token = []byte("Bearer " + token)
 	}
@@ -112,7 +117,7 @@ func (a *Access) Wrap(h http.Handler) http.Handler {
 		if a.token != nil {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, a.token) != 1 {
-				a.fail(r)
+				a.fail(w, r)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="xlb"`)
 				writeErr(w, ErrUnauthorized)
 				return
@@ -138,8 +143,15 @@ func remoteAddr(r *http.Request) netip.Addr {
 }
 
 // fail counts a failed authentication and holds the answer back.
-func (a *Access) fail(r *http.Request) {
+func (a *Access) fail(w http.ResponseWriter, r *http.Request) {
 	a.failures.Add(1)
+	select {
+	case a.waiting <- struct{}{}:
+		defer func() { <-a.waiting }()
+	default:
+		w.Header().Set("Connection", "close") // too many held back already
+		return
+	}
 	ip := remoteAddr(r)
 	now := time.Now()
 	a.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,4 +181,37 @@ func TestAPIUnprivileged(t *testing.T) {
 			t.Errorf("gid %d %s: backend b drained %v", c.gid, c.spec, drained)
 		}
 	}
+}
+
+// TestAPIAuthWaitingBounded: at most maxAuthWaiting failed requests are held back at
+// once; the next failure is answered (401) without waiting.
+func TestAPIAuthWaitingBounded(t *testing.T) {
+	r := newRig(t, twoSvc)
+	acc := NewAccess("right")
+	acc.MinDelay, acc.MaxDelay = time.Hour, time.Hour
+	tl, base := tcpListener(t)
+	serveOn(t, tl, NewHandler(r.c, HandlerOptions{Access: acc}))
+	ctx, cancel := context.WithCancel(context.Background())
+	var held sync.WaitGroup
+	for range maxAuthWaiting {
+		held.Add(1)
+		go func() {
+			defer held.Done()
+			_, _ = (&Client{Base: base, Token: "wrong"}).Services(ctx)
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(acc.waiting) < maxAuthWaiting; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests held back, want %d", len(acc.waiting), maxAuthWaiting)
+		}
+	}
+	var ae *APIError
+	if _, err := (&Client{Base: base, Token: "wrong"}).Services(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		t.Errorf("failure beyond the bound: %v, want an immediate 401", err)
+	}
+	if n := acc.AuthFailures(); n != maxAuthWaiting+1 {
+		t.Errorf("counted %d failures, want %d", n, maxAuthWaiting+1)
+	}
+	cancel()
+	held.Wait()
 }
