@@ -78,8 +78,9 @@ const (
 	DefaultSourceIPv6Prefix = 64
 )
 
-// maxACLEntries bounds a service's ACL (the XDP program holds 131072 rules in all).
-const maxACLEntries = 100000
+// MaxACLEntries bounds the ACL entries of all services together: the XDP program holds
+// 131072 rules, and a changed list is built next to the one it replaces.
+const MaxACLEntries = 65536
 
 func (r *Rate) normalize(source bool) {
 	if r.Burst == 0 {
@@ -181,8 +182,24 @@ func (c *Config) validateACL(e *errs, a *ACL, p string) {
 		}
 		*f.into = list
 	}
-	if len(seen) > maxACLEntries {
-		e.add(a.pos.line, p, ErrTooBig, "%d entries, at most %d per service", len(seen), maxACLEntries)
+}
+
+// validateACLTotal refuses more ACL entries over all services than the XDP program can
+// swap (run after the services' checks, which read the list files).
+func (c *Config) validateACLTotal(e *errs) {
+	total := 0
+	for i := range c.Services {
+		a := &c.Services[i].ACL
+		allow, deny := a.Lists()
+		total += len(allow) + len(deny)
+		if len(allow) > 0 {
+			total += 2 // the allow list's default rules
+		}
+		if total > MaxACLEntries {
+			e.add(a.pos.line, fmt.Sprintf("services[%d].acl", i), ErrTooBig,
+				"%d acl entries up to this service, at most %d over all services", total, MaxACLEntries)
+			return
+		}
 	}
 }
 

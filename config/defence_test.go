@@ -72,6 +72,14 @@ func TestDefenceConfigErrors(t *testing.T) {
 	if err := os.WriteFile(listFile, []byte("10.0.0.0/8\n\n# ok so far\n10.1.2.3/8\n198.18.5.0/24\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	big := filepath.Join(dir, "big.txt")
+	var bb strings.Builder
+	for i := range MaxACLEntries + 1 {
+		fmt.Fprintf(&bb, "%d.%d.%d.0/24\n", 10+i>>16, (i>>8)&255, i&255)
+	}
+	if err := os.WriteFile(big, []byte(bb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	junk := filepath.Join(dir, "junk.pem")
 	if err := os.WriteFile(junk, []byte("not a certificate\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -95,6 +103,7 @@ func TestDefenceConfigErrors(t *testing.T) {
 		{"acl file missing", acl("      deny_file: " + filepath.Join(dir, "nothing.txt") + "\n"), "", 10, ErrValue, "no such file"},
 		{"acl file bad line", acl("      deny_file: " + listFile + "\n"), listFile, 4, ErrValue, "host bits"},
 		{"acl file duplicate of inline", acl("      allow: [198.18.5.0/24]\n      deny_file: " + listFile + "\n"), listFile, 5, ErrDuplicate, "allow[0]"},
+		{"acl too big", acl("      deny_file: " + big + "\n"), "", 10, ErrTooBig, "at most 65536"},
 		{"limits on udp", strings.Replace(limits("      new_flows: {rate: 5}\n"), "    port: 80\n", "    port: 80\n    protocol: udp\n", 1), "", 11, ErrValue, "TCP SYNs"},
 		{"limits rate zero", limits("      new_flows: {rate: 0}\n"), "", 10, ErrValue, "at least 1"},
 		{"limits rate missing", limits("      new_flows: {burst: 5}\n"), "", 10, ErrValue, "at least 1"},

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	e := &errs{file: c.file}
 	c.validateInterfaces(e)
 	c.validateServices(e)
+	c.validateACLTotal(e)
 	c.API.validate(e)
 	c.validateBGP(e)
 	c.validateVRRP(e)
