@@ -40,6 +40,20 @@ func (c *Controller) SetACL(service string, allow, deny []netip.Prefix) error {
 	if err := dataplane.CheckPolicy(&p); err != nil {
 		return fmt.Errorf("service %q: %w: %w", service, config.ErrValue, err)
 	}
+	total := 0
+	for _, o := range c.services {
+		q := &o.policy
+		if o == s {
+			q = &p
+		}
+		total += len(q.Allow) + len(q.Deny)
+		if len(q.Allow) > 0 {
+			total += 2
+		}
+	}
+	if total > config.MaxACLEntries {
+		return fmt.Errorf("service %q: %w: %d acl entries over all services, at most %d", service, config.ErrValue, total, config.MaxACLEntries)
+	}
 	s.policy = p
 	c.log.Info("acl changed", "service", service, "allow", len(allow), "deny", len(deny))
 	return c.publishLocked("acl " + service)

@@ -45,6 +45,13 @@ func TestPolicyPublished(t *testing.T) {
 	if err := cl.SetACL(ctx, "web", []netip.Prefix{pf("10.0.0.0/8")}, []netip.Prefix{pf("10.0.0.0/8")}); !errors.As(err, &ae) || ae.Status != 400 {
 		t.Errorf("a prefix in both lists: %v, want 400", err)
 	}
+	huge := make([]netip.Prefix, config.MaxACLEntries)
+	for i := range huge {
+		huge[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	if err := cl.SetACL(ctx, "web", huge, nil); !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "at most") {
+		t.Errorf("more entries than the program can swap: %v, want 400", err)
+	}
 	if err := cl.SetACL(ctx, "nothing", nil, nil); !errors.As(err, &ae) || ae.Status != 404 {
 		t.Errorf("unknown service: %v, want 404", err)
 	}
