@@ -87,12 +87,14 @@ func (l *socketListener) Close() error {
 
 // ServerTLS returns the API's TLS configuration: the certificate and key, and with
 // clientCA (a PEM file) mutual TLS that refuses clients without a certificate it signed.
+// A renewed certificate and key (the files' modification time changed) are loaded on the
+// next handshake; until a renewed pair loads, the previous one is used.
 func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("%w: certificate %s, key %s: %w", ErrTLS, certFile, keyFile, err)
+	cr := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := cr.load(); err != nil {
+		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: cr.get, MinVersion: tls.VersionTLS12}
 	if clientCA != "" {
 		pool, err := certPool(clientCA)
 		if err != nil {
@@ -101,6 +103,44 @@ func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+// certReloader serves the certificate of certFile and keyFile, reloading them when either
+// file's modification time changes.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	stamp             [2]time.Time
+}
+
+func (cr *certReloader) stamps() [2]time.Time {
+	var s [2]time.Time
+	for i, f := range []string{cr.certFile, cr.keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			s[i] = fi.ModTime()
+		}
+	}
+	return s
+}
+
+func (cr *certReloader) load() error {
+	st := cr.stamps()
+	cert, err := tls.LoadX509KeyPair(cr.certFile, cr.keyFile)
+	if err != nil {
+		return fmt.Errorf("%w: certificate %s, key %s: %w", ErrTLS, cr.certFile, cr.keyFile, err)
+	}
+	cr.cert, cr.stamp = &cert, st
+	return nil
+}
+
+func (cr *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if cr.stamps() != cr.stamp {
+		_ = cr.load() // a half-written pair fails to load: keep serving the old one
+	}
+	return cr.cert, nil
 }
 
 // ClientTLS returns what `xlb ctl` uses to reach a TLS API: ca (a PEM file; empty: the

@@ -173,3 +173,33 @@ func TestAPIMutualTLS(t *testing.T) {
 		t.Errorf("certificate and key swapped: %v, want ErrTLS", err)
 	}
 }
+
+// TestAPITLSRenewal: a renewed certificate (the files rewritten) is served from the next
+// connection on, without a restart.
+func TestAPITLSRenewal(t *testing.T) {
+	r := newRig(t, twoSvc)
+	ca := newPKI(t, "xlb-ca")
+	cert, key := ca.issue(t, "xlb-api", true)
+	addr := serveTLS(t, NewHandler(r.c, HandlerOptions{}), cert, key, "")
+	serial := func() int64 {
+		t.Helper()
+		cfg, err := ClientTLS(ca.caFile(), "", "")
+		must(t, err)
+		c, err := tls.Dial("tcp", addr, cfg)
+		must(t, err)
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	first := serial()
+	cert2, key2 := ca.issue(t, "xlb-api-renewed", true)
+	for _, f := range [][2]string{{cert2, cert}, {key2, key}} {
+		data, err := os.ReadFile(f[0])
+		must(t, err)
+		must(t, os.WriteFile(f[1], data, 0o600))
+		future := time.Now().Add(time.Minute) // a modification time that surely differs
+		must(t, os.Chtimes(f[1], future, future))
+	}
+	if second := serial(); second == first {
+		t.Errorf("serial %d still served after the renewal", second)
+	}
+}
