@@ -122,20 +122,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	})
 	registerBGP(mux, opts.BGP)
 	registerDefence(mux, opts.Defence)
-	mux.HandleFunc("PUT "+APIPrefix+"/services/{service}/acl", func(w http.ResponseWriter, r *http.Request) {
-		var body ACLRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxACLBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			writeErr(w, fmt.Errorf("%w: want a JSON body {\"allow\": [prefixes], \"deny\": [prefixes]}: %w", config.ErrValue, err))
-			return
-		}
-		if err := c.SetACL(r.PathValue("service"), body.Allow, body.Deny); err != nil {
-			writeErr(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"service": r.PathValue("service"), "result": "ok"})
-	})
+	registerSetACL(mux, c)
 	registerVRRP(mux, opts.VRRP)
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)

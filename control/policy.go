@@ -1,7 +1,10 @@
 package control
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 
 	"github.com/xlb-dev/xlb/config"
@@ -57,6 +60,24 @@ func (c *Controller) SetACL(service string, allow, deny []netip.Prefix) error {
 	s.policy = p
 	c.log.Info("acl changed", "service", service, "allow", len(allow), "deny", len(deny))
 	return c.publishLocked("acl " + service)
+}
+
+// registerSetACL serves PUT /api/v1/services/{service}/acl.
+func registerSetACL(mux *http.ServeMux, c *Controller) {
+	mux.HandleFunc("PUT "+APIPrefix+"/services/{service}/acl", func(w http.ResponseWriter, r *http.Request) {
+		var body ACLRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxACLBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			writeErr(w, fmt.Errorf("%w: want a JSON body {\"allow\": [prefixes], \"deny\": [prefixes]}: %w", config.ErrValue, err))
+			return
+		}
+		if err := c.SetACL(r.PathValue("service"), body.Allow, body.Deny); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"service": r.PathValue("service"), "result": "ok"})
+	})
 }
 
 // ACLRequest is the body of PUT /api/v1/services/{service}/acl.

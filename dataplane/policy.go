@@ -50,6 +50,12 @@ func (p *Policy) prog() xdpprog.Policy {
 		SourceBits4:    p.SourceBits4, SourceBits6: p.SourceBits6}
 }
 
+// own gives p lists of its own (the snapshot's copy) and checks it.
+func (p *Policy) own() error {
+	p.Allow, p.Deny = slices.Clone(p.Allow), slices.Clone(p.Deny)
+	return CheckPolicy(p)
+}
+
 // ErrBadPolicy: a service's policy is invalid (a prefix in both lists, a bad source prefix
 // length, more rules than the program holds).
 var ErrBadPolicy = errors.New("invalid service policy")

@@ -238,8 +238,7 @@ func (s *Snapshot) buildFragments() {
 func buildService(sp *ServiceSpec) (service, error) {
 	sv := service{spec: *sp}
 	sv.spec.Targets = slices.Clone(sp.Targets)
-	sv.spec.Policy.Allow, sv.spec.Policy.Deny = slices.Clone(sp.Policy.Allow), slices.Clone(sp.Policy.Deny)
-	if err := CheckPolicy(&sv.spec.Policy); err != nil {
+	if err := sv.spec.Policy.own(); err != nil {
 		return service{}, fmt.Errorf("service %q: %w", sp.Name, err)
 	}
 	bad := func(format string, a ...any) (service, error) {

@@ -27,6 +27,96 @@ import (
 // token; allowed through the socket with the group.
 func TestE2EDefence(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
+	sock, ctl := startDefenceXLB(t, tn)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err := ctl(nil, "--socket", sock, "--json", "services")
+		var svcs []control.ServiceStatus
+		if err == nil && json.Unmarshal([]byte(out), &svcs) == nil && len(svcs) == 1 && svcs[0].Up == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backends not up: %s %v", out, err)
+		}
+	}
+	get := func(src string) error {
+		c := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 700 * time.Millisecond,
+			LocalAddr: &net.TCPAddr{IP: netip.MustParseAddr(src).AsSlice()}})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := lab.Get(ctx, c, fmt.Sprintf("http://%s/", netip.AddrPortFrom(tn.VIP, 80)))
+		return err
+	}
+	if err := get(tn.Client.Addr().String()); err != nil {
+		t.Fatalf("allowed client: %v", err)
+	}
+	if err := get("198.18.64.9"); err == nil {
+		t.Fatal("a denied source got an answer")
+	}
+	out, err := ctl(nil, "--socket", sock, "--json", "acl", "web")
+	var hits []dataplane.RuleHits
+	if err != nil || json.Unmarshal([]byte(out), &hits) != nil || len(hits) != 1 || !hits[0].Deny ||
+		hits[0].Prefix != netip.MustParsePrefix("198.18.64.0/24") || hits[0].Packets == 0 {
+		t.Errorf("xlb ctl acl web: %v\n%s", err, out)
+	}
+	if out, err := ctl(nil, "--socket", sock, "acl", "web"); err != nil || !strings.Contains(out, "198.18.64.0/24") {
+		t.Errorf("xlb ctl acl web (table): %v\n%s", err, out)
+	}
+	out, err = ctl(nil, "--socket", sock, "--json", "drops")
+	var d control.Drops
+	if err != nil || json.Unmarshal([]byte(out), &d) != nil || d.Services["web"].ACL == 0 || d.XDP["eth0"]["drop_acl"] == 0 {
+		t.Errorf("xlb ctl drops: %v\n%s", err, out)
+	}
+	if out, err := ctl(nil, "--socket", sock, "acl", "web", "deny="); err != nil || !strings.Contains(out, "0 deny") {
+		t.Fatalf("xlb ctl acl web deny=: %v\n%s", err, out)
+	}
+	if err := get("198.18.64.9"); err != nil {
+		t.Errorf("after the acl was emptied: %v", err)
+	}
+
+	checkUnprivileged(t, ctl, sock, tn)
+}
+
+// checkUnprivileged runs the mutating ctl commands as uid 65534: without the socket's
+// group through the socket (refused by the kernel) and over TCP without a token (403), and
+// with the group through the socket (allowed); only the last one changes a weight.
+func checkUnprivileged(t *testing.T, ctl ctlFunc, sock string, tn *lab.Net) {
+	t.Helper()
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65533, Groups: []uint32{}}
+	member := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
+	for _, c := range []struct {
+		name string
+		cred *syscall.Credential
+		args []string
+		want string // "" = success
+	}{
+		{"socket, not in the group", nobody, []string{"--socket", sock, "drain", "web", tn.Backends[0].Name}, "permission denied"},
+		{"tcp on loopback, no token", nobody, []string{"--api", "127.0.0.1:9440", "drain", "web", tn.Backends[0].Name}, "403"},
+		{"tcp read", nobody, []string{"--api", "127.0.0.1:9440", "services"}, ""},
+		{"socket, in the group", member, []string{"--socket", sock, "drain", "web", tn.Backends[1].Name}, ""},
+	} {
+		out, err := ctl(c.cred, c.args...)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v\n%s", c.name, err, out)
+		case c.want != "" && (err == nil || !strings.Contains(out, c.want)):
+			t.Errorf("%s: %v\n%s (want refused: %s)", c.name, err, out, c.want)
+		}
+	}
+	out, err := ctl(nil, "--socket", sock, "--json", "backends", "web")
+	var bs []control.BackendStatus
+	if err != nil || json.Unmarshal([]byte(out), &bs) != nil || len(bs) != 2 || bs[0].Weight != 100 || bs[1].Weight != 0 {
+		t.Errorf("weights after the unprivileged calls (want only the group member's drain): %v\n%s", err, out)
+	}
+}
+
+// ctlFunc runs `xlb ctl ARGS` in the LB's namespace, as cred when not nil.
+type ctlFunc func(cred *syscall.Credential, args ...string) (string, error)
+
+// startDefenceXLB builds the binary where uid 65534 may run it, starts `xlb run` in the LB
+// with an ACL denying 198.18.64.0/24 and a socket of group 65534, and returns the socket
+// and a ctl runner.
+func startDefenceXLB(t *testing.T, tn *lab.Net) (string, ctlFunc) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "xlb-defence-")
 	if err != nil {
 		t.Fatal(err)
@@ -76,75 +166,5 @@ func TestE2EDefence(t *testing.T) {
 		err := cmd.Wait()
 		return out.String(), err
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		out, err := ctl(nil, "--socket", sock, "--json", "services")
-		var svcs []control.ServiceStatus
-		if err == nil && json.Unmarshal([]byte(out), &svcs) == nil && len(svcs) == 1 && svcs[0].Up == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("backends not up: %s %v", out, err)
-		}
-	}
-	get := func(src string) error {
-		c := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 700 * time.Millisecond,
-			LocalAddr: &net.TCPAddr{IP: netip.MustParseAddr(src).AsSlice()}})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := lab.Get(ctx, c, fmt.Sprintf("http://%s/", netip.AddrPortFrom(tn.VIP, 80)))
-		return err
-	}
-	if err := get(tn.Client.Addr().String()); err != nil {
-		t.Fatalf("allowed client: %v", err)
-	}
-	if err := get("198.18.64.9"); err == nil {
-		t.Fatal("a denied source got an answer")
-	}
-	out, err := ctl(nil, "--socket", sock, "--json", "acl", "web")
-	var hits []dataplane.RuleHits
-	if err != nil || json.Unmarshal([]byte(out), &hits) != nil || len(hits) != 1 || !hits[0].Deny ||
-		hits[0].Prefix != netip.MustParsePrefix("198.18.64.0/24") || hits[0].Packets == 0 {
-		t.Errorf("xlb ctl acl web: %v\n%s", err, out)
-	}
-	if out, err := ctl(nil, "--socket", sock, "acl", "web"); err != nil || !strings.Contains(out, "198.18.64.0/24") {
-		t.Errorf("xlb ctl acl web (table): %v\n%s", err, out)
-	}
-	out, err = ctl(nil, "--socket", sock, "--json", "drops")
-	var d control.Drops
-	if err != nil || json.Unmarshal([]byte(out), &d) != nil || d.Services["web"].ACL == 0 || d.XDP["eth0"]["drop_acl"] == 0 {
-		t.Errorf("xlb ctl drops: %v\n%s", err, out)
-	}
-	if out, err := ctl(nil, "--socket", sock, "acl", "web", "deny="); err != nil || !strings.Contains(out, "0 deny") {
-		t.Fatalf("xlb ctl acl web deny=: %v\n%s", err, out)
-	}
-	if err := get("198.18.64.9"); err != nil {
-		t.Errorf("after the acl was emptied: %v", err)
-	}
-
-	nobody := &syscall.Credential{Uid: 65534, Gid: 65533, Groups: []uint32{}}
-	member := &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}
-	for _, c := range []struct {
-		name string
-		cred *syscall.Credential
-		args []string
-		want string // "" = success
-	}{
-		{"socket, not in the group", nobody, []string{"--socket", sock, "drain", "web", tn.Backends[0].Name}, "permission denied"},
-		{"tcp on loopback, no token", nobody, []string{"--api", "127.0.0.1:9440", "drain", "web", tn.Backends[0].Name}, "403"},
-		{"tcp read", nobody, []string{"--api", "127.0.0.1:9440", "services"}, ""},
-		{"socket, in the group", member, []string{"--socket", sock, "drain", "web", tn.Backends[1].Name}, ""},
-	} {
-		out, err := ctl(c.cred, c.args...)
-		switch {
-		case c.want == "" && err != nil:
-			t.Errorf("%s: %v\n%s", c.name, err, out)
-		case c.want != "" && (err == nil || !strings.Contains(out, c.want)):
-			t.Errorf("%s: %v\n%s (want refused: %s)", c.name, err, out, c.want)
-		}
-	}
-	out, err = ctl(nil, "--socket", sock, "--json", "backends", "web")
-	var bs []control.BackendStatus
-	if err != nil || json.Unmarshal([]byte(out), &bs) != nil || len(bs) != 2 || bs[0].Weight != 100 || bs[1].Weight != 0 {
-		t.Errorf("weights after the unprivileged calls (want only the group member's drain): %v\n%s", err, out)
-	}
+	return sock, ctl
 }
