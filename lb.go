@@ -308,6 +308,7 @@ func (lb *LB) serve(ctx context.Context, ln, sock net.Listener, token string, an
 		return nil
 	}
 	access := control.NewAccess(token)
+	access.Log = lb.log
 	if err := lb.met.Registry().Register(control.DefenceCollector{D: lb.relay, A: access}); err != nil {
 		lb.log.Warn("defence metrics", "err", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -64,6 +65,9 @@ type Access struct {
 	// MinDelay and MaxDelay bound the failed-authentication delay; 0 means MinAuthDelay
 	// and MaxAuthDelay.
 	MinDelay, MaxDelay time.Duration
+	// Log, when set, records every change let through (method, path, and the socket
+	// peer's uid or the TCP peer's address) and every refusal.
+	Log *slog.Logger
 
 	token []byte
 
@@ -110,28 +114,46 @@ func (a *Access) AuthFailures() uint64 { return a.failures.Load() }
 // Wrap returns h behind the gate.
 func (a *Access) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		change := r.Method != http.MethodGet && r.Method != http.MethodHead
 		if PeerOf(r).Local {
+			a.audit(r, change, "allowed")
 			h.ServeHTTP(w, r)
 			return
 		}
 		if a.token != nil {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, a.token) != 1 {
+				a.audit(r, true, "refused: bad token")
 				a.fail(w, r)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="xlb"`)
 				writeErr(w, ErrUnauthorized)
 				return
 			}
 			a.succeed(r)
+			a.audit(r, change, "allowed")
 			h.ServeHTTP(w, r)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if change {
+			a.audit(r, true, "refused: no token set")
 			writeErr(w, ErrForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// audit logs a change (or a refusal) with who asked.
+func (a *Access) audit(r *http.Request, change bool, outcome string) {
+	if a.Log == nil || !change {
+		return
+	}
+	p := PeerOf(r)
+	if p.Local {
+		a.Log.Info("api change", "outcome", outcome, "method", r.Method, "path", r.URL.Path, "via", "socket", "uid", p.UID, "gid", p.GID)
+		return
+	}
+	a.Log.Info("api change", "outcome", outcome, "method", r.Method, "path", r.URL.Path, "via", "tcp", "peer", r.RemoteAddr)
 }
 
 func remoteAddr(r *http.Request) netip.Addr {

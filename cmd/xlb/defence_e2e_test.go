@@ -27,7 +27,7 @@ import (
 // token; allowed through the socket with the group.
 func TestE2EDefence(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
-	sock, ctl := startDefenceXLB(t, tn)
+	sock, ctl, logs := startDefenceXLB(t, tn)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		out, err := ctl(nil, "--socket", sock, "--json", "services")
 		var svcs []control.ServiceStatus
@@ -74,6 +74,12 @@ func TestE2EDefence(t *testing.T) {
 	}
 
 	checkUnprivileged(t, ctl, sock, tn)
+	// The daemon's log names who changed what, and what it refused.
+	for _, want := range []string{`via=socket uid=65534 gid=65534`, `outcome="refused: no token set"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("xlb run log lacks %s", want)
+		}
+	}
 }
 
 // checkUnprivileged runs the mutating ctl commands as uid 65534: without the socket's
@@ -115,7 +121,7 @@ type ctlFunc func(cred *syscall.Credential, args ...string) (string, error)
 // startDefenceXLB builds the binary where uid 65534 may run it, starts `xlb run` in the LB
 // with an ACL denying 198.18.64.0/24 and a socket of group 65534, and returns the socket
 // and a ctl runner.
-func startDefenceXLB(t *testing.T, tn *lab.Net) (string, ctlFunc) {
+func startDefenceXLB(t *testing.T, tn *lab.Net) (string, ctlFunc, *testnet.Output) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "xlb-defence-")
 	if err != nil {
@@ -166,5 +172,5 @@ func startDefenceXLB(t *testing.T, tn *lab.Net) (string, ctlFunc) {
 		err := cmd.Wait()
 		return out.String(), err
 	}
-	return sock, ctl
+	return sock, ctl, logs
 }
