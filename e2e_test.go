@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb"
 	"github.com/xlb-dev/xlb/config"
@@ -74,7 +75,8 @@ func embedMain(path string) int {
 // TestE2EEmbedded runs a Go program that embeds xlb (this test binary, see
 // embedMain) in the LB's namespace of a one-armed topology and sends real
 // HTTP through the VIP to the backends; on SIGTERM the program stops and
-// leaves no XDP program attached (root only; skips otherwise).
+// leaves no XDP program and no policy rule behind (root only; skips
+// otherwise).
 func TestE2EEmbedded(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
 	var b strings.Builder
@@ -82,7 +84,8 @@ func TestE2EEmbedded(t *testing.T) {
 	for _, be := range tn.Backends {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
 	}
-	b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 100ms}\n")
+	// Checks through the VIP add policy rules, which must go with the program.
+	b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 100ms, through_vip: true}\n")
 	path := filepath.Join(t.TempDir(), "xlb.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -120,6 +123,9 @@ func TestE2EEmbedded(t *testing.T) {
 		t.Fatalf("HTTP through the embedded xlb: %v", tally)
 	}
 	t.Logf("HTTP through the embedded xlb: %v", tally)
+	if n, local := markRules(t, tn.LB); n != 2 || local == 0 {
+		t.Errorf("while running: %d mark rules, lookup local at %d; want one per backend, local moved", n, local)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -145,4 +151,32 @@ func TestE2EEmbedded(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	if n, local := markRules(t, tn.LB); n != 0 || local != 0 {
+		t.Errorf("after the program stopped: %d mark rules left, lookup local at %d (want 0, 0)", n, local)
+	}
+}
+
+// markRules counts the LB namespace's IPv4 policy rules on a firewall mark
+// (the checks through the VIP) and says where "lookup local" is.
+func markRules(t *testing.T, h *lab.Host) (n, localPref int) {
+	t.Helper()
+	nl, err := netlink.NewHandleAt(h.NsHandle())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	rules, err := nl.RuleList(unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	localPref = -1
+	for _, r := range rules {
+		if r.Mark != 0 {
+			n++
+		}
+		if r.Table == unix.RT_TABLE_LOCAL {
+			localPref = r.Priority
+		}
+	}
+	return n, localPref
 }

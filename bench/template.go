@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/xlb-dev/xlb/encap"
 )
 
 // Proto is the transport of the generated frames.
@@ -190,18 +192,9 @@ func (t *Template) Patch(dst []byte, flow, stamp uint64) {
 	binary.BigEndian.PutUint16(dst[t.csumOff:], c)
 }
 
-// sum16 adds b as big-endian 16-bit words (an odd last byte padded with zero), unfolded.
-func sum16(b []byte) uint32 {
-	var s uint32
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
+// sum16 is the ones' complement sum of b (encap.Checksum), widened so sums of several parts
+// can be added before one fold.
+func sum16(b []byte) uint32 { return uint32(encap.Checksum(b, 0)) }
 
 // fold folds a 32-bit one's-complement sum to 16 bits.
 func fold(s uint32) uint16 {

@@ -75,44 +75,90 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Validate reports the first problem of c, wrapping ErrConfig.
+// Problem is the kind of a ConfigError.
+type Problem uint8
+
+// The problems a configuration field can have.
+const (
+	Invalid   Problem = iota // the value is wrong
+	Missing                  // the field is required and not set
+	Duplicate                // the value is already used by another neighbour
+)
+
+// ConfigError is one problem Validate finds: the field at fault by its
+// configuration name (local_as, router_id, neighbors, next_hop, next_hop6,
+// or a neighbour's address, as, hold_time, password), the neighbour it
+// belongs to (-1 for the speaker's own fields), and why. It wraps ErrConfig.
+type ConfigError struct {
+	Field    string
+	Neighbor int
+	Problem  Problem
+	Reason   string
+}
+
+// Path is the field's place in the configuration: "router_id",
+// "neighbors[1].hold_time".
+func (e *ConfigError) Path() string {
+	if e.Neighbor >= 0 {
+		return fmt.Sprintf("neighbors[%d].%s", e.Neighbor, e.Field)
+	}
+	return e.Field
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%v: %s: %s", ErrConfig, e.Path(), e.Reason) }
+
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+// Validate reports every problem of c, each a *ConfigError (joined with
+// errors.Join when there are several).
 func (c *Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	var errs []error
+	bad := func(field string, nb int, p Problem, format string, args ...any) {
+		errs = append(errs, &ConfigError{Field: field, Neighbor: nb, Problem: p, Reason: fmt.Sprintf(format, args...)})
+	}
+	if c.LocalAS == 0 {
+		bad("local_as", -1, Missing, "local AS is required (1..4294967295)")
 	}
 	switch {
-	case c.LocalAS == 0:
-		return bad("local AS is required")
+	case !c.RouterID.IsValid():
+		bad("router_id", -1, Missing, "router ID is required (an IPv4 address)")
 	case !c.RouterID.Is4() || c.RouterID.IsUnspecified():
-		return bad("router ID %v is not an IPv4 address", c.RouterID)
-	case len(c.Neighbors) == 0:
-		return bad("at least one neighbour is required")
+		bad("router_id", -1, Invalid, "%v is not an IPv4 address", c.RouterID)
+	}
+	if len(c.Neighbors) == 0 {
+		bad("neighbors", -1, Missing, "at least one neighbour is required")
+	}
+	switch {
 	case !c.NextHop.IsValid() && !c.NextHop6.IsValid():
-		return bad("a next hop (IPv4 or IPv6) is required")
+		bad("next_hop", -1, Missing, "a next hop (IPv4 or IPv6) is required")
 	case c.NextHop.IsValid() && (!c.NextHop.Is4() || !unicast(c.NextHop)):
-		return bad("next hop %v is not an IPv4 unicast address", c.NextHop)
-	case c.NextHop6.IsValid() && (!c.NextHop6.Is6() || c.NextHop6.Is4In6() || !unicast(c.NextHop6)):
-		return bad("next hop %v is not an IPv6 unicast address", c.NextHop6)
+		bad("next_hop", -1, Invalid, "%v is not an IPv4 unicast address", c.NextHop)
+	}
+	if c.NextHop6.IsValid() && (!c.NextHop6.Is6() || c.NextHop6.Is4In6() || !unicast(c.NextHop6)) {
+		bad("next_hop6", -1, Invalid, "%v is not an IPv6 unicast address", c.NextHop6)
 	}
 	seen := map[netip.Addr]bool{}
 	for i, n := range c.Neighbors {
 		switch {
-		case !n.Address.IsValid() || n.Address.Zone() != "" || !unicast(n.Address):
-			return bad("neighbour %d: %v is not a unicast address", i, n.Address)
+		case !n.Address.IsValid():
+			bad("address", i, Missing, "address is required")
+		case n.Address.Zone() != "" || !unicast(n.Address):
+			bad("address", i, Invalid, "%v is not a unicast address", n.Address)
 		case seen[n.Address]:
-			return bad("neighbour %v listed twice", n.Address)
-		case n.AS == 0:
-			return bad("neighbour %v: AS is required", n.Address)
-		case n.HoldTime != 0 && (n.HoldTime < MinHoldTime || n.HoldTime > MaxHoldTime):
-			return bad("neighbour %v: hold time %v not in %v..%v", n.Address, n.HoldTime, MinHoldTime, MaxHoldTime)
-		case n.HoldTime%time.Second != 0:
-			return bad("neighbour %v: hold time %v is not whole seconds", n.Address, n.HoldTime)
-		case len(n.Password) > MaxPasswordLen:
-			return bad("neighbour %v: password longer than %d bytes", n.Address, MaxPasswordLen)
+			bad("address", i, Duplicate, "neighbour %v listed twice", n.Address)
 		}
 		seen[n.Address] = true
+		if n.AS == 0 {
+			bad("as", i, Missing, "AS is required (1..4294967295)")
+		}
+		if h := n.HoldTime; h != 0 && (h < MinHoldTime || h > MaxHoldTime || h%time.Second != 0) {
+			bad("hold_time", i, Invalid, "%v: want whole seconds from %v to %v", h, MinHoldTime, MaxHoldTime)
+		}
+		if len(n.Password) > MaxPasswordLen {
+			bad("password", i, Invalid, "longer than %d bytes", MaxPasswordLen)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func unicast(a netip.Addr) bool {

@@ -41,5 +41,7 @@ func Example() {
 func ExampleConfig_Validate() {
 	cfg := bgp.Config{LocalAS: 65001, RouterID: netip.MustParseAddr("198.18.0.2")}
 	fmt.Println(cfg.Validate())
-	// Output: bgp: bad config: at least one neighbour is required
+	// Output:
+	// bgp: bad config: neighbors: at least one neighbour is required
+	// bgp: bad config: next_hop: a next hop (IPv4 or IPv6) is required
 }

@@ -1,7 +1,7 @@
 package config
 
 import (
-	"fmt"
+	"errors"
 	"net/netip"
 	"reflect"
 	"time"
@@ -74,50 +74,45 @@ func (b *BGP) normalize() {
 	}
 }
 
-// validateBGP checks the bgp section, if any.
+// validateBGP checks the bgp section, if any, with the bgp package's rules
+// (one source of truth), each error on the line of the field it names, and
+// adds what only the configuration knows: the next hops the services' VIP
+// families need, and the withdraw wait.
 func (c *Config) validateBGP(e *errs) {
 	b := c.BGP
-	if b == nil {
+	if b == nil || c.failed["bgp"] {
 		return
 	}
 	const p = "bgp"
-	if b.LocalAS == 0 && !c.failed[p+".local_as"] {
-		e.add(b.pos.at("local_as"), p+".local_as", ErrMissing, "local_as is required (1..4294967295)")
+	sc := b.SpeakerConfig()
+	var list interface{ Unwrap() []error }
+	errsOf := []error{sc.Validate()}
+	if errors.As(errsOf[0], &list) {
+		errsOf = list.Unwrap()
 	}
-	switch {
-	case c.failed[p+".router_id"]:
-	case !b.RouterID.IsValid():
-		e.add(b.pos.at("router_id"), p+".router_id", ErrMissing, "router_id is required (an IPv4 address)")
-	case !b.RouterID.Is4() || b.RouterID.IsUnspecified():
-		e.add(b.pos.at("router_id"), p+".router_id", ErrValue, "%s is not an IPv4 address", b.RouterID)
-	}
-	if len(b.Neighbors) == 0 && !c.failed[p+".neighbors"] {
-		e.add(b.pos.at("neighbors"), p+".neighbors", ErrMissing, "at least one neighbor is required")
-	}
-	seen := map[netip.Addr]int{}
-	for i := range b.Neighbors {
-		n := &b.Neighbors[i]
-		np := fmt.Sprintf("%s.neighbors[%d]", p, i)
-		switch {
-		case c.failed[np+".address"]:
-		case !n.Address.IsValid():
-			e.add(n.pos.line, np+".address", ErrMissing, "address is required")
-		case n.Address.IsUnspecified() || n.Address.IsMulticast() || n.Address == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-			e.add(n.pos.at("address"), np+".address", ErrValue, "%s is not a unicast address", n.Address)
-		default:
-			if prev, dup := seen[n.Address]; dup {
-				e.add(n.pos.at("address"), np+".address", ErrDuplicate, "neighbor %s already listed on line %d", n.Address, prev)
+	for _, err := range errsOf {
+		var ce *bgp.ConfigError
+		if !errors.As(err, &ce) {
+			continue
+		}
+		path, at := p+"."+ce.Path(), b.pos
+		if ce.Neighbor >= 0 {
+			at = b.Neighbors[ce.Neighbor].pos
+		}
+		if c.failed[path] || c.failedUnder(path+"[") {
+			continue // decoding already said what is wrong
+		}
+		line := at.at(ce.Field)
+		switch ce.Problem {
+		case bgp.Missing:
+			if ce.Field == "next_hop" && c.needsHop() {
+				continue // said below, with the VIP family that needs it
 			}
-			seen[n.Address] = n.pos.at("address")
-		}
-		if n.AS == 0 && !c.failed[np+".as"] {
-			e.add(n.pos.at("as"), np+".as", ErrMissing, "as is required (1..4294967295)")
-		}
-		if h := n.HoldTime; !c.failed[np+".hold_time"] && (h < bgp.MinHoldTime || h > bgp.MaxHoldTime || h%time.Second != 0) {
-			e.add(n.pos.at("hold_time"), np+".hold_time", ErrValue, "%v: want whole seconds from %v to %v", h, bgp.MinHoldTime, bgp.MaxHoldTime)
-		}
-		if len(n.Password) > bgp.MaxPasswordLen {
-			e.add(n.pos.at("password"), np+".password", ErrValue, "longer than %d bytes", bgp.MaxPasswordLen)
+			e.add(line, path, ErrMissing, "%s", ce.Reason)
+		case bgp.Duplicate:
+			e.add(line, path, ErrDuplicate, "%s", ce.Reason)
+		default:
+			e.add(line, path, ErrValue, "%s", ce.Reason)
 		}
 	}
 	need4, need6 := false, false
@@ -125,25 +120,26 @@ func (c *Config) validateBGP(e *errs) {
 		need4 = need4 || s.VIP.Is4()
 		need6 = need6 || s.VIP.Is6()
 	}
-	hop := func(field string, a netip.Addr, v6, needed bool) {
-		path := p + "." + field
-		switch {
-		case c.failed[path]:
-		case !a.IsValid() && needed:
-			e.add(b.pos.at(field), path, ErrMissing, "%s is required: a service has an IPv%s VIP", field, map[bool]string{false: "4", true: "6"}[v6])
-		case !a.IsValid():
-		case a.Is6() != v6 || !usableUnicast(a):
-			e.add(b.pos.at(field), path, ErrValue, "%s is not a usable IPv%s unicast address", a, map[bool]string{false: "4", true: "6"}[v6])
-		}
+	if need4 && !b.NextHop.IsValid() && !c.failed[p+".next_hop"] {
+		e.add(b.pos.at("next_hop"), p+".next_hop", ErrMissing, "next_hop is required: a service has an IPv4 VIP")
 	}
-	hop("next_hop", b.NextHop, false, need4)
-	hop("next_hop6", b.NextHop6, true, need6)
-	if !b.NextHop.IsValid() && !b.NextHop6.IsValid() && !need4 && !need6 && !c.failed[p+".next_hop"] {
-		e.add(b.pos.at("next_hop"), p+".next_hop", ErrMissing, "next_hop or next_hop6 is required")
+	if need6 && !b.NextHop6.IsValid() && !c.failed[p+".next_hop6"] {
+		e.add(b.pos.at("next_hop6"), p+".next_hop6", ErrMissing, "next_hop6 is required: a service has an IPv6 VIP")
 	}
 	if b.WithdrawWait < 0 {
 		e.add(b.pos.at("withdraw_wait"), p+".withdraw_wait", ErrValue, "%v is negative", b.WithdrawWait)
 	}
+}
+
+// needsHop reports whether a service's VIP needs a next hop the bgp section
+// lacks (then that is the error to report, not "a next hop is required").
+func (c *Config) needsHop() bool {
+	for _, s := range c.Services {
+		if s.VIP.Is4() && !c.BGP.NextHop.IsValid() || s.VIP.Is6() && !c.BGP.NextHop6.IsValid() {
+			return true
+		}
+	}
+	return false
 }
 
 // SpeakerConfig maps the section onto the bgp package's configuration (the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -142,6 +143,13 @@ type Health struct {
 	ThroughVIP bool `yaml:"through_vip"`
 
 	pos pos
+}
+
+// Equal reports whether two health sections check the same way, wherever
+// in their files they are.
+func (h Health) Equal(o Health) bool {
+	h.pos, o.pos = pos{}, pos{}
+	return reflect.DeepEqual(h, o)
 }
 
 // API configures the HTTP API and /metrics listener.

@@ -184,53 +184,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // leave the zero value: the default applies
 	}
-	switch v.Type() {
-	case addrType:
-		s, ok := d.scalar(n, path, "an IP address")
-		if !ok {
-			return
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			d.add(n.Line, path, ErrValue, "%q is not an IP address", s)
-			return
-		}
-		v.Set(reflect.ValueOf(a.Unmap()))
-		return
-	case prefixType:
-		s, ok := d.scalar(n, path, "an IP address or prefix")
-		if !ok {
-			return
-		}
-		p, err := parsePrefix(s)
-		if err != nil {
-			d.add(n.Line, path, ErrValue, "%s", err.Error())
-			return
-		}
-		v.Set(reflect.ValueOf(p))
-		return
-	case durationType:
-		s, ok := d.scalar(n, path, "a duration like 500ms")
-		if !ok {
-			return
-		}
-		dur, err := time.ParseDuration(s)
-		if err != nil {
-			d.add(n.Line, path, ErrValue, "%q is not a duration (like 500ms or 2s)", s)
-			return
-		}
-		v.SetInt(int64(dur))
-		return
-	}
-	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
-		// The enumerated fields parse their own names.
-		s, ok := d.scalar(n, path, "a string")
-		if !ok {
-			return
-		}
-		if err := u.UnmarshalText([]byte(s)); err != nil {
-			d.addErr(n.Line, path, err)
-		}
+	if d.leaf(n, v, path) {
 		return
 	}
 	switch v.Kind() {
@@ -276,6 +230,62 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		d.add(n.Line, path, ErrType, "unsupported field type %s", v.Type())
 	}
+}
+
+// leaf decodes the types read from one scalar by a parser of their own (an
+// address, a prefix, a duration, an enumerated value) and reports whether v
+// was one of them.
+func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) bool {
+	switch v.Type() {
+	case addrType:
+		s, ok := d.scalar(n, path, "an IP address")
+		if !ok {
+			return true
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			d.add(n.Line, path, ErrValue, "%q is not an IP address", s)
+			return true
+		}
+		v.Set(reflect.ValueOf(a.Unmap()))
+		return true
+	case prefixType:
+		s, ok := d.scalar(n, path, "an IP address or prefix")
+		if !ok {
+			return true
+		}
+		p, err := parsePrefix(s)
+		if err != nil {
+			d.add(n.Line, path, ErrValue, "%s", err.Error())
+			return true
+		}
+		v.Set(reflect.ValueOf(p))
+		return true
+	case durationType:
+		s, ok := d.scalar(n, path, "a duration like 500ms")
+		if !ok {
+			return true
+		}
+		dur, err := time.ParseDuration(s)
+		if err != nil {
+			d.add(n.Line, path, ErrValue, "%q is not a duration (like 500ms or 2s)", s)
+			return true
+		}
+		v.SetInt(int64(dur))
+		return true
+	}
+	if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
+		// The enumerated fields parse their own names.
+		s, ok := d.scalar(n, path, "a string")
+		if !ok {
+			return true
+		}
+		if err := u.UnmarshalText([]byte(s)); err != nil {
+			d.addErr(n.Line, path, err)
+		}
+		return true
+	}
+	return false
 }
 
 func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
@@ -350,31 +360,40 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		p.fields[k.Value] = val.Line
-		d.value(val, v.Field(fi), sub)
+		d.value(val, v.FieldByIndex(fi), sub)
 	}
 	if pp, ok := v.Addr().Interface().(positioned); ok {
 		pp.setPos(p)
 	}
 }
 
-var fieldCache sync.Map // reflect.Type -> map[string]int
+var fieldCache sync.Map // reflect.Type -> map[string][]int
 
-// fieldsOf maps the yaml names of t's fields to their indexes.
-func fieldsOf(t reflect.Type) map[string]int {
+// fieldsOf maps the yaml names of t's fields to their indexes; the fields of
+// an embedded struct without a yaml tag (config.VRRP's ha.Config) count as
+// t's own.
+func fieldsOf(t reflect.Type) map[string][]int {
 	if f, ok := fieldCache.Load(t); ok {
-		return f.(map[string]int)
+		return f.(map[string][]int)
 	}
-	fields := map[string]int{}
+	fields := map[string][]int{}
 	for i := range t.NumField() {
-		if tag, ok := t.Field(i).Tag.Lookup("yaml"); ok && tag != "-" {
-			fields[tag] = i
+		f := t.Field(i)
+		tag, ok := f.Tag.Lookup("yaml")
+		switch {
+		case ok && tag != "-":
+			fields[tag] = []int{i}
+		case !ok && f.Anonymous && f.Type.Kind() == reflect.Struct:
+			for name, idx := range fieldsOf(f.Type) {
+				fields[name] = append([]int{i}, idx...)
+			}
 		}
 	}
 	fieldCache.Store(t, fields)
 	return fields
 }
 
-func known(fields map[string]int) string {
+func known(fields map[string][]int) string {
 	names := make([]string, 0, len(fields))
 	for k := range fields {
 		names = append(names, k)

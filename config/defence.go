@@ -308,3 +308,13 @@ func LookupGroup(group string) (int, error) {
 	}
 	return strconv.Atoi(g.Gid)
 }
+
+// validateThresholds checks a backend's connection thresholds (at path p).
+func (b *Backend) validateThresholds(e *errs, p string) {
+	switch {
+	case b.LowerThreshold > 0 && b.UpperThreshold == 0:
+		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold without upper_threshold")
+	case b.UpperThreshold > 0 && b.LowerThreshold >= b.UpperThreshold:
+		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold %d must be below upper_threshold %d", b.LowerThreshold, b.UpperThreshold)
+	}
+}

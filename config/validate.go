@@ -122,41 +122,48 @@ func (c *Config) validateServices(e *errs) {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
 		c.validateDefence(e, s, p)
-		bnames := map[string]int{}
-		targets := map[netip.AddrPort]int{}
-		for _, group := range []struct {
-			field string
-			list  []Backend
-		}{{"backends", s.Backends}, {"fallback", s.Fallback}} {
-			for j := range group.list {
-				b := &group.list[j]
-				bp := fmt.Sprintf("%s.%s[%d]", p, group.field, j)
-				c.validateBackend(e, s, b, bp, vipOK && methodOK)
-				if b.Name != "" {
-					if prev, dup := bnames[b.Name]; dup {
-						e.add(b.pos.at("name"), bp+".name", ErrDuplicate, "backend name %q already used on line %d", b.Name, prev)
-					}
-					bnames[b.Name] = b.pos.line
+		c.validateBackends(e, s, p, vipOK && methodOK, protoOK, nat)
+		s.Health.validate(e, s, p+".health", portOK)
+	}
+}
+
+// validateBackends checks the backends and fallbacks of service s (at path
+// p): each one, and that names and targets are unique in the service and a
+// NAT target belongs to one service only (nat maps each to its service).
+func (c *Config) validateBackends(e *errs, s *Service, p string, svcOK, protoOK bool, nat map[natTarget]string) {
+	bnames := map[string]int{}
+	targets := map[netip.AddrPort]int{}
+	for _, group := range []struct {
+		field string
+		list  []Backend
+	}{{"backends", s.Backends}, {"fallback", s.Fallback}} {
+		for j := range group.list {
+			b := &group.list[j]
+			bp := fmt.Sprintf("%s.%s[%d]", p, group.field, j)
+			c.validateBackend(e, s, b, bp, svcOK)
+			if b.Name != "" {
+				if prev, dup := bnames[b.Name]; dup {
+					e.add(b.pos.at("name"), bp+".name", ErrDuplicate, "backend name %q already used on line %d", b.Name, prev)
 				}
-				if !b.Address.IsValid() {
-					continue
+				bnames[b.Name] = b.pos.line
+			}
+			if !b.Address.IsValid() {
+				continue
+			}
+			t := netip.AddrPortFrom(b.Address, s.TargetPort(b))
+			if prev, dup := targets[t]; dup {
+				e.add(b.pos.at("address"), bp, ErrDuplicate, "backend %s already in this service on line %d", t, prev)
+			}
+			targets[t] = b.pos.line
+			if s.Method == MethodNAT && protoOK {
+				nt := natTarget{b.Address, t.Port(), s.Protocol}
+				if other, dup := nat[nt]; dup && other != s.Name {
+					e.add(b.pos.at("address"), bp, ErrDuplicate,
+						"NAT backend %s/%s is already used by service %q: replies could not be mapped back to one VIP", s.Protocol, t, other)
 				}
-				t := netip.AddrPortFrom(b.Address, s.TargetPort(b))
-				if prev, dup := targets[t]; dup {
-					e.add(b.pos.at("address"), bp, ErrDuplicate, "backend %s already in this service on line %d", t, prev)
-				}
-				targets[t] = b.pos.line
-				if s.Method == MethodNAT && protoOK {
-					nt := natTarget{b.Address, t.Port(), s.Protocol}
-					if other, dup := nat[nt]; dup && other != s.Name {
-						e.add(b.pos.at("address"), bp, ErrDuplicate,
-							"NAT backend %s/%s is already used by service %q: replies could not be mapped back to one VIP", s.Protocol, t, other)
-					}
-					nat[nt] = s.Name
-				}
+				nat[nt] = s.Name
 			}
 		}
-		s.Health.validate(e, s, p+".health", portOK)
 	}
 }
 
@@ -164,12 +171,7 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	if b.Name != "" && !nameRE.MatchString(b.Name) {
 		e.add(b.pos.at("name"), p+".name", ErrValue, "%q: use letters, digits, '.', '_', ':' or '-' (at most 63)", b.Name)
 	}
-	switch {
-	case b.LowerThreshold > 0 && b.UpperThreshold == 0:
-		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold without upper_threshold")
-	case b.UpperThreshold > 0 && b.LowerThreshold >= b.UpperThreshold:
-		e.add(b.pos.at("lower_threshold"), p+".lower_threshold", ErrValue, "lower_threshold %d must be below upper_threshold %d", b.LowerThreshold, b.UpperThreshold)
-	}
+	b.validateThresholds(e, p)
 	if !checkAddr(e, b.pos, "address", p, b.Address) {
 		return
 	}

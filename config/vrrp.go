@@ -1,12 +1,9 @@
 package config
 
 import (
-	"net/netip"
+	"errors"
 	"reflect"
-	"regexp"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/xlb-dev/xlb/ha"
 )
@@ -16,48 +13,15 @@ import (
 // Only the master forwards: a backup publishes no services to the data
 // path, so the VIPs' frames reach its kernel, which does not hold the VIPs.
 // The master puts each VIP on the interface (so the kernel answers ARP and
-// neighbour solicitations for it) and a backup takes them off. The fields
-// and their defaults are ha.Config's.
+// neighbour solicitations for it) and a backup takes them off. The fields,
+// their names and their defaults are ha.Config's, used as they are.
 type VRRP struct {
-	Interface       string        `yaml:"interface"`
-	VirtualRouterID uint8         `yaml:"virtual_router_id"`
-	Priority        uint8         `yaml:"priority"`
-	AdvertInterval  time.Duration `yaml:"advert_interval"`
-	Preempt         *bool         `yaml:"preempt"`
-	PreemptDelay    time.Duration `yaml:"preempt_delay"`
-	UnicastPeers    []netip.Addr  `yaml:"unicast_peers"`
-	SourceAddress   netip.Addr    `yaml:"source_address"`
-	VIPs            []netip.Addr  `yaml:"vips"`
-	Version         int           `yaml:"version"`
-	GARPRepeat      int           `yaml:"garp_repeat"`
-	GARPInterval    time.Duration `yaml:"garp_interval"`
+	ha.Config
 
 	pos pos
 }
 
 func (v *VRRP) setPos(p pos) { v.pos = p }
-
-// HA returns the section as the ha package's configuration (defaults not
-// yet filled: ha.New and ha.Config.Validate fill them).
-func (v *VRRP) HA() ha.Config {
-	return ha.Config{
-		Interface:       v.Interface,
-		VirtualRouterID: v.VirtualRouterID,
-		Priority:        v.Priority,
-		AdvertInterval:  v.AdvertInterval,
-		Preempt:         v.Preempt,
-		PreemptDelay:    v.PreemptDelay,
-		UnicastPeers:    slices.Clone(v.UnicastPeers),
-		SourceAddress:   v.SourceAddress,
-		VIPs:            slices.Clone(v.VIPs),
-		Version:         v.Version,
-		GARPRepeat:      v.GARPRepeat,
-		GARPInterval:    v.GARPInterval,
-	}
-}
-
-// haFieldRE finds the field an ha.Config error names: "vrrp.vips[2] ...".
-var haFieldRE = regexp.MustCompile(`vrrp\.([a-z_]+)(\[\d+\])?`)
 
 // validateVRRP checks the vrrp section, if any, with ha's own rules (one
 // source of truth), and places each error on the line of the field it names.
@@ -72,29 +36,23 @@ func (c *Config) validateVRRP(e *errs) {
 		e.add(v.pos.line, "vrrp", ErrValue, "vrrp and bgp cannot be used together (a VRRP backup would announce VIPs it does not forward): choose one")
 		return
 	}
-	for _, f := range []string{"interface", "virtual_router_id", "priority", "advert_interval", "preempt",
-		"preempt_delay", "unicast_peers", "source_address", "vips", "version", "garp_repeat", "garp_interval"} {
-		if c.failed["vrrp."+f] || c.failedUnder("vrrp."+f+"[") {
-			return // decoding already said what is wrong; ha's rules would repeat it
-		}
+	if c.failedUnder("vrrp.") {
+		return // decoding already said what is wrong; ha's rules would repeat it
 	}
-	hc := v.HA()
+	hc := v.Config // Validate fills defaults: check a copy
 	err := hc.Validate()
-	if err == nil {
-		return
+	var ce *ha.ConfigError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		reason := ErrValue
+		if ce.Missing {
+			reason = ErrMissing
+		}
+		e.add(v.pos.at(ce.Field), "vrrp."+ce.Path(), reason, "%s", ce.Reason)
+	default:
+		e.add(v.pos.line, "vrrp", ErrValue, "%v", err)
 	}
-	msg := strings.TrimPrefix(err.Error(), ha.ErrConfig.Error()+": ")
-	path, line := "vrrp", v.pos.line
-	if m := haFieldRE.FindStringSubmatch(msg); m != nil {
-		path, line = "vrrp."+m[1]+m[2], v.pos.at(m[1])
-		msg = strings.TrimPrefix(msg, m[0])
-		msg = strings.TrimPrefix(strings.TrimPrefix(msg, ":"), " ")
-	}
-	reason := ErrValue
-	if strings.Contains(msg, "required") {
-		reason = ErrMissing
-	}
-	e.add(line, path, reason, "%s", msg)
 }
 
 // failedUnder reports whether a path starting with prefix failed to decode.

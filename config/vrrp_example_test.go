@@ -6,8 +6,8 @@ import (
 	"github.com/xlb-dev/xlb/config"
 )
 
-// The vrrp section of a configuration becomes the ha package's Config.
-func ExampleVRRP_HA() {
+// The vrrp section of a configuration is the ha package's Config.
+func ExampleVRRP() {
 	cfg, err := config.Parse("xlb.yaml", []byte(`interfaces: [{name: eth0}]
 services:
   - name: web
@@ -25,7 +25,7 @@ vrrp:
 		fmt.Println(err)
 		return
 	}
-	hc := cfg.VRRP.HA()
+	hc := cfg.VRRP.Config
 	fmt.Println(hc.VirtualRouterID, hc.Priority, hc.AdvertInterval, hc.VIPs, hc.PreemptEnabled())
 	// Output: 51 200 100ms [198.19.0.10] true
 }

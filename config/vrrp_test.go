@@ -27,7 +27,7 @@ func TestVRRPSection(t *testing.T) {
 	if v == nil {
 		t.Fatal("no vrrp section")
 	}
-	hc := v.HA()
+	hc := v.Config
 	if err := hc.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func FuzzVRRPConfig(f *testing.F) {
 		if cfg.VRRP == nil {
 			return
 		}
-		hc := cfg.VRRP.HA()
+		hc := cfg.VRRP.Config
 		if err := hc.Validate(); err != nil {
 			t.Fatalf("accepted vrrp section fails ha's Validate: %v", err)
 		}

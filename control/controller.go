@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -142,7 +140,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	adds, _, _ := c.applyLocked(c.cfg)
 	c.mu.Unlock()
 
-	if u, ok := c.opts.Resolver.(interface{ UseInterfaces([]string) error }); ok {
+	if u, ok := c.opts.Resolver.(InterfaceUser); ok {
 		names := make([]string, len(c.cfg.Interfaces))
 		for i, in := range c.cfg.Interfaces {
 			names[i] = in.Name
@@ -232,216 +230,6 @@ func (c *Controller) Snapshot() *dataplane.Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.snap
-}
-
-// ReloadFile reads, validates and applies the configuration at path (the
-// running one's file when path is ""). A bad file is refused with every
-// error (file:line: reason) and the running configuration stays.
-func (c *Controller) ReloadFile(path string) error {
-	if path == "" {
-		path = c.Config().File()
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		c.noteReloadErr(err)
-		return err
-	}
-	return c.Reload(cfg)
-}
-
-// Reload applies cfg: new services and backends are added, removed ones go,
-// changed weights and health checks apply. Backends that stay keep their ID,
-// health state and next hop, so flows on healthy backends stay where they
-// are. A change only a restart can apply (interfaces, API) is refused with
-// ErrRestartRequired, and the running configuration stays.
-func (c *Controller) Reload(cfg *config.Config) error {
-	cfg.Normalize()
-	if err := cfg.Validate(); err != nil {
-		c.noteReloadErr(err)
-		return err
-	}
-	c.reloadMu.Lock()
-	defer c.reloadMu.Unlock()
-	c.mu.Lock()
-	if c.closed || !c.started {
-		c.mu.Unlock()
-		return fmt.Errorf("control: reload: %w", ErrClosed)
-	}
-	if err := restartNeeded(c.cfg, cfg); err != nil {
-		c.mu.Unlock()
-		c.noteReloadErr(err)
-		return err
-	}
-	adds, replaces, removes := c.applyLocked(cfg)
-	c.mu.Unlock()
-
-	// Prober calls wait for check goroutines, whose callbacks take c.mu:
-	// never make them holding it.
-	for _, id := range removes {
-		if m := c.metricsOf(); m != nil {
-			if svc, be, ok := strings.Cut(id, "/"); ok {
-				m.probe.DeleteLabelValues(svc, be)
-			}
-		}
-		if err := c.prober.Remove(id); err != nil && !errors.Is(err, health.ErrNotFound) {
-			c.log.Warn("remove health check", "check", id, "err", err)
-		}
-	}
-	c.resolveNew(c.ctx)
-	c.mu.Lock()
-	err := c.publishLocked("reload")
-	c.reloads++
-	c.mu.Unlock()
-	for _, chk := range replaces {
-		if err := c.prober.Replace(chk); errors.Is(err, health.ErrNotFound) {
-			err = c.prober.Add(chk)
-		} else if err != nil {
-			c.log.Warn("replace health check", "check", chk.ID, "err", err)
-		}
-	}
-	for _, chk := range adds {
-		if err := c.prober.Add(chk); err != nil {
-			c.log.Warn("add health check", "check", chk.ID, "err", err)
-		}
-	}
-	c.log.Info("configuration reloaded", "file", cfg.File(), "services", len(cfg.Services),
-		"backends", c.numBackends(), "checks_added", len(adds), "checks_changed", len(replaces), "checks_removed", len(removes))
-	return err
-}
-
-func (c *Controller) noteReloadErr(err error) {
-	c.mu.Lock()
-	c.reloadErr++
-	c.lastErr = err.Error()
-	c.mu.Unlock()
-	c.log.Error("reload refused, the running configuration stays", "err", err)
-}
-
-// restartNeeded refuses the changes a reload cannot apply.
-func restartNeeded(old, cfg *config.Config) error {
-	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
-		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy or cores); restart xlb to apply them", ErrRestartRequired)
-	}
-	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
-		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
-	}
-	if !old.VRRP.Equal(cfg.VRRP) {
-		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
-	}
-	if !old.BGP.Equal(cfg.BGP) {
-		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
-	}
-	return nil
-}
-
-func ifaceView(c *config.Config) []config.Interface {
-	out := make([]config.Interface, len(c.Interfaces))
-	for i, in := range c.Interfaces {
-		out[i] = config.Interface{Name: in.Name, XDPMode: in.XDPMode, ZeroCopy: in.ZeroCopy, Cores: in.Cores}
-	}
-	return out
-}
-
-// applyLocked makes cfg the running configuration's state, keeping what
-// survives, and returns the health checks to add, replace and remove.
-func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Check, removes []string) {
-	oldBy := c.byName
-	c.byName = map[string]*svcState{}
-	c.services = c.services[:0:0]
-	byCheck := map[string]*beState{}
-	for i := range cfg.Services {
-		sc := cfg.Services[i]
-		st := sc.Scheduler
-		idx, ok := c.indexes[sc.Name]
-		if !ok {
-			idx = c.newIndex()
-			c.indexes[sc.Name] = idx
-		}
-		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
-		old := map[beKey]*beState{}
-		if o := oldBy[sc.Name]; o != nil {
-			if o.strategy == st {
-				s.built, s.inputs = o.built, o.inputs // reused if the inputs stay the same
-			}
-			for _, b := range o.backends {
-				old[b.key] = b
-			}
-		}
-		for _, group := range []struct {
-			list     []config.Backend
-			fallback bool
-		}{{sc.Backends, false}, {sc.Fallback, true}} {
-			for j := range group.list {
-				cb := &group.list[j]
-				key := beKey{sc.Name, cb.Address, sc.TargetPort(cb)}
-				checkID := sc.Name + "/" + cb.Name
-				b := old[key]
-				if b == nil { // new: an ID never given before (nextID only grows)
-					b = &beState{id: c.nextID, key: key, health: health.StateUnknown, since: time.Now()}
-					c.nextID++
-				}
-				chk, desc := checkFor(&sc, cb, checkID, b.id)
-				prevCheck, prevID := b.check, b.checkID
-				b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, group.fallback
-				if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
-					b.cfgWeight, b.weight, b.overWeight = cw, cw, false
-				}
-				b.upper, b.lower = cb.UpperThreshold, cb.LowerThreshold
-				if b.upper == 0 {
-					b.overloaded = false
-				}
-				if cb.Disabled != b.cfgDisabled || !b.overDisabled {
-					b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
-				}
-				switch {
-				case desc == "":
-					b.checkID, b.check = "", ""
-					if b.health != health.StateUp {
-						b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
-					}
-					if prevID != "" {
-						removes = append(removes, prevID)
-					}
-				case prevID == "" || c.byCheck[checkID] != nil && c.byCheck[checkID] != b:
-					// New, or taking over the ID of a removed backend's check.
-					b.checkID, b.check = checkID, desc
-					if b.reason == "no health check" {
-						b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
-					}
-					adds = append(adds, chk)
-				case prevID != checkID:
-					removes = append(removes, prevID)
-					b.checkID, b.check = checkID, desc
-					adds = append(adds, chk)
-				case prevCheck != desc:
-					b.check = desc
-					chk.Initial = b.health
-					replaces = append(replaces, chk)
-				}
-				if b.checkID != "" {
-					byCheck[b.checkID] = b
-				}
-				s.backends = append(s.backends, b)
-			}
-		}
-		c.services = append(c.services, s)
-		c.byName[sc.Name] = s
-	}
-	for id, b := range c.byCheck {
-		if byCheck[id] != b {
-			removes = append(removes, id)
-		}
-	}
-	for name := range c.indexes {
-		if _, ok := c.byName[name]; !ok {
-			delete(c.indexes, name)
-		}
-	}
-	c.byCheck = byCheck
-	c.cfg = cfg
-	slices.Sort(removes)
-	removes = slices.Compact(removes)
-	return adds, replaces, removes
 }
 
 // newIndex returns a sched service index not in use, preferring ones never
@@ -536,10 +324,15 @@ func (c *Controller) routesLocked() []dataplane.Route {
 	if !nat {
 		return nil
 	}
-	if r, ok := c.opts.Resolver.(RouteSource); ok {
-		return r.Routes()
+	r, ok := c.opts.Resolver.(RouteSource)
+	if !ok {
+		return nil
 	}
-	return nil
+	routes, err := r.Routes()
+	if err != nil {
+		c.log.Warn("routes back to clients incomplete: NAT replies to the clients left out are dropped", "err", err)
+	}
+	return routes
 }
 
 func (c *Controller) numBackends() int {

@@ -339,3 +339,57 @@ func TestNewNormalizesGoConfig(t *testing.T) {
 		t.Errorf("checks = %v", got)
 	}
 }
+
+// TestReloadReportsChecksNotStarted: a check the prober refuses on a
+// reload (a changed check it had dropped, or a new one) fails the reload
+// with the check's name instead of leaving the backend unprobed silently.
+func TestReloadReportsChecksNotStarted(t *testing.T) {
+	r := newRig(t, twoSvc)
+	boom := errors.New("prober full")
+	must(t, r.prober.Remove("web/a")) // the prober lost it
+	r.prober.mu.Lock()
+	r.prober.failAdd = boom
+	r.prober.mu.Unlock()
+	y := strings.Replace(twoSvc, "health: {kind: tcp, interval: 1s, timeout: 500ms}", "health: {kind: tcp, interval: 2s, timeout: 500ms}", 1)
+	err := r.c.Reload(r.parse(y))
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "web/a") {
+		t.Fatalf("reload with a refused re-add: %v, want %v naming web/a", err, boom)
+	}
+	if st := r.c.Status(); st.ReloadErrors != 1 || !strings.Contains(st.LastReloadErr, "web/a") {
+		t.Errorf("status = %+v, want the reload error recorded", st)
+	}
+	// A new backend whose check is refused.
+	y2 := strings.Replace(y, "      - {name: c, address: 198.18.0.13}\n", "      - {name: c, address: 198.18.0.13}\n      - {name: d, address: 198.18.0.14}\n", 1)
+	if y2 == y {
+		t.Fatal("test config has no backend c line to extend")
+	}
+	if err := r.c.Reload(r.parse(y2)); !errors.Is(err, boom) || !strings.Contains(err.Error(), "web/d") {
+		t.Errorf("reload with a refused add: %v, want %v naming web/d", err, boom)
+	}
+}
+
+// TestReloadComparesCheckValues: a reload replaces exactly the checks whose
+// settings changed; the same settings on other lines of the file change
+// nothing.
+func TestReloadComparesCheckValues(t *testing.T) {
+	r := newRig(t, twoSvc)
+	must(t, r.c.Reload(r.parse("# moved down two lines\n\n"+twoSvc)))
+	if r.prober.replaced != 0 {
+		t.Errorf("a reload that only moved lines replaced %d checks", r.prober.replaced)
+	}
+	y := strings.Replace(twoSvc, "health: {kind: tcp, interval: 1s, timeout: 500ms}", "health: {kind: tcp, interval: 1s, timeout: 500ms, rise: 5}", 1)
+	must(t, r.c.Reload(r.parse(y)))
+	if want := len(r.prober.ids()); r.prober.replaced != want {
+		t.Errorf("a changed rise replaced %d checks, want %d", r.prober.replaced, want)
+	}
+}
+
+// TestReloadBusyPollNeedsRestart: busy_poll is applied when the workers
+// start, so a reload that changes it is refused, not silently ignored.
+func TestReloadBusyPollNeedsRestart(t *testing.T) {
+	r := newRig(t, twoSvc)
+	y := strings.Replace(twoSvc, "interfaces: [{name: eth0}]", "interfaces: [{name: eth0, busy_poll: true}]", 1)
+	if err := r.c.Reload(r.parse(y)); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("reload changing busy_poll: %v, want ErrRestartRequired", err)
+	}
+}

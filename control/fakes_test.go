@@ -71,15 +71,20 @@ func (r *fakeResolver) Resolve(ctx context.Context, a netip.Addr) (dataplane.Nex
 
 // fakeProber runs no probes: the test fires transitions.
 type fakeProber struct {
-	mu     sync.Mutex
-	opts   health.Options
-	checks map[string]health.Check
-	closed bool
+	mu       sync.Mutex
+	opts     health.Options
+	checks   map[string]health.Check
+	closed   bool
+	failAdd  error // returned by Add when set
+	replaced int   // successful Replace calls
 }
 
 func (p *fakeProber) Add(c health.Check) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failAdd != nil {
+		return p.failAdd
+	}
 	if _, ok := p.checks[c.ID]; ok {
 		return health.ErrExists
 	}
@@ -104,6 +109,7 @@ func (p *fakeProber) Replace(c health.Check) error {
 		return health.ErrNotFound
 	}
 	p.checks[c.ID] = c
+	p.replaced++
 	return nil
 }
 

@@ -148,19 +148,31 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.collectControl(ch)
+	if m.c.opts.Stats != nil {
+		m.collectDataPath(ch)
+	}
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, l ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, l ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// collectControl sends the controller's view: services, backends, probes,
+// publishes and reloads.
+func (m *Metrics) collectControl(ch chan<- prometheus.Metric) {
 	c := m.c
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
-	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
-	}
-	b2f := func(b bool) float64 {
-		if b {
-			return 1
-		}
-		return 0
-	}
 	statuses := map[string]health.Status{}
 	if prober := c.proberOf(); prober != nil {
 		for _, st := range prober.Statuses() {
@@ -168,67 +180,69 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, s := range c.services {
 		st := s.status()
 		name := s.cfg.Name
-		gauge(descSvcBackends, float64(st.Backends), name)
-		gauge(descSvcActive, float64(st.Up), name)
-		gauge(descSvcFallback, b2f(st.Fallback), name)
+		gauge(ch, descSvcBackends, float64(st.Backends), name)
+		gauge(ch, descSvcActive, float64(st.Up), name)
+		gauge(ch, descSvcFallback, b2f(st.Fallback), name)
 		sb := s.schedBackends()
 		for i, b := range s.backends {
-			gauge(descBEHealth, float64(b.health), name, b.name)
-			gauge(descBEUp, b2f(b.health == health.StateUp), name, b.name)
-			gauge(descBEActive, b2f(sb[i].Up && sb[i].Weight > 0), name, b.name)
-			gauge(descBEWeight, float64(b.weight), name, b.name)
-			gauge(descBEDisabled, b2f(b.disabled), name, b.name)
-			gauge(descBEOverloaded, b2f(b.overloaded), name, b.name)
-			gauge(descBEResolved, b2f(b.resolved), name, b.name)
+			gauge(ch, descBEHealth, float64(b.health), name, b.name)
+			gauge(ch, descBEUp, b2f(b.health == health.StateUp), name, b.name)
+			gauge(ch, descBEActive, b2f(sb[i].Up && sb[i].Weight > 0), name, b.name)
+			gauge(ch, descBEWeight, float64(b.weight), name, b.name)
+			gauge(ch, descBEDisabled, b2f(b.disabled), name, b.name)
+			gauge(ch, descBEOverloaded, b2f(b.overloaded), name, b.name)
+			gauge(ch, descBEResolved, b2f(b.resolved), name, b.name)
 			if hs, ok := statuses[b.checkID]; ok && b.checkID != "" {
-				counter(descBEProbes, float64(hs.Probes), name, b.name)
-				counter(descBEFailures, float64(hs.Failures), name, b.name)
+				counter(ch, descBEProbes, float64(hs.Probes), name, b.name)
+				counter(ch, descBEFailures, float64(hs.Failures), name, b.name)
 				if n := len(hs.Results); n > 0 {
-					gauge(descBELatency, hs.Results[n-1].Latency.Seconds(), name, b.name)
+					gauge(ch, descBELatency, hs.Results[n-1].Latency.Seconds(), name, b.name)
 				}
 			}
 		}
 	}
-	counter(descPublishes, float64(c.pubCount))
+	counter(ch, descPublishes, float64(c.pubCount))
 	if c.snap != nil {
-		gauge(descGeneration, float64(c.snap.Generation()))
+		gauge(ch, descGeneration, float64(c.snap.Generation()))
 	}
-	counter(descReloads, float64(c.reloads))
-	counter(descReloadErrors, float64(c.reloadErr))
-	c.mu.Unlock()
+	counter(ch, descReloads, float64(c.reloads))
+	counter(ch, descReloadErrors, float64(c.reloadErr))
+}
 
-	if c.opts.Stats == nil {
-		return
-	}
+// collectDataPath sends the data path's counters: per service and backend,
+// per worker, and the drops by reason.
+func (m *Metrics) collectDataPath(ch chan<- prometheus.Metric) {
+	c := m.c
 	for _, sv := range c.flowStats() {
-		counter(descSvcPackets, float64(sv.Packets), sv.Name)
-		counter(descSvcBytes, float64(sv.Bytes), sv.Name)
-		counter(descSvcNewFlows, float64(sv.NewFlows), sv.Name)
-		counter(descSvcNoBackend, float64(sv.NoBackend), sv.Name)
+		counter(ch, descSvcPackets, float64(sv.Packets), sv.Name)
+		counter(ch, descSvcBytes, float64(sv.Bytes), sv.Name)
+		counter(ch, descSvcNewFlows, float64(sv.NewFlows), sv.Name)
+		counter(ch, descSvcNoBackend, float64(sv.NoBackend), sv.Name)
 		for _, b := range sv.Backends {
-			counter(descBEPackets, float64(b.Packets), sv.Name, b.Name)
-			counter(descBEBytes, float64(b.Bytes), sv.Name, b.Name)
-			counter(descBENewFlows, float64(b.NewFlows), sv.Name, b.Name)
+			counter(ch, descBEPackets, float64(b.Packets), sv.Name, b.Name)
+			counter(ch, descBEBytes, float64(b.Bytes), sv.Name, b.Name)
+			counter(ch, descBENewFlows, float64(b.NewFlows), sv.Name, b.Name)
 		}
 	}
 	var total dataplane.Counters
 	for i, ws := range c.opts.Stats.Stats() {
 		l := []string{strconv.Itoa(i), strconv.Itoa(ws.Queue), strconv.Itoa(ws.CPU)}
 		for j, wc := range workerCounters {
-			counter(workerDescs[j], float64(wc.get(&ws.Counters)), l...)
+			counter(ch, workerDescs[j], float64(wc.get(&ws.Counters)), l...)
 		}
-		gauge(descConnEntries, float64(ws.ConnEntries), l...)
+		gauge(ch, descConnEntries, float64(ws.ConnEntries), l...)
 		total.Add(&ws.Counters)
 	}
 	for d, v := range total.Drops {
-		counter(descDrops, float64(v), dataplane.Drop(d).String())
+		counter(ch, descDrops, float64(v), dataplane.Drop(d).String())
 	}
 	for r, v := range total.Reasons {
 		if encap.Reason(r).Drop() {
-			counter(descDrops, float64(v), encap.Reason(r).String())
+			counter(ch, descDrops, float64(v), encap.Reason(r).String())
 		}
 	}
 }

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
-	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/internal/inns"
 )
 
 // Resolver finds the next hop (egress interface and MAC addresses) toward
@@ -30,9 +32,16 @@ type Watcher interface {
 }
 
 // RouteSource is a Resolver that also knows the routes NAT replies take
-// back to clients.
+// back to clients. An error says what could not be listed; the routes
+// returned with it are still usable.
 type RouteSource interface {
-	Routes() []dataplane.Route
+	Routes() ([]dataplane.Route, error)
+}
+
+// InterfaceUser is a RouteSource that can limit the routes back to clients
+// to the data path's interfaces (Start gives it the configured ones).
+type InterfaceUser interface {
+	UseInterfaces(names []string) error
 }
 
 // KernelResolver resolves next hops through the kernel's routing and
@@ -61,28 +70,7 @@ func NewKernelResolverIn(ns netns.NsHandle) *KernelResolver {
 }
 
 // do runs fn on a thread in the resolver's namespace.
-func (k *KernelResolver) do(fn func() error) error {
-	if !k.ns.IsOpen() {
-		return fn()
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("current namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(k.ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter namespace: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return errors.Join(ferr, fmt.Errorf("leave namespace: %w", err)) // the thread dies locked
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func (k *KernelResolver) do(fn func() error) error { return inns.Do(k.ns, fn) }
 
 // Resolve returns the next hop toward addr, waiting (until ctx is done)
 // for the kernel to resolve the neighbour when it is unknown.
@@ -98,21 +86,15 @@ func (k *KernelResolver) Resolve(ctx context.Context, addr netip.Addr) (hop data
 }
 
 func (k *KernelResolver) resolve(ctx context.Context, addr netip.Addr) (dataplane.NextHop, error) {
-	if routes, err := netlink.RouteGet(net.IP(addr.AsSlice())); err == nil && len(routes) > 0 {
-		nh := addr
-		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && routes[0].Gw != nil {
-			nh = gw.Unmap()
-		}
-		k.mu.Lock()
-		k.hops[nh] = true
-		k.mu.Unlock()
+	hop, via, err := dataplane.ResolveNextHopVia(ctx, addr)
+	k.mu.Lock()
+	if via.IsValid() {
+		k.hops[via] = true // Watch follows its neighbour entry
 	}
-	hop, err := dataplane.ResolveNextHop(ctx, addr)
 	if err == nil {
-		k.mu.Lock()
 		k.links[hop.IfIndex] = true
-		k.mu.Unlock()
 	}
+	k.mu.Unlock()
 	return hop, err
 }
 
@@ -199,93 +181,99 @@ func (k *KernelResolver) Watch(ctx context.Context, changed func()) error {
 
 // Routes lists the ways back to clients through the interfaces in use: a
 // host route per resolved neighbour, and each gateway route (the default
-// route included) through its gateway's MAC.
-func (k *KernelResolver) Routes() (out []dataplane.Route) {
-	_ = k.do(func() error {
-		out = k.routes()
+// route included) through its gateway's MAC. What netlink could not list is
+// left out and named in the error (the routes found are still returned).
+func (k *KernelResolver) Routes() (out []dataplane.Route, err error) {
+	derr := k.do(func() error {
+		out, err = k.routes()
 		return nil
 	})
-	return out
+	return out, errors.Join(derr, err)
 }
 
-func (k *KernelResolver) routes() []dataplane.Route {
+func (k *KernelResolver) routes() ([]dataplane.Route, error) {
 	k.mu.Lock()
-	links := make([]int, 0, len(k.links))
-	for l := range k.links {
-		links = append(links, l)
-	}
+	links := slices.Sorted(maps.Keys(k.links))
 	k.mu.Unlock()
 	var out []dataplane.Route
+	var errs []error
 	seen := map[netip.Prefix]bool{}
+	add := func(p netip.Prefix, h dataplane.NextHop) {
+		if p.IsValid() && !seen[p] {
+			seen[p] = true
+			out = append(out, dataplane.Route{Prefix: p, Hop: h})
+		}
+	}
 	for _, idx := range links {
 		link, err := netlink.LinkByIndex(idx)
-		if err != nil || len(link.Attrs().HardwareAddr) != 6 {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routes back to clients: interface %d: %w", idx, err))
 			continue
+		}
+		if len(link.Attrs().HardwareAddr) != 6 {
+			continue // not ethernet: the data path does not send there
 		}
 		base := dataplane.NextHop{IfIndex: idx, MTU: link.Attrs().MTU}
 		copy(base.SrcMAC[:], link.Attrs().HardwareAddr)
-		macs := map[netip.Addr][6]byte{}
 		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			neighs, err := netlink.NeighList(idx, fam)
-			if err != nil {
-				continue
-			}
-			for _, n := range neighs {
-				a, ok := netip.AddrFromSlice(n.IP)
-				if !ok || len(n.HardwareAddr) != 6 || n.State&usableNeigh == 0 || a.IsLinkLocalUnicast() || a.IsMulticast() {
-					continue
-				}
-				a = a.Unmap()
-				var mac [6]byte
-				copy(mac[:], n.HardwareAddr)
-				macs[a] = mac
-				p := netip.PrefixFrom(a, a.BitLen())
-				if !seen[p] {
-					seen[p] = true
-					h := base
-					h.DstMAC = mac
-					out = append(out, dataplane.Route{Prefix: p, Hop: h})
-				}
-			}
-			routes, err := netlink.RouteListFiltered(fam, &netlink.Route{LinkIndex: idx, Table: unix.RT_TABLE_MAIN},
-				netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-			if err != nil {
-				continue
-			}
-			for _, r := range routes {
-				gw, ok := netip.AddrFromSlice(r.Gw)
-				if r.Gw == nil || !ok {
-					continue
-				}
-				mac, ok := macs[gw.Unmap()]
-				if !ok {
-					continue
-				}
-				var p netip.Prefix
-				if r.Dst == nil {
-					p = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-					if fam == netlink.FAMILY_V6 {
-						p = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-					}
-				} else if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
-					ones, _ := r.Dst.Mask.Size()
-					p = netip.PrefixFrom(a.Unmap(), ones).Masked()
-				}
-				if !p.IsValid() || seen[p] {
-					continue
-				}
-				seen[p] = true
-				h := base
-				h.DstMAC = mac
-				out = append(out, dataplane.Route{Prefix: p, Hop: h})
+			if err := linkRoutes(base, fam, add); err != nil {
+				errs = append(errs, fmt.Errorf("routes back to clients: %s: %w", link.Attrs().Name, err))
 			}
 		}
 	}
-	return out
+	return out, errors.Join(errs...)
 }
 
-const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY |
-	netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+// linkRoutes passes to add the routes of family fam through base's
+// interface: a host route per usable neighbour, and each gateway route whose
+// gateway is one of them.
+func linkRoutes(base dataplane.NextHop, fam int, add func(netip.Prefix, dataplane.NextHop)) error {
+	neighs, err := netlink.NeighList(base.IfIndex, fam)
+	if err != nil {
+		return fmt.Errorf("neighbours: %w", err)
+	}
+	macs := map[netip.Addr][6]byte{}
+	for _, n := range neighs {
+		a, ok := netip.AddrFromSlice(n.IP)
+		if !ok || len(n.HardwareAddr) != 6 || !dataplane.UsableNeighbour(n.State) || a.IsLinkLocalUnicast() || a.IsMulticast() {
+			continue
+		}
+		a = a.Unmap()
+		h := base
+		copy(h.DstMAC[:], n.HardwareAddr)
+		macs[a] = h.DstMAC
+		add(netip.PrefixFrom(a, a.BitLen()), h)
+	}
+	routes, err := netlink.RouteListFiltered(fam, &netlink.Route{LinkIndex: base.IfIndex, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	for _, r := range routes {
+		gw, ok := netip.AddrFromSlice(r.Gw)
+		if r.Gw == nil || !ok {
+			continue
+		}
+		mac, ok := macs[gw.Unmap()]
+		if !ok {
+			continue
+		}
+		var p netip.Prefix
+		if r.Dst == nil {
+			p = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if fam == netlink.FAMILY_V6 {
+				p = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			}
+		} else if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			ones, _ := r.Dst.Mask.Size()
+			p = netip.PrefixFrom(a.Unmap(), ones).Masked()
+		}
+		h := base
+		h.DstMAC = mac
+		add(p, h)
+	}
+	return nil
+}
 
 // resolveAll resolves every backend's next hop in parallel and records the
 // results; it reports whether any changed.

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -43,7 +42,7 @@ type beState struct {
 	overDisabled bool // enable/disable through the API
 
 	checkID  string       // "" for kind none
-	check    string       // the check's description, to see whether a reload changed it
+	check    checkSpec    // what the check is made of, to see whether a reload changed it
 	health   health.State // StateUp when the kind is none
 	since    time.Time
 	reason   string
@@ -57,6 +56,22 @@ type beState struct {
 	upper, lower uint32 // connection thresholds (0: none)
 	overloaded   bool   // at or over upper, not yet below lower: no new flows
 	active       uint64 // connections as the data path last counted them
+}
+
+// configure takes the backend's settings from cb, keeping the API's weight
+// and enable/disable overrides while the configured value stays the same.
+func (b *beState) configure(cb *config.Backend, fallback bool) {
+	b.name, b.addr, b.port, b.fallback = cb.Name, cb.Address, cb.Port, fallback
+	if cw := cb.WeightOf(); cw != b.cfgWeight || !b.overWeight {
+		b.cfgWeight, b.weight, b.overWeight = cw, cw, false
+	}
+	if cb.Disabled != b.cfgDisabled || !b.overDisabled {
+		b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+	}
+	b.upper, b.lower = cb.UpperThreshold, cb.LowerThreshold
+	if b.upper == 0 {
+		b.overloaded = false
+	}
 }
 
 // beKey identifies a backend across reloads.
@@ -133,20 +148,32 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 	return sp
 }
 
+// checkSpec is what a backend's health check is made of: a reload
+// replaces the check when it differs.
+type checkSpec struct {
+	health config.Health
+	target netip.AddrPort
+	mark   uint32 // the sockets' mark for a check through the VIP, else 0
+}
+
+func (a checkSpec) equal(b checkSpec) bool {
+	return a.target == b.target && a.mark == b.mark && a.health.Equal(b.health)
+}
+
 // checkFor returns the health check of backend b (control's ID beID) of
-// service s, and a description that changes whenever the check would. A
-// check through the VIP goes to the VIP from sockets marked for the backend
-// (see throughvip.go).
-func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (health.Check, string) {
+// service s and what it is made of; ok is false for kind none. A check
+// through the VIP goes to the VIP from sockets marked for the backend (see
+// throughvip.go).
+func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (chk health.Check, spec checkSpec, ok bool) {
 	h := &s.Health
-	port := s.HealthPort(b)
 	addr := b.Address
 	var dialer *health.Dialer
 	if h.ThroughVIP {
 		addr = s.VIP
 		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
+		spec.mark = dialer.Mark
 	}
-	target := netip.AddrPortFrom(addr, port)
+	target := netip.AddrPortFrom(addr, s.HealthPort(b))
 	var c health.Checker
 	switch h.Kind {
 	case config.HealthICMP:
@@ -158,13 +185,9 @@ func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (hea
 			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
 			Dialer: dialer}
 	default:
-		return health.Check{}, ""
+		return health.Check{}, checkSpec{}, false
 	}
-	chk := health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	desc := fmt.Sprintf("%s host=%q status=%d body=%q insecure=%v every %v timeout %v rise %d fall %d",
-		c.String(), h.Host, h.ExpectStatus, h.ExpectBody, h.InsecureSkipVerify, h.Interval, h.Timeout, h.Rise, h.Fall)
-	if dialer != nil {
-		desc += fmt.Sprintf(" through the vip, mark %#x", dialer.Mark)
-	}
-	return chk, desc
+	spec.health, spec.target = *h, target
+	chk = health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
+	return chk, spec, true
 }

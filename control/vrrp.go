@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
@@ -100,38 +99,13 @@ type VRRPSource interface {
 	Demote() error
 }
 
-// VRRPStatus is the API's view of the VRRP router (GET /api/v1/vrrp).
+// VRRPStatus is the API's view of the VRRP router (GET /api/v1/vrrp): the
+// router's own status and what this host does with it.
 type VRRPStatus struct {
-	Interface string       `json:"interface"`
-	VRID      uint8        `json:"vrid"`
-	Priority  uint8        `json:"priority"`
-	VIPs      []netip.Addr `json:"vips"`
-	// State is initialize, backup or master.
-	State string `json:"state"`
+	ha.Status
+	VIPs []netip.Addr `json:"vips"`
 	// Forwarding: the data path has the services (true only as master).
 	Forwarding bool `json:"forwarding"`
-	Demoted    bool `json:"demoted"`
-	// Source is this router's primary address; Master the current master
-	// as far as it knows (invalid when none has been heard).
-	Source               netip.Addr `json:"source"`
-	Master               netip.Addr `json:"master"`
-	MasterPriority       uint8      `json:"master_priority"`
-	MasterAdvertInterval string     `json:"master_advert_interval"`
-	MasterDownInterval   string     `json:"master_down_interval"`
-	Transitions          uint64     `json:"transitions"`
-	LastTransition       time.Time  `json:"last_transition"`
-	ResignsReceived      uint64     `json:"resigns_received"`
-	AdvertsSent          uint64     `json:"adverts_sent"`
-	AdvertsReceived      uint64     `json:"adverts_received"`
-	SendErrors           uint64     `json:"send_errors"`
-	Announcements        uint64     `json:"announcements"`
-	HookErrors           uint64     `json:"hook_errors"`
-	AddrMismatches       uint64     `json:"addr_mismatches"`
-	// Drops counts received messages not used, by reason (non-zero only).
-	Drops            map[string]uint64 `json:"drops"`
-	SplitBrain       bool              `json:"split_brain"`
-	SplitBrainEvents uint64            `json:"split_brain_events"`
-	SplitBrainPeer   netip.Addr        `json:"split_brain_peer"`
 }
 
 // router is what VRRPNode needs of an ha.Router.
@@ -159,7 +133,7 @@ type VRRPNode struct {
 
 // newVRRPNode makes the router for section v; the hooks drive sb.
 func newVRRPNode(v *config.VRRP, sb *Standby, log *slog.Logger, opts ...ha.Option) (*VRRPNode, error) {
-	n := &VRRPNode{cfg: v.HA(), standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
+	n := &VRRPNode{cfg: v.Config, standby: sb, log: log, err: make(chan error, 1), done: make(chan struct{})}
 	if err := n.cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -245,24 +219,7 @@ func (n *VRRPNode) Demote() error { return n.r.Demote() }
 
 // VRRPStatus implements VRRPSource.
 func (n *VRRPNode) VRRPStatus() VRRPStatus {
-	s := n.r.Status()
-	st := VRRPStatus{
-		Interface: s.Interface, VRID: s.VRID, Priority: s.Priority, VIPs: n.cfg.VIPs,
-		State: s.State.String(), Forwarding: n.standby.Forwarding(), Demoted: s.Demoted,
-		Source: s.Source, Master: s.Master, MasterPriority: s.MasterPriority,
-		Transitions: s.Transitions, LastTransition: s.LastTransition, ResignsReceived: s.ResignsReceived,
-		AdvertsSent: s.AdvertsSent, AdvertsReceived: s.AdvertsReceived, SendErrors: s.SendErrors,
-		Announcements: s.Announcements, HookErrors: s.HookErrors, AddrMismatches: s.AddrMismatches,
-		Drops: s.DropCounts(), SplitBrain: s.SplitBrain, SplitBrainEvents: s.SplitBrainEvents,
-		SplitBrainPeer: s.SplitBrainPeer,
-	}
-	if s.MasterAdvertInterval > 0 {
-		st.MasterAdvertInterval = s.MasterAdvertInterval.String()
-	}
-	if s.MasterDownInterval > 0 {
-		st.MasterDownInterval = s.MasterDownInterval.String()
-	}
-	return st
+	return VRRPStatus{Status: n.r.Status(), VIPs: n.cfg.VIPs, Forwarding: n.standby.Forwarding()}
 }
 
 // setVIPs adds each VIP (/32 or /128, without duplicate address detection)

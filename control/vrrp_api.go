@@ -97,14 +97,8 @@ func (vc vrrpCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		return 0
 	}
-	state := ha.Initialize
-	for _, st := range []ha.State{ha.Backup, ha.Master} {
-		if s.State == st.String() {
-			state = st
-		}
-	}
-	gauge(descVRRPState, float64(state))
-	gauge(descVRRPMaster, b2f(state == ha.Master))
+	gauge(descVRRPState, float64(s.State))
+	gauge(descVRRPMaster, b2f(s.State == ha.Master))
 	gauge(descVRRPForwarding, b2f(s.Forwarding))
 	gauge(descVRRPPriority, float64(s.Priority))
 	counter(descVRRPTransitions, s.Transitions)
@@ -116,7 +110,7 @@ func (vc vrrpCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descVRRPHookErr, s.HookErrors)
 	counter(descVRRPMismatch, s.AddrMismatches)
 	for r := 1; r < int(ha.NumDropReasons); r++ {
-		ch <- prometheus.MustNewConstMetric(descVRRPDrops, prometheus.CounterValue, float64(s.Drops[ha.DropReason(r).String()]),
+		ch <- prometheus.MustNewConstMetric(descVRRPDrops, prometheus.CounterValue, float64(s.Drops[r]),
 			append(l, ha.DropReason(r).String())...)
 	}
 	gauge(descVRRPSplit, b2f(s.SplitBrain))

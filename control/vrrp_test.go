@@ -190,8 +190,8 @@ func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 	}
 	st, err := cl.VRRP(context.Background())
 	must(t, err)
-	if st.State != "master" || !st.Forwarding || st.VRID != 9 || st.Priority != 100 || st.Interface != "eth0" ||
-		st.Source != v.tr.src || st.Master != v.tr.src || st.MasterAdvertInterval != "50ms" || st.Transitions < 2 ||
+	if st.State != ha.Master || !st.Forwarding || st.VRID != 9 || st.Priority != 100 || st.Interface != "eth0" ||
+		st.Source != v.tr.src || st.Master != v.tr.src || st.MasterAdvertInterval != 50*time.Millisecond || st.Transitions < 2 ||
 		len(st.VIPs) != 1 || st.VIPs[0] != netip.MustParseAddr("198.19.0.10") {
 		t.Errorf("GET /vrrp = %+v", st)
 	}
@@ -223,7 +223,7 @@ func TestVRRPNodeDrivesForwardingAndAPI(t *testing.T) {
 	// Demote: the master resigns with priority 0 and stops forwarding.
 	st, err = cl.Demote(context.Background())
 	must(t, err)
-	if st.State != "backup" || st.Forwarding || !st.Demoted {
+	if st.State != ha.Backup || st.Forwarding || !st.Demoted {
 		t.Errorf("after demote = %+v", st)
 	}
 	if v.vips() {

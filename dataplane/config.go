@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/sched"
 )
 
@@ -125,15 +126,11 @@ func (c *Config) validate() error {
 			return bad("interface %s listed twice", ic.Name)
 		}
 		seen[ic.Name] = true
-		switch ic.XDPMode {
-		case "auto", "native", "generic":
-		default:
+		if _, err := xdpprog.ParseMode(ic.XDPMode); err != nil {
 			return bad("interface %s: xdp_mode %q (want auto, native or generic)", ic.Name, ic.XDPMode)
 		}
-		switch ic.ZeroCopy {
-		case "auto", "on", "off":
-		default:
-			return bad("interface %s: zero_copy %q (want auto, on or off)", ic.Name, ic.ZeroCopy)
+		if _, err := parseZeroCopy(ic.ZeroCopy); err != nil {
+			return bad("interface %s: %v", ic.Name, err)
 		}
 		if ic.Queues < 0 {
 			return bad("interface %s: queues %d", ic.Name, ic.Queues)

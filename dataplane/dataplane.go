@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,15 @@ type iface struct {
 	info InterfaceInfo
 	cfg  InterfaceConfig
 	prog *xdpprog.Program
+	maps steeringMaps // prog; tests put failing maps here
+}
+
+// steeringMaps is what Publish changes in an interface's XDP program.
+type steeringMaps interface {
+	AddService(xdpprog.Key) error
+	DeleteService(xdpprog.Key) error
+	AddNATBackend(xdpprog.Key) error
+	DeleteNATBackend(xdpprog.Key) error
 }
 
 // Dataplane is the running data path: the XDP program on every configured interface, one
@@ -148,17 +158,20 @@ func openIface(ic InterfaceConfig, replace bool) (*iface, error) {
 		return nil, fmt.Errorf("interface %s: %w", ic.Name, err)
 	}
 	info.XDPMode = prog.Mode().String()
-	return &iface{info: info, cfg: ic, prog: prog}, nil
+	return &iface{info: info, cfg: ic, prog: prog, maps: prog}, nil
 }
 
-func zeroCopyMode(s string) xsk.ZeroCopy {
+// parseZeroCopy parses InterfaceConfig.ZeroCopy: auto (or ""), on or off.
+func parseZeroCopy(s string) (xsk.ZeroCopy, error) {
 	switch s {
+	case "", "auto":
+		return xsk.ZeroCopyAuto, nil
 	case "on":
-		return xsk.ZeroCopyOn
+		return xsk.ZeroCopyOn, nil
 	case "off":
-		return xsk.ZeroCopyOff
+		return xsk.ZeroCopyOff, nil
 	}
-	return xsk.ZeroCopyAuto
+	return 0, fmt.Errorf("zero_copy %q (want auto, on or off)", s)
 }
 
 func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, err error) {
@@ -198,8 +211,12 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		if q >= ifc.info.Queues {
 			continue
 		}
+		zc, err := parseZeroCopy(ifc.cfg.ZeroCopy) // validated by New
+		if err != nil {
+			return nil, err
+		}
 		scfg := xsk.Config{Ifindex: ifc.info.Index, Queue: q, RxSize: c.RingSize, TxSize: c.RingSize,
-			FillSize: c.RingSize, CompletionSize: c.RingSize, ZeroCopy: zeroCopyMode(ifc.cfg.ZeroCopy),
+			FillSize: c.RingSize, CompletionSize: c.RingSize, ZeroCopy: zc,
 			TxBudget: maxBatch}
 		u := umem
 		var s *xsk.Socket
@@ -274,50 +291,70 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 		return ErrClosed
 	}
 	svcs, nat := steeringKeys(s)
-	var errs []error
-	for k := range svcs {
-		if !d.services[k] {
-			for _, ifc := range d.ifaces {
-				if err := ifc.prog.AddService(k); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
-				}
-			}
-		}
-	}
-	for k := range nat {
-		if !d.nat[k] {
-			for _, ifc := range d.ifaces {
-				if err := ifc.prog.AddNATBackend(k); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
-				}
-			}
-		}
-	}
+	// Keys are added before the workers can see them and deleted after; a key
+	// counts as installed only once every program has it, and stays counted
+	// until every program dropped it, so a failed map update is retried by
+	// the next Publish.
+	services, errs := d.addKeys(d.services, svcs, steeringMaps.AddService)
+	nats, nerrs := d.addKeys(d.nat, nat, steeringMaps.AddNATBackend)
+	errs = append(errs, nerrs...)
 	errs = append(errs, d.applyPolicies(s)...)
 	d.snap.Store(s)
-	for k := range d.services {
-		if !svcs[k] {
-			for _, ifc := range d.ifaces {
-				if err := ifc.prog.DeleteService(k); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
-				}
-			}
+	errs = append(errs, d.deleteKeys(services, svcs, steeringMaps.DeleteService)...)
+	errs = append(errs, d.deleteKeys(nats, nat, steeringMaps.DeleteNATBackend)...)
+	d.services, d.nat = services, nats
+	if d.locals != nil { // nil only in tests of the maps
+		if err := d.locals.sync(); err != nil {
+			errs = append(errs, err)
 		}
-	}
-	for k := range d.nat {
-		if !nat[k] {
-			for _, ifc := range d.ifaces {
-				if err := ifc.prog.DeleteNATBackend(k); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
-				}
-			}
-		}
-	}
-	d.services, d.nat = svcs, nat
-	if err := d.locals.sync(); err != nil {
-		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// addKeys adds to every program the keys of want that are not installed yet
+// and returns the keys installed after it: those already installed and those
+// every program took.
+func (d *Dataplane) addKeys(installed, want map[xdpprog.Key]bool, add func(steeringMaps, xdpprog.Key) error) (map[xdpprog.Key]bool, []error) {
+	out := maps.Clone(installed)
+	var errs []error
+	for k := range want {
+		if installed[k] {
+			continue
+		}
+		ok := true
+		for _, ifc := range d.ifaces {
+			if err := add(ifc.maps, k); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
+				ok = false
+			}
+		}
+		if ok {
+			out[k] = true
+		}
+	}
+	return out, errs
+}
+
+// deleteKeys removes from every program the keys of installed that want no
+// longer has, and from installed those every program dropped.
+func (d *Dataplane) deleteKeys(installed, want map[xdpprog.Key]bool, del func(steeringMaps, xdpprog.Key) error) []error {
+	var errs []error
+	for k := range installed {
+		if want[k] {
+			continue
+		}
+		ok := true
+		for _, ifc := range d.ifaces {
+			if err := del(ifc.maps, k); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ifc.info.Name, err))
+				ok = false
+			}
+		}
+		if ok {
+			delete(installed, k)
+		}
+	}
+	return errs
 }
 
 // steeringKeys lists what the XDP program must steer for s: every service's (VIP, port,
@@ -447,24 +484,6 @@ func isClosed(c chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// SteeringCounters returns the XDP program's verdict counters per interface name.
-func (d *Dataplane) SteeringCounters() (map[string]xdpprog.Counters, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil, ErrClosed
-	}
-	out := map[string]xdpprog.Counters{}
-	for _, ifc := range d.ifaces {
-		c, err := ifc.prog.Counters()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ifc.info.Name, err)
-		}
-		out[ifc.info.Name] = c
-	}
-	return out, nil
 }
 
 // Close stops the data path cleanly: the programs stop redirecting to the sockets (traffic

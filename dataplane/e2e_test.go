@@ -75,7 +75,7 @@ func publishAndStart(t *testing.T, dp *Dataplane, s *Snapshot) {
 	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
-			sc, err := dp.SteeringCounters()
+			sc, err := dp.steeringCounters()
 			t.Logf("xdp counters %v (%v)", sc, err)
 			for _, ws := range dp.Stats() {
 				t.Logf("worker %d on cpu %d: %+v", ws.Queue, ws.CPU, ws.Counters)
@@ -450,7 +450,7 @@ func TestE2ENotForAService(t *testing.T) {
 	if _, _, err := httpGet(ctx, tn.Client, tn.VIP, 80); err != nil {
 		t.Errorf("service: %v", err)
 	}
-	sc, err := dp.SteeringCounters()
+	sc, err := dp.steeringCounters()
 	if err != nil {
 		t.Fatal(err)
 	}

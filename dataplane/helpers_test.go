@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/encap"
 	"github.com/xlb-dev/xlb/sched"
 )
@@ -191,4 +192,23 @@ func checksumsOK(t *testing.T, b []byte) {
 	if got, want := b, buf.Bytes(); string(got[:len(want)]) != string(want) {
 		t.Fatalf("checksums differ from a recomputation:\n got %x\nwant %x", got, want)
 	}
+}
+
+// steeringCounters returns the XDP programs' verdict counters per interface name (tests
+// only: the data path's own counters are what the API and the metrics show).
+func (d *Dataplane) steeringCounters() (map[string]xdpprog.Counters, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	out := map[string]xdpprog.Counters{}
+	for _, ifc := range d.ifaces {
+		c, err := ifc.prog.Counters()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ifc.info.Name, err)
+		}
+		out[ifc.info.Name] = c
+	}
+	return out, nil
 }

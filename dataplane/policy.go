@@ -83,6 +83,11 @@ type RuleHits struct {
 	Packets uint64       `json:"packets"`
 }
 
+// policyMaps is the part of an interface's XDP program that enforces policies.
+type policyMaps interface {
+	SetPolicy(xdpprog.Key, xdpprog.Policy) error
+}
+
 // applyPolicies brings every program's service policies in step with s (called by Publish
 // with d.mu held, after the service keys are in the programs' maps and before the workers
 // see s). A policy that did not change is left alone, so its rule counters and buckets
@@ -100,7 +105,13 @@ func (d *Dataplane) applyPolicies(s *Snapshot) []error {
 			continue
 		}
 		for _, ifc := range d.ifaces {
-			if err := ifc.prog.SetPolicy(k, pol.prog()); err != nil {
+			pm, ok := ifc.maps.(policyMaps)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: service %q: %w: no XDP program to enforce it", ifc.info.Name, sv.spec.Name, ErrBadPolicy))
+				pol = old
+				continue
+			}
+			if err := pm.SetPolicy(k, pol.prog()); err != nil {
 				errs = append(errs, fmt.Errorf("%s: service %q: %w", ifc.info.Name, sv.spec.Name, err))
 				pol = old // what the programs still hold
 			}
@@ -193,17 +204,25 @@ type SteeringCounters map[string]uint64
 
 // XDPCounters returns the XDP programs' counters per interface name, by reason name.
 func (d *Dataplane) XDPCounters() (map[string]SteeringCounters, error) {
-	raw, err := d.SteeringCounters()
-	if err != nil {
-		return nil, err
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, ErrClosed
 	}
-	out := make(map[string]SteeringCounters, len(raw))
-	for ifname, c := range raw {
+	out := make(map[string]SteeringCounters, len(d.ifaces))
+	for _, ifc := range d.ifaces {
+		if ifc.prog == nil {
+			continue
+		}
+		c, err := ifc.prog.Counters()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ifc.info.Name, err)
+		}
 		m := make(SteeringCounters, len(c))
 		for r, v := range c {
 			m[xdpprog.Reason(r).String()] = v
 		}
-		out[ifname] = m
+		out[ifc.info.Name] = m
 	}
 	return out, nil
 }

@@ -281,6 +281,11 @@ func buildService(sp *ServiceSpec) (service, error) {
 			return service{}, fmt.Errorf("service %q backend %d (%v): %w: %s",
 				sp.Name, j, t.Addr, ErrBadBackend, fmt.Sprintf(format, a...))
 		}
+		// wrapT keeps err in the chain, so errors.Is sees its sentinel too.
+		wrapT := func(what string, err error) (service, error) {
+			return service{}, fmt.Errorf("service %q backend %d (%v): %w: %s%w",
+				sp.Name, j, t.Addr, ErrBadBackend, what, err)
+		}
 		if !t.Addr.IsValid() || t.Addr.IsUnspecified() {
 			return badT("not a usable address")
 		}
@@ -302,7 +307,7 @@ func buildService(sp *ServiceSpec) (service, error) {
 			return badT("port %d set for an all-ports service", t.Port)
 		}
 		if err := checkHop(t.Hop, v6); err != nil {
-			return badT("%v", err)
+			return wrapT("", err)
 		}
 		tg := target{addr: a, ip: t.Addr.Unmap(), port: t.Port, v6: v6, hop: t.Hop}
 		if tg.hop.MTU == 0 {
@@ -312,7 +317,7 @@ func buildService(sp *ServiceSpec) (service, error) {
 			tun, err := encap.NewTunnel(encap.TunnelConfig{DstMAC: t.Hop.DstMAC, SrcMAC: t.Hop.SrcMAC,
 				Backend: tg.ip, Source: sp.TunnelSource, MTU: tg.hop.MTU})
 			if err != nil {
-				return badT("tunnel: %v", err)
+				return wrapT("tunnel: ", err)
 			}
 			tg.tun = tun
 		}

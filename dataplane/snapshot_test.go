@@ -164,3 +164,14 @@ func TestNewSnapshotErrors(t *testing.T) {
 		t.Fatalf("valid spec: %v", err)
 	}
 }
+
+// TestSnapshotErrorsWrapCause: a backend refused because of an encap error
+// keeps that error in the chain (errors.Is sees both sentinels).
+func TestSnapshotErrorsWrapCause(t *testing.T) {
+	sp := spec(t, "web", 0, vip4, 80, MethodTunnel, 1)
+	sp.Targets[0].Hop.MTU = 68 // too small for an outer header
+	_, err := NewSnapshot([]ServiceSpec{sp}, nil)
+	if !errors.Is(err, ErrBadBackend) || !errors.Is(err, encap.ErrTunnelMTU) {
+		t.Fatalf("err = %v, want ErrBadBackend wrapping encap.ErrTunnelMTU", err)
+	}
+}

@@ -3,14 +3,13 @@ package ha
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/xlb-dev/xlb/encap"
 )
 
 // Link-layer announcements that move a VIP's neighbour entries to this host's MAC address.
 
 const (
-	ethHdrLen    = 14
-	arpLen       = 28
-	ipv6HdrLen   = 40
 	naLen        = 32 // ICMPv6 header 4 + flags 4 + target 16 + target link-layer option 8
 	etherTypeARP = 0x0806
 	etherTypeV6  = 0x86dd
@@ -53,11 +52,8 @@ func AppendUnsolicitedNA(b []byte, mac [6]byte, vip netip.Addr) []byte {
 	b = append(b, src[:]...)     // target
 	b = append(b, 2, 1)          // option: target link-layer address, 8 bytes
 	b = append(b, mac[:]...)
-	var sum uint32
-	sum = sumBytes(sum, b[ip+8:ip+40]) // source and destination
-	sum += naLen + protoICMPv6
-	sum = sumBytes(sum, b[icmp:])
-	binary.BigEndian.PutUint16(b[icmp+2:], ^fold(sum))
+	sum := encap.PseudoHeaderChecksum(protoICMPv6, b[ip+8:ip+24], b[ip+24:ip+40], naLen)
+	binary.BigEndian.PutUint16(b[icmp+2:], ^encap.Checksum(b[icmp:], sum))
 	return b
 }
 

@@ -10,6 +10,39 @@ import (
 // ErrConfig is wrapped by every error Config.Validate returns.
 var ErrConfig = errors.New("vrrp config")
 
+// ConfigError is the error Config.Validate returns: the field at fault by
+// its configuration name, the list index for an element of a list field
+// (-1 otherwise), and why. It wraps ErrConfig.
+type ConfigError struct {
+	Field  string // e.g. "vips"
+	Index  int    // e.g. 2 for vips[2]; -1 when the field is not a list element
+	Reason string // e.g. "198.19.0.1 is listed twice"
+	// Missing: the field is required and not set (otherwise its value is wrong).
+	Missing bool
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%v: vrrp.%s: %s", ErrConfig, e.Path(), e.Reason)
+}
+
+// Path is the field with its index: "vips[2]", "priority".
+func (e *ConfigError) Path() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("%s[%d]", e.Field, e.Index)
+	}
+	return e.Field
+}
+
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+func badField(field string, format string, a ...any) error {
+	return &ConfigError{Field: field, Index: -1, Reason: fmt.Sprintf(format, a...)}
+}
+
+func badElem(field string, i int, format string, a ...any) error {
+	return &ConfigError{Field: field, Index: i, Reason: fmt.Sprintf(format, a...)}
+}
+
 // Defaults applied by Config.Validate to zero fields.
 const (
 	DefaultAdvertInterval = time.Second
@@ -62,16 +95,16 @@ func (c *Config) PreemptEnabled() bool { return c.Preempt == nil || *c.Preempt }
 // Validate checks c and fills defaults in place. Every error wraps ErrConfig and names the field.
 func (c *Config) Validate() error {
 	if c.Interface == "" {
-		return fmt.Errorf("%w: vrrp.interface is required", ErrConfig)
+		return &ConfigError{Field: "interface", Index: -1, Reason: "is required", Missing: true}
 	}
 	if c.VirtualRouterID == 0 {
-		return fmt.Errorf("%w: vrrp.virtual_router_id must be 1..255", ErrConfig)
+		return badField("virtual_router_id", "must be 1..255")
 	}
 	if c.Priority == 0 {
-		return fmt.Errorf("%w: vrrp.priority must be 1..255 (0 is reserved for shutdown)", ErrConfig)
+		return badField("priority", "must be 1..255 (0 is reserved for shutdown)")
 	}
 	if c.Version != 0 && c.Version != 3 {
-		return fmt.Errorf("%w: vrrp.version %d: only 3 is supported", ErrConfig, c.Version)
+		return badField("version", "%d: only 3 is supported", c.Version)
 	}
 	c.Version = 3
 	if c.AdvertInterval == 0 {
@@ -79,43 +112,44 @@ func (c *Config) Validate() error {
 	}
 	if c.AdvertInterval < 10*time.Millisecond || c.AdvertInterval > MaxInterval*10*time.Millisecond ||
 		c.AdvertInterval%(10*time.Millisecond) != 0 {
-		return fmt.Errorf("%w: vrrp.advert_interval %v: must be 10ms..40.95s in steps of 10ms",
-			ErrConfig, c.AdvertInterval)
+		return badField("advert_interval", "%v: must be 10ms..40.95s in steps of 10ms", c.AdvertInterval)
 	}
 	if c.PreemptDelay < 0 {
-		return fmt.Errorf("%w: vrrp.preempt_delay %v is negative", ErrConfig, c.PreemptDelay)
+		return badField("preempt_delay", "%v is negative", c.PreemptDelay)
 	}
 	if len(c.VIPs) == 0 {
-		return fmt.Errorf("%w: vrrp.vips: at least one VIP is required", ErrConfig)
+		return &ConfigError{Field: "vips", Index: -1, Reason: "at least one VIP is required", Missing: true}
 	}
 	if len(c.VIPs) > 255 {
-		return fmt.Errorf("%w: vrrp.vips: %d addresses, at most 255", ErrConfig, len(c.VIPs))
+		return badField("vips", "%d addresses, at most 255", len(c.VIPs))
 	}
 	v4 := c.VIPs[0].Is4()
 	seen := make(map[netip.Addr]bool, len(c.VIPs))
 	for i, a := range c.VIPs {
 		if !a.IsValid() || a.Is4In6() || a.Is4() != v4 {
-			return fmt.Errorf("%w: vrrp.vips[%d] %v: all VIPs must be valid addresses of one family", ErrConfig, i, a)
+			return badElem("vips", i, "%v: all VIPs must be valid addresses of one family", a)
 		}
 		if a.IsMulticast() || a.IsUnspecified() {
-			return fmt.Errorf("%w: vrrp.vips[%d] %v is not a unicast address", ErrConfig, i, a)
+			return badElem("vips", i, "%v is not a unicast address", a)
 		}
 		if seen[a] {
-			return fmt.Errorf("%w: vrrp.vips[%d] %v is listed twice", ErrConfig, i, a)
+			return badElem("vips", i, "%v is listed twice", a)
 		}
 		seen[a] = true
 	}
 	for i, p := range c.UnicastPeers {
 		if !p.IsValid() || p.Is4In6() || p.Is4() != v4 || p.IsMulticast() || p.IsUnspecified() {
-			return fmt.Errorf("%w: vrrp.unicast_peers[%d] %v: must be a unicast address of the VIPs' family",
-				ErrConfig, i, p)
+			return badElem("unicast_peers", i, "%v: must be a unicast address of the VIPs' family", p)
 		}
 	}
 	if c.SourceAddress.IsValid() && (c.SourceAddress.Is4() != v4 || c.SourceAddress.Is4In6()) {
-		return fmt.Errorf("%w: vrrp.source_address %v: must be of the VIPs' family", ErrConfig, c.SourceAddress)
+		return badField("source_address", "%v: must be of the VIPs' family", c.SourceAddress)
 	}
-	if c.GARPRepeat < 0 || c.GARPInterval < 0 {
-		return fmt.Errorf("%w: vrrp.garp_repeat and vrrp.garp_interval must not be negative", ErrConfig)
+	if c.GARPRepeat < 0 {
+		return badField("garp_repeat", "%d is negative", c.GARPRepeat)
+	}
+	if c.GARPInterval < 0 {
+		return badField("garp_interval", "%v is negative", c.GARPInterval)
 	}
 	if c.GARPRepeat == 0 {
 		c.GARPRepeat = DefaultGARPRepeat

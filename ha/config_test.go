@@ -70,7 +70,9 @@ func TestConfigValidate(t *testing.T) {
 		cfg := base()
 		c.mod(&cfg)
 		err := cfg.Validate()
-		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "vrrp."+c.field) {
+		var ce *ConfigError
+		if !errors.Is(err, ErrConfig) || !errors.As(err, &ce) || ce.Path() != c.field ||
+			!strings.Contains(err.Error(), "vrrp."+c.field) {
 			t.Errorf("%s: err %v", c.field, err)
 		}
 	}

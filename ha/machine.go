@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -31,6 +32,17 @@ func (s State) String() string {
 
 // MarshalText makes the state read as its name in JSON and YAML.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name (as an API client does).
+func (s *State) UnmarshalText(b []byte) error {
+	for _, st := range []State{Initialize, Backup, Master} {
+		if st.String() == string(b) {
+			*s = st
+			return nil
+		}
+	}
+	return fmt.Errorf("vrrp state %q: want initialize, backup or master", b)
+}
 
 // action is what the IO loop must do after a machine step (bit set).
 type action uint8

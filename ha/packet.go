@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+
+	"github.com/xlb-dev/xlb/encap"
 )
 
 // VRRPv3 advertisement (RFC 5798 section 5.1):
@@ -151,40 +153,5 @@ func AppendAdvert(b []byte, adv *Advert, src, dst netip.Addr) []byte {
 // one's complement sum of the IPv4 or IPv6 pseudo-header and msg. Over a message that carries
 // a correct checksum it returns 0.
 func Checksum(msg []byte, src, dst netip.Addr) uint16 {
-	var sum uint32
-	if src.Is4() {
-		s, d := src.As4(), dst.As4()
-		sum = sumBytes(sum, s[:])
-		sum = sumBytes(sum, d[:])
-		sum += ProtoVRRP + uint32(len(msg))
-	} else {
-		s, d := src.As16(), dst.As16()
-		sum = sumBytes(sum, s[:])
-		sum = sumBytes(sum, d[:])
-		sum += uint32(len(msg)>>16) + uint32(len(msg)&0xffff) + ProtoVRRP
-	}
-	sum = sumBytes(sum, msg)
-	return ^fold(sum)
-}
-
-// sumBytes adds b as big-endian 16-bit words (a trailing odd byte padded with zero) to sum.
-func sumBytes(sum uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-		if sum > 0x7fff_ffff {
-			sum = uint32(fold(sum))
-		}
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	return sum
-}
-
-func fold(sum uint32) uint16 {
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return uint16(sum)
+	return ^encap.Checksum(msg, encap.PseudoHeaderChecksum(ProtoVRRP, src.AsSlice(), dst.AsSlice(), len(msg)))
 }

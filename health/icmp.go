@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/encap"
 )
 
 // ICMP checks that Target answers an ICMP (IPv4) or ICMPv6 echo request. It opens a raw ICMP
@@ -147,19 +149,7 @@ func addrOf(a net.Addr) netip.Addr {
 }
 
 // checksum is the Internet checksum (RFC 1071) of b.
-func checksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
-}
+func checksum(b []byte) uint16 { return ^encap.Checksum(b, 0) }
 
 // listenICMP opens a raw ICMP socket, or a ping socket when raw sockets are not permitted.
 // It reports whether the socket is raw.

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Defaults applied to zero fields of a Check (the values of DESIGN.md's example config).
+// Defaults applied to zero fields of a Check (the values of the example in docs/config.md).
 const (
 	DefaultInterval = time.Second
 	DefaultTimeout  = 500 * time.Millisecond

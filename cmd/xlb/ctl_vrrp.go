@@ -17,7 +17,7 @@ func printVRRP(tw *tabwriter.Writer, st control.VRRPStatus) {
 	}
 	fmt.Fprintf(tw, "virtual router\t%d on %s, priority %d\n", st.VRID, st.Interface, st.Priority)
 	fmt.Fprintf(tw, "vips\t%s\n", strings.Join(vips, " "))
-	state := st.State
+	state := st.State.String()
 	if st.Demoted {
 		state += " (demoted)"
 	}
@@ -26,10 +26,10 @@ func printVRRP(tw *tabwriter.Writer, st control.VRRPStatus) {
 	fmt.Fprintf(tw, "source\t%s\n", addrOrNone(st.Source.IsValid(), st.Source.String()))
 	master := addrOrNone(st.Master.IsValid(), fmt.Sprintf("%s (priority %d)", st.Master, st.MasterPriority))
 	fmt.Fprintf(tw, "master\t%s\n", master)
-	if st.MasterAdvertInterval != "" {
+	if st.MasterAdvertInterval > 0 {
 		fmt.Fprintf(tw, "master advert interval\t%s\n", st.MasterAdvertInterval)
 	}
-	if st.MasterDownInterval != "" {
+	if st.MasterDownInterval > 0 {
 		fmt.Fprintf(tw, "master down interval\t%s\n", st.MasterDownInterval)
 	}
 	last := ""
@@ -46,9 +46,9 @@ func printVRRP(tw *tabwriter.Writer, st control.VRRPStatus) {
 	if st.AddrMismatches > 0 {
 		fmt.Fprintf(tw, "vip list mismatches\t%d\n", st.AddrMismatches)
 	}
-	if len(st.Drops) > 0 {
-		reasons := make([]string, 0, len(st.Drops))
-		for r, n := range st.Drops {
+	if drops := st.DropCounts(); len(drops) > 0 {
+		reasons := make([]string, 0, len(drops))
+		for r, n := range drops {
 			reasons = append(reasons, fmt.Sprintf("%s=%d", r, n))
 		}
 		sort.Strings(reasons)

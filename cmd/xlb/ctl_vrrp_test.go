@@ -14,6 +14,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/health"
 )
 
@@ -26,13 +27,15 @@ type fakeVRRP struct {
 func (f *fakeVRRP) VRRPStatus() control.VRRPStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := control.VRRPStatus{Interface: "eth0", VRID: 51, Priority: 200, VIPs: []netip.Addr{netip.MustParseAddr("198.19.0.10")},
-		State: "master", Forwarding: true, Source: netip.MustParseAddr("198.18.0.2"), Master: netip.MustParseAddr("198.18.0.2"),
-		MasterPriority: 200, MasterAdvertInterval: "100ms", Transitions: 2, LastTransition: time.Now(),
-		AdvertsSent: 40, AdvertsReceived: 3, Drops: map[string]uint64{"ttl": 2}}
+	st := control.VRRPStatus{VIPs: []netip.Addr{netip.MustParseAddr("198.19.0.10")}, Forwarding: true,
+		Status: ha.Status{Interface: "eth0", VRID: 51, Priority: 200,
+			State: ha.Master, Source: netip.MustParseAddr("198.18.0.2"), Master: netip.MustParseAddr("198.18.0.2"),
+			MasterPriority: 200, MasterAdvertInterval: 100 * time.Millisecond, Transitions: 2, LastTransition: time.Now(),
+			AdvertsSent: 40, AdvertsReceived: 3}}
+	st.Drops[ha.DropTTL] = 2
 	if f.demoted {
-		st.State, st.Forwarding, st.Demoted = "backup", false, true
-		st.Master, st.MasterPriority, st.MasterDownInterval = netip.MustParseAddr("198.18.0.3"), 100, "361ms"
+		st.State, st.Forwarding, st.Demoted = ha.Backup, false, true
+		st.Master, st.MasterPriority, st.MasterDownInterval = netip.MustParseAddr("198.18.0.3"), 100, 361*time.Millisecond
 	}
 	return st
 }
@@ -89,7 +92,7 @@ func TestCtlVRRP(t *testing.T) {
 	}
 	code, out, _ = ctl("--json", "vrrp")
 	var st control.VRRPStatus
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != "backup" || !st.Demoted || st.Master.String() != "198.18.0.3" {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != ha.Backup || !st.Demoted || st.Master.String() != "198.18.0.3" {
 		t.Fatalf("vrrp --json: %d %q", code, out)
 	}
 	if code, _, _ := ctl("demote", "now"); code != 2 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
@@ -166,9 +167,9 @@ func TestE2EVRRPFailover(t *testing.T) {
 
 	// lb0 alone becomes master; lb1 then joins as backup.
 	lb0.start()
-	waitFor("lb0 master", 10*time.Second, func() bool { st := lb0.status(); return st.State == "master" && st.Forwarding })
+	waitFor("lb0 master", 10*time.Second, func() bool { st := lb0.status(); return st.State == ha.Master && st.Forwarding })
 	lb1.start()
-	waitFor("lb1 backup", 10*time.Second, func() bool { return lb1.status().State == "backup" })
+	waitFor("lb1 backup", 10*time.Second, func() bool { return lb1.status().State == ha.Backup })
 	waitFor("backends up on both", 10*time.Second, func() bool {
 		return lb0.servicesUp() == nBackends && lb1.servicesUp() == nBackends
 	})
@@ -227,7 +228,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 			st0, tx0 := lb.status(), lb.txPackets()
 			time.Sleep(300 * time.Millisecond)
 			st1, tx1 := lb.status(), lb.txPackets()
-			if st0.State == "backup" && st1.State == "backup" && st0.Transitions == st1.Transitions {
+			if st0.State == ha.Backup && st1.State == ha.Backup && st0.Transitions == st1.Transitions {
 				if tx1 != tx0 || tx1 < 0 || st1.Forwarding {
 					t.Fatalf("%s forwarded %d frames in 300ms as backup (forwarding %v)", lb.host.Name(), tx1-tx0, st1.Forwarding)
 				}
@@ -253,7 +254,13 @@ func TestE2EVRRPFailover(t *testing.T) {
 	if err := lb0.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("lb1 master", 5*time.Second, func() bool { return lb1.status().State == "master" })
+	// The state turns master a moment before the OnMaster hook has switched
+	// forwarding on and put the VIPs up: wait for all three (the time bound
+	// below is the state's).
+	waitFor("lb1 master and forwarding", 5*time.Second, func() bool {
+		st := lb1.status()
+		return st.State == ha.Master && st.Forwarding && lb1.hasVIP(vip)
+	})
 	st1 := lb1.status()
 	took := st1.LastTransition.Sub(crash)
 	skew := time.Duration(256-100) * vrrpInterval / 256
@@ -296,7 +303,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	// lb0 comes back: backup (no preemption), its stale VIP removed.
 	lb0.start()
 	waitFor("lb0 back as backup with its backends up", 10*time.Second, func() bool {
-		return lb0.status().State == "backup" && lb0.servicesUp() == nBackends
+		return lb0.status().State == ha.Backup && lb0.servicesUp() == nBackends
 	})
 	waitFor("lb0's stale VIP removed", 2*time.Second, func() bool { return !lb0.hasVIP(vip) })
 	backupQuiet(lb0)
@@ -328,7 +335,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		t.Fatalf("xlb ctl demote: %v\n%s", err, out)
 	}
 	lb1Trans = lb1.status().Transitions
-	waitFor("lb0 master after the demote", 2*time.Second, func() bool { return lb0.status().State == "master" })
+	waitFor("lb0 master after the demote", 2*time.Second, func() bool { return lb0.status().State == ha.Master })
 	st0 := lb0.status()
 	handback := st0.LastTransition.Sub(demoted)
 	t.Logf("demote: lb0 master %v after `xlb ctl demote` was started", handback.Round(time.Millisecond))

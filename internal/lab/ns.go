@@ -18,6 +18,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xlb-dev/xlb/internal/inns"
 )
 
 // netnsDir is where named network namespaces are bind-mounted (the iproute2 convention, so
@@ -140,24 +142,10 @@ func (n *NS) NsHandle() netns.NsHandle { return n.handle }
 // Sockets created inside fn stay in the namespace after Do returns. fn must not start
 // goroutines that expect to run in the namespace (they run on other threads).
 func (n *NS) Do(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("current namespace: %w", err)
+	if err := inns.Do(n.handle, fn); err != nil {
+		return fmt.Errorf("%s: %w", n.name, err)
 	}
-	defer orig.Close()
-	if err := netns.Set(n.handle); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter %s: %w", n.name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime ends it with this goroutine.
-		return errors.Join(ferr, fmt.Errorf("leave %s: %w", n.name, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return nil
 }
 
 // Sysctl writes one sysctl (dotted name, e.g. "net.ipv4.ip_forward") inside the namespace.

@@ -305,7 +305,7 @@ func (s *Socket) kick() {
 	}
 	s.counters.TxKicks++
 	// sendto never blocks with MSG_DONTWAIT: the raw call keeps the Go
-	// scheduler out of it (see PERF-NOTES).
+	// scheduler out of it (a syscall through the scheduler costs more than the send).
 	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		s.counters.TxKickErrors++
