@@ -67,3 +67,15 @@ func samePolicy(a, b *dataplane.Policy) bool {
 	return len(a.Allow) == len(b.Allow) && len(a.Deny) == len(b.Deny) && (len(a.Deny) == 0 || a.Deny[0] == b.Deny[0]) &&
 		a.NewFlows == b.NewFlows && a.SourceNewFlows == b.SourceNewFlows && a.SourceBits4 == b.SourceBits4 && a.SourceBits6 == b.SourceBits6
 }
+
+// TestReloadAPIAccessNeedsRestart: the socket and TLS settings belong to the listeners, so
+// a reload that changes them is refused (the running configuration stays).
+func TestReloadAPIAccessNeedsRestart(t *testing.T) {
+	r := newRig(t, twoSvc)
+	for _, api := range []string{"api: {socket: /run/xlb-other.sock}\n", "api: {socket_group: '0'}\n"} {
+		if err := r.c.Reload(r.parse(twoSvc + api)); !errors.Is(err, ErrRestartRequired) {
+			t.Errorf("reload with %q: %v, want ErrRestartRequired", api, err)
+		}
+	}
+	must(t, r.c.Reload(r.parse(twoSvc)))
+}

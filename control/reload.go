@@ -116,7 +116,7 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
 		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy, cores or busy_poll); restart xlb to apply them", ErrRestartRequired)
 	}
-	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
+	if !sameAPI(&old.API, &cfg.API) {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	if !old.VRRP.Equal(cfg.VRRP) {
@@ -126,6 +126,13 @@ func restartNeeded(old, cfg *config.Config) error {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	return nil
+}
+
+// sameAPI compares what the API's listeners were opened with (the files' contents are not
+// compared: a renewed certificate is picked up by the listener itself).
+func sameAPI(a, b *config.API) bool {
+	return a.Listen == b.Listen && a.Token == b.Token && a.TokenFile == b.TokenFile && a.Socket == b.Socket &&
+		a.SocketGroup == b.SocketGroup && a.TLSCert == b.TLSCert && a.TLSKey == b.TLSKey && a.ClientCA == b.ClientCA
 }
 
 func ifaceView(c *config.Config) []config.Interface {
