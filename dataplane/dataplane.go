@@ -277,7 +277,8 @@ func (d *Dataplane) Interfaces() []InterfaceInfo {
 
 // Publish makes s the snapshot every worker uses from its next batch on, and brings the
 // XDP programs' services and nat_backends maps in step with it: keys it adds are steered
-// before the workers can see them, keys it drops stop being steered after. It also relists
+// before the workers can see them, keys it drops stop being steered after; a service's
+// changed Policy is in the programs before the workers see s (see applyPolicies). It also relists
 // the host's own addresses into the programs' locals maps (kept current between publishes
 // by address notifications), whose packets from NAT backends go to the kernel. On a map error
 // the snapshot is still published and the error says which key failed.
