@@ -48,6 +48,7 @@ type Config struct {
 	file   string
 	pos    pos
 	failed map[string]bool // paths that did not decode: no further checks on them
+	lines  map[string]int  // lines of prefix list items (path -> line), for messages
 }
 
 // Interface is one network interface whose every queue gets a pinned worker.
@@ -102,6 +103,10 @@ type Service struct {
 	// like the others. Optional.
 	Fallback []Backend `yaml:"fallback"`
 	Health   Health    `yaml:"health"`
+	// ACL filters the service's sources in the XDP program. Optional.
+	ACL ACL `yaml:"acl"`
+	// Limits bound the service's new flows in the XDP program. Optional.
+	Limits Limits `yaml:"limits"`
 
 	pos pos
 }
@@ -125,6 +130,11 @@ type Backend struct {
 	// quic.server_id_len bytes. Optional: a backend without one gets QUIC
 	// flows by the 4-tuple only.
 	ServerID HexBytes `yaml:"server_id"`
+	// UpperThreshold, when set, stops new flows to the backend while it
+	// holds that many connections (IPVS's upper threshold); it gets new
+	// flows again below LowerThreshold (default: 3/4 of the upper).
+	UpperThreshold uint32 `yaml:"upper_threshold"`
+	LowerThreshold uint32 `yaml:"lower_threshold"`
 
 	// Health, when set, checks this backend instead of the service's
 	// health block; its unset interval, timeout, rise and fall are the
@@ -159,6 +169,19 @@ type API struct {
 	// holding it (trailing white space trimmed); at most one of the two.
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// Socket is the unix socket `xlb ctl` talks to by default; through it
+	// the balancer may be changed by whoever may connect (root, and the
+	// group SocketGroup when set). Default /run/xlb/xlb.sock; "none": no
+	// socket.
+	Socket string `yaml:"socket"`
+	// SocketGroup (a name or gid) may use the socket too (mode 0660).
+	SocketGroup string `yaml:"socket_group"`
+	// TLSCert and TLSKey (PEM files) make the TCP listener speak TLS only.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// ClientCA (a PEM file) requires clients to show a certificate it
+	// signed (mutual TLS). Needs tls_cert.
+	ClientCA string `yaml:"client_ca"`
 
 	pos pos
 }
@@ -196,6 +219,7 @@ const (
 	DefaultRise         = 2
 	DefaultFall         = 3
 	DefaultAPIListen    = "127.0.0.1:9440"
+	DefaultAPISocket    = "/run/xlb/xlb.sock"
 	MaxWeight           = 65535
 )
 
@@ -230,6 +254,7 @@ func (c *Config) Normalize() {
 				}
 			}
 		}
+		s.Limits.normalize()
 		s.Health.normalize(nil)
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
@@ -240,6 +265,7 @@ func (c *Config) Normalize() {
 		}
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
+	c.API.Socket = orDefault(c.API.Socket, DefaultAPISocket)
 	c.BGP.normalize()
 	c.normalizeVRRPTracking()
 }

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	e := &errs{file: c.file}
 	c.validateInterfaces(e)
 	c.validateServices(e)
+	c.validateACLTotal(e)
 	c.API.validate(e)
 	c.validateBGP(e)
 	c.validateVRRP(e)
@@ -121,6 +122,7 @@ func (c *Config) validateServices(e *errs) {
 		if len(s.Backends) == 0 {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
+		c.validateDefence(e, s, p)
 		c.validateBackends(e, s, p, vipOK && methodOK, protoOK, nat)
 		s.validateHealth(e, p, portOK)
 	}
@@ -170,6 +172,7 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	if b.Name != "" && !nameRE.MatchString(b.Name) {
 		e.add(b.pos.at("name"), p+".name", ErrValue, "%q: use letters, digits, '.', '_', ':' or '-' (at most 63)", b.Name)
 	}
+	b.validateThresholds(e, p)
 	if !checkAddr(e, b.pos, "address", p, b.Address) {
 		return
 	}
@@ -209,6 +212,7 @@ func (a *API) validate(e *errs) {
 	if !IsLoopback(host) && a.Token == "" && a.TokenFile == "" {
 		e.add(a.pos.at("listen"), "api.listen", ErrMissing, "listening on %q (beyond loopback) requires api.token or api.token_file", a.Listen)
 	}
+	a.validateAccess(e)
 }
 
 // IsLoopback reports whether host (from host:port) only reaches this machine.

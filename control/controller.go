@@ -161,10 +161,14 @@ func (c *Controller) Start(ctx context.Context) error {
 			return fmt.Errorf("control: start health check %s: %w", chk.ID, err)
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.follow(c.ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchThresholds(c.ctx)
 	}()
 	c.log.Info("controller started", "services", len(c.cfg.Services), "backends", c.numBackends())
 	c.warnHashKey()

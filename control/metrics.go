@@ -36,6 +36,7 @@ var (
 	descBEActive     = prometheus.NewDesc("xlb_backend_active", "1 when the backend receives new flows (up, enabled, next hop resolved, weight > 0).", labelsBE, nil)
 	descBEWeight     = prometheus.NewDesc("xlb_backend_weight", "Weight in effect (0 = drained).", labelsBE, nil)
 	descBEDisabled   = prometheus.NewDesc("xlb_backend_disabled", "1 when the backend is disabled.", labelsBE, nil)
+	descBEOverloaded = prometheus.NewDesc("xlb_backend_overloaded", "1 while the backend is at its upper connection threshold (no new flows).", labelsBE, nil)
 	descBEResolved   = prometheus.NewDesc("xlb_backend_next_hop_resolved", "1 when the backend's next hop (MAC, interface) is resolved.", labelsBE, nil)
 	descBEProbes     = prometheus.NewDesc("xlb_backend_probes_total", "Health probes run.", labelsBE, nil)
 	descBEFailures   = prometheus.NewDesc("xlb_backend_probe_failures_total", "Health probes failed.", labelsBE, nil)
@@ -137,7 +138,7 @@ func (m *Metrics) observe(service, backend string, r health.Result) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
-		descBEActive, descBEWeight, descBEDisabled, descBEResolved, descBEProbes, descBEFailures, descBELatency,
+		descBEActive, descBEWeight, descBEDisabled, descBEOverloaded, descBEResolved, descBEProbes, descBEFailures, descBELatency,
 		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
 		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows} {
 		ch <- d
@@ -195,6 +196,7 @@ func (m *Metrics) collectControl(ch chan<- prometheus.Metric) {
 			gauge(ch, descBEActive, b2f(sb[i].Up && sb[i].Weight > 0), name, b.name)
 			gauge(ch, descBEWeight, float64(b.weight), name, b.name)
 			gauge(ch, descBEDisabled, b2f(b.disabled), name, b.name)
+			gauge(ch, descBEOverloaded, b2f(b.overloaded), name, b.name)
 			gauge(ch, descBEResolved, b2f(b.resolved), name, b.name)
 			var probes, fails float64
 			for i, id := range b.checkIDs() {

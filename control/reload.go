@@ -117,7 +117,7 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
 		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy, cores or busy_poll); restart xlb to apply them", ErrRestartRequired)
 	}
-	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
+	if !sameAPI(&old.API, &cfg.API) {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	if !old.VRRPEqual(cfg) {
@@ -127,6 +127,13 @@ func restartNeeded(old, cfg *config.Config) error {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	return nil
+}
+
+// sameAPI compares what the API's listeners were opened with (the files' contents are not
+// compared: a renewed certificate is picked up by the listener itself).
+func sameAPI(a, b *config.API) bool {
+	return a.Listen == b.Listen && a.Token == b.Token && a.TokenFile == b.TokenFile && a.Socket == b.Socket &&
+		a.SocketGroup == b.SocketGroup && a.TLSCert == b.TLSCert && a.TLSKey == b.TLSKey && a.ClientCA == b.ClientCA
 }
 
 func ifaceView(c *config.Config) []config.Interface {
@@ -154,7 +161,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 			idx = c.newIndex()
 			c.indexes[sc.Name] = idx
 		}
-		s := &svcState{cfg: sc, index: idx, strategy: st}
+		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
 			if o.strategy == st {

@@ -21,6 +21,8 @@ type svcState struct {
 	// change elsewhere does not rebuild this service's Maglev table.
 	built  *sched.Service
 	inputs []sched.Backend
+
+	policy dataplane.Policy // acl and limits: the config's, or the API's until a reload
 }
 
 // beState is a running backend.
@@ -50,6 +52,10 @@ type beState struct {
 	hopErr     string // why the next hop is unresolved
 	resolved   bool
 	tried      bool // a resolution has been attempted
+
+	upper, lower uint32 // connection thresholds (0: none)
+	overloaded   bool   // at or over upper, not yet below lower: no new flows
+	active       uint64 // connections as the data path last counted them
 }
 
 // configure takes the backend's settings from cb, keeping the API's weight
@@ -61,6 +67,10 @@ func (b *beState) configure(cb *config.Backend, fallback bool) {
 	}
 	if cb.Disabled != b.cfgDisabled || !b.overDisabled {
 		b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+	}
+	b.upper, b.lower = cb.UpperThreshold, cb.LowerThreshold
+	if b.upper == 0 {
+		b.overloaded = false
 	}
 }
 
@@ -74,7 +84,7 @@ type beKey struct {
 // eligible reports whether b may get new flows of its own accord (before
 // the fallback rule): healthy, enabled, resolved and weighted.
 func (b *beState) eligible() bool {
-	return b.upish() && b.weight > 0
+	return b.upish() && b.weight > 0 && !b.overloaded
 }
 
 // upish is Up as the scheduler sees it, before the fallback rule: healthy,
@@ -99,7 +109,11 @@ func (s *svcState) schedBackends() []sched.Backend {
 		if b.fallback && primaryOK {
 			up = false
 		}
-		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: b.weight, Up: up, Load: b.load}
+		w := b.weight
+		if b.overloaded {
+			w = 0 // like a drain: no new flows, existing flows stay
+		}
+		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: w, Up: up, Load: b.load}
 	}
 	return out
 }
@@ -116,6 +130,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		Method:  m,
 		Sched:   ss,
 		Targets: make([]dataplane.Target, len(s.backends)),
+		Policy:  s.policy,
 	}
 	if m == dataplane.MethodTunnel {
 		sp.TunnelSource = c.TunnelSource

@@ -114,6 +114,10 @@ type BackendStatus struct {
 	// Traffic is the data path's count for the backend (absent without a
 	// data path or before the backend is in a published snapshot).
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
+	// Overloaded: at its upper connection threshold, no new flows until it is below
+	// the lower one; Connections is what the data path last counted.
+	Overloaded  bool   `json:"overloaded,omitempty"`
+	Connections uint64 `json:"connections"`
 }
 
 // ResultStatus is one recent health probe.
@@ -190,7 +194,7 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			ID: b.id, Name: b.name, Address: b.addr.String(), Port: b.port, Fallback: b.fallback,
 			Weight: b.weight, ConfigWeight: b.cfgWeight, Disabled: b.disabled, Health: b.health.String(),
 			Since: b.since, Reason: b.reason, Active: sb[i].Up && sb[i].Weight > 0,
-			Traffic: beTraffic(sfs, b.id),
+			Traffic: beTraffic(sfs, b.id), Overloaded: b.overloaded, Connections: b.active,
 		}
 		if b.resolved {
 			bs.NextHop = "ifindex " + strconv.Itoa(b.hop.IfIndex) + " mac " + net.HardwareAddr(b.hop.DstMAC[:]).String()

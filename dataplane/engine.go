@@ -56,6 +56,8 @@ type Engine struct {
 	hitSvc  int
 
 	qs encap.QUICScratch // QUIC-LB decoding (routeQUIC)
+
+	activeAt int64 // when refreshActive last ran
 }
 
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
@@ -95,6 +97,7 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 	}
 	e.c[cBatches]++
 	e.core.Maintain(now)
+	e.refreshActive(now)
 }
 
 // batch processes at most maxBatch frames.

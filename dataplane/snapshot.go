@@ -91,6 +91,8 @@ type ServiceSpec struct {
 	// Sched is the service's scheduler snapshot; Targets[i] forwards to its backend i.
 	Sched   *sched.Service
 	Targets []Target
+	// Policy is the service's ACL and new-flow limits, enforced in the XDP program.
+	Policy Policy
 }
 
 // Route sends NAT replies (whose destination is a client) to a next hop. NewSnapshot keeps
@@ -255,6 +257,9 @@ func (s *Snapshot) buildFragments() {
 func buildService(sp *ServiceSpec) (service, error) {
 	sv := service{spec: *sp}
 	sv.spec.Targets = slices.Clone(sp.Targets)
+	if err := sv.spec.Policy.own(); err != nil {
+		return service{}, fmt.Errorf("service %q: %w", sp.Name, err)
+	}
 	bad := func(format string, a ...any) (service, error) {
 		return service{}, fmt.Errorf("service %q: %w: %s", sp.Name, ErrBadService, fmt.Sprintf(format, a...))
 	}

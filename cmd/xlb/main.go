@@ -23,7 +23,7 @@ const usage = `xlb: a Layer-4 load balancer on AF_XDP
 
 usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
-  xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
+  xlb ctl [--socket PATH | --api URL [--token-file FILE] [--ca FILE]] [--json] COMMAND ...
   xlb version
   xlb preflight [--config FILE] [--netns GLOB] [--no-probe] [--json]
   xlb man | xlb completion bash|zsh|fish

@@ -148,6 +148,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
 		fmt.Fprintf(&b, "vrrp:\n  interface: eth0\n  virtual_router_id: 51\n  priority: %d\n  advert_interval: %v\n"+
 			"  preempt: false\n  vips: [%s]\n", prio, vrrpInterval, vip)
+		fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(dir, fmt.Sprintf("lb%d.sock", i)))
 		conf := filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i))
 		if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 			t.Fatal(err)
@@ -335,7 +336,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		macTrace <- b.String()
 	}()
 	demoted := time.Now()
-	if out, err := lb1.host.Run(bin, "ctl", "demote"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
+	if out, err := lb1.host.Run(bin, "ctl", "--socket", filepath.Join(dir, "lb1.sock"), "demote"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
 		t.Fatalf("xlb ctl demote: %v\n%s", err, out)
 	}
 	lb1Trans = lb1.status().Transitions
@@ -343,7 +344,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	st0 := lb0.status()
 	handback := st0.LastTransition.Sub(demoted)
 	t.Logf("demote: lb0 master %v after `xlb ctl demote` was started", handback.Round(time.Millisecond))
-	if out, err := lb1.host.Run(bin, "ctl", "vrrp"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
+	if out, err := lb1.host.Run(bin, "ctl", "--socket", filepath.Join(dir, "lb1.sock"), "vrrp"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
 		t.Errorf("xlb ctl vrrp on lb1: %v\n%s", err, out)
 	}
 	time.Sleep(time.Second)
