@@ -113,6 +113,28 @@ func (c *Client) Raw(ctx context.Context, path string) ([]byte, error) {
 	return raw, err
 }
 
+// baseURL is the URL the API paths are appended to: Base, or a placeholder host when
+// the client talks to a unix socket.
+func (c *Client) baseURL() string {
+	if c.Socket != "" {
+		return "http://xlb"
+	}
+	return strings.TrimSuffix(c.Base, "/")
+}
+
+// transport is the round tripper of a client without its own HTTP: TLS as configured,
+// dialing the unix socket when Socket is set.
+func (c *Client) transport() http.RoundTripper {
+	if c.HTTP != nil && c.HTTP.Transport != nil {
+		return c.HTTP.Transport
+	}
+	tr := &http.Transport{TLSClientConfig: c.TLS, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
+	if c.Socket != "" {
+		tr.DialContext, tr.Proxy = socketDialer(c.Socket), nil
+	}
+	return tr
+}
+
 func backendPath(service, backend, op string) string {
 	return "/services/" + url.PathEscape(service) + "/backends/" + url.PathEscape(backend) + "/" + op
 }
@@ -126,11 +148,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	base := strings.TrimSuffix(c.Base, "/")
-	if c.Socket != "" {
-		base = "http://xlb"
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+APIPrefix+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL()+APIPrefix+path, body)
 	if err != nil {
 		return fmt.Errorf("api request: %w", err)
 	}
@@ -142,11 +160,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	hc := c.HTTP
 	if hc == nil {
-		tr := &http.Transport{TLSClientConfig: c.TLS, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
-		if c.Socket != "" {
-			tr.DialContext, tr.Proxy = socketDialer(c.Socket), nil
-		}
-		hc = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: c.transport()}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

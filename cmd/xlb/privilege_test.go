@@ -88,6 +88,16 @@ func TestRunUnprivileged(t *testing.T) {
 	cfg := fmt.Sprintf("interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n"+
 		"    backends: [{address: %s}, {address: %s}]\n    health: {kind: http, path: /healthz, interval: 200ms, timeout: 100ms}\n",
 		tn.VIP, tn.Backends[0].Addr(), tn.Backends[1].Addr())
+	// The API socket goes in a directory the unprivileged user owns, as systemd's
+	// RuntimeDirectory gives the packaged service.
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(run, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	cfg += fmt.Sprintf("api: {socket: %s}\n", filepath.Join(run, "xlb.sock"))
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,7 @@ func e2eInstances(t *testing.T, bin string, sync bool) {
 		notes[i] = filepath.Join(dir, fmt.Sprintf("notify%d.log", i))
 		conf := filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i))
 		y := instancesConfig(tn, vip2, prio, filepath.Join(dir, fmt.Sprintf("alive%d", i)), notes[i], sync)
+		y += fmt.Sprintf("api: {socket: %s}\n", filepath.Join(dir, fmt.Sprintf("lb%d.sock", i)))
 		if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
