@@ -145,12 +145,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *plotDir != "" {
-		files, err := rep.WritePlots(*plotDir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
+	if err := writePlots(rep, *plotDir, stderr); err != nil {
+		return err
 	}
 	if *markdown {
 		return rep.WriteMarkdown(w, "xlb bench "+strings.Join(args, " "))
@@ -162,3 +158,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 // generator and the worker are not starved by the rest of the caller's session); tests
 // replace it.
 var benchPrioritize = func() { _ = bench.Prioritize() }
+
+// writePlots draws rep's charts into dir (nothing when dir is empty) and names the files.
+func writePlots(rep *bench.Report, dir string, stderr io.Writer) error {
+	if dir == "" {
+		return nil
+	}
+	files, err := rep.WritePlots(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
+	return nil
+}
