@@ -45,8 +45,8 @@ type LB struct {
 	log   *slog.Logger
 	ctrl  *control.Controller
 	met   *control.Metrics
-	vrrp  *control.VRRPNode // nil without a vrrp section
-	sync  *connsync.Node    // nil without a sync section
+	vrrp  *control.VRRPSet // nil without a vrrp section or vrrp_instances
+	sync  *connsync.Node   // nil without a sync section
 	relay *relay
 
 	ready     chan struct{}
@@ -84,11 +84,11 @@ func New(cfg *config.Config, opts ...Option) (*LB, error) {
 		closing: make(chan struct{}), done: make(chan struct{})}
 	var pub control.Publisher = lb.relay
 	cfg.Normalize()
-	if cfg.VRRP != nil && !o.noVRRP {
+	if len(cfg.Instances()) > 0 && !o.noVRRP {
 		if err := cfg.Validate(); err != nil {
 			return nil, err // before ha looks at the section
 		}
-		n, err := control.NewVRRP(cfg.VRRP, lb.relay, lb.log, o.haOpts...)
+		n, err := control.NewVRRP(cfg, lb.relay, lb.log, o.haOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -186,18 +186,27 @@ func (lb *LB) Run(ctx context.Context) (err error) {
 // at any point (or the end of ctx) leaves nothing behind.
 func (lb *LB) run(ctx context.Context) error {
 	// Open the API first: a refused listener must not leave XDP attached.
-	var ln net.Listener
+	var ln, sock net.Listener
 	var token string
 	if lb.o.api {
 		a := lb.cfg.API
 		if lb.o.apiListen != "" {
 			a.Listen = lb.o.apiListen
 		}
+		if lb.o.apiSocket != "" {
+			a.Socket = lb.o.apiSocket
+		}
 		var err error
 		if ln, token, err = control.OpenAPI(&a); err != nil {
 			return err
 		}
 		defer ln.Close()
+		if sock, err = control.OpenAPISocket(&a); err != nil {
+			return err
+		}
+		if sock != nil {
+			defer sock.Close()
+		}
 	}
 	dp, err := lb.openDataPath()
 	if err != nil {
@@ -239,7 +248,7 @@ func (lb *LB) run(ctx context.Context) error {
 		lb.vrrp.Start(ctx)
 		defer lb.vrrp.Stop() // resign first: a master sends priority 0, stops forwarding, drops the VIPs
 	}
-	served := lb.serve(ctx, ln, token, ann)
+	served := lb.serve(ctx, ln, sock, token, ann)
 	close(lb.ready)
 	select {
 	case <-ctx.Done():
@@ -302,13 +311,19 @@ func (lb *LB) startBGP(ctx context.Context) (*control.BGPAnnouncer, error) {
 	return a, nil
 }
 
-// serve serves the API on ln until ctx ends; the returned channel delivers
+// serve serves the API on ln (TCP, TLS with api.tls_cert) and sock (the unix
+// socket, may be nil) until ctx ends; the returned channel delivers the first
 // Serve's result (nil channel, never ready, without an API).
-func (lb *LB) serve(ctx context.Context, ln net.Listener, token string, ann *control.BGPAnnouncer) <-chan error {
+func (lb *LB) serve(ctx context.Context, ln, sock net.Listener, token string, ann *control.BGPAnnouncer) <-chan error {
 	if ln == nil {
 		return nil
 	}
-	ho := control.HandlerOptions{Token: token, Metrics: lb.met.Handler(), BGP: ann}
+	access := control.NewAccess(token)
+	access.Log = lb.log
+	if err := lb.met.Registry().Register(control.DefenceCollector{D: lb.relay, A: access}); err != nil {
+		lb.log.Warn("defence metrics", "err", err)
+	}
+	ho := control.HandlerOptions{Access: access, Metrics: lb.met.Handler(), BGP: ann, Defence: lb.relay}
 	if lb.vrrp != nil {
 		ho.VRRP = lb.vrrp
 	}
@@ -318,12 +333,17 @@ func (lb *LB) serve(ctx context.Context, ln net.Listener, token string, ann *con
 	if cs, ok := lb.relay.get().(control.CaptureSource); ok {
 		ho.Capture = cs // packet capture (xlb ctl capture)
 	}
-	served := make(chan error, 1)
-	go func() { served <- control.Serve(ctx, ln, control.NewHandler(lb.ctrl, ho), lb.log) }()
+	h := control.NewHandler(lb.ctrl, ho)
+	served := make(chan error, 2)
+	go func() { served <- control.Serve(ctx, ln, h, lb.log) }()
+	if sock != nil {
+		go func() { served <- control.Serve(ctx, sock, h, lb.log) }()
+		lb.log.Info("api socket", "path", sock.Addr().String(), "group", lb.cfg.API.SocketGroup)
+	}
 	lb.mu.Lock()
 	lb.api = ln.Addr()
 	lb.mu.Unlock()
-	lb.log.Info("api listening", "addr", ln.Addr().String(), "token", token != "")
+	lb.log.Info("api listening", "addr", ln.Addr().String(), "token", token != "", "tls", lb.cfg.API.TLSCert != "")
 	return served
 }
 
@@ -369,6 +389,29 @@ func (r *relay) ActiveFlows() map[string]map[uint32]uint64 {
 		return as.ActiveFlows()
 	}
 	return nil
+}
+
+// PolicyDrops, ACLHits and XDPCounters implement control.DefenceSource when the data
+// path does (*dataplane.Dataplane); otherwise there is nothing to report.
+func (r *relay) PolicyDrops() (map[string]dataplane.PolicyDrops, error) {
+	if d, ok := r.get().(control.DefenceSource); ok {
+		return d.PolicyDrops()
+	}
+	return map[string]dataplane.PolicyDrops{}, nil
+}
+
+func (r *relay) ACLHits(service string) ([]dataplane.RuleHits, error) {
+	if d, ok := r.get().(control.DefenceSource); ok {
+		return d.ACLHits(service)
+	}
+	return nil, nil
+}
+
+func (r *relay) XDPCounters() (map[string]dataplane.SteeringCounters, error) {
+	if d, ok := r.get().(control.DefenceSource); ok {
+		return d.XDPCounters()
+	}
+	return map[string]dataplane.SteeringCounters{}, nil
 }
 
 // FlowStats implements control.FlowStatsSource when the data path does.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -161,7 +162,8 @@ func TestStartFailureCleansUp(t *testing.T) {
 
 func TestAPIAndRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	lb := newTestLB(t, &fakeDP{}, WithAPI("127.0.0.1:0"), WithRegistry(reg))
+	sock := filepath.Join(t.TempDir(), "xlb.sock")
+	lb := newTestLB(t, &fakeDP{}, WithAPI("127.0.0.1:0"), WithAPISocket(sock), WithRegistry(reg))
 	if lb.APIAddr() != nil {
 		t.Error("API address before Run")
 	}
@@ -170,6 +172,14 @@ func TestAPIAndRegistry(t *testing.T) {
 	svcs, err := cl.Services(context.Background())
 	if err != nil || len(svcs) != 1 || svcs[0].Method != config.MethodDR {
 		t.Fatalf("API services = %+v, %v", svcs, err)
+	}
+	// Changes go through the socket; over TCP without a token they are refused.
+	if err := (&control.Client{Socket: sock}).SetACL(context.Background(), "web", nil, nil); err != nil {
+		t.Errorf("change through the socket: %v", err)
+	}
+	var ae *control.APIError
+	if err := cl.SetACL(context.Background(), "web", nil, nil); !errors.As(err, &ae) || ae.Status != 403 {
+		t.Errorf("change over tcp without a token: %v, want 403", err)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -16,6 +16,7 @@ type options struct {
 	log        *slog.Logger
 	api        bool
 	apiListen  string
+	apiSocket  string
 	registry   *prometheus.Registry
 	haOpts     []ha.Option
 	noVRRP     bool
@@ -35,6 +36,10 @@ func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log
 func WithAPI(listen string) Option {
 	return func(o *options) { o.api, o.apiListen = true, listen }
 }
+
+// WithAPISocket puts the API's unix socket at path instead of the
+// configuration's api.socket ("none": no socket). With WithAPI only.
+func WithAPISocket(path string) Option { return func(o *options) { o.apiSocket = path } }
 
 // WithRegistry registers the LB's metrics in reg (the program's own
 // registry) instead of a registry of their own; /metrics then serves reg.

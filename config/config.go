@@ -40,10 +40,18 @@ type Config struct {
 	// is public, so anyone can compute which backend a 5-tuple gets: the
 	// controller logs a warning. Generate one with `openssl rand -hex 16`.
 	HashKey sched.HashKey `yaml:"hash_key"`
+	// VRRPInstances are more virtual routers (each its VRID, interface and
+	// VIPs), VRRPScripts the programs their track_scripts run, and
+	// VRRPSyncGroups the instances that change state together (see
+	// docs/keepalived.md).
+	VRRPInstances  []VRRP          `yaml:"vrrp_instances"`
+	VRRPScripts    []VRRPScript    `yaml:"vrrp_scripts"`
+	VRRPSyncGroups []VRRPSyncGroup `yaml:"vrrp_sync_groups"`
 
 	file   string
 	pos    pos
 	failed map[string]bool // paths that did not decode: no further checks on them
+	lines  map[string]int  // lines of prefix list items (path -> line), for messages
 }
 
 // Interface is one network interface whose every queue gets a pinned worker.
@@ -85,12 +93,29 @@ type Service struct {
 	// (tunnel method, required there), or a prefix the source is picked
 	// from per flow so the backends' receive hashing spreads flows.
 	TunnelSource netip.Prefix `yaml:"tunnel_source"`
-	Backends     []Backend    `yaml:"backends"`
+	// Encap is the tunnel method's encapsulation: ipip (default), gue or fou
+	// (see Encap); EncapPort is gue's and fou's UDP port (default 6080).
+	Encap     Encap  `yaml:"encap"`
+	EncapPort uint16 `yaml:"encap_port"`
+	// QUIC, for a udp service, routes QUIC packets by the server ID in their
+	// connection ID to the backend with that server_id (see QUIC).
+	QUIC     *QUIC     `yaml:"quic"`
+	Backends []Backend `yaml:"backends"`
 	// Fallback backends receive the service's new flows only while every
 	// backend in Backends is down (or disabled). They are health-checked
 	// like the others. Optional.
 	Fallback []Backend `yaml:"fallback"`
 	Health   Health    `yaml:"health"`
+	// ACL filters the service's sources in the XDP program. Optional.
+	ACL ACL `yaml:"acl"`
+	// Limits bound the service's new flows in the XDP program. Optional.
+	Limits Limits `yaml:"limits"`
+	// TableShare is the percentage (1-100) of each worker's connection table the
+	// service's flows may hold. A service at its share makes room for a new flow only
+	// among its own entries, so a flood against it cannot evict another service's
+	// flows; a new flow that finds none is forwarded without an entry (counted as
+	// conn_over_quota). Default: 100 with one service, DefaultTableShare with several.
+	TableShare int `yaml:"table_share"`
 
 	pos pos
 }
@@ -110,38 +135,20 @@ type Backend struct {
 	// Disabled takes the backend out as if it were down: existing flows
 	// are rescheduled. Default false.
 	Disabled bool `yaml:"disabled"`
+	// ServerID is the backend's QUIC-LB server ID (service quic), in hex,
+	// quic.server_id_len bytes. Optional: a backend without one gets QUIC
+	// flows by the 4-tuple only.
+	ServerID HexBytes `yaml:"server_id"`
+	// UpperThreshold, when set, stops new flows to the backend while it
+	// holds that many connections (IPVS's upper threshold); it gets new
+	// flows again below LowerThreshold (default: 3/4 of the upper).
+	UpperThreshold uint32 `yaml:"upper_threshold"`
+	LowerThreshold uint32 `yaml:"lower_threshold"`
 
-	pos pos
-}
-
-// Health configures the prober of a service's backends.
-type Health struct {
-	// Kind is icmp, tcp, http, https or none. Default tcp.
-	Kind HealthKind `yaml:"kind"`
-	// Port is the checked port. Default: the backend's NAT port, else the
-	// service port (required when the service port is 0 and the kind
-	// needs a port).
-	Port uint16 `yaml:"port"`
-	// Path is the HTTP(S) path. Default "/".
-	Path string `yaml:"path"`
-	// Host is the HTTP(S) Host header. Default: the backend address.
-	Host string `yaml:"host"`
-	// ExpectStatus is the HTTP(S) status that counts as a success.
-	// Default 200.
-	ExpectStatus int `yaml:"expect_status"`
-	// ExpectBody, when set, must occur in the HTTP(S) response body.
-	ExpectBody string `yaml:"expect_body"`
-	// InsecureSkipVerify skips certificate verification for https.
-	InsecureSkipVerify bool          `yaml:"insecure_skip_verify"`
-	Interval           time.Duration `yaml:"interval"` // default 2s
-	Timeout            time.Duration `yaml:"timeout"`  // default 1s, at most Interval
-	Rise               int           `yaml:"rise"`     // successes to come up, default 2
-	Fall               int           `yaml:"fall"`     // failures to go down, default 3
-	// ThroughVIP sends a dr backend's check to the VIP along the path the
-	// data path forwards on (a firewall mark and a route "VIP via BACKEND
-	// onlink" in a table of its own), so a backend that lost its VIP on lo
-	// fails it. Method dr only.
-	ThroughVIP bool `yaml:"through_vip"`
+	// Health, when set, checks this backend instead of the service's
+	// health block; its unset interval, timeout, rise and fall are the
+	// service's.
+	Health *Health `yaml:"health"`
 
 	pos pos
 }
@@ -149,7 +156,16 @@ type Health struct {
 // Equal reports whether two health sections check the same way, wherever
 // in their files they are.
 func (h Health) Equal(o Health) bool {
+	if len(h.Checks) != len(o.Checks) {
+		return false
+	}
+	for i := range h.Checks {
+		if !h.Checks[i].Equal(o.Checks[i]) {
+			return false
+		}
+	}
 	h.pos, o.pos = pos{}, pos{}
+	h.Checks, o.Checks = nil, nil
 	return reflect.DeepEqual(h, o)
 }
 
@@ -162,6 +178,19 @@ type API struct {
 	// holding it (trailing white space trimmed); at most one of the two.
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// Socket is the unix socket `xlb ctl` talks to by default; through it
+	// the balancer may be changed by whoever may connect (root, and the
+	// group SocketGroup when set). Default /run/xlb/xlb.sock; "none": no
+	// socket.
+	Socket string `yaml:"socket"`
+	// SocketGroup (a name or gid) may use the socket too (mode 0660).
+	SocketGroup string `yaml:"socket_group"`
+	// TLSCert and TLSKey (PEM files) make the TCP listener speak TLS only.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// ClientCA (a PEM file) requires clients to show a certificate it
+	// signed (mutual TLS). Needs tls_cert.
+	ClientCA string `yaml:"client_ca"`
 
 	pos pos
 }
@@ -199,7 +228,11 @@ const (
 	DefaultRise         = 2
 	DefaultFall         = 3
 	DefaultAPIListen    = "127.0.0.1:9440"
-	MaxWeight           = 65535
+	DefaultAPISocket    = "/run/xlb/xlb.sock"
+	// DefaultTableShare is a service's share (percent) of the connection table when
+	// there are several services.
+	DefaultTableShare = 50
+	MaxWeight         = 65535
 )
 
 // File is the path the config was loaded from ("" when built in Go).
@@ -217,6 +250,7 @@ func (c *Config) Normalize() {
 		s := &c.Services[i]
 		s.Protocol = orDefault(s.Protocol, DefaultProtocol)
 		s.Method = orDefault(s.Method, DefaultMethod)
+		s.normalizeEncapQUIC()
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
 				b := &list[j]
@@ -232,34 +266,26 @@ func (c *Config) Normalize() {
 				}
 			}
 		}
-		h := &s.Health
-		h.Kind = orDefault(h.Kind, DefaultHealthKind)
-		if h.Kind.Web() {
-			h.Path = orDefault(h.Path, DefaultHealthPath)
-			if h.ExpectStatus == 0 && !h.pos.has("expect_status") {
-				h.ExpectStatus = DefaultExpectStatus
+		s.Limits.normalize()
+		if s.TableShare == 0 && !s.pos.has("table_share") {
+			s.TableShare = 100
+			if len(c.Services) > 1 {
+				s.TableShare = DefaultTableShare
 			}
 		}
-		// A zero written in the file stays, so Validate refuses it; an
-		// absent field gets its default.
-		if h.Interval == 0 && !h.pos.has("interval") {
-			h.Interval = DefaultInterval
-		}
-		if h.Timeout == 0 && !h.pos.has("timeout") {
-			h.Timeout = DefaultTimeout
-			if h.Interval > 0 {
-				h.Timeout = min(DefaultTimeout, h.Interval)
+		s.Health.normalize(nil)
+		for _, list := range [][]Backend{s.Backends, s.Fallback} {
+			for j := range list {
+				if list[j].Health != nil {
+					list[j].Health.normalize(&s.Health)
+				}
 			}
-		}
-		if h.Rise == 0 && !h.pos.has("rise") {
-			h.Rise = DefaultRise
-		}
-		if h.Fall == 0 && !h.pos.has("fall") {
-			h.Fall = DefaultFall
 		}
 	}
 	c.API.Listen = orDefault(c.API.Listen, DefaultAPIListen)
+	c.API.Socket = orDefault(c.API.Socket, DefaultAPISocket)
 	c.BGP.normalize()
+	c.normalizeVRRPTracking()
 	c.Sync.normalize()
 }
 
@@ -291,14 +317,6 @@ func (s *Service) TargetPort(b *Backend) uint16 {
 		return b.Port
 	}
 	return s.Port
-}
-
-// HealthPort is the port the prober checks on backend b.
-func (s *Service) HealthPort(b *Backend) uint16 {
-	if s.Health.Port != 0 {
-		return s.Health.Port
-	}
-	return s.TargetPort(b)
 }
 
 func orDefault[T comparable](v, d T) T {

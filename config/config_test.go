@@ -105,7 +105,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad protocol", strings.Replace(base, "    port: 80\n", "    port: 80\n    protocol: sctp\n", 1), 7, ErrValue, "sctp"},
 		{"bad method", strings.Replace(base, "    port: 80\n", "    port: 80\n    method: magic\n", 1), 7, ErrValue, "magic"},
 		{"bad scheduler", strings.Replace(base, "    port: 80\n", "    port: 80\n    scheduler: lc\n", 1), 7, ErrValue, `"lc"`},
-		{"bad health kind", base + "    health: {kind: smtp}\n", 9, ErrValue, "smtp"},
+		{"bad health kind", base + "    health: {kind: gopher}\n", 9, ErrValue, "gopher"},
 		{"bad xdp mode", strings.Replace(base, "  - name: eth0\n", "  - name: eth0\n    xdp_mode: fast\n", 1), 3, ErrValue, "fast"},
 		{"bad zero copy", strings.Replace(base, "  - name: eth0\n", "  - name: eth0\n    zero_copy: maybe\n", 1), 3, ErrValue, "maybe"},
 		{"duplicate core", strings.Replace(base, "  - name: eth0\n", "  - name: eth0\n    cores: [1, 1]\n", 1), 3, ErrDuplicate, "cpu 1"},

@@ -122,13 +122,13 @@ func decodeConfig(file string, data []byte) (*Config, *decoder, error) {
 		return nil, nil, e.err()
 	}
 	cfg := &Config{file: file}
-	d := &decoder{errs: e, failed: map[string]bool{}, budget: max(minNodeBudget, nodesPerByte*len(data))}
+	d := &decoder{errs: e, failed: map[string]bool{}, lines: map[string]int{}, budget: max(minNodeBudget, nodesPerByte*len(data))}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
 	d.value(root, reflect.ValueOf(cfg).Elem(), "")
-	cfg.failed = d.failed
+	cfg.failed, cfg.lines = d.failed, d.lines
 	return cfg, d, e.err()
 }
 
@@ -148,6 +148,7 @@ type decoder struct {
 	budget int
 	tooBig bool
 	failed map[string]bool // paths that did not decode
+	lines  map[string]int  // prefix list items' lines
 }
 
 func (d *decoder) add(line int, path string, reason error, format string, args ...any) {
@@ -199,8 +200,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		prefixes := v.Type().Elem() == prefixType
 		for i, item := range n.Content {
-			d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			ip := fmt.Sprintf("%s[%d]", path, i)
+			d.value(item, s.Index(i), ip)
+			if prefixes {
+				d.lines[ip] = item.Line
+			}
 		}
 		v.Set(s)
 	case reflect.String:

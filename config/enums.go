@@ -79,13 +79,19 @@ const (
 	HealthHTTP                        // an HTTP GET
 	HealthHTTPS                       // an HTTP GET over TLS
 	HealthNone                        // no check: the backend is always up
+	HealthExec                        // a program's exit status (keepalived's MISC_CHECK)
+	HealthUDP                         // a UDP request answered (not refused)
+	HealthDNS                         // a DNS query answered with the expected rcode
+	HealthSMTP                        // an SMTP banner, EHLO and QUIT
+	HealthTLS                         // a TLS handshake, optionally followed by an HTTP GET
 	numHealthKinds
 )
 
 var healthKindNames = [numHealthKinds]string{HealthICMP: "icmp", HealthTCP: "tcp", HealthHTTP: "http",
-	HealthHTTPS: "https", HealthNone: "none"}
+	HealthHTTPS: "https", HealthNone: "none", HealthExec: "exec", HealthUDP: "udp", HealthDNS: "dns",
+	HealthSMTP: "smtp", HealthTLS: "tls"}
 
-// ParseHealthKind parses icmp, tcp, http, https or none.
+// ParseHealthKind parses icmp, tcp, http, https, none, exec, udp, dns, smtp or tls.
 func ParseHealthKind(s string) (HealthKind, error) {
 	return parseNamed[HealthKind](healthKindNames[:], s)
 }
@@ -98,8 +104,11 @@ func (k HealthKind) String() string { return nameOf("kind", healthKindNames[:], 
 // Web reports whether k is http or https.
 func (k HealthKind) Web() bool { return k == HealthHTTP || k == HealthHTTPS }
 
-// UsesPort reports whether the check connects to a port (tcp, http, https).
-func (k HealthKind) UsesPort() bool { return k == HealthTCP || k.Web() }
+// UsesPort reports whether the check talks to a port of the backend (every kind but icmp,
+// exec and none).
+func (k HealthKind) UsesPort() bool {
+	return k.Valid() && k != HealthICMP && k != HealthExec && k != HealthNone
+}
 
 // MarshalText returns the kind's name.
 func (k HealthKind) MarshalText() ([]byte, error) { return marshal(k) }

@@ -89,6 +89,15 @@ func (e *errs) add(line int, path string, reason error, format string, args ...a
 	e.list = append(e.list, &FieldError{File: e.file, Line: line, Path: path, Err: err})
 }
 
+// addAt is add for a line of another file (an ACL list file).
+func (e *errs) addAt(file string, line int, path string, reason error, format string, args ...any) {
+	n := len(e.list)
+	e.add(line, path, reason, format, args...)
+	if len(e.list) > n {
+		e.list[n].File = file
+	}
+}
+
 // addErr records err, a parse error of a value, as a bad value (keeping
 // err in the chain for errors.Is).
 func (e *errs) addErr(line int, path string, err error) {

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	e := &errs{file: c.file}
 	c.validateInterfaces(e)
 	c.validateServices(e)
+	c.validateACLTotal(e)
 	c.API.validate(e)
 	c.validateBGP(e)
 	c.validateVRRP(e)
@@ -118,11 +119,13 @@ func (c *Config) validateServices(e *errs) {
 		case s.TunnelSource.IsValid() && !usableUnicast(s.TunnelSource.Addr()):
 			e.add(s.pos.at("tunnel_source"), p+".tunnel_source", ErrValue, "%s is not a unicast address", s.TunnelSource)
 		}
+		s.validateEncapQUIC(e, p, methodOK)
 		if len(s.Backends) == 0 {
 			e.add(s.pos.at("backends"), p+".backends", ErrMissing, "at least one backend is required")
 		}
+		c.validateDefence(e, s, p)
 		c.validateBackends(e, s, p, vipOK && methodOK, protoOK, nat)
-		s.Health.validate(e, s, p+".health", portOK)
+		s.validateHealth(e, p, portOK)
 	}
 }
 
@@ -170,6 +173,7 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	if b.Name != "" && !nameRE.MatchString(b.Name) {
 		e.add(b.pos.at("name"), p+".name", ErrValue, "%q: use letters, digits, '.', '_', ':' or '-' (at most 63)", b.Name)
 	}
+	b.validateThresholds(e, p)
 	if !checkAddr(e, b.pos, "address", p, b.Address) {
 		return
 	}
@@ -194,61 +198,6 @@ func (c *Config) validateBackend(e *errs, s *Service, b *Backend, p string, svcO
 	}
 }
 
-func (h *Health) validate(e *errs, s *Service, p string, portOK bool) {
-	// A health block left out reports at the service's line.
-	hp := h.pos
-	if hp.line == 0 {
-		hp.line = s.pos.line
-	}
-	if !valid(e, hp.at("kind"), p+".kind", h.Kind) {
-		return
-	}
-	if h.Interval <= 0 {
-		e.add(hp.at("interval"), p+".interval", ErrValue, "interval must be positive")
-	}
-	if h.Timeout <= 0 {
-		e.add(hp.at("timeout"), p+".timeout", ErrValue, "timeout must be positive")
-	} else if h.Interval > 0 && h.Timeout > h.Interval {
-		e.add(hp.at("timeout"), p+".timeout", ErrValue, "timeout %s is longer than interval %s", h.Timeout, h.Interval)
-	}
-	if h.Rise < 1 {
-		e.add(hp.at("rise"), p+".rise", ErrValue, "rise must be >= 1")
-	}
-	if h.Fall < 1 {
-		e.add(hp.at("fall"), p+".fall", ErrValue, "fall must be >= 1")
-	}
-	if h.ThroughVIP {
-		switch {
-		case s.Method != MethodDR:
-			e.add(hp.at("through_vip"), p+".through_vip", ErrValue,
-				"through_vip needs method dr (a kernel route can send a probe to the backend's MAC, but cannot reproduce %s's rewrite)", s.Method)
-		case h.Kind == HealthNone:
-			e.add(hp.at("through_vip"), p+".through_vip", ErrValue, "kind none runs no check")
-		}
-	}
-	needsPort := h.Kind.UsesPort()
-	if needsPort && portOK && h.Port == 0 && s.Port == 0 {
-		e.add(hp.at("port"), p+".port", ErrMissing, "a %s check of an all-ports service needs health.port", h.Kind)
-	}
-	if !needsPort && h.Port != 0 {
-		e.add(hp.at("port"), p+".port", ErrValue, "kind %s uses no port", h.Kind)
-	}
-	if h.Kind.Web() {
-		if !strings.HasPrefix(h.Path, "/") {
-			e.add(hp.at("path"), p+".path", ErrValue, "path %q must start with /", h.Path)
-		}
-		if h.ExpectStatus < 100 || h.ExpectStatus > 599 {
-			e.add(hp.at("expect_status"), p+".expect_status", ErrValue, "expect_status %d is not an HTTP status", h.ExpectStatus)
-		}
-	} else {
-		for _, f := range []string{"path", "host", "expect_status", "expect_body", "insecure_skip_verify"} {
-			if hp.has(f) {
-				e.add(hp.at(f), p+"."+f, ErrValue, "only used by kind http or https")
-			}
-		}
-	}
-}
-
 func (a *API) validate(e *errs) {
 	host, port, err := net.SplitHostPort(a.Listen)
 	if err != nil {
@@ -264,6 +213,7 @@ func (a *API) validate(e *errs) {
 	if !IsLoopback(host) && a.Token == "" && a.TokenFile == "" {
 		e.add(a.pos.at("listen"), "api.listen", ErrMissing, "listening on %q (beyond loopback) requires api.token or api.token_file", a.Listen)
 	}
+	a.validateAccess(e)
 }
 
 // IsLoopback reports whether host (from host:port) only reaches this machine.

@@ -2,7 +2,7 @@ package control
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,18 +13,27 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // APIPrefix is the path prefix of the JSON API.
 const APIPrefix = "/api/v1"
 
-// maxBody bounds a request body.
-const maxBody = 1 << 16
+// maxBody bounds a request body; maxACLBody one that replaces an ACL.
+const (
+	maxBody    = 1 << 16
+	maxACLBody = 8 << 20
+)
 
 // HandlerOptions configure NewHandler.
 type HandlerOptions struct {
-	// Token, when set, is the bearer token every request must carry.
+	// Token, when set, is the bearer token every request over TCP must carry; without
+	// one, TCP serves reads only (see Access). Ignored when Access is set.
 	Token string
+	// Access gates the requests; nil means NewAccess(Token).
+	Access *Access
+	// Defence serves /api/v1/drops and /api/v1/services/{service}/acl (nil: empty).
+	Defence DefenceSource
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// BGP serves /api/v1/bgp (nil: answered with ErrNoBGP).
@@ -43,6 +52,9 @@ type HandlerOptions struct {
 //	GET  /api/v1/services                                 services
 //	GET  /api/v1/services/{service}/backends              backends, state, recent probes
 //	GET  /api/v1/counters                                 data-path counters per worker
+//	GET  /api/v1/drops                                    XDP drops per service by reason, verdicts per interface
+//	GET  /api/v1/services/{service}/acl                   the service's ACL rules and their hits
+//	PUT  /api/v1/services/{service}/acl                   {"allow": [...], "deny": [...]} until a reload
 //	POST /api/v1/services/{service}/backends/{backend}/weight   {"weight": N}
 //	POST /api/v1/services/{service}/backends/{backend}/drain
 //	POST /api/v1/services/{service}/backends/{backend}/enable
@@ -58,7 +70,8 @@ type HandlerOptions struct {
 //	GET  /metrics                                         Prometheus
 //
 // A backend is named by its name, ID or address. Errors come back as
-// {"error": "..."} with a 4xx/5xx status.
+// {"error": "..."} with a 4xx/5xx status. Requests through the unix socket
+// (served with APIConnContext) may change the balancer; over TCP see Access.
 func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+APIPrefix+"/status", func(w http.ResponseWriter, r *http.Request) {
@@ -116,6 +129,8 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 		writeJSON(w, http.StatusOK, c.Status())
 	})
 	registerBGP(mux, opts.BGP)
+	registerDefence(mux, opts.Defence)
+	registerSetACL(mux, c)
 	registerVRRP(mux, opts.VRRP)
 	registerSync(mux, opts.Sync)
 	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {
@@ -127,19 +142,11 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
-	if opts.Token == "" {
-		return mux
+	access := opts.Access
+	if access == nil {
+		access = NewAccess(opts.Token)
 	}
-	want := []byte("Bearer " + opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="xlb"`)
-			writeErr(w, ErrUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return access.Wrap(mux)
 }
 
 func backendOp(w http.ResponseWriter, r *http.Request, op func(service, backend string) error) {
@@ -165,7 +172,9 @@ func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		code = http.StatusUnauthorized
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrForbidden):
+		code = http.StatusForbidden
+	case errors.Is(err, ErrNotFound), errors.Is(err, dataplane.ErrNoService):
 		code = http.StatusNotFound
 	case errors.Is(err, ErrRestartRequired):
 		code = http.StatusConflict
@@ -177,9 +186,9 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// OpenAPI opens the API listener a configures and returns it with the token
-// to require, refusing (ErrTokenRequired) a listener beyond loopback without
-// a token.
+// OpenAPI opens the API's TCP listener a configures (TLS with api.tls_cert)
+// and returns it with the token to require, refusing (ErrTokenRequired) a
+// listener beyond loopback without a token.
 func OpenAPI(a *config.API) (net.Listener, string, error) {
 	tok, err := a.LoadToken()
 	if err != nil {
@@ -192,17 +201,44 @@ func OpenAPI(a *config.API) (net.Listener, string, error) {
 	if !config.IsLoopback(host) && tok == "" {
 		return nil, "", ErrTokenRequired
 	}
+	var tc *tls.Config
+	if a.TLSCert != "" {
+		if tc, err = ServerTLS(a.TLSCert, a.TLSKey, a.ClientCA); err != nil {
+			return nil, "", err
+		}
+	}
 	ln, err := net.Listen("tcp", a.Listen)
 	if err != nil {
 		return nil, "", fmt.Errorf("api: %w", err)
 	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
+	}
 	return ln, tok, nil
 }
 
-// Serve serves h on ln until ctx is done, then shuts down gracefully.
+// OpenAPISocket opens the API's unix socket a configures (nil when api.socket
+// is none): mode 0600, or 0660 for api.socket_group.
+func OpenAPISocket(a *config.API) (net.Listener, error) {
+	path := a.SocketPath()
+	if path == "" {
+		return nil, nil
+	}
+	gid := -1
+	if a.SocketGroup != "" {
+		var err error
+		if gid, err = config.LookupGroup(a.SocketGroup); err != nil {
+			return nil, fmt.Errorf("api socket: %w", err)
+		}
+	}
+	return ListenSocket(path, gid)
+}
+
+// Serve serves h on ln (TCP, TLS or the unix socket) until ctx is done, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext: APIConnContext}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

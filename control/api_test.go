@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -20,9 +22,16 @@ import (
 	"github.com/xlb-dev/xlb/health"
 )
 
+// serve serves h on a loopback TCP port whose connections count as the unix socket's
+// (Peer.Local), so the API's own tests may change things without a token. Access over
+// real sockets and TCP is tested in apiaccess_test.go.
 func serve(t *testing.T, h http.Handler) string {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, peerKey{}, Peer{Local: true, UID: 0, GID: 0})
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
@@ -93,7 +102,11 @@ func TestAPIReadAndChange(t *testing.T) {
 func TestAPIToken(t *testing.T) {
 	r := newRig(t, twoSvc)
 	m := NewMetrics(r.c, nil)
-	base := serve(t, NewHandler(r.c, HandlerOptions{Token: "s3cret", Metrics: m.Handler()}))
+	acc := NewAccess("s3cret")
+	acc.MinDelay, acc.MaxDelay = time.Millisecond, 5*time.Millisecond
+	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{Access: acc, Metrics: m.Handler()}))
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	ctx := context.Background()
 	var ae *APIError
 	for _, tok := range []string{"", "wrong", "s3cre", "s3cret2"} {

@@ -146,9 +146,9 @@ func TestBGPAnnouncer(t *testing.T) {
 	r.prober.fire("web/a", health.StateUp)
 
 	// drain-host and undrain-host through the API.
-	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{BGP: a}))
+	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{BGP: a, Token: "t"}))
 	defer srv.Close()
-	cl := &Client{Base: srv.URL}
+	cl := &Client{Base: srv.URL, Token: "t"}
 	st, err := cl.DrainHost(ctx)
 	must(t, err)
 	if !st.Drained || len(st.Announced) != 0 {
@@ -213,9 +213,9 @@ func TestBGPAnnouncer(t *testing.T) {
 // TestBGPNotConfigured: the API answers 404 without a bgp section.
 func TestBGPNotConfigured(t *testing.T) {
 	r := newRig(t, twoSvc)
-	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{}))
+	srv := httptest.NewServer(NewHandler(r.c, HandlerOptions{Token: "t"}))
 	defer srv.Close()
-	cl := &Client{Base: srv.URL}
+	cl := &Client{Base: srv.URL, Token: "t"}
 	var ae *APIError
 	if _, err := cl.BGP(context.Background()); !errors.As(err, &ae) || ae.Status != 404 || !strings.Contains(ae.Message, "no bgp section") {
 		t.Errorf("GET bgp without a section: %v", err)

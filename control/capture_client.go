@@ -40,7 +40,7 @@ type CapturedPacket struct {
 // fails. It returns the server's last counts: Lost says how many records did not fit in the
 // workers' rings.
 func (c *Client) Capture(ctx context.Context, req CaptureRequest, fn func(*CapturedPacket) error) (CaptureSummary, error) {
-	u := strings.TrimSuffix(c.Base, "/") + APIPrefix + "/capture"
+	u := c.baseURL() + APIPrefix + "/capture"
 	if q := req.query().Encode(); q != "" {
 		u += "?" + q
 	}
@@ -51,10 +51,7 @@ func (c *Client) Capture(ctx context.Context, req CaptureRequest, fn func(*Captu
 	if c.Token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	hc := &http.Client{} // no timeout: the stream lasts as long as the capture
-	if c.HTTP != nil {
-		hc = &http.Client{Transport: c.HTTP.Transport}
-	}
+	hc := &http.Client{Transport: c.transport()} // no timeout: the stream lasts as long as the capture
 	resp, err := hc.Do(hr)
 	if err != nil {
 		return CaptureSummary{}, fmt.Errorf("api: %w", err)

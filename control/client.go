@@ -3,14 +3,18 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // ErrAPI is wrapped by errors the API answered with.
@@ -18,8 +22,13 @@ var ErrAPI = errors.New("api error")
 
 // Client talks to a running xlb's HTTP API (what `xlb ctl` uses).
 type Client struct {
-	// Base is the API's base URL, e.g. http://127.0.0.1:9440.
+	// Base is the API's base URL, e.g. http://127.0.0.1:9440 or https://...; with Socket
+	// it may be empty.
 	Base string
+	// Socket, when set, is the unix socket to talk through (Base is then ignored).
+	Socket string
+	// TLS configures an https Base (see ClientTLS); nil means Go's defaults.
+	TLS *tls.Config
 	// Token, when set, is sent as a bearer token.
 	Token string
 	// HTTP is the client to use; nil means one with a 10s timeout.
@@ -79,11 +88,51 @@ func (c *Client) Reload(ctx context.Context) (ControllerStatus, error) {
 	return st, c.do(ctx, http.MethodPost, "/reload", nil, &st)
 }
 
+// Drops returns the XDP programs' drops per service by reason and their verdicts per
+// interface.
+func (c *Client) Drops(ctx context.Context) (Drops, error) {
+	var out Drops
+	return out, c.do(ctx, http.MethodGet, "/drops", nil, &out)
+}
+
+// ACL returns a service's ACL rules and their hits.
+func (c *Client) ACL(ctx context.Context, service string) ([]dataplane.RuleHits, error) {
+	var out []dataplane.RuleHits
+	return out, c.do(ctx, http.MethodGet, "/services/"+url.PathEscape(service)+"/acl", nil, &out)
+}
+
+// SetACL replaces a service's ACL until the next reload.
+func (c *Client) SetACL(ctx context.Context, service string, allow, deny []netip.Prefix) error {
+	return c.do(ctx, http.MethodPut, "/services/"+url.PathEscape(service)+"/acl", ACLRequest{Allow: allow, Deny: deny}, nil)
+}
+
 // Raw fetches an API path (below /api/v1) and returns the body as is.
 func (c *Client) Raw(ctx context.Context, path string) ([]byte, error) {
 	var raw json.RawMessage
 	err := c.do(ctx, http.MethodGet, path, nil, &raw)
 	return raw, err
+}
+
+// baseURL is the URL the API paths are appended to: Base, or a placeholder host when
+// the client talks to a unix socket.
+func (c *Client) baseURL() string {
+	if c.Socket != "" {
+		return "http://xlb"
+	}
+	return strings.TrimSuffix(c.Base, "/")
+}
+
+// transport is the round tripper of a client without its own HTTP: TLS as configured,
+// dialing the unix socket when Socket is set.
+func (c *Client) transport() http.RoundTripper {
+	if c.HTTP != nil && c.HTTP.Transport != nil {
+		return c.HTTP.Transport
+	}
+	tr := &http.Transport{TLSClientConfig: c.TLS, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
+	if c.Socket != "" {
+		tr.DialContext, tr.Proxy = socketDialer(c.Socket), nil
+	}
+	return tr
 }
 
 func backendPath(service, backend, op string) string {
@@ -99,7 +148,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Base, "/")+APIPrefix+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL()+APIPrefix+path, body)
 	if err != nil {
 		return fmt.Errorf("api request: %w", err)
 	}
@@ -111,7 +160,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+		hc = &http.Client{Timeout: 10 * time.Second, Transport: c.transport()}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

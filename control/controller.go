@@ -161,10 +161,14 @@ func (c *Controller) Start(ctx context.Context) error {
 			return fmt.Errorf("control: start health check %s: %w", chk.ID, err)
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.follow(c.ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.watchThresholds(c.ctx)
 	}()
 	c.log.Info("controller started", "services", len(c.cfg.Services), "backends", c.numBackends())
 	c.warnHashKey()
@@ -267,8 +271,9 @@ func (c *Controller) publishLocked(why string) error {
 		if key == (sched.HashKey{}) {
 			key = sched.DefaultHashKey()
 		}
-		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key {
-			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key}, in)
+		share := s.cfg.TableShare
+		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key || s.built.TableShare() != share {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key, TableShare: share}, in)
 			if err != nil {
 				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
 			}
@@ -301,12 +306,12 @@ func (c *Controller) syncThroughVIPLocked() {
 	}
 	var routes []VIPRoute
 	for _, s := range c.services {
-		if !s.cfg.Health.ThroughVIP || s.cfg.Method != config.MethodDR {
+		if s.cfg.Method != config.MethodDR && s.cfg.Method != config.MethodTunnel {
 			continue
 		}
 		for _, b := range s.backends {
-			if b.checkID != "" && b.resolved && b.hop.IfIndex > 0 {
-				routes = append(routes, VIPRoute{Mark: throughVIPMark(b.id), VIP: s.cfg.VIP, Backend: b.addr, IfIndex: b.hop.IfIndex})
+			if b.throughVIP && b.checked() && b.resolved && b.hop.IfIndex > 0 {
+				routes = append(routes, s.vipRoute(b))
 			}
 		}
 	}
@@ -356,7 +361,8 @@ func (c *Controller) numBackends() int {
 	return n
 }
 
-// onTransition applies a health verdict (called by the prober).
+// onTransition applies a health verdict (called by the prober): the backend's state is the
+// combination of its checks' states.
 func (c *Controller) onTransition(t health.Transition) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -364,15 +370,31 @@ func (c *Controller) onTransition(t health.Transition) {
 	if b == nil || c.closed {
 		return
 	}
-	was := b.health
-	b.health, b.since, b.reason = t.To, t.Time, t.Reason
-	lvl := slog.LevelInfo
-	if t.To != health.StateUp {
-		lvl = slog.LevelWarn
+	for i := range b.checks {
+		if b.checks[i].id == t.ID {
+			b.checks[i].state = t.To
+		}
 	}
-	c.log.Log(context.Background(), lvl, "backend health changed", "backend", t.ID, "from", was.String(),
+	was, now := b.health, b.combined()
+	c.log.Log(context.Background(), levelOf(t.To), "health check changed", "check", t.ID, "from", t.From.String(),
 		"to", t.To.String(), "reason", t.Reason)
+	if now == was {
+		return
+	}
+	b.health, b.since, b.reason = now, t.Time, t.Reason
+	if len(b.checks) > 1 {
+		b.reason = t.ID + ": " + t.Reason
+	}
+	c.log.Log(context.Background(), levelOf(now), "backend health changed", "backend", b.key.service+"/"+b.name,
+		"from", was.String(), "to", now.String(), "reason", b.reason)
 	_ = c.publishLocked("health " + t.ID)
+}
+
+func levelOf(s health.State) slog.Level {
+	if s != health.StateUp {
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // onResult records a probe's latency and the load figure it reported
@@ -386,6 +408,13 @@ func (c *Controller) onResult(id string, r health.Result) {
 	}
 	if c.metrics != nil {
 		c.metrics.observe(b.key.service, b.name, r)
+	}
+	if r.HasWeight && !b.overWeight && b.weight != r.Weight {
+		// An exec check with dynamic_weight (keepalived's misc_dynamic); the API's weight
+		// wins, and a reload sets the configured weight again.
+		c.log.Info("backend weight set by its check", "check", id, "from", b.weight, "to", r.Weight)
+		b.weight = r.Weight
+		_ = c.publishLocked("weight " + id)
 	}
 	if r.HasLoad {
 		changed := !b.hasLoad || b.load != r.Load

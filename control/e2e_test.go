@@ -362,6 +362,23 @@ func e2eNAT(t *testing.T, check string) {
 	checkTraffic(t, c, dp, tally.ByBackend)
 }
 
+// settledTraffic returns service web's traffic and its backends' once two reads in a row
+// agree (at most 5 s).
+func settledTraffic(t *testing.T, c *Controller) (*TrafficStatus, []BackendStatus) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tr := c.Services()[0].Traffic
+		bes, err := c.Backends("web")
+		must(t, err)
+		again := c.Services()[0].Traffic
+		if tr != nil && again != nil && *tr == *again || time.Now().After(deadline) {
+			return again, bes
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // checkTraffic checks the per-service and per-backend counters of service
 // web (API and metrics) against the requests sent, one new connection each
 // (requests: by backend name): a flow per request, every forwarded packet of
@@ -372,7 +389,9 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 	for _, n := range requests {
 		sent += n
 	}
-	tr := c.Services()[0].Traffic
+	// The connections' last packets (FIN, ACK) may still be on their way: read the
+	// service's and the backends' counters once they are still from one read to the next.
+	tr, bes := settledTraffic(t, c)
 	if tr == nil || tr.NewFlows != uint64(sent) || tr.NoBackendDrops != 0 {
 		t.Fatalf("service traffic %+v, want %d new flows", tr, sent)
 	}
@@ -384,8 +403,6 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 		t.Errorf("service packets %d + nat returns %d != transmitted %d + handed to the kernel %d",
 			tr.Packets, tot.NATReturns, tot.TxPackets, tot.ToKernel)
 	}
-	bes, err := c.Backends("web")
-	must(t, err)
 	var pk, by uint64
 	for _, b := range bes {
 		if b.Traffic == nil || b.Traffic.NewFlows != uint64(requests[b.Name]) {

@@ -36,6 +36,7 @@ var (
 	descBEActive     = prometheus.NewDesc("xlb_backend_active", "1 when the backend receives new flows (up, enabled, next hop resolved, weight > 0).", labelsBE, nil)
 	descBEWeight     = prometheus.NewDesc("xlb_backend_weight", "Weight in effect (0 = drained).", labelsBE, nil)
 	descBEDisabled   = prometheus.NewDesc("xlb_backend_disabled", "1 when the backend is disabled.", labelsBE, nil)
+	descBEOverloaded = prometheus.NewDesc("xlb_backend_overloaded", "1 while the backend is at its upper connection threshold (no new flows).", labelsBE, nil)
 	descBEResolved   = prometheus.NewDesc("xlb_backend_next_hop_resolved", "1 when the backend's next hop (MAC, interface) is resolved.", labelsBE, nil)
 	descBEProbes     = prometheus.NewDesc("xlb_backend_probes_total", "Health probes run.", labelsBE, nil)
 	descBEFailures   = prometheus.NewDesc("xlb_backend_probe_failures_total", "Health probes failed.", labelsBE, nil)
@@ -69,10 +70,13 @@ var workerCounters = []struct {
 	{"icmp_replies", "ICMP too-big replies sent.", func(c *dataplane.Counters) uint64 { return c.ICMPReplies }},
 	{"nat_returns", "NAT replies translated back to the VIP.", func(c *dataplane.Counters) uint64 { return c.NATReturns }},
 	{"to_kernel", "NAT replies handed to the kernel to route (no route to the client in the snapshot yet).", func(c *dataplane.Counters) uint64 { return c.ToKernel }},
+	{"quic_routed", "QUIC packets forwarded by the server ID in their connection ID.", func(c *dataplane.Counters) uint64 { return c.QUICRouted }},
+	{"quic_fallback", "QUIC-service packets that took the 4-tuple path (no routable connection ID, or its backend down).", func(c *dataplane.Counters) uint64 { return c.QUICFallback }},
 	{"conn_hits", "Packets of known flows.", func(c *dataplane.Counters) uint64 { return c.ConnHits }},
 	{"new_flows", "Packets of new flows (connection-table misses).", func(c *dataplane.Counters) uint64 { return c.ConnMisses }},
 	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},
 	{"conn_expirations", "Idle connection-table entries expired.", func(c *dataplane.Counters) uint64 { return c.ConnExpirations }},
+	{"conn_over_quota", "New flows of a service at its table share forwarded without a connection-table entry.", func(c *dataplane.Counters) uint64 { return c.ConnOverQuota }},
 	{"conn_rescheduled", "Flows moved off a backend that went down.", func(c *dataplane.Counters) uint64 { return c.ConnRescheduled }},
 	{"batches", "Batches processed.", func(c *dataplane.Counters) uint64 { return c.Batches }},
 	{"kicks", "Wakeup syscalls.", func(c *dataplane.Counters) uint64 { return c.Kicks }},
@@ -135,7 +139,7 @@ func (m *Metrics) observe(service, backend string, r health.Result) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
-		descBEActive, descBEWeight, descBEDisabled, descBEResolved, descBEProbes, descBEFailures, descBELatency,
+		descBEActive, descBEWeight, descBEDisabled, descBEOverloaded, descBEResolved, descBEProbes, descBEFailures, descBELatency,
 		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
 		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows} {
 		ch <- d
@@ -193,14 +197,24 @@ func (m *Metrics) collectControl(ch chan<- prometheus.Metric) {
 			gauge(ch, descBEActive, b2f(sb[i].Up && sb[i].Weight > 0), name, b.name)
 			gauge(ch, descBEWeight, float64(b.weight), name, b.name)
 			gauge(ch, descBEDisabled, b2f(b.disabled), name, b.name)
+			gauge(ch, descBEOverloaded, b2f(b.overloaded), name, b.name)
 			gauge(ch, descBEResolved, b2f(b.resolved), name, b.name)
-			if hs, ok := statuses[b.checkID]; ok && b.checkID != "" {
-				counter(ch, descBEProbes, float64(hs.Probes), name, b.name)
-				counter(ch, descBEFailures, float64(hs.Failures), name, b.name)
-				if n := len(hs.Results); n > 0 {
+			var probes, fails float64
+			for i, id := range b.checkIDs() {
+				hs, ok := statuses[id]
+				if !ok {
+					continue
+				}
+				probes, fails = probes+float64(hs.Probes), fails+float64(hs.Failures)
+				if n := len(hs.Results); n > 0 && i == 0 {
 					gauge(ch, descBELatency, hs.Results[n-1].Latency.Seconds(), name, b.name)
 				}
 			}
+			if b.checked() {
+				counter(ch, descBEProbes, probes, name, b.name)
+				counter(ch, descBEFailures, fails, name, b.name)
+			}
+
 		}
 	}
 	counter(ch, descPublishes, float64(c.pubCount))

@@ -117,10 +117,10 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(ifaceView(old), ifaceView(cfg)) {
 		return fmt.Errorf("control: reload: %w: the interfaces changed (names, xdp_mode, zero_copy, cores or busy_poll); restart xlb to apply them", ErrRestartRequired)
 	}
-	if old.API.Listen != cfg.API.Listen || old.API.Token != cfg.API.Token || old.API.TokenFile != cfg.API.TokenFile {
+	if !sameAPI(&old.API, &cfg.API) {
 		return fmt.Errorf("control: reload: %w: the api section changed; restart xlb to apply it", ErrRestartRequired)
 	}
-	if !old.VRRP.Equal(cfg.VRRP) {
+	if !old.VRRPEqual(cfg) {
 		return fmt.Errorf("control: reload: %w: the vrrp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	if !old.Sync.Equal(cfg.Sync) {
@@ -130,6 +130,13 @@ func restartNeeded(old, cfg *config.Config) error {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
 	return nil
+}
+
+// sameAPI compares what the API's listeners were opened with (the files' contents are not
+// compared: a renewed certificate is picked up by the listener itself).
+func sameAPI(a, b *config.API) bool {
+	return a.Listen == b.Listen && a.Token == b.Token && a.TokenFile == b.TokenFile && a.Socket == b.Socket &&
+		a.SocketGroup == b.SocketGroup && a.TLSCert == b.TLSCert && a.TLSKey == b.TLSKey && a.ClientCA == b.ClientCA
 }
 
 func ifaceView(c *config.Config) []config.Interface {
@@ -157,7 +164,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 			idx = c.newIndex()
 			c.indexes[sc.Name] = idx
 		}
-		s := &svcState{cfg: sc, index: idx, strategy: st}
+		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
 			if o.strategy == st {
@@ -181,10 +188,14 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 					c.nextID++
 				}
 				b.configure(cb, group.fallback)
-				chk, spec, probed := checkFor(&sc, cb, checkID, b.id)
-				c.setCheck(b, chk, spec, probed, &ch)
-				if b.checkID != "" {
-					byCheck[b.checkID] = b
+				b.throughVIP = sc.HealthOf(cb).AnyThroughVIP()
+				chks, specs, err := checksFor(&sc, cb, checkID, b.id)
+				if err != nil { // validated already: a CA file gone since, say
+					c.log.Warn("health check", "backend", checkID, "err", err)
+				}
+				c.syncChecks(b, chks, specs, &ch)
+				for _, id := range b.checkIDs() {
+					byCheck[id] = b
 				}
 				s.backends = append(s.backends, b)
 			}
@@ -212,36 +223,4 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 type checkChanges struct {
 	adds, replaces []health.Check
 	removes        []string
-}
-
-// setCheck gives backend b its health check for the configuration being
-// applied (none when !probed; spec is what chk is made of) and records in
-// ch what the prober must add, replace or remove.
-func (c *Controller) setCheck(b *beState, chk health.Check, spec checkSpec, probed bool, ch *checkChanges) {
-	prevCheck, prevID := b.check, b.checkID
-	switch {
-	case !probed:
-		b.checkID, b.check = "", checkSpec{}
-		if b.health != health.StateUp {
-			b.health, b.since, b.reason = health.StateUp, time.Now(), "no health check"
-		}
-		if prevID != "" {
-			ch.removes = append(ch.removes, prevID)
-		}
-	case prevID == "" || c.byCheck[chk.ID] != nil && c.byCheck[chk.ID] != b:
-		// New, or taking over the ID of a removed backend's check.
-		b.checkID, b.check = chk.ID, spec
-		if b.reason == "no health check" {
-			b.health, b.since, b.reason = health.StateUnknown, time.Now(), "health check added"
-		}
-		ch.adds = append(ch.adds, chk)
-	case prevID != chk.ID:
-		ch.removes = append(ch.removes, prevID)
-		b.checkID, b.check = chk.ID, spec
-		ch.adds = append(ch.adds, chk)
-	case !prevCheck.equal(spec):
-		b.check = spec
-		chk.Initial = b.health
-		ch.replaces = append(ch.replaces, chk)
-	}
 }

@@ -21,6 +21,8 @@ type svcState struct {
 	// change elsewhere does not rebuild this service's Maglev table.
 	built  *sched.Service
 	inputs []sched.Backend
+
+	policy dataplane.Policy // acl and limits: the config's, or the API's until a reload
 }
 
 // beState is a running backend.
@@ -39,17 +41,21 @@ type beState struct {
 	disabled     bool // in effect
 	overDisabled bool // enable/disable through the API
 
-	checkID  string       // "" for kind none
-	check    checkSpec    // what the check is made of, to see whether a reload changed it
-	health   health.State // StateUp when the kind is none
-	since    time.Time
-	reason   string
-	load     float64
-	hasLoad  bool
-	hop      dataplane.NextHop
-	hopErr   string // why the next hop is unresolved
-	resolved bool
-	tried    bool // a resolution has been attempted
+	checks     []checkRef   // none for kind none
+	throughVIP bool         // a check goes through the VIP: it needs its policy route
+	health     health.State // health.Combine of the checks' states; StateUp when there are none
+	since      time.Time
+	reason     string
+	load       float64
+	hasLoad    bool
+	hop        dataplane.NextHop
+	hopErr     string // why the next hop is unresolved
+	resolved   bool
+	tried      bool // a resolution has been attempted
+
+	upper, lower uint32 // connection thresholds (0: none)
+	overloaded   bool   // at or over upper, not yet below lower: no new flows
+	active       uint64 // connections as the data path last counted them
 }
 
 // configure takes the backend's settings from cb, keeping the API's weight
@@ -61,6 +67,10 @@ func (b *beState) configure(cb *config.Backend, fallback bool) {
 	}
 	if cb.Disabled != b.cfgDisabled || !b.overDisabled {
 		b.cfgDisabled, b.disabled, b.overDisabled = cb.Disabled, cb.Disabled, false
+	}
+	b.upper, b.lower = cb.UpperThreshold, cb.LowerThreshold
+	if b.upper == 0 {
+		b.overloaded = false
 	}
 }
 
@@ -74,7 +84,7 @@ type beKey struct {
 // eligible reports whether b may get new flows of its own accord (before
 // the fallback rule): healthy, enabled, resolved and weighted.
 func (b *beState) eligible() bool {
-	return b.upish() && b.weight > 0
+	return b.upish() && b.weight > 0 && !b.overloaded
 }
 
 // upish is Up as the scheduler sees it, before the fallback rule: healthy,
@@ -99,7 +109,11 @@ func (s *svcState) schedBackends() []sched.Backend {
 		if b.fallback && primaryOK {
 			up = false
 		}
-		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: b.weight, Up: up, Load: b.load}
+		w := b.weight
+		if b.overloaded {
+			w = 0 // like a drain: no new flows, existing flows stay
+		}
+		out[i] = sched.Backend{ID: b.id, Name: b.name, Weight: w, Up: up, Load: b.load}
 	}
 	return out
 }
@@ -116,6 +130,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		Method:  m,
 		Sched:   ss,
 		Targets: make([]dataplane.Target, len(s.backends)),
+		Policy:  s.policy,
 	}
 	if m == dataplane.MethodTunnel {
 		sp.TunnelSource = c.TunnelSource
@@ -130,6 +145,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 		}
 		sp.Targets[i] = t
 	}
+	s.encapQUIC(&sp)
 	return sp
 }
 
@@ -143,36 +159,4 @@ type checkSpec struct {
 
 func (a checkSpec) equal(b checkSpec) bool {
 	return a.target == b.target && a.mark == b.mark && a.health.Equal(b.health)
-}
-
-// checkFor returns the health check of backend b (control's ID beID) of
-// service s and what it is made of; ok is false for kind none. A check
-// through the VIP goes to the VIP from sockets marked for the backend (see
-// throughvip.go).
-func checkFor(s *config.Service, b *config.Backend, id string, beID uint32) (chk health.Check, spec checkSpec, ok bool) {
-	h := &s.Health
-	addr := b.Address
-	var dialer *health.Dialer
-	if h.ThroughVIP {
-		addr = s.VIP
-		dialer = &health.Dialer{Mark: throughVIPMark(beID)}
-		spec.mark = dialer.Mark
-	}
-	target := netip.AddrPortFrom(addr, s.HealthPort(b))
-	var c health.Checker
-	switch h.Kind {
-	case config.HealthICMP:
-		c = &health.ICMP{Target: addr, Dialer: dialer}
-	case config.HealthTCP:
-		c = &health.TCP{Target: target, Dialer: dialer}
-	case config.HealthHTTP, config.HealthHTTPS:
-		c = &health.HTTP{Target: target, TLS: h.Kind == config.HealthHTTPS, Path: h.Path, Host: h.Host,
-			ExpectStatus: h.ExpectStatus, ExpectBody: h.ExpectBody, InsecureSkipVerify: h.InsecureSkipVerify,
-			Dialer: dialer}
-	default:
-		return health.Check{}, checkSpec{}, false
-	}
-	spec.health, spec.target = *h, target
-	chk = health.Check{ID: id, Checker: c, Interval: h.Interval, Timeout: h.Timeout, Rise: h.Rise, Fall: h.Fall}
-	return chk, spec, true
 }

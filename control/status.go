@@ -2,7 +2,9 @@ package control
 
 import (
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
@@ -112,6 +114,10 @@ type BackendStatus struct {
 	// Traffic is the data path's count for the backend (absent without a
 	// data path or before the backend is in a published snapshot).
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
+	// Overloaded: at its upper connection threshold, no new flows until it is below
+	// the lower one; Connections is what the data path last counted.
+	Overloaded  bool   `json:"overloaded,omitempty"`
+	Connections uint64 `json:"connections"`
 }
 
 // ResultStatus is one recent health probe.
@@ -188,7 +194,7 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			ID: b.id, Name: b.name, Address: b.addr.String(), Port: b.port, Fallback: b.fallback,
 			Weight: b.weight, ConfigWeight: b.cfgWeight, Disabled: b.disabled, Health: b.health.String(),
 			Since: b.since, Reason: b.reason, Active: sb[i].Up && sb[i].Weight > 0,
-			Traffic: beTraffic(sfs, b.id),
+			Traffic: beTraffic(sfs, b.id), Overloaded: b.overloaded, Connections: b.active,
 		}
 		if b.resolved {
 			bs.NextHop = "ifindex " + strconv.Itoa(b.hop.IfIndex) + " mac " + net.HardwareAddr(b.hop.DstMAC[:]).String()
@@ -199,13 +205,22 @@ func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 			l := b.load
 			bs.Load = &l
 		}
-		if st, ok := statuses[b.checkID]; ok && b.checkID != "" {
-			bs.Check, bs.Probes, bs.Fails = st.Checker, st.Probes, st.Failures
+		var checks []string
+		for _, id := range b.checkIDs() {
+			st, ok := statuses[id]
+			if !ok {
+				continue
+			}
+			checks = append(checks, st.Checker)
+			bs.Probes, bs.Fails = bs.Probes+st.Probes, bs.Fails+st.Failures
 			for _, r := range st.Results {
 				bs.Results = append(bs.Results, ResultStatus{Time: r.Time, OK: r.OK,
 					LatencyMS: float64(r.Latency.Microseconds()) / 1000, Err: r.Err})
 			}
 		}
+		bs.Check = strings.Join(checks, "; ")
+		slices.SortStableFunc(bs.Results, func(x, y ResultStatus) int { return x.Time.Compare(y.Time) })
+
 		out = append(out, bs)
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xlb-dev/xlb/encap"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,6 +29,12 @@ type VIPRoute struct {
 	VIP     netip.Addr
 	Backend netip.Addr
 	IfIndex int // the interface the backend is reached on
+	// Tunnel services: the probe leaves encapsulated as the data path's packets do (IPv4
+	// only), from TunnelSource to Backend, with Encap (and EncapPort for GUE and FOU).
+	Tunnel       bool
+	Encap        encap.TunnelEncap
+	EncapPort    uint16
+	TunnelSource netip.Addr
 }
 
 // ThroughVIPRouter is a Resolver that can install the policy routes of checks through the
@@ -51,6 +58,7 @@ func throughVIPMark(id uint32) uint32 { return markBase | id&markMask }
 type throughVIP struct {
 	installed map[uint32]VIPRoute
 	moved     [2]bool // "lookup local" moved, IPv4 and IPv6
+	enc       probeEncap
 }
 
 func family(a netip.Addr) int {
@@ -169,6 +177,9 @@ func (tv *throughVIP) set(h *netlink.Handle, routes []VIPRoute) error {
 			}
 			tv.moved[i] = false
 		}
+	}
+	if err := tv.enc.set(h, want); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

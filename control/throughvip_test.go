@@ -23,8 +23,8 @@ func TestThroughVIPValidation(t *testing.T) {
 		method, kind, want string
 	}{
 		{"dr", "http", ""},
-		{"tunnel", "http", "through_vip needs method dr"},
-		{"nat", "tcp", "through_vip needs method dr"},
+		{"tunnel", "http", ""},
+		{"nat", "tcp", "through_vip needs method dr or tunnel"},
 		{"dr", "none", "kind none runs no check"},
 	} {
 		y := fmt.Sprintf("interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: 198.18.1.100\n    port: 80\n    method: %s\n", c.method)

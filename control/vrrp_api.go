@@ -51,7 +51,7 @@ func (c *Client) Demote(ctx context.Context) (VRRPStatus, error) {
 
 var (
 	labelsVRRP          = []string{"interface", "vrid"}
-	descVRRPState       = prometheus.NewDesc("xlb_vrrp_state", "VRRP state: 0 initialize, 1 backup, 2 master.", labelsVRRP, nil)
+	descVRRPState       = prometheus.NewDesc("xlb_vrrp_state", "VRRP state: 0 initialize, 1 backup, 2 master, 3 fault.", labelsVRRP, nil)
 	descVRRPMaster      = prometheus.NewDesc("xlb_vrrp_master", "1 while this host is the VRRP master.", labelsVRRP, nil)
 	descVRRPForwarding  = prometheus.NewDesc("xlb_vrrp_forwarding", "1 while the data path has the services (master only).", labelsVRRP, nil)
 	descVRRPPriority    = prometheus.NewDesc("xlb_vrrp_priority", "Configured VRRP priority.", labelsVRRP, nil)

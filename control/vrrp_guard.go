@@ -1,16 +1,13 @@
 package control
 
 import (
-	"bytes"
-	"cmp"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os/exec"
 	"slices"
-	"strings"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/ha"
 )
 
 // The crash guard: while a master holds the VIPs on its interface, the
@@ -20,115 +17,62 @@ import (
 // dies (a crash, SIGKILL) the VIPs stay on the interface, and until the
 // backup's gratuitous ARP moves the clients (3 * interval + skew) their
 // new connections would be refused and their established ones reset. The
-// guard is an nftables table in the host's network namespace that drops the
-// services' packets to the VIPs in the input hook instead: the clients
-// retransmit, and the retransmissions reach the new master. It follows the
+// guard is an nftables table in the host's network namespace (ha.Guard,
+// written over netlink: no nft binary) that drops the services' packets to
+// the VIPs in the input hook instead: the clients retransmit, and the retransmissions reach the new master. It follows the
 // controller's snapshots (reloads included), stays in the kernel when the
 // process dies (that is the point) and is removed on a clean exit.
 
-// guardKey is one service the guard covers.
-type guardKey struct {
-	vip   netip.Addr
-	port  uint16 // 0: every port
-	proto uint8  // IP protocol number
-}
-
-// guardKeys lists the services of snap whose VIP is one of vips.
-func guardKeys(snap *dataplane.Snapshot, vips []netip.Addr) []guardKey {
-	var keys []guardKey
+// guardDrops lists the services of snap whose VIP is one of vips, sorted.
+func guardDrops(snap *dataplane.Snapshot, vips []netip.Addr) []ha.Drop {
+	var drops []ha.Drop
 	for i := range snap.NumServices() {
 		sp := snap.Service(i)
 		if slices.Contains(vips, sp.VIP) {
-			keys = append(keys, guardKey{sp.VIP, sp.Port, sp.Proto})
+			drops = append(drops, ha.Drop{VIP: sp.VIP, Port: sp.Port, Proto: sp.Proto})
 		}
 	}
-	slices.SortFunc(keys, func(a, b guardKey) int {
-		return cmp.Or(a.vip.Compare(b.vip), cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
-	})
-	return slices.Compact(keys)
+	return ha.SortDrops(drops)
 }
 
 // guardTable is the nftables table of virtual router vrid.
 func guardTable(vrid uint8) string { return fmt.Sprintf("xlb_vrrp_%d", vrid) }
-
-// guardRemoval deletes the table whether or not it exists (declaring it
-// first makes the delete succeed either way).
-func guardRemoval(vrid uint8) string {
-	t := guardTable(vrid)
-	return fmt.Sprintf("table inet %s {}\ndelete table inet %s\n", t, t)
-}
-
-// guardScript returns the nft script that (re)creates the guard for keys,
-// or removes it when there are none.
-func guardScript(vrid uint8, keys []guardKey) string {
-	if len(keys) == 0 {
-		return guardRemoval(vrid)
-	}
-	var b strings.Builder
-	b.WriteString(guardRemoval(vrid))
-	fmt.Fprintf(&b, "table inet %s {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n",
-		guardTable(vrid))
-	for _, k := range keys {
-		fam := "ip"
-		if k.vip.Is6() {
-			fam = "ip6"
-		}
-		proto := fmt.Sprint(k.proto)
-		switch k.proto {
-		case 6:
-			proto = "tcp"
-		case 17:
-			proto = "udp"
-		}
-		fmt.Fprintf(&b, "\t\t%s daddr %s meta l4proto %s", fam, k.vip, proto)
-		if k.port != 0 {
-			fmt.Fprintf(&b, " th dport %d", k.port)
-		}
-		b.WriteString(" drop\n")
-	}
-	b.WriteString("\t}\n}\n")
-	return b.String()
-}
-
-// nft runs the nft command with script on its standard input.
-func nft(script string) error {
-	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("nft: %w: %s", err, strings.TrimSpace(out.String()))
-	}
-	return nil
-}
 
 // crashGuard keeps the guard of one virtual router in line with the
 // published snapshots. Its methods are called with the Standby's lock held.
 type crashGuard struct {
 	vrid  uint8
 	vips  []netip.Addr
-	apply func(script string) error // nft
+	apply func(drops []ha.Drop) error // ha.Guard.Apply; nil or empty drops: remove
 	log   *slog.Logger
-	last  string // the script in place
+	last  []ha.Drop // the drops in place
+	valid bool      // last is in place (false: unknown, apply on the next snapshot)
+}
+
+// newCrashGuard returns the guard of virtual router vrid over netlink.
+func newCrashGuard(vrid uint8, vips []netip.Addr, log *slog.Logger) *crashGuard {
+	g := ha.Guard{Table: guardTable(vrid)}
+	return &crashGuard{vrid: vrid, vips: slices.Clone(vips), apply: g.Apply, log: log}
 }
 
 // update applies the guard for snap's services if they changed. A failure
 // is logged and retried on the next snapshot.
 func (g *crashGuard) update(snap *dataplane.Snapshot) {
-	s := guardScript(g.vrid, guardKeys(snap, g.vips))
-	if s == g.last {
+	d := guardDrops(snap, g.vips)
+	if g.valid && slices.Equal(d, g.last) {
 		return
 	}
-	if err := g.apply(s); err != nil {
+	if err := g.apply(d); err != nil {
+		g.valid = false
 		g.log.Warn("vrrp: crash guard not in place: if xlb dies as master, its kernel resets the VIPs' "+
-			"connections until the backup takes over", "err", err)
+			"connections until the backup takes over", "table", "inet "+guardTable(g.vrid), "err", err)
 		return
 	}
-	g.last = s
+	g.last, g.valid = d, true
 }
 
 // remove deletes the guard (on a clean exit).
 func (g *crashGuard) remove() error {
-	g.last = ""
-	return g.apply(guardRemoval(g.vrid))
+	g.last, g.valid = nil, false
+	return g.apply(nil)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -270,58 +271,43 @@ func TestVRRPAPIWithoutVRRP(t *testing.T) {
 
 func TestCrashGuardFollowsSnapshots(t *testing.T) {
 	v := newVRRPRig(t)
-	var scripts []string
-	g := &crashGuard{vrid: 9, vips: []netip.Addr{netip.MustParseAddr("198.19.0.10")}, log: v.c.log,
-		apply: func(s string) error { scripts = append(scripts, s); return nil }}
+	var applied [][]ha.Drop
+	vip := netip.MustParseAddr("198.19.0.10")
+	g := &crashGuard{vrid: 9, vips: []netip.Addr{vip}, log: v.c.log,
+		apply: func(d []ha.Drop) error { applied = append(applied, d); return nil }}
 	v.node.standby.mu.Lock()
-	v.node.standby.guard = g
+	v.node.standby.guards = []*crashGuard{g}
+	v.node.guard = g
 	v.node.standby.mu.Unlock()
 
 	v.prober.fire("web/a", health.StateUp) // a publish
-	want := `table inet xlb_vrrp_9 {}
-delete table inet xlb_vrrp_9
-table inet xlb_vrrp_9 {
-	chain input {
-		type filter hook input priority filter; policy accept;
-		ip daddr 198.19.0.10 meta l4proto tcp th dport 80 drop
-		ip daddr 198.19.0.10 meta l4proto udp th dport 53 drop
-	}
-}
-`
-	if len(scripts) != 1 || scripts[0] != want {
-		t.Fatalf("guard scripts = %q\nwant one:\n%s", scripts, want)
+	want := []ha.Drop{{VIP: vip, Port: 80, Proto: 6}, {VIP: vip, Port: 53, Proto: 17}}
+	if len(applied) != 1 || !slices.Equal(applied[0], want) {
+		t.Fatalf("guard applied %v\nwant once %v", applied, want)
 	}
 	v.prober.fire("web/b", health.StateUp) // same services: nothing to do
-	if len(scripts) != 1 {
-		t.Errorf("unchanged services re-applied the guard: %d scripts", len(scripts))
+	if len(applied) != 1 {
+		t.Errorf("unchanged services re-applied the guard: %d applies", len(applied))
 	}
-	// A reload without the dns service narrows the guard; one without any
-	// service of the VIP removes it.
+	// A reload with another dns port changes the guard.
 	must(t, v.c.Reload(v.parse(strings.Replace(vrrpRigConfig, "    port: 53\n", "    port: 54\n", 1))))
-	if n := len(scripts); n != 2 || !strings.Contains(scripts[1], "udp th dport 54 drop") {
-		t.Fatalf("after reload: %q", scripts[n-1])
+	if n := len(applied); n != 2 || !slices.Contains(applied[1], ha.Drop{VIP: vip, Port: 54, Proto: 17}) {
+		t.Fatalf("after reload: %v", applied[n-1])
 	}
 	v.node.Stop()
-	if n := len(scripts); scripts[n-1] != "table inet xlb_vrrp_9 {}\ndelete table inet xlb_vrrp_9\n" {
-		t.Errorf("stop applied %q, want the removal", scripts[n-1])
+	if n := len(applied); applied[n-1] != nil {
+		t.Errorf("stop applied %v, want the removal (nil)", applied[n-1])
 	}
-	// A failing nft is retried on the next snapshot.
-	g.apply = func(string) error { return errors.New("nft: not found") }
+	// A failing apply is retried on the next snapshot.
+	g.apply = func([]ha.Drop) error { return errors.New("nftables: operation not permitted") }
 	v.prober.fire("web/c", health.StateUp)
-	if g.last != "" {
+	if g.valid {
 		t.Error("a failed apply was recorded as in place")
 	}
-}
-
-func TestGuardScriptAllPortsAndIPv6(t *testing.T) {
-	keys := []guardKey{{netip.MustParseAddr("2001:db8::10"), 0, 6}, {netip.MustParseAddr("198.19.0.11"), 0, 17}}
-	got := guardScript(3, keys)
-	for _, want := range []string{"ip6 daddr 2001:db8::10 meta l4proto tcp drop\n", "ip daddr 198.19.0.11 meta l4proto udp drop\n"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("script lacks %q:\n%s", want, got)
-		}
-	}
-	if got := guardScript(3, nil); got != guardRemoval(3) {
-		t.Errorf("no keys: %q", got)
+	g.apply = func(d []ha.Drop) error { applied = append(applied, d); return nil }
+	n := len(applied)
+	v.prober.fire("web/a", health.StateDown)
+	if len(applied) != n+1 {
+		t.Error("the guard was not retried after a failure")
 	}
 }

@@ -6,19 +6,20 @@ import (
 	"github.com/xlb-dev/xlb/encap"
 )
 
-// TestActiveFlows: a worker's published active flows are its connection table's entries per
-// backend, summed by service name and backend ID; they are republished after activeEvery.
+// TestActiveFlows: the active flows a worker publishes are its connection table's entries
+// per backend, summed by service name and backend ID; they are republished after activeEvery.
 func TestActiveFlows(t *testing.T) {
 	s := captureSnapshot(t)
 	e := newEngine(t)
-	w := &worker{engine: e}
-	d := &Dataplane{workers: []*worker{w}}
+	d := &Dataplane{workers: []*worker{{engine: e}}}
+	d.snap.Store(s)
 	var pkts [][]byte
 	for i := range 40 {
 		pkts = append(pkts, craft(t, pktOpts{src: client4, dst: vip4, sport: uint16(5000 + i), dport: 80, flags: encap.TCPFlagSYN}))
 	}
-	e.Process(s, capFrames(t, pkts...), 1)
-	w.act.publish(e, 1)
+	now := activeEvery + 1
+	e.Process(s, capFrames(t, pkts...), now)
+	e.fl.publish()
 	got := d.ActiveFlows()
 	var sum uint64
 	for id, n := range got["web"] {
@@ -30,12 +31,13 @@ func TestActiveFlows(t *testing.T) {
 	if sum != 40 || len(got["web"]) != 3 || got["tun"][1] != 0 {
 		t.Fatalf("active flows %v, want 40 over web's 3 backends", got)
 	}
-	e.Process(s, capFrames(t, craft(t, pktOpts{src: client4, dst: vip4, sport: 6000, dport: 80, flags: encap.TCPFlagSYN})), 2)
-	w.act.publish(e, 2) // too soon: not republished
+	e.Process(s, capFrames(t, craft(t, pktOpts{src: client4, dst: vip4, sport: 6000, dport: 80, flags: encap.TCPFlagSYN})), now+1)
+	e.fl.publish()
 	if n := d.ActiveFlows()["web"]; n[1]+n[2]+n[3] != 40 {
 		t.Errorf("republished before activeEvery: %v", n)
 	}
-	w.act.publish(e, 2+int64(activeEvery))
+	e.Process(s, nil, now+1+activeEvery)
+	e.fl.publish()
 	if n := d.ActiveFlows()["web"]; n[1]+n[2]+n[3] != 41 {
 		t.Errorf("after activeEvery: %v, want 41 in all", n)
 	}

@@ -63,6 +63,8 @@ const (
 	cTxRingFull
 	cCopied
 	cToKernel
+	cQUICRouted
+	cQUICFallback
 	cReason0                                       // encap.Reason counters start here
 	cDrop0      = cReason0 + int(encap.NumReasons) // Drop counters start here
 	numCounters = cDrop0 + int(NumDrops)
@@ -99,10 +101,17 @@ type Counters struct {
 	// because the snapshot had no resolved route to their client yet; those the kernel
 	// refused, or over the per-batch budget, are dropped as no_route.
 	ToKernel uint64
+	// QUICRouted counts packets of QUIC services forwarded to the backend whose server ID
+	// their destination connection ID carries; QUICFallback those that took the 4-tuple path
+	// instead (no QUIC header, an ID of another configuration or of no backend, or a backend
+	// that is down).
+	QUICRouted, QUICFallback uint64
 	// Connection table, as the worker's sched.Core reports it: live entries, packets of
 	// known flows, packets of new flows, entries evicted by a new flow, idle entries
-	// expired, flows moved off a backend that went down.
+	// expired, flows moved off a backend that went down, new flows of a service at its
+	// table share forwarded without an entry (sched.ServiceConfig.TableShare).
 	ConnEntries, ConnHits, ConnMisses, ConnEvictions, ConnExpirations, ConnRescheduled uint64
+	ConnOverQuota                                                                      uint64
 	// Rings: batches processed, wakeup kicks (sendto/poll), refills that found fewer free
 	// frames than the fill ring had room for, transmit attempts that found the ring full,
 	// frames copied into another interface's socket.
@@ -145,12 +154,15 @@ func (c *Counters) Add(o *Counters) {
 	c.ICMPReplies += o.ICMPReplies
 	c.NATReturns += o.NATReturns
 	c.ToKernel += o.ToKernel
+	c.QUICRouted += o.QUICRouted
+	c.QUICFallback += o.QUICFallback
 	c.ConnEntries += o.ConnEntries
 	c.ConnHits += o.ConnHits
 	c.ConnExpirations += o.ConnExpirations
 	c.ConnRescheduled += o.ConnRescheduled
 	c.ConnMisses += o.ConnMisses
 	c.ConnEvictions += o.ConnEvictions
+	c.ConnOverQuota += o.ConnOverQuota
 	c.Batches += o.Batches
 	c.Kicks += o.Kicks
 	c.FillShort += o.FillShort
@@ -177,6 +189,7 @@ func (c *Counters) addConn(s sched.Stats) {
 	c.ConnEvictions += s.Evictions
 	c.ConnExpirations += s.Expirations
 	c.ConnRescheduled += s.Rescheduled
+	c.ConnOverQuota += s.OverQuota
 }
 
 func (c *counters) export() Counters {
@@ -186,6 +199,7 @@ func (c *counters) export() Counters {
 	o.ICMPReplies, o.NATReturns = c[cICMPReplies], c[cNATReturns]
 	o.Batches, o.Kicks, o.FillShort = c[cBatches], c[cKicks], c[cFillShort]
 	o.TxRingFull, o.Copied, o.ToKernel = c[cTxRingFull], c[cCopied], c[cToKernel]
+	o.QUICRouted, o.QUICFallback = c[cQUICRouted], c[cQUICFallback]
 	copy(o.Reasons[:], c[cReason0:cDrop0])
 	copy(o.Drops[:], c[cDrop0:numCounters])
 	return o

@@ -70,8 +70,9 @@ type Dataplane struct {
 	capt atomic.Pointer[Capture] // the armed packet capture (capture.go)
 
 	mu       sync.Mutex
-	services map[xdpprog.Key]bool // keys in the programs' services maps
-	nat      map[xdpprog.Key]bool // keys in the programs' nat_backends maps
+	services map[xdpprog.Key]bool    // keys in the programs' services maps
+	nat      map[xdpprog.Key]bool    // keys in the programs' nat_backends maps
+	policies map[xdpprog.Key]*Policy // the programs' service policies
 	started  bool
 	closed   bool
 }
@@ -281,7 +282,8 @@ func (d *Dataplane) Interfaces() []InterfaceInfo {
 
 // Publish makes s the snapshot every worker uses from its next batch on, and brings the
 // XDP programs' services and nat_backends maps in step with it: keys it adds are steered
-// before the workers can see them, keys it drops stop being steered after. It also relists
+// before the workers can see them, keys it drops stop being steered after; a service's
+// changed Policy is in the programs before the workers see s (see applyPolicies). It also relists
 // the host's own addresses into the programs' locals maps (kept current between publishes
 // by address notifications), whose packets from NAT backends go to the kernel. On a map error
 // the snapshot is still published and the error says which key failed.
@@ -302,6 +304,7 @@ func (d *Dataplane) Publish(s *Snapshot) error {
 	services, errs := d.addKeys(d.services, svcs, steeringMaps.AddService)
 	nats, nerrs := d.addKeys(d.nat, nat, steeringMaps.AddNATBackend)
 	errs = append(errs, nerrs...)
+	errs = append(errs, d.applyPolicies(s)...)
 	d.snap.Store(s)
 	errs = append(errs, d.deleteKeys(services, svcs, steeringMaps.DeleteService)...)
 	errs = append(errs, d.deleteKeys(nats, nat, steeringMaps.DeleteNATBackend)...)

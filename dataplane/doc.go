@@ -6,7 +6,7 @@
 // thread pinned to a CPU) loads it once per batch, takes up to 64 frames from a receive ring
 // and runs them through an Engine: parse (encap), service lookup, NAT
 // return lookup, connection table and scheduler (sched.Core), then direct routing (MAC
-// rewrite), IPIP/IP6IP6 encapsulation into the frame's headroom or NAT rewrite, with ICMP
+// rewrite), IPIP/IP6IP6, GUE or FOU encapsulation into the frame's headroom or NAT rewrite, with ICMP
 // "fragmentation needed"/"packet too big" sent back when the egress MTU is too small. Frames
 // go out of the interface the route names, on the same socket (the fast path) or through a
 // socket of another interface sharing the worker's UMEM; dropped frames return to the fill
@@ -18,6 +18,9 @@
 // client the snapshot has no route to yet is translated and handed to the kernel to route.
 // Per-service and per-backend packets, bytes and new flows are counted per worker and summed
 // by Dataplane.FlowStats; the connection-table entries per backend by Dataplane.ActiveFlows.
+// A UDP service with QUIC-LB settings (ServiceSpec.QUIC) sends a packet whose destination
+// connection ID carries a backend's server ID straight to that backend while it is up, whatever
+// the client's address (see quic.go); other packets take the 4-tuple path.
 // Dataplane.StartCapture arms a packet capture: while it runs, each worker copies the frames
 // that pass its filter, as received, as sent and as dropped with the reason, into a bounded
 // ring of its own, never waiting for the reader (records that do not fit are counted). The

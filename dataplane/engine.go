@@ -55,6 +55,10 @@ type Engine struct {
 	hitSrc0 bool // the source port was 0 (lookup treats portless keys apart)
 	hitSvc  int
 
+	qs encap.QUICScratch // QUIC-LB decoding (routeQUIC)
+
+	activeAt int64 // when refreshActive last ran
+
 	sync engineSync // connection sync (sync.go); off when unset
 }
 
@@ -95,6 +99,7 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 	}
 	e.c[cBatches]++
 	e.core.Maintain(now)
+	e.refreshActive(now)
 }
 
 // batch processes at most maxBatch frames.
@@ -103,6 +108,9 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	for i := range frames {
 		e.svc[i] = -1
 		if si := e.classify(s, &frames[i], &e.pkts[i]); si >= 0 {
+			if s.services[si].quic != nil && e.routeQUIC(si, &s.services[si], &frames[i], &e.pkts[i]) {
+				continue // forwarded by its connection ID
+			}
 			e.svc[i], e.slot[i] = int32(si), m
 			e.keys[m] = sched.Key(e.pkts[i].Key)
 			m++
@@ -182,6 +190,11 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 	if e.sync.out != nil {
 		e.pushSync(k, t)
 	}
+	e.deliver(sv, t, f, p)
+}
+
+// deliver forwards the frame to backend target t of sv by the service's method.
+func (e *Engine) deliver(sv *service, t *target, f *Frame, p *encap.Packet) {
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return

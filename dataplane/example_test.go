@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log"
 	"net/netip"
@@ -138,4 +139,20 @@ func ExampleDataplane_StartCapture() {
 		})
 	}
 	fmt.Printf("%+v\n", c.Stats())
+}
+
+// A service's policy is checked before it reaches the XDP program: a prefix may be
+// allowed or denied, not both (the lists are matched together, the longest prefix wins).
+func ExampleCheckPolicy() {
+	p := dataplane.Policy{
+		Allow:          []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")},
+		Deny:           []netip.Prefix{netip.MustParsePrefix("198.18.5.0/24")},
+		SourceNewFlows: dataplane.Rate{PerSecond: 100, Burst: 200},
+	}
+	fmt.Println(dataplane.CheckPolicy(&p))
+	p.Deny = append(p.Deny, netip.MustParsePrefix("198.18.0.0/15"))
+	fmt.Println(errors.Is(dataplane.CheckPolicy(&p), dataplane.ErrBadPolicy))
+	// Output:
+	// <nil>
+	// true
 }

@@ -25,8 +25,13 @@ const (
 	bPackets = iota
 	bBytes
 	bNewFlows
+	bActive // the worker's connection-table entries on the backend (a gauge, see refreshActive)
 	beWords
 )
+
+// activeEvery is how often (ns) a worker republishes its per-backend active flows, which
+// change on expiry as well as on new flows.
+const activeEvery = int64(10e6)
 
 // maxDirty bounds the touched entries a worker remembers between publishes; past it, the
 // next publish copies every entry.
@@ -198,6 +203,8 @@ type BackendStats struct {
 	Packets  uint64
 	Bytes    uint64
 	NewFlows uint64
+	// Active is the flows in the connection tables on the backend (published every 10 ms).
+	Active uint64
 }
 
 // add adds the published counts p into out, which is laid out for snapshot s (matching by
@@ -228,6 +235,29 @@ func addFlowCounts(out []ServiceStats, s *Snapshot, p *flowCounts) {
 			o.Backends[j].Packets += atomic.LoadUint64(&p.be[b+bPackets])
 			o.Backends[j].Bytes += atomic.LoadUint64(&p.be[b+bBytes])
 			o.Backends[j].NewFlows += atomic.LoadUint64(&p.be[b+bNewFlows])
+			o.Backends[j].Active += atomic.LoadUint64(&p.be[b+bActive])
+		}
+	}
+}
+
+// refreshActive publishes the core's active flows of every backend of the current layout.
+// Runs every activeEvery, not per packet; allocates nothing.
+func (e *Engine) refreshActive(now int64) {
+	if now-e.activeAt < activeEvery {
+		return
+	}
+	e.activeAt = now
+	w, p := e.fl.work, e.fl.pub.Load()
+	if w == nil || p == nil || p.snap != w.snap {
+		return
+	}
+	for i := range w.snap.services {
+		sv := &w.snap.services[i]
+		for j := range sv.targets {
+			b := (int(w.base[i])+j)*beWords + bActive
+			n := uint64(e.core.ActiveFlows(sv.spec.Sched, j))
+			w.be[b] = n
+			atomic.StoreUint64(&p.be[b], n)
 		}
 	}
 }

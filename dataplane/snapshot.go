@@ -57,6 +57,9 @@ type Target struct {
 	// the method is nat.
 	Port uint16
 	Hop  NextHop
+	// ServerID is the backend's QUIC-LB server ID (ServiceSpec.QUIC), ServerIDLen bytes, or
+	// nil for a backend that issues none.
+	ServerID []byte
 }
 
 // ServiceSpec describes one service of a snapshot.
@@ -71,9 +74,25 @@ type ServiceSpec struct {
 	// tunnelled flows over its queues. Its family picks the outer header: IPv4 (IPIP, 6in4)
 	// or IPv6 (IP6IP6, IPv4-in-IPv6); backends must be of the same family.
 	TunnelSource netip.Prefix
+	// Encap is the tunnel method's encapsulation (IPIP when zero: GUE and FOU add a UDP
+	// header whose source port follows the flow) and EncapPort its UDP destination port (0:
+	// encap.DefaultGUEPort). Only for the tunnel method.
+	Encap     encap.TunnelEncap
+	EncapPort uint16
+	// QUIC, for a UDP service, routes packets by the server ID in their QUIC destination
+	// connection ID (QUIC-LB) to the backend whose Target.ServerID it is, while that backend
+	// is up; other packets take the scheduler's 4-tuple path. Its server IDs have at most 8
+	// bytes. Nil: no QUIC routing.
+	QUIC *encap.QUICLB
+	// QUICPrevious are configurations still routed during a rotation (new keys or lengths):
+	// each with a config rotation codepoint of its own and the current one's server ID
+	// length (the backends' server IDs serve them all).
+	QUICPrevious []*encap.QUICLB
 	// Sched is the service's scheduler snapshot; Targets[i] forwards to its backend i.
 	Sched   *sched.Service
 	Targets []Target
+	// Policy is the service's ACL and new-flow limits, enforced in the XDP program.
+	Policy Policy
 }
 
 // Route sends NAT replies (whose destination is a client) to a next hop. NewSnapshot keeps
@@ -107,7 +126,8 @@ type service struct {
 	v6      bool
 	targets []target
 	vipIP   netip.Addr
-	tunV6   bool // tunnel method: the outer header is IPv6
+	tunV6   bool        // tunnel method: the outer header is IPv6
+	quic    *quicRoutes // ServiceSpec.QUIC: server ID -> target; nil without
 }
 
 type route struct {
@@ -123,10 +143,11 @@ type route struct {
 type Snapshot struct {
 	gen      uint64
 	services []service
-	byVIP    table // (VIP, port, proto) -> service index
-	byNAT    table // (backend, port, proto) -> service index
-	byFrag   table // (VIP, proto) -> the VIP's only service of that protocol, for fragments
-	hosts    table // host route (addr) -> routes index
+	byVIP    table   // (VIP, port, proto) -> service index
+	byNAT    table   // (backend, port, proto) -> service index
+	byFrag   table   // (VIP, proto) -> the VIP's only service of that protocol, for fragments
+	given    []Route // the routes as given, for Routes
+	hosts    table   // host route (addr) -> routes index
 	routes   []route
 	prefixes []int // indexes into routes of the non-host routes, longest prefix first
 }
@@ -236,6 +257,9 @@ func (s *Snapshot) buildFragments() {
 func buildService(sp *ServiceSpec) (service, error) {
 	sv := service{spec: *sp}
 	sv.spec.Targets = slices.Clone(sp.Targets)
+	if err := sv.spec.Policy.own(); err != nil {
+		return service{}, fmt.Errorf("service %q: %w", sp.Name, err)
+	}
 	bad := func(format string, a ...any) (service, error) {
 		return service{}, fmt.Errorf("service %q: %w: %s", sp.Name, ErrBadService, fmt.Sprintf(format, a...))
 	}
@@ -267,8 +291,13 @@ func buildService(sp *ServiceSpec) (service, error) {
 			return bad("tunnel method without tunnel source")
 		}
 		sv.tunV6 = sp.TunnelSource.Addr().Unmap().Is6()
+		if _, err := sp.Encap.MarshalText(); err != nil {
+			return bad("%v", err)
+		}
 	} else if sp.TunnelSource.IsValid() {
 		return bad("tunnel source set for method %v", sp.Method)
+	} else if sp.Encap != encap.EncapIPIP || sp.EncapPort != 0 {
+		return bad("encap %v port %d set for method %v", sp.Encap, sp.EncapPort, sp.Method)
 	}
 	sv.targets = make([]target, len(sp.Targets))
 	for j, t := range sp.Targets {
@@ -310,7 +339,7 @@ func buildService(sp *ServiceSpec) (service, error) {
 		}
 		if sp.Method == MethodTunnel && t.Hop.IfIndex > 0 {
 			tun, err := encap.NewTunnel(encap.TunnelConfig{DstMAC: t.Hop.DstMAC, SrcMAC: t.Hop.SrcMAC,
-				Backend: tg.ip, Source: sp.TunnelSource, MTU: tg.hop.MTU})
+				Backend: tg.ip, Source: sp.TunnelSource, MTU: tg.hop.MTU, Encap: sp.Encap, Port: sp.EncapPort})
 			if err != nil {
 				return wrapT("tunnel: ", err)
 			}
@@ -318,10 +347,14 @@ func buildService(sp *ServiceSpec) (service, error) {
 		}
 		sv.targets[j] = tg
 	}
+	if err := sv.buildQUIC(); err != nil {
+		return service{}, fmt.Errorf("service %q: %w: %w", sp.Name, ErrBadService, err)
+	}
 	return sv, nil
 }
 
 func (s *Snapshot) buildRoutes(routes []Route) error {
+	s.given = slices.Clone(routes)
 	s.routes = make([]route, 0, len(routes))
 	nHost := 0
 	for _, r := range routes {
@@ -360,6 +393,9 @@ func (s *Snapshot) buildRoutes(routes []Route) error {
 	slices.SortStableFunc(s.prefixes, func(a, b int) int { return s.routes[b].bits - s.routes[a].bits })
 	return nil
 }
+
+// Routes returns the routes the snapshot was built with (a copy).
+func (s *Snapshot) Routes() []Route { return slices.Clone(s.given) }
 
 // Generation is a number that grows with every snapshot built in this process.
 func (s *Snapshot) Generation() uint64 { return s.gen }

@@ -34,7 +34,6 @@ type worker struct {
 	busy   bool // never sleep in poll(2) (InterfaceConfig.BusyPoll)
 	snap   *atomic.Pointer[Snapshot]
 	capt   *atomic.Pointer[Capture] // an armed packet capture, or nil
-	act    activeFlows              // active flows per backend, for Dataplane.ActiveFlows
 	start  time.Time
 
 	descs  []xsk.Desc
@@ -220,7 +219,6 @@ func (w *worker) publish() {
 	w.engine.c[cKicks] = kicks
 	w.engine.c.publish(&w.pub)
 	w.engine.fl.publish()
-	w.act.publish(w.engine, int64(time.Since(w.start)))
 }
 
 // sleep waits in poll(2) for any socket to receive, at most idlePoll.

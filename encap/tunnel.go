@@ -12,6 +12,7 @@ var (
 	ErrTunnelFamily = errors.New("tunnel source and backend are of different address families")
 	ErrTunnelAddr   = errors.New("tunnel address is not valid")
 	ErrTunnelMTU    = errors.New("tunnel MTU too small")
+	ErrTunnelEncap  = errors.New("invalid tunnel encapsulation")
 )
 
 // TunnelConfig describes one tunnel (an encapsulating path to one backend).
@@ -28,6 +29,11 @@ type TunnelConfig struct {
 	Source netip.Prefix
 	// MTU is the egress interface's MTU (IP bytes); 0 means 1500.
 	MTU int
+	// Encap is the encapsulation: EncapIPIP (the zero value), EncapGUE or EncapFOU.
+	Encap TunnelEncap
+	// Port is the outer UDP destination port of EncapGUE and EncapFOU; 0 means
+	// DefaultGUEPort. Must be 0 for EncapIPIP.
+	Port uint16
 }
 
 // Tunnel encapsulates packets towards one backend. Build it once with NewTunnel, off the hot
@@ -36,14 +42,16 @@ type TunnelConfig struct {
 type Tunnel struct {
 	dstMAC, srcMAC [6]byte
 	v6             bool
-	hdrLen         int // outer IP header: 20 or 40
+	hdrLen         int    // outer IP header: 20 or 40
+	port           uint16 // GUE/FOU: outer UDP destination port
+	udpLen         int    // outer UDP (and GUE) header behind it: 0 (IPIP), 8 (FOU) or 12 (GUE)
 	src, dst       [16]byte
 	hostBits       int
 	mtu            int
 	// tmpl is the Ethernet header and the outer IP header with their constant fields (MACs,
 	// EtherType, version, TTL, addresses); tmplSum is the IPv4 template's ones' complement sum
 	// (without the source address when it varies per flow).
-	tmpl    [14 + 40]byte
+	tmpl    [14 + 40 + 12]byte
 	tmplSum uint64
 }
 
@@ -84,8 +92,11 @@ func NewTunnel(c TunnelConfig) (Tunnel, error) {
 	if t.mtu == 0 {
 		t.mtu = 1500
 	}
+	if err := t.setUDP(c.Encap, c.Port); err != nil {
+		return t, err
+	}
 	t.fillTemplate()
-	minMTU := 68 + t.hdrLen
+	minMTU := 68 + t.Overhead()
 	if t.v6 {
 		minMTU = 1280
 	}
@@ -95,8 +106,9 @@ func NewTunnel(c TunnelConfig) (Tunnel, error) {
 	return t, nil
 }
 
-// Overhead returns the bytes the outer IP header adds (20 or 40).
-func (t *Tunnel) Overhead() int { return t.hdrLen }
+// Overhead returns the bytes the outer headers add: the IP header (20 or 40), and for GUE
+// and FOU the UDP header (8) and the GUE header (4).
+func (t *Tunnel) Overhead() int { return t.hdrLen + t.udpLen }
 
 // Encap encapsulates the packet p (parsed from buf[off:off+n]) in an outer IP header written
 // into the headroom in front of the inner IP header, which does not move, and writes a new
@@ -105,7 +117,8 @@ func (t *Tunnel) Overhead() int { return t.hdrLen }
 // TOS/traffic class is the inner one, an IPv4 outer header copies DF from an inner IPv4 header
 // (and sets it for an inner IPv6 packet) and gets a correct checksum; an IPv6 outer header
 // gets a flow label from the flow's hash. p is left as it was (it still describes the inner
-// packet, at its old offsets from off).
+// packet, at its old offsets from off). With EncapGUE or EncapFOU a UDP header (and the GUE
+// header) follows the outer IP header, its source port from the flow's hash (see TunnelEncap).
 //
 // When the result would exceed the MTU, an inner IPv6 packet or IPv4 packet with DF is turned
 // into the ICMPv6 "packet too big" or ICMP "fragmentation needed" reply (see ICMPTooBig, with
@@ -117,36 +130,44 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) || !p.consistent(n) {
 		return off, n, Truncated
 	}
+	ov := t.Overhead()
 	inner := p.TotalLen
-	if inner+t.hdrLen > t.mtu {
-		return ICMPTooBig(buf, off, n, p, t.mtu-t.hdrLen)
+	if inner+ov > t.mtu {
+		return ICMPTooBig(buf, off, n, p, t.mtu-ov)
 	}
 	ip := off + p.L3Off
-	start := ip - t.hdrLen - 14
+	start := ip - ov - 14
 	if start < 0 {
 		return off, n, NoHeadroom
 	}
 	f := buf[start:ip]
-	copy(f, t.tmpl[:14+t.hdrLen])
+	copy(f, t.tmpl[:14+ov])
 	proto := uint8(ProtoIPIP)
 	if p.IPVersion == 6 {
 		proto = ProtoIPv6
 	}
+	innerProto := proto
+	if t.udpLen > 0 {
+		proto = ProtoUDP
+	}
 	h := f[14:]
 	var hash uint64
-	if t.v6 || t.hostBits > 0 {
+	if t.v6 || t.hostBits > 0 || t.udpLen > 0 {
 		hash = flowHash(&p.Key)
 	}
 	if t.v6 {
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(p.TOS)<<20|uint32(hash>>32)&0xfffff)
-		binary.BigEndian.PutUint16(h[4:6], uint16(inner))
+		binary.BigEndian.PutUint16(h[4:6], uint16(t.udpLen+inner))
 		h[6] = proto
 		if t.hostBits > 0 {
 			src := t.src
 			setHostBits(&src, true, t.hostBits, hash)
 			copy(h[8:24], src[:])
 		}
-		return start, 14 + 40 + inner, OK
+		if t.udpLen > 0 {
+			t.fillUDP(h[40:], h[8:24], h[24:40], buf[ip:ip+inner], p, innerProto, hash)
+		}
+		return start, 14 + ov + inner, OK
 	}
 	var id, frag uint16
 	if p.IPVersion == 4 {
@@ -157,7 +178,7 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	} else {
 		frag = 0x4000
 	}
-	tot := uint16(20 + inner)
+	tot := uint16(20 + t.udpLen + inner)
 	h[1] = p.TOS
 	binary.BigEndian.PutUint16(h[2:4], tot)
 	binary.BigEndian.PutUint16(h[4:6], id)
@@ -171,7 +192,10 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		sum += uint64(binary.BigEndian.Uint32(src[0:4]))
 	}
 	binary.BigEndian.PutUint16(h[10:12], ^fold64(sum, 0))
-	return start, 14 + 20 + inner, OK
+	if t.udpLen > 0 {
+		t.fillUDP(h[20:], h[12:16], h[16:20], buf[ip:ip+inner], p, innerProto, hash)
+	}
+	return start, 14 + ov + inner, OK
 }
 
 // fillTemplate precomputes the constant part of the headers Encap writes.
@@ -186,6 +210,7 @@ func (t *Tunnel) fillTemplate() {
 		h[7] = 64
 		copy(h[8:24], t.src[:])
 		copy(h[24:40], t.dst[:])
+		t.fillUDPTemplate(h[40:])
 		return
 	}
 	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
@@ -195,6 +220,7 @@ func (t *Tunnel) fillTemplate() {
 	if t.hostBits == 0 {
 		copy(h[12:16], t.src[:4])
 	}
+	t.fillUDPTemplate(h[20:])
 	// The variable fields (TOS, length, id, flags, protocol, checksum) are zero here.
 	t.tmplSum = uint64(binary.BigEndian.Uint32(h[0:4])) + uint64(binary.BigEndian.Uint32(h[8:12])) +
 		uint64(binary.BigEndian.Uint32(h[12:16])) + uint64(binary.BigEndian.Uint32(h[16:20]))

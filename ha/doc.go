@@ -6,7 +6,11 @@
 // primary address, priority 255 marks the address owner, and preemption is configurable. On
 // becoming master the Router calls Hooks.OnMaster (start forwarding the VIPs) and then sends
 // gratuitous ARPs / unsolicited neighbour advertisements for each VIP; on becoming backup it
-// calls Hooks.OnBackup (stop forwarding). A master that hears another master of lower
+// calls Hooks.OnBackup (stop forwarding); Hooks.OnState hears every change. SetFault puts a
+// router in the Fault state (keepalived's FAULT: a master resigns, nothing takes over) and
+// SetPriority changes its priority at run time (tracked scripts and interfaces), and a
+// SyncGroup makes several routers change state together (keepalived's vrrp_sync_group). A
+// master that hears another master of lower
 // precedence reports a split brain in its log and Status. The state machine is free of IO; the
 // raw sockets (protocol 112 with the multicast group 224.0.0.18 / ff02::12 or unicast peers,
 // and AF_PACKET for announcements) sit behind the Transport interface. Config is the `vrrp:`

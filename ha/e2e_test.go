@@ -51,7 +51,7 @@ type lbRouter struct {
 
 func vipPrefix(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
-func startLBRouter(t *testing.T, h *lab.Host, cfg Config) *lbRouter {
+func startLBRouter(t *testing.T, h *lab.Host, cfg Config, onState ...func(lr *lbRouter, from, to State)) *lbRouter {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -86,6 +86,9 @@ func startLBRouter(t *testing.T, h *lab.Host, cfg Config) *lbRouter {
 			on = false
 			return h.DelAddr(cfg.Interface, vipPrefix(cfg.VIPs[0]))
 		},
+	}
+	for _, f := range onState {
+		hooks.OnState = func(from, to State, _ uint8) { f(lr, from, to) }
 	}
 	r, err := New(cfg, hooks, WithTransport(lr.tr), WithLogger(testLogger(t).With("node", h.Name())))
 	if err != nil {

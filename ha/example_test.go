@@ -55,3 +55,19 @@ func Example() {
 	// stop forwarding
 	// run: <nil> state: initialize
 }
+
+// A Guard is an nftables table, written over netlink, that drops the
+// packets of some services to their VIPs in the input hook: what keeps a
+// crashed VRRP master's kernel from resetting connections until the backup
+// has taken over. Applying needs CAP_NET_ADMIN.
+func ExampleGuard() {
+	g := ha.Guard{Table: "xlb_vrrp_51"}
+	vip := netip.MustParseAddr("198.18.0.100")
+	if err := g.Apply([]ha.Drop{{VIP: vip, Port: 80, Proto: 6}, {VIP: vip, Proto: 17}}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer g.Remove()
+	drops, _ := g.Drops()
+	fmt.Println(drops)
+}

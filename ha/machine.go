@@ -16,6 +16,9 @@ const (
 	Backup
 	// Master: this router owns the VIPs and forwards for them.
 	Master
+	// Fault: a tracked script or interface failed (keepalived's FAULT): the router neither
+	// advertises nor takes over, and leaves for Backup when the fault clears.
+	Fault
 )
 
 func (s State) String() string {
@@ -26,6 +29,8 @@ func (s State) String() string {
 		return "backup"
 	case Master:
 		return "master"
+	case Fault:
+		return "fault"
 	}
 	return "unknown"
 }
@@ -35,13 +40,13 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText reads a state's name (as an API client does).
 func (s *State) UnmarshalText(b []byte) error {
-	for _, st := range []State{Initialize, Backup, Master} {
+	for _, st := range []State{Initialize, Backup, Master, Fault} {
 		if st.String() == string(b) {
 			*s = st
 			return nil
 		}
 	}
-	return fmt.Errorf("vrrp state %q: want initialize, backup or master", b)
+	return fmt.Errorf("vrrp state %q: want initialize, backup, master or fault", b)
 }
 
 // action is what the IO loop must do after a machine step (bit set).
@@ -70,6 +75,7 @@ type machine struct {
 	masterAdvInt time.Duration // Master_Adver_Interval (learnt from the master as backup)
 	timer        time.Time     // Adver_Timer as master, Master_Down_Timer as backup
 	demoted      bool          // do not preempt until this router is next master
+	held         bool          // a sync group member is in fault: do not become master
 
 	master     netip.Addr // the current master: us, or the source of the accepted advert
 	masterPrio uint8
@@ -139,14 +145,67 @@ func (m *machine) deadline() time.Time { return m.timer }
 
 // timerFired handles the expiry of the Adver_Timer (master) or Master_Down_Timer (backup).
 func (m *machine) timerFired(now time.Time) action {
-	if m.state == Initialize || now.Before(m.timer) {
+	if m.state == Initialize || m.state == Fault || now.Before(m.timer) {
 		return 0
 	}
 	if m.state == Master {
 		m.timer = now.Add(m.advInt)
 		return actSend
 	}
+	if m.held {
+		m.timer = now.Add(m.masterDown()) // stay backup while a sync group member is in fault
+		return 0
+	}
 	return m.becomeMaster(now)
+}
+
+// fault enters or leaves the Fault state: a master resigns (priority 0) and stops
+// forwarding; a router leaving Fault starts over as backup.
+func (m *machine) fault(now time.Time, on bool) action {
+	switch {
+	case on && m.state == Master:
+		m.setState(now, Fault)
+		m.master, m.timer = netip.Addr{}, time.Time{}
+		return actSendZero | actToBackup
+	case on && m.state == Backup:
+		m.setState(now, Fault)
+		m.timer = time.Time{}
+	case !on && m.state == Fault:
+		return m.becomeBackup(now, m.advInt)
+	}
+	return 0
+}
+
+// setPriority changes the priority this router advertises (tracked scripts and interfaces
+// with a weight); a master advertises the new one at once.
+func (m *machine) setPriority(now time.Time, p uint8) action {
+	if p == m.priority {
+		return 0
+	}
+	m.priority = p
+	if m.state == Master {
+		m.masterPrio = p
+		m.timer = now.Add(m.advInt)
+		return actSend
+	}
+	return 0
+}
+
+// force is a sync group's order: to Master (a member became master), to Backup (a member
+// left master: resign without the sticky demotion), or held (a member is in fault: resign
+// and do not take over until released).
+func (m *machine) force(now time.Time, to State, held bool) action {
+	m.held = held
+	switch {
+	case m.state == Fault || m.state == Initialize:
+		return 0
+	case to == Master && m.state == Backup && !held:
+		return m.becomeMaster(now)
+	case (to == Backup || held) && m.state == Master:
+		m.master = netip.Addr{}
+		return actSendZero | m.becomeBackup(now, m.advInt)
+	}
+	return 0
 }
 
 // canPreempt reports whether, as backup, a lower-priority master may be overridden now.

@@ -198,3 +198,57 @@ func TestShutdownAndDemote(t *testing.T) {
 		t.Fatalf("demoted backup did not take over from a silent master: %b", a)
 	}
 }
+
+func TestFaultPriorityForce(t *testing.T) {
+	m := newTestMachine(100, true, peerA)
+	m.start(t0)
+	m.timerFired(m.deadline())
+	if m.state != Master {
+		t.Fatal("not master")
+	}
+	// A lower priority is advertised at once.
+	if a := m.setPriority(t0, 80); a != actSend || m.priority != 80 || m.masterPrio != 80 {
+		t.Fatalf("setPriority as master: action %b prio %d", a, m.priority)
+	}
+	// Fault: a master resigns and stops forwarding; no timer, adverts and timers ignored.
+	if a := m.fault(t0, true); a != actSendZero|actToBackup || m.state != Fault || !m.deadline().IsZero() {
+		t.Fatalf("fault: action %b state %v", a, m.state)
+	}
+	if a := m.timerFired(t0.Add(time.Hour)); a != 0 || m.state != Fault {
+		t.Fatalf("timer in fault: %b %v", a, m.state)
+	}
+	if a := m.advert(t0, adv(50), peerB); a != 0 || m.state != Fault {
+		t.Fatalf("advert in fault: %b %v", a, m.state)
+	}
+	// Leaving fault starts over as backup.
+	if a := m.fault(t0, false); a != actToBackup || m.state != Backup {
+		t.Fatalf("fault cleared: action %b state %v", a, m.state)
+	}
+	// Held (a sync group member in fault): the down timer does not make it master.
+	m.force(t0, Initialize, true)
+	if a := m.timerFired(m.deadline()); a != 0 || m.state != Backup {
+		t.Fatalf("held backup took over: %b %v", a, m.state)
+	}
+	// Released and ordered to master (a member became master): at once.
+	if a := m.force(t0, Master, false); a != actSend|actToMaster || m.state != Master {
+		t.Fatalf("forced master: %b %v", a, m.state)
+	}
+	// Ordered to backup: resigns, without the sticky demotion.
+	if a := m.force(t0, Backup, false); a != actSendZero|actToBackup || m.state != Backup || m.demoted {
+		t.Fatalf("forced backup: %b %v demoted %v", a, m.state, m.demoted)
+	}
+}
+
+func TestStateText(t *testing.T) {
+	for _, st := range []State{Initialize, Backup, Master, Fault} {
+		b, err := st.MarshalText()
+		var back State
+		if err != nil || back.UnmarshalText(b) != nil || back != st {
+			t.Errorf("%v: %q %v -> %v", st, b, err, back)
+		}
+	}
+	var s State
+	if s.UnmarshalText([]byte("bogus")) == nil {
+		t.Error("bogus state accepted")
+	}
+}

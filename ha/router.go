@@ -26,8 +26,13 @@ type Hooks struct {
 	// OnMaster: this router became master; start forwarding the VIPs. The VIPs are
 	// announced (gratuitous ARP / unsolicited NA) right after it returns.
 	OnMaster func() error
-	// OnBackup: this router became backup, or stops running as master; stop forwarding.
+	// OnBackup: this router became backup or fault, or stops running as master; stop
+	// forwarding.
 	OnBackup func() error
+	// OnState, when set, is told every state change (Initialize when Run returns) with the
+	// priority in effect, after OnMaster or OnBackup; for notify programs and sync groups.
+	// It must not wait for another Router's Run loop.
+	OnState func(from, to State, priority uint8)
 }
 
 // Option configures a Router.
@@ -59,6 +64,7 @@ type Router struct {
 	mismat  atomic.Uint64
 	started atomic.Bool
 	demote  chan chan error
+	cmds    chan func(m *machine, now time.Time) action
 	done    chan struct{}
 }
 
@@ -74,6 +80,7 @@ func New(cfg Config, hooks Hooks, opts ...Option) (*Router, error) {
 		hooks:  hooks,
 		log:    slog.Default(),
 		demote: make(chan chan error),
+		cmds:   make(chan func(*machine, time.Time) action, 64),
 		done:   make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -104,6 +111,28 @@ func (r *Router) Demote() error {
 		return <-reply
 	case <-r.done:
 		return ErrNotRunning
+	}
+}
+
+// SetFault puts the router in the Fault state (a master resigns with priority 0 and stops
+// forwarding; a backup stops taking over) or takes it out (it starts over as backup). It may
+// be called before Run (the router then starts in fault) and from any goroutine.
+func (r *Router) SetFault(on bool) {
+	r.command(func(m *machine, now time.Time) action { return m.fault(now, on) })
+}
+
+// SetPriority changes the advertised priority (1..254; tracked scripts and interfaces with
+// a weight lower or raise it). A master advertises the new priority at once.
+func (r *Router) SetPriority(p uint8) {
+	p = min(max(p, 1), 254)
+	r.command(func(m *machine, now time.Time) action { return m.setPriority(now, p) })
+}
+
+// command queues a machine step for Run's loop; before Run it waits there.
+func (r *Router) command(f func(m *machine, now time.Time) action) {
+	select {
+	case r.cmds <- f:
+	case <-r.done:
 	}
 }
 
@@ -151,6 +180,14 @@ func (r *Router) Run(ctx context.Context) error {
 	lp := loop{r: r, timer: time.NewTimer(time.Hour)}
 	defer lp.timer.Stop()
 	lp.step(func(m *machine, now time.Time) action { return m.start(now) })
+	for pending := true; pending; { // SetFault and SetPriority called before Run
+		select {
+		case f := <-r.cmds:
+			lp.step(f)
+		default:
+			pending = false
+		}
+	}
 	for {
 		lp.arm()
 		select {
@@ -165,6 +202,8 @@ func (r *Router) Run(ctx context.Context) error {
 			lp.step(func(m *machine, now time.Time) action { return m.advert(now, &p.adv, p.info.Src) })
 		case <-lp.timer.C:
 			lp.fired()
+		case f := <-r.cmds:
+			lp.step(f)
 		case reply := <-r.demote:
 			lp.step(func(m *machine, now time.Time) action { return m.demote(now) })
 			reply <- nil
@@ -187,11 +226,20 @@ func (l *loop) step(f func(m *machine, now time.Time) action) {
 	r := l.r
 	r.mu.Lock()
 	wasSplit := r.m.splitBrain(now)
+	from := r.m.state
 	a := f(&r.m, now)
-	st := r.m.state
+	st, prio := r.m.state, r.m.priority
 	peer := r.m.splitBrainPeer
 	r.mu.Unlock()
-	l.perform(a, now, st, wasSplit, peer)
+	l.perform(a, now, st, prio, wasSplit, peer)
+	if st != from {
+		if st == Fault && a&actToBackup == 0 { // a master's way to fault logs in perform
+			r.log.Info("vrrp state", "vrid", r.cfg.VirtualRouterID, "interface", r.cfg.Interface, "state", st)
+		}
+		if r.hooks.OnState != nil {
+			r.hooks.OnState(from, st, prio)
+		}
+	}
 }
 
 func (l *loop) fired() {
@@ -209,6 +257,9 @@ func (l *loop) arm() {
 	l.r.mu.Lock()
 	next := l.r.m.deadline()
 	l.r.mu.Unlock()
+	if next.IsZero() { // Fault: no timer of the machine's own
+		next = time.Now().Add(time.Hour)
+	}
 	if l.garpLeft > 0 && l.garpNext.Before(next) {
 		next = l.garpNext
 	}
@@ -220,7 +271,7 @@ func (l *loop) arm() {
 	l.timer.Reset(max(time.Until(next), 0))
 }
 
-func (l *loop) perform(a action, now time.Time, st State, wasSplit bool, peer netip.Addr) {
+func (l *loop) perform(a action, now time.Time, st State, prio uint8, wasSplit bool, peer netip.Addr) {
 	r := l.r
 	if a&actSendZero != 0 {
 		l.send(0)
@@ -231,7 +282,7 @@ func (l *loop) perform(a action, now time.Time, st State, wasSplit bool, peer ne
 		l.hook(r.hooks.OnBackup, "backup")
 	}
 	if a&actSend != 0 {
-		l.send(r.cfg.Priority)
+		l.send(prio) // the priority in effect (tracking may have changed it)
 	}
 	if a&actToMaster != 0 {
 		r.log.Info("vrrp state", "vrid", r.cfg.VirtualRouterID, "interface", r.cfg.Interface, "state", st)

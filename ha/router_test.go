@@ -295,3 +295,25 @@ func TestRouterUnicastPeersAndHookErrors(t *testing.T) {
 		t.Fatalf("second Run: %v", err)
 	}
 }
+
+// TestSetPriorityAdvertised: a master whose priority drops below a preempting backup's (a
+// tracked script or interface) advertises the new priority, and the backup takes over; a
+// master in fault resigns at once.
+func TestSetPriorityAdvertised(t *testing.T) {
+	h := newHub()
+	a, b := startPair(t, h, 200, 100, true)
+	a.r.SetPriority(50)
+	waitState(t, b, Master, 2*time.Second)
+	waitState(t, a, Backup, time.Second)
+	if st := b.r.Status(); st.Master != peerB {
+		t.Fatalf("b status %+v", st)
+	}
+	a.r.SetPriority(200) // a preempts again
+	waitState(t, a, Master, 2*time.Second)
+	a.r.SetFault(true)
+	waitState(t, a, Fault, time.Second)
+	waitState(t, b, Master, time.Second)
+	if a.forwarding.Load() {
+		t.Error("a forwards in fault")
+	}
+}

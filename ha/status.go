@@ -128,7 +128,7 @@ func (r *Router) Status() Status {
 	s := Status{
 		Interface:        r.cfg.Interface,
 		VRID:             r.cfg.VirtualRouterID,
-		Priority:         r.cfg.Priority,
+		Priority:         m.priority,
 		State:            m.state,
 		Demoted:          m.demoted,
 		Source:           m.primary,

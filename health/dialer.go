@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,12 +83,37 @@ func (d *Dialer) source() netip.Addr {
 	return d.Source
 }
 
-// dialTCP connects to addr on the calling goroutine (a literal address never races two
-// dials), with keep-alive probes off: a probe connection lives for one check only.
-func (d *Dialer) dialTCP(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
-	nd := net.Dialer{KeepAlive: -1, Control: d.control}
+// netDialer returns a net.Dialer with the Dialer's options, keep-alive probes off (a probe
+// connection lives for one check only).
+func (d *Dialer) netDialer(network string) *net.Dialer {
+	nd := &net.Dialer{KeepAlive: -1, Control: d.control}
 	if src := d.source(); src.IsValid() {
-		nd.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Zone: src.Zone()}
+		if network == "udp" {
+			nd.LocalAddr = &net.UDPAddr{IP: src.AsSlice(), Zone: src.Zone()}
+		} else {
+			nd.LocalAddr = &net.TCPAddr{IP: src.AsSlice(), Zone: src.Zone()}
+		}
 	}
-	return nd.DialContext(ctx, "tcp", addr.String())
+	return nd
+}
+
+// dialTCP connects to addr on the calling goroutine (a literal address never races two
+// dials).
+func (d *Dialer) dialTCP(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	return d.netDialer("tcp").DialContext(ctx, "tcp", addr.String())
+}
+
+// dialUDP opens a connected UDP socket to addr: the kernel then reports an ICMP port
+// unreachable as ECONNREFUSED on the next read.
+func (d *Dialer) dialUDP(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	return d.netDialer("udp").DialContext(ctx, "udp", addr.String())
+}
+
+// deadline bounds every read and write on conn by ctx: its deadline, and cancellation at
+// once. The returned stop func releases the cancellation hook.
+func deadline(ctx context.Context, conn net.Conn) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 }

@@ -3,6 +3,7 @@ package health_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -85,4 +86,49 @@ func ExampleInNetns() {
 	defer m.Close()
 	err := m.Add(health.Check{ID: "b1", Checker: &health.ICMP{Target: netip.MustParseAddr("198.18.0.11")}})
 	fmt.Println(err)
+}
+
+// An exec check runs a program (no shell unless asked for); with DynamicWeight an exit
+// status of 2-255 means healthy with weight status-2, as keepalived's misc_dynamic.
+func ExampleExec() {
+	c := &health.Exec{Command: []string{"/bin/sh", "-c", "exit 52"}, DynamicWeight: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rep, err := c.Check(ctx)
+	fmt.Println("healthy:", err == nil, "weight:", rep.Weight, rep.HasWeight)
+	// Output: healthy: true weight: 50 true
+}
+
+// A UDP check is healthy on a reply that contains Expect.
+func ExampleUDP() {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pc.Close()
+	go func() { // a one-shot echo server
+		buf := make([]byte, 512)
+		n, from, err := pc.ReadFrom(buf)
+		if err == nil {
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	c := &health.UDP{Target: netip.MustParseAddrPort(pc.LocalAddr().String()), Payload: []byte("ping"), Expect: []byte("ping")}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = c.Check(ctx)
+	fmt.Println("healthy:", err == nil)
+	// Output: healthy: true
+}
+
+// A backend with several checks is up only when all of them are.
+func ExampleCombine() {
+	fmt.Println(health.Combine(health.StateUp, health.StateUp))
+	fmt.Println(health.Combine(health.StateUp, health.StateUnknown))
+	fmt.Println(health.Combine(health.StateUp, health.StateDown))
+	// Output:
+	// up
+	// unknown
+	// down
 }

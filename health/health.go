@@ -44,6 +44,10 @@ var (
 	ErrStatus = errors.New("health: unexpected http status")
 	// ErrBody: an HTTP(S) probe's body (its first MaxBody bytes) lacks the expected substring.
 	ErrBody = errors.New("health: expected body text not found")
+	// ErrReply: a UDP, DNS, SMTP or TLS probe got an answer, but not the expected one.
+	ErrReply = errors.New("health: unexpected reply")
+	// ErrExit: an exec probe's program exited with a failing status or was killed.
+	ErrExit = errors.New("health: check program failed")
 	// ErrConfig: a check or checker is misconfigured (bad address, interval, path, ...).
 	ErrConfig = errors.New("health: invalid configuration")
 	// ErrExists: Monitor.Add with an ID that is already running.
@@ -61,6 +65,11 @@ type Report struct {
 	// non-negative float; a missing or malformed header leaves HasLoad false.
 	Load    float64
 	HasLoad bool
+	// Weight is the backend weight the probe asks for; valid only when HasWeight. The exec
+	// checker with DynamicWeight sets it from the program's exit code (keepalived's
+	// misc_dynamic: exit code 2-255 means healthy with weight code-2).
+	Weight    uint32
+	HasWeight bool
 }
 
 // Checker runs one probe. Implementations must return as soon as ctx is done (the Monitor
@@ -82,6 +91,10 @@ type Result struct {
 	Err     string        // the checker's error text; empty when OK
 	Load    float64       // the reported load figure, valid when HasLoad
 	HasLoad bool
+	// Weight is the weight the probe asked for (exec checks with DynamicWeight), valid when
+	// HasWeight.
+	Weight    uint32
+	HasWeight bool
 }
 
 // timeoutErr maps context expiry and network timeouts to ErrTimeout and cancellation to

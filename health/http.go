@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // DefaultMaxBody is how much of a response body an HTTP check reads when MaxBody is 0.
@@ -54,12 +53,38 @@ type HTTP struct {
 
 // Check sends one GET and checks the status code and, optionally, the body.
 func (c *HTTP) Check(ctx context.Context) (Report, error) {
+	if err := c.validate(); err != nil {
+		return Report{}, err
+	}
+	conn, err := c.Dialer.dialTCP(ctx, c.Target)
+	if err != nil {
+		return Report{}, timeoutErr(ctx, "http connect", err)
+	}
+	defer conn.Close()
+	defer deadline(ctx, conn)()
+	if c.TLS {
+		tc := tls.Client(conn, c.tlsConfig())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return Report{}, timeoutErr(ctx, "tls handshake", err)
+		}
+		conn = tc
+	}
+	return c.exchange(ctx, conn)
+}
+
+// validate checks the fields a probe needs.
+func (c *HTTP) validate() error {
+	if !c.Target.IsValid() || c.Target.Port() == 0 || (c.Path != "" && !strings.HasPrefix(c.Path, "/")) {
+		return fmt.Errorf("%s: %w: needs an address, a port and a path starting with /", c, ErrConfig)
+	}
+	return nil
+}
+
+// exchange sends the GET over conn (plain or already TLS) and checks the response.
+func (c *HTTP) exchange(ctx context.Context, conn net.Conn) (Report, error) {
 	path := c.Path
 	if path == "" {
 		path = "/"
-	}
-	if !c.Target.IsValid() || c.Target.Port() == 0 || !strings.HasPrefix(path, "/") {
-		return Report{}, fmt.Errorf("%s: %w: needs an address, a port and a path starting with /", c, ErrConfig)
 	}
 	scheme := "http"
 	if c.TLS {
@@ -74,26 +99,6 @@ func (c *HTTP) Check(ctx context.Context) (Report, error) {
 	}
 	req.Close = true // "Connection: close": one request per connection
 	req.Header.Set("User-Agent", "xlb-health/1")
-
-	conn, err := c.Dialer.dialTCP(ctx, c.Target)
-	if err != nil {
-		return Report{}, timeoutErr(ctx, "http connect", err)
-	}
-	defer conn.Close()
-	// Bound every read and write by the context: its deadline, and cancellation at once.
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
-	if c.TLS {
-		tc := tls.Client(conn, c.tlsConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return Report{}, timeoutErr(ctx, "tls handshake", err)
-		}
-		conn = tc
-	}
 	if err := req.Write(conn); err != nil {
 		return Report{}, timeoutErr(ctx, "http write", err)
 	}

@@ -395,5 +395,6 @@ func (m *Monitor) probe(ctx context.Context, c Check) (res Result) {
 		return res
 	}
 	res.OK, res.Load, res.HasLoad = true, rep.Load, rep.HasLoad
+	res.Weight, res.HasWeight = rep.Weight, rep.HasWeight
 	return res
 }

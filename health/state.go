@@ -38,3 +38,23 @@ func (t *tracker) observe(ok bool, errText string) (changed bool, reason string)
 	}
 	return false, ""
 }
+
+// Combine is the state of a target probed by several checks (keepalived's several checkers
+// per real server): up only when every check is up, down as soon as one is down, unknown
+// otherwise (and for no checks at all).
+func Combine(states ...State) State {
+	if len(states) == 0 {
+		return StateUnknown
+	}
+	all := StateUp
+	for _, s := range states {
+		switch s {
+		case StateDown:
+			return StateDown
+		case StateUp:
+		default:
+			all = StateUnknown
+		}
+	}
+	return all
+}

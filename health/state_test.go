@@ -58,3 +58,18 @@ func TestStateString(t *testing.T) {
 		}
 	}
 }
+
+func TestCombine(t *testing.T) {
+	U, D, N := StateUp, StateDown, StateUnknown
+	for _, tc := range []struct {
+		in   []State
+		want State
+	}{
+		{nil, N}, {[]State{U}, U}, {[]State{U, U, U}, U}, {[]State{U, N}, N}, {[]State{N, U}, N},
+		{[]State{U, D}, D}, {[]State{N, D, U}, D}, {[]State{D}, D}, {[]State{N, N}, N},
+	} {
+		if got := Combine(tc.in...); got != tc.want {
+			t.Errorf("Combine(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,8 +29,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return cmdBenchLab(args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench", stderr)
 	quick := fs.Bool("quick", false, "short runs (300ms, 3 rounds): the whole table in under a minute")
 	markdown := fs.Bool("markdown", false, "write Markdown (method, machine, placement, table) for BENCHMARKS.md")
 	out := fs.String("out", "", "write the report to FILE instead of standard output")
@@ -147,20 +145,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *plotDir != "" {
-		files, err := rep.WritePlots(*plotDir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
-	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench "+strings.Join(args, " "), stderr)
 }
 
 // benchPrioritize is bench.Prioritize (a session of its own at autogroup nice -10, so the
 // generator and the worker are not starved by the rest of the caller's session); tests
 // replace it.
 var benchPrioritize = func() { _ = bench.Prioritize() }
+
+// emitReport draws rep's charts into plotDir (none when empty; the files are named on
+// stderr), then writes rep to w as Markdown headed by cmdline, or as text.
+func emitReport(rep *bench.Report, w io.Writer, markdown bool, plotDir, cmdline string, stderr io.Writer) error {
+	if plotDir != "" {
+		files, err := rep.WritePlots(plotDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
+	}
+	if markdown {
+		return rep.WriteMarkdown(w, cmdline)
+	}
+	return rep.WriteText(w)
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,16 +14,16 @@ import (
 // cmdBenchLab runs `xlb bench lab`: the RFC 2544 kit on three namespaces standing for a
 // generator host, an LB host running this binary's `xlb run`, and a backend host with the sink.
 func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench lab", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench lab", stderr)
 	sizes := fs.String("size", "64", "comma-separated frame sizes to search, FCS included")
 	trial := fs.Duration("trial", time.Second, "duration of each trial")
 	loss := fs.Float64("loss", 0.001, "the highest loss of a passing trial, in percent")
 	fractions := fs.String("fractions", "0.1,0.5,0.9", "fractions of the throughput to measure latency at")
 	markdown := fs.Bool("markdown", false, "write the report as Markdown")
 	out := fs.String("out", "", "write the report to FILE")
+	plotDir := fs.String("plot", "", "also draw the report's charts as SVG files into DIR")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: xlb bench lab [--size LIST] [--trial D] [--loss PCT] [--fractions LIST] [--markdown] [--out FILE]\n\n"+
+		fmt.Fprint(stderr, "usage: xlb bench lab [--size LIST] [--trial D] [--loss PCT] [--fractions LIST] [--markdown] [--out FILE] [--plot DIR]\n\n"+
 			"Builds three network namespaces joined by veth (generator host, LB host, backend host), measures\n"+
 			"the generator's own rate against the in-kernel XDP limit on the first link, then runs this\n"+
 			"binary's `xlb run` on the LB host and the RFC 2544 throughput search through it to the sink on\n"+
@@ -70,8 +69,5 @@ func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench lab "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench lab "+strings.Join(args, " "), stderr)
 }

@@ -68,8 +68,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 // cmdBenchSink runs `xlb bench sink`: receive on every queue of an interface, count the
 // generator's frames, print the counts each second and serve them to generators.
 func cmdBenchSink(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench sink", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bench sink", stderr)
 	var pf portFlags
 	pf.register(fs)
 	listen := fs.String("listen", "127.0.0.1:9450", "TCP address of the control connection generators ask for counts")

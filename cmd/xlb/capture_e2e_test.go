@@ -33,6 +33,10 @@ type captureRig struct {
 	dir string
 }
 
+// sock is the API socket of the rig's xlb run (not the default path, which another
+// test's daemon may hold).
+func (r *captureRig) sock() string { return filepath.Join(r.dir, "xlb.sock") }
+
 func newCaptureRig(t *testing.T) *captureRig {
 	testnet.Skip(t)
 	if _, err := exec.LookPath("tcpdump"); err != nil {
@@ -62,6 +66,7 @@ services:
     backends: [{name: b1, address: %[3]s}]
     health: {kind: none}
 `, tn.VIP, b0.Addr(), b1.Addr(), tn.LB.Addr())
+	conf += fmt.Sprintf("api: {socket: %s}\n", r.sock())
 	path := filepath.Join(r.dir, "xlb.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,7 +93,7 @@ services:
 }
 
 func (r *captureRig) services() []control.ServiceStatus {
-	out, err := r.tn.LB.Run(r.bin, "ctl", "--json", "services")
+	out, err := r.tn.LB.Run(r.bin, "ctl", "--socket", r.sock(), "--json", "services")
 	var svcs []control.ServiceStatus
 	if err != nil || json.Unmarshal(out, &svcs) != nil {
 		return nil
@@ -123,7 +128,7 @@ func (r *captureRig) waitFor(what string, ok func() bool) {
 func (r *captureRig) capture(args ...string) (*exec.Cmd, *testnet.Output, <-chan error) {
 	r.t.Helper()
 	out := &testnet.Output{}
-	cmd := exec.Command(r.bin, append([]string{"ctl", "capture"}, args...)...)
+	cmd := exec.Command(r.bin, append([]string{"ctl", "--socket", r.sock(), "capture"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := r.tn.LB.Start(cmd); err != nil {
 		r.t.Fatal(err)
@@ -260,7 +265,7 @@ func TestE2ECapture(t *testing.T) {
 
 	// With its only backend disabled, web drops: the frame as received, then as dropped
 	// (the third interface, the reason as the packet's comment).
-	if out, err := tn.LB.Run(r.bin, "ctl", "disable", "web", "b0"); err != nil {
+	if out, err := tn.LB.Run(r.bin, "ctl", "--socket", r.sock(), "disable", "web", "b0"); err != nil {
 		t.Fatalf("ctl disable: %v %s", err, out)
 	}
 	drop := filepath.Join(r.dir, "drop.pcapng")
@@ -298,7 +303,7 @@ func TestE2ECapture(t *testing.T) {
 	}
 	<-exited
 	r.waitFor("a new capture after the client went away", func() bool {
-		_, err := tn.LB.Run(r.bin, "ctl", "capture", "--duration", "10ms", "-w", "/dev/null")
+		_, err := tn.LB.Run(r.bin, "ctl", "--socket", r.sock(), "capture", "--duration", "10ms", "-w", "/dev/null")
 		return err == nil
 	})
 }
@@ -373,7 +378,7 @@ func TestE2ETop(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	out, err := tn.LB.Run(r.bin, "ctl", "top", "--count", "3", "--interval", "300ms", "--sort", "name")
+	out, err := tn.LB.Run(r.bin, "ctl", "--socket", r.sock(), "top", "--count", "3", "--interval", "300ms", "--sort", "name")
 	cancel()
 	<-done
 	if err != nil {

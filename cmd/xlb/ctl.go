@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,7 +15,7 @@ import (
 	"github.com/xlb-dev/xlb/control"
 )
 
-const ctlUsage = `usage: xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND
+const ctlUsage = `usage: xlb ctl [--socket PATH | --api URL [--token TOKEN | --token-file FILE] [--ca FILE]] [--json] COMMAND
 
 commands:
   status                          controller state (config, snapshot, reloads)
@@ -35,17 +34,27 @@ commands:
   sync                            connection sync: records sent and received, drops by reason, lag
   capture [FILTERS] -w FILE|-     packet capture from the workers as pcapng (xlb ctl capture -h)
   top [--sort KEY]                packets/s, bits/s, new flows/s, active flows per service and backend
+  drops                           packets the XDP program dropped, per service and reason
+  acl SERVICE                     the service's ACL rules and their hits
+  acl SERVICE allow=P,.. deny=P,..  replace the service's ACL until a reload (allow= / deny= empty it)
 
-BACKEND is a backend's name, ID or address. The token may also come from
-the XLB_TOKEN environment variable.
+BACKEND is a backend's name, ID or address. By default ctl talks to the
+daemon's unix socket (who may change things is decided by its permissions);
+with --api it uses the TCP listener, where changes need the token (which may
+also come from the XLB_TOKEN environment variable). An https URL speaks TLS:
+--ca verifies the server, --cert and --key authenticate ctl (mutual TLS).
 `
 
 func cmdCtl(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb ctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("xlb ctl", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, ctlUsage); fs.PrintDefaults() }
-	api := fs.String("api", "http://"+config.DefaultAPIListen, "API base URL")
+	api := fs.String("api", "", "API base URL (e.g. http://"+config.DefaultAPIListen+"); default: the unix socket")
+	socket := fs.String("socket", control.DefaultSocket, "the daemon's API socket")
 	token := fs.String("token", os.Getenv("XLB_TOKEN"), "bearer token")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token")
+	ca := fs.String("ca", "", "PEM file of the CA that signed the API's certificate (https)")
+	cert := fs.String("cert", "", "client certificate for mutual TLS (PEM)")
+	key := fs.String("key", "", "client key for mutual TLS (PEM)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 10*time.Second, "request timeout")
 	if err := fs.Parse(args); err != nil {
@@ -56,11 +65,10 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return fmt.Errorf("%w: xlb ctl needs a command", errUsage)
 	}
-	base := *api
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	cl, err := ctlClient(*api, *socket, *token, *tokenFile, *ca, *cert, *key)
+	if err != nil {
+		return err
 	}
-	cl := &control.Client{Base: base, Token: *token}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	nargs := func(n int, form string) error {
@@ -187,6 +195,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return out(st, func(tw *tabwriter.Writer) { printSync(tw, st) })
+	case "drops", "acl":
+		return ctlDefence(ctx, cl, a, nargs, out)
 	default:
 		fs.Usage()
 		return fmt.Errorf("%w: unknown ctl command %q", errUsage, a[0])

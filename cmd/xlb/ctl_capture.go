@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -30,8 +29,7 @@ const captureFlushEvery = 200 * time.Millisecond
 
 // ctlCapture is `xlb ctl capture`.
 func ctlCapture(cl *control.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb ctl capture", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("xlb ctl capture", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, captureUsage); fs.PrintDefaults() }
 	var req control.CaptureRequest
 	fs.StringVar(&req.Service, "service", "", "only this service's frames")

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -185,8 +184,7 @@ func isTerminal(w io.Writer) bool {
 
 // ctlTop is `xlb ctl top`.
 func ctlTop(cl *control.Client, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb ctl top", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("xlb ctl top", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, topUsage); fs.PrintDefaults() }
 	interval := fs.Duration("interval", time.Second, "refresh interval")
 	count := fs.Int("count", 0, "stop after this many refreshes (0: until Ctrl-C)")

@@ -11,6 +11,16 @@ import (
 )
 
 func printVRRP(tw *tabwriter.Writer, st control.VRRPStatus) {
+	if len(st.Instances) > 0 {
+		for i, in := range st.Instances {
+			if i > 0 {
+				fmt.Fprintln(tw)
+			}
+			fmt.Fprintf(tw, "instance\t%s\n", in.Name)
+			printVRRP(tw, in)
+		}
+		return
+	}
 	vips := make([]string, len(st.VIPs))
 	for i, v := range st.VIPs {
 		vips[i] = v.String()

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -63,10 +63,21 @@ func TestCtlVRRP(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	f := &fakeVRRP{}
-	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{VRRP: f}))
-	t.Cleanup(srv.Close)
+	// Through the unix socket, as ctl talks to a local daemon by default.
+	sock := filepath.Join(t.TempDir(), "xlb.sock")
+	ln, err := control.ListenSocket(sock, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- control.Serve(sctx, ln, control.NewHandler(c, control.HandlerOptions{VRRP: f}),
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { stop(); <-served })
 	ctl := func(args ...string) (int, string, string) {
-		return runXLB(append([]string{"ctl", "--api", srv.URL}, args...)...)
+		return runXLB(append([]string{"ctl", "--socket", sock}, args...)...)
 	}
 
 	code, out, errs := ctl("vrrp")

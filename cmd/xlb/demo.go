@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,8 +13,7 @@ import (
 
 // cmdDemo runs `xlb demo`: the built-in example (internal/demo).
 func cmdDemo(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	requests := fs.Int("requests", 60, "requests in each measured round")
 	keep := fs.Bool("keep", false, "keep the daemon's config and log and print where")
 	fs.Usage = func() {

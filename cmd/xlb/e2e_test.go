@@ -27,6 +27,7 @@ func TestE2EBinary(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 3, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
+	sock := filepath.Join(dir, "xlb.sock")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -37,6 +38,7 @@ func TestE2EBinary(t *testing.T) {
 			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
 		}
 		b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 100ms}\n")
+		fmt.Fprintf(&b, "api: {socket: %s}\n", sock)
 		return b.String()
 	}
 	path := filepath.Join(dir, "xlb.yaml")
@@ -60,7 +62,7 @@ func TestE2EBinary(t *testing.T) {
 		}
 	})
 	ctl := func(args ...string) (string, error) {
-		out, err := tn.LB.Run(bin, append([]string{"ctl"}, args...)...)
+		out, err := tn.LB.Run(bin, append([]string{"ctl", "--socket", sock}, args...)...)
 		return string(out), err
 	}
 	waitFor := func(what string, ok func() bool) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 
@@ -16,8 +15,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "ipvsadm" {
 		return fmt.Errorf("%w: xlb export ipvsadm --config FILE (the only format is ipvsadm)", errUsage)
 	}
-	fs := flag.NewFlagSet("export ipvsadm", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("export ipvsadm", stderr)
 	cfgPath := fs.String("config", "", "the xlb configuration file (required)")
 	comments := fs.Bool("comments", false, "write the notes as # lines after the rules instead of to standard error")
 	fs.Usage = func() {

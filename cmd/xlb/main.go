@@ -23,13 +23,16 @@ const usage = `xlb: a Layer-4 load balancer on AF_XDP
 
 usage:
   xlb run --config FILE [--check] [--profile cpu|mem] [--log-level LEVEL] [--replace-xdp]
-  xlb ctl [--api URL] [--token TOKEN] [--json] COMMAND ...
+  xlb ctl [--socket PATH | --api URL [--token-file FILE] [--ca FILE]] [--json] COMMAND ...
   xlb version
+  xlb preflight [--config FILE] [--netns GLOB] [--no-probe] [--json]
+  xlb man | xlb completion bash|zsh|fish
+  xlb import keepalived [-o FILE] KEEPALIVED.CONF
   xlb demo [--requests N] [--keep]
   xlb bench [--quick] [--markdown] [--profile cpu|mem] [--scenario LIST] ...
   xlb bench gen --iface IF --dst-mac MAC --dst VIP [--rate R] [--sink ADDR] [--rfc2544] ...
   xlb bench sink --iface IF [--listen ADDR] ...
-  xlb bench lab [--size LIST] [--trial D] [--markdown]
+  xlb bench lab [--size LIST] [--trial D] [--markdown] [--plot DIR]
   xlb export ipvsadm --config FILE [--comments]
 
 Run 'xlb run -h' or 'xlb ctl -h' for details.
@@ -60,6 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBench(args[1:], stdout, stderr)
 	case "export":
 		err = cmdExport(args[1:], stdout, stderr)
+	case "preflight":
+		err = cmdPreflight(args[1:], stdout, stderr)
+	case "man":
+		err = cmdMan(stdout)
+	case "completion":
+		err = cmdCompletion(args[1:], stdout)
+	case "import":
+		err = cmdImport(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -2,27 +2,27 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/pkg/profile"
 
 	"github.com/xlb-dev/xlb"
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/internal/caps"
 )
 
 func cmdRun(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("xlb run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	fs := newFlagSet("xlb run", stderr)
+	cfgPath := fs.String("config", "", "configuration `FILE` (YAML)")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	prof := fs.String("profile", "", "write a profile to the working directory: cpu or mem")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	level := fs.String("log-level", "info", "`LEVEL` of the log: debug, info, warn or error")
 	replace := fs.Bool("replace-xdp", false, "replace an XDP program already attached to an interface")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -80,5 +80,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 		}
 	}()
 	log.Info("xlb starting", "version", versionString(), "config", *cfgPath, "pid", os.Getpid())
-	return lb.Run(ctx)
+	err = lb.Run(ctx)
+	// A failure for want of a capability names the ones missing and what needs them.
+	umem := uint64(4096 * 4096) // the data path's default frame size and count
+	return caps.Explain(err, umem*uint64(runtime.NumCPU())*uint64(len(cfg.Interfaces)))
 }

@@ -40,6 +40,9 @@ type vrrpLB struct {
 func (lb *vrrpLB) start() {
 	lb.t.Helper()
 	lb.cmd = exec.Command(lb.bin, "run", "--config", lb.conf, "--log-level", "debug")
+	// An empty PATH: the daemon runs no external program (the crash guard
+	// speaks netlink to nftables itself).
+	lb.cmd.Env = append(os.Environ(), "PATH="+lb.t.TempDir())
 	lb.cmd.Stdout, lb.cmd.Stderr = lb.logs, lb.logs
 	fmt.Fprintf(lb.logs, "---- %s: xlb run starts\n", lb.host.Name())
 	if err := lb.host.Start(lb.cmd); err != nil {
@@ -47,6 +50,11 @@ func (lb *vrrpLB) start() {
 	}
 	lb.exited = make(chan error, 1)
 	go func(c *exec.Cmd, ch chan error) { ch <- c.Wait() }(lb.cmd, lb.exited)
+}
+
+// guard is the crash guard's table in the host's namespace.
+func (lb *vrrpLB) guard() ha.Guard {
+	return ha.Guard{Table: "xlb_vrrp_51", NetNS: int(lb.host.NsHandle())}
 }
 
 // status asks the process's API for its VRRP state (zero on error).
@@ -117,9 +125,6 @@ type keepConn struct {
 // killed host comes back as backup and `xlb ctl demote` on the new master
 // hands the VIP back to it (root only; skips otherwise).
 func TestE2EVRRPFailover(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft is not installed (Debian package nftables): the crash guard needs it")
-	}
 	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
@@ -143,6 +148,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
 		fmt.Fprintf(&b, "vrrp:\n  interface: eth0\n  virtual_router_id: 51\n  priority: %d\n  advert_interval: %v\n"+
 			"  preempt: false\n  vips: [%s]\n", prio, vrrpInterval, vip)
+		fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(dir, fmt.Sprintf("lb%d.sock", i)))
 		conf := filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i))
 		if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 			t.Fatal(err)
@@ -276,8 +282,8 @@ func TestE2EVRRPFailover(t *testing.T) {
 	<-lb0.exited
 	// The killed host keeps the VIP on its interface, and its crash guard, which
 	// drops the services' packets instead of resetting them.
-	if out, err := lb0.host.Run("nft", "list", "table", "inet", "xlb_vrrp_51"); err != nil || !strings.Contains(string(out), "drop") {
-		t.Errorf("crash guard after SIGKILL: %v\n%s", err, out)
+	if drops, err := lb0.guard().Drops(); err != nil || len(drops) == 0 {
+		t.Errorf("crash guard after SIGKILL: %v, %v", drops, err)
 	}
 	time.Sleep(time.Second)
 	lb1Trans := lb1.status().Transitions
@@ -330,7 +336,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 		macTrace <- b.String()
 	}()
 	demoted := time.Now()
-	if out, err := lb1.host.Run(bin, "ctl", "demote"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
+	if out, err := lb1.host.Run(bin, "ctl", "--socket", filepath.Join(dir, "lb1.sock"), "demote"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
 		t.Fatalf("xlb ctl demote: %v\n%s", err, out)
 	}
 	lb1Trans = lb1.status().Transitions
@@ -338,7 +344,7 @@ func TestE2EVRRPFailover(t *testing.T) {
 	st0 := lb0.status()
 	handback := st0.LastTransition.Sub(demoted)
 	t.Logf("demote: lb0 master %v after `xlb ctl demote` was started", handback.Round(time.Millisecond))
-	if out, err := lb1.host.Run(bin, "ctl", "vrrp"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
+	if out, err := lb1.host.Run(bin, "ctl", "--socket", filepath.Join(dir, "lb1.sock"), "vrrp"); err != nil || !strings.Contains(string(out), "backup (demoted)") {
 		t.Errorf("xlb ctl vrrp on lb1: %v\n%s", err, out)
 	}
 	time.Sleep(time.Second)
@@ -384,8 +390,8 @@ func TestE2EVRRPFailover(t *testing.T) {
 		if lb.hasVIP(vip) {
 			t.Errorf("%s: VIP left on eth0 after a clean exit", lb.host.Name())
 		}
-		if out, err := lb.host.Run("nft", "list", "table", "inet", "xlb_vrrp_51"); err == nil {
-			t.Errorf("%s: crash guard left after a clean exit:\n%s", lb.host.Name(), out)
+		if drops, err := lb.guard().Drops(); err != nil || drops != nil {
+			t.Errorf("%s: crash guard after a clean exit: %v, %v", lb.host.Name(), drops, err)
 		}
 	}
 }

@@ -13,6 +13,13 @@
 // reply and goes to the kernel. Everything else, including ICMP echo, ARP and neighbour discovery,
 // goes to the kernel with XDP_PASS, and so does a redirect that finds no socket
 // in the queue's slot. Per-CPU counters record every verdict by reason.
+//
+// Defence (the per-service policy, see the comment above struct svc_info): a
+// packet to a service (or a fragment to a VIP with one service of its
+// protocol) whose source the service's ACL denies is dropped (XDP_DROP), and so
+// is a TCP SYN (a new flow) over the service's or its source prefix's new-flow
+// rate. Every drop is counted by reason, globally and per service, and every
+// ACL hit per rule.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -27,6 +34,9 @@
 #define FAMILY_V6 6
 #define MAX_QUEUES 256
 #define MAX_EXT_HEADERS 6
+#define MAX_SERVICES 4096
+#define MAX_ACL_RULES 131072
+#define MAX_SOURCES 65536
 
 // Key of services (destination) and nat_backends (source). IPv4 addresses fill
 // addr[0:4], the rest is zero; port is in network byte order.
@@ -43,6 +53,18 @@ struct vip_key {
 	__u32 family;
 };
 
+// Value of services and frags: the service's slot in the per-service arrays
+// (acls, limits, svc_drops) and which of its policies are set. User space
+// sets a flag only after the policy it names is in place, and clears it before
+// removing the policy.
+struct svc_info {
+	__u32 id;
+	__u32 flags;
+};
+
+#define F_ACL 1   // acls[id] holds the service's ACL trie
+#define F_LIMIT 2 // limits[id] holds new-flow limits
+
 // Counter indexes; keep in step with the Go wrapper.
 enum {
 	C_REDIRECT_SERVICE,  // packet to a service
@@ -55,6 +77,9 @@ enum {
 	C_ERR_TRUNCATED,     // a header runs past the end of the packet
 	C_ERR_MALFORMED,     // bad version, header length, too many extension headers
 	C_PASS_LOCAL,        // from a NAT backend to the host's own address (health check reply)
+	C_DROP_ACL,          // dropped: source denied by the service's ACL
+	C_DROP_RATE,         // dropped: SYN over the service's new-flow rate
+	C_DROP_SOURCE_RATE,  // dropped: SYN over the source prefix's new-flow rate
 	C_MAX,
 };
 
@@ -69,8 +94,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct flow_key);
-	__type(value, __u32);
+	__type(value, struct svc_info);
 } services SEC(".maps");
+
+// (VIP, protocol) -> the VIP's one service of that protocol, whose ACL applies
+// to fragments (port is 0). No entry when the VIP has none or several.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct flow_key);
+	__type(value, struct svc_info);
+} frags SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -109,6 +143,8 @@ static __always_inline int count(__u32 idx, int verdict)
 	return verdict;
 }
 
+#include "policy.h"
+
 static __always_inline int redirect(struct xdp_md *ctx, __u32 reason)
 {
 	int v = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
@@ -118,20 +154,27 @@ static __always_inline int redirect(struct xdp_md *ctx, __u32 reason)
 }
 
 // lookup_port looks (addr, port, proto) up in m exactly, then with port 0
-// (every port).
-static __always_inline int lookup_port(void *m, struct flow_key *k)
+// (every port), and returns the value or NULL. k's port is restored.
+static __always_inline void *lookup_port(void *m, struct flow_key *k)
 {
-	if (bpf_map_lookup_elem(m, k))
-		return 1;
-	if (k->port == 0)
-		return 0;
+	void *v = bpf_map_lookup_elem(m, k);
+	if (v || k->port == 0)
+		return v;
+	__be16 port = k->port;
 	k->port = 0;
-	return bpf_map_lookup_elem(m, k) != NULL;
+	v = bpf_map_lookup_elem(m, k);
+	k->port = port;
+	return v;
+}
+
+static __always_inline struct svc_info *service_lookup(struct flow_key *k)
+{
+	return lookup_port(&services, k);
 }
 
 static __always_inline int service_hit(struct flow_key *k)
 {
-	return lookup_port(&services, k);
+	return lookup_port(&services, k) != NULL;
 }
 
 static __always_inline int addr_in(void *m, const __u8 *addr, int family)
@@ -307,7 +350,7 @@ int xlb(struct xdp_md *ctx)
 	struct l3 r = {};
 	int family, err;
 	const __u8 *daddr;
-	if (type == bpf_htons(ETH_P_IP)) {
+		if (type == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		family = FAMILY_V4;
 		err = ipv4_walk(ip, end, &r);
@@ -329,9 +372,21 @@ int xlb(struct xdp_md *ctx)
 	daddr = dst.addr;
 
 	if (r.frag) {
-		if (is_vip(daddr, family))
-			return redirect(ctx, C_REDIRECT_FRAGMENT);
-		return count(C_PASS_NO_MATCH, XDP_PASS);
+		if (!is_vip(daddr, family))
+			return count(C_PASS_NO_MATCH, XDP_PASS);
+		dst.family = family;
+		dst.proto = r.proto;
+		// As the workers do: the VIP's all-ports service, else its only
+		// service of the protocol.
+		struct svc_info *svc = bpf_map_lookup_elem(&services, &dst);
+		if (!svc)
+			svc = bpf_map_lookup_elem(&frags, &dst);
+		if (svc) {
+			int v = policy(svc, src.addr, family, 0);
+			if (v >= 0)
+				return v;
+		}
+		return redirect(ctx, C_REDIRECT_FRAGMENT);
 	}
 
 	if (has_ports(r.proto)) {
@@ -342,8 +397,21 @@ int xlb(struct xdp_md *ctx)
 		dst.proto = src.proto = r.proto;
 		dst.port = ports[1];
 		src.port = ports[0];
-		if (service_hit(&dst))
+		struct svc_info *svc = service_lookup(&dst);
+		if (svc) {
+			int syn = 0;
+			if (r.proto == IPPROTO_TCP) {
+				// SYN without ACK. A header too short for the flags is
+				// no SYN: the workers drop it as malformed.
+				__u8 *th = r.l4;
+				if ((void *)(th + 14) <= end)
+					syn = (th[13] & 0x12) == 0x02;
+			}
+			int v = policy(svc, src.addr, family, syn);
+			if (v >= 0)
+				return v;
 			return redirect(ctx, C_REDIRECT_SERVICE);
+		}
 		if (lookup_port(&nat_backends, &src)) {
 			// Only NAT replies pay this lookup: a NAT reply goes to a
 			// client, never to the host itself.

@@ -149,7 +149,7 @@ func (d *run) startLB() error {
 	}
 	fmt.Fprintf(&b, "    health: { kind: http, port: 80, path: /healthz, expect_status: 200, interval: %v, timeout: %v, rise: %d, fall: %d }\n",
 		interval, timeout, rise, fall)
-	fmt.Fprintf(&b, "api:\n  listen: %s\n", apiAddr)
+	fmt.Fprintf(&b, "api:\n  listen: %s\n  socket: %s\n", apiAddr, filepath.Join(dir, "xlb.sock"))
 	path := filepath.Join(dir, "xlb.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)

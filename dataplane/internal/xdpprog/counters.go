@@ -19,23 +19,26 @@ type Reason int
 
 // Counter reasons.
 const (
-	RedirectService  Reason = iota // packet to a service
-	RedirectNAT                    // reply from a NAT backend
-	RedirectICMP                   // ICMP error about a service flow
-	RedirectFragment               // IP fragment to a VIP
-	PassNotIP                      // ARP, LLDP, ...: to the kernel
-	PassNoMatch                    // IP not for the load balancer: to the kernel
-	PassNoSocket                   // for the load balancer, but no socket on the queue
-	ErrTruncated                   // a header runs past the end: to the kernel
-	ErrMalformed                   // bad version or header length, too many extension headers
-	PassLocal                      // from a NAT backend to the host's own address: to the kernel
+	RedirectService   Reason = iota // packet to a service
+	RedirectNAT                     // reply from a NAT backend
+	RedirectICMP                    // ICMP error about a service flow
+	RedirectFragment                // IP fragment to a VIP
+	PassNotIP                       // ARP, LLDP, ...: to the kernel
+	PassNoMatch                     // IP not for the load balancer: to the kernel
+	PassNoSocket                    // for the load balancer, but no socket on the queue
+	ErrTruncated                    // a header runs past the end: to the kernel
+	ErrMalformed                    // bad version or header length, too many extension headers
+	PassLocal                       // from a NAT backend to the host's own address: to the kernel
+	DroppedACL                      // dropped: source denied by the service's ACL
+	DroppedRate                     // dropped: TCP SYN over the service's new-flow rate
+	DroppedSourceRate               // dropped: TCP SYN over its source prefix's new-flow rate
 	NumReasons
 )
 
 var reasonNames = [NumReasons]string{
 	"redirect_service", "redirect_nat", "redirect_icmp", "redirect_fragment",
 	"pass_not_ip", "pass_no_match", "pass_no_socket", "err_truncated", "err_malformed",
-	"pass_local",
+	"pass_local", "drop_acl", "drop_rate", "drop_source_rate",
 }
 
 func (r Reason) String() string {
@@ -56,6 +59,11 @@ func (c Counters) Redirected() uint64 {
 // Passed returns the packets given to the kernel.
 func (c Counters) Passed() uint64 {
 	return c[PassNotIP] + c[PassNoMatch] + c[PassNoSocket] + c[ErrTruncated] + c[ErrMalformed] + c[PassLocal]
+}
+
+// Dropped returns the packets the program dropped (policy).
+func (c Counters) Dropped() uint64 {
+	return c[DroppedACL] + c[DroppedRate] + c[DroppedSourceRate]
 }
 
 // Counters reads the per-CPU counters and sums them.

@@ -8,4 +8,4 @@ package xdpprog
 //
 // (see dataplane/bpf/README.md).
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel,bpfeb -type flow_key -type vip_key -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" xlb ../../bpf/xlb.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel,bpfeb -type flow_key -type vip_key -type svc_info -type limit -type src_key -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" xlb ../../bpf/xlb.c

@@ -119,13 +119,33 @@ type Program struct {
 	locals  map[netip.Addr]bool // the host's addresses in the locals map
 	queues  [MaxQueues]bool     // XSKMAP slots filled by RegisterSocket
 	closed  bool
+
+	svcs      map[xlbFlowKey]*svcState // the services map's keys, their slots and policies
+	freeIDs   []uint32                 // free service slots (a stack)
+	freeRules []uint32                 // free acl_hits slots (a stack)
+	aclSpec   *ebpf.MapSpec            // the ACL tries' spec
+	limitGen  uint32                   // the last generation of limits written
 }
 
 // Load loads the program and its maps into the kernel without attaching them.
 func Load() (*Program, error) {
-	p := &Program{vips: make(map[netip.Addr]int), locals: make(map[netip.Addr]bool)}
-	if err := loadXlbObjects(&p.objs, nil); err != nil {
+	p := &Program{vips: make(map[netip.Addr]int), locals: make(map[netip.Addr]bool),
+		svcs: make(map[xlbFlowKey]*svcState)}
+	spec, err := loadXlb()
+	if err != nil {
 		return nil, fmt.Errorf("load xdp program xlb: %w", err)
+	}
+	p.aclSpec = spec.Maps[xlbMapAcls].InnerMap.Copy()
+	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+		return nil, fmt.Errorf("load xdp program xlb: %w", err)
+	}
+	p.freeIDs = make([]uint32, 0, MaxServices)
+	for id := MaxServices - 1; id >= 0; id-- {
+		p.freeIDs = append(p.freeIDs, uint32(id))
+	}
+	p.freeRules = make([]uint32, 0, MaxACLRules)
+	for s := MaxACLRules - 1; s >= 0; s-- {
+		p.freeRules = append(p.freeRules, uint32(s))
 	}
 	return p, nil
 }
@@ -153,7 +173,7 @@ func (p *Program) attach(ifindex int, opts Options) error {
 		if !opts.Replace {
 			return fmt.Errorf("attach xdp to %s: program id %d: %w", name, x.ProgId, ErrAlreadyAttached)
 		}
-		if err := detachOther(nl, ifindex); err != nil {
+		if err := detachOther(nl, ifindex, x.ProgId); err != nil {
 			return fmt.Errorf("replace xdp program id %d on %s: %w", x.ProgId, name, err)
 		}
 	}
@@ -182,15 +202,17 @@ func (p *Program) attach(ifindex int, opts Options) error {
 	return fmt.Errorf("attach xdp to %s: %w: %w", name, ErrMode, errors.Join(errs...))
 }
 
-// detachOther removes the XDP program on nl: a bpf_link on the interface is
-// detached, a program attached through netlink is removed.
-func detachOther(nl netlink.Link, ifindex int) error {
+// detachOther removes the XDP program progID on nl: a bpf_link on the interface is
+// detached, a program attached through netlink is removed. A link is the interface's
+// only when both its ifindex and its program match: interfaces in other network
+// namespaces can have the same ifindex.
+func detachOther(nl netlink.Link, ifindex int, progID uint32) error {
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
 		l := it.Take()
 		info, err := l.Info()
-		if err == nil && info.Type == link.XDPType {
+		if err == nil && info.Type == link.XDPType && uint32(info.Program) == progID {
 			if x := info.XDP(); x != nil && int(x.Ifindex) == ifindex {
 				err := l.Detach()
 				l.Close()
@@ -237,11 +259,20 @@ func (p *Program) withKey(k Key, fn func(r *xlbFlowKey) error) error {
 // AF_XDP sockets. Port 0 means every port of the address and protocol.
 func (p *Program) AddService(k Key) error {
 	return p.withKey(k, func(r *xlbFlowKey) error {
-		var exists uint32
-		if p.objs.Services.Lookup(r, &exists) == nil {
+		if p.svcs[*r] != nil {
 			return nil
 		}
-		if err := p.objs.Services.Put(r, uint32(1)); err != nil {
+		if len(p.freeIDs) == 0 {
+			return fmt.Errorf("add service %v port %d proto %d: %d services: %w", k.Addr, k.Port, k.Proto, MaxServices, ErrKey)
+		}
+		st := &svcState{id: p.freeIDs[len(p.freeIDs)-1]}
+		zero := make([]uint64, ebpf.MustPossibleCPU())
+		for reason := range NumDropReasons {
+			if err := p.objs.SvcDrops.Put(st.id*uint32(NumDropReasons)+uint32(reason), zero); err != nil {
+				return fmt.Errorf("zero drop counters of service slot %d: %w", st.id, err)
+			}
+		}
+		if err := p.objs.Services.Put(r, &xlbSvcInfo{Id: st.id}); err != nil {
 			return fmt.Errorf("add service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
 		}
 		a := k.Addr.Unmap()
@@ -253,7 +284,9 @@ func (p *Program) AddService(k Key) error {
 			}
 		}
 		p.vips[a]++
-		return nil
+		p.freeIDs = p.freeIDs[:len(p.freeIDs)-1]
+		p.svcs[*r] = st
+		return p.syncFrag(fragKey(*r))
 	})
 }
 
@@ -265,6 +298,9 @@ func (p *Program) DeleteService(k Key) error {
 				return nil
 			}
 			return fmt.Errorf("delete service %v port %d proto %d: %w", k.Addr, k.Port, k.Proto, err)
+		}
+		if err := p.dropState(r); err != nil {
+			return err
 		}
 		a := k.Addr.Unmap()
 		if p.vips[a]--; p.vips[a] <= 0 {
@@ -299,6 +335,27 @@ func (p *Program) DeleteNATBackend(k Key) error {
 		}
 		return nil
 	})
+}
+
+// dropState releases what a deleted service held: its fragments' entry, its
+// ACL trie, its rule and service slots.
+func (p *Program) dropState(r *xlbFlowKey) error {
+	st := p.svcs[*r]
+	if st == nil {
+		return nil
+	}
+	delete(p.svcs, *r)
+	err := p.syncFrag(fragKey(*r))
+	if st.rules != nil {
+		if e := p.objs.Acls.Delete(st.id); e != nil && !errors.Is(e, ebpf.ErrKeyNotExist) {
+			err = errors.Join(err, fmt.Errorf("remove acl of service slot %d: %w", st.id, e))
+		}
+		for _, s := range st.rules {
+			p.freeRules = append(p.freeRules, s)
+		}
+	}
+	p.freeIDs = append(p.freeIDs, st.id)
+	return err
 }
 
 func vipKey(a netip.Addr) xlbVipKey {

@@ -13,12 +13,53 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xlbAclKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Family    uint8
+	Addr      [16]uint8
+	_         [3]byte
+}
+
+type xlbAclVal struct {
+	_    structs.HostLayout
+	Rule uint32
+	Deny uint32
+}
+
 type xlbFlowKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
 	Port   uint16
 	Proto  uint8
 	Family uint8
+}
+
+type xlbLimit struct {
+	_             structs.HostLayout
+	IntervalNs    uint64
+	BurstNs       uint64
+	Tat           uint64
+	SrcIntervalNs uint64
+	SrcBurstNs    uint64
+	SrcMask4      [16]uint8
+	SrcMask6      [16]uint8
+	Gen           uint32
+	Pad           uint32
+}
+
+type xlbSrcKey struct {
+	_      structs.HostLayout
+	Id     uint32
+	Gen    uint32
+	Family uint32
+	Addr   [16]uint8
+}
+
+type xlbSvcInfo struct {
+	_     structs.HostLayout
+	Id    uint32
+	Flags uint32
 }
 
 type xlbVipKey struct {
@@ -31,13 +72,21 @@ type xlbVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xlbMapAclHits     = "acl_hits"
+	xlbMapAcls        = "acls"
 	xlbMapCounters    = "counters"
+	xlbMapFrags       = "frags"
+	xlbMapLimits      = "limits"
 	xlbMapLocals      = "locals"
 	xlbMapNatBackends = "nat_backends"
 	xlbMapServices    = "services"
+	xlbMapSrcs        = "srcs"
+	xlbMapSvcDrops    = "svc_drops"
 	xlbMapVips        = "vips"
 	xlbMapXsks        = "xsks"
 	xlbProgXlb        = "xlb"
+	xlbVarAclKeyBtf   = "acl_key_btf"
+	xlbVarAclValBtf   = "acl_val_btf"
 )
 
 // loadXlb returns the embedded CollectionSpec for xlb.
@@ -89,10 +138,16 @@ type xlbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlbMapSpecs struct {
+	AclHits     *ebpf.MapSpec `ebpf:"acl_hits"`
+	Acls        *ebpf.MapSpec `ebpf:"acls"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Frags       *ebpf.MapSpec `ebpf:"frags"`
+	Limits      *ebpf.MapSpec `ebpf:"limits"`
 	Locals      *ebpf.MapSpec `ebpf:"locals"`
 	NatBackends *ebpf.MapSpec `ebpf:"nat_backends"`
 	Services    *ebpf.MapSpec `ebpf:"services"`
+	Srcs        *ebpf.MapSpec `ebpf:"srcs"`
+	SvcDrops    *ebpf.MapSpec `ebpf:"svc_drops"`
 	Vips        *ebpf.MapSpec `ebpf:"vips"`
 	Xsks        *ebpf.MapSpec `ebpf:"xsks"`
 }
@@ -101,6 +156,8 @@ type xlbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlbVariableSpecs struct {
+	AclKeyBtf *ebpf.VariableSpec `ebpf:"acl_key_btf"`
+	AclValBtf *ebpf.VariableSpec `ebpf:"acl_val_btf"`
 }
 
 // xlbObjects contains all objects after they have been loaded into the kernel.
@@ -123,20 +180,32 @@ func (o *xlbObjects) Close() error {
 //
 // It can be passed to loadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlbMaps struct {
+	AclHits     *ebpf.Map `ebpf:"acl_hits"`
+	Acls        *ebpf.Map `ebpf:"acls"`
 	Counters    *ebpf.Map `ebpf:"counters"`
+	Frags       *ebpf.Map `ebpf:"frags"`
+	Limits      *ebpf.Map `ebpf:"limits"`
 	Locals      *ebpf.Map `ebpf:"locals"`
 	NatBackends *ebpf.Map `ebpf:"nat_backends"`
 	Services    *ebpf.Map `ebpf:"services"`
+	Srcs        *ebpf.Map `ebpf:"srcs"`
+	SvcDrops    *ebpf.Map `ebpf:"svc_drops"`
 	Vips        *ebpf.Map `ebpf:"vips"`
 	Xsks        *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *xlbMaps) Close() error {
 	return _XlbClose(
+		m.AclHits,
+		m.Acls,
 		m.Counters,
+		m.Frags,
+		m.Limits,
 		m.Locals,
 		m.NatBackends,
 		m.Services,
+		m.Srcs,
+		m.SvcDrops,
 		m.Vips,
 		m.Xsks,
 	)
@@ -146,6 +215,8 @@ func (m *xlbMaps) Close() error {
 //
 // It can be passed to loadXlbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlbVariables struct {
+	AclKeyBtf *ebpf.Variable `ebpf:"acl_key_btf"`
+	AclValBtf *ebpf.Variable `ebpf:"acl_val_btf"`
 }
 
 // xlbPrograms contains all programs after they have been loaded into the kernel.

@@ -61,6 +61,7 @@ type cluster struct {
 type lbProc struct {
 	host   *lab.Host
 	cfg    string
+	socket string // its API socket
 	cmd    *exec.Cmd
 	exited chan error
 	logs   *testnet.Output
@@ -323,6 +324,9 @@ func (c *cluster) waitGateways(what string, lbs ...int) (v4, v6 time.Duration) {
 
 // lbConfig is LB i's xlb configuration: one DR service over every backend, HTTP health
 // checks, and BGP with the router.
+// socket is LB i's API socket (each xlb run needs its own).
+func (c *cluster) socket(i int) string { return filepath.Join(c.dir, fmt.Sprintf("lb%d.sock", i)) }
+
 func (c *cluster) lbConfig(i int) string {
 	lb := c.tn.LBs[i]
 	var y strings.Builder
@@ -345,6 +349,7 @@ func (c *cluster) lbConfig(i int) string {
 	fmt.Fprintf(&y, "bgp:\n  local_as: %d\n  router_id: %s\n  next_hop: %s\n  next_hop6: %s\n  withdraw_wait: 1s\n"+
 		"  neighbors: [{address: %s, as: %d, hold_time: %ds}]\n",
 		lbAS, lb.Addr(), lb.Addr(), lb.Addr6(), routerAddr.Addr(), routerAS, holdTime)
+	fmt.Fprintf(&y, "api: {socket: %s}\n", c.socket(i))
 	return y.String()
 }
 
@@ -355,7 +360,7 @@ func (c *cluster) startLB(i int) *lbProc {
 	for len(c.lbs) <= i {
 		c.lbs = append(c.lbs, nil)
 	}
-	p := &lbProc{host: c.tn.LBs[i], cfg: filepath.Join(c.dir, fmt.Sprintf("lb%d.yaml", i)),
+	p := &lbProc{host: c.tn.LBs[i], cfg: filepath.Join(c.dir, fmt.Sprintf("lb%d.yaml", i)), socket: c.socket(i),
 		exited: make(chan error, 1), logs: &testnet.Output{}}
 	must(t, os.WriteFile(p.cfg, []byte(c.lbConfig(i)), 0o600))
 	p.cmd = exec.Command(c.bin, "run", "--config", p.cfg, "--replace-xdp")
@@ -376,7 +381,7 @@ func (c *cluster) startLB(i int) *lbProc {
 
 // ctl runs `xlb ctl --json ARGS` in the LB's namespace and decodes the answer into out.
 func (c *cluster) ctl(p *lbProc, out any, args ...string) error {
-	b, err := p.host.Run(c.bin, append([]string{"ctl", "--json", "--timeout", "3s"}, args...)...)
+	b, err := p.host.Run(c.bin, append([]string{"ctl", "--socket", p.socket, "--json", "--timeout", "3s"}, args...)...)
 	if err != nil {
 		return fmt.Errorf("%s: xlb ctl %v: %w: %s", p.host.Name(), args, err, b)
 	}

@@ -1,10 +1,12 @@
 // Package decap holds the tc BPF program that test backends use to decapsulate IPIP,
-// IPv6-in-IPv4, IPv4-in-IPv6 and IP6IP6 packets (this kernel has no ipip/ip6tnl devices).
+// IPv6-in-IPv4, IPv4-in-IPv6 and IP6IP6 packets, and GUE and FOU datagrams to the UDP ports
+// given with AddUDPPort (this kernel has no ipip/ip6tnl devices and no fou module).
 // The program (decap.c) is compiled with bpf2go; the generated object is committed, so a
 // build needs no clang. Regenerate with `go generate ./internal/lab/decap`.
 package decap
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -15,7 +17,7 @@ import (
 
 // Stats are the program's counters, summed over CPUs.
 type Stats struct {
-	Seen  uint64 // IPIP packets seen
+	Seen  uint64 // IPIP, GUE and FOU packets seen
 	Decap uint64 // decapsulated and passed on
 	Error uint64 // a helper failed and the packet was dropped
 }
@@ -66,6 +68,27 @@ func (p *Program) Attach(h *netlink.Handle, ifindex int) error {
 		return fmt.Errorf("add decap filter on ifindex %d ingress: %w", ifindex, err)
 	}
 	return nil
+}
+
+// AddUDPPort makes the program decapsulate GUE and FOU datagrams to UDP port port.
+func (p *Program) AddUDPPort(port uint16) error {
+	if err := p.objs.UdpPorts.Put(portKey(port), uint8(1)); err != nil {
+		return fmt.Errorf("decap: add udp port %d: %w", port, err)
+	}
+	return nil
+}
+
+// DelUDPPort stops decapsulating datagrams to port.
+func (p *Program) DelUDPPort(port uint16) error {
+	if err := p.objs.UdpPorts.Delete(portKey(port)); err != nil {
+		return fmt.Errorf("decap: delete udp port %d: %w", port, err)
+	}
+	return nil
+}
+
+// portKey is the map key of port: the port's bytes as they sit in the packet.
+func portKey(port uint16) uint16 {
+	return binary.NativeEndian.Uint16([]byte{byte(port >> 8), byte(port)})
 }
 
 // Stats reads the counters.

@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	decapMapStats     = "stats"
+	decapMapUdpPorts  = "udp_ports"
 	decapProgXlbDecap = "xlb_decap"
 )
 
@@ -69,7 +70,8 @@ type decapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type decapMapSpecs struct {
-	Stats *ebpf.MapSpec `ebpf:"stats"`
+	Stats    *ebpf.MapSpec `ebpf:"stats"`
+	UdpPorts *ebpf.MapSpec `ebpf:"udp_ports"`
 }
 
 // decapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -98,12 +100,14 @@ func (o *decapObjects) Close() error {
 //
 // It can be passed to loadDecapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type decapMaps struct {
-	Stats *ebpf.Map `ebpf:"stats"`
+	Stats    *ebpf.Map `ebpf:"stats"`
+	UdpPorts *ebpf.Map `ebpf:"udp_ports"`
 }
 
 func (m *decapMaps) Close() error {
 	return _DecapClose(
 		m.Stats,
+		m.UdpPorts,
 	)
 }
 

@@ -170,3 +170,73 @@ func TestProgram(t *testing.T) {
 		t.Errorf("stats %+v, want %d seen, %d decapsulated, 1 error", st, decapped+1, decapped)
 	}
 }
+
+// udpEncap wraps in (family inner6) in outer IP (family outer6) + UDP to port, with a GUE
+// header (variant 0, hlen words of options) when gue is set.
+func udpEncap(t *testing.T, outer6, inner6, gue bool, hlen int, port uint16, in []byte) []byte {
+	payload := in
+	if gue {
+		proto := byte(4)
+		if inner6 {
+			proto = 41
+		}
+		payload = append(append([]byte{byte(hlen), proto, 0, 0}, make([]byte, 4*hlen)...), in...)
+	}
+	udp := &layers.UDP{SrcPort: 50000, DstPort: layers.UDPPort(port)}
+	if outer6 {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: c6, DstIP: b6}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		return ser(t, eth(true), ip, udp, gopacket.Payload(payload))
+	}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: c4, DstIP: b4}
+	_ = udp.SetNetworkLayerForChecksum(ip)
+	return ser(t, eth(false), ip, udp, gopacket.Payload(payload))
+}
+
+// TestProgramUDP: GUE (with and without options) and FOU datagrams to a registered port come
+// out as Ethernet + the inner packet; other ports, GUE control messages and unknown inner
+// protocols pass untouched.
+func TestProgramUDP(t *testing.T) {
+	p := load(t)
+	if err := p.AddUDPPort(6080); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, outer6 := range []bool{false, true} {
+		for _, inner6 := range []bool{false, true} {
+			for _, c := range []struct {
+				name string
+				gue  bool
+				hlen int
+			}{{"gue", true, 0}, {"gue options", true, 2}, {"fou", false, 0}} {
+				in := inner(t, inner6)
+				ret, out := run(t, p, udpEncap(t, outer6, inner6, c.gue, c.hlen, 6080, in))
+				if want := append(ethHdr(inner6), in...); ret != tcActOK || !bytes.Equal(out, want) {
+					t.Errorf("%s outer6 %v inner6 %v: verdict %d, out\n% x\nwant\n% x", c.name, outer6, inner6, ret, out, want)
+				}
+				n++
+			}
+		}
+	}
+	in := inner(t, false)
+	ctrl := udpEncap(t, false, false, true, 0, 6080, in)
+	ctrl[14+20+8] |= 0x20 // the C bit: a control message
+	badProto := udpEncap(t, false, false, true, 0, 6080, in)
+	badProto[14+20+8+1] = 17
+	for name, f := range map[string][]byte{
+		"other port":       udpEncap(t, false, false, false, 0, 6081, in),
+		"gue control":      ctrl,
+		"gue protocol udp": badProto,
+	} {
+		if ret, out := run(t, p, f); ret != tcActOK || !bytes.Equal(out, f) {
+			t.Errorf("%s: verdict %d, changed to % x", name, ret, out)
+		}
+	}
+	st, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Decap != uint64(n) || st.Error != 0 {
+		t.Errorf("stats %+v, want %d decapsulated", st, n)
+	}
+}
