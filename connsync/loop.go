@@ -9,27 +9,21 @@ import (
 )
 
 // sendLoop drains the workers' rings every Interval and sends their records in messages of
-// at most MaxMessage bytes to every peer, until ctx ends.
+// at most MaxMessage bytes to every peer, one sendmmsg(2) per tick for all of them, until
+// ctx ends.
 func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 	sealer, _ := NewSealer(n.cfg.Key) // New checked the key
 	per := min((n.cfg.MaxMessage-Size(0))/RecordSize, MaxRecords)
 	recs := make([]Record, per)
-	buf := make([]byte, Size(per))
+	w := newBatchWriter(pc, n.cfg.Peers)
 	tick := time.NewTicker(n.cfg.Interval)
 	defer tick.Stop()
 	var seq uint64
 	prev := time.Now()
-	flush := func(recs []Record) {
+	seal := func(recs []Record) {
 		seq++
 		h := Header{Count: len(recs), Sender: n.sender, Seq: seq, Sent: time.Now().UnixNano(), Oldest: prev.UnixNano()}
-		msg := sealer.Seal(buf, &h, recs)
-		for _, p := range n.cfg.Peers {
-			if _, err := pc.WriteToUDPAddrPort(msg, p); err != nil {
-				n.dropped[DropSendError].Add(uint64(len(recs)))
-				continue
-			}
-			n.send.bytes.Add(uint64(len(msg)))
-		}
+		w.add(func(buf []byte) []byte { return sealer.Seal(buf, &h, recs) }, Size(len(recs)), len(recs))
 		n.send.msgs.Add(1)
 		n.send.records.Add(uint64(len(recs)))
 	}
@@ -49,7 +43,7 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 			for {
 				k := q.Pop(recs[fill:])
 				if fill += k; fill == per {
-					flush(recs)
+					seal(recs)
 					fill = 0
 					continue
 				}
@@ -57,8 +51,11 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 			}
 		}
 		if fill > 0 {
-			flush(recs[:fill])
+			seal(recs[:fill])
 		}
+		sent, failed := w.flush()
+		n.send.bytes.Add(sent)
+		n.dropped[DropSendError].Add(failed)
 		prev = now
 	}
 }

@@ -189,6 +189,7 @@ func (n *Node) Listen() (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connsync: listen: %w", err)
 	}
+	setBuffers(pc, socketBuffer)
 	return pc, nil
 }
 

@@ -12,8 +12,8 @@ import (
 // tableWays is the associativity of a Table: a full bucket evicts its oldest of 8.
 const tableWays = 8
 
-// BytesPerEntry is a Table's memory per entry.
-const BytesPerEntry = 72
+// BytesPerEntry is a Table's memory per entry (a 640-byte bucket holds 8).
+const BytesPerEntry = 80
 
 // slot is one entry under a sequence lock: seq is odd while the writer changes the words.
 // Words: 0-1 key source, 2-3 key destination, 4 ports/protocol/flags/state (bit 56: used),
@@ -25,11 +25,21 @@ type slot struct {
 
 const usedBit = 1 << 56
 
+// bucket is 8 slots behind a header line: per way a tag (32 bits of the key's hash, or'ed
+// with 1; 0 = free) and when its entry was last written (ms since the table's start, mod
+// 2^32). A lookup reads the header and only the slot whose tag matches; a write picks its
+// slot from the header alone.
+type bucket struct {
+	tag  [tableWays]atomic.Uint32
+	at   [tableWays]atomic.Uint32
+	slot [tableWays]slot
+}
+
 // Table holds the connections peers sent, in fixed memory: capacity entries in buckets of
 // 8, a new entry taking a free or expired slot of its bucket, else the oldest one (an
 // eviction). One goroutine writes (the Node's receiver); any number read, without locks.
 type Table struct {
-	b       [][tableWays]slot
+	b       []bucket
 	seed    maphash.Seed
 	start   time.Time
 	timeout [sched.NumConnStates]int64 // ms, by state
@@ -42,7 +52,7 @@ type Table struct {
 // whose entries expire by timeouts.
 func NewTable(capacity int, timeouts sched.Timeouts) *Table {
 	n := max((capacity+tableWays-1)/tableWays, 1)
-	t := &Table{b: make([][tableWays]slot, n), seed: maphash.MakeSeed(), start: time.Now()}
+	t := &Table{b: make([]bucket, n), seed: maphash.MakeSeed(), start: time.Now()}
 	for s := range sched.NumConnStates {
 		t.timeout[s] = timeouts.Timeout(sched.ConnState(s)).Milliseconds()
 	}
@@ -54,7 +64,7 @@ func (t *Table) Capacity() int { return len(t.b) * tableWays }
 
 func (t *Table) now() int64 { return time.Since(t.start).Milliseconds() }
 
-func (t *Table) bucket(k *sched.Key) *[tableWays]slot {
+func (t *Table) bucket(k *sched.Key) (*bucket, uint32) {
 	var e [38]byte
 	copy(e[0:16], k.Src[:])
 	copy(e[16:32], k.Dst[:])
@@ -65,7 +75,7 @@ func (t *Table) bucket(k *sched.Key) *[tableWays]slot {
 		e[37] = 1
 	}
 	h := maphash.Bytes(t.seed, e[:])
-	return &t.b[h%uint64(len(t.b))]
+	return &t.b[h%uint64(len(t.b))], uint32(h>>32) | 1
 }
 
 // keyWords returns k as the slot's words 0-4 (word 4 without the state).
@@ -83,36 +93,47 @@ const keyMask4 = 1<<41 - 1 | usedBit // word 4's key bits
 // Lookup returns the live entry of flow k. Safe for concurrent use with Put; it does not
 // allocate.
 func (t *Table) Lookup(k *sched.Key, r *Record) bool {
-	kw := keyWords(k)
-	b := t.bucket(k)
-	for i := range b {
-		s := &b[i]
-		for range 4 { // a read that races the writer is tried again
-			s1 := s.seq.Load()
-			if s1&1 != 0 {
-				continue
-			}
-			var w [8]uint64
-			for j := range w {
-				w[j] = s.w[j].Load()
-			}
-			if s.seq.Load() != s1 {
-				continue
-			}
-			if w[0] != kw[0] || w[1] != kw[1] || w[2] != kw[2] || w[3] != kw[3] || w[4]&keyMask4 != kw[4] {
-				break
-			}
-			st := sched.ConnState(w[4] >> 48 & 0xff)
-			if int(st) >= sched.NumConnStates || t.now()-int64(w[7]>>16) > t.timeout[st] {
-				return false
-			}
-			r.Key, r.State = *k, st
-			binary.LittleEndian.PutUint64(r.Backend[0:], w[5])
-			binary.LittleEndian.PutUint64(r.Backend[8:], w[6])
-			r.BackendPort, r.BackendV6 = uint16(w[7]), w[4]&(1<<41) != 0
+	b, tag := t.bucket(k)
+	for i := range b.tag {
+		if b.tag[i].Load() != tag {
+			continue
+		}
+		if t.read(&b.slot[i], k, r) {
 			t.hits.Add(1)
 			return true
 		}
+	}
+	return false
+}
+
+// read copies slot s into r when it holds k, live; a read that races the writer is tried
+// again, a few times.
+func (t *Table) read(s *slot, k *sched.Key, r *Record) bool {
+	kw := keyWords(k)
+	for range 4 {
+		s1 := s.seq.Load()
+		if s1&1 != 0 {
+			continue
+		}
+		var w [8]uint64
+		for j := range w {
+			w[j] = s.w[j].Load()
+		}
+		if s.seq.Load() != s1 {
+			continue
+		}
+		if w[0] != kw[0] || w[1] != kw[1] || w[2] != kw[2] || w[3] != kw[3] || w[4]&keyMask4 != kw[4] {
+			return false
+		}
+		st := sched.ConnState(w[4] >> 48 & 0xff)
+		if int(st) >= sched.NumConnStates || t.now()-int64(w[7]>>16) > t.timeout[st] {
+			return false
+		}
+		r.Key, r.State = *k, st
+		binary.LittleEndian.PutUint64(r.Backend[0:], w[5])
+		binary.LittleEndian.PutUint64(r.Backend[8:], w[6])
+		r.BackendPort, r.BackendV6 = uint16(w[7]), w[4]&(1<<41) != 0
+		return true
 	}
 	return false
 }
@@ -121,49 +142,49 @@ func (t *Table) Lookup(k *sched.Key, r *Record) bool {
 func (t *Table) Put(r *Record) {
 	now := t.now()
 	kw := keyWords(&r.Key)
-	b := t.bucket(&r.Key)
-	free, exp, old := -1, -1, -1
-	var oldAt int64
-	for i := range b {
-		s := &b[i]
-		w4 := s.w[4].Load()
-		if w4&usedBit == 0 {
+	b, tag := t.bucket(&r.Key)
+	free, old := -1, -1
+	var oldAge uint32
+	for i := range b.tag {
+		switch g := b.tag[i].Load(); {
+		case g == 0:
 			if free < 0 {
 				free = i
 			}
 			continue
+		case g == tag:
+			s := &b.slot[i]
+			if s.w[0].Load() == kw[0] && s.w[1].Load() == kw[1] && s.w[2].Load() == kw[2] &&
+				s.w[3].Load() == kw[3] && s.w[4].Load()&keyMask4 == kw[4] {
+				t.write(b, i, tag, kw, r, now)
+				t.updates.Add(1)
+				return
+			}
 		}
-		if s.w[0].Load() == kw[0] && s.w[1].Load() == kw[1] && s.w[2].Load() == kw[2] &&
-			s.w[3].Load() == kw[3] && w4&keyMask4 == kw[4] {
-			t.write(s, kw, r, now)
-			t.updates.Add(1)
-			return
-		}
-		at := int64(s.w[7].Load() >> 16)
-		st := min(int(w4>>48&0xff), sched.NumConnStates-1)
-		if exp < 0 && now-at > t.timeout[st] {
-			exp = i
-		}
-		if old < 0 || at < oldAt {
-			old, oldAt = i, at
+		if age := uint32(now) - b.at[i].Load(); old < 0 || age > oldAge {
+			old, oldAge = i, age
 		}
 	}
-	switch {
-	case free >= 0:
+	if free >= 0 {
 		t.entries.Add(1)
-		t.write(&b[free], kw, r, now)
-	case exp >= 0:
-		t.expired.Add(1)
-		t.write(&b[exp], kw, r, now)
-	default:
-		t.evictions.Add(1)
-		t.write(&b[old], kw, r, now)
+		t.write(b, free, tag, kw, r, now)
+		return
 	}
+	st := min(int(b.slot[old].w[4].Load()>>48&0xff), sched.NumConnStates-1)
+	if int64(oldAge) > t.timeout[st] {
+		t.expired.Add(1)
+	} else {
+		t.evictions.Add(1)
+	}
+	t.write(b, old, tag, kw, r, now)
 }
 
-func (t *Table) write(s *slot, kw [5]uint64, r *Record, now int64) {
+func (t *Table) write(b *bucket, i int, tag uint32, kw [5]uint64, r *Record, now int64) {
+	s := &b.slot[i]
 	q := s.seq.Load()
 	s.seq.Store(q + 1)
+	b.tag[i].Store(tag)
+	b.at[i].Store(uint32(now))
 	for j := range 4 {
 		s.w[j].Store(kw[j])
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/xlb-dev/xlb/sched"
 )
@@ -228,4 +229,46 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("record does not round-trip: %x -> %x", b[:RecordSize], out)
 		}
 	})
+}
+
+// BenchmarkSeal is the sender's cost per full default-size message (21 records), without
+// the send.
+func BenchmarkSeal(b *testing.B) {
+	s, _ := NewSealer(testKey)
+	recs := make([]Record, (DefaultMaxMessage-Size(0))/RecordSize)
+	for i := range recs {
+		recs[i] = testRecord(i)
+	}
+	buf := make([]byte, Size(len(recs)))
+	h := Header{Seq: 1}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Seq++
+		s.Seal(buf, &h, recs)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+}
+
+// BenchmarkOpenApply is the receiver's cost per full default-size message: open, parse,
+// replay check and table writes.
+func BenchmarkOpenApply(b *testing.B) {
+	n, _ := New(Config{Key: testKey, Capacity: 1 << 20})
+	s, _ := NewSealer(testKey)
+	recs := make([]Record, (DefaultMaxMessage-Size(0))/RecordSize)
+	buf := make([]byte, Size(len(recs)))
+	scratch := make([]Record, MaxRecords)
+	var g replayGuard
+	h := Header{Sender: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Seq++
+		for i := range recs {
+			recs[i] = testRecord(int(h.Seq)*len(recs) + i)
+		}
+		h.Sent = time.Now().UnixNano()
+		if d := n.apply(s, &g, s.Seal(buf, &h, recs), scratch, time.Now()); d != -1 {
+			b.Fatal(DropName(d))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 }

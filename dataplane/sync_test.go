@@ -195,3 +195,46 @@ func TestEngineSyncAllocs(t *testing.T) {
 		t.Fatalf("%d records queued, want one per flow", ring.Pushed())
 	}
 }
+
+// BenchmarkEngineNewFlowSync is the data path's cost of connection sync: batches of 64
+// packets of flows the table does not hold (each is scheduled, recorded and, with sync,
+// queued on the worker's ring, which the loop drains as the Node's sender would), sync off
+// and on, per packet. ACK packets: a mid-flow packet makes an established entry at once,
+// the state whose record is sent.
+func BenchmarkEngineNewFlowSync(b *testing.B) {
+	for _, mode := range []string{"off", "out", "out+in"} {
+		b.Run("sync="+mode, func(b *testing.B) {
+			tmpl := craft(b, pktOpts{src: client4, dst: vip4, sport: 1024, dport: 80, payload: 6})
+			e, err := NewEngine(0, 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			node := syncNode(b)
+			ring := node.Ring()
+			switch mode {
+			case "out":
+				e.SetSync(ring, nil, time.Minute)
+			case "out+in":
+				e.SetSync(ring, node.Table(), time.Minute)
+			}
+			s := benchSnapshot(b, MethodDR, vip4)
+			fb := newFlowBatch(tmpl, 1<<22, false) // far more flows than the table holds: every packet is new
+			recs := make([]connsync.Record, maxBatch)
+			for range 2000 { // fill the connection table; fault the peer table's pages in
+				fb.prep()
+				e.Process(s, fb.frames, 1)
+				ring.Pop(recs)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				fb.prep()
+				e.Process(s, fb.frames, 2)
+				ring.Pop(recs)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*maxBatch), "ns/pkt")
+			if mode != "off" && ring.Pushed() < uint64(b.N*maxBatch)*9/10+2000*maxBatch {
+				b.Fatalf("%d records for %d new flows", ring.Pushed(), b.N*maxBatch)
+			}
+		})
+	}
+}

@@ -1,0 +1,73 @@
+package connsync
+
+import (
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+)
+
+// batchWriter collects a tick's messages, each for every peer, and sends them with as few
+// sendmmsg(2) calls as it can (x/net's WriteBatch; the ipv4 and ipv6 packages share the
+// implementation, so one serves both families). Its buffers are reused from tick to tick.
+// Not safe for concurrent use.
+type batchWriter struct {
+	pc    *ipv4.PacketConn
+	peers []net.Addr
+	bufs  [][]byte // message buffers, the first nbuf in use
+	recs  []int    // records per message in use
+	nbuf  int
+	msgs  []ipv4.Message
+	nrec  []int // records of msgs[i]
+}
+
+func newBatchWriter(pc *net.UDPConn, peers []netip.AddrPort) *batchWriter {
+	w := &batchWriter{pc: ipv4.NewPacketConn(pc)}
+	for _, p := range peers {
+		w.peers = append(w.peers, net.UDPAddrFromAddrPort(p))
+	}
+	return w
+}
+
+// add seals a message of size bytes (records records) into a buffer of the batch.
+func (w *batchWriter) add(seal func([]byte) []byte, size, records int) {
+	if w.nbuf == len(w.bufs) {
+		w.bufs = append(w.bufs, make([]byte, Size(MaxRecords)))
+		w.recs = append(w.recs, 0)
+	}
+	w.bufs[w.nbuf] = seal(w.bufs[w.nbuf][:cap(w.bufs[w.nbuf])])[:size]
+	w.recs[w.nbuf] = records
+	w.nbuf++
+}
+
+// flush sends the batch to every peer; it returns the bytes sent and the records of
+// messages that failed to go out (counted once per peer).
+func (w *batchWriter) flush() (sent, failed uint64) {
+	n := w.nbuf * len(w.peers)
+	for len(w.msgs) < n {
+		w.msgs = append(w.msgs, ipv4.Message{Buffers: make([][]byte, 1)})
+		w.nrec = append(w.nrec, 0)
+	}
+	j := 0
+	for i := range w.nbuf {
+		for _, p := range w.peers {
+			w.msgs[j].Buffers[0], w.msgs[j].Addr, w.nrec[j] = w.bufs[i], p, w.recs[i]
+			j++
+		}
+	}
+	w.nbuf = 0
+	for at := 0; at < n; {
+		k, err := w.pc.WriteBatch(w.msgs[at:n], 0)
+		if err != nil || k <= 0 {
+			// Skip the message that failed and carry on with the rest.
+			failed += uint64(w.nrec[at])
+			at++
+			continue
+		}
+		for _, x := range w.msgs[at : at+k] {
+			sent += uint64(len(x.Buffers[0]))
+		}
+		at += k
+	}
+	return sent, failed
+}
