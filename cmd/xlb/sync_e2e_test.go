@@ -247,6 +247,12 @@ func (env *syncEnv) run(c syncCase, withSync bool) int {
 	}
 	if withSync && c.name == "rr" {
 		env.flood(lb1)
+		sock := filepath.Join(env.dir, "lb1.sock")
+		out, err := lb1.host.Run(env.bin, "ctl", "--socket", sock, "sync")
+		if err != nil || !strings.Contains(string(out), "dropped\tauth=") && !strings.Contains(string(out), "auth=2") {
+			t.Errorf("xlb ctl sync: %v\n%s", err, out)
+		}
+		t.Logf("xlb ctl sync on the new master:\n%s", out)
 	}
 	if withSync {
 		st := syncStatus(lb1)
@@ -428,5 +434,134 @@ func (env *syncEnv) flood(lb *vrrpLB) {
 	}
 	if r1 > r0+4096 {
 		t.Errorf("lb1's resident memory grew %d KiB under the flood", r1-r0)
+	}
+}
+
+// TestE2ESyncECMP runs two `xlb run` processes that both forward (as ECMP members do,
+// without VRRP), each listing the other as its sync peer. The client's neighbour entry for
+// the VIP plays the router: 24 long-lived round-robin connections opened through lb0 move
+// to lb1, 24 more are opened there, and all 48 move back to lb0: every connection stays on
+// its backend both ways (root only; skips otherwise).
+func TestE2ESyncECMP(t *testing.T) {
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 3, NoVIPOnLB: true, DisableIPv6: true})
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "xlb")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var k [32]byte
+	_, _ = rand.Read(k[:])
+	logs := &testnet.Output{}
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("xlb run logs:\n%s", logs.String())
+		}
+	})
+	lbs := make([]*vrrpLB, 2)
+	for i := range lbs {
+		var b strings.Builder
+		fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: %s\n    port: 80\n    scheduler: rr\n    backends:\n", tn.VIP)
+		for _, be := range tn.Backends {
+			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+		}
+		b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
+		fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(dir, fmt.Sprintf("lb%d.sock", i)))
+		fmt.Fprintf(&b, "sync: {listen: %s, peers: [%s], key: %s}\n", tn.LBs[i].Addr(), tn.LBs[1-i].Addr(), hex.EncodeToString(k[:]))
+		conf := filepath.Join(dir, fmt.Sprintf("lb%d.yaml", i))
+		if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h := tn.LBs[i]
+		lbs[i] = &vrrpLB{t: t, host: h, bin: bin, conf: conf, logs: logs,
+			api: &control.Client{Base: "http://" + config.DefaultAPIListen, HTTP: h.HTTPClient(lab.ClientOptions{Timeout: time.Second})}}
+		lbs[i].start()
+		t.Cleanup(func() {
+			_ = lbs[i].cmd.Process.Signal(syscall.SIGTERM)
+			<-lbs[i].exited
+		})
+	}
+	env := &syncEnv{t: t, tn: tn}
+	env.waitFor("backends up on both", 10*time.Second, func() bool {
+		return lbs[0].servicesUp() == len(tn.Backends) && lbs[1].servicesUp() == len(tn.Backends)
+	})
+	// route sends the client's VIP traffic to lb i, as a router's ECMP choice would.
+	route := func(i int) {
+		err := tn.Client.Do(func() error {
+			l, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			return netlink.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
+				IP: tn.VIP.AsSlice(), HardwareAddr: tn.LBs[i].Ifaces[0].MAC})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	addr := net.JoinHostPort(tn.VIP.String(), "80")
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: 5 * time.Second})
+	var conns []*keepConn
+	t.Cleanup(func() {
+		for _, k := range conns {
+			k.c.Close()
+		}
+	})
+	open := func(n int) {
+		for range n {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			nc, err := tn.Client.Dial(ctx, "tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kc := &keepConn{c: testnet.NewHTTPConn(nc)}
+			if kc.backend, err = kc.c.Get(2 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, kc)
+		}
+		client.CloseIdleConnections()
+	}
+	settled := func(lb *vrrpLB, want uint64) {
+		last := uint64(0)
+		env.waitFor("the peer holding the connections", 5*time.Second, func() bool {
+			time.Sleep(100 * time.Millisecond)
+			st := syncStatus(lb)
+			ok := st.Applied >= want && st.Applied == last
+			last = st.Applied
+			return ok
+		})
+	}
+	check := func(phase string) {
+		n := 0
+		for i, kc := range conns {
+			got, err := kc.c.Get(5 * time.Second)
+			if err != nil || got != kc.backend {
+				t.Errorf("%s: connection %d (backend %s): %q, %v", phase, i, kc.backend, got, err)
+				continue
+			}
+			n++
+		}
+		t.Logf("%s: %d/%d connections on their backends", phase, n, len(conns))
+	}
+	route(0)
+	open(syncConns)
+	settled(lbs[1], syncConns)
+	route(1)
+	check("moved to lb1")
+	open(syncConns)
+	settled(lbs[0], syncConns)
+	route(0)
+	check("moved back to lb0")
+	for i, lb := range lbs {
+		st := syncStatus(lb)
+		t.Logf("lb%d: sent %d records, applied %d, peer-table hits %d, lag max %v", i, st.SentRecords, st.Applied, st.Table.Hits, st.LagMax)
+		if st.SentRecords == 0 || st.Table.Hits < syncConns {
+			t.Errorf("lb%d sent %d records and found %d flows in the peer table; want both directions used", i, st.SentRecords, st.Table.Hits)
+		}
 	}
 }
