@@ -93,6 +93,9 @@ const keyMask4 = 1<<41 - 1 | usedBit // word 4's key bits
 // Lookup returns the live entry of flow k. Safe for concurrent use with Put; it does not
 // allocate.
 func (t *Table) Lookup(k *sched.Key, r *Record) bool {
+	if t.entries.Load() == 0 {
+		return false // nothing from the peers yet (a VRRP master whose backup sends nothing)
+	}
 	b, tag := t.bucket(k)
 	for i := range b.tag {
 		if b.tag[i].Load() != tag {
