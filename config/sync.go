@@ -27,8 +27,13 @@ type Sync struct {
 	// Listen is the UDP address ("addr" or "addr:port", port 9442 by default) the peers
 	// send to. Required.
 	Listen string `yaml:"listen"`
-	// Peers are the other LB hosts' listen addresses. At least one.
+	// Peers are the other LB hosts' listen addresses. At least one, unless Group is set.
 	Peers []string `yaml:"peers"`
+	// Group is a multicast group (e.g. 239.255.0.42) to send to and receive on, through
+	// Interface (required with it), on Listen's port; the socket then binds the wildcard
+	// address, so unicast peers are received too. Optional.
+	Group     netip.Addr `yaml:"group"`
+	Interface string     `yaml:"interface"`
 	// Key is the shared HMAC-SHA256 key in hex (at least 32 digits, 128 bits); KeyFile
 	// names a file holding it (white space trimmed). Exactly one of the two.
 	Key     string `yaml:"key"`
@@ -115,7 +120,7 @@ func (s *Sync) NodeConfig(timeouts sched.Timeouts) (connsync.Config, error) {
 		return connsync.Config{}, err
 	}
 	c := connsync.Config{Key: key, Interval: s.Interval, MaxMessage: s.MaxMessage, Capacity: s.Capacity,
-		Refresh: s.Refresh, MaxSkew: s.MaxSkew, Timeouts: timeouts}
+		Refresh: s.Refresh, MaxSkew: s.MaxSkew, Timeouts: timeouts, Group: s.Group, Interface: s.Interface}
 	if c.Listen, err = syncAddr(s.Listen); err != nil {
 		return connsync.Config{}, fmt.Errorf("%w: sync.listen: %w", ErrValue, err)
 	}
@@ -143,8 +148,16 @@ func (c *Config) validateSync(e *errs) {
 	case err != nil:
 		e.add(at("listen"), "sync.listen", ErrValue, "%v", err)
 	}
-	if len(s.Peers) == 0 {
-		e.add(at("peers"), "sync.peers", ErrMissing, "at least one peer is required")
+	if len(s.Peers) == 0 && !s.Group.IsValid() {
+		e.add(at("peers"), "sync.peers", ErrMissing, "at least one peer (or a multicast group) is required")
+	}
+	switch {
+	case s.Group.IsValid() && !s.Group.IsMulticast():
+		e.add(at("group"), "sync.group", ErrValue, "%v is not a multicast address", s.Group)
+	case s.Group.IsValid() && s.Interface == "":
+		e.add(at("group"), "sync.interface", ErrMissing, "a multicast group needs the interface to join it on")
+	case !s.Group.IsValid() && s.Interface != "":
+		e.add(at("interface"), "sync.interface", ErrValue, "interface is only for a multicast group")
 	}
 	seen := map[netip.AddrPort]bool{}
 	for i, p := range s.Peers {

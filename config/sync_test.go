@@ -43,6 +43,15 @@ func TestSyncSection(t *testing.T) {
 	if _, err := connsync.New(nc); err != nil {
 		t.Fatal(err)
 	}
+	mc, err := Parse("m.yaml", []byte(base+"sync:\n  listen: 198.18.0.2\n  group: 239.255.0.42\n  interface: eth0\n  key: "+syncKey+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nc, err := mc.Sync.NodeConfig(sched.Timeouts{}); err != nil || nc.Group != netip.MustParseAddr("239.255.0.42") || nc.Interface != "eth0" || len(nc.Peers) != 0 {
+		t.Fatalf("multicast node config %+v, %v", nc, err)
+	} else if _, err := connsync.New(nc); err != nil {
+		t.Fatal(err)
+	}
 	keyFile := filepath.Join(t.TempDir(), "k")
 	if err := os.WriteFile(keyFile, []byte(syncKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,6 +101,9 @@ func TestSyncSectionErrors(t *testing.T) {
 		{"capacity", good + "  capacity: 1\n", "s.yaml:13: sync.capacity: bad value", ErrValue},
 		{"refresh", good + "  refresh: 10ms\n", "s.yaml:13: sync.refresh: bad value: 10ms is below 1s", ErrValue},
 		{"unknown field", good + "  multicast: yes\n", "s.yaml:13: sync.multicast: unknown field", ErrUnknownField},
+		{"group not multicast", good + "  group: 198.18.0.9\n  interface: eth0\n", "s.yaml:13: sync.group: bad value: 198.18.0.9 is not a multicast", ErrValue},
+		{"group without interface", good + "  group: 239.255.0.42\n", "s.yaml:13: sync.interface: missing", ErrMissing},
+		{"interface without group", good + "  interface: eth0\n", "s.yaml:13: sync.interface: bad value", ErrValue},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,10 +1,13 @@
 package connsync
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // batchWriter collects a tick's messages, each for every peer, and sends them with as few
@@ -27,6 +30,29 @@ func newBatchWriter(pc *net.UDPConn, peers []netip.AddrPort) *batchWriter {
 		w.peers = append(w.peers, net.UDPAddrFromAddrPort(p))
 	}
 	return w
+}
+
+// joinGroup joins multicast group on interface ifname and makes pc send to it there, with
+// TTL (hop limit) 1 and without looping its own messages back.
+func joinGroup(pc *net.UDPConn, group netip.Addr, ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return fmt.Errorf("connsync: multicast interface: %w", err)
+	}
+	ga := &net.UDPAddr{IP: group.AsSlice()}
+	if group.Is4() {
+		p := ipv4.NewPacketConn(pc)
+		err = errors.Join(p.JoinGroup(ifi, ga), p.SetMulticastInterface(ifi), p.SetMulticastTTL(1),
+			p.SetMulticastLoopback(false))
+	} else {
+		p := ipv6.NewPacketConn(pc)
+		err = errors.Join(p.JoinGroup(ifi, ga), p.SetMulticastInterface(ifi), p.SetMulticastHopLimit(1),
+			p.SetMulticastLoopback(false))
+	}
+	if err != nil {
+		return fmt.Errorf("connsync: join %v on %s: %w", group, ifname, err)
+	}
+	return nil
 }
 
 // add seals a message of size bytes (records records) into a buffer of the batch.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -15,7 +16,11 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 	sealer, _ := NewSealer(n.cfg.Key) // New checked the key
 	per := min((n.cfg.MaxMessage-Size(0))/RecordSize, MaxRecords)
 	recs := make([]Record, per)
-	w := newBatchWriter(pc, n.cfg.Peers)
+	dst := n.cfg.Peers
+	if n.cfg.Group.IsValid() {
+		dst = append(slices.Clone(dst), netip.AddrPortFrom(n.cfg.Group, n.cfg.Listen.Port()))
+	}
+	w := newBatchWriter(pc, dst)
 	tick := time.NewTicker(n.cfg.Interval)
 	defer tick.Stop()
 	var seq uint64
@@ -95,6 +100,9 @@ func (n *Node) apply(s *Sealer, g *replayGuard, b []byte, recs []Record, now tim
 			return n.drop(ErrRecord) // an authenticated peer with another idea of the format: none of it
 		}
 	}
+	if h.Sender == n.sender {
+		return -1 // our own message, looped back: nothing to learn
+	}
 	ok, gap := g.check(h.Sender, h.Seq)
 	if !ok {
 		return n.drop(ErrReplay)
@@ -141,6 +149,9 @@ func (n *Node) Stats() Stats {
 		s.Peers = append(s.Peers, p.String())
 	}
 	slices.Sort(s.Peers)
+	if n.cfg.Group.IsValid() {
+		s.Peers = append(s.Peers, netip.AddrPortFrom(n.cfg.Group, n.cfg.Listen.Port()).String()+"%"+n.cfg.Interface)
+	}
 	if n.cfg.Listen.IsValid() {
 		s.Listen = n.cfg.Listen.String()
 	}

@@ -36,6 +36,12 @@ type Config struct {
 	Listen netip.AddrPort
 	// Peers are the UDP addresses this host sends to (every other LB host).
 	Peers []netip.AddrPort
+	// Group, when set, is a multicast group the node also sends to (port: Listen's) and
+	// receives on, joined on Interface; the socket then binds the wildcard address with
+	// Listen's port, so it receives unicast peers too. Messages go out with TTL 1 and do
+	// not loop back.
+	Group     netip.Addr
+	Interface string
 	// Key is the shared HMAC-SHA256 key, at least MinKeySize bytes, the same on every peer.
 	Key []byte
 	// Interval bounds how long a record waits before it is sent (default 10ms).
@@ -153,6 +159,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.MaxMessage < Size(1) || cfg.MaxMessage > Size(MaxRecords) {
 		return nil, fmt.Errorf("%w: max message %d outside %d..%d", ErrConfig, cfg.MaxMessage, Size(1), Size(MaxRecords))
 	}
+	if cfg.Group.IsValid() && (!cfg.Group.IsMulticast() || cfg.Interface == "" || !cfg.Listen.IsValid()) {
+		return nil, fmt.Errorf("%w: multicast group %v needs a multicast address, an interface and a listen port", ErrConfig, cfg.Group)
+	}
 	if cfg.RingSize&(cfg.RingSize-1) != 0 {
 		return nil, fmt.Errorf("%w: ring size %d is not a power of two", ErrConfig, cfg.RingSize)
 	}
@@ -185,11 +194,24 @@ func (n *Node) Listen() (*net.UDPConn, error) {
 	if n.cfg.Listen.IsValid() {
 		laddr = net.UDPAddrFromAddrPort(n.cfg.Listen)
 	}
-	pc, err := net.ListenUDP("udp", laddr)
+	network := "udp"
+	if n.cfg.Group.IsValid() {
+		laddr, network = &net.UDPAddr{Port: int(n.cfg.Listen.Port())}, "udp6"
+		if n.cfg.Group.Is4() {
+			network = "udp4"
+		}
+	}
+	pc, err := net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, fmt.Errorf("connsync: listen: %w", err)
 	}
 	setBuffers(pc, socketBuffer)
+	if n.cfg.Group.IsValid() {
+		if err := joinGroup(pc, n.cfg.Group, n.cfg.Interface); err != nil {
+			pc.Close()
+			return nil, err
+		}
+	}
 	return pc, nil
 }
 

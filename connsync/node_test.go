@@ -212,3 +212,39 @@ func TestNodeOverUDP(t *testing.T) {
 		t.Errorf("the idle side sent or the sender applied: %+v %+v", sa, sb)
 	}
 }
+
+// Two nodes in two namespaces on one bridge, peers through a multicast group only.
+func TestNodeMulticast(t *testing.T) {
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 1, NoHTTP: true, DisableIPv6: true})
+	group := netip.MustParseAddr("239.255.0.42")
+	nodes := make([]*Node, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	for i := range nodes {
+		nodes[i] = newNode(t, Config{Listen: netip.AddrPortFrom(tn.LBs[i].Addr(), DefaultPort), Group: group, Interface: "eth0"})
+		var pc *net.UDPConn
+		if err := tn.LBs[i].Do(func() (err error) { pc, err = nodes[i].Listen(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		go func() { nodes[i].Serve(ctx, pc); done <- struct{}{} }()
+	}
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	q := nodes[0].Ring()
+	const flows = 100
+	for i := range flows {
+		r := testRecord(i)
+		q.Push(&r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for nodes[1].Stats().Applied < flows && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a, b := nodes[0].Stats(), nodes[1].Stats()
+	if b.Applied != flows || a.Applied != 0 {
+		t.Fatalf("over multicast: receiver applied %d (want %d), sender applied %d (want 0); peers %v", b.Applied, flows, a.Applied, a.Peers)
+	}
+	var r Record
+	if want := testRecord(7); !nodes[1].Table().Lookup(&want.Key, &r) || r != want {
+		t.Fatalf("flow 7: %+v", r)
+	}
+}
