@@ -53,3 +53,18 @@ func TestSyncAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadSyncNeedsRestart: the sync node is built at start, so a reload that adds,
+// changes or removes the sync section is refused; one that keeps it applies.
+func TestReloadSyncNeedsRestart(t *testing.T) {
+	const sync = "sync: {listen: 198.18.0.2, peers: [198.18.0.3], key: 00112233445566778899aabbccddeeff}\n"
+	r := newRig(t, twoSvc+sync)
+	if err := r.c.Reload(r.parse(twoSvc + sync)); err != nil {
+		t.Errorf("reload with the same sync section: %v", err)
+	}
+	for _, y := range []string{twoSvc, twoSvc + strings.Replace(sync, "198.18.0.3", "198.18.0.4", 1)} {
+		if err := r.c.Reload(r.parse(y)); !errors.Is(err, ErrRestartRequired) {
+			t.Errorf("reload changing the sync section: %v, want ErrRestartRequired", err)
+		}
+	}
+}
