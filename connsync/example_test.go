@@ -34,3 +34,23 @@ func Example() {
 	// established [198 18 0 11]
 	// connsync: authentication failed
 }
+
+// A worker queues a record on its ring; on the peer, the receiver writes it to the table,
+// where any worker finds the flow's backend.
+func ExampleTable() {
+	node, _ := connsync.New(connsync.Config{Key: []byte("a 32-byte key shared by the LBs!")})
+	ring := node.Ring() // one per worker
+	rec := connsync.Record{
+		Key:     sched.Key{Src: [16]byte{198, 18, 0, 1}, Dst: [16]byte{198, 19, 0, 10}, SrcPort: 40000, DstPort: 80, Proto: 6},
+		Backend: [16]byte{198, 18, 0, 12}, State: sched.StateEstablished,
+	}
+	fmt.Println(ring.Push(&rec))
+
+	peer := connsync.NewTable(1024, sched.Timeouts{})
+	peer.Put(&rec) // what the peer's receiver does with the message's records
+	var got connsync.Record
+	fmt.Println(peer.Lookup(&rec.Key, &got), got.Backend[:4])
+	// Output:
+	// true
+	// true [198 18 0 12]
+}
