@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -19,8 +20,10 @@ func syncNode(t testing.TB) *connsync.Node {
 	return n
 }
 
-func rrSpec(t testing.TB, n int) ServiceSpec {
-	sp := spec(t, "web", 0, vip4, 80, MethodDR, n)
+func rrSpec(t testing.TB, n int) ServiceSpec { return rrSpecOn(t, vip4, n) }
+
+func rrSpecOn(t testing.TB, vip netip.Addr, n int) ServiceSpec {
+	sp := spec(t, "web", 0, vip, 80, MethodDR, n)
 	sp.Sched = schedService(t, 0, n, sched.RoundRobin)
 	return sp
 }
@@ -29,21 +32,31 @@ func rrSpec(t testing.TB, n int) ServiceSpec {
 // there: for a mid-flow packet, on a table miss, while that backend is up; a SYN is a new
 // connection and goes where the strategy says.
 func TestEngineSyncedFlows(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) { engineSyncedFlows(t, vip) })
+	}
+}
+
+func engineSyncedFlows(t *testing.T, vip netip.Addr) {
+	client := client4
+	if vip.Is6() {
+		client = client6
+	}
 	sender := newEngine(t)
 	node := syncNode(t)
 	ring := node.Ring()
 	sender.SetSync(ring, nil, time.Minute)
-	s := mustSnapshot(t, nil, rrSpec(t, 3))
+	s := mustSnapshot(t, nil, rrSpecOn(t, vip, 3))
 	const flows = 60
 	backend := map[uint16]int{}
 	for port := uint16(2000); port < 2000+flows; port++ {
-		syn := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
+		syn := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
 		run(sender, s, &syn)
 		backend[port] = backendOf(t, &syn)
 		if n := ring.Pushed(); n != uint64(port-2000) {
 			t.Fatalf("a SYN (half-open connection) was queued: %d records after %d flows", n, port-2000)
 		}
-		ack := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		ack := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80}))
 		run(sender, s, &ack)
 		if got := backendOf(t, &ack); got != backend[port] {
 			t.Fatalf("flow %d: ack to %d, syn to %d", port, got, backend[port])
@@ -60,7 +73,8 @@ func TestEngineSyncedFlows(t *testing.T) {
 		if r.State != sched.StateEstablished || r.Key.SrcPort < 2000 || r.BackendPort != 0 {
 			t.Fatalf("record %+v", r)
 		}
-		if [4]byte(r.Backend[:4]) != backendAddr(false, backend[r.Key.SrcPort]).As4() {
+		if want := backendAddr(vip.Is6(), backend[r.Key.SrcPort]); r.BackendV6 != vip.Is6() || r.Key.V6 != vip.Is6() ||
+			(vip.Is6() && r.Backend != want.As16()) || (vip.Is4() && [4]byte(r.Backend[:4]) != want.As4()) {
 			t.Fatalf("record of flow %d names %v, the flow is on backend %d", r.Key.SrcPort, r.Backend[:4], backend[r.Key.SrcPort])
 		}
 		table.Put(r)
@@ -79,12 +93,12 @@ func TestEngineSyncedFlows(t *testing.T) {
 	}
 	moved := 0
 	for port, b := range backend {
-		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		f := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80}))
 		run(peer, s, &f)
 		if got := backendOf(t, &f); got != b {
 			t.Errorf("flow %d: synced host sent it to %d, want %d", port, got, b)
 		}
-		g := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		g := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80}))
 		run(plain, s, &g)
 		if backendOf(t, &g) != b {
 			moved++
@@ -100,7 +114,7 @@ func TestEngineSyncedFlows(t *testing.T) {
 	fresh, _ := NewEngine(2, 1<<12)
 	fresh.SetSync(nil, table, time.Minute)
 	for port := uint16(2000); port < 2006; port++ {
-		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
+		f := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
 		run(fresh, s, &f)
 		if got, want := backendOf(t, &f), int(2+port-2000)%3; got != want {
 			t.Errorf("SYN of flow %d: backend %d, want the strategy's %d", port, got, want)
@@ -108,7 +122,7 @@ func TestEngineSyncedFlows(t *testing.T) {
 	}
 
 	// A synced backend that is down is not used.
-	down := rrSpec(t, 3)
+	down := rrSpecOn(t, vip, 3)
 	bs := []sched.Backend{{ID: 1, Name: "b0", Weight: 1, Up: true}, {ID: 2, Name: "b1", Weight: 1, Up: false},
 		{ID: 3, Name: "b2", Weight: 1, Up: true}}
 	down.Sched, _ = sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin}, bs)
@@ -117,7 +131,7 @@ func TestEngineSyncedFlows(t *testing.T) {
 	other.SetSync(nil, table, time.Minute)
 	onDown := 0
 	for port, b := range backend {
-		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		f := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80}))
 		run(other, sd, &f)
 		got := backendOf(t, &f)
 		if got == 1 {
