@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"time"
 )
@@ -13,6 +14,10 @@ import (
 // at most MaxMessage bytes to every peer, one sendmmsg(2) per tick for all of them, until
 // ctx ends.
 func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
+	// On a thread of its own, so that its CPU time (kernel time of the sends included) can
+	// be read: Stats.SenderCPU.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	sealer, _ := NewSealer(n.cfg.Key) // New checked the key
 	per := min((n.cfg.MaxMessage-Size(0))/RecordSize, MaxRecords)
 	recs := make([]Record, per)
@@ -61,12 +66,15 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 		sent, failed := w.flush()
 		n.send.bytes.Add(sent)
 		n.dropped[DropSendError].Add(failed)
+		n.sendCPU.Store(int64(threadCPU()))
 		prev = now
 	}
 }
 
 // receive reads messages until pc is closed and applies the ones that pass every check.
 func (n *Node) receive(pc *net.UDPConn) {
+	runtime.LockOSThread() // see sendLoop: Stats.ReceiverCPU
+	defer runtime.UnlockOSThread()
 	sealer, _ := NewSealer(n.cfg.Key)
 	buf := make([]byte, 1<<16)
 	recs := make([]Record, MaxRecords)
@@ -81,6 +89,7 @@ func (n *Node) receive(pc *net.UDPConn) {
 		}
 		n.recv.msgs.Add(1)
 		n.apply(sealer, &guard, buf[:m], recs, time.Now())
+		n.recvCPU.Store(int64(threadCPU()))
 	}
 }
 
@@ -136,7 +145,8 @@ func (n *Node) Stats() Stats {
 	s := Stats{Sender: n.sender, SentMessages: n.send.msgs.Load(), SentRecords: n.send.records.Load(),
 		SentBytes: n.send.bytes.Load(), Received: n.recv.msgs.Load(), ReceivedRecords: n.recv.records.Load(),
 		Applied: n.recv.applied.Load(), Lost: n.recv.lost.Load(), LagLast: time.Duration(n.lagLast.Load()),
-		LagMax: time.Duration(n.lagMax.Load()), Table: n.table.Stats()}
+		LagMax: time.Duration(n.lagMax.Load()), Table: n.table.Stats(),
+		SenderCPU: time.Duration(n.sendCPU.Load()), ReceiverCPU: time.Duration(n.recvCPU.Load())}
 	for i := range s.Dropped {
 		s.Dropped[i] = n.dropped[i].Load()
 	}

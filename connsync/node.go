@@ -123,9 +123,13 @@ type Stats struct {
 	Dropped         [NumDropReasons]uint64
 	LagLast         time.Duration // receive time minus the oldest record's queueing bound, last message
 	LagMax          time.Duration
-	Table           TableStats
-	Peers           []string
-	Listen          string
+	// SenderCPU and ReceiverCPU are the CPU time (user and system) of the sender's and the
+	// receiver's threads so far: what the sync costs this host beyond the workers' pushes.
+	SenderCPU   time.Duration
+	ReceiverCPU time.Duration
+	Table       TableStats
+	Peers       []string
+	Listen      string
 }
 
 // Node sends this host's connection changes to its peers and keeps theirs in a Table.
@@ -144,6 +148,8 @@ type Node struct {
 	dropped [NumDropReasons]atomic.Uint64
 	lagLast atomic.Int64
 	lagMax  atomic.Int64
+	sendCPU atomic.Int64 // ns, the sender thread's CPU time
+	recvCPU atomic.Int64
 }
 
 type atomicStats struct {

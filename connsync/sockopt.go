@@ -2,9 +2,19 @@ package connsync
 
 import (
 	"net"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// threadCPU returns the calling thread's CPU time (0 when unknown).
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
 
 // socketBuffer is the receive and send buffer size the node asks for: a burst of a few
 // thousand messages (a flood of new flows, a scheduling stall of the receiver) waits in

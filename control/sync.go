@@ -31,6 +31,8 @@ type SyncStatus struct {
 	Dropped         map[string]uint64 `json:"dropped"`
 	LagLast         time.Duration     `json:"lag_last_ns"`
 	LagMax          time.Duration     `json:"lag_max_ns"`
+	SenderCPU       time.Duration     `json:"sender_cpu_ns"`
+	ReceiverCPU     time.Duration     `json:"receiver_cpu_ns"`
 	Table           connsync.TableStats
 }
 
@@ -42,7 +44,7 @@ func SyncStatusOf(s connsync.Stats) SyncStatus {
 	st := SyncStatus{Listen: s.Listen, Peers: s.Peers, Sender: fmt.Sprintf("%016x", s.Sender),
 		SentMessages: s.SentMessages, SentRecords: s.SentRecords, SentBytes: s.SentBytes, Received: s.Received,
 		ReceivedRecords: s.ReceivedRecords, Applied: s.Applied, Lost: s.Lost, LagLast: s.LagLast, LagMax: s.LagMax,
-		Table: s.Table, Dropped: map[string]uint64{}}
+		SenderCPU: s.SenderCPU, ReceiverCPU: s.ReceiverCPU, Table: s.Table, Dropped: map[string]uint64{}}
 	for i, n := range s.Dropped {
 		st.Dropped[connsync.DropName(i)] = n
 	}
@@ -81,6 +83,7 @@ var (
 	descSyncCapacity = prometheus.NewDesc("xlb_sync_table_capacity", "Size of the peers' connection table.", nil, nil)
 	descSyncEvicted  = prometheus.NewDesc("xlb_sync_table_evictions_total", "Live peer entries evicted for newer ones.", nil, nil)
 	descSyncHits     = prometheus.NewDesc("xlb_sync_table_hits_total", "Flows new to this host found in the peers' table.", nil, nil)
+	descSyncCPU      = prometheus.NewDesc("xlb_sync_cpu_seconds_total", "CPU time of the sync threads (user and system).", []string{"thread"}, nil)
 )
 
 // SyncCollector exports a sync node's counters as Prometheus metrics.
@@ -92,7 +95,7 @@ type syncCollector struct{ s SyncSource }
 func (sc syncCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSyncSent, descSyncSentMsg, descSyncSentB, descSyncRecv, descSyncRecvRec,
 		descSyncApplied, descSyncLost, descSyncDropped, descSyncLag, descSyncLagMax, descSyncEntries,
-		descSyncCapacity, descSyncEvicted, descSyncHits} {
+		descSyncCapacity, descSyncEvicted, descSyncHits, descSyncCPU} {
 		ch <- d
 	}
 }
@@ -120,4 +123,6 @@ func (sc syncCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descSyncCapacity, float64(s.Table.Capacity))
 	c(descSyncEvicted, s.Table.Evictions)
 	c(descSyncHits, s.Table.Hits)
+	ch <- prometheus.MustNewConstMetric(descSyncCPU, prometheus.CounterValue, s.SenderCPU.Seconds(), "sender")
+	ch <- prometheus.MustNewConstMetric(descSyncCPU, prometheus.CounterValue, s.ReceiverCPU.Seconds(), "receiver")
 }

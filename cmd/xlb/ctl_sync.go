@@ -16,6 +16,7 @@ func printSync(tw *tabwriter.Writer, st control.SyncStatus) {
 	fmt.Fprintf(tw, "sent\t%d records in %d messages, %d bytes\n", st.SentRecords, st.SentMessages, st.SentBytes)
 	fmt.Fprintf(tw, "received\t%d messages, %d records, %d applied, %d lost\n", st.Received, st.ReceivedRecords, st.Applied, st.Lost)
 	fmt.Fprintf(tw, "lag\tlast %v, max %v\n", st.LagLast.Round(time.Microsecond), st.LagMax.Round(time.Microsecond))
+	fmt.Fprintf(tw, "cpu\tsender %v, receiver %v\n", st.SenderCPU.Round(time.Millisecond), st.ReceiverCPU.Round(time.Millisecond))
 	fmt.Fprintf(tw, "peer table\t%d/%d entries, %d evictions, %d hits\n", st.Table.Entries, st.Table.Capacity,
 		st.Table.Evictions, st.Table.Hits)
 	var drops []string

@@ -95,7 +95,7 @@ func BenchmarkSyncCost(b *testing.B) {
 	}
 	const hz = 100 // USER_HZ
 	lbMAC := tn.LBs[0].Ifaces[0].MAC.String()
-	one := func(withSync bool) (cpu, bytesPerSec float64, lag, lagMax time.Duration) {
+	one := func(withSync bool) (cpu, bytesPerSec, sendCPU, recvCPU float64, lag, lagMax time.Duration) {
 		rx, rxAPI := start(1, withSync)
 		defer stop(rx)
 		tx, txAPI := start(0, withSync)
@@ -120,19 +120,23 @@ func BenchmarkSyncCost(b *testing.B) {
 		el := t1.Sub(t0).Seconds()
 		cpu = float64(c1-c0) / hz / el
 		bytesPerSec = float64(s1.SentBytes-s0.SentBytes) / el
+		sendCPU = (s1.SenderCPU - s0.SenderCPU).Seconds() / el
 		if withSync {
 			r, _ := rxAPI.Sync(ctx)
 			lag, lagMax = r.LagLast, r.LagMax
+			recvCPU = r.ReceiverCPU.Seconds() / 6 // over the whole load: 6s
 			b.Logf("sync on: %.0f records/s sent, %d dropped (ring full), receiver applied %d, lost %d",
 				float64(s1.SentRecords-s0.SentRecords)/el, s1.Dropped["ring_full"], r.Applied, r.Lost)
 		}
-		return cpu, bytesPerSec, lag, lagMax
+		return cpu, bytesPerSec, sendCPU, recvCPU, lag, lagMax
 	}
 	for b.Loop() {
-		offCPU, _, _, _ := one(false)
-		onCPU, bps, lag, lagMax := one(true)
-		b.Logf("lb0 CPU: sync off %.1f%%, on %.1f%% of a CPU; sync %.2f MB/s; lb1 lag last %v, max %v",
-			100*offCPU, 100*onCPU, bps/1e6, lag.Round(time.Microsecond), lagMax.Round(time.Microsecond))
+		offCPU, _, _, _, _, _ := one(false)
+		onCPU, bps, sendCPU, recvCPU, lag, lagMax := one(true)
+		b.Logf("lb0 CPU: sync off %.1f%%, on %.1f%% of a CPU (its sync sender thread %.2f%%); lb1's receiver thread %.2f%%; sync %.2f MB/s; lb1 lag last %v, max %v",
+			100*offCPU, 100*onCPU, 100*sendCPU, 100*recvCPU, bps/1e6, lag.Round(time.Microsecond), lagMax.Round(time.Microsecond))
+		b.ReportMetric(100*sendCPU, "sender-cpu%")
+		b.ReportMetric(100*recvCPU, "receiver-cpu%")
 		b.ReportMetric(100*offCPU, "cpu%-off")
 		b.ReportMetric(100*onCPU, "cpu%-on")
 		b.ReportMetric(bps/1e6, "MB/s")
