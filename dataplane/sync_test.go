@@ -258,3 +258,41 @@ func BenchmarkEngineNewFlowSync(b *testing.B) {
 		})
 	}
 }
+
+// A nat service's records carry the backend's port; the peer matches address and port.
+func TestEngineSyncNATPort(t *testing.T) {
+	sp := rrSpec(t, 3)
+	sp.Method = MethodNAT
+	for i := range sp.Targets {
+		sp.Targets[i].Addr = backendAddr(false, 0) // one address, three ports
+		sp.Targets[i].Port = uint16(8080 + i)
+	}
+	s := mustSnapshot(t, nil, sp)
+	sender := newEngine(t)
+	ring := syncNode(t).Ring()
+	sender.SetSync(ring, nil, time.Minute)
+	ports := map[uint16]uint16{}
+	for port := uint16(3000); port < 3030; port++ {
+		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		run(sender, s, &f)
+		ports[port] = binary.BigEndian.Uint16(f.packet()[14+20+2:])
+	}
+	recs := make([]connsync.Record, 64)
+	n := ring.Pop(recs)
+	table := connsync.NewTable(1024, sched.Timeouts{})
+	for i := range recs[:n] {
+		if recs[i].BackendPort != ports[recs[i].Key.SrcPort] {
+			t.Fatalf("record %+v: the flow went to port %d", recs[i], ports[recs[i].Key.SrcPort])
+		}
+		table.Put(&recs[i])
+	}
+	peer, _ := NewEngine(1, 1<<12)
+	peer.SetSync(nil, table, time.Minute)
+	for port, want := range ports {
+		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		run(peer, s, &f)
+		if got := binary.BigEndian.Uint16(f.packet()[14+20+2:]); got != want {
+			t.Errorf("flow %d: peer sent it to port %d, want %d", port, got, want)
+		}
+	}
+}
