@@ -79,7 +79,7 @@ func TestConnsListsEveryWorker(t *testing.T) {
 	}
 	for _, c := range all.Conns {
 		sp := s.serviceByName(c.Service)
-		want := fmt.Sprint(c.Worker+1)
+		want := fmt.Sprint(c.Worker + 1)
 		if c.Client.Addr().As4()[2] != byte(c.Worker+1) || c.Proto != 6 || c.VIP.Port() != sp.Port {
 			t.Errorf("entry %+v (worker %s)", c, want)
 		}
