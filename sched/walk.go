@@ -89,3 +89,11 @@ func (c *Core) Walk(from, n int, now int64, fn func(Conn)) int {
 	runtime.KeepAlive(c) // see newTable
 	return end
 }
+
+// reused reports whether a packet with tcpFlags on an entry in state st opens a new
+// connection on the 4-tuple of one that was closing or closed: a SYN without ACK after a
+// FIN or an RST. Such a connection is scheduled afresh, as IPVS does with conn_reuse_mode
+// 1, so it does not follow the old one to a backend that was drained meanwhile.
+func reused(st, tcpFlags uint8) bool {
+	return (st == stFinWait || st == stClose) && tcpFlags&(FlagSYN|FlagACK) == FlagSYN
+}

@@ -25,11 +25,8 @@ func TestWalkSeesEveryLiveEntry(t *testing.T) {
 	c.Schedule(svc, &udp, 0, 0)
 	// An entry that is idle-expired by the time of the walk (SYN_RECV: 60s).
 	now := 61 * sec
-	for k := range want {
-		if c.Schedule(svc, &k, FlagACK, 30*sec) < 0 {
-			t.Fatal("no backend")
-		}
-		break
+	if k := flowKey(0); c.Schedule(svc, &k, FlagACK, 30*sec) < 0 { // flow 0 was SYN_RECV
+		t.Fatal("no backend")
 	}
 	seen := map[Key]Conn{}
 	steps := 0
@@ -86,5 +83,29 @@ func TestWalkAllocatesNothing(t *testing.T) {
 	}
 	if n != 11000 {
 		t.Fatalf("%d entries over 11 walks", n)
+	}
+}
+
+// TestReusedTupleIsScheduledAfresh: a SYN on the tuple of a closed connection whose
+// backend was drained meanwhile goes to another backend (IPVS conn_reuse_mode 1), and
+// counts as a new flow; a SYN retransmitted on a live connection stays.
+func TestReusedTupleIsScheduledAfresh(t *testing.T) {
+	bs := backends(2)
+	svc := mustService(t, ServiceConfig{Strategy: RoundRobin}, bs)
+	c := mustCore(t, CoreConfig{Capacity: 1024})
+	k := flowKey(1)
+	p := c.Schedule(svc, &k, FlagSYN, 0)
+	if c.Schedule(svc, &k, FlagSYN, sec) != p {
+		t.Fatal("a retransmitted SYN moved")
+	}
+	c.Schedule(svc, &k, FlagACK|FlagFIN, 2*sec)
+	bs[p].Weight = 0 // drained
+	drained := mustService(t, ServiceConfig{Strategy: RoundRobin}, bs)
+	ins := c.Inserts()
+	if got := c.Schedule(drained, &k, FlagSYN, 3*sec); got == p || got < 0 {
+		t.Fatalf("the reused tuple went to %d (drained: %d)", got, p)
+	}
+	if c.Inserts() != ins+1 {
+		t.Fatal("the new connection was not counted as a new flow")
 	}
 }
