@@ -208,3 +208,78 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// FuzzRuntimeEdit feeds any document to the runtime edits: it is refused with a
+// ConfigErrors (or a missing service/backend), or the result validates and writes as YAML
+// that Parse reads back to the same configuration.
+func FuzzRuntimeEdit(f *testing.F) {
+	f.Add([]byte(`{"scheduler": "rr"}`), true)
+	f.Add([]byte("address: 198.18.0.40\nweight: 3\n"), false)
+	f.Add([]byte("name: x\nvip: 198.19.0.50\nport: 80\nbackends: [{address: 198.18.0.11}]\n"), true)
+	f.Add([]byte("a: &a [*a, *a]\n"), false)
+	cfg, err := Load("testdata/example.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, doc []byte, service bool) {
+		var n *Config
+		var err error
+		if service {
+			var s *Service
+			if s, err = DecodeService("req", doc, &cfg.Services[0]); err == nil {
+				n, err = cfg.WithService(s, "req")
+			}
+		} else {
+			var b *Backend
+			if b, err = DecodeBackend("req", doc, nil); err == nil {
+				n, err = cfg.WithBackend("web", "", b, "req")
+			}
+		}
+		if err != nil {
+			var ce ConfigErrors
+			if !errors.As(err, &ce) || len(ce) == 0 {
+				t.Fatalf("error %T %v is not a non-empty ConfigErrors", err, err)
+			}
+			return
+		}
+		y, err := Marshal(n, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse("out.yaml", y)
+		if err != nil {
+			t.Fatalf("written configuration refused: %v\n%s", err, y)
+		}
+		if !reflect.DeepEqual(stripPos(t, n), stripPos(t, back)) {
+			t.Fatalf("round trip changed the configuration:\n%s", y)
+		}
+	})
+}
+
+// FuzzMarshal: every configuration Parse accepts is written as YAML that Parse reads back
+// to the same configuration (what `xlb ctl save` relies on).
+func FuzzMarshal(f *testing.F) {
+	ex, err := os.ReadFile("testdata/example.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ex)
+	f.Add([]byte(base))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("f.yaml", data)
+		if err != nil {
+			return
+		}
+		y, err := Marshal(cfg, "# header")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse("out.yaml", y)
+		if err != nil {
+			t.Fatalf("written configuration refused: %v\n%s", err, y)
+		}
+		if !reflect.DeepEqual(stripPos(t, cfg), stripPos(t, back)) {
+			t.Fatalf("round trip changed the configuration:\n%s", y)
+		}
+	})
+}
