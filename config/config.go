@@ -107,6 +107,12 @@ type Service struct {
 	ACL ACL `yaml:"acl"`
 	// Limits bound the service's new flows in the XDP program. Optional.
 	Limits Limits `yaml:"limits"`
+	// TableShare is the percentage (1-100) of each worker's connection table the
+	// service's flows may hold. A service at its share makes room for a new flow only
+	// among its own entries, so a flood against it cannot evict another service's
+	// flows; a new flow that finds none is forwarded without an entry (counted as
+	// conn_over_quota). Default: 100 with one service, DefaultTableShare with several.
+	TableShare int `yaml:"table_share"`
 
 	pos pos
 }
@@ -220,7 +226,10 @@ const (
 	DefaultFall         = 3
 	DefaultAPIListen    = "127.0.0.1:9440"
 	DefaultAPISocket    = "/run/xlb/xlb.sock"
-	MaxWeight           = 65535
+	// DefaultTableShare is a service's share (percent) of the connection table when
+	// there are several services.
+	DefaultTableShare = 50
+	MaxWeight         = 65535
 )
 
 // File is the path the config was loaded from ("" when built in Go).
@@ -255,6 +264,12 @@ func (c *Config) Normalize() {
 			}
 		}
 		s.Limits.normalize()
+		if s.TableShare == 0 && !s.pos.has("table_share") {
+			s.TableShare = 100
+			if len(c.Services) > 1 {
+				s.TableShare = DefaultTableShare
+			}
+		}
 		s.Health.normalize(nil)
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {

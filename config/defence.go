@@ -107,6 +107,9 @@ func (l *Limits) normalize() {
 
 func (c *Config) validateDefence(e *errs, s *Service, p string) {
 	c.validateACL(e, &s.ACL, p+".acl")
+	if s.TableShare < 1 || s.TableShare > 100 {
+		e.add(s.pos.at("table_share"), p+".table_share", ErrValue, "%d%% not in 1..100 (the share of each worker's connection table)", s.TableShare)
+	}
 	l := &s.Limits
 	if l.NewFlows == nil && l.SourceNewFlows == nil {
 		return

@@ -58,6 +58,11 @@ api:
 	if err != nil || d.API.SocketPath() != DefaultAPISocket {
 		t.Errorf("default socket %q (%v)", d.API.SocketPath(), err)
 	}
+	// table_share: 100 for a lone service, DefaultTableShare for several, as written.
+	two := base + "  - name: other\n    vip: 198.19.0.11\n    port: 80\n    table_share: 30\n    backends: [{address: 198.18.0.12}]\n"
+	if ts, err := Parse("d.yaml", []byte(two)); err != nil || ts.Services[0].TableShare != DefaultTableShare || ts.Services[1].TableShare != 30 || d.Services[0].TableShare != 100 {
+		t.Errorf("table_share defaults: %v", err)
+	}
 	n, err := Parse("d.yaml", []byte(base+"api: {socket: none}\n"))
 	if err != nil || n.API.SocketPath() != "" {
 		t.Errorf("socket none: %q (%v)", n.API.SocketPath(), err)
@@ -115,6 +120,8 @@ func TestDefenceConfigErrors(t *testing.T) {
 		{"lower threshold without upper", base + "      - {address: 198.18.0.12, lower_threshold: 5}\n", "", 9, ErrValue, "without upper_threshold"},
 		{"lower threshold not below upper", base + "      - {address: 198.18.0.12, upper_threshold: 5, lower_threshold: 5}\n", "", 9, ErrValue, "below upper_threshold"},
 		{"threshold negative", base + "      - {address: 198.18.0.12, upper_threshold: -1}\n", "", 9, ErrValue, "integer"},
+		{"table share zero", strings.Replace(base, "    port: 80\n", "    port: 80\n    table_share: 0\n", 1), "", 7, ErrValue, "not in 1..100"},
+		{"table share over 100", strings.Replace(base, "    port: 80\n", "    port: 80\n    table_share: 101\n", 1), "", 7, ErrValue, "not in 1..100"},
 		{"socket relative", base + "api:\n  socket: xlb.sock\n", "", 10, ErrValue, "absolute"},
 		{"socket group unknown", base + "api:\n  socket_group: no-such-group-xlb\n", "", 10, ErrValue, "no-such-group-xlb"},
 		{"socket group without socket", base + "api:\n  socket: none\n  socket_group: '0'\n", "", 11, ErrValue, "without a socket"},

@@ -272,8 +272,9 @@ func (c *Controller) publishLocked(why string) error {
 		if key == (sched.HashKey{}) {
 			key = sched.DefaultHashKey()
 		}
-		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key {
-			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key}, in)
+		share := s.cfg.TableShare
+		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key || s.built.TableShare() != share {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key, TableShare: share}, in)
 			if err != nil {
 				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
 			}

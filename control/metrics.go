@@ -76,6 +76,7 @@ var workerCounters = []struct {
 	{"new_flows", "Packets of new flows (connection-table misses).", func(c *dataplane.Counters) uint64 { return c.ConnMisses }},
 	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},
 	{"conn_expirations", "Idle connection-table entries expired.", func(c *dataplane.Counters) uint64 { return c.ConnExpirations }},
+	{"conn_over_quota", "New flows of a service at its table share forwarded without a connection-table entry.", func(c *dataplane.Counters) uint64 { return c.ConnOverQuota }},
 	{"conn_rescheduled", "Flows moved off a backend that went down.", func(c *dataplane.Counters) uint64 { return c.ConnRescheduled }},
 	{"batches", "Batches processed.", func(c *dataplane.Counters) uint64 { return c.Batches }},
 	{"kicks", "Wakeup syscalls.", func(c *dataplane.Counters) uint64 { return c.Kicks }},

@@ -108,8 +108,10 @@ type Counters struct {
 	QUICRouted, QUICFallback uint64
 	// Connection table, as the worker's sched.Core reports it: live entries, packets of
 	// known flows, packets of new flows, entries evicted by a new flow, idle entries
-	// expired, flows moved off a backend that went down.
+	// expired, flows moved off a backend that went down, new flows of a service at its
+	// table share forwarded without an entry (sched.ServiceConfig.TableShare).
 	ConnEntries, ConnHits, ConnMisses, ConnEvictions, ConnExpirations, ConnRescheduled uint64
+	ConnOverQuota                                                                      uint64
 	// Rings: batches processed, wakeup kicks (sendto/poll), refills that found fewer free
 	// frames than the fill ring had room for, transmit attempts that found the ring full,
 	// frames copied into another interface's socket.
@@ -160,6 +162,7 @@ func (c *Counters) Add(o *Counters) {
 	c.ConnRescheduled += o.ConnRescheduled
 	c.ConnMisses += o.ConnMisses
 	c.ConnEvictions += o.ConnEvictions
+	c.ConnOverQuota += o.ConnOverQuota
 	c.Batches += o.Batches
 	c.Kicks += o.Kicks
 	c.FillShort += o.FillShort
@@ -186,6 +189,7 @@ func (c *Counters) addConn(s sched.Stats) {
 	c.ConnEvictions += s.Evictions
 	c.ConnExpirations += s.Expirations
 	c.ConnRescheduled += s.Rescheduled
+	c.ConnOverQuota += s.OverQuota
 }
 
 func (c *counters) export() Counters {

@@ -51,15 +51,20 @@ type Stats struct {
 	Expirations uint64 // idle entries removed (by a lookup, an insert or Maintain)
 	Rescheduled uint64 // known flows moved because their backend was down or removed
 	NoBackend   uint64 // packets for which no backend could take the flow
+	// OverQuota counts new flows of a service at its TableShare that found none of the
+	// service's own entries to replace in their buckets: forwarded, not recorded.
+	OverQuota uint64
 }
 
-const numCounters = 9
+const numCounters = 10
 
 // svcState is a core's state for one service: strategy state laid out for snapshot svc.
 type svcState struct {
 	svc   *Service
 	rr    uint32
 	conns []int32 // this core's live entries per backend position
+	live  int64   // sum of conns: the service's entries in this core's table
+	quota int64   // most entries the service may hold here (0: no quota)
 	cur   []int64 // smooth weighted round-robin current weights per position
 
 	spare    []int32 // the previous layout's arrays, reused by the next Prepare
@@ -94,6 +99,7 @@ const (
 	cExpirations
 	cRescheduled
 	cNoBackend
+	cOverQuota
 )
 
 // NewCore allocates a core's connection table (all of its memory) and strategy state.
@@ -171,6 +177,14 @@ func (c *Core) Prepare(svc *Service) {
 	}
 	st.spare, st.conns = st.conns, conns
 	st.spareCur, st.cur = st.cur, cur
+	st.live = 0
+	for _, n := range conns {
+		st.live += int64(n)
+	}
+	st.quota = 0
+	if svc.share > 0 && svc.share < 100 {
+		st.quota = max(int64(c.Capacity())*int64(svc.share)/100, 1)
+	}
 	if st.svc == nil {
 		st.rr = c.rrStart
 	}
@@ -289,7 +303,15 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		c.c[cNoBackend]++
 		return -1
 	}
-	b, w = c.victim(b1, c.t.second(h), t)
+	if st.quota > 0 && st.live >= st.quota {
+		b, w = c.ownVictim(b1, c.t.second(h), svc.index, t)
+		if w < 0 {
+			c.c[cOverQuota]++
+			return p // forwarded by the strategy's pick, not remembered
+		}
+	} else {
+		b, w = c.victim(b1, c.t.second(h), t)
+	}
 	if b != b1 {
 		b.alt |= 1 << w
 		b1.over++
@@ -301,6 +323,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	c.c[cInserts]++
 	c.c[cEntries]++
 	st.conns[p]++
+	st.live++
 	return p
 }
 
@@ -335,6 +358,7 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.seen[w] = t
 	st.conns[p]++
+	st.live++
 	runtime.KeepAlive(c) // see newTable
 	return p
 }
@@ -381,6 +405,42 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	c.release(&b.ent[w])
 	c.remove(b, w)
 	return b, w
+}
+
+// ownVictim frees a way of b1 or b2 for a new flow of service si, which is at its quota:
+// an idle-expired entry (of any service), else the least recently seen of si's own entries
+// (an eviction). It returns -1 when neither bucket holds one: the service may not take
+// another's room.
+func (c *Core) ownVictim(b1, b2 *bucket, si int, t uint32) (*bucket, int) {
+	var best *bucket
+	bw, bestAge, expired := -1, uint32(0), false
+	for _, b := range [2]*bucket{b1, b2} {
+		for w := range ways {
+			if !b.used(w) {
+				continue
+			}
+			age := t - b.seen[w]
+			exp := age > c.timeout[b.state[w]]
+			own := int(b.ent[w].svc) == si
+			switch {
+			case exp && (!expired || age > bestAge):
+				best, bw, bestAge, expired = b, w, age, true
+			case !expired && own && (bw < 0 || age > bestAge):
+				best, bw, bestAge = b, w, age
+			}
+		}
+	}
+	if bw < 0 {
+		return nil, -1
+	}
+	if expired {
+		c.expire(best, bw)
+	} else {
+		c.c[cEvictions]++
+		c.release(&best.ent[bw])
+		c.remove(best, bw)
+	}
+	return best, bw
 }
 
 // relocate frees a way of the full bucket b, when the table is not nearly full, by moving
@@ -449,6 +509,7 @@ func (c *Core) release(e *entry) {
 	}
 	if p := st.svc.ids.lookup(e.backend); p >= 0 && st.conns[p] > 0 {
 		st.conns[p]--
+		st.live--
 	}
 }
 
@@ -491,6 +552,7 @@ func (c *Core) Stats() Stats {
 		Expirations: c.pub[cExpirations].Load(),
 		Rescheduled: c.pub[cRescheduled].Load(),
 		NoBackend:   c.pub[cNoBackend].Load(),
+		OverQuota:   c.pub[cOverQuota].Load(),
 	}
 }
 

@@ -42,6 +42,12 @@ type ServiceConfig struct {
 	// HashKey keys the flow hash the hash strategies look up (see HashKey): the same on
 	// every LB host of a cluster. The zero key means DefaultHashKey, which is public.
 	HashKey HashKey
+	// TableShare is the percentage (1..100) of each core's connection table the service's
+	// flows may hold; 0 means 100 (no quota). A service at its share makes room for a new
+	// flow only among its own entries, so a flood against it cannot evict other services'
+	// flows; when none of its own is in the new flow's two buckets, the flow is forwarded
+	// without an entry (Stats.OverQuota).
+	TableShare int
 }
 
 // Limits of a snapshot.
@@ -73,6 +79,7 @@ type Service struct {
 	total    uint64
 	table    []int32 // Maglev: slot -> position; nil for the other strategies
 	ids      idIndex
+	share    int // TableShare
 }
 
 // NewService builds a snapshot with a fresh Builder. See Builder.Build.
@@ -100,6 +107,9 @@ func (b *Builder) Build(cfg ServiceConfig, backends []Backend) (*Service, error)
 	if !slices.Contains(Primes, m) {
 		return nil, fmt.Errorf("%w: %d", ErrTableSize, m)
 	}
+	if cfg.TableShare < 0 || cfg.TableShare > 100 {
+		return nil, fmt.Errorf("%w: table share %d%% not in 0..100", ErrBadService, cfg.TableShare)
+	}
 	if len(backends) > MaxBackends {
 		return nil, fmt.Errorf("%w: %d backends, at most %d", ErrBadBackends, len(backends), MaxBackends)
 	}
@@ -109,6 +119,7 @@ func (b *Builder) Build(cfg ServiceConfig, backends []Backend) (*Service, error)
 		backends: slices.Clone(backends),
 		weight:   make([]uint64, len(backends)),
 		hashKey:  cfg.HashKey,
+		share:    cfg.TableShare,
 	}
 	if s.hashKey == (HashKey{}) {
 		s.hashKey = defaultHashKey
@@ -212,6 +223,10 @@ func (s *Service) Table() []int32 { return slices.Clone(s.table) }
 // HashKey returns the key of the service's flow hash (DefaultHashKey when its config left
 // it zero).
 func (s *Service) HashKey() HashKey { return s.hashKey }
+
+// TableShare returns the service's share of each core's connection table in percent (0:
+// no quota), see ServiceConfig.TableShare.
+func (s *Service) TableShare() int { return s.share }
 
 // FlowHash returns the hash a hash strategy looks k up with: the keyed hash of the whole
 // flow (HashKey.Flow) for Maglev and FlowHash, of the client address alone (HashKey.Source)

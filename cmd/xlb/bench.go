@@ -145,20 +145,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *plotDir != "" {
-		files, err := rep.WritePlots(*plotDir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
-	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench "+strings.Join(args, " "), stderr)
 }
 
 // benchPrioritize is bench.Prioritize (a session of its own at autogroup nice -10, so the
 // generator and the worker are not starved by the rest of the caller's session); tests
 // replace it.
 var benchPrioritize = func() { _ = bench.Prioritize() }
+
+// emitReport draws rep's charts into plotDir (none when empty; the files are named on
+// stderr), then writes rep to w as Markdown headed by cmdline, or as text.
+func emitReport(rep *bench.Report, w io.Writer, markdown bool, plotDir, cmdline string, stderr io.Writer) error {
+	if plotDir != "" {
+		files, err := rep.WritePlots(plotDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
+	}
+	if markdown {
+		return rep.WriteMarkdown(w, cmdline)
+	}
+	return rep.WriteText(w)
+}

@@ -18,11 +18,11 @@ import (
 // genFlags are `xlb bench gen`'s flags.
 type genFlags struct {
 	portFlags
-	dstMAC, dst, srcPool, proto, size, rate, sink, fractions, dut, out string
-	dstPort, flows                                                     int
-	dur, trial                                                         time.Duration
-	loss                                                               float64
-	rfc, markdown                                                      bool
+	dstMAC, dst, srcPool, proto, size, rate, sink, fractions, dut, out, plot string
+	dstPort, flows                                                           int
+	dur, trial                                                               time.Duration
+	loss                                                                     float64
+	rfc, markdown                                                            bool
 }
 
 func (g *genFlags) register(fs *flag.FlagSet) {
@@ -44,6 +44,7 @@ func (g *genFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.dut, "dut", "dut", "RFC 2544: name of the device under test in the report")
 	fs.BoolVar(&g.markdown, "markdown", false, "RFC 2544: write the report as Markdown")
 	fs.StringVar(&g.out, "out", "", "RFC 2544: write the report to FILE")
+	fs.StringVar(&g.plot, "plot", "", "RFC 2544: also draw the report's charts as SVG files into DIR")
 }
 
 // config checks the flags and builds the generator's configuration.
@@ -243,8 +244,5 @@ func (g *genFlags) search(ctx context.Context, c bench.PortGenConfig, counts ben
 		defer f.Close()
 		w = f
 	}
-	if g.markdown {
-		return rep.WriteMarkdown(w, "xlb bench gen "+strings.Join(os.Args[min(3, len(os.Args)):], " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, g.markdown, g.plot, "xlb bench gen "+strings.Join(os.Args[min(3, len(os.Args)):], " "), stderr)
 }

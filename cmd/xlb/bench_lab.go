@@ -21,8 +21,9 @@ func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
 	fractions := fs.String("fractions", "0.1,0.5,0.9", "fractions of the throughput to measure latency at")
 	markdown := fs.Bool("markdown", false, "write the report as Markdown")
 	out := fs.String("out", "", "write the report to FILE")
+	plotDir := fs.String("plot", "", "also draw the report's charts as SVG files into DIR")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: xlb bench lab [--size LIST] [--trial D] [--loss PCT] [--fractions LIST] [--markdown] [--out FILE]\n\n"+
+		fmt.Fprint(stderr, "usage: xlb bench lab [--size LIST] [--trial D] [--loss PCT] [--fractions LIST] [--markdown] [--out FILE] [--plot DIR]\n\n"+
 			"Builds three network namespaces joined by veth (generator host, LB host, backend host), measures\n"+
 			"the generator's own rate against the in-kernel XDP limit on the first link, then runs this\n"+
 			"binary's `xlb run` on the LB host and the RFC 2544 throughput search through it to the sink on\n"+
@@ -68,8 +69,5 @@ func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench lab "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench lab "+strings.Join(args, " "), stderr)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -146,7 +147,8 @@ func TestE2EBenchLab(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	var stderr strings.Builder
-	cmd := exec.Command(bin, "bench", "lab", "--size", "64", "--trial", "200ms", "--fractions", "0.5", "--markdown")
+	plots := t.TempDir()
+	cmd := exec.Command(bin, "bench", "lab", "--size", "64", "--trial", "200ms", "--fractions", "0.5", "--markdown", "--plot", plots)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -158,6 +160,11 @@ func TestE2EBenchLab(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the report lacks %q", want)
 		}
+	}
+	// --plot: the search's throughput chart, an SVG naming the device under test.
+	svg, err := os.ReadFile(filepath.Join(plots, "rate-rfc2544.svg"))
+	if err != nil || !strings.Contains(string(svg), "<svg") || !strings.Contains(string(svg), "xlb-run-dr") {
+		t.Errorf("--plot: rate-rfc2544.svg %d bytes (%v); stderr:\n%s", len(svg), err, stderr.String())
 	}
 }
 
