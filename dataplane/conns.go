@@ -17,13 +17,13 @@ import (
 // while one is pending), copying what matches into the request. Forwarding never stops;
 // each batch pays for at most one step (BenchmarkProcessWhileListing measures it).
 
-// walkChunk is how many table buckets (8 entries each) a busy worker walks per step: a
-// 2M-entry table takes 16384 steps, each adding 2-6 microseconds to a batch
-// (BenchmarkProcessWhileListing). A worker that had nothing to forward walks
-// walkChunkIdle buckets per step.
+// walkChunk is how many table buckets (8 entries each) a busy worker walks per step, after
+// a batch: with 1M live entries in a 2M-entry table a listing spans 16384 batches, each
+// paying 0.3-0.5 us per packet more (BenchmarkProcessWhileListing; docs/runtime.md). A
+// worker whose last step had nothing to forward walks walkChunkIdle buckets per step.
 const (
 	walkChunk     = 16
-	walkChunkIdle = 1024
+	walkChunkIdle = 256
 )
 
 // ErrNoWorkers is returned by Conns when no worker runs.
