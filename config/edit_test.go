@@ -283,3 +283,24 @@ func FuzzMarshal(f *testing.F) {
 		}
 	})
 }
+
+// TestRuntimeDocExample decodes the service of docs/runtime.md and adds it to the example
+// configuration: the page shows what the API accepts.
+func TestRuntimeDocExample(t *testing.T) {
+	doc := mustRead(t, "../docs/runtime.md")
+	blocks := strings.Split(doc, "```yaml\n")[1:]
+	if len(blocks) != 1 {
+		t.Fatalf("%d yaml blocks in docs/runtime.md, want 1", len(blocks))
+	}
+	cfg, err := Load("testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := DecodeService("docs/runtime.md", []byte(blocks[0][:strings.Index(blocks[0], "```")]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.WithService(s, "docs/runtime.md"); err != nil {
+		t.Fatal(err)
+	}
+}
