@@ -52,45 +52,10 @@ var textMarshalerType = reflect.TypeFor[encoding.TextMarshaler]()
 // encodeValue returns the YAML node of v, or nil when v is its zero value and
 // may be left out.
 func encodeValue(v reflect.Value) (*yaml.Node, error) {
+	if n, ok, err := encodeLeaf(v); ok {
+		return n, err
+	}
 	scalar := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
-	switch v.Type() {
-	case addrType:
-		a := v.Interface().(netip.Addr)
-		if !a.IsValid() {
-			return nil, nil
-		}
-		return scalar(a.String()), nil
-	case prefixType:
-		p := v.Interface().(netip.Prefix)
-		if !p.IsValid() {
-			return nil, nil
-		}
-		if p.Bits() == p.Addr().BitLen() {
-			return scalar(p.Addr().String()), nil // an address: what parsePrefix reads back
-		}
-		return scalar(p.String()), nil
-	case durationType:
-		if v.Int() == 0 {
-			return nil, nil
-		}
-		return scalar(time.Duration(v.Int()).String()), nil
-	}
-	if v.Kind() != reflect.Pointer && reflect.PointerTo(v.Type()).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
-		if v.IsZero() {
-			return nil, nil
-		}
-		switch {
-		case v.Type().Implements(textMarshalerType):
-			b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
-			if err != nil {
-				return nil, err
-			}
-			return scalar(string(b)), nil
-		case v.Type().Implements(reflect.TypeFor[fmt.Stringer]()):
-			return scalar(v.Interface().(fmt.Stringer).String()), nil
-		}
-		return nil, fmt.Errorf("config: cannot write a %s", v.Type())
-	}
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {
@@ -141,6 +106,51 @@ func encodeValue(v reflect.Value) (*yaml.Node, error) {
 		return scalar(strconv.FormatUint(v.Uint(), 10)), nil
 	}
 	return nil, fmt.Errorf("config: cannot write a %s", v.Type())
+}
+
+// encodeLeaf writes the types the decoder reads from one scalar by a parser of their own
+// (addresses, prefixes, durations, enumerated values); ok is false for any other type.
+func encodeLeaf(v reflect.Value) (n *yaml.Node, ok bool, err error) {
+	scalar := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
+	switch v.Type() {
+	case addrType:
+		a := v.Interface().(netip.Addr)
+		if !a.IsValid() {
+			return nil, true, nil
+		}
+		return scalar(a.String()), true, nil
+	case prefixType:
+		p := v.Interface().(netip.Prefix)
+		if !p.IsValid() {
+			return nil, true, nil
+		}
+		if p.Bits() == p.Addr().BitLen() {
+			return scalar(p.Addr().String()), true, nil // an address: what parsePrefix reads back
+		}
+		return scalar(p.String()), true, nil
+	case durationType:
+		if v.Int() == 0 {
+			return nil, true, nil
+		}
+		return scalar(time.Duration(v.Int()).String()), true, nil
+	}
+	if v.Kind() == reflect.Pointer || !reflect.PointerTo(v.Type()).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		return nil, false, nil
+	}
+	if v.IsZero() {
+		return nil, true, nil
+	}
+	switch {
+	case v.Type().Implements(textMarshalerType):
+		b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
+		if err != nil {
+			return nil, true, err
+		}
+		return scalar(string(b)), true, nil
+	case v.Type().Implements(reflect.TypeFor[fmt.Stringer]()):
+		return scalar(v.Interface().(fmt.Stringer).String()), true, nil
+	}
+	return nil, true, fmt.Errorf("config: cannot write a %s", v.Type())
 }
 
 // zeroNode is the written form of a zero value that must be written.

@@ -207,6 +207,10 @@ func printStatus(tw *tabwriter.Writer, st control.ControllerStatus) {
 	if st.LastReloadErr != "" {
 		fmt.Fprintf(tw, "last refused reload\t%s\n", strings.ReplaceAll(st.LastReloadErr, "\n", "; "))
 	}
+	if len(st.RuntimeChanges) > 0 {
+		fmt.Fprintf(tw, "runtime changes not in the file\t%s (a reload drops them; xlb ctl save keeps them)\n",
+			strings.Join(st.RuntimeChanges, "; "))
+	}
 }
 
 func printBackends(tw *tabwriter.Writer, bs []control.BackendStatus) {

@@ -96,49 +96,7 @@ func ctlChange(ctx context.Context, cl *control.Client, a []string, stdout, stde
 	fs := newFlagSet("xlb ctl "+cmd, stderr)
 	file := fs.String("f", "", "read the service or backend from FILE (YAML or JSON; - is standard input)")
 	set := map[string]any{}
-	str := func(name, field, usage string) {
-		fs.Func(name, usage, func(v string) error { set[field] = v; return nil })
-	}
-	num := func(name, field, usage string) {
-		fs.Func(name, usage, func(v string) error {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil {
-				return fmt.Errorf("%q is not a number", v)
-			}
-			set[field] = n
-			return nil
-		})
-	}
-	service := strings.HasSuffix(cmd, "-service")
-	if service {
-		str("vip", "vip", "the virtual IP")
-		num("port", "port", "the service port (0: every port)")
-		str("protocol", "protocol", "tcp or udp")
-		str("method", "method", "dr, tunnel or nat")
-		str("scheduler", "scheduler", "maglev, rr, wrr, random, source-hash, least-conn, least-load, flow-hash")
-		str("tunnel-source", "tunnel_source", "outer source address or prefix (method tunnel)")
-		fs.Func("health", "health check kind (icmp, tcp, http, https, none)", func(v string) error {
-			set["health"] = map[string]any{"kind": v}
-			return nil
-		})
-		var backends []any
-		fs.Func("backend", "a backend ADDR[:PORT][@WEIGHT] (repeat it; replaces the backend list)", func(v string) error {
-			b, err := backendFlag(v)
-			backends = append(backends, b)
-			set["backends"] = backends
-			return err
-		})
-	} else {
-		str("name", "name", "the backend's name (default: its address)")
-		str("address", "address", "the backend's address")
-		num("port", "port", "the NAT target port")
-		num("weight", "weight", "share of new flows, 0-65535 (0 drains)")
-		fs.BoolFunc("disabled", "take the backend out (--disabled=false puts it back)", func(v string) error {
-			b, err := strconv.ParseBool(v)
-			set["disabled"] = b
-			return err
-		})
-	}
+	changeFlags(fs, strings.HasSuffix(cmd, "-service"), set)
 	pos, err := parseInterspersed(fs, a[1:])
 	if err != nil {
 		return err
@@ -185,6 +143,53 @@ func ctlChange(ctx context.Context, cl *control.Client, a []string, stdout, stde
 		fmt.Fprintf(stdout, "ok: %s %s\n", cmd, strings.Join(pos, "/"))
 	}
 	return err
+}
+
+// changeFlags defines the flags of a service's (or a backend's) fields on fs; each given
+// flag sets its field in set.
+func changeFlags(fs *flag.FlagSet, service bool, set map[string]any) {
+	str := func(name, field, usage string) {
+		fs.Func(name, usage, func(v string) error { set[field] = v; return nil })
+	}
+	num := func(name, field, usage string) {
+		fs.Func(name, usage, func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			set[field] = n
+			return nil
+		})
+	}
+	if service {
+		str("vip", "vip", "the virtual IP")
+		num("port", "port", "the service port (0: every port)")
+		str("protocol", "protocol", "tcp or udp")
+		str("method", "method", "dr, tunnel or nat")
+		str("scheduler", "scheduler", "maglev, rr, wrr, random, source-hash, least-conn, least-load, flow-hash")
+		str("tunnel-source", "tunnel_source", "outer source address or prefix (method tunnel)")
+		fs.Func("health", "health check kind (icmp, tcp, http, https, none)", func(v string) error {
+			set["health"] = map[string]any{"kind": v}
+			return nil
+		})
+		var backends []any
+		fs.Func("backend", "a backend ADDR[:PORT][@WEIGHT] (repeat it; replaces the backend list)", func(v string) error {
+			b, err := backendFlag(v)
+			backends = append(backends, b)
+			set["backends"] = backends
+			return err
+		})
+	} else {
+		str("name", "name", "the backend's name (default: its address)")
+		str("address", "address", "the backend's address")
+		num("port", "port", "the NAT target port")
+		num("weight", "weight", "share of new flows, 0-65535 (0 drains)")
+		fs.BoolFunc("disabled", "take the backend out (--disabled=false puts it back)", func(v string) error {
+			b, err := strconv.ParseBool(v)
+			set["disabled"] = b
+			return err
+		})
+	}
 }
 
 // backendFlag reads ADDR[:PORT][@WEIGHT] ([ADDR]:PORT for IPv6); the API checks the rest.
