@@ -277,6 +277,11 @@ func (c *Config) WithoutBackend(service, backend string) (*Config, error) {
 // check normalises and validates an edited configuration. Errors under path
 // (the edited element) are told relative to it and name src.
 func (c *Config) check(path, src string) error {
+	for i := range c.Services {
+		if s := &c.Services[i]; s.shareDefaulted() {
+			s.TableShare = 0 // its default depends on the number of services: again
+		}
+	}
 	c.Normalize()
 	err := c.Validate()
 	var ce ConfigErrors
@@ -292,4 +297,11 @@ func (c *Config) check(path, src string) error {
 		out[i] = &f
 	}
 	return out
+}
+
+// shareDefaulted reports whether the service's table_share was filled by Normalize rather
+// than written (in a file or a request): its default depends on how many services there
+// are, so an edit computes it again and Marshal leaves it out.
+func (s *Service) shareDefaulted() bool {
+	return s.pos.line > 0 && !s.pos.has("table_share")
 }

@@ -304,3 +304,35 @@ func TestRuntimeDocExample(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEditRecomputesDefaults: a default that depends on the other services (table_share)
+// is computed again after an edit, as the file with the change would get it.
+func TestEditRecomputesDefaults(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte("interfaces: [{name: eth0}]\nservices:\n"+
+		"  - {name: a, vip: 198.19.0.10, port: 80, backends: [{address: 198.18.0.11}]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Services[0].TableShare != 100 {
+		t.Fatalf("one service: share %d", cfg.Services[0].TableShare)
+	}
+	s, err := DecodeService("req", []byte("{name: b, vip: 198.19.0.11, port: 80, backends: [{address: 198.18.0.11}]}"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cfg.WithService(s, "req")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Services[0].TableShare != DefaultTableShare || n.Services[1].TableShare != DefaultTableShare {
+		t.Fatalf("two services: shares %d, %d", n.Services[0].TableShare, n.Services[1].TableShare)
+	}
+	y, err := Marshal(n, "")
+	if err != nil || strings.Contains(string(y), "table_share") {
+		t.Fatalf("a defaulted share is written: %v\n%s", err, y)
+	}
+	back, err := n.WithoutService("b")
+	if err != nil || back.Services[0].TableShare != 100 {
+		t.Fatalf("back to one service: %v, share %d", err, back.Services[0].TableShare)
+	}
+}

@@ -186,6 +186,11 @@ func encodeStruct(v reflect.Value) (*yaml.Node, error) {
 		if !ok || tag == "-" {
 			continue
 		}
+		if tag == "table_share" && v.CanAddr() {
+			if s, ok := v.Addr().Interface().(*Service); ok && s.shareDefaulted() {
+				continue
+			}
+		}
 		n, err := encodeValue(v.Field(i))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", tag, err)
