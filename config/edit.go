@@ -69,8 +69,8 @@ func deepCopy(v reflect.Value) reflect.Value {
 
 // DecodeService decodes a service written in YAML or JSON. With base nil it
 // is a new service; with base set, the fields the document writes replace
-// base's and the others stay (ipvsadm -E): a list (backends, fallback) is
-// replaced whole. src names the document in errors. It does not validate:
+// base's and the others stay (ipvsadm -E): a section (health, acl, limits)
+// or a list (backends, fallback) is replaced whole. src names the document in errors. It does not validate:
 // WithService does, in the configuration it goes into.
 func DecodeService(src string, data []byte, base *Service) (*Service, error) {
 	var s Service
@@ -159,6 +159,19 @@ func decodeDoc(src string, data []byte, v reflect.Value) error {
 	if root.Kind != yaml.MappingNode {
 		e.add(root.Line, "", ErrType, "want a mapping, got %s", describe(root))
 		return e.err()
+	}
+	// A section the document writes (health, acl, limits, a list) replaces the one in v
+	// whole: merged, a health check changed from http to tcp would keep http's path.
+	fields := fieldsOf(v.Type())
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if idx, ok := fields[root.Content[i].Value]; ok {
+			switch f := v.FieldByIndex(idx); f.Kind() {
+			case reflect.Struct, reflect.Slice, reflect.Pointer, reflect.Map:
+				if f.Type() != addrType && f.Type() != prefixType {
+					f.SetZero()
+				}
+			}
+		}
 	}
 	d := &decoder{errs: e, failed: map[string]bool{}, budget: max(minNodeBudget, nodesPerByte*len(data))}
 	d.value(root, v, "")

@@ -336,3 +336,30 @@ func TestEditRecomputesDefaults(t *testing.T) {
 		t.Fatalf("back to one service: %v, share %d", err, back.Services[0].TableShare)
 	}
 }
+
+// TestEditReplacesSections: a health section written by an edit replaces the running one
+// (an http check's path does not stay behind a tcp check), and the result saves and parses.
+func TestEditReplacesSections(t *testing.T) {
+	cfg, err := Load("testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := DecodeService("req", []byte("health: {kind: tcp, port: 80}\n"), &cfg.Services[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cfg.WithService(s, "req")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := n.Services[0].Health; h.Kind != HealthTCP || h.Path != "" || h.ExpectStatus != 0 {
+		t.Fatalf("health after the edit: %+v", h)
+	}
+	y, err := Marshal(n, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("saved.yaml", y); err != nil {
+		t.Fatalf("saved configuration refused: %v\n%s", err, y)
+	}
+}
