@@ -139,6 +139,9 @@ func (w *worker) serveWalk(chunk int) bool {
 // one listing runs at a time. Entries of services or backends the current snapshot no
 // longer has are left out.
 func (d *Dataplane) Conns(ctx context.Context, q ConnQuery) (ConnListing, error) {
+	if err := ctx.Err(); err != nil {
+		return ConnListing{}, fmt.Errorf("list connections: %w", err)
+	}
 	d.listMu.Lock()
 	defer d.listMu.Unlock()
 	snap := d.snap.Load()
@@ -174,8 +177,16 @@ func (d *Dataplane) Conns(ctx context.Context, q ConnQuery) (ConnListing, error)
 		select {
 		case <-r.done:
 		case <-ctx.Done():
+			// The workers give the walk up at their next turn (a worker with a walk
+			// pending does not sleep); wait for that, so the next listing finds them free.
 			for _, r := range walks {
 				r.stop.Store(true)
+			}
+			for _, r := range walks {
+				select {
+				case <-r.done:
+				case <-time.After(time.Second):
+				}
 			}
 			return ConnListing{}, fmt.Errorf("list connections: %w", ctx.Err())
 		}

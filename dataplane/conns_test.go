@@ -160,3 +160,17 @@ func BenchmarkProcessWhileListing(b *testing.B) {
 		b.Run(fmt.Sprintf("copy/chunk=%d", chunk), func(b *testing.B) { run(b, chunk, flows) })
 	}
 }
+
+// TestConnsCancelled: a listing given up by its caller leaves the workers free for the next.
+func TestConnsCancelled(t *testing.T) {
+	d, _ := fakeWorkers(t, 2, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Conns(ctx, ConnQuery{Limit: 10}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled listing: %v", err)
+	}
+	l, err := d.Conns(context.Background(), ConnQuery{Limit: 100})
+	if err != nil || l.Matched != 20 {
+		t.Fatalf("next listing: %v, %d matched", err, l.Matched)
+	}
+}

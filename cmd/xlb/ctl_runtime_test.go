@@ -90,3 +90,20 @@ func TestBackendFlag(t *testing.T) {
 		t.Error("a weight that is not a number was taken")
 	}
 }
+
+func TestListRates(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	a := control.Listing{Time: t0, Services: []control.ListService{{Name: "web", Stats: control.ListStats{Conns: 10, InPkts: 100, InBytes: 1000},
+		Backends: []control.ListBackend{{ID: 1, Stats: control.ListStats{Conns: 4, InPkts: 40, InBytes: 400}}}}}}
+	b := control.Listing{Time: t0.Add(2 * time.Second), Services: []control.ListService{
+		{Name: "web", Stats: control.ListStats{Conns: 30, InPkts: 300, InBytes: 5000},
+			Backends: []control.ListBackend{{ID: 1, Stats: control.ListStats{Conns: 10, InPkts: 100, InBytes: 2400}},
+				{ID: 2, Stats: control.ListStats{Conns: 6, InPkts: 8}}}},
+		{Name: "new", Stats: control.ListStats{Conns: 99}}}}
+	r := listRates(a, b)
+	want := []control.ListStats{{Conns: 10, InPkts: 100, InBytes: 2000}, {Conns: 3, InPkts: 30, InBytes: 1000}, {Conns: 3, InPkts: 4}}
+	got := []control.ListStats{r.Services[0].Stats, r.Services[0].Backends[0].Stats, r.Services[0].Backends[1].Stats}
+	if !reflect.DeepEqual(got, want) || r.Services[1].Stats != (control.ListStats{}) {
+		t.Fatalf("rates %+v, want %+v (a service new in the second sample: 0)", got, want)
+	}
+}
