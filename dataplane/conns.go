@@ -160,8 +160,10 @@ func (d *Dataplane) Conns(ctx context.Context, q ConnQuery) (ConnListing, error)
 		if !w.running.Load() {
 			continue
 		}
-		r := &connWalk{svc: svc, client: q.Client, limit: max(q.Limit, 0), counts: snap.countSlots(),
-			done: make(chan struct{})}
+		limit := min(max(q.Limit, 0), w.engine.core.Capacity())
+		// Everything the worker writes is allocated here: the worker does not allocate.
+		r := &connWalk{svc: svc, client: q.Client, limit: limit, counts: snap.countSlots(),
+			out: make([]sched.Conn, 0, limit), done: make(chan struct{})}
 		r.fn = r.visit
 		if !w.walk.CompareAndSwap(nil, r) {
 			return out, fmt.Errorf("worker %d: a listing is still pending", w.id)

@@ -174,3 +174,27 @@ func TestConnsCancelled(t *testing.T) {
 		t.Fatalf("next listing: %v, %d matched", err, l.Matched)
 	}
 }
+
+// TestWalkStepAllocatesNothing: a worker's listing step, with the request made by Conns,
+// allocates nothing on the worker.
+func TestWalkStepAllocatesNothing(t *testing.T) {
+	_, s := fakeWorkers(t, 1, 0)
+	e, err := NewEngine(9, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		f := frameOf(craft(t, pktOpts{src: netip.AddrFrom4([4]byte{198, 18, 9, byte(i)}), dst: vip4, sport: 1000, dport: 80}))
+		e.Process(s, []Frame{f}, int64(time.Second))
+	}
+	r := &connWalk{svc: -1, limit: 100, counts: s.countSlots(), out: make([]sched.Conn, 0, 100)}
+	r.fn = r.visit
+	if a := testing.AllocsPerRun(20, func() {
+		r.out = r.out[:0]
+		for at := 0; at < e.core.Buckets(); {
+			at = e.core.Walk(at, walkChunk, int64(time.Second), r.fn)
+		}
+	}); a != 0 || len(r.out) != 100 {
+		t.Fatalf("%v allocations per walk, %d entries", a, len(r.out))
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
@@ -25,7 +26,7 @@ import (
 // backends and the loop loses no request; `ctl list` and `ctl conns` show what the clients
 // saw; `ctl save` prints what `xlb run --check` accepts; a SIGHUP drops the changes.
 func TestE2ERuntimeChanges(t *testing.T) {
-	tn := testnet.New(t, lab.Config{Backends: 3})
+	tn := testnet.New(t, lab.Config{Backends: 3, Queues: 2}) // two workers: listings read both
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "xlb")
 	sock := filepath.Join(dir, "xlb.sock")
@@ -179,6 +180,15 @@ api: {socket: %s}
 	if !strings.Contains(listing, "TCP  "+tn.VIP.String()+":80 maglev") || !strings.Contains(listing, "Route") {
 		t.Errorf("ctl list:\n%s", listing)
 	}
+	var js dataplane.ConnListing
+	if err := json.Unmarshal([]byte(ctl("--json", "conns", "--limit", "50000")), &js); err != nil {
+		t.Fatal(err)
+	}
+	workers := map[int]int{}
+	for _, c := range js.Conns {
+		workers[c.Worker]++
+	}
+	t.Logf("ctl conns: %d entries (%d matched) from workers %v, tables of %d entries", len(js.Conns), js.Matched, workers, js.Capacity)
 	table := ctl("conns", "--service", "web", "--client", tn.Client.Addr().String(), "--limit", "50000")
 	for i, lc := range conns {
 		src := lc.c.LocalAddr().String()
