@@ -169,6 +169,7 @@ api: {socket: %s}
 
 	// What the clients saw, as ctl list and ctl conns show it.
 	listing := ctl("list")
+	t.Logf("ctl list:\n%s", listing)
 	for _, b := range []string{"b0", "b1", "b2"} {
 		if want := countOn(conns, b); want > 0 {
 			addr := addrOf(t, tn, b) + ":80"
@@ -190,6 +191,7 @@ api: {socket: %s}
 	}
 	t.Logf("ctl conns: %d entries (%d matched) from workers %v, tables of %d entries", len(js.Conns), js.Matched, workers, js.Capacity)
 	table := ctl("conns", "--service", "web", "--client", tn.Client.Addr().String(), "--limit", "50000")
+	t.Logf("ctl conns (first lines):\n%s", strings.Join(strings.SplitN(table, "\n", 6)[:5], "\n"))
 	for i, lc := range conns {
 		src := lc.c.LocalAddr().String()
 		want := addrOf(t, tn, lc.backend) + ":80"
