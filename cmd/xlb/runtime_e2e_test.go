@@ -168,6 +168,16 @@ api: {socket: %s}
 	phase("web6 added")
 
 	// What the clients saw, as ctl list and ctl conns show it.
+	// ctl list --rate while the loop runs: new connections and packets per second.
+	rates := ctl("list", "--rate", "--interval", "500ms")
+	for _, line := range strings.Split(rates, "\n") {
+		if f := strings.Fields(line); len(f) == 7 && f[0] == "TCP" && f[1] == tn.VIP.String()+":80" {
+			if cps, _ := strconv.Atoi(f[2]); cps < 100 {
+				t.Errorf("ctl list --rate: %d new connections per second under the loop\n%s", cps, rates)
+			}
+			t.Logf("ctl list --rate:\n%s", rates)
+		}
+	}
 	listing := ctl("list")
 	t.Logf("ctl list:\n%s", listing)
 	for _, b := range []string{"b0", "b1", "b2"} {
