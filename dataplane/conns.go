@@ -83,7 +83,6 @@ type connWalk struct {
 	fn     func(sched.Conn)
 	out    []sched.Conn
 	counts [][]ConnCount // by service index and backend ID, sized for the snapshot's
-	n      int
 	done   chan struct{}
 }
 
@@ -105,7 +104,6 @@ func (r *connWalk) visit(e sched.Conn) {
 	if e.Service >= len(r.counts) || int(e.Backend) >= len(r.counts[e.Service]) {
 		return // a service or backend the snapshot does not have
 	}
-	r.n++
 	if c := &r.counts[e.Service][e.Backend]; e.State.Active() {
 		c.Active++
 	} else {
