@@ -14,7 +14,7 @@ func Example() {
 	s, _ := connsync.NewSealer(key)
 	rec := connsync.Record{
 		Key:     sched.Key{Src: [16]byte{198, 18, 0, 1}, Dst: [16]byte{198, 19, 0, 10}, SrcPort: 40000, DstPort: 80, Proto: 6},
-		Backend: [16]byte{198, 18, 0, 11}, State: sched.StateEstablished,
+		Backend: [16]byte{198, 18, 0, 11}, State: sched.ConnEstablished,
 	}
 	h := connsync.Header{Sender: 1, Seq: 1, Sent: time.Now().UnixNano()}
 	msg := s.Seal(make([]byte, connsync.Size(1)), &h, []connsync.Record{rec})
@@ -31,7 +31,7 @@ func Example() {
 	fmt.Println(err)
 	// Output:
 	// 136 1 <nil>
-	// established [198 18 0 11]
+	// ESTABLISHED [198 18 0 11]
 	// connsync: authentication failed
 }
 
@@ -42,7 +42,7 @@ func ExampleTable() {
 	ring := node.Ring() // one per worker
 	rec := connsync.Record{
 		Key:     sched.Key{Src: [16]byte{198, 18, 0, 1}, Dst: [16]byte{198, 19, 0, 10}, SrcPort: 40000, DstPort: 80, Proto: 6},
-		Backend: [16]byte{198, 18, 0, 12}, State: sched.StateEstablished,
+		Backend: [16]byte{198, 18, 0, 12}, State: sched.ConnEstablished,
 	}
 	fmt.Println(ring.Push(&rec))
 

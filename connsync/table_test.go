@@ -56,7 +56,7 @@ func TestTableExpiry(t *testing.T) {
 	if tab.Lookup(&r.Key, &got) {
 		t.Fatal("an expired entry was returned")
 	}
-	r.State = sched.StateUDP // 300s by default
+	r.State = sched.ConnUDP // 300s by default
 	tab.Put(&r)
 	if !tab.Lookup(&r.Key, &got) || got != r {
 		t.Fatalf("refreshed entry: %+v", got)

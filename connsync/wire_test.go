@@ -17,7 +17,7 @@ func v4(a, b, c, d byte) [16]byte { return [16]byte{a, b, c, d} }
 func testRecord(i int) Record {
 	return Record{Key: sched.Key{Src: v4(198, 18, byte(i>>8), byte(i)), Dst: v4(198, 19, 0, 10),
 		SrcPort: uint16(1024 + i), DstPort: 80, Proto: 6},
-		Backend: v4(198, 18, 1, byte(i%3)), BackendPort: 80, State: sched.StateEstablished}
+		Backend: v4(198, 18, 1, byte(i%3)), BackendPort: 80, State: sched.ConnEstablished}
 }
 
 func TestSealOpenRoundTrip(t *testing.T) {
@@ -27,7 +27,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 	recs := []Record{testRecord(1), testRecord(2), {Key: sched.Key{Src: [16]byte{0x20, 1, 0xd, 0xb8, 15: 1},
 		Dst: [16]byte{0x20, 1, 0xd, 0xb8, 15: 2}, SrcPort: 5, DstPort: 53, Proto: 17, V6: true},
-		Backend: [16]byte{0x20, 1, 15: 9}, BackendV6: true, State: sched.StateUDP}}
+		Backend: [16]byte{0x20, 1, 15: 9}, BackendV6: true, State: sched.ConnUDP}}
 	h := Header{Sender: 7, Seq: 42, Sent: 1e18, Oldest: 1e18 - 5}
 	buf := make([]byte, Size(len(recs)))
 	msg := s.Seal(buf, &h, recs)

@@ -69,6 +69,8 @@ type HandlerOptions struct {
 //	GET  /api/v1/sync                                     connection sync counters (sync.go)
 //	GET  /metrics                                         Prometheus
 //
+// and the runtime changes and listings of registerRuntime (runtime_api.go).
+//
 // A backend is named by its name, ID or address. Errors come back as
 // {"error": "..."} with a 4xx/5xx status. Requests through the unix socket
 // (served with APIConnContext) may change the balancer; over TCP see Access.
@@ -131,6 +133,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	registerBGP(mux, opts.BGP)
 	registerDefence(mux, opts.Defence)
 	registerSetACL(mux, c)
+	registerRuntime(mux, c)
 	registerVRRP(mux, opts.VRRP)
 	registerSync(mux, opts.Sync)
 	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {

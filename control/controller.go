@@ -85,6 +85,7 @@ type Controller struct {
 	pubCount  uint64
 	vipRoutes bool // policy routes of checks through the vip are installed
 	metrics   *Metrics
+	runtime   []string // runtime changes since the configuration was last loaded (runtime.go)
 }
 
 // New returns a controller for cfg, parsed by config.Parse or built in Go:

@@ -70,7 +70,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 	table := connsync.NewTable(1024, sched.Timeouts{})
 	for i := range recs[:n] {
 		r := &recs[i]
-		if r.State != sched.StateEstablished || r.Key.SrcPort < 2000 || r.BackendPort != 0 {
+		if r.State != sched.ConnEstablished || r.Key.SrcPort < 2000 || r.BackendPort != 0 {
 			t.Fatalf("record %+v", r)
 		}
 		if want := backendAddr(vip.Is6(), backend[r.Key.SrcPort]); r.BackendV6 != vip.Is6() || r.Key.V6 != vip.Is6() ||

@@ -2,37 +2,15 @@ package sched
 
 import "time"
 
-// ConnState is a connection-table entry's state (the one that picks its idle timeout), as
-// connection sync carries it between hosts.
-type ConnState uint8
-
-// The connection states, in Timeouts' order.
-const (
-	StateSynRecv     ConnState = ConnState(stSynRecv)
-	StateEstablished ConnState = ConnState(stEstablished)
-	StateFinWait     ConnState = ConnState(stFinWait)
-	StateClose       ConnState = ConnState(stClose)
-	StateUDP         ConnState = ConnState(stUDP)
-	StateOther       ConnState = ConnState(stOther)
-	NumConnStates              = int(numStates)
-)
-
-var stateNames = [numStates]string{"syn_recv", "established", "fin_wait", "close", "udp", "other"}
-
-// String returns the state's snake_case name.
-func (s ConnState) String() string {
-	if int(s) < NumConnStates {
-		return stateNames[s]
-	}
-	return "unknown"
-}
+// NumConnStates is the number of ConnState values (walk.go).
+const NumConnStates = int(numStates)
 
 // Timeout returns the idle timeout of state s under t (zero fields take DefaultTimeouts'
 // values; an unknown state gets Other's), rounded as the connection table rounds it.
 func (t Timeouts) Timeout(s ConnState) time.Duration {
 	tab := t.table()
 	if int(s) >= NumConnStates {
-		s = StateOther
+		s = ConnOther
 	}
 	return time.Duration(int64(tab[s]) << tickShift)
 }

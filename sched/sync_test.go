@@ -24,7 +24,7 @@ func TestCoreSync(t *testing.T) {
 	if p := c.Schedule(svc, &k, FlagACK, sec); p == 2 {
 		t.Fatal("a known flow asked the peer")
 	}
-	if st, ok := c.SyncChange(); !ok || st != StateEstablished {
+	if st, ok := c.SyncChange(); !ok || st != ConnEstablished {
 		t.Fatalf("SynRecv -> established: %v %v", st, ok)
 	}
 	if _, ok := c.SyncChange(); ok {
@@ -35,11 +35,11 @@ func TestCoreSync(t *testing.T) {
 		t.Fatal("an unchanged flow within the refresh period was noted")
 	}
 	c.Schedule(svc, &k, FlagACK, 14*sec)
-	if st, ok := c.SyncChange(); !ok || st != StateEstablished {
+	if st, ok := c.SyncChange(); !ok || st != ConnEstablished {
 		t.Fatal("no refresh after the period")
 	}
 	c.Schedule(svc, &k, FlagFIN|FlagACK, 15*sec)
-	if st, ok := c.SyncChange(); !ok || st != StateFinWait {
+	if st, ok := c.SyncChange(); !ok || st != ConnFinWait {
 		t.Fatalf("FIN: %v %v", st, ok)
 	}
 
@@ -47,7 +47,7 @@ func TestCoreSync(t *testing.T) {
 	if p := c.Schedule(svc, &m, FlagACK, 20*sec); p != 2 || asked != 1 {
 		t.Fatalf("mid-flow packet: backend %d, hook asked %d times; want 2, 1", p, asked)
 	}
-	if st, ok := c.SyncChange(); !ok || st != StateEstablished {
+	if st, ok := c.SyncChange(); !ok || st != ConnEstablished {
 		t.Fatal("an adopted flow was not noted")
 	}
 	if p := c.Schedule(svc, &m, FlagACK, 21*sec); p != 2 || asked != 1 {

@@ -338,7 +338,7 @@ func (env *syncEnv) refusals(lb1 *vrrpLB, conns []*keepConn) {
 		ip := la.IP.To4()
 		recs = append(recs, connsync.Record{Key: sched.Key{Src: [16]byte{ip[0], ip[1], ip[2], ip[3]},
 			Dst: [16]byte{vip[0], vip[1], vip[2], vip[3]}, SrcPort: uint16(la.Port), DstPort: 80, Proto: 6},
-			Backend: [16]byte{wrong[0], wrong[1], wrong[2], wrong[3]}, State: sched.StateEstablished})
+			Backend: [16]byte{wrong[0], wrong[1], wrong[2], wrong[3]}, State: sched.ConnEstablished})
 	}
 	// Two forged messages of 12 records each (a message of 24 would be refused as
 	// oversized before its MAC is looked at).
@@ -392,7 +392,7 @@ func (env *syncEnv) flood(lb *vrrpLB) {
 				flow++
 				recs[i] = connsync.Record{Key: sched.Key{Src: [16]byte{198, 18, byte(flow >> 16), byte(flow >> 8)},
 					Dst: [16]byte{vip[0], vip[1], vip[2], vip[3]}, SrcPort: uint16(flow), DstPort: 80, Proto: 6},
-					Backend: [16]byte{be[0], be[1], be[2], be[3]}, State: sched.StateEstablished}
+					Backend: [16]byte{be[0], be[1], be[2], be[3]}, State: sched.ConnEstablished}
 			}
 			seq++
 			h := connsync.Header{Sender: 7, Seq: seq, Sent: time.Now().UnixNano(), Oldest: time.Now().UnixNano()}
