@@ -91,7 +91,12 @@ func TestE2ESyncFailover(t *testing.T) {
 		if with != syncConns {
 			t.Errorf("%s with sync: %d of %d connections survived the failover", c.name, with, syncConns)
 		}
-		if without == syncConns {
+		switch {
+		case without < syncConns:
+		case c.add:
+			// maglev keeps about 3/4 of the flows by itself: all 24 do so once in ~600 runs.
+			t.Logf("%s without sync: every connection survived by chance; this run proves less", c.name)
+		default:
 			t.Errorf("%s without sync: every connection survived: the test proves nothing", c.name)
 		}
 	}
@@ -100,6 +105,10 @@ func TestE2ESyncFailover(t *testing.T) {
 
 // syncConns is the number of long-lived connections per run.
 const syncConns = 24
+
+// syncVRRPInterval is the pair's advertisement interval: slower than the VRRP test's, so
+// that a loaded machine does not make the new master flap while the connections are checked.
+const syncVRRPInterval = 250 * time.Millisecond
 
 // config writes lb i's configuration for case c (n backends) and returns its path.
 func (env *syncEnv) config(c syncCase, i, n int, withSync bool) string {
@@ -116,7 +125,7 @@ func (env *syncEnv) config(c syncCase, i, n int, withSync bool) string {
 	}
 	b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
 	fmt.Fprintf(&b, "vrrp:\n  interface: eth0\n  virtual_router_id: 51\n  priority: %d\n  advert_interval: %v\n"+
-		"  preempt: false\n  vips: [%s]\n", 200-100*i, vrrpInterval, tn.VIP)
+		"  preempt: false\n  vips: [%s]\n", 200-100*i, syncVRRPInterval, tn.VIP)
 	fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(env.dir, fmt.Sprintf("lb%d.sock", i)))
 	if withSync {
 		fmt.Fprintf(&b, "sync:\n  listen: %s\n  peers: [%s, %q]\n  key: %s\n  capacity: %d\n",
