@@ -83,15 +83,16 @@ type Core struct {
 	rrStart uint32
 	sweep   int
 	sweepAt int
-	sink    uint8 // PrefetchBatch's loads land here so the compiler keeps them
+	sink    uint8                      // PrefetchBatch's loads land here so the compiler keeps them
+	c       [numCounters]uint64        // owner's counters, plain
+	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
+
 	// Connection sync (sync.go).
 	syncMiss    func(svc *Service, k Key) int
 	syncTrack   bool
 	syncChg     bool
 	syncState   uint8
 	syncRefresh uint16
-	c           [numCounters]uint64        // owner's counters, plain
-	pub         [numCounters]atomic.Uint64 // published by Maintain for Stats
 }
 
 // counter indexes into Core.c, in Stats order.
