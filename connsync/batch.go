@@ -97,3 +97,31 @@ func (w *batchWriter) flush() (sent, failed uint64) {
 	}
 	return sent, failed
 }
+
+// batchReader receives up to len(msgs) datagrams per recvmmsg(2) (x/net's ReadBatch).
+type batchReader struct {
+	rd   interface{ ReadBatch([]ipv4.Message, int) (int, error) }
+	msgs []ipv4.Message
+}
+
+// readBatch is how many datagrams one read takes at most.
+const readBatch = 64
+
+func newBatchReader(pc *net.UDPConn, size int) *batchReader {
+	r := &batchReader{msgs: make([]ipv4.Message, readBatch)}
+	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		r.rd = ipv6.NewPacketConn(pc) // ipv6.Message is the same type
+	} else {
+		r.rd = ipv4.NewPacketConn(pc)
+	}
+	for i := range r.msgs {
+		r.msgs[i].Buffers = [][]byte{make([]byte, size)}
+	}
+	return r
+}
+
+// read blocks until datagrams arrive and returns how many it took.
+func (r *batchReader) read() (int, error) { return r.rd.ReadBatch(r.msgs, 0) }
+
+// msg returns datagram i of the last read.
+func (r *batchReader) msg(i int) []byte { return r.msgs[i].Buffers[0][:r.msgs[i].N] }

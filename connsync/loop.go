@@ -71,24 +71,28 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 	}
 }
 
-// receive reads messages until pc is closed and applies the ones that pass every check.
+// receive reads messages until pc is closed (up to 64 per recvmmsg(2)) and applies the ones
+// that pass every check.
 func (n *Node) receive(pc *net.UDPConn) {
 	runtime.LockOSThread() // see sendLoop: Stats.ReceiverCPU
 	defer runtime.UnlockOSThread()
 	sealer, _ := NewSealer(n.cfg.Key)
-	buf := make([]byte, 1<<16)
 	recs := make([]Record, MaxRecords)
 	var guard replayGuard
+	br := newBatchReader(pc, n.cfg.MaxMessage+1) // a longer datagram arrives cut: oversized
 	for {
-		m, _, err := pc.ReadFromUDPAddrPort(buf)
+		k, err := br.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		n.recv.msgs.Add(1)
-		n.apply(sealer, &guard, buf[:m], recs, time.Now())
+		now := time.Now()
+		for i := range k {
+			n.recv.msgs.Add(1)
+			n.apply(sealer, &guard, br.msg(i), recs, now)
+		}
 		n.recvCPU.Store(int64(threadCPU()))
 	}
 }
