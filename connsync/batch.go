@@ -100,7 +100,9 @@ func (w *batchWriter) flush() (sent, failed uint64) {
 
 // batchReader receives up to len(msgs) datagrams per recvmmsg(2) (x/net's ReadBatch).
 type batchReader struct {
-	rd   interface{ ReadBatch([]ipv4.Message, int) (int, error) }
+	rd interface {
+		ReadBatch([]ipv4.Message, int) (int, error)
+	}
 	msgs []ipv4.Message
 }
 
