@@ -6,9 +6,10 @@
 // telling (an entry that reached a synced state, a state change, a periodic refresh of a
 // live flow) onto their own single-producer ring ([Ring]: no locks, no allocation; a full
 // ring drops the record and counts it). A [Node]'s sender drains the rings on a timer and
-// packs the records into UDP messages bounded in size and in delay, each with a sender id,
+// packs the records into UDP messages bounded in size and in delay (sent to unicast peers and
+// optionally a multicast group, one sendmmsg per drain), each with a sender id,
 // a sequence number and a timestamp, authenticated with HMAC-SHA256 over the whole message
-// under a key shared by the cluster ([Seal], [Open]). The receiver drops and counts every
+// under a key shared by the cluster ([Sealer.Seal], [Sealer.Open]). The receiver drops and counts every
 // message that is short, malformed, oversized, unauthenticated, too old or replayed (a
 // sliding window of sequence numbers per sender), and writes the records of the others
 // into a [Table]: a fixed-size set-associative table that any worker reads without locks
