@@ -173,6 +173,17 @@ func (s *svcState) status() ServiceStatus {
 	return st
 }
 
+// unknownBackends reports whether a backend of s that is not disabled has checks none of
+// which has reported yet (health.StateUnknown).
+func (s *svcState) unknownBackends() bool {
+	for _, b := range s.backends {
+		if !b.disabled && b.health == health.StateUnknown {
+			return true
+		}
+	}
+	return false
+}
+
 // Backends lists a service's backends with their state and recent probes.
 func (c *Controller) Backends(service string) ([]BackendStatus, error) {
 	var statuses map[string]health.Status
