@@ -63,7 +63,13 @@ type Engine struct {
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
 // entries (0: sched.DefaultCapacity).
 func NewEngine(id, connTableSize int) (*Engine, error) {
-	core, err := sched.NewCore(sched.CoreConfig{ID: id, Capacity: connTableSize})
+	return NewEngineCore(sched.CoreConfig{ID: id, Capacity: connTableSize})
+}
+
+// NewEngineCore returns an engine whose scheduler core is made with cfg: its ID, table
+// size and timeouts, and the persistence table it shares with the other workers.
+func NewEngineCore(cfg sched.CoreConfig) (*Engine, error) {
+	core, err := sched.NewCore(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection table: %w", err)
 	}

@@ -1,0 +1,41 @@
+package sched
+
+// persistTickShift turns a connection-table tick into the persistence clock's resolution
+// (2^14 ticks of 2^16 ns: 1.07 s): a hit of a persistent flow refreshes the client's
+// persistence entry when the two differ, so at most once a second per live flow.
+const persistTickShift = persistShift - tickShift
+
+// choose picks the backend for a new flow of svc: the client prefix's remembered backend
+// when svc is persistent and that backend is in svc and up (a drained one, weight 0,
+// included: as in IPVS it keeps its persistent clients), else the strategy's pick, which
+// a persistent service then remembers for the prefix.
+func (c *Core) choose(st *svcState, svc *Service, k *Key, now int64) int {
+	if svc.pticks == 0 {
+		return c.pick(st, svc, k)
+	}
+	pk, pn := c.persist.persistKey(svc, k), persistNow(now)
+	if id, ok := c.persist.lookup(pk, pn, svc.pticks); ok {
+		if p := svc.ids.lookup(id); p >= 0 && svc.backends[p].Up {
+			c.persist.store(pk, id, pn, true)
+			c.c[cPersisted]++
+			return int(p)
+		}
+	}
+	p := c.pick(st, svc, k)
+	if p >= 0 {
+		c.persist.store(pk, svc.backends[p].ID, pn, false)
+	}
+	return p
+}
+
+// onePacket schedules one packet of a one-packet service: a new flow every time, nothing
+// recorded in the connection table.
+func (c *Core) onePacket(svc *Service, k *Key, now int64) int {
+	c.c[cMisses]++
+	c.c[cOnePacket]++
+	p := c.choose(&c.svcs[svc.index], svc, k, now)
+	if p < 0 {
+		c.c[cNoBackend]++
+	}
+	return p
+}
