@@ -95,6 +95,12 @@ type ConnTable struct {
 
 func (t *ConnTable) setPos(p pos) { t.pos = p }
 
+// Equal reports whether two conn_table sections set the same, wherever in
+// their files they are.
+func (t ConnTable) Equal(o ConnTable) bool {
+	return t.Size == o.Size && t.PersistenceSize == o.PersistenceSize && t.Timeouts.Sched() == o.Timeouts.Sched()
+}
+
 // ConnTimeouts are the idle timeouts of connection-table entries; unset
 // ones keep LVS's defaults (tcp 900s, tcp_fin 120s, tcp_syn 60s, udp 300s,
 // other 60s).
@@ -214,6 +220,9 @@ func (s *Service) validateGroup(e *errs, p string) {
 	if s.Method == MethodNAT && s.IsGroup() {
 		e.add(s.pos.at("method"), p+".method", ErrValue,
 			"method nat needs one VIP and one port: its replies are mapped back to the client's VIP and port without state")
+	}
+	if s.IsGroup() && (!s.ACL.IsZero() || s.Limits.NewFlows != nil || s.Limits.SourceNewFlows != nil) {
+		e.add(s.pos.at("acl"), p+".acl", ErrValue, "acl and limits are enforced per (VIP, port) in the XDP program: not available on a service with several vips or ports yet")
 	}
 	if s.OnePacket && s.Protocol != UDP {
 		e.add(s.pos.at("one_packet"), p+".one_packet", ErrValue, "one_packet is for protocol udp (a TCP connection needs its backend kept)")

@@ -101,8 +101,14 @@ func (a *BGPAnnouncer) want() []netip.Addr {
 	var out []netip.Addr
 	a.c.mu.Lock()
 	for _, s := range a.c.services {
-		if s.status().Up > 0 && !slices.Contains(out, s.cfg.VIP) {
-			out = append(out, s.cfg.VIP)
+		if s.status().Up == 0 {
+			continue
+		}
+		vips, _ := s.cfg.Frontends()
+		for _, v := range vips {
+			if !slices.Contains(out, v) {
+				out = append(out, v)
+			}
 		}
 	}
 	a.c.mu.Unlock()

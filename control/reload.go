@@ -126,6 +126,9 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !old.BGP.Equal(cfg.BGP) {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
+	if !old.ConnTable.Equal(cfg.ConnTable) {
+		return fmt.Errorf("control: reload: %w: the conn_table section changed (the tables are made at start); restart xlb to apply it", ErrRestartRequired)
+	}
 	return nil
 }
 

@@ -372,7 +372,10 @@ func steeringKeys(s *Snapshot) (svcs, nat map[xdpprog.Key]bool) {
 	svcs, nat = map[xdpprog.Key]bool{}, map[xdpprog.Key]bool{}
 	for i := range s.services {
 		sv := &s.services[i]
-		svcs[xdpprog.Key{Addr: sv.vipIP, Port: sv.spec.Port, Proto: sv.spec.Proto}] = true
+		sv.each(func(f frontend) bool {
+			svcs[xdpprog.Key{Addr: f.ip, Port: f.port, Proto: sv.spec.Proto}] = true
+			return true
+		})
 		if sv.spec.Method != MethodNAT {
 			continue
 		}

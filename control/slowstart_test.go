@@ -1,0 +1,77 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// TestSlowStartRamp: backends up as the service starts do not ramp; one that comes back
+// up, one added later and one undrained ramp from a small weight to their full weight in
+// rampSteps steps; the ramp ends after slow_start.
+func TestSlowStartRamp(t *testing.T) {
+	s := &svcState{cfg: config.Service{SlowStart: 20 * time.Second}}
+	t0 := time.Unix(1000, 0)
+	bs := func(up ...bool) []sched.Backend {
+		out := make([]sched.Backend, len(up))
+		for i, u := range up {
+			out[i] = sched.Backend{ID: uint32(i + 1), Name: string(rune('a' + i)), Weight: 100, Up: u}
+		}
+		return out
+	}
+	weights := func(in []sched.Backend) []uint32 {
+		w := make([]uint32, len(in))
+		for i, b := range in {
+			w[i] = b.Weight
+		}
+		return w
+	}
+	// Start: everything down until its first check, then up: no ramp.
+	s.slowStart(bs(false, false), t0)
+	if w := weights(s.slowStart(bs(true, true), t0.Add(time.Second))); w[0] != 100 || w[1] != 100 {
+		t.Fatalf("first up at start ramped: %v", w)
+	}
+	if !s.rampNext(t0.Add(time.Second)).IsZero() {
+		t.Error("a ramp is scheduled with none under way")
+	}
+	// Backend 1 goes down and comes back at t0+10s; backend 3 is added at the same time.
+	s.slowStart(bs(false, true), t0.Add(5*time.Second))
+	back := t0.Add(10 * time.Second)
+	var prev uint32
+	for i := range 21 {
+		now := back.Add(time.Duration(i) * time.Second)
+		w := weights(s.slowStart(bs(true, true, true), now))
+		switch {
+		case i < 20 && (w[0] != uint32(5*(i+1)) || w[2] != w[0]):
+			t.Errorf("%v into the ramp: weights %v, want %d for backends 1 and 3", now.Sub(back), w, 5*(i+1))
+		case i == 20 && (w[0] != 100 || w[2] != 100):
+			t.Errorf("after the ramp: %v", w)
+		case w[1] != 100:
+			t.Errorf("backend 2, never down, ramped: %v", w)
+		}
+		if w[0] < prev {
+			t.Errorf("the ramp went down: %d after %d", w[0], prev)
+		}
+		prev = w[0]
+		if next := s.rampNext(now); i < 20 && (!next.After(now) || next.Sub(now) > time.Second) {
+			t.Errorf("at %v the next step is at %v", now.Sub(back), next.Sub(back))
+		}
+	}
+	// Drained to weight 0 and back: ramps again.
+	drain := bs(true, true, true)
+	drain[1].Weight = 0
+	later := back.Add(time.Minute)
+	s.slowStart(drain, later)
+	if w := weights(s.slowStart(bs(true, true, true), later.Add(time.Second))); w[1] != 5 {
+		t.Errorf("undrained backend: weight %d, want 5", w[1])
+	}
+	// Without slow_start nothing ramps.
+	off := &svcState{}
+	off.slowStart(bs(true), t0)
+	off.slowStart(bs(false), t0.Add(time.Second))
+	if w := weights(off.slowStart(bs(true), t0.Add(2*time.Second))); w[0] != 100 {
+		t.Errorf("slow_start 0 ramped: %v", w)
+	}
+}
