@@ -1,0 +1,225 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/health"
+	"github.com/xlb-dev/xlb/internal/lab"
+	"github.com/xlb-dev/xlb/internal/testnet"
+)
+
+// The end-to-end tests of the IPVS-style service features: persistence, service groups,
+// slow start. Each runs the real controller, health checks and data path in namespaces
+// with real HTTP (root only; skipped otherwise).
+
+// startServices starts the controller and data path in the LB with the YAML y.
+func startServices(t *testing.T, tn *lab.Net, y string) (*Controller, *dataplane.Dataplane) {
+	t.Helper()
+	logs := &testnet.Output{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("controller log:\n%s", logs.String())
+		}
+	})
+	cfg, err := config.Parse("services.yaml", []byte(y))
+	must(t, err)
+	var dp *dataplane.Dataplane
+	must(t, tn.LB.Do(func() (err error) {
+		dc := DataplaneConfig(cfg)
+		dc.FrameCount, dc.RingSize = 2048, 512
+		dp, err = dataplane.New(dc)
+		return err
+	}))
+	t.Cleanup(func() { _ = dp.Close() })
+	c, err := New(cfg, Options{
+		Publisher:   dp,
+		Stats:       dp,
+		Resolver:    NewKernelResolverIn(tn.LB.NsHandle()),
+		HealthNetns: health.InNetns(tn.LB.Path()),
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	must(t, c.Start(ctx))
+	t.Cleanup(func() { c.Close() })
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	must(t, dp.Start(sctx))
+	return c, dp
+}
+
+// waitBackend waits until backend name of service svc has health want ("up", "down").
+func waitBackend(t *testing.T, c *Controller, svc, name, want string) time.Time {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		bs, err := c.Backends(svc)
+		must(t, err)
+		for _, b := range bs {
+			if b.Name == name && b.Health == want && b.Active == (want == "up") {
+				return time.Now()
+			}
+		}
+	}
+	t.Fatalf("backend %s of %s not %s within 10s", name, svc, want)
+	return time.Time{}
+}
+
+func backendYAML(b *strings.Builder, tn *lab.Net, n int) {
+	for _, be := range tn.Backends[:n] {
+		fmt.Fprintf(b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+	}
+	b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}\n")
+}
+
+// persistYAML is a round-robin service with persistence over the first n backends.
+func persistYAML(tn *lab.Net, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nconn_table: {size: 16384, persistence_size: 1024}\n"+
+		"services:\n  - name: web\n    vip: %s\n    port: 80\n    scheduler: rr\n    persistence: {timeout: 300s}\n    backends:\n", tn.VIP)
+	backendYAML(&b, tn, n)
+	return b.String()
+}
+
+// connections opens n new connections of the client to addr, from CPU 0 and 1 in turn,
+// one request each, and counts the answers per backend.
+func connections(t *testing.T, tn *lab.Net, addr string, n int) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := range n {
+		be, err := getOn(tn, i%2, addr)
+		if err != nil {
+			t.Fatalf("GET from %s: %v (so far %v)", addr, err, got)
+		}
+		got[be]++
+	}
+	return got
+}
+
+// only returns the one backend of got, or "" when there are several.
+func only(got map[string]int) string {
+	if len(got) != 1 {
+		return ""
+	}
+	for be := range got {
+		return be
+	}
+	return ""
+}
+
+// TestE2EPersistence: with round-robin, 20 connections of one client would visit every
+// backend; with persistence they all reach one, on both workers of a two-queue LB; adding
+// a backend changes nothing, draining its backend changes nothing, killing it moves the
+// client (and every later connection follows).
+func TestE2EPersistence(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 3, DisableIPv6: true, Queues: 2})
+	spreadQueues(t, tn.Client)
+	c, dp := startServices(t, tn, persistYAML(tn, 2))
+	for _, be := range tn.Backends[:2] {
+		waitBackend(t, c, "web", be.Name, "up")
+	}
+	url := netip.AddrPortFrom(tn.VIP, 80).String()
+	got := connections(t, tn, url, 20)
+	home := only(got)
+	if home == "" {
+		t.Fatalf("20 connections of one client: %v, want one backend", got)
+	}
+	t.Logf("20 connections: %v", got)
+	// Both workers scheduled some of them (RSS spreads connections over the two queues).
+	time.Sleep(100 * time.Millisecond) // the workers publish their counters once per batch
+	ws := dp.Stats()
+	if len(ws) != 2 {
+		t.Fatalf("%d workers, want 2", len(ws))
+	}
+	for _, w := range ws {
+		if w.ConnMisses == 0 {
+			t.Errorf("worker %d scheduled none of the client's connections: the test does not cover two cores", w.Queue)
+		}
+		t.Logf("worker %d: new flows %d, persisted %d", w.Queue, w.ConnMisses, w.ConnPersisted)
+	}
+
+	// A backend added: the client stays.
+	must(t, c.Reload(mustParse(t, persistYAML(tn, 3))))
+	waitBackend(t, c, "web", tn.Backends[2].Name, "up")
+	if got := connections(t, tn, url, 20); only(got) != home {
+		t.Errorf("after a backend was added: %v, want all on %s", got, home)
+	}
+	// Drained (weight 0): its persistent client stays, as in IPVS.
+	must(t, c.Drain("web", home))
+	if got := connections(t, tn, url, 10); only(got) != home {
+		t.Errorf("with its backend drained: %v, want all on %s", got, home)
+	}
+	must(t, c.SetWeight("web", home, 100))
+	// Killed: the client moves, every connection to one new backend.
+	var killed *lab.Backend
+	for _, be := range tn.Backends {
+		if be.Name == home {
+			killed = be
+		}
+	}
+	must(t, killed.Kill())
+	t.Cleanup(func() { _ = killed.Revive() })
+	waitBackend(t, c, "web", home, "down")
+	got = connections(t, tn, url, 20)
+	if moved := only(got); moved == "" || moved == home {
+		t.Errorf("after %s was killed: %v, want all on one other backend", home, got)
+	}
+	t.Logf("after %s was killed: %v", home, got)
+}
+
+func mustParse(t *testing.T, y string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("services.yaml", []byte(y))
+	must(t, err)
+	return cfg
+}
+
+// spreadQueues maps the client's eth0 tx queue 0 to CPU 0 and queue 1 to CPU 1 (XPS), so
+// a connection dialled from CPU q leaves on queue q; a veth delivers a frame on the same
+// queue of its peer and the bridge keeps it, so it reaches the LB's worker q. This stands
+// in for a NIC's RSS spreading one client's connections over the LB's cores.
+func spreadQueues(t *testing.T, h *lab.Host) {
+	t.Helper()
+	script := "echo 1 > /sys/class/net/eth0/queues/tx-0/xps_cpus && echo 2 > /sys/class/net/eth0/queues/tx-1/xps_cpus"
+	if out, err := exec.Command("ip", "netns", "exec", h.Name(), "sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("xps: %v\n%s", err, out)
+	}
+}
+
+// getOn opens a connection of the client from CPU cpu (so on its tx queue cpu, see
+// spreadQueues) and returns the backend that answers a GET on it.
+func getOn(tn *lab.Net, cpu int, addr string) (string, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return "", err
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := tn.Client.Dial(ctx, "tcp", addr) // the SYN leaves from this thread, on cpu
+	if serr := unix.SchedSetaffinity(0, &old); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return testnet.NewHTTPConn(c).Get(2 * time.Second)
+}
