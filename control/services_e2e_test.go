@@ -223,3 +223,49 @@ func getOn(tn *lab.Net, cpu int, addr string) (string, error) {
 	defer c.Close()
 	return testnet.NewHTTPConn(c).Get(2 * time.Second)
 }
+
+// TestE2EServiceGroup: one service on two VIPs and the ports 80 and 8080-8081 (a range),
+// with persistence: the client reaches it on every pair, always on one backend (one
+// scheduler, one persistence for the group), and not on a port outside the group.
+func TestE2EServiceGroup(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
+	vip2 := netip.MustParseAddr("198.18.0.101")
+	must(t, tn.LB.AddAddr("eth0", netip.PrefixFrom(vip2, 32)))
+	for _, be := range tn.Backends {
+		must(t, be.AddAddr("lo", netip.PrefixFrom(vip2, 32)))
+		for _, port := range []int{8080, 8081} {
+			if _, err := be.ServeHTTP(be.Name, port); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: group\n    vips: [%s, %s]\n    ports: [80, 8080-8081]\n"+
+		"    scheduler: rr\n    persistence: {timeout: 60s}\n    backends:\n", tn.VIP, vip2)
+	backendYAML(&b, tn, 2)
+	c, _ := startServices(t, tn, b.String())
+	for _, be := range tn.Backends {
+		waitBackend(t, c, "group", be.Name, "up")
+	}
+	seen := map[string]int{}
+	for _, vip := range []netip.Addr{tn.VIP, vip2} {
+		for _, port := range []uint16{80, 8080, 8081} {
+			addr := netip.AddrPortFrom(vip, port).String()
+			got := connections(t, tn, addr, 4)
+			t.Logf("%s: %v", addr, got)
+			for be, n := range got {
+				seen[be] += n
+			}
+		}
+	}
+	if only(seen) == "" {
+		t.Errorf("24 connections over 2 VIPs and 3 ports: %v, want one backend (one persistence for the group)", seen)
+	}
+	if be, err := getOn(tn, 0, netip.AddrPortFrom(vip2, 8082).String()); err == nil {
+		t.Errorf("port 8082, outside the group, answered by %s", be)
+	}
+	svcs := c.Services()
+	if len(svcs) != 1 || svcs[0].Name != "group" {
+		t.Errorf("services %+v", svcs)
+	}
+}
