@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os/exec"
 	"runtime"
@@ -267,5 +268,85 @@ func TestE2EServiceGroup(t *testing.T) {
 	svcs := c.Services()
 	if len(svcs) != 1 || svcs[0].Name != "group" {
 		t.Errorf("services %+v", svcs)
+	}
+}
+
+// TestE2EOnePacket: twelve datagrams of one UDP flow to a round-robin service with
+// one_packet are spread over both backends (every datagram scheduled); to the same service
+// without it they all reach one backend (the flow's table entry).
+func TestE2EOnePacket(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 2, DisableIPv6: true})
+	for _, be := range tn.Backends {
+		for _, port := range []int{5353, 5354} {
+			pc, err := be.ListenPacket("udp4", netip.AddrPortFrom(tn.VIP, uint16(port)).String())
+			must(t, err)
+			t.Cleanup(func() { pc.Close() })
+			go func() { // answers every datagram with the backend's name, from the VIP
+				buf := make([]byte, 512)
+				for {
+					_, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					_, _ = pc.WriteTo([]byte(be.Name), from)
+				}
+			}()
+		}
+	}
+	var b strings.Builder
+	b.WriteString("interfaces: [{name: eth0}]\nservices:\n")
+	for _, s := range []struct {
+		name string
+		port int
+		one  bool
+	}{{"dns-one", 5353, true}, {"dns", 5354, false}} {
+		fmt.Fprintf(&b, "  - name: %s\n    vip: %s\n    port: %d\n    protocol: udp\n    scheduler: rr\n    one_packet: %v\n    backends:\n",
+			s.name, tn.VIP, s.port, s.one)
+		for _, be := range tn.Backends {
+			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+		}
+		b.WriteString("    health: {kind: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1}\n")
+	}
+	c, dp := startServices(t, tn, b.String())
+	for _, svc := range []string{"dns-one", "dns"} {
+		for _, be := range tn.Backends {
+			waitBackend(t, c, svc, be.Name, "up")
+		}
+	}
+	ask := func(port uint16) map[string]int {
+		pc, err := tn.Client.ListenPacket("udp4", ":0")
+		must(t, err)
+		defer pc.Close()
+		dst := &net.UDPAddr{IP: tn.VIP.AsSlice(), Port: int(port)}
+		got := map[string]int{}
+		buf := make([]byte, 512)
+		for range 12 {
+			_, err := pc.WriteTo([]byte("q"), dst)
+			must(t, err)
+			must(t, pc.SetReadDeadline(time.Now().Add(2*time.Second)))
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("port %d: no answer: %v (so far %v)", port, err, got)
+			}
+			got[string(buf[:n])]++
+		}
+		return got
+	}
+	one, plain := ask(5353), ask(5354)
+	t.Logf("one_packet: %v; without: %v", one, plain)
+	if len(one) != 2 || one["b0"] != 6 {
+		t.Errorf("one_packet: 12 datagrams of one flow went %v, want 6 on each backend", one)
+	}
+	if only(plain) == "" {
+		t.Errorf("without one_packet: 12 datagrams of one flow went %v, want one backend", plain)
+	}
+	time.Sleep(50 * time.Millisecond)
+	var onePkts, entries uint64
+	for _, w := range dp.Stats() {
+		onePkts += w.ConnOnePacket
+		entries += w.ConnEntries
+	}
+	if onePkts != 12 || entries != 1 {
+		t.Errorf("one-packet count %d, table entries %d: want 12 and 1 (the plain flow's)", onePkts, entries)
 	}
 }
