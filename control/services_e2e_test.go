@@ -350,3 +350,109 @@ func TestE2EOnePacket(t *testing.T) {
 		t.Errorf("one-packet count %d, table entries %d: want 12 and 1 (the plain flow's)", onePkts, entries)
 	}
 }
+
+// TestE2ESlowStart: two least-conn services on the same three backends, one with
+// slow_start, under a request loop of new connections each. A backend that was down comes
+// back: without slow start it takes nearly every new flow at once (it has no connections),
+// with it its share ramps up over the slow_start. The figures (its new flows per half
+// second) are logged.
+func TestE2ESlowStart(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 3, DisableIPv6: true})
+	alt := make([]*lab.HTTPServer, len(tn.Backends)) // the backends' servers on port 8080
+	for i, be := range tn.Backends {
+		s, err := be.ServeHTTP(be.Name, 8080)
+		must(t, err)
+		alt[i] = s
+	}
+	var b strings.Builder
+	b.WriteString("interfaces: [{name: eth0}]\nconn_table: {timeouts: {tcp: 10s, tcp_fin: 2s, tcp_syn: 5s}}\nservices:\n")
+	for _, s := range []struct {
+		name string
+		port int
+		slow string
+	}{{"plain", 80, "0s"}, {"slow", 8080, "6s"}} {
+		fmt.Fprintf(&b, "  - name: %s\n    vip: %s\n    port: %d\n    scheduler: least-conn\n    slow_start: %s\n    backends:\n",
+			s.name, tn.VIP, s.port, s.slow)
+		for _, be := range tn.Backends {
+			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+		}
+		b.WriteString("    health: {kind: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}\n")
+	}
+	c, _ := startServices(t, tn, b.String())
+	for _, svc := range []string{"plain", "slow"} {
+		for _, be := range tn.Backends {
+			waitBackend(t, c, svc, be.Name, "up")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
+	loads := []*testnet.Load{
+		testnet.StartLoad(ctx, client, fmt.Sprintf("http://%s/", netip.AddrPortFrom(tn.VIP, 80)), 3),
+		testnet.StartLoad(ctx, client, fmt.Sprintf("http://%s/", netip.AddrPortFrom(tn.VIP, 8080)), 3),
+	}
+	defer func() {
+		for _, l := range loads {
+			l.Stop()
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	b2 := tn.Backends[2]
+	must(t, alt[2].Kill())
+	must(t, b2.Kill())
+	waitBackend(t, c, "plain", b2.Name, "down")
+	waitBackend(t, c, "slow", b2.Name, "down")
+	time.Sleep(3 * time.Second) // its table entries expire (tcp_fin 2s)
+	counts := func() [2][3]uint64 {
+		var out [2][3]uint64
+		for i, be := range tn.Backends {
+			out[0][i], out[1][i] = be.HTTP.Requests(), alt[i].Requests()
+		}
+		return out
+	}
+	must(t, alt[2].Revive())
+	must(t, b2.Revive())
+	waitBackend(t, c, "plain", b2.Name, "up")
+	waitBackend(t, c, "slow", b2.Name, "up")
+	const window, windows = 500 * time.Millisecond, 18
+	var share [2][windows]float64
+	var flows [2][windows]uint64
+	prev := counts()
+	for w := range windows {
+		time.Sleep(window)
+		cur := counts()
+		for s := range 2 {
+			var total uint64
+			for i := range 3 {
+				total += cur[s][i] - prev[s][i]
+			}
+			flows[s][w] = cur[s][2] - prev[s][2]
+			if total > 0 {
+				share[s][w] = float64(flows[s][w]) / float64(total)
+			}
+		}
+		prev = cur
+	}
+	for s, name := range []string{"without slow start", "slow_start 6s"} {
+		var line strings.Builder
+		for w := range windows {
+			fmt.Fprintf(&line, " %d(%.0f%%)", 2*flows[s][w], 100*share[s][w])
+		}
+		t.Logf("revived backend, %s: new flows/s (share) per 0.5 s:%s", name, line.String())
+	}
+	// Without slow start the revived backend has no connections, so least-conn sends it
+	// every new flow until it holds as many as the others (2 s of flows at tcp_fin 2s):
+	// most of the first half second. With it, its weight starts at 1/20.
+	if share[0][0] < 0.5 || share[1][0] > 0.3 || share[0][0] < 2*share[1][0] {
+		t.Errorf("the revived backend's share of the first half second's new flows: %.0f%% without slow start, %.0f%% with; want most without, little with",
+			100*share[0][0], 100*share[1][0])
+	}
+	if last := (share[1][windows-2] + share[1][windows-1]) / 2; last < 0.15 {
+		t.Errorf("after the ramp the revived backend takes %.0f%% of new flows, want about a third", 100*last)
+	}
+	for _, l := range loads {
+		if ok, _, _ := l.Phase(); ok == 0 {
+			t.Error("a request loop answered nothing")
+		}
+	}
+}
