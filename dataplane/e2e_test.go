@@ -196,7 +196,7 @@ func testDR(t *testing.T, mode string) {
 	if len(got) != 3 {
 		t.Errorf("not every backend answered: %v", got)
 	}
-	c := dp.Total()
+	c := settledTotal(dp)
 	if c.RxPackets == 0 || c.TxPackets != c.RxPackets || c.Dropped() != 0 {
 		t.Errorf("counters: %+v", c)
 	}
@@ -314,7 +314,7 @@ func testNAT(t *testing.T, separate bool) {
 	if len(got) < 2 {
 		t.Errorf("30 flows all on one backend: %v", got)
 	}
-	c := dp.Total()
+	c := settledTotal(dp)
 	if c.NATReturns == 0 || c.Dropped() != 0 || c.TxPackets != c.RxPackets {
 		t.Errorf("counters: %+v", c)
 	}
@@ -499,4 +499,20 @@ func TestE2ETunnelPathMTU(t *testing.T) {
 		t.Errorf("icmp replies %d: %+v", c.ICMPReplies, c)
 	}
 	t.Logf("rx %d tx %d icmp replies %d", c.RxPackets, c.TxPackets, c.ICMPReplies)
+}
+
+// settledTotal returns the workers' counters once two reads 50 ms apart agree (at most
+// 3 s): a worker publishes after each batch, and the connections' last packets may still
+// be on their way when the clients are done.
+func settledTotal(dp *Dataplane) Counters {
+	c := dp.Total()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		again := dp.Total()
+		if again == c {
+			break
+		}
+		c = again
+	}
+	return c
 }

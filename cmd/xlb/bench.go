@@ -145,13 +145,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writePlots(rep, *plotDir, stderr); err != nil {
-		return err
-	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench "+strings.Join(args, " "), stderr)
 }
 
 // benchPrioritize is bench.Prioritize (a session of its own at autogroup nice -10, so the
@@ -159,15 +153,18 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 // replace it.
 var benchPrioritize = func() { _ = bench.Prioritize() }
 
-// writePlots draws rep's charts into dir (nothing when dir is empty) and names the files.
-func writePlots(rep *bench.Report, dir string, stderr io.Writer) error {
-	if dir == "" {
-		return nil
+// emitReport draws rep's charts into plotDir (none when empty; the files are named on
+// stderr), then writes rep to w as Markdown headed by cmdline, or as text.
+func emitReport(rep *bench.Report, w io.Writer, markdown bool, plotDir, cmdline string, stderr io.Writer) error {
+	if plotDir != "" {
+		files, err := rep.WritePlots(plotDir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
 	}
-	files, err := rep.WritePlots(dir)
-	if err != nil {
-		return err
+	if markdown {
+		return rep.WriteMarkdown(w, cmdline)
 	}
-	fmt.Fprintf(stderr, "charts: %s\n", strings.Join(files, " "))
-	return nil
+	return rep.WriteText(w)
 }

@@ -235,9 +235,6 @@ func (g *genFlags) search(ctx context.Context, c bench.PortGenConfig, counts ben
 		return err
 	}
 	rep := bench.SearchReport(sc, g.dut, res, start)
-	if err := writePlots(rep, g.plot, stderr); err != nil {
-		return err
-	}
 	w := stdout
 	if g.out != "" {
 		f, err := os.Create(g.out)
@@ -247,8 +244,5 @@ func (g *genFlags) search(ctx context.Context, c bench.PortGenConfig, counts ben
 		defer f.Close()
 		w = f
 	}
-	if g.markdown {
-		return rep.WriteMarkdown(w, "xlb bench gen "+strings.Join(os.Args[min(3, len(os.Args)):], " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, g.markdown, g.plot, "xlb bench gen "+strings.Join(os.Args[min(3, len(os.Args)):], " "), stderr)
 }

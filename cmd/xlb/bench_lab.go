@@ -69,11 +69,5 @@ func cmdBenchLab(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writePlots(rep, *plotDir, stderr); err != nil {
-		return err
-	}
-	if *markdown {
-		return rep.WriteMarkdown(w, "xlb bench lab "+strings.Join(args, " "))
-	}
-	return rep.WriteText(w)
+	return emitReport(rep, w, *markdown, *plotDir, "xlb bench lab "+strings.Join(args, " "), stderr)
 }

@@ -245,3 +245,44 @@ func FuzzProgram(f *testing.F) {
 		}
 	})
 }
+
+// TestReplaceLeavesOtherNamespaces: interfaces in two network namespaces share an ifindex;
+// replacing the netlink-attached program on one leaves the other's bpf_link alone (a link
+// is matched by ifindex and program, not by ifindex only).
+func TestReplaceLeavesOtherNamespaces(t *testing.T) {
+	xaB, _ := vethNS(t) // namespace B: xlb's program through a bpf_link
+	other, err := Attach(xaB.Attrs().Index, Options{Mode: ModeNative})
+	if err != nil {
+		t.Fatalf("attach in B: %v", err)
+	}
+	defer other.Close()
+	nsB, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsB.Close()
+	otherID := xdpProgID(t, "xa")
+	xaA, _ := vethNS(t) // namespace A (the thread is in it now): a netlink-attached program
+	if xaA.Attrs().Index != xaB.Attrs().Index {
+		t.Fatalf("xa has ifindex %d in A and %d in B: the test needs them equal", xaA.Attrs().Index, xaB.Attrs().Index)
+	}
+	r, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := netlink.LinkSetXdpFd(xaA, r.objs.Xlb.FD()); err != nil {
+		t.Fatalf("netlink attach: %v", err)
+	}
+	s, err := Attach(xaA.Attrs().Index, Options{Replace: true})
+	if err != nil {
+		t.Fatalf("replace the netlink program in A: %v", err)
+	}
+	defer s.Close()
+	if err := netns.Set(nsB); err != nil {
+		t.Fatal(err)
+	}
+	if id := xdpProgID(t, "xa"); id != otherID {
+		t.Fatalf("B's program: id %d, want %d still attached", id, otherID)
+	}
+}

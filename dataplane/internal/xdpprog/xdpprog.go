@@ -173,7 +173,7 @@ func (p *Program) attach(ifindex int, opts Options) error {
 		if !opts.Replace {
 			return fmt.Errorf("attach xdp to %s: program id %d: %w", name, x.ProgId, ErrAlreadyAttached)
 		}
-		if err := detachOther(nl, ifindex); err != nil {
+		if err := detachOther(nl, ifindex, x.ProgId); err != nil {
 			return fmt.Errorf("replace xdp program id %d on %s: %w", x.ProgId, name, err)
 		}
 	}
@@ -202,15 +202,17 @@ func (p *Program) attach(ifindex int, opts Options) error {
 	return fmt.Errorf("attach xdp to %s: %w: %w", name, ErrMode, errors.Join(errs...))
 }
 
-// detachOther removes the XDP program on nl: a bpf_link on the interface is
-// detached, a program attached through netlink is removed.
-func detachOther(nl netlink.Link, ifindex int) error {
+// detachOther removes the XDP program progID on nl: a bpf_link on the interface is
+// detached, a program attached through netlink is removed. A link is the interface's
+// only when both its ifindex and its program match: interfaces in other network
+// namespaces can have the same ifindex.
+func detachOther(nl netlink.Link, ifindex int, progID uint32) error {
 	it := new(link.Iterator)
 	defer it.Close()
 	for it.Next() {
 		l := it.Take()
 		info, err := l.Info()
-		if err == nil && info.Type == link.XDPType {
+		if err == nil && info.Type == link.XDPType && uint32(info.Program) == progID {
 			if x := info.XDP(); x != nil && int(x.Ifindex) == ifindex {
 				err := l.Detach()
 				l.Close()
