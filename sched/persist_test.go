@@ -266,28 +266,38 @@ func TestPersistenceAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkPersistNewFlow is a new flow of a persistent service (the client known) against
-// one of a plain service: the cost persistence adds to a connection-table miss.
-func BenchmarkPersistNewFlow(b *testing.B) {
-	for _, name := range []string{"plain", "persistent"} {
-		b.Run(name, func(b *testing.B) {
-			pt, _ := NewPersistTable(1 << 16)
-			c := mustCore(b, CoreConfig{Capacity: 1 << 16, Persist: pt})
-			cfg := ServiceConfig{Strategy: RoundRobin}
-			if name == "persistent" {
-				cfg.Persistence = Persistence{Timeout: time.Hour}
-			}
-			svc := mustService(b, cfg, backends(8))
-			c.Prepare(svc)
-			b.ReportAllocs()
-			i := uint32(0)
-			for b.Loop() {
-				i++
-				// 4096 clients, each with new source ports: every call is a table miss
-				// (the entry of port p is evicted long before p comes round again).
-				k := clientKey(byte(i>>8&15), byte(i), uint16(i>>12))
-				c.Schedule(svc, &k, FlagSYN, int64(i))
-			}
-		})
+// BenchmarkPersist compares a persistent service with a plain one: "new" is a new flow
+// (the client known: persistence adds its lookup and refresh to a connection-table miss),
+// "hit" a packet of a known flow (persistence adds a comparison; the refresh, at most once a
+// second per flow, does not happen within the run's clock).
+func BenchmarkPersist(b *testing.B) {
+	for _, path := range []string{"new", "hit"} {
+		for _, name := range []string{"plain", "persistent"} {
+			b.Run(path+"/"+name, func(b *testing.B) {
+				pt, _ := NewPersistTable(1 << 16)
+				c := mustCore(b, CoreConfig{Capacity: 1 << 16, Persist: pt})
+				cfg := ServiceConfig{Strategy: RoundRobin}
+				if name == "persistent" {
+					cfg.Persistence = Persistence{Timeout: time.Hour}
+				}
+				svc := mustService(b, cfg, backends(8))
+				c.Prepare(svc)
+				keys := make([]Key, 4096) // 4096 clients
+				for i := range keys {
+					keys[i] = clientKey(byte(i>>8), byte(i), 1000)
+					c.Schedule(svc, &keys[i], FlagSYN, 0)
+				}
+				b.ReportAllocs()
+				i := uint32(0)
+				for b.Loop() {
+					i++
+					k := &keys[i&4095]
+					if path == "new" {
+						k.SrcPort++ // a new connection of a known client
+					}
+					c.Schedule(svc, k, FlagACK, int64(i))
+				}
+			})
+		}
 	}
 }
