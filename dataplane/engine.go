@@ -181,14 +181,14 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 // forward schedules the frame's flow (key k, hash h) and forwards it by sv's method (si is
 // sv's index in the snapshot).
 func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
-	ins := e.core.Inserts()
+	ins := e.core.NewFlows()
 	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
 	if bi < 0 || bi >= len(sv.targets) {
 		e.fl.count(si, -1, uint64(f.Len), false)
 		e.drop(f, DropNoBackend)
 		return
 	}
-	e.fl.count(si, bi, uint64(f.Len), e.core.Inserts() != ins)
+	e.fl.count(si, bi, uint64(f.Len), e.core.NewFlows() != ins)
 	e.deliver(sv, &sv.targets[bi], f, p)
 }
 

@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -118,7 +119,31 @@ func (e *Export) service(s config.Service, mark *int) error {
 		return fmt.Errorf("%w: no vip", ErrExport)
 	}
 	svc := proto + " " + hostPort(s.VIP, s.Port)
-	if s.Port == 0 {
+	if s.IsGroup() {
+		*mark++
+		svc = fmt.Sprintf("-f %d", *mark)
+		if s.VIP.Is6() {
+			svc += " -6"
+		}
+		vips, ports := s.Frontends()
+		var vs, ps []string
+		for _, v := range vips {
+			vs = append(vs, v.String())
+		}
+		for _, r := range ports {
+			ps = append(ps, r.String())
+		}
+		fam, l4 := "ip", "tcp"
+		if s.VIP.Is6() {
+			fam = "ip6"
+		}
+		if proto == "-u" {
+			l4 = "udp"
+		}
+		note("vips and ports are firewall-mark service %d (as keepalived's virtual_server_group with fwmark): mark the packets first, e.g. "+
+			"`nft add rule %s mangle prerouting %s daddr { %s } %s dport { %s } meta mark set %d`",
+			*mark, fam, fam, strings.Join(vs, ", "), l4, strings.Join(ps, ", "), *mark)
+	} else if s.Port == 0 {
 		*mark++
 		svc = fmt.Sprintf("-f %d", *mark)
 		if s.VIP.Is6() {
@@ -138,6 +163,20 @@ func (e *Export) service(s config.Service, mark *int) error {
 	if flags != "" {
 		line += " -b " + flags
 	}
+	if p := s.Persistence; p != nil {
+		line += fmt.Sprintf(" -p %d", max(1, int(p.Timeout.Seconds())))
+		if s.VIP.Is6() {
+			line += fmt.Sprintf(" -M %d", p.Prefix)
+		} else {
+			line += " -M " + net.IP(net.CIDRMask(p.Prefix, 32)).String()
+		}
+	}
+	if s.OnePacket {
+		line += " -o"
+	}
+	if s.SlowStart > 0 {
+		note("slow_start %v has no IPVS equivalent: a revived backend gets its full share at once", s.SlowStart)
+	}
 	e.Lines = append(e.Lines, line)
 	if schedNote != "" {
 		note("scheduler %v as %s: %s", s.Scheduler, name, schedNote)
@@ -154,6 +193,9 @@ func (e *Export) service(s config.Service, mark *int) error {
 			continue
 		}
 		port := s.Port
+		if s.IsGroup() {
+			port = 0 // the client's port, whichever of the group's it was
+		}
 		if s.Method == config.MethodNAT && b.Port != 0 {
 			port = b.Port
 		}

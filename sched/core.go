@@ -159,6 +159,10 @@ func (c *Core) Len() int { return int(c.c[cEntries]) }
 // it around a Schedule to learn whether the packet started a new flow.
 func (c *Core) Inserts() uint64 { return c.c[cInserts] }
 
+// NewFlows is Inserts plus the packets of one-packet services (each one a new flow that
+// is not recorded). Owner only, up to date after every Schedule.
+func (c *Core) NewFlows() uint64 { return c.c[cInserts] + c.c[cOnePacket] }
+
 // Prepare lays out the core's state for snapshot svc: it grows the per-service slice and
 // carries the per-backend flow counts and weighted round-robin state over from the
 // service's previous snapshot (by backend ID).
