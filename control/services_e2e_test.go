@@ -266,7 +266,8 @@ func TestE2EServiceGroup(t *testing.T) {
 		t.Errorf("port 8082, outside the group, answered by %s", be)
 	}
 	svcs := c.Services()
-	if len(svcs) != 1 || svcs[0].Name != "group" {
+	if len(svcs) != 1 || svcs[0].Name != "group" || strings.Join(svcs[0].VIPs, ",") != tn.VIP.String()+","+vip2.String() ||
+		strings.Join(svcs[0].Ports, ",") != "80,8080-8081" || svcs[0].Persistence != "1m0s/32" {
 		t.Errorf("services %+v", svcs)
 	}
 }
