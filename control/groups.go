@@ -2,10 +2,12 @@ package control
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/ha"
 )
 
 // groupSpec gives a service group's VIPs and port ranges to the data path.
@@ -36,4 +38,28 @@ func groupStatus(st *ServiceStatus, c *config.Service) {
 	if c.SlowStart > 0 {
 		st.SlowStart = c.SlowStart.String()
 	}
+}
+
+// appendGuardDrops adds the crash guard's drops of service sp: every (VIP, port) of it
+// whose VIP is one of vips (a group has several; the snapshot bounds them to
+// dataplane.MaxFrontends).
+func appendGuardDrops(drops []ha.Drop, sp *dataplane.ServiceSpec, vips []netip.Addr) []ha.Drop {
+	all := append([]netip.Addr{sp.VIP}, sp.VIPs...)
+	ports := sp.Ports
+	if len(ports) == 0 {
+		ports = []dataplane.PortRange{{Lo: sp.Port, Hi: sp.Port}}
+	}
+	var seen []netip.Addr
+	for _, v := range all {
+		if !slices.Contains(vips, v) || slices.Contains(seen, v) {
+			continue
+		}
+		seen = append(seen, v)
+		for _, r := range ports {
+			for p := int(r.Lo); p <= int(r.Hi); p++ {
+				drops = append(drops, ha.Drop{VIP: v, Port: uint16(p), Proto: sp.Proto})
+			}
+		}
+	}
+	return drops
 }
