@@ -14,9 +14,11 @@ func (c *Core) choose(st *svcState, svc *Service, k *Key, now int64) int {
 		return c.pick(st, svc, k)
 	}
 	pk, pn := c.persist.persistKey(svc, k), persistNow(now)
-	if id, ok := c.persist.lookup(pk, pn, svc.pticks); ok {
+	if id, seen, ok := c.persist.lookup(pk, pn, svc.pticks); ok {
 		if p := svc.ids.lookup(id); p >= 0 && svc.backends[p].Up {
-			c.persist.store(pk, id, pn, true)
+			if seen != pn { // refreshed at most once a tick (1.07 s): a shared line is written rarely
+				c.persist.store(pk, id, pn, true)
+			}
 			c.c[cPersisted]++
 			return int(p)
 		}

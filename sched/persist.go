@@ -117,9 +117,9 @@ func (p *PersistTable) bucket(key uint64) int {
 	return int(i) * persistWays
 }
 
-// lookup returns the backend ID remembered for key if it was seen within timeout (table
-// ticks) of now.
-func (p *PersistTable) lookup(key uint64, now, timeout uint32) (uint32, bool) {
+// lookup returns the backend ID remembered for key and when it was last seen, if that was
+// within timeout (table ticks) of now.
+func (p *PersistTable) lookup(key uint64, now, timeout uint32) (id, seen uint32, ok bool) {
 	b := p.bucket(key)
 	for i := b; i < b+persistWays; i++ {
 		s := &p.slots[i]
@@ -129,14 +129,14 @@ func (p *PersistTable) lookup(key uint64, now, timeout uint32) (uint32, bool) {
 		}
 		v := s.val.Load()
 		if s.seq.Load() != q {
-			return 0, false // being rewritten: treat as unknown
+			return 0, 0, false // being rewritten: treat as unknown
 		}
 		if now-uint32(v) > timeout {
-			return 0, false
+			return 0, 0, false
 		}
-		return uint32(v >> 32), true
+		return uint32(v >> 32), uint32(v), true
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // store remembers backend id for key, seen at now: in key's slot if it has one, else in

@@ -165,19 +165,19 @@ func TestPersistTableEvictsOldest(t *testing.T) {
 	}
 	pt.store(1, 10, 200, true) // client 1 refreshed: client 2 is now the oldest
 	pt.store(99, 7, 201, false)
-	if _, ok := pt.lookup(2, 201, 1000); ok {
+	if _, _, ok := pt.lookup(2, 201, 1000); ok {
 		t.Error("the oldest client was not the one replaced")
 	}
 	for _, k := range []uint64{1, 3, 4, 99} {
-		if _, ok := pt.lookup(k, 201, 1000); !ok {
+		if _, _, ok := pt.lookup(k, 201, 1000); !ok {
 			t.Errorf("client %d lost", k)
 		}
 	}
-	if id, _ := pt.lookup(99, 201, 1000); id != 7 {
+	if id, _, _ := pt.lookup(99, 201, 1000); id != 7 {
 		t.Errorf("client 99 -> %d, want 7", id)
 	}
 	pt.store(3, 55, 202, true) // a refresh that names another backend changes nothing
-	if id, _ := pt.lookup(3, 202, 1000); id != 12 {
+	if id, _, _ := pt.lookup(3, 202, 1000); id != 12 {
 		t.Errorf("refresh with another backend rewrote the slot: %d", id)
 	}
 	if pt.Used() != 4 || pt.Capacity() != 4 {
@@ -206,7 +206,7 @@ func TestPersistTableConcurrent(t *testing.T) {
 			for i := range 20000 {
 				key := uint64(g*8 + i%8 + 1)
 				pt.store(key, uint32(key*1000), uint32(i), false)
-				if id, ok := pt.lookup(key^1, uint32(i), 1<<30); ok && id != uint32((key^1)*1000) {
+				if id, _, ok := pt.lookup(key^1, uint32(i), 1<<30); ok && id != uint32((key^1)*1000) {
 					t.Errorf("client %d read backend %d", key^1, id)
 					return
 				}
