@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,6 +190,12 @@ func (s *Service) validateGroup(e *errs, p string) {
 	}
 	if s.pos.has("port") && s.pos.has("ports") {
 		e.add(s.pos.at("ports"), p+".ports", ErrValue, "set port or ports, not both")
+	}
+	if len(s.VIPs) > 0 && s.VIP.IsValid() && !slices.Contains(s.VIPs, s.VIP) {
+		e.add(s.pos.at("vips"), p+".vip", ErrValue, "vip %s is not one of vips (set one of the two)", s.VIP)
+	}
+	if len(s.Ports) > 0 && !slices.ContainsFunc(s.Ports, func(r PortRange) bool { return r.Lo <= s.Port && s.Port <= r.Hi }) {
+		e.add(s.pos.at("ports"), p+".port", ErrValue, "port %d is not in ports (set one of the two)", s.Port)
 	}
 	if s.pos.has("vips") && len(s.VIPs) == 0 {
 		e.add(s.pos.at("vips"), p+".vips", ErrMissing, "an empty list: give at least one VIP")

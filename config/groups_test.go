@@ -129,3 +129,29 @@ func FuzzPortRange(f *testing.F) {
 		}
 	})
 }
+
+// TestGroupConfigInGo: a Config built in Go may set vip (and port) with vips (and ports)
+// when they agree; Normalize fills vip and port from the lists.
+func TestGroupConfigInGo(t *testing.T) {
+	a, b := netip.MustParseAddr("198.19.0.10"), netip.MustParseAddr("198.19.0.11")
+	mk := func(vip netip.Addr, port uint16) *Config {
+		return &Config{Interfaces: []Interface{{Name: "eth0"}}, Services: []Service{{Name: "g", VIP: vip, Port: port,
+			VIPs: []netip.Addr{a, b}, Ports: []PortRange{{80, 80}, {8000, 8009}},
+			Backends: []Backend{{Address: netip.MustParseAddr("198.18.0.11")}}}}}
+	}
+	for _, c := range []struct {
+		vip  netip.Addr
+		port uint16
+		ok   bool
+	}{{netip.Addr{}, 0, true}, {b, 8005, true}, {netip.MustParseAddr("198.19.0.12"), 80, false}, {a, 81, false}} {
+		cfg := mk(c.vip, c.port)
+		cfg.Normalize()
+		err := cfg.Validate()
+		if (err == nil) != c.ok {
+			t.Errorf("vip %v port %d: %v", c.vip, c.port, err)
+		}
+		if c.ok && (!cfg.Services[0].VIP.IsValid() || cfg.Services[0].Port == 0) {
+			t.Errorf("vip %v port %d: normalized to %v %d", c.vip, c.port, cfg.Services[0].VIP, cfg.Services[0].Port)
+		}
+	}
+}
