@@ -1,6 +1,8 @@
 package control
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +75,24 @@ func TestSlowStartRamp(t *testing.T) {
 	off.slowStart(bs(false), t0.Add(time.Second))
 	if w := weights(off.slowStart(bs(true), t0.Add(2*time.Second))); w[0] != 100 {
 		t.Errorf("slow_start 0 ramped: %v", w)
+	}
+}
+
+// TestReloadConnTableNeedsRestart: the tables are made at start, so a reload that changes
+// conn_table is refused; one that changes a service's persistence, one_packet or slow_start
+// applies.
+func TestReloadConnTableNeedsRestart(t *testing.T) {
+	r := newRig(t, twoSvc)
+	y := strings.Replace(twoSvc, "interfaces: [{name: eth0}]", "interfaces: [{name: eth0}]\nconn_table: {timeouts: {tcp: 60s}}", 1)
+	if err := r.c.Reload(r.parse(y)); !errors.Is(err, ErrRestartRequired) {
+		t.Errorf("reload changing conn_table: %v, want ErrRestartRequired", err)
+	}
+	y = strings.Replace(twoSvc, "    port: 80\n", "    port: 80\n    slow_start: 5s\n    persistence: {timeout: 60s, prefix: 24}\n", 1)
+	if err := r.c.Reload(r.parse(y)); err != nil {
+		t.Fatalf("reload adding persistence: %v", err)
+	}
+	snap := r.c.Snapshot()
+	if p := snap.Service(0).Sched.Persistence(); p.Timeout != time.Minute || p.Prefix4 != 24 {
+		t.Errorf("published persistence %+v", p)
 	}
 }
