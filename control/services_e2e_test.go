@@ -365,21 +365,7 @@ func TestE2ESlowStart(t *testing.T) {
 		must(t, err)
 		alt[i] = s
 	}
-	var b strings.Builder
-	b.WriteString("interfaces: [{name: eth0}]\nconn_table: {timeouts: {tcp: 10s, tcp_fin: 2s, tcp_syn: 5s}}\nservices:\n")
-	for _, s := range []struct {
-		name string
-		port int
-		slow string
-	}{{"plain", 80, "0s"}, {"slow", 8080, "6s"}} {
-		fmt.Fprintf(&b, "  - name: %s\n    vip: %s\n    port: %d\n    scheduler: least-conn\n    slow_start: %s\n    backends:\n",
-			s.name, tn.VIP, s.port, s.slow)
-		for _, be := range tn.Backends {
-			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
-		}
-		b.WriteString("    health: {kind: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}\n")
-	}
-	c, _ := startServices(t, tn, b.String())
+	c, _ := startServices(t, tn, slowStartYAML(tn))
 	for _, svc := range []string{"plain", "slow"} {
 		for _, be := range tn.Backends {
 			waitBackend(t, c, svc, be.Name, "up")
@@ -415,25 +401,7 @@ func TestE2ESlowStart(t *testing.T) {
 	must(t, b2.Revive())
 	waitBackend(t, c, "plain", b2.Name, "up")
 	waitBackend(t, c, "slow", b2.Name, "up")
-	const window, windows = 500 * time.Millisecond, 18
-	var share [2][windows]float64
-	var flows [2][windows]uint64
-	prev := counts()
-	for w := range windows {
-		time.Sleep(window)
-		cur := counts()
-		for s := range 2 {
-			var total uint64
-			for i := range 3 {
-				total += cur[s][i] - prev[s][i]
-			}
-			flows[s][w] = cur[s][2] - prev[s][2]
-			if total > 0 {
-				share[s][w] = float64(flows[s][w]) / float64(total)
-			}
-		}
-		prev = cur
-	}
+	flows, share := sampleRevived(counts)
 	for s, name := range []string{"without slow start", "slow_start 6s"} {
 		var line strings.Builder
 		for w := range windows {
@@ -456,4 +424,49 @@ func TestE2ESlowStart(t *testing.T) {
 			t.Error("a request loop answered nothing")
 		}
 	}
+}
+
+// slowStartYAML is two least-conn services on the same backends, "plain" on port 80 and
+// "slow" on 8080 with slow_start 6s, with short tcp_fin entries (2s) so that least-conn
+// counts recent connections.
+func slowStartYAML(tn *lab.Net) string {
+	var b strings.Builder
+	b.WriteString("interfaces: [{name: eth0}]\nconn_table: {timeouts: {tcp: 10s, tcp_fin: 2s, tcp_syn: 5s}}\nservices:\n")
+	for _, s := range []struct {
+		name string
+		port int
+		slow string
+	}{{"plain", 80, "0s"}, {"slow", 8080, "6s"}} {
+		fmt.Fprintf(&b, "  - name: %s\n    vip: %s\n    port: %d\n    scheduler: least-conn\n    slow_start: %s\n    backends:\n",
+			s.name, tn.VIP, s.port, s.slow)
+		for _, be := range tn.Backends {
+			fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr())
+		}
+		b.WriteString("    health: {kind: http, port: 80, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 1}\n")
+	}
+	return b.String()
+}
+
+const window, windows = 500 * time.Millisecond, 18
+
+// sampleRevived counts, per half second, the requests backend 2 answered (flows) and its
+// share of all three backends' (share), for both services (counts()[service][backend]).
+func sampleRevived(counts func() [2][3]uint64) (flows [2][windows]uint64, share [2][windows]float64) {
+	prev := counts()
+	for w := range windows {
+		time.Sleep(window)
+		cur := counts()
+		for s := range 2 {
+			var total uint64
+			for i := range 3 {
+				total += cur[s][i] - prev[s][i]
+			}
+			flows[s][w] = cur[s][2] - prev[s][2]
+			if total > 0 {
+				share[s][w] = float64(flows[s][w]) / float64(total)
+			}
+		}
+		prev = cur
+	}
+	return flows, share
 }

@@ -96,18 +96,8 @@ func (t *translator) virtualServer(vs *Node) {
 			t.vsOption(n)
 		}
 	}
-	t.persistence(&svc, persistence, granularity)
-	if svc.Persistence != nil && vs.Arg(0) == "group" && len(addrs) > 1 {
-		t.approx(persistence, "each member of the group is a service of its own, with its own persistence; "+
-			"where the members are every VIP with every port, one service with vips: and ports: shares it")
-	}
-	if ops != nil {
-		if svc.Protocol == "udp" {
-			svc.OnePacket = true
-		} else {
-			t.drop(ops, "one-packet scheduling is for UDP: a TCP connection keeps its backend")
-		}
-	}
+	t.persistence(&svc, persistence, granularity, vs.Arg(0) == "group" && len(addrs) > 1)
+	t.onePacket(&svc, ops)
 	backends, health := t.realServers(vs, real, &svc, interval)
 	if len(backends) == 0 {
 		t.drop(vs, "no real_server could be translated: xlb needs at least one backend, virtual server left out")
@@ -416,7 +406,7 @@ func (t *translator) keepBackends(vs *Node, s *outService, list []outBackend) []
 
 // persistence translates persistence_timeout (seconds) and persistence_granularity (a
 // netmask, or a prefix length for IPv6) into a persistence block; the scheduler stays.
-func (t *translator) persistence(svc *outService, timeout, granularity *Node) {
+func (t *translator) persistence(svc *outService, timeout, granularity *Node, group bool) {
 	if timeout == nil {
 		if granularity != nil {
 			t.drop(granularity, "without persistence_timeout there is no persistence to make coarser")
@@ -437,6 +427,21 @@ func (t *translator) persistence(svc *outService, timeout, granularity *Node) {
 		}
 	}
 	svc.Persistence = p
+	if group {
+		t.approx(timeout, "each member of the group is a service of its own, with its own persistence; "+
+			"where the members are every VIP with every port, one service with vips: and ports: shares it")
+	}
+}
+
+// onePacket translates ops (one-packet scheduling): UDP only.
+func (t *translator) onePacket(svc *outService, ops *Node) {
+	switch {
+	case ops == nil:
+	case svc.Protocol == "udp":
+		svc.OnePacket = true
+	default:
+		t.drop(ops, "one-packet scheduling is for UDP: a TCP connection keeps its backend")
+	}
 }
 
 // netmaskBits reads a netmask (255.255.255.0) or a prefix length (24, for IPv6).
