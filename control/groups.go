@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
@@ -62,4 +64,26 @@ func appendGuardDrops(drops []ha.Drop, sp *dataplane.ServiceSpec, vips []netip.A
 		}
 	}
 	return drops
+}
+
+// PersistStatsSource is an optional extension of a StatsSource: the persistence table's
+// occupancy. *dataplane.Dataplane is one.
+type PersistStatsSource interface {
+	PersistStats() (used, capacity int)
+}
+
+var (
+	descPersistUsed = prometheus.NewDesc("xlb_persistence_entries", "Slots of the persistence table that have held a client (it replaces the client seen longest ago when a bucket is full).", nil, nil)
+	descPersistCap  = prometheus.NewDesc("xlb_persistence_capacity", "Slots of the persistence table (conn_table.persistence_size).", nil, nil)
+)
+
+// collectPersist sends the persistence table's gauges when the data path has them.
+func collectPersist(ch chan<- prometheus.Metric, src StatsSource) {
+	ps, ok := src.(PersistStatsSource)
+	if !ok {
+		return
+	}
+	used, capacity := ps.PersistStats()
+	gauge(ch, descPersistUsed, float64(used))
+	gauge(ch, descPersistCap, float64(capacity))
 }

@@ -143,7 +143,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
 		descBEActive, descBEWeight, descBEDisabled, descBEOverloaded, descBEResolved, descBEProbes, descBEFailures, descBELatency,
 		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
-		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows} {
+		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows,
+		descPersistUsed, descPersistCap} {
 		ch <- d
 	}
 	for _, d := range workerDescs {
@@ -156,6 +157,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.collectControl(ch)
 	if m.c.opts.Stats != nil {
 		m.collectDataPath(ch)
+		collectPersist(ch, m.c.opts.Stats)
 	}
 }
 

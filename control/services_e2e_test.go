@@ -151,6 +151,9 @@ func TestE2EPersistence(t *testing.T) {
 		t.Logf("worker %d: new flows %d, persisted %d", w.Queue, w.ConnMisses, w.ConnPersisted)
 	}
 
+	if used, capacity := dp.PersistStats(); used < 1 || capacity != 1024 {
+		t.Errorf("persistence table: %d of %d slots used, want at least 1 of 1024 (conn_table.persistence_size)", used, capacity)
+	}
 	// A backend added: the client stays.
 	must(t, c.Reload(mustParse(t, persistYAML(tn, 3))))
 	waitBackend(t, c, "web", tn.Backends[2].Name, "up")

@@ -105,3 +105,12 @@ func (s *Snapshot) indexFrontends(sv *service, i int) error {
 	})
 	return err
 }
+
+// PersistStats returns how many slots of the persistence table, shared by the workers,
+// have held a client, and how many it has (Config.PersistSize).
+func (d *Dataplane) PersistStats() (used, capacity int) {
+	if d.persist == nil {
+		return 0, 0
+	}
+	return d.persist.Used(), d.persist.Capacity()
+}
