@@ -50,7 +50,10 @@ const persistShift = 30
 // refreshed at most once a second per live flow, never on the common per-packet path.
 // A client is identified by a 64-bit SipHash of (service, prefix) under a random key drawn
 // for the table, so two clients share a slot only on a 64-bit hash collision.
-// Every method is safe for concurrent use.
+// The first connections of a new client that reach two cores within the same moment may
+// each be scheduled before either is remembered, and land on two backends; every later one
+// follows the one the table holds (readers scan a bucket in one order), as do those two on
+// their next connection. Every method is safe for concurrent use.
 type PersistTable struct {
 	slots  []pslot
 	k0, k1 uint64
