@@ -51,9 +51,9 @@ const persistShift = 30
 // A client is identified by a 64-bit SipHash of (service, prefix) under a random key drawn
 // for the table, so two clients share a slot only on a 64-bit hash collision.
 // The first connections of a new client that reach two cores within the same moment may
-// each be scheduled before either is remembered, and land on two backends; every later one
-// follows the one the table holds (readers scan a bucket in one order), as do those two on
-// their next connection. Every method is safe for concurrent use.
+// each be scheduled before either is remembered, and land on two backends (they stay there);
+// every later connection follows the backend the table holds (readers scan a bucket in one
+// order). Every method is safe for concurrent use.
 type PersistTable struct {
 	slots  []pslot
 	k0, k1 uint64
