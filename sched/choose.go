@@ -24,8 +24,17 @@ func (c *Core) choose(st *svcState, svc *Service, k *Key, now int64) int {
 		}
 	}
 	p := c.pick(st, svc, k)
-	if p >= 0 {
-		c.persist.store(pk, svc.backends[p].ID, pn, false)
+	if p < 0 {
+		return p
+	}
+	c.persist.store(pk, svc.backends[p].ID, pn, false)
+	// Another core may have remembered the same new client at the same moment, with its own
+	// pick: every core reads the bucket in one order, so following what the table holds now
+	// makes them agree (nearly always: both writes usually land before both reads).
+	if id, _, ok := c.persist.lookup(pk, pn, svc.pticks); ok && id != svc.backends[p].ID {
+		if q := svc.ids.lookup(id); q >= 0 && svc.backends[q].Up {
+			return int(q)
+		}
 	}
 	return p
 }

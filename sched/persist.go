@@ -50,10 +50,11 @@ const persistShift = 30
 // refreshed at most once a second per live flow, never on the common per-packet path.
 // A client is identified by a 64-bit SipHash of (service, prefix) under a random key drawn
 // for the table, so two clients share a slot only on a 64-bit hash collision.
-// The first connections of a new client that reach two cores within the same moment may
-// each be scheduled before either is remembered, and land on two backends (they stay there);
-// every later connection follows the backend the table holds (readers scan a bucket in one
-// order). Every method is safe for concurrent use.
+// The first connections of a new client that reach two cores at the same moment are each
+// scheduled by their core; each core then writes its pick and reads the table back (a
+// bucket is read in one order by all), and follows what it holds: they agree unless their
+// writes and reads interleave within well under a microsecond. Every later connection
+// follows what the table holds. Every method is safe for concurrent use.
 type PersistTable struct {
 	slots  []pslot
 	k0, k1 uint64
