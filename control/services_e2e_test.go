@@ -473,3 +473,43 @@ func sampleRevived(counts func() [2][3]uint64) (flows [2][windows]uint64, share 
 	}
 	return flows, share
 }
+
+// TestE2EPersistenceIPv6: IPv6 clients of one /64 (the default prefix) share a backend:
+// connections from two addresses of the client's /64, in turn, all reach one backend.
+// (Health kind none: in the lab the LB does not reach the backends over IPv6.)
+func TestE2EPersistenceIPv6(t *testing.T) {
+	tn := testnet.New(t, lab.Config{Backends: 2})
+	second := netip.MustParseAddr("2001:2::50") // the client's /64 is 2001:2::/64
+	must(t, tn.Client.AddAddr("eth0", netip.PrefixFrom(second, 128)))
+	var b strings.Builder
+	fmt.Fprintf(&b, "interfaces: [{name: eth0}]\nservices:\n  - name: web6\n    vip: %s\n    port: 80\n    scheduler: rr\n"+
+		"    persistence: {timeout: 60s}\n    backends:\n", tn.VIP6)
+	for _, be := range tn.Backends {
+		fmt.Fprintf(&b, "      - {name: %s, address: %s}\n", be.Name, be.Addr6())
+	}
+	b.WriteString("    health: {kind: none}\n")
+	c, _ := startServices(t, tn, b.String())
+	for _, be := range tn.Backends {
+		waitBackend(t, c, "web6", be.Name, "up")
+	}
+	got := map[string]int{}
+	for i := range 12 {
+		src := tn.Client.Addr6()
+		if i%2 == 1 {
+			src = second
+		}
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := tn.Client.DialWith(ctx, d, "tcp", netip.AddrPortFrom(tn.VIP6, 80).String())
+		cancel()
+		must(t, err)
+		be, err := testnet.NewHTTPConn(conn).Get(2 * time.Second)
+		conn.Close()
+		must(t, err)
+		got[be]++
+	}
+	if only(got) == "" {
+		t.Errorf("12 connections from two addresses of one /64: %v, want one backend", got)
+	}
+	t.Logf("12 connections from %s and %s: %v", tn.Client.Addr6(), second, got)
+}
