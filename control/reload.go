@@ -167,6 +167,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
+			s.ss = o.ss // slow start's memory: what was up, what is ramping
 			if o.strategy == st {
 				s.built, s.inputs = o.built, o.inputs // reused if the inputs stay the same
 			}

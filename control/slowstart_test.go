@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/health"
 	"github.com/xlb-dev/xlb/sched"
 )
 
@@ -94,5 +95,41 @@ func TestReloadConnTableNeedsRestart(t *testing.T) {
 	snap := r.c.Snapshot()
 	if p := snap.Service(0).Sched.Persistence(); p.Timeout != time.Minute || p.Prefix4 != 24 {
 		t.Errorf("published persistence %+v", p)
+	}
+}
+
+// TestSlowStartAcrossReload: the controller ramps a backend added by a reload, and one that
+// comes back up, but not the backends as the service starts.
+func TestSlowStartAcrossReload(t *testing.T) {
+	const y = `interfaces: [{name: eth0}]
+services:
+  - name: web
+    vip: 198.19.0.10
+    port: 80
+    scheduler: least-conn
+    slow_start: 1h
+    backends:
+      - {name: a, address: 198.18.0.11}
+      - {name: b, address: 198.18.0.12}
+    health: {kind: tcp, interval: 1s, timeout: 500ms}
+`
+	r := newRig(t, y)
+	r.prober.fire("web/a", health.StateUp)
+	r.prober.fire("web/b", health.StateUp)
+	if a, b := r.backend("web", "a"), r.backend("web", "b"); a.Weight != 100 || b.Weight != 100 {
+		t.Fatalf("first up at start: weights %d %d, want 100 100", a.Weight, b.Weight)
+	}
+	must(t, r.c.Reload(r.parse(strings.Replace(y, "      - {name: b", "      - {name: c, address: 198.18.0.13}\n      - {name: b", 1))))
+	r.prober.fire("web/c", health.StateUp)
+	if c := r.backend("web", "c"); c.Weight != 5 || !c.Up {
+		t.Errorf("backend added by a reload: weight %d up %v, want 5 (1/20 of 100) and up", c.Weight, c.Up)
+	}
+	r.prober.fire("web/a", health.StateDown)
+	r.prober.fire("web/a", health.StateUp)
+	if a := r.backend("web", "a"); a.Weight != 5 {
+		t.Errorf("backend back up after a reload: weight %d, want 5", a.Weight)
+	}
+	if b := r.backend("web", "b"); b.Weight != 100 {
+		t.Errorf("backend never down: weight %d, want 100", b.Weight)
 	}
 }
