@@ -89,19 +89,22 @@ func frontends(sp *ServiceSpec) int {
 	return nv * np
 }
 
-// indexFrontends puts every (VIP, port) of sv (at index i) into the snapshot's service
-// lookup, refusing one another service already has.
+// indexFrontends puts every (VIP, port) of sv (service i, not yet in s.services) into the
+// snapshot's service lookup, refusing one an earlier service has or sv lists twice.
 func (s *Snapshot) indexFrontends(sv *service, i int) error {
 	var err error
 	sv.each(func(f frontend) bool {
 		k := tupleKey{addr: f.vip, port: f.port, proto: sv.spec.Proto, v6: sv.v6}
-		if !s.byVIP.insert(k, i) {
-			other := s.services[s.byVIP.get(&k)].spec.Name
-			err = fmt.Errorf("service %q: %w: %s port %d proto %d is also service %q",
-				sv.spec.Name, ErrDupService, f.ip, f.port, sv.spec.Proto, other)
-			return false
+		if s.byVIP.insert(k, i) {
+			return true
 		}
-		return true
+		other := "itself"
+		if o := s.byVIP.get(&k); o != i {
+			other = fmt.Sprintf("service %q", s.services[o].spec.Name)
+		}
+		err = fmt.Errorf("service %q: %w: %s port %d proto %d is also %s",
+			sv.spec.Name, ErrDupService, f.ip, f.port, sv.spec.Proto, other)
+		return false
 	})
 	return err
 }

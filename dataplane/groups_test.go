@@ -64,6 +64,8 @@ func TestServiceGroupErrors(t *testing.T) {
 	backwards.Ports = []PortRange{{90, 80}}
 	huge := base()
 	huge.Ports = []PortRange{{1, 4000}}
+	twice := base()
+	twice.Ports = []PortRange{{80, 90}, {90, 95}}
 	clash := spec(t, "clash", 1, netip.MustParseAddr("198.18.0.101"), 85, MethodDR, 1)
 	for _, c := range []struct {
 		name string
@@ -73,7 +75,8 @@ func TestServiceGroupErrors(t *testing.T) {
 		{"nat", []ServiceSpec{nat}, ErrBadService},
 		{"families", []ServiceSpec{v6}, ErrBadService},
 		{"backwards", []ServiceSpec{backwards}, ErrBadService},
-		{"too many pairs", []ServiceSpec{huge}, ErrDupService},
+		{"too many pairs", []ServiceSpec{huge}, ErrBadService},
+		{"pair twice in one service", []ServiceSpec{twice}, ErrDupService},
 		{"overlap", []ServiceSpec{base(), clash}, ErrDupService},
 	} {
 		if _, err := NewSnapshot(c.svcs, nil); !errors.Is(err, c.want) {

@@ -200,7 +200,7 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 		}
 	}
 	if nFront > MaxFrontends {
-		return nil, fmt.Errorf("%w: %d (vip, port) pairs, at most %d", ErrDupService, nFront, MaxFrontends)
+		return nil, fmt.Errorf("%w: %d (vip, port) pairs in all, at most %d", ErrBadService, nFront, MaxFrontends)
 	}
 	s := &Snapshot{
 		gen:      snapshotGen.Add(1),
@@ -218,11 +218,9 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 			return nil, fmt.Errorf("service %q: %w: name used twice", sv.spec.Name, ErrDupService)
 		}
 		names[sv.spec.Name] = true
-		s.services = append(s.services, sv) // indexFrontends names the other service
-		if err := s.indexFrontends(&s.services[i], i); err != nil {
+		if err := s.indexFrontends(&sv, i); err != nil {
 			return nil, err
 		}
-		s.services = s.services[:i]
 		if sv.spec.Method == MethodNAT {
 			for j, t := range sv.targets {
 				k := tupleKey{addr: t.addr, port: t.natPort(sv.spec.Port), proto: sv.spec.Proto, v6: t.v6}
