@@ -220,7 +220,10 @@ func (c *Core) Prepare(svc *Service) {
 // even when its weight is 0 (drained); otherwise the flow is rescheduled by the service's
 // strategy. A new flow is scheduled and recorded; when its buckets are full (a flow has two
 // candidate buckets of 8 entries), an idle-expired entry or else the least recently seen of
-// the 16 makes room. It does not allocate once Prepare (or an earlier Schedule) has seen svc.
+// the 16 makes room. A new flow of a persistent service goes to its client prefix's
+// remembered backend while that one is up (see Persistence and PersistTable); a packet of a
+// one-packet service is scheduled as a new flow and not recorded. It does not allocate once
+// Prepare (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	return c.ScheduleHashed(svc, k, c.Hash(k), tcpFlags, now)
 }
