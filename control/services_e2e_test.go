@@ -476,7 +476,7 @@ func sampleRevived(counts func() [2][3]uint64) (flows [2][windows]uint64, share 
 
 // TestE2EPersistenceIPv6: IPv6 clients of one /64 (the default prefix) share a backend:
 // connections from two addresses of the client's /64, in turn, all reach one backend.
-// (Health kind none: in the lab the LB does not reach the backends over IPv6.)
+// (Health kind none: checks from the LB to the backends over IPv6 timed out in the lab.)
 func TestE2EPersistenceIPv6(t *testing.T) {
 	tn := testnet.New(t, lab.Config{Backends: 2})
 	second := netip.MustParseAddr("2001:2::50") // the client's /64 is 2001:2::/64
