@@ -275,10 +275,10 @@ func (c *Controller) publishLocked(why string) error {
 			key = sched.DefaultHashKey()
 		}
 		share := s.cfg.TableShare
-		in = s.slowStart(in, now)
+		in, strategy := s.slowStart(in, now)
 		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key || s.built.TableShare() != share ||
-			s.built.Persistence() != s.cfg.SchedPersistence() || s.built.OnePacket() != s.cfg.OnePacket {
-			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key, TableShare: share,
+			s.built.Persistence() != s.cfg.SchedPersistence() || s.built.OnePacket() != s.cfg.OnePacket || s.built.Strategy() != strategy {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: strategy, HashKey: key, TableShare: share,
 				Persistence: s.cfg.SchedPersistence(), OnePacket: s.cfg.OnePacket}, in)
 			if err != nil {
 				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))

@@ -3,6 +3,7 @@ package control
 import (
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/sched"
 )
 
@@ -10,7 +11,8 @@ import (
 // added to a running service or is enabled (or undrained) again gets its share of new
 // flows ramped over the service's slow_start instead of all at once. The ramp is in the
 // weight the scheduler snapshot carries, so it works for every scheduler: the Maglev table
-// gives the backend fewer slots, (weighted) round-robin and random fewer picks, and
+// gives the backend fewer slots, weighted round-robin and random fewer picks, round-robin
+// (which ignores weights) runs as weighted round-robin over equal weights meanwhile, and
 // least-conn, which compares conns/weight, lets a backend with no connections catch up only
 // to its ramped share of the others' connections instead of taking every new flow. The
 // controller republishes the service in rampSteps steps.
@@ -39,10 +41,35 @@ type slowStartState struct {
 }
 
 // slowStart scales down (in place) the weights of in's ramping backends and remembers
-// eligibility changes. A backend ramps when it becomes eligible (up, enabled, weight > 0)
-// after having been so before, or for the first time when it was added to the running
-// service; not when it comes up for the first time as the service starts.
-func (s *svcState) slowStart(in []sched.Backend, now time.Time) []sched.Backend {
+// eligibility changes, and returns the strategy to build with. A backend ramps when it
+// becomes eligible (up, enabled, weight > 0) after having been so before, or for the first
+// time when it was added to the running service; not when it comes up for the first time as
+// the service starts. Round-robin ignores weights, so while one of its backends ramps the
+// service is built as weighted round-robin over equal weights and the ramped ones.
+func (s *svcState) slowStart(in []sched.Backend, now time.Time) ([]sched.Backend, sched.Strategy) {
+	in, ramping := s.ramp(in, now)
+	if !ramping || s.strategy != sched.RoundRobin {
+		return in, s.strategy
+	}
+	for i := range in {
+		if b := &in[i]; b.Weight > 0 && !s.ss.ramp[b.ID].ramping(now, s.cfg.SlowStart) {
+			b.Weight = config.DefaultWeight // rr: every other backend alike
+		} else if b.Weight > 0 {
+			w, _ := rampWeight(config.DefaultWeight, now.Sub(s.ss.ramp[b.ID].from), s.cfg.SlowStart)
+			b.Weight = w
+		}
+	}
+	return in, sched.WeightedRoundRobin
+}
+
+// ramping reports whether r is in a ramp of length d at now.
+func (r *rampState) ramping(now time.Time, d time.Duration) bool {
+	return r != nil && r.eligible && !r.from.IsZero() && now.Sub(r.from) < d
+}
+
+// ramp does slowStart's bookkeeping and weight scaling; it reports whether a backend of in
+// is ramping.
+func (s *svcState) ramp(in []sched.Backend, now time.Time) ([]sched.Backend, bool) {
 	ss := &s.ss
 	first := !ss.started
 	ss.started = true
@@ -50,6 +77,7 @@ func (s *svcState) slowStart(in []sched.Backend, now time.Time) []sched.Backend 
 		ss.ramp = map[uint32]*rampState{}
 	}
 	d := s.cfg.SlowStart
+	ramping := false
 	for i := range in {
 		b := &in[i]
 		el := b.Up && b.Weight > 0
@@ -64,6 +92,7 @@ func (s *svcState) slowStart(in []sched.Backend, now time.Time) []sched.Backend 
 		r.eligible, r.ever = el, r.ever || el
 		if w, ok := rampWeight(b.Weight, now.Sub(r.from), d); ok && el && !r.from.IsZero() {
 			b.Weight = w
+			ramping = true
 		} else if !r.from.IsZero() && now.Sub(r.from) >= d {
 			r.from = time.Time{}
 		}
@@ -75,7 +104,7 @@ func (s *svcState) slowStart(in []sched.Backend, now time.Time) []sched.Backend 
 		}
 		ss.ramp = keep
 	}
-	return in
+	return in, ramping
 }
 
 // rampStep is the time between two weight steps of a ramp of length d.

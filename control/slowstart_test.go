@@ -24,7 +24,7 @@ func TestSlowStartRamp(t *testing.T) {
 		}
 		return out
 	}
-	weights := func(in []sched.Backend) []uint32 {
+	weights := func(in []sched.Backend, _ sched.Strategy) []uint32 {
 		w := make([]uint32, len(in))
 		for i, b := range in {
 			w[i] = b.Weight
@@ -131,5 +131,40 @@ services:
 	}
 	if b := r.backend("web", "b"); b.Weight != 100 {
 		t.Errorf("backend never down: weight %d, want 100", b.Weight)
+	}
+}
+
+// TestSlowStartRoundRobin: round-robin ignores weights, so while a backend ramps the
+// service is built as weighted round-robin over equal weights and the ramped one; after
+// the ramp it is round-robin again.
+func TestSlowStartRoundRobin(t *testing.T) {
+	s := &svcState{cfg: config.Service{SlowStart: 10 * time.Second}, strategy: sched.RoundRobin}
+	t0 := time.Unix(1000, 0)
+	bs := func(upA bool) []sched.Backend {
+		return []sched.Backend{{ID: 1, Name: "a", Weight: 7, Up: upA}, {ID: 2, Name: "b", Weight: 3, Up: true}}
+	}
+	if _, st := s.slowStart(bs(true), t0); st != sched.RoundRobin {
+		t.Errorf("no ramp: strategy %v", st)
+	}
+	s.slowStart(bs(false), t0.Add(time.Second))
+	in, st := s.slowStart(bs(true), t0.Add(2*time.Second))
+	if st != sched.WeightedRoundRobin || in[0].Weight != 5 || in[1].Weight != 100 {
+		t.Errorf("ramping under rr: %v, weights %d %d; want wrr, 5 (1/20 of equal) and 100", st, in[0].Weight, in[1].Weight)
+	}
+	svc, err := sched.NewService(sched.ServiceConfig{Strategy: st}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := sched.NewCore(sched.CoreConfig{Capacity: 1024})
+	got := map[int]int{}
+	for i := range 105 {
+		k := sched.Key{SrcPort: uint16(i), Proto: 6}
+		got[c.Schedule(svc, &k, sched.FlagSYN, 1)]++
+	}
+	if got[0] != 5 || got[1] != 100 {
+		t.Errorf("105 new flows: %v, want 5 on the ramping backend", got)
+	}
+	if _, st := s.slowStart(bs(true), t0.Add(13*time.Second)); st != sched.RoundRobin {
+		t.Errorf("after the ramp: strategy %v, want rr", st)
 	}
 }
