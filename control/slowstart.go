@@ -3,7 +3,6 @@ package control
 import (
 	"time"
 
-	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/sched"
 )
 
@@ -40,31 +39,36 @@ type slowStartState struct {
 	ramp    map[uint32]*rampState // by backend ID
 }
 
-// slowStart scales down (in place) the weights of in's ramping backends and remembers
+// slowStart scales (in place) the weights of in while a backend ramps, remembers
 // eligibility changes, and returns the strategy to build with. A backend ramps when it
 // becomes eligible (up, enabled, weight > 0) after having been so before, or for the first
 // time when it was added to the running service; not when it comes up for the first time as
-// the service starts. Round-robin ignores weights, so while one of its backends ramps the
-// service is built as weighted round-robin over equal weights and the ramped ones.
+// the service starts. In step k of n of a ramp, a ramping backend has k times its weight and
+// every other backend n times its own (so weights as small as 1 ramp too). Round-robin
+// ignores weights, so while one of its backends ramps the service is built as weighted
+// round-robin over equal weights (1) and the ramped ones.
 func (s *svcState) slowStart(in []sched.Backend, now time.Time) ([]sched.Backend, sched.Strategy) {
-	in, ramping := s.ramp(in, now)
-	if !ramping || s.strategy != sched.RoundRobin {
-		return in, s.strategy
-	}
-	for i := range in {
-		if b := &in[i]; b.Weight > 0 && !s.ss.ramp[b.ID].ramping(now, s.cfg.SlowStart) {
-			b.Weight = config.DefaultWeight // rr: every other backend alike
-		} else if b.Weight > 0 {
-			w, _ := rampWeight(config.DefaultWeight, now.Sub(s.ss.ramp[b.ID].from), s.cfg.SlowStart)
-			b.Weight = w
+	rr := s.strategy == sched.RoundRobin
+	var orig []uint32
+	if rr {
+		orig = make([]uint32, len(in))
+		for i := range in {
+			if orig[i] = in[i].Weight; in[i].Weight > 0 {
+				in[i].Weight = 1
+			}
 		}
 	}
-	return in, sched.WeightedRoundRobin
-}
-
-// ramping reports whether r is in a ramp of length d at now.
-func (r *rampState) ramping(now time.Time, d time.Duration) bool {
-	return r != nil && r.eligible && !r.from.IsZero() && now.Sub(r.from) < d
+	in, ramping := s.ramp(in, now)
+	switch {
+	case !rr:
+		return in, s.strategy
+	case ramping:
+		return in, sched.WeightedRoundRobin
+	}
+	for i := range in {
+		in[i].Weight = orig[i]
+	}
+	return in, s.strategy
 }
 
 // ramp does slowStart's bookkeeping and weight scaling; it reports whether a backend of in
@@ -77,6 +81,7 @@ func (s *svcState) ramp(in []sched.Backend, now time.Time) ([]sched.Backend, boo
 		ss.ramp = map[uint32]*rampState{}
 	}
 	d := s.cfg.SlowStart
+	steps := make([]int64, len(in)) // the step (1..n) of a ramping backend, else 0
 	ramping := false
 	for i := range in {
 		b := &in[i]
@@ -90,11 +95,23 @@ func (s *svcState) ramp(in []sched.Backend, now time.Time) ([]sched.Backend, boo
 			r.from = now
 		}
 		r.eligible, r.ever = el, r.ever || el
-		if w, ok := rampWeight(b.Weight, now.Sub(r.from), d); ok && el && !r.from.IsZero() {
-			b.Weight = w
-			ramping = true
-		} else if !r.from.IsZero() && now.Sub(r.from) >= d {
+		if r.from.IsZero() {
+			continue
+		}
+		if k, _, ok := rampStepAt(now.Sub(r.from), d); ok && el {
+			steps[i], ramping = k, true
+		} else if !ok {
 			r.from = time.Time{}
+		}
+	}
+	if ramping {
+		_, n, _ := rampStepAt(0, d)
+		for i := range in {
+			if k := steps[i]; k > 0 {
+				in[i].Weight *= uint32(k)
+			} else {
+				in[i].Weight *= uint32(n)
+			}
 		}
 	}
 	if len(ss.ramp) > 2*len(in)+8 { // backends removed: forget them
@@ -110,16 +127,14 @@ func (s *svcState) ramp(in []sched.Backend, now time.Time) ([]sched.Backend, boo
 // rampStep is the time between two weight steps of a ramp of length d.
 func rampStep(d time.Duration) time.Duration { return max(d/rampSteps, minRampStep) }
 
-// rampWeight returns the weight of a backend of weight w, elapsed into a ramp of length d:
-// w*k/n in step k of n (at least 1), and false once the ramp is over (or d is 0).
-func rampWeight(w uint32, elapsed, d time.Duration) (uint32, bool) {
+// rampStepAt returns the step k (1..n) of a ramp of length d, elapsed into it, and the
+// number of steps n; false once the ramp is over (or d is 0).
+func rampStepAt(elapsed, d time.Duration) (k, n int64, ok bool) {
 	if d <= 0 || elapsed >= d || elapsed < 0 {
-		return w, false
+		return 0, 0, false
 	}
 	step := rampStep(d)
-	n := int64((d + step - 1) / step)
-	k := int64(elapsed/step) + 1
-	return uint32(max(1, int64(w)*k/n)), true
+	return int64(elapsed/step) + 1, int64((d + step - 1) / step), true
 }
 
 // rampNext returns when the next ramp step of s is due (zero: no ramp under way).

@@ -42,22 +42,22 @@ func TestSlowStartRamp(t *testing.T) {
 	// Backend 1 goes down and comes back at t0+10s; backend 3 is added at the same time.
 	s.slowStart(bs(false, true), t0.Add(5*time.Second))
 	back := t0.Add(10 * time.Second)
-	var prev uint32
+	var prev float64
 	for i := range 21 {
 		now := back.Add(time.Duration(i) * time.Second)
 		w := weights(s.slowStart(bs(true, true, true), now))
+		// In step k of 20: the ramping backends weigh 100*k, the others 100*20.
 		switch {
-		case i < 20 && (w[0] != uint32(5*(i+1)) || w[2] != w[0]):
-			t.Errorf("%v into the ramp: weights %v, want %d for backends 1 and 3", now.Sub(back), w, 5*(i+1))
-		case i == 20 && (w[0] != 100 || w[2] != 100):
+		case i < 20 && (w[0] != uint32(100*(i+1)) || w[2] != w[0] || w[1] != 2000):
+			t.Errorf("%v into the ramp: weights %v, want %d for backends 1 and 3, 2000 for 2", now.Sub(back), w, 100*(i+1))
+		case i == 20 && (w[0] != 100 || w[1] != 100 || w[2] != 100):
 			t.Errorf("after the ramp: %v", w)
-		case w[1] != 100:
-			t.Errorf("backend 2, never down, ramped: %v", w)
 		}
-		if w[0] < prev {
-			t.Errorf("the ramp went down: %d after %d", w[0], prev)
+		if share := float64(w[0]) / float64(w[1]); share < prev {
+			t.Errorf("the ramp went down: %.2f of backend 2's weight after %.2f", share, prev)
+		} else {
+			prev = share
 		}
-		prev = w[0]
 		if next := s.rampNext(now); i < 20 && (!next.After(now) || next.Sub(now) > time.Second) {
 			t.Errorf("at %v the next step is at %v", now.Sub(back), next.Sub(back))
 		}
@@ -67,8 +67,18 @@ func TestSlowStartRamp(t *testing.T) {
 	drain[1].Weight = 0
 	later := back.Add(time.Minute)
 	s.slowStart(drain, later)
-	if w := weights(s.slowStart(bs(true, true, true), later.Add(time.Second))); w[1] != 5 {
-		t.Errorf("undrained backend: weight %d, want 5", w[1])
+	if w := weights(s.slowStart(bs(true, true, true), later.Add(time.Second))); w[1] != 100 || w[0] != 2000 {
+		t.Errorf("undrained backend: weights %v, want 100 against 2000", w)
+	}
+	// A weight of 1 ramps too.
+	one := &svcState{cfg: config.Service{SlowStart: 20 * time.Second}}
+	small := []sched.Backend{{ID: 1, Name: "a", Weight: 1, Up: true}, {ID: 2, Name: "b", Weight: 1, Up: true}}
+	one.slowStart(small, t0)
+	small[0].Up = false
+	one.slowStart(small, t0.Add(time.Second))
+	small = []sched.Backend{{ID: 1, Name: "a", Weight: 1, Up: true}, {ID: 2, Name: "b", Weight: 1, Up: true}}
+	if w := weights(one.slowStart(small, t0.Add(2*time.Second))); w[0] != 1 || w[1] != 20 {
+		t.Errorf("weight 1 back up: weights %v, want 1 against 20", w)
 	}
 	// Without slow_start nothing ramps.
 	off := &svcState{}
@@ -121,16 +131,13 @@ services:
 	}
 	must(t, r.c.Reload(r.parse(strings.Replace(y, "      - {name: b", "      - {name: c, address: 198.18.0.13}\n      - {name: b", 1))))
 	r.prober.fire("web/c", health.StateUp)
-	if c := r.backend("web", "c"); c.Weight != 5 || !c.Up {
-		t.Errorf("backend added by a reload: weight %d up %v, want 5 (1/20 of 100) and up", c.Weight, c.Up)
+	if c, b := r.backend("web", "c"), r.backend("web", "b"); c.Weight != 100 || b.Weight != 2000 || !c.Up {
+		t.Errorf("backend added by a reload: weight %d (up %v) against %d, want 100 against 2000 (step 1 of 20)", c.Weight, c.Up, b.Weight)
 	}
 	r.prober.fire("web/a", health.StateDown)
 	r.prober.fire("web/a", health.StateUp)
-	if a := r.backend("web", "a"); a.Weight != 5 {
-		t.Errorf("backend back up after a reload: weight %d, want 5", a.Weight)
-	}
-	if b := r.backend("web", "b"); b.Weight != 100 {
-		t.Errorf("backend never down: weight %d, want 100", b.Weight)
+	if a, b := r.backend("web", "a"), r.backend("web", "b"); a.Weight != 100 || b.Weight != 2000 {
+		t.Errorf("backend back up after a reload: weight %d against %d, want 100 against 2000", a.Weight, b.Weight)
 	}
 }
 
@@ -148,8 +155,8 @@ func TestSlowStartRoundRobin(t *testing.T) {
 	}
 	s.slowStart(bs(false), t0.Add(time.Second))
 	in, st := s.slowStart(bs(true), t0.Add(2*time.Second))
-	if st != sched.WeightedRoundRobin || in[0].Weight != 5 || in[1].Weight != 100 {
-		t.Errorf("ramping under rr: %v, weights %d %d; want wrr, 5 (1/20 of equal) and 100", st, in[0].Weight, in[1].Weight)
+	if st != sched.WeightedRoundRobin || in[0].Weight != 1 || in[1].Weight != 20 {
+		t.Errorf("ramping under rr: %v, weights %d %d; want wrr, 1 against 20 (equal weights, step 1 of 20)", st, in[0].Weight, in[1].Weight)
 	}
 	svc, err := sched.NewService(sched.ServiceConfig{Strategy: st}, in)
 	if err != nil {
@@ -157,14 +164,14 @@ func TestSlowStartRoundRobin(t *testing.T) {
 	}
 	c, _ := sched.NewCore(sched.CoreConfig{Capacity: 1024})
 	got := map[int]int{}
-	for i := range 105 {
+	for i := range 21 {
 		k := sched.Key{SrcPort: uint16(i), Proto: 6}
 		got[c.Schedule(svc, &k, sched.FlagSYN, 1)]++
 	}
-	if got[0] != 5 || got[1] != 100 {
-		t.Errorf("105 new flows: %v, want 5 on the ramping backend", got)
+	if got[0] != 1 || got[1] != 20 {
+		t.Errorf("21 new flows: %v, want 1 on the ramping backend", got)
 	}
-	if _, st := s.slowStart(bs(true), t0.Add(13*time.Second)); st != sched.RoundRobin {
-		t.Errorf("after the ramp: strategy %v, want rr", st)
+	if in, st := s.slowStart(bs(true), t0.Add(13*time.Second)); st != sched.RoundRobin || in[0].Weight != 7 || in[1].Weight != 3 {
+		t.Errorf("after the ramp: strategy %v, weights %d %d; want rr with the configured 7 and 3", st, in[0].Weight, in[1].Weight)
 	}
 }
