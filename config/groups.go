@@ -185,17 +185,13 @@ func (s *Service) SchedPersistence() sched.Persistence {
 // validateGroup checks vips, ports, persistence, one_packet and slow_start
 // of service s (at path p).
 func (s *Service) validateGroup(e *errs, p string) {
-	if s.pos.has("vip") && s.pos.has("vips") {
-		e.add(s.pos.at("vips"), p+".vips", ErrValue, "set vip or vips, not both")
-	}
-	if s.pos.has("port") && s.pos.has("ports") {
-		e.add(s.pos.at("ports"), p+".ports", ErrValue, "set port or ports, not both")
-	}
+	// vip and port may stand beside vips and ports (as Marshal writes them: the first
+	// pair, for listings) only when they are among them.
 	if len(s.VIPs) > 0 && s.VIP.IsValid() && !slices.Contains(s.VIPs, s.VIP) {
-		e.add(s.pos.at("vips"), p+".vip", ErrValue, "vip %s is not one of vips (set one of the two)", s.VIP)
+		e.add(s.pos.at("vip"), p+".vip", ErrValue, "vip %s is not one of vips (set vips alone)", s.VIP)
 	}
 	if len(s.Ports) > 0 && !slices.ContainsFunc(s.Ports, func(r PortRange) bool { return r.Lo <= s.Port && s.Port <= r.Hi }) {
-		e.add(s.pos.at("ports"), p+".port", ErrValue, "port %d is not in ports (set one of the two)", s.Port)
+		e.add(s.pos.at("port"), p+".port", ErrValue, "port %d is not in ports (set ports alone)", s.Port)
 	}
 	if s.pos.has("vips") && len(s.VIPs) == 0 {
 		e.add(s.pos.at("vips"), p+".vips", ErrMissing, "an empty list: give at least one VIP")

@@ -66,6 +66,8 @@ type HandlerOptions struct {
 //	                                                      packet capture stream (capture.go)
 //	GET  /metrics                                         Prometheus
 //
+// and the runtime changes and listings of registerRuntime (runtime_api.go).
+//
 // A backend is named by its name, ID or address. Errors come back as
 // {"error": "..."} with a 4xx/5xx status. Requests through the unix socket
 // (served with APIConnContext) may change the balancer; over TCP see Access.
@@ -128,6 +130,7 @@ func NewHandler(c *Controller, opts HandlerOptions) http.Handler {
 	registerBGP(mux, opts.BGP)
 	registerDefence(mux, opts.Defence)
 	registerSetACL(mux, c)
+	registerRuntime(mux, c)
 	registerVRRP(mux, opts.VRRP)
 	mux.HandleFunc("GET "+APIPrefix+"/traffic", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, c.Traffic())

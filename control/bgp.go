@@ -45,8 +45,14 @@ type BGPAnnouncer struct {
 	drained    bool
 	shutdown   bool
 	lastErr    string
-	changed    time.Time // last change of the announced set
+	changed    time.Time           // last change of the announced set
+	started    time.Time           // when the announcer started
+	settled    map[netip.Addr]bool // VIPs past their first health round (see want)
 }
+
+// bgpSettleMax bounds how long a VIP waits for its backends' first check results before
+// its first announcement.
+const bgpSettleMax = 30 * time.Second
 
 // speakerConfig is the bgp section as the speaker's configuration.
 func speakerConfig(b *config.BGP, log *slog.Logger) bgp.Config {
@@ -69,7 +75,8 @@ func StartBGP(ctx context.Context, cfg *config.BGP, c *Controller, log *slog.Log
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	a := &BGPAnnouncer{c: c, cfg: cfg, sp: sp, log: log, wake: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	a := &BGPAnnouncer{c: c, cfg: cfg, sp: sp, log: log, wake: make(chan struct{}, 1), stop: stop, done: make(chan struct{}),
+		started: time.Now(), settled: map[netip.Addr]bool{}}
 	go a.loop(lctx)
 	log.Info("bgp started", "local_as", cfg.LocalAS, "router_id", cfg.RouterID, "neighbors", len(cfg.Neighbors))
 	return a, nil
@@ -98,20 +105,40 @@ func (a *BGPAnnouncer) want() []netip.Addr {
 	if !announce {
 		return nil
 	}
-	var out []netip.Addr
+	var out, unsettled []netip.Addr
 	a.c.mu.Lock()
 	for _, s := range a.c.services {
 		if s.status().Up == 0 {
 			continue
 		}
-		vips, _ := s.cfg.Frontends()
+		vips, _ := s.cfg.Frontends() // a service group's every VIP
+		settled := !s.unknownBackends()
 		for _, v := range vips {
-			if !slices.Contains(out, v) {
+			switch {
+			case slices.Contains(out, v):
+			case settled:
 				out = append(out, v)
+			default:
+				unsettled = append(unsettled, v)
 			}
 		}
 	}
 	a.c.mu.Unlock()
+	// A VIP is first announced once one of its services with an active backend has a
+	// result from every backend's checks (or bgpSettleMax after the start): a host that
+	// joined would otherwise take flows with a Maglev table built from the backends that
+	// answered first, and send established connections elsewhere than its peers do. Once
+	// announced, a VIP no longer waits (a backend added by a reload starts unknown).
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, v := range out {
+		a.settled[v] = true
+	}
+	for _, v := range unsettled {
+		if !slices.Contains(out, v) && (a.settled[v] || time.Since(a.started) > bgpSettleMax) {
+			out = append(out, v)
+		}
+	}
 	return out
 }
 

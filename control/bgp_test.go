@@ -229,3 +229,37 @@ func TestBGPNotConfigured(t *testing.T) {
 	var a *BGPAnnouncer
 	a.Shutdown() // nil-safe
 }
+
+// TestBGPWaitsForFirstHealthRound: a VIP is first announced only once every backend of its
+// service has a check result, so a joining host builds the same Maglev table as its peers
+// before the routers send it flows; afterwards a backend that starts unknown (a reload
+// adding it) does not withdraw it.
+func TestBGPWaitsForFirstHealthRound(t *testing.T) {
+	rt := newBGPRouter(t)
+	cfg := strings.Replace(bgpRigConfig(rt.port), "    backends: [{name: a, address: 198.18.0.11}]\n  - name: web-alt",
+		"    backends: [{name: a, address: 198.18.0.11}, {name: b, address: 198.18.0.12}]\n  - name: web-alt", 1)
+	r := newRig(t, cfg)
+	ctx := context.Background()
+	a, err := StartBGP(ctx, r.c.cfg.BGP, r.c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	must(t, err)
+	t.Cleanup(a.Shutdown)
+	a.SetForwarding(true)
+	r.prober.fire("web/a", health.StateUp)
+	r.prober.fire("web6/a", health.StateUp)
+	eventually(t, "the IPv6 VIP (its only backend answered)", func() bool {
+		return slices.Equal(rt.prefixes(t), []string{"2001:2::100/128"})
+	})
+	time.Sleep(3 * bgpPoll)
+	if got := rt.prefixes(t); !slices.Equal(got, []string{"2001:2::100/128"}) {
+		t.Fatalf("web's VIP announced while backend b has no result yet: %v", got)
+	}
+	r.prober.fire("web/b", health.StateDown) // a result, even a failure, settles it
+	eventually(t, "both VIPs", func() bool {
+		return slices.Equal(rt.prefixes(t), []string{"198.18.0.100/32", "2001:2::100/128"})
+	})
+	r.prober.fire("web/b", health.StateUnknown)
+	time.Sleep(3 * bgpPoll)
+	if got := rt.prefixes(t); len(got) != 2 {
+		t.Fatalf("an announced VIP withdrawn for a backend without a result: %v", got)
+	}
+}

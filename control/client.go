@@ -141,7 +141,12 @@ func backendPath(service, backend, op string) string {
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	ctype := "application/json"
+	switch v := in.(type) {
+	case nil:
+	case rawDoc: // a YAML or JSON document as is (runtime_api.go)
+		body, ctype = bytes.NewReader(v), docType(v)
+	default:
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
@@ -153,7 +158,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("api request: %w", err)
 	}
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ctype)
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -181,6 +186,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return &APIError{Status: resp.StatusCode, Message: e.Error}
 	}
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*rawBody); ok {
+		*raw = data
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {

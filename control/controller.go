@@ -87,6 +87,7 @@ type Controller struct {
 	metrics   *Metrics
 	rampTimer *time.Timer // the next slow-start step (slowstart.go)
 	rampAt    time.Time
+	runtime   []string // runtime changes since the configuration was last loaded (runtime.go)
 }
 
 // New returns a controller for cfg, parsed by config.Parse or built in Go:

@@ -40,6 +40,13 @@ func (c *Controller) Reload(cfg *config.Config) error {
 	}
 	c.reloadMu.Lock()
 	defer c.reloadMu.Unlock()
+	return c.applyConfig(cfg, "")
+}
+
+// applyConfig makes cfg (normalised and valid) the running configuration:
+// a reload when change is "", else the runtime change it describes. The
+// caller holds reloadMu.
+func (c *Controller) applyConfig(cfg *config.Config, change string) error {
 	c.mu.Lock()
 	if c.closed || !c.started {
 		c.mu.Unlock()
@@ -47,10 +54,17 @@ func (c *Controller) Reload(cfg *config.Config) error {
 	}
 	if err := restartNeeded(c.cfg, cfg); err != nil {
 		c.mu.Unlock()
-		c.noteReloadErr(err)
+		if change == "" {
+			c.noteReloadErr(err)
+		}
 		return err
 	}
+	c.noteRuntimeLocked(change)
+	prev := c.byName
 	adds, replaces, removes := c.applyLocked(cfg)
+	if change != "" {
+		c.keepOverridesLocked(prev)
+	}
 	c.mu.Unlock()
 
 	// Prober calls wait for check goroutines, whose callbacks take c.mu:
@@ -67,14 +81,26 @@ func (c *Controller) Reload(cfg *config.Config) error {
 	}
 	c.resolveNew(c.ctx)
 	c.mu.Lock()
-	err := c.publishLocked("reload")
-	c.reloads++
+	why := "reload"
+	if change != "" {
+		why = "runtime: " + change
+	} else {
+		c.reloads++
+	}
+	err := c.publishLocked(why)
 	c.mu.Unlock()
 	if perr := c.startChecks(adds, replaces); perr != nil {
 		// Those backends would go unprobed: say so, and fail the reload.
 		c.log.Warn("health checks not started: their backends are not probed", "err", perr)
-		c.noteReloadErr(perr)
+		if change == "" {
+			c.noteReloadErr(perr)
+		}
 		err = errors.Join(err, perr)
+	}
+	if change != "" {
+		c.log.Info("configuration changed at runtime", "change", change, "services", len(cfg.Services),
+			"backends", c.numBackends(), "checks_added", len(adds), "checks_removed", len(removes))
+		return err
 	}
 	c.warnHashKey()
 	c.log.Info("configuration reloaded", "file", cfg.File(), "services", len(cfg.Services),

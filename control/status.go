@@ -147,6 +147,9 @@ type ControllerStatus struct {
 	Reloads       uint64    `json:"reloads"`
 	ReloadErrors  uint64    `json:"reload_errors"`
 	LastReloadErr string    `json:"last_reload_error,omitempty"`
+	// RuntimeChanges are the changes made through the API since the file was last read;
+	// a reload drops them (runtime.go).
+	RuntimeChanges []string `json:"runtime_changes,omitempty"`
 }
 
 // Services lists the services in config order.
@@ -178,6 +181,17 @@ func (s *svcState) status() ServiceStatus {
 		}
 	}
 	return st
+}
+
+// unknownBackends reports whether a backend of s that is not disabled has checks none of
+// which has reported yet (health.StateUnknown).
+func (s *svcState) unknownBackends() bool {
+	for _, b := range s.backends {
+		if !b.disabled && b.health == health.StateUnknown {
+			return true
+		}
+	}
+	return false
 }
 
 // Backends lists a service's backends with their state and recent probes.
@@ -241,7 +255,8 @@ func (c *Controller) Status() ControllerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := ControllerStatus{ConfigFile: c.cfg.File(), Published: c.published, Publishes: c.pubCount,
-		Reloads: c.reloads, ReloadErrors: c.reloadErr, LastReloadErr: c.lastErr}
+		Reloads: c.reloads, ReloadErrors: c.reloadErr, LastReloadErr: c.lastErr,
+		RuntimeChanges: append([]string(nil), c.runtime...)}
 	if c.snap != nil {
 		st.Generation = c.snap.Generation()
 	}

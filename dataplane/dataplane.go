@@ -69,7 +69,8 @@ type Dataplane struct {
 	locals  *locals             // the host's addresses in the programs' locals maps
 	persist *sched.PersistTable // shared by the workers' cores (persistent services)
 
-	capt atomic.Pointer[Capture] // the armed packet capture (capture.go)
+	capt   atomic.Pointer[Capture] // the armed packet capture (capture.go)
+	listMu sync.Mutex              // one connection listing at a time (conns.go)
 
 	mu       sync.Mutex
 	services map[xdpprog.Key]bool    // keys in the programs' services maps

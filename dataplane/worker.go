@@ -34,6 +34,7 @@ type worker struct {
 	busy   bool // never sleep in poll(2) (InterfaceConfig.BusyPoll)
 	snap   *atomic.Pointer[Snapshot]
 	capt   *atomic.Pointer[Capture] // an armed packet capture, or nil
+	walk   atomic.Pointer[connWalk] // a pending connection listing (conns.go), or nil
 	start  time.Time
 
 	descs  []xsk.Desc
@@ -91,17 +92,25 @@ func (w *worker) run() {
 	w.running.Store(true)
 	idle := 0
 	for !w.stop.Load() {
+		chunk := walkChunk
+		if idle > 0 {
+			chunk = walkChunkIdle
+		}
+		listing := w.serveWalk(chunk)
 		if w.step() {
 			idle = 0
 			continue
 		}
-		if idle++; idle < 16 || w.busy {
+		if idle++; idle < 16 || w.busy || listing {
 			continue
 		}
 		w.sleep()
 	}
 	w.drain()
 	w.running.Store(false)
+	if r := w.walk.Swap(nil); r != nil {
+		close(r.done) // a listing this worker will not finish: it gets what was walked
+	}
 }
 
 // step runs one batch per socket and reports whether any frame moved.

@@ -302,6 +302,10 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		b = c.t.second(h)
 		w = b.find(tag, k)
 	}
+	if w >= 0 && reused(b.state[w], tcpFlags) {
+		c.expire(b, w) // a new connection on the tuple of a closed one: scheduled afresh
+		w = -1
+	}
 	if w >= 0 {
 		e := &b.ent[w]
 		if t-b.seen[w] <= c.timeout[b.state[w]] {

@@ -36,7 +36,7 @@ commands:
   drops                           packets the XDP program dropped, per service and reason
   acl SERVICE                     the service's ACL rules and their hits
   acl SERVICE allow=P,.. deny=P,..  replace the service's ACL until a reload (allow= / deny= empty it)
-
+` + ctlRuntimeUsage + `
 BACKEND is a backend's name, ID or address. By default ctl talks to the
 daemon's unix socket (who may change things is decided by its permissions);
 with --api it uses the TCP listener, where changes need the token (which may
@@ -92,6 +92,9 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "ok: %s\n", what)
 		return nil
+	}
+	if ok, err := ctlRuntime(ctx, cl, a, *asJSON, stdout, stderr); ok {
+		return err
 	}
 	switch a[0] {
 	case "capture":
@@ -203,6 +206,10 @@ func printStatus(tw *tabwriter.Writer, st control.ControllerStatus) {
 	fmt.Fprintf(tw, "reloads\t%d applied, %d refused\n", st.Reloads, st.ReloadErrors)
 	if st.LastReloadErr != "" {
 		fmt.Fprintf(tw, "last refused reload\t%s\n", strings.ReplaceAll(st.LastReloadErr, "\n", "; "))
+	}
+	if len(st.RuntimeChanges) > 0 {
+		fmt.Fprintf(tw, "runtime changes not in the file\t%s (a reload drops them; xlb ctl save keeps them)\n",
+			strings.Join(st.RuntimeChanges, "; "))
 	}
 }
 

@@ -138,9 +138,10 @@ func e2eInstances(t *testing.T, bin string, sync bool) {
 		want0, want1 = "VI_A=fault VI_B=backup", "VI_A=master VI_B=master"
 	}
 	waitFor("VI_A moved to lb1", func() bool { return states(lbs[0]) == want0 && states(lbs[1]) == want1 })
-	if !lbs[1].hasVIP(tn.VIP.String()) || lbs[0].hasVIP(tn.VIP.String()) || lbs[0].hasVIP(vip2.String()) == sync {
-		t.Fatalf("VIPs: lb0 %v %v, lb1 %v", lbs[0].hasVIP(tn.VIP.String()), lbs[0].hasVIP(vip2.String()), lbs[1].hasVIP(tn.VIP.String()))
-	}
+	// The state turns before the new master's hook has added the VIPs: wait for them.
+	waitFor("the VIPs where the states put them", func() bool {
+		return lbs[1].hasVIP(tn.VIP.String()) && !lbs[0].hasVIP(tn.VIP.String()) && lbs[0].hasVIP(vip2.String()) != sync
+	})
 	waitFor("both services reachable", func() bool { return reach(tn.VIP) && reach(vip2) })
 	waitFor("notified", func() bool {
 		n0, _ := os.ReadFile(notes[0])
