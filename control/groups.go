@@ -2,8 +2,10 @@ package control
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -86,4 +88,29 @@ func collectPersist(ch chan<- prometheus.Metric, src StatsSource) {
 	used, capacity := ps.PersistStats()
 	gauge(ch, descPersistUsed, float64(used))
 	gauge(ch, descPersistCap, float64(capacity))
+}
+
+// listFlags returns the ipvsadm -Ln flags of service c: "persistent 300 mask
+// 255.255.255.0" (IPv6: the prefix length), "ops", and for a group "group N pairs".
+func listFlags(c *config.Service) string {
+	var f []string
+	if p := c.Persistence; p != nil {
+		mask := fmt.Sprint(p.Prefix)
+		if c.VIP.Is4() {
+			mask = net.IP(net.CIDRMask(p.Prefix, 32)).String()
+		}
+		f = append(f, fmt.Sprintf("persistent %d mask %s", int(p.Timeout.Seconds()), mask))
+	}
+	if c.OnePacket {
+		f = append(f, "ops")
+	}
+	if c.IsGroup() {
+		vips, ports := c.Frontends()
+		n := 0
+		for _, r := range ports {
+			n += r.Len()
+		}
+		f = append(f, fmt.Sprintf("group %d pairs", n*len(vips)))
+	}
+	return strings.Join(f, " ")
 }

@@ -2,8 +2,10 @@ package control
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/ha"
 	"github.com/xlb-dev/xlb/sched"
@@ -35,5 +37,26 @@ func TestGuardDropsGroup(t *testing.T) {
 	}
 	if n := len(guardDrops(snap, []netip.Addr{a, b})); n != 8 {
 		t.Errorf("%d drops for both VIPs, want 8", n)
+	}
+}
+
+func TestListFlags(t *testing.T) {
+	for y, want := range map[string]string{
+		"vip: 198.19.0.10\n    port: 80\n":                                                              "",
+		"vip: 198.19.0.10\n    port: 80\n    persistence: {timeout: 300s, prefix: 24}\n":                "persistent 300 mask 255.255.255.0",
+		"vip: 2001:2::10\n    port: 53\n    protocol: udp\n    one_packet: true\n    persistence: {}\n": "persistent 300 mask 64 ops",
+		"vips: [198.19.0.10, 198.19.0.11]\n    ports: [80, 8000-8009]\n":                                "group 22 pairs",
+	} {
+		addr := "198.18.0.11"
+		if strings.Contains(y, "2001:") {
+			addr = "2001:2::11"
+		}
+		cfg, err := config.Parse("t.yaml", []byte("interfaces: [{name: eth0}]\nservices:\n  - name: s\n    "+y+"    backends: [{address: "+addr+"}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := listFlags(&cfg.Services[0]); got != want {
+			t.Errorf("%q: flags %q, want %q", y, got, want)
+		}
 	}
 }

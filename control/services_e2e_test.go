@@ -268,6 +268,9 @@ func TestE2EServiceGroup(t *testing.T) {
 	if be, err := getOn(tn, 0, netip.AddrPortFrom(vip2, 8082).String()); err == nil {
 		t.Errorf("port 8082, outside the group, answered by %s", be)
 	}
+	if l := c.List(context.Background()); len(l.Services) != 1 || l.Services[0].Flags != "persistent 60 mask 255.255.255.255 group 6 pairs" {
+		t.Errorf("ctl list's service: %+v", l.Services)
+	}
 	svcs := c.Services()
 	if len(svcs) != 1 || svcs[0].Name != "group" || strings.Join(svcs[0].VIPs, ",") != tn.VIP.String()+","+vip2.String() ||
 		strings.Join(svcs[0].Ports, ",") != "80,8080-8081" || svcs[0].Persistence != "1m0s/32" {
