@@ -47,6 +47,9 @@ type Config struct {
 	VRRPInstances  []VRRP          `yaml:"vrrp_instances"`
 	VRRPScripts    []VRRPScript    `yaml:"vrrp_scripts"`
 	VRRPSyncGroups []VRRPSyncGroup `yaml:"vrrp_sync_groups"`
+	// ConnTable sizes the connection and persistence tables and sets the
+	// idle timeouts (ipvsadm --set).
+	ConnTable ConnTable `yaml:"conn_table"`
 
 	file   string
 	pos    pos
@@ -116,6 +119,23 @@ type Service struct {
 	// flows; a new flow that finds none is forwarded without an entry (counted as
 	// conn_over_quota). Default: 100 with one service, DefaultTableShare with several.
 	TableShare int `yaml:"table_share"`
+	// VIPs and Ports make the service a group (keepalived's
+	// virtual_server_group): it listens on every VIP with every port or
+	// range ("443", "8000-8099"), one set of backends, one connection
+	// table, one persistence. They replace vip and port (the first VIP
+	// and port stand for the service where one is shown).
+	VIPs  []netip.Addr `yaml:"vips"`
+	Ports []PortRange  `yaml:"ports"`
+	// Persistence, when set, keeps each client on one backend (see
+	// Persistence).
+	Persistence *Persistence `yaml:"persistence"`
+	// OnePacket (udp only) schedules every datagram on its own and keeps no
+	// connection-table entry (IPVS -o), for independent requests (DNS).
+	OnePacket bool `yaml:"one_packet"`
+	// SlowStart ramps the share of new flows of a backend that comes back
+	// up, is added or is enabled again, from little to its full weight over
+	// this time (every scheduler). Default 0: off.
+	SlowStart time.Duration `yaml:"slow_start"`
 
 	pos pos
 }
@@ -251,6 +271,7 @@ func (c *Config) Normalize() {
 		s.Protocol = orDefault(s.Protocol, DefaultProtocol)
 		s.Method = orDefault(s.Method, DefaultMethod)
 		s.normalizeEncapQUIC()
+		s.normalizeGroup()
 		for _, list := range [][]Backend{s.Backends, s.Fallback} {
 			for j := range list {
 				b := &list[j]

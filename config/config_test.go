@@ -276,6 +276,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(ex)
 	f.Add([]byte(base))
+	f.Add([]byte(groupYAML))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte(aliasBomb()))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -265,6 +265,7 @@ func FuzzMarshal(f *testing.F) {
 	}
 	f.Add(ex)
 	f.Add([]byte(base))
+	f.Add([]byte(groupYAML))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse("f.yaml", data)
 		if err != nil {

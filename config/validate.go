@@ -22,6 +22,8 @@ func (c *Config) Validate() error {
 	e := &errs{file: c.file}
 	c.validateInterfaces(e)
 	c.validateServices(e)
+	c.validateFrontends(e)
+	c.validateConnTable(e)
 	c.validateACLTotal(e)
 	c.API.validate(e)
 	c.validateBGP(e)
@@ -102,10 +104,11 @@ func (c *Config) validateServices(e *errs) {
 			keys[k] = s.pos.line
 		}
 		portOK := !c.failed[p+".port"]
-		if portOK && s.pos.line > 0 && !s.pos.has("port") {
+		s.validateGroup(e, p)
+		if portOK && s.pos.line > 0 && !s.pos.has("port") && !s.pos.has("ports") {
 			// Read from a file: an absent port must not silently mean
 			// "all ports".
-			e.add(s.pos.line, p+".port", ErrMissing, "port is required (0 means all ports)")
+			e.add(s.pos.line, p+".port", ErrMissing, "port is required (0 means all ports), or ports")
 			portOK = false
 		}
 		if methodOK && portOK && s.Port == 0 && s.Method == MethodNAT {

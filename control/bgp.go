@@ -108,14 +108,20 @@ func (a *BGPAnnouncer) want() []netip.Addr {
 	var out, unsettled []netip.Addr
 	a.c.mu.Lock()
 	for _, s := range a.c.services {
-		if s.status().Up == 0 || slices.Contains(out, s.cfg.VIP) {
+		if s.status().Up == 0 {
 			continue
 		}
-		if s.unknownBackends() {
-			unsettled = append(unsettled, s.cfg.VIP)
-			continue
+		vips, _ := s.cfg.Frontends() // a service group's every VIP
+		settled := !s.unknownBackends()
+		for _, v := range vips {
+			switch {
+			case slices.Contains(out, v):
+			case settled:
+				out = append(out, v)
+			default:
+				unsettled = append(unsettled, v)
+			}
 		}
-		out = append(out, s.cfg.VIP)
 	}
 	a.c.mu.Unlock()
 	// A VIP is first announced once one of its services with an active backend has a

@@ -85,6 +85,8 @@ type Controller struct {
 	pubCount  uint64
 	vipRoutes bool // policy routes of checks through the vip are installed
 	metrics   *Metrics
+	rampTimer *time.Timer // the next slow-start step (slowstart.go)
+	rampAt    time.Time
 	runtime   []string // runtime changes since the configuration was last loaded (runtime.go)
 }
 
@@ -266,6 +268,7 @@ func (c *Controller) warnHashKey() {
 // publishLocked builds a snapshot from the current state and publishes it.
 func (c *Controller) publishLocked(why string) error {
 	specs := make([]dataplane.ServiceSpec, 0, len(c.services))
+	now := time.Now()
 	for _, s := range c.services {
 		in := s.schedBackends()
 		key := c.cfg.HashKey
@@ -273,8 +276,11 @@ func (c *Controller) publishLocked(why string) error {
 			key = sched.DefaultHashKey()
 		}
 		share := s.cfg.TableShare
-		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key || s.built.TableShare() != share {
-			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: s.strategy, HashKey: key, TableShare: share}, in)
+		in, strategy := s.slowStart(in, now)
+		if s.built == nil || !slices.Equal(in, s.inputs) || s.built.HashKey() != key || s.built.TableShare() != share ||
+			s.built.Persistence() != s.cfg.SchedPersistence() || s.built.OnePacket() != s.cfg.OnePacket || s.built.Strategy() != strategy {
+			ss, err := c.builder.Build(sched.ServiceConfig{Index: s.index, Strategy: strategy, HashKey: key, TableShare: share,
+				Persistence: s.cfg.SchedPersistence(), OnePacket: s.cfg.OnePacket}, in)
 			if err != nil {
 				return c.pubFailed(fmt.Errorf("control: service %s: %w", s.cfg.Name, err))
 			}
@@ -294,6 +300,7 @@ func (c *Controller) publishLocked(why string) error {
 		return fmt.Errorf("control: publish: %w", err)
 	}
 	c.log.Debug("snapshot published", "why", why, "generation", snap.Generation())
+	c.scheduleRampLocked(now)
 	c.syncThroughVIPLocked()
 	return nil
 }

@@ -7,7 +7,8 @@ import (
 
 // DataplaneConfig maps the configuration's interfaces onto the data path's.
 func DataplaneConfig(c *config.Config) dataplane.Config {
-	dc := dataplane.Config{}
+	dc := dataplane.Config{ConnTableSize: c.ConnTable.Size, ConnTimeouts: c.ConnTable.Timeouts.Sched(),
+		PersistSize: c.ConnTable.PersistenceSize}
 	for _, in := range c.Interfaces {
 		dc.Interfaces = append(dc.Interfaces, dataplane.InterfaceConfig{
 			Name: in.Name, XDPMode: in.XDPMode.String(), ZeroCopy: in.ZeroCopy.String(), Cores: in.Cores,

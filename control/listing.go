@@ -56,8 +56,11 @@ type ListService struct {
 	Protocol  config.Protocol  `json:"protocol"`
 	Address   string           `json:"address"` // VIP:port
 	Scheduler config.Scheduler `json:"scheduler"`
-	Stats     ListStats        `json:"stats"`
-	Backends  []ListBackend    `json:"backends"`
+	// Flags are ipvsadm's service flags: "persistent SECONDS mask MASK" and "ops"; a
+	// service group adds "group N pairs" (Address is its first pair).
+	Flags    string        `json:"flags,omitempty"`
+	Stats    ListStats     `json:"stats"`
+	Backends []ListBackend `json:"backends"`
 }
 
 // Listing is what GET /api/v1/list answers.
@@ -102,7 +105,7 @@ func (c *Controller) List(ctx context.Context) Listing {
 	for _, s := range c.services {
 		sc := &s.cfg
 		ls := ListService{Name: sc.Name, Protocol: sc.Protocol, Scheduler: sc.Scheduler,
-			Address: netip.AddrPortFrom(sc.VIP, sc.Port).String(), Backends: []ListBackend{}}
+			Address: netip.AddrPortFrom(sc.VIP, sc.Port).String(), Backends: []ListBackend{}, Flags: listFlags(sc)}
 		sfs := fs[sc.Name]
 		if t := svcTraffic(sfs); t != nil {
 			ls.Stats = ListStats{Conns: t.NewFlows, InPkts: t.Packets, InBytes: t.Bytes}

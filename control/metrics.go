@@ -77,6 +77,8 @@ var workerCounters = []struct {
 	{"conn_evictions", "Connection-table entries evicted by a new flow.", func(c *dataplane.Counters) uint64 { return c.ConnEvictions }},
 	{"conn_expirations", "Idle connection-table entries expired.", func(c *dataplane.Counters) uint64 { return c.ConnExpirations }},
 	{"conn_over_quota", "New flows of a service at its table share forwarded without a connection-table entry.", func(c *dataplane.Counters) uint64 { return c.ConnOverQuota }},
+	{"conn_persisted", "New flows of persistent services sent to their client's remembered backend.", func(c *dataplane.Counters) uint64 { return c.ConnPersisted }},
+	{"one_packet", "Packets of one-packet services, scheduled without a connection-table entry.", func(c *dataplane.Counters) uint64 { return c.ConnOnePacket }},
 	{"conn_rescheduled", "Flows moved off a backend that went down.", func(c *dataplane.Counters) uint64 { return c.ConnRescheduled }},
 	{"batches", "Batches processed.", func(c *dataplane.Counters) uint64 { return c.Batches }},
 	{"kicks", "Wakeup syscalls.", func(c *dataplane.Counters) uint64 { return c.Kicks }},
@@ -141,7 +143,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcBackends, descSvcActive, descSvcFallback, descBEHealth, descBEUp,
 		descBEActive, descBEWeight, descBEDisabled, descBEOverloaded, descBEResolved, descBEProbes, descBEFailures, descBELatency,
 		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
-		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows} {
+		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows,
+		descPersistUsed, descPersistCap} {
 		ch <- d
 	}
 	for _, d := range workerDescs {
@@ -154,6 +157,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.collectControl(ch)
 	if m.c.opts.Stats != nil {
 		m.collectDataPath(ch)
+		collectPersist(ch, m.c.opts.Stats)
 	}
 }
 

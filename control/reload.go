@@ -155,6 +155,9 @@ func restartNeeded(old, cfg *config.Config) error {
 	if !old.BGP.Equal(cfg.BGP) {
 		return fmt.Errorf("control: reload: %w: the bgp section changed; restart xlb to apply it", ErrRestartRequired)
 	}
+	if !old.ConnTable.Equal(cfg.ConnTable) {
+		return fmt.Errorf("control: reload: %w: the conn_table section changed (the tables are made at start); restart xlb to apply it", ErrRestartRequired)
+	}
 	return nil
 }
 
@@ -193,6 +196,7 @@ func (c *Controller) applyLocked(cfg *config.Config) (adds, replaces []health.Ch
 		s := &svcState{cfg: sc, index: idx, strategy: st, policy: policyOf(&sc)}
 		old := map[beKey]*beState{}
 		if o := oldBy[sc.Name]; o != nil {
+			s.ss = o.ss // slow start's memory: what was up, what is ramping
 			if o.strategy == st {
 				s.built, s.inputs = o.built, o.inputs // reused if the inputs stay the same
 			}

@@ -106,7 +106,7 @@ func TestRuntimeBadInput(t *testing.T) {
 		{"add: not yaml", "POST", "/services", "name: [", 400, "request:1: yaml syntax"},
 		{"add: empty", "POST", "/services", "", 400, "empty document"},
 		{"add: a list", "POST", "/services", "[1, 2]", 400, "want a mapping"},
-		{"add: unknown field", "POST", "/services", "name: x\nvips: 1\n", 400, "request:2: vips: unknown field"},
+		{"add: unknown field", "POST", "/services", "name: x\nvipz: 1\n", 400, "request:2: vipz: unknown field"},
 		{"add: no port", "POST", "/services", "name: x\nvip: 198.19.0.12\nbackends: [{address: 198.18.0.11}]\n", 400,
 			"request:1: port: missing: port is required (0 means all ports)"},
 		{"add: bad vip", "POST", "/services", `{"name": "x", "vip": "300.1.1.1", "port": 80, "backends": [{"address": "198.18.0.11"}]}`,

@@ -21,6 +21,7 @@ type svcState struct {
 	// change elsewhere does not rebuild this service's Maglev table.
 	built  *sched.Service
 	inputs []sched.Backend
+	ss     slowStartState // slow start's memory (slowstart.go)
 
 	policy dataplane.Policy // acl and limits: the config's, or the API's until a reload
 }
@@ -135,6 +136,7 @@ func (s *svcState) spec(ss *sched.Service) dataplane.ServiceSpec {
 	if m == dataplane.MethodTunnel {
 		sp.TunnelSource = c.TunnelSource
 	}
+	groupSpec(c, &sp)
 	for i, b := range s.backends {
 		t := dataplane.Target{Addr: b.addr, Hop: b.hop}
 		if m == dataplane.MethodNAT {

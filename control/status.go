@@ -87,6 +87,15 @@ type ServiceStatus struct {
 	// Traffic is the data path's count for the service (absent without
 	// a data path).
 	Traffic *TrafficStatus `json:"traffic,omitempty"`
+	// VIPs and Ports list a service group's VIPs and ports or ranges
+	// (absent for a service of one VIP and port); Persistence is
+	// "TIMEOUT/PREFIX" for a persistent service; OnePacket and SlowStart
+	// as configured.
+	VIPs        []string `json:"vips,omitempty"`
+	Ports       []string `json:"ports,omitempty"`
+	Persistence string   `json:"persistence,omitempty"`
+	OnePacket   bool     `json:"one_packet,omitempty"`
+	SlowStart   string   `json:"slow_start,omitempty"`
 }
 
 // BackendStatus is one backend as the API shows it.
@@ -160,6 +169,7 @@ func (c *Controller) Services() []ServiceStatus {
 func (s *svcState) status() ServiceStatus {
 	st := ServiceStatus{Name: s.cfg.Name, VIP: s.cfg.VIP.String(), Port: s.cfg.Port, Protocol: s.cfg.Protocol,
 		Method: s.cfg.Method, Scheduler: s.cfg.Scheduler, Backends: len(s.backends)}
+	groupStatus(&st, &s.cfg)
 	for _, b := range s.schedBackends() {
 		if b.Up && b.Weight > 0 {
 			st.Up++

@@ -28,9 +28,7 @@ func guardDrops(snap *dataplane.Snapshot, vips []netip.Addr) []ha.Drop {
 	var drops []ha.Drop
 	for i := range snap.NumServices() {
 		sp := snap.Service(i)
-		if slices.Contains(vips, sp.VIP) {
-			drops = append(drops, ha.Drop{VIP: sp.VIP, Port: sp.Port, Proto: sp.Proto})
-		}
+		drops = appendGuardDrops(drops, &sp, vips)
 	}
 	return ha.SortDrops(drops)
 }

@@ -177,7 +177,10 @@ func (c *capCompiled) compile(s *Snapshot, f *CaptureFilter) {
 			}
 		}
 		if found {
-			c.dst = append(c.dst, tupleKey{addr: sv.vip, port: sv.spec.Port, proto: sv.spec.Proto, v6: sv.v6})
+			sv.each(func(fe frontend) bool {
+				c.dst = append(c.dst, tupleKey{addr: fe.vip, port: fe.port, proto: sv.spec.Proto, v6: sv.v6})
+				return true
+			})
 		}
 	}
 }

@@ -27,6 +27,12 @@ type Config struct {
 	// ConnTableSize is the number of connection-table entries per worker (default
 	// sched.DefaultCapacity: 1M entries, 56 MiB, allocated once at start).
 	ConnTableSize int
+	// ConnTimeouts are the connection table's idle timeouts (zero fields: sched's defaults,
+	// those of LVS).
+	ConnTimeouts sched.Timeouts
+	// PersistSize is the number of client prefixes the persistence table, shared by all
+	// workers, remembers (default sched.DefaultPersistSize; 32 bytes each).
+	PersistSize int
 	// BatchSize is the most frames a worker takes from its rx ring at once (default 64).
 	BatchSize int
 	// ReplaceXDP replaces an XDP program already attached to an interface; without it, New
@@ -118,6 +124,9 @@ func (c *Config) validate() error {
 	}
 	if c.ConnTableSize < 1 {
 		return bad("connection table size %d", c.ConnTableSize)
+	}
+	if c.PersistSize < 0 || c.PersistSize > sched.MaxPersistSize {
+		return bad("persistence table size %d (want 0..%d)", c.PersistSize, sched.MaxPersistSize)
 	}
 	if c.BatchSize < 1 || c.BatchSize > maxBatch {
 		return bad("batch size %d (want 1..%d)", c.BatchSize, maxBatch)

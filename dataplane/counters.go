@@ -112,6 +112,9 @@ type Counters struct {
 	// table share forwarded without an entry (sched.ServiceConfig.TableShare).
 	ConnEntries, ConnHits, ConnMisses, ConnEvictions, ConnExpirations, ConnRescheduled uint64
 	ConnOverQuota                                                                      uint64
+	// New flows of persistent services sent to their client's remembered backend, and
+	// packets of one-packet services (scheduled without an entry).
+	ConnPersisted, ConnOnePacket uint64
 	// Rings: batches processed, wakeup kicks (sendto/poll), refills that found fewer free
 	// frames than the fill ring had room for, transmit attempts that found the ring full,
 	// frames copied into another interface's socket.
@@ -163,6 +166,8 @@ func (c *Counters) Add(o *Counters) {
 	c.ConnMisses += o.ConnMisses
 	c.ConnEvictions += o.ConnEvictions
 	c.ConnOverQuota += o.ConnOverQuota
+	c.ConnPersisted += o.ConnPersisted
+	c.ConnOnePacket += o.ConnOnePacket
 	c.Batches += o.Batches
 	c.Kicks += o.Kicks
 	c.FillShort += o.FillShort
@@ -190,6 +195,8 @@ func (c *Counters) addConn(s sched.Stats) {
 	c.ConnExpirations += s.Expirations
 	c.ConnRescheduled += s.Rescheduled
 	c.ConnOverQuota += s.OverQuota
+	c.ConnPersisted += s.Persisted
+	c.ConnOnePacket += s.OnePacket
 }
 
 func (c *counters) export() Counters {

@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/xlb-dev/xlb/dataplane/internal/xdpprog"
 	"github.com/xlb-dev/xlb/dataplane/xsk"
+	"github.com/xlb-dev/xlb/sched"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,7 +66,8 @@ type Dataplane struct {
 	ifaces  []*iface
 	workers []*worker
 	snap    atomic.Pointer[Snapshot]
-	locals  *locals // the host's addresses in the programs' locals maps
+	locals  *locals             // the host's addresses in the programs' locals maps
+	persist *sched.PersistTable // shared by the workers' cores (persistent services)
 
 	capt   atomic.Pointer[Capture] // the armed packet capture (capture.go)
 	listMu sync.Mutex              // one connection listing at a time (conns.go)
@@ -107,6 +109,9 @@ func New(cfg Config) (_ *Dataplane, err error) {
 	}
 	cpus, err := allowedCPUs()
 	if err != nil {
+		return nil, err
+	}
+	if d.persist, err = sched.NewPersistTable(c.PersistSize); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -183,7 +188,8 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 	if err != nil {
 		return nil, fmt.Errorf("queue %d: %w", q, err)
 	}
-	engine, err := NewEngine(q, c.ConnTableSize)
+	engine, err := NewEngineCore(sched.CoreConfig{ID: q, Capacity: c.ConnTableSize, Timeouts: c.ConnTimeouts,
+		Persist: d.persist})
 	if err != nil {
 		_ = umem.Close()
 		return nil, err
@@ -370,7 +376,10 @@ func steeringKeys(s *Snapshot) (svcs, nat map[xdpprog.Key]bool) {
 	svcs, nat = map[xdpprog.Key]bool{}, map[xdpprog.Key]bool{}
 	for i := range s.services {
 		sv := &s.services[i]
-		svcs[xdpprog.Key{Addr: sv.vipIP, Port: sv.spec.Port, Proto: sv.spec.Proto}] = true
+		sv.each(func(f frontend) bool {
+			svcs[xdpprog.Key{Addr: f.ip, Port: f.port, Proto: sv.spec.Proto}] = true
+			return true
+		})
 		if sv.spec.Method != MethodNAT {
 			continue
 		}

@@ -65,7 +65,13 @@ type Engine struct {
 // NewEngine returns an engine for worker id whose connection table holds connTableSize
 // entries (0: sched.DefaultCapacity).
 func NewEngine(id, connTableSize int) (*Engine, error) {
-	core, err := sched.NewCore(sched.CoreConfig{ID: id, Capacity: connTableSize})
+	return NewEngineCore(sched.CoreConfig{ID: id, Capacity: connTableSize})
+}
+
+// NewEngineCore returns an engine whose scheduler core is made with cfg: its ID, table
+// size and timeouts, and the persistence table it shares with the other workers.
+func NewEngineCore(cfg sched.CoreConfig) (*Engine, error) {
+	core, err := sched.NewCore(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection table: %w", err)
 	}
@@ -177,7 +183,7 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 // forward schedules the frame's flow (key k, hash h) and forwards it by sv's method (si is
 // sv's index in the snapshot).
 func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
-	ins := e.core.Inserts()
+	ins := e.core.NewFlows()
 	e.sync.cur = sv
 	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
 	if bi < 0 || bi >= len(sv.targets) {
@@ -185,7 +191,7 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 		e.drop(f, DropNoBackend)
 		return
 	}
-	e.fl.count(si, bi, uint64(f.Len), e.core.Inserts() != ins)
+	e.fl.count(si, bi, uint64(f.Len), e.core.NewFlows() != ins)
 	t := &sv.targets[bi]
 	if e.sync.out != nil {
 		e.pushSync(k, t)

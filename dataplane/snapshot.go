@@ -93,6 +93,12 @@ type ServiceSpec struct {
 	Targets []Target
 	// Policy is the service's ACL and new-flow limits, enforced in the XDP program.
 	Policy Policy
+	// VIPs and Ports, when set, make the service a group: it listens on every VIP (VIP and
+	// these) with every port of Ports (instead of Port), with one scheduler, one connection
+	// table state and one persistence. Not with method nat. At most MaxFrontends pairs
+	// over all services.
+	VIPs  []netip.Addr
+	Ports []PortRange
 }
 
 // Route sends NAT replies (whose destination is a client) to a next hop. NewSnapshot keeps
@@ -126,8 +132,10 @@ type service struct {
 	v6      bool
 	targets []target
 	vipIP   netip.Addr
-	tunV6   bool        // tunnel method: the outer header is IPv6
-	quic    *quicRoutes // ServiceSpec.QUIC: server ID -> target; nil without
+	tunV6   bool         // tunnel method: the outer header is IPv6
+	vips    []netip.Addr // every VIP, vipIP first
+	ports   []PortRange  // every port range ({Port, Port} for a plain service)
+	quic    *quicRoutes  // ServiceSpec.QUIC: server ID -> target; nil without
 }
 
 type route struct {
@@ -183,19 +191,23 @@ func checkHop(h NextHop, v6 bool) error {
 // NewSnapshot validates services and routes and builds a snapshot. Errors name the service
 // (and backend) at fault and wrap one of the Err* sentinels.
 func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
-	s := &Snapshot{
-		gen:      snapshotGen.Add(1),
-		services: make([]service, 0, len(services)),
-		byVIP:    newTable(len(services)),
-	}
-	names := make(map[string]bool, len(services))
-	nNAT := 0
+	nFront, nNAT := 0, 0
 	for i := range services {
 		sp := &services[i]
+		nFront += frontends(sp)
 		if sp.Method == MethodNAT {
 			nNAT += len(sp.Targets)
 		}
 	}
+	if nFront > MaxFrontends {
+		return nil, fmt.Errorf("%w: %d (vip, port) pairs in all, at most %d", ErrBadService, nFront, MaxFrontends)
+	}
+	s := &Snapshot{
+		gen:      snapshotGen.Add(1),
+		services: make([]service, 0, len(services)),
+		byVIP:    newTable(nFront),
+	}
+	names := make(map[string]bool, len(services))
 	s.byNAT = newTable(nNAT)
 	for i := range services {
 		sv, err := buildService(&services[i])
@@ -206,11 +218,8 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 			return nil, fmt.Errorf("service %q: %w: name used twice", sv.spec.Name, ErrDupService)
 		}
 		names[sv.spec.Name] = true
-		k := tupleKey{addr: sv.vip, port: sv.spec.Port, proto: sv.spec.Proto, v6: sv.v6}
-		if !s.byVIP.insert(k, i) {
-			other := s.services[s.byVIP.get(&k)].spec.Name
-			return nil, fmt.Errorf("service %q: %w: %s port %d proto %d is also service %q",
-				sv.spec.Name, ErrDupService, sv.spec.VIP, sv.spec.Port, sv.spec.Proto, other)
+		if err := s.indexFrontends(&sv, i); err != nil {
+			return nil, err
 		}
 		if sv.spec.Method == MethodNAT {
 			for j, t := range sv.targets {
@@ -243,13 +252,18 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 func (s *Snapshot) buildFragments() {
 	count := map[tupleKey]int{}
 	for _, sv := range s.services {
-		count[tupleKey{addr: sv.vip, proto: sv.spec.Proto, v6: sv.v6}]++
+		for _, ip := range sv.vips {
+			a, _ := addr16(ip)
+			count[tupleKey{addr: a, proto: sv.spec.Proto, v6: sv.v6}]++
+		}
 	}
 	s.byFrag = newTable(len(count))
 	for i, sv := range s.services {
-		k := tupleKey{addr: sv.vip, proto: sv.spec.Proto, v6: sv.v6}
-		if count[k] == 1 {
-			s.byFrag.insert(k, i)
+		for _, ip := range sv.vips {
+			a, _ := addr16(ip)
+			if k := (tupleKey{addr: a, proto: sv.spec.Proto, v6: sv.v6}); count[k] == 1 {
+				s.byFrag.insert(k, i)
+			}
 		}
 	}
 }
@@ -286,6 +300,9 @@ func buildService(sp *ServiceSpec) (service, error) {
 	}
 	sv.vip, sv.v6 = addr16(sp.VIP)
 	sv.vipIP = sp.VIP.Unmap()
+	if err := checkGroup(sp, &sv); err != nil {
+		return service{}, err
+	}
 	if sp.Method == MethodTunnel {
 		if !sp.TunnelSource.IsValid() {
 			return bad("tunnel method without tunnel source")

@@ -13,7 +13,7 @@ import (
 
 // The grammar Check reads: ipvsadm-restore input, one ipvsadm command per line (ipvsadm(8)):
 //
-//	line     = "-A" service [-s SCHED] [-p [TIMEOUT]] [-M NETMASK] [-b FLAGS] [--pe ENGINE]
+//	line     = "-A" service [-s SCHED] [-p [TIMEOUT]] [-M NETMASK] [-b FLAGS] [--pe ENGINE] [-o]
 //	         | "-E" (the same)
 //	         | "-a" service -r server [-g | -i | -m] [-w WEIGHT] [-x UPPER] [-y LOWER]
 //	         | "-e" (the same)
@@ -33,7 +33,7 @@ var Schedulers = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh",
 var schedFlags = []string{"flag-1", "flag-2", "flag-3", "sh-fallback", "sh-port", "mh-fallback", "mh-port"}
 
 var longNames = map[string]string{
-	"--add-service": "-A", "--edit-service": "-E", "--delete-service": "-D", "--clear": "-C",
+	"--ops": "-o", "--add-service": "-A", "--edit-service": "-E", "--delete-service": "-D", "--clear": "-C",
 	"--add-server": "-a", "--edit-server": "-e", "--delete-server": "-d",
 	"--tcp-service": "-t", "--udp-service": "-u", "--fwmark-service": "-f", "--scheduler": "-s",
 	"--persistent": "-p", "--netmask": "-M", "--sched-flags": "-b", "--real-server": "-r",
@@ -73,7 +73,7 @@ func checkLine(args []string, services map[string]bool) error {
 		return err
 	}
 	allowed := map[string][]string{
-		"-A": {"-s", "-p", "-M", "-b", "--pe"}, "-E": {"-s", "-p", "-M", "-b", "--pe"},
+		"-A": {"-s", "-p", "-M", "-b", "--pe", "-o"}, "-E": {"-s", "-p", "-M", "-b", "--pe", "-o"},
 		"-a": {"-r", "-w", "-x", "-y"}, "-e": {"-r", "-w", "-x", "-y"},
 		"-D": {}, "-d": {"-r"}, "-C": {},
 	}[c.cmd]
@@ -159,6 +159,8 @@ func parseLine(args []string) (*command, error) {
 				return nil, fmt.Errorf("two forwarding methods: %s and %s", c.fwd, a)
 			}
 			c.fwd = a
+		case "-o":
+			c.opts[a] = ""
 		case "-p":
 			c.opts[a] = ""
 			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {

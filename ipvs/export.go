@@ -3,6 +3,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -118,25 +119,17 @@ func (e *Export) service(s config.Service, mark *int) error {
 		return fmt.Errorf("%w: no vip", ErrExport)
 	}
 	svc := proto + " " + hostPort(s.VIP, s.Port)
-	if s.Port == 0 {
+	if s.IsGroup() || s.Port == 0 {
 		*mark++
-		svc = fmt.Sprintf("-f %d", *mark)
-		if s.VIP.Is6() {
-			svc += " -6"
-		}
-		fam, l4 := "ip", "tcp"
-		if s.VIP.Is6() {
-			fam = "ip6"
-		}
-		if proto == "-u" {
-			l4 = "udp"
-		}
-		note("port 0 (every port) is firewall-mark service %d: mark the VIP's packets first, e.g. "+
-			"`nft add rule %s mangle prerouting %s daddr %s meta l4proto %s meta mark set %d`", *mark, fam, fam, s.VIP, l4, *mark)
+		svc = fwmarkService(&s, proto, *mark, note)
 	}
 	line := "-A " + svc + " -s " + name
 	if flags != "" {
 		line += " -b " + flags
+	}
+	line += serviceOptions(&s)
+	if s.SlowStart > 0 {
+		note("slow_start %v has no IPVS equivalent: a revived backend gets its full share at once", s.SlowStart)
 	}
 	e.Lines = append(e.Lines, line)
 	if schedNote != "" {
@@ -154,6 +147,9 @@ func (e *Export) service(s config.Service, mark *int) error {
 			continue
 		}
 		port := s.Port
+		if s.IsGroup() {
+			port = 0 // the client's port, whichever of the group's it was
+		}
 		if s.Method == config.MethodNAT && b.Port != 0 {
 			port = b.Port
 		}
@@ -175,4 +171,53 @@ func backendName(b config.Backend) string {
 		return b.Name
 	}
 	return b.Address.String()
+}
+
+// fwmarkService returns the firewall-mark service (-f MARK) that stands for a service of
+// every port (port 0) or a group (several VIPs or ports), and notes the nftables rule that
+// marks its packets.
+func fwmarkService(s *config.Service, proto string, mark int, note func(string, ...any)) string {
+	svc := fmt.Sprintf("-f %d", mark)
+	fam, l4 := "ip", "tcp"
+	if s.VIP.Is6() {
+		svc += " -6"
+		fam = "ip6"
+	}
+	if proto == "-u" {
+		l4 = "udp"
+	}
+	if !s.IsGroup() {
+		note("port 0 (every port) is firewall-mark service %d: mark the VIP's packets first, e.g. "+
+			"`nft add rule %s mangle prerouting %s daddr %s meta l4proto %s meta mark set %d`", mark, fam, fam, s.VIP, l4, mark)
+		return svc
+	}
+	vips, ports := s.Frontends()
+	var vs, ps []string
+	for _, v := range vips {
+		vs = append(vs, v.String())
+	}
+	for _, r := range ports {
+		ps = append(ps, r.String())
+	}
+	note("vips and ports are firewall-mark service %d (as keepalived's virtual_server_group with fwmark): mark the packets first, e.g. "+
+		"`nft add rule %s mangle prerouting %s daddr { %s } %s dport { %s } meta mark set %d`",
+		mark, fam, fam, strings.Join(vs, ", "), l4, strings.Join(ps, ", "), mark)
+	return svc
+}
+
+// serviceOptions returns the -A options of persistence (-p, -M) and one-packet scheduling.
+func serviceOptions(s *config.Service) string {
+	var o string
+	if p := s.Persistence; p != nil {
+		o += fmt.Sprintf(" -p %d", max(1, int(p.Timeout.Seconds())))
+		if s.VIP.Is6() {
+			o += fmt.Sprintf(" -M %d", p.Prefix)
+		} else {
+			o += " -M " + net.IP(net.CIDRMask(p.Prefix, 32)).String()
+		}
+	}
+	if s.OnePacket {
+		o += " -o"
+	}
+	return o
 }

@@ -185,3 +185,46 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestExportIPVSServices: persistence becomes -p/-M, one_packet -o, a group a firewall-mark
+// service (with the nft rule in a note), slow_start a note; the grammar accepts the lines.
+func TestExportIPVSServices(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`interfaces: [{name: eth0}]
+services:
+  - name: web
+    vips: [198.18.0.100, 198.18.0.101]
+    ports: [80, 8000-8099]
+    slow_start: 10s
+    persistence: {timeout: 120s, prefix: 24}
+    backends: [{address: 198.18.0.11}]
+  - name: dns
+    vip: 2001:2::53
+    port: 53
+    protocol: udp
+    one_packet: true
+    persistence: {}
+    backends: [{address: 2001:2::11}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := FromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, notes := e.Text(), strings.Join(e.Notes, "\n")
+	for _, want := range []string{"-A -f 1 -s mh -b mh-port -p 120 -M 255.255.255.0", "-a -f 1 -r 198.18.0.11:0 -g",
+		"-A -u [2001:2::53]:53 -s mh -b mh-port -p 300 -M 64 -o"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("export lacks %q:\n%s", want, text)
+		}
+	}
+	for _, want := range []string{"daddr { 198.18.0.100, 198.18.0.101 } tcp dport { 80, 8000-8099 } meta mark set 1", "slow_start 10s"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if err := Check(strings.NewReader(text)); err != nil {
+		t.Errorf("%v\n%s", err, text)
+	}
+}

@@ -15,7 +15,7 @@ virtual_server 198.18.0.100 80 {
     delay_loop 5
     lb_algo wlc
     lb_kind DR
-    persistence_timeout 60     ! kept as client affinity
+    persistence_timeout 60     ! a client's connections on one server
     real_server 198.18.0.11 80 {
         weight 2
         TCP_CHECK { connect_timeout 2 }
@@ -46,7 +46,7 @@ virtual_server 198.18.0.100 80 {
 	//     port: 80
 	//     protocol: tcp
 	//     method: dr
-	//     scheduler: source-hash
+	//     scheduler: least-conn
 	//     backends:
 	//       - address: 198.18.0.11
 	//         weight: 2
@@ -56,8 +56,9 @@ virtual_server 198.18.0.100 80 {
 	//       timeout: 2s
 	//       rise: 1
 	//       fall: 2
+	//     persistence:
+	//       timeout: 60s
 	// keepalived.conf: interfaces: approximated: keepalived.conf does not say where the VIPs' traffic arrives: wrote interface eth1, change it if that is wrong
-	// keepalived.conf:6: persistence_timeout: approximated: xlb keeps a client on one backend with scheduler source-hash (by client address, while the backend set stays; no timeout) instead of least-conn
 }
 
 // A grammar error names the file and line, and nothing is translated.

@@ -36,9 +36,9 @@ var importCases = map[string]importCase{
 			"01-web-dr.conf:3: notification_email: not translated", "01-web-dr.conf:23: 198.18.0.100/24: approximated"},
 	},
 	"02-nat-tcp.conf": {
-		yaml: []string{"method: nat", "scheduler: source-hash", "port: 8080", "weight: 0", "fallback:\n      - address: 198.19.1.99",
-			"kind: none", "kind: tcp", "fall: 3", "timeout: 2s"},
-		notes: []string{"02-nat-tcp.conf:10: persistence_timeout: approximated", "02-nat-tcp.conf:12: sorry_server: approximated",
+		yaml: []string{"method: nat", "scheduler: rr", "port: 8080", "weight: 0", "fallback:\n      - address: 198.19.1.99",
+			"kind: none", "kind: tcp", "fall: 3", "timeout: 2s", "persistence:\n      timeout: 300s\n"},
+		notes: []string{"02-nat-tcp.conf:12: sorry_server: approximated",
 			"02-nat-tcp.conf: interfaces: approximated"},
 	},
 	"03-ssl-tun.conf": {
@@ -52,8 +52,8 @@ var importCases = map[string]importCase{
 	},
 	"05-dns-smtp.conf": {
 		yaml: []string{"protocol: udp", "kind: dns", "query: www.example.com", "query_type: A", "kind: smtp",
-			"helo: lb.example.com", "name: tcp-198.18.0.53-53", "name: udp-198.18.0.53-53"},
-		notes: []string{"05-dns-smtp.conf:65: host: not translated", "05-dns-smtp.conf:7: ops: approximated"},
+			"helo: lb.example.com", "name: tcp-198.18.0.53-53", "name: udp-198.18.0.53-53", "one_packet: true"},
+		notes: []string{"05-dns-smtp.conf:65: host: not translated"},
 	},
 	"06-groups.conf": {
 		yaml:  []string{"vip: 198.18.0.130", "vip: 198.18.0.131", "vip: 198.18.0.132", "vip: 198.18.0.133", "port: 8080"},
@@ -212,5 +212,60 @@ func TestLex(t *testing.T) {
 	j := nodes[2]
 	if j.Name != "j" || !j.Block || len(j.Children) != 1 || j.Children[0].Pos.Line != 7 {
 		t.Errorf("j: %+v", j)
+	}
+}
+
+// TestImportPersistence: persistence_timeout and persistence_granularity become a
+// persistence block (the scheduler stays), ops one_packet on UDP; what cannot be is said.
+func TestImportPersistence(t *testing.T) {
+	conf := `virtual_server 198.18.0.100 80 {
+    lb_algo wlc
+    lb_kind DR
+    persistence_timeout 600
+    persistence_granularity 255.255.255.0
+    real_server 198.18.0.11 80 { TCP_CHECK { connect_timeout 2 } }
+}
+virtual_server 198.18.0.100 443 {
+    lb_kind DR
+    persistence_granularity 255.0.255.0
+    persistence_timeout 60
+    ops
+    real_server 198.18.0.11 443 { TCP_CHECK { connect_timeout 2 } }
+}
+`
+	nodes, err := Parse("k.conf", []byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Translate(nodes, Options{Interface: "eth0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(res.YAML)
+	var nb strings.Builder
+	for _, n := range res.Notes {
+		fmt.Fprintln(&nb, n.String())
+	}
+	notes := nb.String()
+	for _, want := range []string{"scheduler: least-conn", "persistence:\n      timeout: 600s\n      prefix: 24\n", "timeout: 60s\n"} {
+		if !strings.Contains(y, want) {
+			t.Errorf("YAML lacks %q:\n%s", want, y)
+		}
+	}
+	if strings.Contains(y, "one_packet") {
+		t.Errorf("ops on a TCP service became one_packet:\n%s", y)
+	}
+	for _, want := range []string{"k.conf:10: persistence_granularity: not translated", "k.conf:12: ops: not translated"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes lack %q:\n%s", want, notes)
+		}
+	}
+	if _, err := config.Parse("out.yaml", res.YAML); err != nil {
+		t.Errorf("the translation does not parse: %v\n%s", err, y)
+	}
+	for in, want := range map[string]int{"255.255.255.255": 32, "255.255.0.0": 16, "64": 64, "255.0.255.0": 0, "0.0.0.0": 0, "129": 0, "x": 0} {
+		if got, ok := netmaskBits(in); got != want || ok != (want > 0) {
+			t.Errorf("netmaskBits(%q) = %d, %v; want %d", in, got, ok, want)
+		}
 	}
 }

@@ -48,7 +48,7 @@ func (t *translator) virtualServer(vs *Node) {
 	}
 	svc := outService{Protocol: "tcp", Method: "nat", Scheduler: "wrr"} // keepalived's defaults
 	interval := kaDelayLoop
-	var persistence *Node
+	var persistence, granularity, ops *Node
 	var real []*Node
 	for _, n := range vs.Children {
 		switch n.Name {
@@ -85,6 +85,10 @@ func (t *translator) virtualServer(vs *Node) {
 			}
 		case "persistence_timeout":
 			persistence = n
+		case "persistence_granularity":
+			granularity = n
+		case "ops", "one_packet_scheduling":
+			ops = n
 		case "real_server":
 			real = append(real, n)
 		case "sorry_server", "sorry_server_inhibit", "sorry_server_lvs_method":
@@ -92,12 +96,8 @@ func (t *translator) virtualServer(vs *Node) {
 			t.vsOption(n)
 		}
 	}
-	if persistence != nil {
-		if svc.Scheduler != "source-hash" {
-			t.approx(persistence, "xlb keeps a client on one backend with scheduler source-hash (by client address, while the backend set stays; no timeout) instead of %s", svc.Scheduler)
-		}
-		svc.Scheduler = "source-hash"
-	}
+	t.persistence(&svc, persistence, granularity, vs.Arg(0) == "group" && len(addrs) > 1)
+	t.onePacket(&svc, ops)
 	backends, health := t.realServers(vs, real, &svc, interval)
 	if len(backends) == 0 {
 		t.drop(vs, "no real_server could be translated: xlb needs at least one backend, virtual server left out")
@@ -122,8 +122,6 @@ func (t *translator) virtualServer(vs *Node) {
 // vsOption reports the virtual_server options xlb has no use for.
 func (t *translator) vsOption(n *Node) {
 	switch n.Name {
-	case "persistence_granularity":
-		t.drop(n, "source-hash keys on the whole client address")
 	case "quorum", "quorum_up", "quorum_down", "hysteresis":
 		t.drop(n, "xlb has no quorum: a service forwards while any backend is up (and uses its fallback when none is)")
 	case "alpha":
@@ -134,8 +132,6 @@ func (t *translator) vsOption(n *Node) {
 		t.drop(n, "xlb checks backends on the backup host too")
 	case "virtualhost":
 		t.approx(n, "used as the Host header of the HTTP checks")
-	case "ops", "one_packet_scheduling":
-		t.approx(n, "xlb schedules UDP per flow (source, destination, ports), not per packet")
 	case "retry", "connect_timeout":
 		// Read by checker: the default of every check of the virtual server.
 	case "delay_before_retry":
@@ -406,4 +402,70 @@ func (t *translator) keepBackends(vs *Node, s *outService, list []outBackend) []
 		out = append(out, b)
 	}
 	return out
+}
+
+// persistence translates persistence_timeout (seconds) and persistence_granularity (a
+// netmask, or a prefix length for IPv6) into a persistence block; the scheduler stays.
+func (t *translator) persistence(svc *outService, timeout, granularity *Node, group bool) {
+	if timeout == nil {
+		if granularity != nil {
+			t.drop(granularity, "without persistence_timeout there is no persistence to make coarser")
+		}
+		return
+	}
+	d, ok := seconds(timeout.Arg(0))
+	if !ok || d < time.Second || d > 24*time.Hour {
+		t.drop(timeout, "%q is not a timeout of 1..86400 seconds: no persistence", timeout.Arg(0))
+		return
+	}
+	p := &outPersist{Timeout: fmt.Sprintf("%ds", int(d.Seconds()))}
+	if granularity != nil {
+		if bits, ok := netmaskBits(granularity.Arg(0)); ok {
+			p.Prefix = bits
+		} else {
+			t.drop(granularity, "%q is neither a netmask nor a prefix length: one client address per backend", granularity.Arg(0))
+		}
+	}
+	svc.Persistence = p
+	if group {
+		t.approx(timeout, "each member of the group is a service of its own, with its own persistence; "+
+			"where the members are every VIP with every port, one service with vips: and ports: shares it")
+	}
+}
+
+// onePacket translates ops (one-packet scheduling): UDP only.
+func (t *translator) onePacket(svc *outService, ops *Node) {
+	switch {
+	case ops == nil:
+	case svc.Protocol == "udp":
+		svc.OnePacket = true
+	default:
+		t.drop(ops, "one-packet scheduling is for UDP: a TCP connection keeps its backend")
+	}
+}
+
+// netmaskBits reads a netmask (255.255.255.0) or a prefix length (24, for IPv6).
+func netmaskBits(s string) (int, bool) {
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+		m := a.As4()
+		bits, ones := 0, true
+		for _, b := range m {
+			for i := 7; i >= 0; i-- {
+				set := b>>i&1 == 1
+				if set && !ones {
+					return 0, false // not contiguous
+				}
+				if set {
+					bits++
+				}
+				ones = set
+			}
+		}
+		return bits, bits > 0
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n >= 1 && n <= 128 && fmt.Sprint(n) == s {
+		return n, true
+	}
+	return 0, false
 }

@@ -27,6 +27,14 @@ type outService struct {
 	Backends     []outBackend `yaml:"backends"`
 	Fallback     []outBackend `yaml:"fallback,omitempty"`
 	Health       *outHealth   `yaml:"health,omitempty"`
+	Persistence  *outPersist  `yaml:"persistence,omitempty"`
+	OnePacket    bool         `yaml:"one_packet,omitempty"`
+}
+
+// outPersist is a persistence block (persistence_timeout, persistence_granularity).
+type outPersist struct {
+	Timeout string `yaml:"timeout"`
+	Prefix  int    `yaml:"prefix,omitempty"`
 }
 
 type outBackend struct {

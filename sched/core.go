@@ -38,6 +38,10 @@ type CoreConfig struct {
 	// for idle entries; 0 means 8 (a 1M-entry table is swept once per 16384 calls; lookups
 	// and inserts also expire the idle entries they meet).
 	SweepBuckets int
+	// Persist is the persistence table shared by the cores of a process (see
+	// PersistTable); nil gives the core a table of its own (DefaultPersistSize) when it
+	// first meets a persistent service, which holds persistence on that core only.
+	Persist *PersistTable
 }
 
 // Stats are a core's connection-table counters.
@@ -54,9 +58,14 @@ type Stats struct {
 	// OverQuota counts new flows of a service at its TableShare that found none of the
 	// service's own entries to replace in their buckets: forwarded, not recorded.
 	OverQuota uint64
+	// Persisted counts new flows sent to the backend their client prefix was remembered
+	// on (persistent services).
+	Persisted uint64
+	// OnePacket counts packets of one-packet services (scheduled without an entry).
+	OnePacket uint64
 }
 
-const numCounters = 10
+const numCounters = 12
 
 // svcState is a core's state for one service: strategy state laid out for snapshot svc.
 type svcState struct {
@@ -83,6 +92,7 @@ type Core struct {
 	rrStart uint32
 	sweep   int
 	sweepAt int
+	persist *PersistTable
 	sink    uint8                      // PrefetchBatch's loads land here so the compiler keeps them
 	c       [numCounters]uint64        // owner's counters, plain
 	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
@@ -107,6 +117,8 @@ const (
 	cRescheduled
 	cNoBackend
 	cOverQuota
+	cPersisted
+	cOnePacket
 )
 
 // NewCore allocates a core's connection table (all of its memory) and strategy state.
@@ -129,6 +141,7 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
 		rrStart: uint32(cfg.ID),
 		sweep:   cfg.SweepBuckets,
+		persist: cfg.Persist,
 	}
 	if c.sweep == 0 {
 		c.sweep = defaultSweep
@@ -153,6 +166,10 @@ func (c *Core) Len() int { return int(c.c[cEntries]) }
 // it around a Schedule to learn whether the packet started a new flow.
 func (c *Core) Inserts() uint64 { return c.c[cInserts] }
 
+// NewFlows is Inserts plus the packets of one-packet services (each one a new flow that
+// is not recorded). Owner only, up to date after every Schedule.
+func (c *Core) NewFlows() uint64 { return c.c[cInserts] + c.c[cOnePacket] }
+
 // Prepare lays out the core's state for snapshot svc: it grows the per-service slice and
 // carries the per-backend flow counts and weighted round-robin state over from the
 // service's previous snapshot (by backend ID).
@@ -167,6 +184,9 @@ func (c *Core) Prepare(svc *Service) {
 		grown := make([]svcState, svc.index+1, max(svc.index+1, 2*len(c.svcs)))
 		copy(grown, c.svcs)
 		c.svcs = grown
+	}
+	if svc.pticks > 0 && c.persist == nil {
+		c.persist, _ = NewPersistTable(0) // size 0 cannot fail
 	}
 	st := &c.svcs[svc.index]
 	if st.svc == svc {
@@ -207,7 +227,10 @@ func (c *Core) Prepare(svc *Service) {
 // even when its weight is 0 (drained); otherwise the flow is rescheduled by the service's
 // strategy. A new flow is scheduled and recorded; when its buckets are full (a flow has two
 // candidate buckets of 8 entries), an idle-expired entry or else the least recently seen of
-// the 16 makes room. It does not allocate once Prepare (or an earlier Schedule) has seen svc.
+// the 16 makes room. A new flow of a persistent service goes to its client prefix's
+// remembered backend while that one is up (see Persistence and PersistTable); a packet of a
+// one-packet service is scheduled as a new flow and not recorded. It does not allocate once
+// Prepare (or an earlier Schedule) has seen svc.
 func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 	return c.ScheduleHashed(svc, k, c.Hash(k), tcpFlags, now)
 }
@@ -276,6 +299,9 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	if svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc {
 		c.Prepare(svc)
 	}
+	if svc.onePkt {
+		return c.onePacket(svc, k, now)
+	}
 	t := tick(now)
 	b1, tag := c.t.first(h)
 	b, w := b1, b1.find(tag, k)
@@ -292,6 +318,9 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		if t-b.seen[w] <= c.timeout[b.state[w]] {
 			if int(e.svc) == svc.index {
 				if p := c.position(svc, e); p >= 0 && svc.backends[p].Up {
+					if svc.pticks > 0 && t>>persistTickShift != b.seen[w]>>persistTickShift {
+						c.persist.store(c.persist.persistKey(svc, k), e.backend, persistNow(now), true)
+					}
 					b.seen[w] = t
 					old := b.state[w]
 					b.state[w] = nextState(old, tcpFlags)
@@ -303,7 +332,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 					return int(p)
 				}
 			}
-			return c.reschedule(svc, b, w, k, tcpFlags, t)
+			return c.reschedule(svc, b, w, k, tcpFlags, now)
 		}
 		c.expire(b, w) // idle too long: a new flow that reuses the tuple
 	}
@@ -311,7 +340,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	st := &c.svcs[svc.index]
 	p := c.fromPeer(svc, k, tcpFlags)
 	if p < 0 {
-		p = c.pick(st, svc, k)
+		p = c.choose(st, svc, k, now)
 	}
 	if p < 0 {
 		c.c[cNoBackend]++
@@ -360,12 +389,13 @@ func (c *Core) position(svc *Service, e *entry) int32 {
 
 // reschedule moves the known flow at way w of b, whose backend is gone or down, to a new
 // backend of svc (or drops the entry when none can take it).
-func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8, t uint32) int {
+func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8, now int64) int {
+	t := tick(now)
 	e := &b.ent[w]
 	c.c[cRescheduled]++
 	c.release(e)
 	st := &c.svcs[svc.index]
-	p := c.pick(st, svc, k)
+	p := c.choose(st, svc, k, now)
 	if p < 0 {
 		c.remove(b, w)
 		c.c[cNoBackend]++
@@ -573,6 +603,8 @@ func (c *Core) Stats() Stats {
 		Rescheduled: c.pub[cRescheduled].Load(),
 		NoBackend:   c.pub[cNoBackend].Load(),
 		OverQuota:   c.pub[cOverQuota].Load(),
+		Persisted:   c.pub[cPersisted].Load(),
+		OnePacket:   c.pub[cOnePacket].Load(),
 	}
 }
 

@@ -167,3 +167,37 @@ func ExampleParseHashKey() {
 	// true false
 	// hash key must be 32 hex digits (128 bits): 9 characters
 }
+
+// Persistence: the workers' cores share one PersistTable, so the connections of one client
+// (new source ports, on any core) reach one backend while round-robin would spread them;
+// only that backend going down moves the client.
+func ExamplePersistTable() {
+	table, err := sched.NewPersistTable(4096)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cores := make([]*sched.Core, 2)
+	for i := range cores {
+		if cores[i], err = sched.NewCore(sched.CoreConfig{ID: i, Capacity: 1024, Persist: table}); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	backends := []sched.Backend{{ID: 1, Name: "a", Weight: 1, Up: true}, {ID: 2, Name: "b", Weight: 1, Up: true}}
+	cfg := sched.ServiceConfig{Strategy: sched.RoundRobin, Persistence: sched.Persistence{Timeout: 5 * time.Minute}}
+	svc, _ := sched.NewService(cfg, backends)
+	now := time.Now().UnixNano()
+	conn := func(s *sched.Service, port uint16) string {
+		k := sched.Key{SrcPort: port, DstPort: 80, Proto: 6}
+		copy(k.Src[:], []byte{198, 18, 1, 1})
+		return s.Backend(cores[port%2].Schedule(s, &k, sched.FlagSYN, now)).Name
+	}
+	fmt.Println(conn(svc, 1000), conn(svc, 1001), conn(svc, 1002), conn(svc, 1003))
+	backends[0].Up = false
+	down, _ := sched.NewService(cfg, backends)
+	fmt.Println(conn(down, 1004), conn(down, 1005))
+	// Output:
+	// a a a a
+	// b b
+}

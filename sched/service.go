@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Backend is one real server of a service as the scheduler sees it.
@@ -48,6 +49,14 @@ type ServiceConfig struct {
 	// flows; when none of its own is in the new flow's two buckets, the flow is forwarded
 	// without an entry (Stats.OverQuota).
 	TableShare int
+	// Persistence, when its Timeout is set, sends every new flow of a client prefix to the
+	// backend the prefix's earlier flows got (see Persistence), on every core that shares
+	// the PersistTable.
+	Persistence Persistence
+	// OnePacket schedules every packet as a new flow and records none in the connection
+	// table (IPVS's one-packet scheduling, ipvsadm -o): for UDP services whose datagrams
+	// are independent requests (DNS, syslog).
+	OnePacket bool
 }
 
 // Limits of a snapshot.
@@ -80,6 +89,9 @@ type Service struct {
 	table    []int32 // Maglev: slot -> position; nil for the other strategies
 	ids      idIndex
 	share    int // TableShare
+	persist  Persistence
+	pticks   uint32 // persist.Timeout in PersistTable ticks; 0: not persistent
+	onePkt   bool
 }
 
 // NewService builds a snapshot with a fresh Builder. See Builder.Build.
@@ -120,6 +132,10 @@ func (b *Builder) Build(cfg ServiceConfig, backends []Backend) (*Service, error)
 		weight:   make([]uint64, len(backends)),
 		hashKey:  cfg.HashKey,
 		share:    cfg.TableShare,
+		onePkt:   cfg.OnePacket,
+	}
+	if err := s.setPersistence(cfg.Persistence); err != nil {
+		return nil, err
 	}
 	if s.hashKey == (HashKey{}) {
 		s.hashKey = defaultHashKey
@@ -223,6 +239,34 @@ func (s *Service) Table() []int32 { return slices.Clone(s.table) }
 // HashKey returns the key of the service's flow hash (DefaultHashKey when its config left
 // it zero).
 func (s *Service) HashKey() HashKey { return s.hashKey }
+
+// setPersistence checks p and fills in its default prefixes.
+func (s *Service) setPersistence(p Persistence) error {
+	if p.Timeout == 0 {
+		return nil
+	}
+	if p.Timeout < time.Second || p.Timeout > maxTimeout {
+		return fmt.Errorf("%w: persistence timeout %v not in 1s..%v", ErrBadService, p.Timeout, maxTimeout)
+	}
+	if p.Prefix4 == 0 {
+		p.Prefix4 = 32
+	}
+	if p.Prefix6 == 0 {
+		p.Prefix6 = 64
+	}
+	if p.Prefix4 < 0 || p.Prefix4 > 32 || p.Prefix6 < 0 || p.Prefix6 > 128 {
+		return fmt.Errorf("%w: persistence prefix /%d (IPv4) or /%d (IPv6) out of range", ErrBadService, p.Prefix4, p.Prefix6)
+	}
+	s.persist, s.pticks = p, persistTicks(p.Timeout)
+	return nil
+}
+
+// Persistence returns the service's persistence (with its default prefixes filled in), the
+// zero value when it has none.
+func (s *Service) Persistence() Persistence { return s.persist }
+
+// OnePacket reports whether the service schedules every packet without a table entry.
+func (s *Service) OnePacket() bool { return s.onePkt }
 
 // TableShare returns the service's share of each core's connection table in percent (0:
 // no quota), see ServiceConfig.TableShare.

@@ -342,6 +342,8 @@ func printList(w io.Writer, l control.Listing, stats, rate bool) {
 		switch {
 		case stats, rate:
 			fmt.Fprintf(w, "%-33s%s\n", name, five(s.Stats))
+		case s.Flags != "":
+			fmt.Fprintf(w, "%s %s %s\n", name, s.Scheduler, s.Flags)
 		default:
 			fmt.Fprintf(w, "%s %s\n", name, s.Scheduler)
 		}

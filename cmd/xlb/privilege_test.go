@@ -130,8 +130,9 @@ func TestRunUnprivileged(t *testing.T) {
 	client := tn.Client.HTTPClient(lab.ClientOptions{Timeout: time.Second})
 	url := "http://" + tn.VIP.String() + "/"
 	deadline := time.Now().Add(15 * time.Second)
-	// Both backends up (two transitions to up), and a request through the VIP answered.
-	for strings.Count(out.String(), "to=up") < 2 || lab.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
+	// Both backends up (each backend's transition to up; its check's is logged too), and a
+	// request through the VIP answered.
+	for backendsUp(out.String()) < 2 || lab.Spread(t.Context(), client, url, 4, 5*time.Second).Failed > 0 {
 		select {
 		case err := <-exited:
 			t.Fatalf("xlb run as uid %d exited: %v", nobody, err)
@@ -197,4 +198,26 @@ func eachCapabilityNeeded(t *testing.T, tn *lab.Net, bin, conf string) {
 			t.Logf("without %s: %s", c.Name, msg[strings.Index(msg, "xlb: "):])
 		})
 	}
+}
+
+// backendsUp counts the backends whose last "backend health changed" line in log says up.
+func backendsUp(log string) int {
+	up := map[string]bool{}
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `msg="backend health changed"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if name, ok := strings.CutPrefix(f, "backend="); ok {
+				up[name] = strings.Contains(line, " to=up")
+			}
+		}
+	}
+	n := 0
+	for _, u := range up {
+		if u {
+			n++
+		}
+	}
+	return n
 }
