@@ -7,7 +7,6 @@ import (
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/connsync"
 	"github.com/xlb-dev/xlb/control"
-	"github.com/xlb-dev/xlb/sched"
 )
 
 // newSync builds the connection sync node of cfg's sync section (nil without one) and
@@ -16,9 +15,8 @@ func (lb *LB) newSync(cfg *config.Config) error {
 	if cfg.Sync == nil {
 		return nil
 	}
-	// The data path's connection tables run with sched's default timeouts; the peers'
-	// entries expire by the same.
-	nc, err := cfg.Sync.NodeConfig(sched.Timeouts{})
+	// The peers' entries expire by the same timeouts as the data path's connection tables.
+	nc, err := cfg.Sync.NodeConfig(cfg.ConnTable.Timeouts.Sched())
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
