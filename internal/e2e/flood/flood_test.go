@@ -41,9 +41,9 @@ type phaseResult struct {
 	LoopFailed  int
 	P50, P99    time.Duration
 	Max         time.Duration
-	LongOK      int // requests on the 24 long-lived connections
-	LongFailed  int // of which timed out or failed
-	LongBroken  int // connections whose last request of the phase failed too (a slow answer is read by the next request)
+	LongOK      int     // requests on the 24 long-lived connections
+	LongFailed  int     // of which timed out or failed
+	LongBroken  int     // connections whose last request of the phase failed too (a slow answer is read by the next request)
 	RSSMiB      float64 // xlb run's resident memory at the end of the phase
 	Drops       dataplane.PolicyDrops
 	ConnEntries uint64 // live connection-table entries at the end of the phase
