@@ -339,6 +339,11 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	c.c[cMisses]++
 	st := &c.svcs[svc.index]
 	p := c.fromPeer(svc, k, tcpFlags)
+	if p >= 0 && svc.pticks > 0 {
+		// A synced connection of a persistent service carries its client's persistence:
+		// the client's new connections follow it here too (see SetSync).
+		c.persist.store(c.persist.persistKey(svc, k), svc.backends[p].ID, persistNow(now), false)
+	}
 	if p < 0 {
 		p = c.choose(st, svc, k, now)
 	}

@@ -28,6 +28,9 @@ const syncShift = 30 - tickShift
 // backend, or whose state changed, unless it is in SynRecv (a half-open connection is not
 // worth a record: the cost under a SYN flood); and a known flow again when its last note
 // is refresh old, so that a long-lived flow stays alive on the peers. miss may be nil.
+// For a persistent service, a flow placed by miss also sets its client prefix's
+// persistence to that backend, so that after a failover the client's new connections
+// follow the connections that survived it.
 // Owner only, before the core is used.
 func (c *Core) SetSync(miss func(svc *Service, k Key) int, track bool, refresh time.Duration) {
 	c.syncMiss = miss

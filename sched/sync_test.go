@@ -72,3 +72,39 @@ func TestCoreNoSync(t *testing.T) {
 		t.Fatal("a change noted without SetSync")
 	}
 }
+
+// TestCoreSyncCarriesPersistence: on the host that took over, a synced connection of a
+// persistent service sets its client's persistence, so the client's new connections
+// (SYNs, which never ask the peers) follow it instead of the strategy's spread.
+func TestCoreSyncCarriesPersistence(t *testing.T) {
+	svc := persistSvc(t, RoundRobin, Persistence{Timeout: time.Minute}, backends(5))
+	c := mustCore(t, CoreConfig{Capacity: 1024})
+	synced := flowKey(1)
+	c.SetSync(func(_ *Service, k Key) int {
+		if k == synced {
+			return 3
+		}
+		return -1
+	}, false, 10*time.Second)
+	if p := c.Schedule(svc, &synced, FlagACK, sec); p != 3 {
+		t.Fatalf("the synced connection: backend %d, want the peer's 3", p)
+	}
+	for i := uint32(2); i < 12; i++ {
+		k := flowKey(i) // the same client, new connections
+		if p := c.Schedule(svc, &k, FlagSYN, 2*sec); p != 3 {
+			t.Fatalf("new connection %d of the client: backend %d, want 3 (its synced connection's)", i, p)
+		}
+	}
+	other := flowKey(60000) // another client: spread by round robin as usual
+	seen := map[int]bool{}
+	for i := uint32(0); i < 10; i++ {
+		k := other
+		k.SrcPort += uint16(i)
+		seen[c.Schedule(svc, &k, FlagSYN, 2*sec)] = true
+		k.Src[3]++ // a new client each time
+		other = k
+	}
+	if len(seen) < 2 {
+		t.Errorf("other clients all on one backend: %v", seen)
+	}
+}

@@ -33,6 +33,7 @@ type syncCase struct {
 	scheduler string
 	weights   []int // per backend; nil: 1 each
 	add       bool  // start with all but the last backend, add it (reload) before the failover
+	persist   bool  // persistence: {timeout: 300s}: the client's new connections after the failover follow its old ones
 }
 
 // syncEnv is what every run of the sync failover test shares.
@@ -82,6 +83,7 @@ func TestE2ESyncFailover(t *testing.T) {
 		{name: "wrr", scheduler: "wrr", weights: []int{1, 2, 3, 4}},
 		{name: "least-conn", scheduler: "least-conn"},
 		{name: "maglev-added", scheduler: "maglev", add: true},
+		{name: "rr-persistent", scheduler: "rr", persist: true},
 	}
 	var report []string
 	for _, c := range cases {
@@ -96,6 +98,10 @@ func TestE2ESyncFailover(t *testing.T) {
 		case c.add:
 			// maglev keeps about 3/4 of the flows by itself: all 24 do so once in ~600 runs.
 			t.Logf("%s without sync: every connection survived by chance; this run proves less", c.name)
+		case c.persist:
+			// all of one client's connections share a backend: the new master's first pick
+			// keeps them all when it happens to be that backend (1 in 4).
+			t.Logf("%s without sync: the new master picked the client's backend by chance; this run proves less", c.name)
 		default:
 			t.Errorf("%s without sync: every connection survived: the test proves nothing", c.name)
 		}
@@ -124,6 +130,9 @@ func (env *syncEnv) config(c syncCase, i, n int, withSync bool) string {
 		fmt.Fprintf(&b, "      - {name: %s, address: %s, weight: %d}\n", be.Name, be.Addr(), w)
 	}
 	b.WriteString("    health: {kind: http, path: /healthz, interval: 200ms, timeout: 150ms, rise: 1, fall: 3}\n")
+	if c.persist {
+		b.WriteString("    persistence: {timeout: 300s}\n")
+	}
 	fmt.Fprintf(&b, "vrrp:\n  interface: eth0\n  virtual_router_id: 51\n  priority: %d\n  advert_interval: %v\n"+
 		"  preempt: false\n  vips: [%s]\n", 200-100*i, syncVRRPInterval, tn.VIP)
 	fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(env.dir, fmt.Sprintf("lb%d.sock", i)))
@@ -193,6 +202,9 @@ func (env *syncEnv) run(c syncCase, withSync bool) int {
 		}
 	}
 	survived := env.failover(lb0, lb1, conns)
+	if c.persist && withSync && survived == syncConns {
+		env.newConnsFollow(conns)
+	}
 	if withSync && c.name == "rr" {
 		env.flood(lb1)
 		out, err := lb1.host.Run(env.bin, "ctl", "--socket", filepath.Join(env.dir, "lb1.sock"), "sync")
@@ -273,6 +285,24 @@ func (env *syncEnv) settle(lb *vrrpLB, want uint64) {
 		last = st.Applied
 		return settled
 	})
+}
+
+// newConnsFollow checks that new connections of the client, after the failover, reach the
+// backend its persistent connections have (the new master learned it from them).
+func (env *syncEnv) newConnsFollow(conns []*keepConn) {
+	want := conns[0].backend
+	for _, k := range conns {
+		if k.backend != want {
+			env.t.Fatalf("persistent service: the client's connections were on %s and %s before the failover", want, k.backend)
+		}
+	}
+	fresh := env.openConns(8)
+	defer closeConns(fresh)
+	for i, k := range fresh {
+		if k.backend != want {
+			env.t.Errorf("persistent service: new connection %d after the failover reached %s, want %s", i, k.backend, want)
+		}
+	}
 }
 
 // survivors returns how many of conns still reach their backend.
