@@ -119,6 +119,20 @@ func (lr *lbRouter) wait() error {
 	return lr.err
 }
 
+// vipSettles waits until the VIP is on the host's eth0 (want) or off it: a router's state
+// changes before its hook moves the address, so a state observed is not yet the address.
+func vipSettles(t *testing.T, h *lab.Host, vip netip.Addr, want bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for hasVIP(t, h, vip) != want {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}
+
 // hasVIP reports whether the VIP is on the host's eth0.
 func hasVIP(t *testing.T, h *lab.Host, vip netip.Addr) bool {
 	t.Helper()

@@ -206,7 +206,7 @@ func TestKeepalivedInterop(t *testing.T) {
 		k = startKeepalived(t, n.LBs[1], n.VIP, 200, true)
 		waitFor(t, "xlb yields to keepalived", 10*time.Second, func() bool { return x.r.State() == Backup })
 		waitFor2(t, "keepalived has the VIP", 5*time.Second, k.hasVIP)
-		if hasVIP(t, n.LBs[0], n.VIP) {
+		if !vipSettles(t, n.LBs[0], n.VIP, false) {
 			t.Fatal("xlb kept the VIP as backup")
 		}
 		time.Sleep(3 * e2eInterval)
