@@ -32,10 +32,15 @@ type NS struct {
 	handle netns.NsHandle
 	nl     *netlink.Handle
 
-	mu      sync.Mutex
-	procs   []*exec.Cmd
-	closers []io.Closer
-	closed  bool
+	// use is held shared by Do and exclusively by Close while it closes the handle: a
+	// dial that outlives its test (an HTTP transport finishes dials in the background)
+	// never enters a closed or reused descriptor, nor runs in the host's namespace.
+	use      sync.RWMutex
+	nsClosed bool
+	mu       sync.Mutex
+	procs    []*exec.Cmd
+	closers  []io.Closer
+	closed   bool
 }
 
 // newID returns a short random id that no namespace in netnsDir uses yet.
@@ -142,6 +147,11 @@ func (n *NS) NsHandle() netns.NsHandle { return n.handle }
 // Sockets created inside fn stay in the namespace after Do returns. fn must not start
 // goroutines that expect to run in the namespace (they run on other threads).
 func (n *NS) Do(fn func() error) error {
+	n.use.RLock()
+	defer n.use.RUnlock()
+	if n.nsClosed {
+		return fmt.Errorf("%s: namespace closed", n.name)
+	}
 	if err := inns.Do(n.handle, fn); err != nil {
 		return fmt.Errorf("%s: %w", n.name, err)
 	}
@@ -305,7 +315,11 @@ func (n *NS) Close() error {
 	if n.nl != nil {
 		n.nl.Close()
 	}
-	if err := n.handle.Close(); err != nil {
+	n.use.Lock()
+	n.nsClosed = true
+	err := n.handle.Close()
+	n.use.Unlock()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("close %s handle: %w", n.name, err))
 	}
 	if err := netns.DeleteNamed(n.name); err != nil && !errors.Is(err, os.ErrNotExist) {
