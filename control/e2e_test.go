@@ -403,17 +403,30 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 		t.Errorf("service packets %d + nat returns %d != transmitted %d + handed to the kernel %d",
 			tr.Packets, tot.NATReturns, tot.TxPackets, tot.ToKernel)
 	}
-	var pk, by uint64
+	// ipvsadm's OutPkts: the NAT replies translated back, by the backend that sent them
+	// (none for direct routing, whose replies bypass the LB).
+	if tr.OutPackets != tot.NATReturns || tr.OutBytes < 54*tr.OutPackets {
+		t.Errorf("service out packets %d (%d bytes), nat returns %d", tr.OutPackets, tr.OutBytes, tot.NATReturns)
+	}
+	var pk, by, opk, oby uint64
 	for _, b := range bes {
 		if b.Traffic == nil || b.Traffic.NewFlows != uint64(requests[b.Name]) {
 			t.Errorf("backend %s traffic %+v, want %d new flows", b.Name, b.Traffic, requests[b.Name])
 			continue
 		}
+		if tot.NATReturns > 0 && requests[b.Name] > 0 && b.Traffic.OutPackets == 0 {
+			t.Errorf("backend %s answered %d requests through NAT, no reply counted out", b.Name, requests[b.Name])
+		}
 		pk += b.Traffic.Packets
 		by += b.Traffic.Bytes
+		opk += b.Traffic.OutPackets
+		oby += b.Traffic.OutBytes
 	}
 	if pk != tr.Packets || by != tr.Bytes || by < 54*pk {
 		t.Errorf("backends: %d packets %d bytes, service: %d packets %d bytes", pk, by, tr.Packets, tr.Bytes)
+	}
+	if opk != tr.OutPackets || oby != tr.OutBytes {
+		t.Errorf("backends: %d packets %d bytes out, service: %d packets %d bytes out", opk, oby, tr.OutPackets, tr.OutBytes)
 	}
 	mfs, err := NewMetrics(c, nil).Registry().Gather()
 	must(t, err)
@@ -432,6 +445,9 @@ func checkTraffic(t *testing.T, c *Controller, dp *dataplane.Dataplane, requests
 	}
 	if v := got["xlb_service_packets_total/web"]; v < float64(tr.Packets) {
 		t.Errorf("xlb_service_packets_total = %v, want at least %d", v, tr.Packets)
+	}
+	if v := got["xlb_service_out_packets_total/web"]; v < float64(tr.OutPackets) || (tr.OutPackets == 0) != (v == 0) {
+		t.Errorf("xlb_service_out_packets_total = %v, want at least %d", v, tr.OutPackets)
 	}
 	for name, n := range requests {
 		if v := got["xlb_backend_new_flows_total/"+name+"/web"]; v != float64(n) { // labels sorted: backend, service

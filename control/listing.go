@@ -25,8 +25,8 @@ const (
 )
 
 // ListStats are ipvsadm's --stats columns: connections scheduled, packets and bytes in
-// (client to VIP, what the data path forwards) and out (replies through the LB: NAT only,
-// which xlb does not count yet, so 0, as IPVS shows for dr and tunnel).
+// (client to VIP, what the data path forwards) and out (replies through the LB: NAT only;
+// 0 for dr and tunnel, whose replies bypass the LB, as IPVS shows them).
 type ListStats struct {
 	Conns    uint64 `json:"conns"`
 	InPkts   uint64 `json:"in_pkts"`
@@ -108,7 +108,7 @@ func (c *Controller) List(ctx context.Context) Listing {
 			Address: netip.AddrPortFrom(sc.VIP, sc.Port).String(), Backends: []ListBackend{}, Flags: listFlags(sc)}
 		sfs := fs[sc.Name]
 		if t := svcTraffic(sfs); t != nil {
-			ls.Stats = ListStats{Conns: t.NewFlows, InPkts: t.Packets, InBytes: t.Bytes}
+			ls.Stats = listStats(t)
 		}
 		sb := s.schedBackends()
 		for i, b := range s.backends {
@@ -124,7 +124,7 @@ func (c *Controller) List(ctx context.Context) Listing {
 			cc := counts[sc.Name][b.id]
 			lb.ActiveConn, lb.InActConn = cc.Active, cc.Inactive
 			if t := beTraffic(sfs, b.id); t != nil {
-				lb.Stats = ListStats{Conns: t.NewFlows, InPkts: t.Packets, InBytes: t.Bytes}
+				lb.Stats = listStats(t)
 			}
 			ls.Backends = append(ls.Backends, lb)
 		}
@@ -184,4 +184,8 @@ func parseClient(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func listStats(t *TrafficStatus) ListStats {
+	return ListStats{Conns: t.NewFlows, InPkts: t.Packets, InBytes: t.Bytes, OutPkts: t.OutPackets, OutBytes: t.OutBytes}
 }

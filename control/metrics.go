@@ -55,6 +55,10 @@ var (
 	descBEPackets    = prometheus.NewDesc("xlb_backend_packets_total", "Packets scheduled to the backend (client to VIP).", labelsBE, nil)
 	descBEBytes      = prometheus.NewDesc("xlb_backend_bytes_total", "Bytes scheduled to the backend (as received).", labelsBE, nil)
 	descBENewFlows   = prometheus.NewDesc("xlb_backend_new_flows_total", "Flows the backend was given.", labelsBE, nil)
+	descSvcOutPkts   = prometheus.NewDesc("xlb_service_out_packets_total", "NAT replies of the service translated back to clients, all workers.", labelsSvc, nil)
+	descSvcOutBytes  = prometheus.NewDesc("xlb_service_out_bytes_total", "Bytes of NAT replies of the service (as received from the backends).", labelsSvc, nil)
+	descBEOutPkts    = prometheus.NewDesc("xlb_backend_out_packets_total", "NAT replies from the backend translated back to clients.", labelsBE, nil)
+	descBEOutBytes   = prometheus.NewDesc("xlb_backend_out_bytes_total", "Bytes of NAT replies from the backend (as received).", labelsBE, nil)
 )
 
 // workerCounters are the per-worker counters exported as
@@ -144,6 +148,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		descBEActive, descBEWeight, descBEDisabled, descBEOverloaded, descBEResolved, descBEProbes, descBEFailures, descBELatency,
 		descPublishes, descGeneration, descReloads, descReloadErrors, descDrops, descConnEntries,
 		descSvcPackets, descSvcBytes, descSvcNewFlows, descSvcNoBackend, descBEPackets, descBEBytes, descBENewFlows,
+		descSvcOutPkts, descSvcOutBytes, descBEOutPkts, descBEOutBytes,
 		descPersistUsed, descPersistCap} {
 		ch <- d
 	}
@@ -238,10 +243,14 @@ func (m *Metrics) collectDataPath(ch chan<- prometheus.Metric) {
 		counter(ch, descSvcBytes, float64(sv.Bytes), sv.Name)
 		counter(ch, descSvcNewFlows, float64(sv.NewFlows), sv.Name)
 		counter(ch, descSvcNoBackend, float64(sv.NoBackend), sv.Name)
+		counter(ch, descSvcOutPkts, float64(sv.OutPackets), sv.Name)
+		counter(ch, descSvcOutBytes, float64(sv.OutBytes), sv.Name)
 		for _, b := range sv.Backends {
 			counter(ch, descBEPackets, float64(b.Packets), sv.Name, b.Name)
 			counter(ch, descBEBytes, float64(b.Bytes), sv.Name, b.Name)
 			counter(ch, descBENewFlows, float64(b.NewFlows), sv.Name, b.Name)
+			counter(ch, descBEOutPkts, float64(b.OutPackets), sv.Name, b.Name)
+			counter(ch, descBEOutBytes, float64(b.OutBytes), sv.Name, b.Name)
 		}
 	}
 	var total dataplane.Counters

@@ -27,11 +27,15 @@ type FlowStatsSource interface {
 // TrafficStatus is what the data path counted for a service or a backend:
 // packets and bytes received for it (client to VIP) and flows started.
 // NoBackendDrops (services only) counts packets no backend could take.
+// OutPackets and OutBytes are NAT replies translated back to clients (0 for
+// direct routing and tunnelling, whose replies bypass the LB).
 type TrafficStatus struct {
 	Packets        uint64 `json:"packets"`
 	Bytes          uint64 `json:"bytes"`
 	NewFlows       uint64 `json:"new_flows"`
 	NoBackendDrops uint64 `json:"no_backend_drops,omitempty"`
+	OutPackets     uint64 `json:"out_packets,omitempty"`
+	OutBytes       uint64 `json:"out_bytes,omitempty"`
 }
 
 // flowStats returns the data path's per-service counters by service name
@@ -53,7 +57,8 @@ func svcTraffic(s *dataplane.ServiceStats) *TrafficStatus {
 	if s == nil {
 		return nil
 	}
-	return &TrafficStatus{Packets: s.Packets, Bytes: s.Bytes, NewFlows: s.NewFlows, NoBackendDrops: s.NoBackend}
+	return &TrafficStatus{Packets: s.Packets, Bytes: s.Bytes, NewFlows: s.NewFlows, NoBackendDrops: s.NoBackend,
+		OutPackets: s.OutPackets, OutBytes: s.OutBytes}
 }
 
 // beTraffic finds the backend with scheduler ID id in s.
@@ -63,7 +68,7 @@ func beTraffic(s *dataplane.ServiceStats, id uint32) *TrafficStatus {
 	}
 	for i := range s.Backends {
 		if b := &s.Backends[i]; b.ID == id {
-			return &TrafficStatus{Packets: b.Packets, Bytes: b.Bytes, NewFlows: b.NewFlows}
+			return beTrafficOf(b)
 		}
 	}
 	return nil
@@ -264,4 +269,8 @@ func (c *Controller) Status() ControllerStatus {
 		st.PublishError = c.pubErr.Error()
 	}
 	return st
+}
+
+func beTrafficOf(b *dataplane.BackendStats) *TrafficStatus {
+	return &TrafficStatus{Packets: b.Packets, Bytes: b.Bytes, NewFlows: b.NewFlows, OutPackets: b.OutPackets, OutBytes: b.OutBytes}
 }

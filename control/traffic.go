@@ -52,7 +52,7 @@ func (c *Controller) Traffic() TrafficReport {
 		st := ServiceTraffic{Name: s.Name, Traffic: *svcTraffic(&s), Backends: make([]BackendTraffic, 0, len(s.Backends))}
 		for _, b := range s.Backends {
 			bt := BackendTraffic{ID: b.ID, Name: b.Name, Address: b.Addr.String(), Active: active[s.Name][b.ID],
-				Traffic: TrafficStatus{Packets: b.Packets, Bytes: b.Bytes, NewFlows: b.NewFlows}}
+				Traffic: *beTrafficOf(&b)}
 			st.Active += bt.Active
 			st.Backends = append(st.Backends, bt)
 		}

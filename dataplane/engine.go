@@ -172,8 +172,8 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 		e.hitSnap, e.hitKey, e.hitSrc0, e.hitSvc = s, t, k.SrcPort == 0, si
 		return si
 	}
-	if si := s.lookupNAT(k); si >= 0 {
-		e.natReturn(s, &s.services[si], f, p, pkt)
+	if si, bi := s.lookupNAT(k); si >= 0 {
+		e.natReturn(s, si, bi, f, p, pkt)
 		return -1
 	}
 	e.drop(f, DropNoService)
@@ -236,7 +236,9 @@ func (e *Engine) deliver(sv *service, t *target, f *Frame, p *encap.Packet) {
 
 // natReturn translates a reply from a nat backend back to the service and routes it to the
 // client.
-func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, p *encap.Packet, pkt []byte) {
+func (e *Engine) natReturn(s *Snapshot, si, bi int, f *Frame, p *encap.Packet, pkt []byte) {
+	sv := &s.services[si]
+	n := uint64(f.Len)
 	hop := s.route(&p.Key.Dst, p.Key.V6)
 	if hop == nil || hop.IfIndex == 0 {
 		// No resolved route to the client yet (control adds one when the kernel learns
@@ -247,6 +249,7 @@ func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, p *encap.Packet, 
 			return
 		}
 		e.c[cNATReturns]++
+		e.fl.countOut(si, bi, n)
 		e.c[cToKernel]++
 		f.Off += p.L3Off
 		f.Len = p.IPEnd - p.L3Off
@@ -262,6 +265,7 @@ func (e *Engine) natReturn(s *Snapshot, sv *service, f *Frame, p *encap.Packet, 
 		return
 	}
 	e.c[cNATReturns]++
+	e.fl.countOut(si, bi, n)
 	encap.SetMACs(pkt, hop.DstMAC, hop.SrcMAC)
 	f.Out = hop.IfIndex
 }

@@ -243,6 +243,22 @@ func TestEngineNAT(t *testing.T) {
 	if c := e.Counters(); c.NATReturns != 1 {
 		t.Errorf("nat returns %d", c.NATReturns)
 	}
+	// ipvsadm's OutPkts/OutBytes: the reply counts for the service and for the backend
+	// that sent it, and for no other.
+	outOf := func(want uint64, wantBytes uint64) {
+		t.Helper()
+		fs := e.FlowStats()
+		if len(fs) != 1 || fs[0].OutPackets != want || fs[0].OutBytes != wantBytes {
+			t.Fatalf("service out %+v, want %d packets, %d bytes", fs, want, wantBytes)
+		}
+		for i, be := range fs[0].Backends {
+			if w := map[bool]uint64{true: want}[i == b]; be.OutPackets != w {
+				t.Errorf("backend %d: out packets %d, want %d", i, be.OutPackets, w)
+			}
+		}
+	}
+	repBytes := uint64(rep.Len)
+	outOf(1, repBytes)
 
 	// A reply towards a client without a route is translated and handed to the kernel
 	// as an IP packet.
@@ -252,6 +268,7 @@ func TestEngineNAT(t *testing.T) {
 	if c := e.Counters(); rep.Out != OutKernel || c.ToKernel != 1 || c.NATReturns != 2 || c.Dropped() != 0 {
 		t.Fatalf("no route: out %d counters %+v", rep.Out, c)
 	}
+	outOf(2, repBytes+uint64(len(craft(t, pktOpts{src: backendAddr(false, b), dst: client4, sport: 8080, dport: 5555, payload: 9}))))
 	ipk := gopacket.NewPacket(rep.packet(), layers.LayerTypeIPv4, gopacket.Default)
 	ip, _ = ipk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 	tcp, _ = ipk.Layer(layers.LayerTypeTCP).(*layers.TCP)

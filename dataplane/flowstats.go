@@ -18,6 +18,8 @@ const (
 	sBytes
 	sNewFlows
 	sNoBackend
+	sOutPackets // NAT replies translated back to clients
+	sOutBytes
 	svcWords
 )
 
@@ -26,6 +28,8 @@ const (
 	bBytes
 	bNewFlows
 	bActive // the worker's connection-table entries on the backend (a gauge, see refreshActive)
+	bOutPackets
+	bOutBytes
 	beWords
 )
 
@@ -140,6 +144,27 @@ func (f *flows) count(si, bi int, n uint64, isNew bool) {
 	f.touch(&f.dirtyBE, int32(b))
 }
 
+// countOut counts a NAT reply of n bytes (as received) from backend bi of service si on its
+// way back to the client: ipvsadm's OutPkts and OutBytes.
+func (f *flows) countOut(si, bi int, n uint64) {
+	w := f.work
+	if w == nil || si >= len(w.base) {
+		return
+	}
+	sc := w.svc[si*svcWords : si*svcWords+svcWords]
+	sc[sOutPackets]++
+	sc[sOutBytes] += n
+	f.touch(&f.dirtySvc, int32(si))
+	b := int(w.base[si]) + bi
+	if bi < 0 || b*beWords+beWords > len(w.be) {
+		return
+	}
+	bc := w.be[b*beWords : b*beWords+beWords]
+	bc[bOutPackets]++
+	bc[bOutBytes] += n
+	f.touch(&f.dirtyBE, int32(b))
+}
+
 func (f *flows) touch(d *[]int32, i int32) {
 	l := *d
 	if n := len(l); n > 0 && l[n-1] == i {
@@ -184,14 +209,18 @@ func (f *flows) publish() {
 
 // ServiceStats are the counters of one service, summed over the workers. Packets and bytes
 // are those the service received (client to VIP, before any rewrite, dropped ones included);
-// NAT replies are not counted here (see Counters.NATReturns).
+// OutPackets and OutBytes are the NAT replies the data path translated back to clients (as
+// received from the backends; direct routing and tunnelling replies bypass the LB, as in
+// IPVS, so they stay 0 there).
 type ServiceStats struct {
-	Name      string
-	Packets   uint64
-	Bytes     uint64
-	NewFlows  uint64 // packets that started a flow (a new connection-table entry)
-	NoBackend uint64 // packets dropped because no backend could take them
-	Backends  []BackendStats
+	Name       string
+	Packets    uint64
+	Bytes      uint64
+	NewFlows   uint64 // packets that started a flow (a new connection-table entry)
+	NoBackend  uint64 // packets dropped because no backend could take them
+	OutPackets uint64
+	OutBytes   uint64
+	Backends   []BackendStats
 }
 
 // BackendStats are the counters of one backend of a service, summed over the workers:
@@ -205,6 +234,9 @@ type BackendStats struct {
 	NewFlows uint64
 	// Active is the flows in the connection tables on the backend (published every 10 ms).
 	Active uint64
+	// OutPackets and OutBytes are the backend's NAT replies translated back to clients.
+	OutPackets uint64
+	OutBytes   uint64
 }
 
 // add adds the published counts p into out, which is laid out for snapshot s (matching by
@@ -225,6 +257,8 @@ func addFlowCounts(out []ServiceStats, s *Snapshot, p *flowCounts) {
 		o.Bytes += atomic.LoadUint64(&p.svc[k+sBytes])
 		o.NewFlows += atomic.LoadUint64(&p.svc[k+sNewFlows])
 		o.NoBackend += atomic.LoadUint64(&p.svc[k+sNoBackend])
+		o.OutPackets += atomic.LoadUint64(&p.svc[k+sOutPackets])
+		o.OutBytes += atomic.LoadUint64(&p.svc[k+sOutBytes])
 		psv := &p.snap.services[pi]
 		for j := range o.Backends {
 			pos := psv.spec.Sched.Position(s.services[i].spec.Sched.Backend(j).ID)
@@ -236,6 +270,8 @@ func addFlowCounts(out []ServiceStats, s *Snapshot, p *flowCounts) {
 			o.Backends[j].Bytes += atomic.LoadUint64(&p.be[b+bBytes])
 			o.Backends[j].NewFlows += atomic.LoadUint64(&p.be[b+bNewFlows])
 			o.Backends[j].Active += atomic.LoadUint64(&p.be[b+bActive])
+			o.Backends[j].OutPackets += atomic.LoadUint64(&p.be[b+bOutPackets])
+			o.Backends[j].OutBytes += atomic.LoadUint64(&p.be[b+bOutBytes])
 		}
 	}
 }

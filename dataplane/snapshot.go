@@ -151,8 +151,9 @@ type route struct {
 type Snapshot struct {
 	gen      uint64
 	services []service
-	byVIP    table   // (VIP, port, proto) -> service index
-	byNAT    table   // (backend, port, proto) -> service index
+	byVIP    table // (VIP, port, proto) -> service index
+	byNAT    table // (backend, port, proto) -> index into nats
+	nats     []natRef
 	byFrag   table   // (VIP, proto) -> the VIP's only service of that protocol, for fragments
 	given    []Route // the routes as given, for Routes
 	hosts    table   // host route (addr) -> routes index
@@ -224,8 +225,10 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 		if sv.spec.Method == MethodNAT {
 			for j, t := range sv.targets {
 				k := tupleKey{addr: t.addr, port: t.natPort(sv.spec.Port), proto: sv.spec.Proto, v6: t.v6}
-				if !s.byNAT.insert(k, i) {
-					if o := s.byNAT.get(&k); o != i {
+				if s.byNAT.insert(k, len(s.nats)) {
+					s.nats = append(s.nats, natRef{svc: int32(i), target: int32(j)})
+				} else {
+					if o := int(s.nats[s.byNAT.get(&k)].svc); o != i {
 						return nil, fmt.Errorf("service %q backend %d (%s port %d): %w %q",
 							sv.spec.Name, j, sv.spec.Targets[j].Addr, t.port, ErrNATConflict,
 							s.services[o].spec.Name)
@@ -440,18 +443,26 @@ func (s *Snapshot) lookup(k *encap.FlowKey) int {
 }
 
 // lookupNAT returns the index of the nat service whose backend sent k (a reply: the source is
-// the backend), exact backend port first, then a port-keeping backend; -1 if none.
-func (s *Snapshot) lookupNAT(k *encap.FlowKey) int {
+// the backend) and that backend's position, exact backend port first, then a port-keeping
+// backend; -1, -1 if none.
+func (s *Snapshot) lookupNAT(k *encap.FlowKey) (si, bi int) {
 	if len(s.byNAT.slots) == 0 {
-		return -1
+		return -1, -1
 	}
 	t := tupleKey{addr: k.Src, port: k.SrcPort, proto: k.Proto, v6: k.V6}
-	if i := s.byNAT.get(&t); i >= 0 {
-		return i
+	i := s.byNAT.get(&t)
+	if i < 0 {
+		t.port = 0
+		if i = s.byNAT.get(&t); i < 0 {
+			return -1, -1
+		}
 	}
-	t.port = 0
-	return s.byNAT.get(&t)
+	r := &s.nats[i]
+	return int(r.svc), int(r.target)
 }
+
+// natRef names a NAT backend: the service's snapshot index and the target's position.
+type natRef struct{ svc, target int32 }
 
 // route returns the next hop toward dst, or nil.
 func (s *Snapshot) route(dst *[16]byte, v6 bool) *NextHop {
@@ -496,7 +507,7 @@ func (s *Snapshot) LookupService(dst netip.Addr, port uint16, proto uint8) (stri
 // comes from. Meant for tests and tools, not for the packet path.
 func (s *Snapshot) LookupNATReturn(src netip.Addr, port uint16, proto uint8) (string, bool) {
 	a, v6 := addr16(src)
-	i := s.lookupNAT(&encap.FlowKey{Src: a, SrcPort: port, Proto: proto, V6: v6})
+	i, _ := s.lookupNAT(&encap.FlowKey{Src: a, SrcPort: port, Proto: proto, V6: v6})
 	if i < 0 {
 		return "", false
 	}
