@@ -202,8 +202,7 @@ func (fakeStats) Stats() []dataplane.WorkerStats {
 }
 
 func TestMetricsExposition(t *testing.T) {
-	r := newRig(t, twoSvc)
-	r.c.opts.Stats = fakeStats{}
+	r := newRig(t, twoSvc, func(o *Options) { o.Stats = fakeStats{} })
 	m := NewMetrics(r.c, nil)
 	r.prober.fire("web/a", health.StateUp)
 	r.c.onResult("web/a", health.Result{OK: true, Latency: 2e6})

@@ -155,21 +155,22 @@ type rig struct {
 	dir    string
 }
 
-// newRig starts a controller on the YAML config y with fakes around it.
-func newRig(t *testing.T, y string) *rig {
+// newRig starts a controller on the YAML config y with fakes around it; opts adjust its
+// Options before it starts (the controller's goroutines read them from then on).
+func newRig(t *testing.T, y string, opts ...func(*Options)) *rig {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startRig(t, cfg)
+	return startRig(t, cfg, opts...)
 }
 
 // startRig starts a controller on cfg with fakes around it.
-func startRig(t *testing.T, cfg *config.Config) *rig {
+func startRig(t *testing.T, cfg *config.Config, opts ...func(*Options)) *rig {
 	t.Helper()
 	r := &rig{t: t, pub: &fakePublisher{}, res: &fakeResolver{fail: map[netip.Addr]bool{}}, dir: t.TempDir()}
-	c, err := New(cfg, Options{
+	o := Options{
 		Publisher: r.pub,
 		Resolver:  r.res,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -177,7 +178,11 @@ func startRig(t *testing.T, cfg *config.Config) *rig {
 			r.prober = &fakeProber{opts: o, checks: map[string]health.Check{}}
 			return r.prober
 		},
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,12 +44,11 @@ func TestThresholds(t *testing.T) {
 		"      - {name: a, address: 198.18.0.11, upper_threshold: 100, lower_threshold: 50}\n", 1)
 	y = strings.Replace(y, "      - {name: c, address: 198.18.0.13}\n",
 		"      - {name: c, address: 198.18.0.13, upper_threshold: 40}\n", 1)
-	r := newRig(t, y)
+	f := &fakeFlows{active: map[uint32]uint64{}}
+	r := newRig(t, y, func(o *Options) { o.Stats = f })
 	for _, b := range []string{"a", "b", "c"} {
 		r.prober.fire("web/"+b, health.StateUp)
 	}
-	f := &fakeFlows{active: map[uint32]uint64{}}
-	r.c.opts.Stats = f
 	ids := map[string]uint32{}
 	for _, b := range r.backends("web") {
 		ids[b.Name] = b.ID
@@ -84,8 +83,8 @@ func TestThresholds(t *testing.T) {
 	if !bs[0].Overloaded || bs[0].Connections != 120 || bs[0].Weight != 100 {
 		t.Errorf("status of a: %+v", bs[0])
 	}
-	// A reload without the threshold clears the overload.
-	r.c.opts.Stats = nil
+	// A reload without the threshold clears the overload (and the watcher, with no
+	// threshold left, no longer reads the data path).
 	must(t, r.c.Reload(r.parse(twoSvc)))
 	if w := r.backend("web", "a").Weight; w != 100 {
 		t.Errorf("after a reload without thresholds: weight %d", w)
