@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -114,7 +115,8 @@ func (h *ThreeHosts) Close() error {
 	return errors.Join(errs...)
 }
 
-// labConfig is the LB host's configuration: one dr Maglev service on the VIP, port 9000/udp,
+// labConfig is the LB host's configuration (no API: the lab's daemon must not take the socket
+// of a daemon this host already runs): one dr Maglev service on the VIP, port 9000/udp,
 // the backend host as its backend, no health check (the sink answers none: it takes every
 // IP frame).
 var labConfig = `interfaces: [{name: l0}, {name: l1}]
@@ -127,6 +129,7 @@ services:
     scheduler: maglev
     backends: [{address: ` + LabBackend.String() + `}]
     health: {kind: none}
+api: {socket: none}
 `
 
 // StartXLB runs `bin run` (the real daemon) on the LB host with the lab's configuration; its
@@ -282,6 +285,9 @@ func RunLab(ctx context.Context, o LabOptions) (*Report, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	// The daemon's last words go into the error when nothing gets through it.
+	tail := &tailBuffer{max: 4096}
+	o.Log = io.MultiWriter(o.Log, tail)
 	if o.GenCPU == 0 && o.SinkCPU == 0 {
 		o.SinkCPU = 1 % runtime.NumCPU()
 	}
@@ -310,7 +316,7 @@ func RunLab(ctx context.Context, o LabOptions) (*Report, error) {
 	}
 	defer sc.Close()
 	if _, err := WaitForwarding(ctx, gen, sc.Counts, 15*time.Second); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; xlb run's output ends:\n%s", err, tail.String())
 	}
 	o.Search.Gen, o.Search.Counts = gen, sc.Counts
 	res, err := Search(ctx, o.Search)
@@ -325,4 +331,27 @@ func RunLab(ctx context.Context, o LabOptions) (*Report, error) {
 		"and xdp-tx (XDP_TX on l0 back to g0, counted there: the in-kernel forwarding limit; x xdp-tx is " +
 		"xdp-drop over it). Then " + rep.Method
 	return rep, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
