@@ -70,7 +70,7 @@ func TestApplyRefuses(t *testing.T) {
 	bad := r
 	bad.Backend[3] = 66
 	badRec := seal(t, testKey, 5, 3, now, bad)
-	badRec[HeaderSize+39] = 1 // a malformed record, re-signed
+	badRec[HeaderSize+60] = 1 // a malformed record (padding), re-signed
 	badRec = s.resign(badRec)
 	oversized := make([]Record, 30)
 	for i := range oversized {
