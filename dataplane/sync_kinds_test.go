@@ -1,0 +1,173 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/connsync"
+	"github.com/xlb-dev/xlb/encap"
+	"github.com/xlb-dev/xlb/sched"
+)
+
+// persistentSpec is an rr service of n backends with persistence (prefix /32).
+func persistentSpec(t testing.TB, n int) ServiceSpec {
+	t.Helper()
+	sp := rrSpec(t, n)
+	bs := make([]sched.Backend, n)
+	for i := range bs {
+		bs[i] = sched.Backend{ID: uint32(i + 1), Name: "b" + string(rune('0'+i)), Weight: 1, Up: true}
+	}
+	s, err := sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin,
+		Persistence: sched.Persistence{Timeout: 300 * time.Second, Prefix4: 32}}, bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Sched = s
+	return sp
+}
+
+// clientAddr is test client i's address (198.18.5.i).
+func clientAddr(i int) [4]byte { return [4]byte{198, 18, 5, byte(i)} }
+
+// relay moves the records queued on ring into table, as the Node's sender and the peer's
+// receiver would; it returns them.
+func relay(ring *connsync.Ring, table *connsync.Table) []connsync.Record {
+	recs := make([]connsync.Record, 1024)
+	n := ring.Pop(recs)
+	for i := range recs[:n] {
+		table.Put(&recs[i])
+	}
+	return recs[:n]
+}
+
+// A persistent client's first connection sends its template (a SYN: no connection record);
+// on a peer whose own persistence knows nothing, the client's new connections go to the
+// template's backend, where round-robin would spread them.
+func TestEngineSyncTemplates(t *testing.T) {
+	const clients = 12
+	sender := newEngine(t)
+	ring := syncNode(t).Ring()
+	sender.SetSync(ring, nil, time.Minute, true)
+	s := mustSnapshot(t, nil, persistentSpec(t, 4))
+	want := map[[4]byte]int{}
+	for i := range clients {
+		syn := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 3000, dport: 80, flags: encap.TCPFlagSYN}))
+		run(sender, s, &syn)
+		want[clientAddr(i)] = backendOf(t, &syn)
+		// A second connection of the client: persistence, no second template.
+		again := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 3001, dport: 80, flags: encap.TCPFlagSYN}))
+		run(sender, s, &again)
+		if backendOf(t, &again) != want[clientAddr(i)] {
+			t.Fatalf("client %d: persistence broken on the sender", i)
+		}
+	}
+	table := connsync.NewTable(1024, sched.Timeouts{})
+	recs := relay(ring, table)
+	if len(recs) != clients {
+		t.Fatalf("%d records for %d new clients, want one template each", len(recs), clients)
+	}
+	for _, r := range recs {
+		c := [4]byte(r.Key.Src[:4])
+		if r.Kind != connsync.KindTemplate || r.Key.SrcPort != 0 || [4]byte(r.Key.Dst[:4]) != vip4.As4() ||
+			r.Key.DstPort != 80 || [4]byte(r.Backend[:4]) != backendAddr(false, want[c]).As4() {
+			t.Fatalf("template %+v, client %v on backend %d", r, c, want[c])
+		}
+	}
+	peer, _ := NewEngine(1, 1<<12)
+	peer.SetSync(nil, table, time.Minute, true)
+	plain, _ := NewEngine(1, 1<<12)
+	moved := 0
+	for i := range clients {
+		for port := uint16(4000); port < 4003; port++ {
+			f := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
+			run(peer, s, &f)
+			if got := backendOf(t, &f); got != want[clientAddr(i)] {
+				t.Errorf("client %d, new connection from port %d: backend %d on the peer, want %d", i, port, got, want[clientAddr(i)])
+			}
+		}
+		g := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 4000, dport: 80, flags: encap.TCPFlagSYN}))
+		run(plain, s, &g)
+		if backendOf(t, &g) != want[clientAddr(i)] {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("without the templates no client moved: the test proves nothing")
+	}
+	t.Logf("without templates %d/%d clients moved", moved, clients)
+}
+
+// The peer's copy of a live connection the sender evicted is removed: after every record
+// is applied, the peer holds exactly the flows the sender's table still holds.
+func TestEngineSyncRemovals(t *testing.T) {
+	sender, err := NewEngine(0, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := syncNode(t).Ring()
+	sender.SetSync(ring, nil, time.Minute, true)
+	s := mustSnapshot(t, nil, rrSpec(t, 3))
+	const flows = 300
+	table := connsync.NewTable(1024, sched.Timeouts{})
+	removals := 0
+	for port := uint16(1); port <= flows; port++ {
+		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
+		run(sender, s, &f)
+		for _, r := range relay(ring, table) {
+			if r.Kind == connsync.KindRemove {
+				removals++
+			}
+		}
+	}
+	held := 0
+	for port := uint16(1); port <= flows; port++ {
+		k := sched.Key{SrcPort: port, DstPort: 80, Proto: 6}
+		copy(k.Src[:4], client4.AsSlice())
+		copy(k.Dst[:4], vip4.AsSlice())
+		var r connsync.Record
+		if table.Lookup(&k, &r) {
+			held++
+		}
+	}
+	if removals != flows-sender.core.Capacity() || held != sender.core.Len() {
+		t.Fatalf("%d removals, the peer holds %d flows; the sender evicted %d and holds %d", removals, held,
+			flows-sender.core.Capacity(), sender.core.Len())
+	}
+}
+
+// The sync path of persistent services and of a full table (a template queued, a peer's
+// template asked, a removal queued) allocates nothing.
+func TestEngineSyncKindsAllocs(t *testing.T) {
+	e, _ := NewEngine(0, 64) // full after 64 flows: every new flow evicts one (a removal)
+	ring := syncNode(t).Ring()
+	table := connsync.NewTable(1024, sched.Timeouts{})
+	tp := connsync.Record{Kind: connsync.KindTemplate, Key: sched.Key{Src: [16]byte{198, 18}, Proto: 6}}
+	table.Put(&tp) // a template of another client: every new client asks the table
+	e.SetSync(ring, table, time.Minute, true)
+	s := mustSnapshot(t, nil, persistentSpec(t, 3))
+	f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: 1, dport: 80}))
+	batch := []Frame{f}
+	n := uint32(0)
+	recs := make([]connsync.Record, 8)
+	step := func() {
+		n++
+		binary.BigEndian.PutUint32(f.Buf[headroom+14+12:], 198<<24|18<<16|n) // a new client each time
+		binary.BigEndian.PutUint16(f.Buf[headroom+14+20:], uint16(n))
+		batch[0] = f
+		e.Process(s, batch, int64(n))
+		ring.Pop(recs)
+	}
+	for range 200 {
+		step()
+	}
+	pushed := ring.Pushed()
+	if allocs := testing.AllocsPerRun(200, step); allocs != 0 {
+		t.Fatalf("%v allocations per new persistent client on a full table, want 0", allocs)
+	}
+	// Per new client: its connection, its template, an evicted connection's removal.
+	if got := ring.Pushed() - pushed; got < 3*200 {
+		t.Fatalf("%d records queued in 201 runs, want 3 each", got)
+	}
+}
