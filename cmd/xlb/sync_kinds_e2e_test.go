@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/testnet"
+)
+
+// tplClients is the number of persistent clients (addresses) of the template test.
+const tplClients = 16
+
+// tplClient is template-test client i's address: outside the lab's segment, routed back by
+// the backends' default route through the client namespace.
+func tplClient(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 50, byte(1 + i)}) }
+
+// TestE2ESyncTemplates runs two `xlb run` processes as a VRRP pair with a persistent
+// round-robin service (prefix /32) and connection sync. 16 clients (addresses of their
+// own) each make one connection through the master and close it; once their connection
+// entries are gone (tcp_fin 1s) only their persistence templates remain. After a SIGKILL
+// of the master, each client's new connection must reach the backend it had, although
+// the new master schedules them in the reverse order: first with the templates kept local
+// (sync.no_templates, the figure to beat), then sent. The templates run also checks that
+// a removal record (a closed connection's tuple reused by a new connection on the master)
+// removes the backup's synced entry at once (root only; skips otherwise).
+func TestE2ESyncTemplates(t *testing.T) {
+	env := newSyncEnv(t, 4)
+	for i := range tplClients {
+		if err := env.tn.Client.AddAddr("eth0", netip.PrefixFrom(tplClient(i), 32)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := syncCase{name: "rr-templates", scheduler: "rr", persist: true, connTable: "{timeouts: {tcp_fin: 1s}}"}
+	without := c
+	without.noTpl = true
+	movedWithout := env.runTemplates(without)
+	moved := env.runTemplates(c)
+	t.Logf("SIGKILL failover, %d persistent clients without a live connection: %d moved to another backend with templates kept local, %d with templates synced",
+		tplClients, movedWithout, moved)
+	if moved != 0 {
+		t.Errorf("with templates synced, %d of %d clients moved to another backend", moved, tplClients)
+	}
+	if movedWithout == 0 {
+		t.Errorf("without templates no client moved: the test proves nothing")
+	}
+}
+
+// tplGet makes one connection from client address from to the VIP, asks which backend
+// answers, and closes it (a FIN); it returns the backend's name.
+func (env *syncEnv) tplGet(from netip.Addr) string {
+	env.t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}, Timeout: 5 * time.Second}
+	nc, err := env.tn.Client.DialWith(context.Background(), d, "tcp", net.JoinHostPort(env.tn.VIP.String(), "80"))
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	hc := testnet.NewHTTPConn(nc)
+	defer hc.Close()
+	b, err := hc.Get(5 * time.Second)
+	if err != nil {
+		env.t.Fatalf("client %v: %v", from, err)
+	}
+	return b
+}
+
+// runTemplates is one failover of the template test; it returns how many clients reached
+// another backend after it.
+func (env *syncEnv) runTemplates(c syncCase) int {
+	t := env.t
+	n := len(env.tn.Backends)
+	fmt.Fprintf(env.logs, "==== %s, no_templates %v\n", c.name, c.noTpl)
+	env.drainWatch()
+	lb0, lb1 := env.startPair(c, n, true)
+	want := make([]string, tplClients)
+	for i := range want {
+		want[i] = env.tplGet(tplClient(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env.waitFor("the clients' connection entries gone on the master", 10*time.Second, func() bool {
+		l, err := lb0.api.Conns(ctx, control.ConnsRequest{Client: "198.18.50.0/24"})
+		return err == nil && l.Matched == 0
+	})
+	if c.noTpl {
+		if n := syncStatus(lb0).SentKinds["template"]; n != 0 {
+			t.Errorf("no_templates: the master sent %d templates", n)
+		}
+	} else {
+		env.waitFor("the templates on the backup", 5*time.Second, func() bool {
+			return syncStatus(lb1).AppliedKinds["template"] >= tplClients
+		})
+		env.removal(lb0, lb1)
+	}
+	st0 := syncStatus(lb0)
+	env.failover(lb0, lb1, nil)
+	moved := 0
+	for i := tplClients - 1; i >= 0; i-- { // the reverse order: round-robin alone would move them
+		if got := env.tplGet(tplClient(i)); got != want[i] {
+			moved++
+		}
+	}
+	st1 := syncStatus(lb1)
+	t.Logf("%s, no_templates %v: master sent %v; the new master applied %v, template hits %d; %d/%d clients moved",
+		c.name, c.noTpl, st0.SentKinds, st1.AppliedKinds, st1.Table.TemplateHits, moved, tplClients)
+	if !c.noTpl && st1.Table.TemplateHits < tplClients {
+		t.Errorf("the new master found %d clients in the peers' templates, want %d", st1.Table.TemplateHits, tplClients)
+	}
+	env.stopPair(lb0, lb1)
+	return moved
+}
+
+// removal closes a connection through the master with an RST and opens a new one from
+// the same client port: the master drops the closed connection's entry for the new one
+// and sends a removal, which removes the backup's synced copy before the new connection
+// is sent (its first ACK).
+func (env *syncEnv) removal(lb0, lb1 *vrrpLB) {
+	t := env.t
+	t.Helper()
+	addr := net.JoinHostPort(env.tn.VIP.String(), "80")
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: env.tn.Client.Addr().AsSlice()}, Timeout: 5 * time.Second}
+	nc, err := env.tn.Client.DialWith(context.Background(), d, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := nc.LocalAddr().(*net.TCPAddr).Port
+	hc := testnet.NewHTTPConn(nc)
+	if _, err := hc.Get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.settle(lb1, 1) // the backup holds the connection
+	before := syncStatus(lb1)
+	if err := nc.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	hc.Close() // an RST: the entry closes, no TIME_WAIT on the client
+	env.waitFor("the closed connection's state on the backup", 5*time.Second, func() bool {
+		return syncStatus(lb1).AppliedKinds["conn"] > before.AppliedKinds["conn"]
+	})
+	d.LocalAddr = &net.TCPAddr{IP: env.tn.Client.Addr().AsSlice(), Port: port}
+	nc, err = env.tn.Client.DialWith(context.Background(), d, "tcp", addr)
+	if err != nil {
+		t.Fatalf("reusing client port %d: %v", port, err)
+	}
+	defer nc.Close()
+	if _, err := testnet.NewHTTPConn(nc).Get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.waitFor("the backup's entry removed", 5*time.Second, func() bool {
+		return syncStatus(lb1).Table.Removed > before.Table.Removed
+	})
+	after, sent := syncStatus(lb1), syncStatus(lb0).SentKinds["remove"]
+	if after.Table.Removed != before.Table.Removed+1 || after.AppliedKinds["remove"] != before.AppliedKinds["remove"]+1 || sent != 1 {
+		t.Errorf("one reused tuple: the master sent %d removals, the backup removed %d entries (applied %d removals)",
+			sent, after.Table.Removed-before.Table.Removed, after.AppliedKinds["remove"]-before.AppliedKinds["remove"])
+	}
+	t.Logf("reused tuple (client port %d): the master sent %d removal, the backup removed %d entry", port, sent,
+		after.Table.Removed-before.Table.Removed)
+}
