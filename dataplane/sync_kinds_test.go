@@ -171,3 +171,52 @@ func TestEngineSyncKindsAllocs(t *testing.T) {
 		t.Fatalf("%d records queued in 201 runs, want 3 each", got)
 	}
 }
+
+// BenchmarkEngineNewClientSync is the data path's cost of persistence templates: batches
+// of 64 packets of new clients (a new source address each, far more than the persistence
+// table's 65536 slots, so each one makes a template) of a persistent round-robin service,
+// on a full connection table (each new flow evicts one), sync off, on without templates
+// and on with them, per packet. With templates each packet queues three records: its
+// connection, its client's template, the evicted connection's removal.
+func BenchmarkEngineNewClientSync(b *testing.B) {
+	for _, mode := range []string{"off", "out-notpl", "out"} {
+		b.Run("sync="+mode, func(b *testing.B) {
+			tmpl := craft(b, pktOpts{src: client4, dst: vip4, sport: 1024, dport: 80, payload: 6})
+			e, err := NewEngine(0, 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ring := syncNode(b).Ring()
+			if mode != "off" {
+				e.SetSync(ring, nil, time.Minute, mode == "out")
+			}
+			s := mustSnapshot(b, nil, persistentSpec(b, 3))
+			fb := newFlowBatch(tmpl, 1<<22, false)
+			client := uint32(0)
+			prep := func() {
+				fb.prep()
+				for i := range fb.frames {
+					client++
+					p := fb.frames[i].Buf[headroom+14+12:]
+					p[1], p[2], p[3] = byte(client>>16), byte(client>>8), byte(client) // 198.x.y.z
+				}
+			}
+			recs := make([]connsync.Record, 4*maxBatch)
+			for range 2000 { // fill the connection and persistence tables
+				prep()
+				e.Process(s, fb.frames, 1)
+				ring.Pop(recs)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				prep()
+				e.Process(s, fb.frames, 2)
+				ring.Pop(recs)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*maxBatch), "ns/pkt")
+			if mode == "out" && ring.Pushed() < uint64(b.N*maxBatch)*3*9/10 {
+				b.Fatalf("%d records for %d new clients", ring.Pushed(), b.N*maxBatch)
+			}
+		})
+	}
+}

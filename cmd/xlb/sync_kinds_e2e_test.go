@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -160,4 +162,8 @@ func (env *syncEnv) removal(lb0, lb1 *vrrpLB) {
 	}
 	t.Logf("reused tuple (client port %d): the master sent %d removal, the backup removed %d entry", port, sent,
 		after.Table.Removed-before.Table.Removed)
+	out, err := lb1.host.Run(env.bin, "ctl", "--socket", filepath.Join(env.dir, "lb1.sock"), "sync")
+	if err != nil || !regexp.MustCompile(`applied by kind\s+conn=\d+ remove=1 template=\d+`).Match(out) {
+		t.Errorf("xlb ctl sync on the backup: %v\n%s", err, out)
+	}
 }
