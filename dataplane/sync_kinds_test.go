@@ -220,3 +220,74 @@ func BenchmarkEngineNewClientSync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEngineSyncFlood counts what a flood of short flows into a full connection table
+// (64k entries, 2^22 flows) costs the sync, per flow: records queued (removals apart),
+// and the entries the table dropped (evicted or expired), which is what sending a removal
+// for every dropped entry would cost. syn: a SYN flood (half-open entries); short:
+// complete short connections (SYN, ACK, FIN|ACK); ack: mid-flow packets of unknown flows
+// (each an established entry).
+func BenchmarkEngineSyncFlood(b *testing.B) {
+	for _, mode := range []string{"syn", "short", "ack"} {
+		b.Run(mode, func(b *testing.B) {
+			flags, per := []byte{0x02}, 1
+			switch mode {
+			case "short":
+				flags, per = []byte{0x02, 0x10, 0x11}, 3
+			case "ack":
+				flags = []byte{0x10}
+			}
+			tmpl := craft(b, pktOpts{src: client4, dst: vip4, sport: 1024, dport: 80})
+			e, err := NewEngine(0, 1<<16)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ring := syncNode(b).Ring()
+			e.SetSync(ring, nil, time.Minute, true)
+			s := benchSnapshot(b, MethodDR, vip4)
+			fb := newFlowBatch(tmpl, 1<<22, false)
+			frames := fb.frames[:maxBatch/per*per]
+			flow := uint32(0)
+			prep := func() {
+				for i := range frames {
+					f := &frames[i]
+					copy(f.Buf[headroom:], tmpl)
+					f.Off, f.Len, f.Out = headroom, len(tmpl), 0
+					id := flow + uint32(i/per)
+					p := f.Buf[headroom:]
+					binary.BigEndian.PutUint16(p[14+12+2:], uint16(id))
+					binary.BigEndian.PutUint16(p[14+20:], 1024+uint16(id>>16&0x3f))
+					p[14+20+13] = flags[i%per]
+				}
+				flow += uint32(len(frames) / per)
+			}
+			recs := make([]connsync.Record, 4*maxBatch)
+			var removals uint64
+			batch := func(now int64) {
+				prep()
+				e.Process(s, frames, now)
+				e.core.Maintain(now)
+				for _, r := range recs[:ring.Pop(recs)] {
+					if r.Kind == connsync.KindRemove {
+						removals++
+					}
+				}
+			}
+			for i := range 3000 { // fill the table
+				batch(int64(i) * 1000)
+			}
+			st0, pushed0, rem0, flow0 := e.core.Stats(), ring.Pushed(), removals, flow
+			b.ReportAllocs()
+			i := int64(3000)
+			for b.Loop() {
+				batch(i * 1000)
+				i++
+			}
+			st, flows := e.core.Stats(), float64(flow-flow0)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/(flows*float64(per)), "ns/pkt")
+			b.ReportMetric(float64(ring.Pushed()-pushed0-(removals-rem0))/flows, "records/flow")
+			b.ReportMetric(float64(removals-rem0)/flows, "removals/flow")
+			b.ReportMetric(float64(st.Evictions+st.Expirations-st0.Evictions-st0.Expirations)/flows, "dropped/flow")
+		})
+	}
+}
