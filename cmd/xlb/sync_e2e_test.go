@@ -31,9 +31,9 @@ import (
 type syncCase struct {
 	name      string
 	scheduler string
-	weights   []int // per backend; nil: 1 each
-	add       bool  // start with all but the last backend, add it (reload) before the failover
-	persist   bool  // persistence: {timeout: 300s}: the client's new connections after the failover follow its old ones
+	weights   []int  // per backend; nil: 1 each
+	add       bool   // start with all but the last backend, add it (reload) before the failover
+	persist   bool   // persistence: {timeout: 300s}: the client's new connections after the failover follow its old ones
 	connTable string // a conn_table section (one line of YAML), if any
 	noTpl     bool   // sync.no_templates
 }
@@ -90,32 +90,6 @@ func TestE2ESyncFailover(t *testing.T) {
 		}
 	}
 	t.Logf("SIGKILL failover, %d long-lived connections:\n  %s", syncConns, strings.Join(report, "\n  "))
-}
-
-// newSyncEnv makes the sync tests' network (two LBs, n backends), builds the binary and
-// opens the watching third peer.
-func newSyncEnv(t *testing.T, n int) *syncEnv {
-	tn := testnet.New(t, lab.Config{LBs: 2, Backends: n, NoVIPOnLB: true, DisableIPv6: true})
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "xlb")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var k [32]byte
-	_, _ = rand.Read(k[:])
-	env := &syncEnv{t: t, tn: tn, dir: dir, bin: bin, key: hex.EncodeToString(k[:]), logs: &testnet.Output{}}
-	t.Cleanup(func() {
-		if t.Failed() || testing.Verbose() {
-			t.Logf("xlb run logs:\n%s", env.logs.String())
-		}
-	})
-	env.watchAt = netip.AddrPortFrom(tn.Client.Addr(), connsync.DefaultPort)
-	w, err := tn.Client.ListenPacket("udp4", env.watchAt.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.watch = w
-	return env
 }
 
 // syncConns is the number of long-lived connections per run.

@@ -2,17 +2,48 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/connsync"
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/internal/lab"
 	"github.com/xlb-dev/xlb/internal/testnet"
 )
+
+// newSyncEnv makes the sync tests' network (two LBs, n backends), builds the binary and
+// opens the watching third peer.
+func newSyncEnv(t *testing.T, n int) *syncEnv {
+	tn := testnet.New(t, lab.Config{LBs: 2, Backends: n, NoVIPOnLB: true, DisableIPv6: true})
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "xlb")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var k [32]byte
+	_, _ = rand.Read(k[:])
+	env := &syncEnv{t: t, tn: tn, dir: dir, bin: bin, key: hex.EncodeToString(k[:]), logs: &testnet.Output{}}
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("xlb run logs:\n%s", env.logs.String())
+		}
+	})
+	env.watchAt = netip.AddrPortFrom(tn.Client.Addr(), connsync.DefaultPort)
+	w, err := tn.Client.ListenPacket("udp4", env.watchAt.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.watch = w
+	return env
+}
 
 // tplClients is the number of persistent clients (addresses) of the template test.
 const tplClients = 16
