@@ -291,3 +291,37 @@ func BenchmarkEngineSyncFlood(b *testing.B) {
 		})
 	}
 }
+
+// A template's key is the client's address masked to the persistence prefix, as
+// netip.Prefix masks it, at every prefix length of both families.
+func TestTemplateKeyMask(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		s := mustSnapshot(t, nil, rrSpecOn(t, vip, 2))
+		sv := &s.services[0]
+		bits := 32
+		if vip.Is6() {
+			bits = 128
+		}
+		for n := 1; n <= bits; n++ {
+			var src [16]byte
+			for i := range src {
+				src[i] = byte(0xa5 ^ i*37 ^ n)
+			}
+			k := sched.Key{Src: src, Dst: vip.As16(), SrcPort: 999, DstPort: 80, Proto: 6, V6: vip.Is6()}
+			a := netip.AddrFrom16(src)
+			if !vip.Is6() {
+				clear(k.Src[4:])
+				a = netip.AddrFrom4([4]byte(src[:4]))
+			}
+			tk := sv.templateKey(sched.Persistence{Prefix4: n, Prefix6: n}, &k)
+			want := netip.PrefixFrom(a, n).Masked().Addr()
+			got := netip.AddrFrom16(tk.Src)
+			if !vip.Is6() {
+				got = netip.AddrFrom4([4]byte(tk.Src[:4]))
+			}
+			if got != want || tk.SrcPort != 0 || tk.DstPort != 80 || tk.Dst != sv.vip || tk.V6 != k.V6 {
+				t.Fatalf("/%d of %v: template key %v %+v, want source %v", n, a, got, tk, want)
+			}
+		}
+	}
+}
