@@ -55,6 +55,21 @@ func TestPolicyPublished(t *testing.T) {
 	if err := cl.SetACL(ctx, "nothing", nil, nil); !errors.As(err, &ae) || ae.Status != 404 {
 		t.Errorf("unknown service: %v, want 404", err)
 	}
+	// ctl save keeps the replaced ACL: the saved file parses, and a reload of it publishes
+	// the same lists.
+	saved, err := r.c.SaveYAML()
+	must(t, err)
+	scfg, err := config.Parse("saved.yaml", saved)
+	if err != nil {
+		t.Fatalf("saved configuration: %v\n%s", err, saved)
+	}
+	sa, sd := scfg.Services[scfg.ServiceIndex("web")].ACL.Lists()
+	if len(sa) != 1 || sa[0] != pf("198.18.0.0/15") || len(sd) != 0 {
+		t.Errorf("saved acl: allow %v deny %v, want the one set through the API\n%s", sa, sd, saved)
+	}
+	if a := scfg.Services[scfg.ServiceIndex("dns")].ACL; !a.IsZero() {
+		t.Errorf("saved acl of dns %+v, want none", a)
+	}
 	cfg, err := config.Parse("test.yaml", []byte(aclSvc))
 	must(t, err)
 	must(t, r.c.Reload(cfg))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,8 +169,9 @@ func (c *Controller) keepOverridesLocked(prev map[string]*svcState) {
 }
 
 // SaveYAML returns the running configuration as YAML that `xlb run --check` accepts: the
-// file as last read, the runtime changes since, and the weights and enable/disable set
-// through the API (ACL overrides are not included). It holds the configuration's secrets
+// file as last read, the runtime changes since, the weights and enable/disable set through
+// the API, and an ACL replaced through the API (written inline: it replaces the configured
+// lists and files). It holds the configuration's secrets
 // (hash_key, api.token): the API serves it only to those who may change the balancer.
 func (c *Controller) SaveYAML() ([]byte, error) {
 	c.mu.Lock()
@@ -180,6 +182,9 @@ func (c *Controller) SaveYAML() ([]byte, error) {
 			continue
 		}
 		sc := &cfg.Services[i]
+		if allow, deny := sc.ACL.Lists(); !slices.Equal(allow, s.policy.Allow) || !slices.Equal(deny, s.policy.Deny) {
+			sc.ACL = config.ACL{Allow: slices.Clone(s.policy.Allow), Deny: slices.Clone(s.policy.Deny)}
+		}
 		for _, b := range s.backends {
 			j, fb := sc.BackendIndex(b.name)
 			if j < 0 {

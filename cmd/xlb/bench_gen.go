@@ -190,8 +190,7 @@ func genLoop(ctx context.Context, c bench.PortGenConfig, counts bench.CountsFunc
 	}
 	fmt.Fprintf(w, "total: sent %d frames (%.3f Mpps, %.3f Gbit/s)", res.Sent.Packets, res.Sent.PPS()/1e6, res.Sent.BPS()/1e9)
 	if counts != nil {
-		time.Sleep(200 * time.Millisecond) // frames in flight
-		sc, err := counts()
+		sc, err := settledCounts(counts)
 		if err != nil {
 			return err
 		}
@@ -245,4 +244,24 @@ func (g *genFlags) search(ctx context.Context, c bench.PortGenConfig, counts ben
 		w = f
 	}
 	return emitReport(rep, w, g.markdown, g.plot, "xlb bench gen "+strings.Join(os.Args[min(3, len(os.Args)):], " "), stderr)
+}
+
+// settledCounts reads the sink's counts once the frames still in flight have arrived: 200 ms
+// after the generator stopped, then every 100 ms until two reads agree (at most 2 s more; a
+// loaded host can leave the sink's threads without a CPU for longer than the first wait).
+func settledCounts(counts bench.CountsFunc) (bench.SinkCounts, error) {
+	time.Sleep(200 * time.Millisecond)
+	sc, err := counts()
+	for i := 0; err == nil && i < 20; i++ {
+		time.Sleep(100 * time.Millisecond)
+		again, err2 := counts()
+		if err2 != nil {
+			return sc, err2
+		}
+		if again.Packets == sc.Packets && again.RxDropped == sc.RxDropped {
+			break
+		}
+		sc = again
+	}
+	return sc, err
 }

@@ -122,7 +122,8 @@ func cmdCtl(args []string, stdout, stderr io.Writer) error {
 		return out(svcs, func(tw *tabwriter.Writer) {
 			fmt.Fprintln(tw, "SERVICE\tVIP\tPORT\tPROTO\tMETHOD\tSCHEDULER\tACTIVE\tBACKENDS\tFALLBACK")
 			for _, s := range svcs {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%v\n", s.Name, s.VIP, s.Port, s.Protocol, s.Method,
+				vips, ports := frontendsOf(&s)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%v\n", s.Name, vips, ports, s.Protocol, s.Method,
 					s.Scheduler, s.Up, s.Backends, s.Fallback)
 			}
 		})
@@ -249,4 +250,17 @@ func printBackends(tw *tabwriter.Writer, bs []control.BackendStatus) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%v\t%s\t%v\t%s\t%s\t%s\n", b.ID, name, b.Address, b.Health, b.Active, w,
 			b.Disabled, since, strings.TrimSpace(probes.String()), b.NextHop)
 	}
+}
+
+// frontendsOf returns the VIP and PORT columns of a service: for a service group every VIP
+// and every port or range, comma-separated.
+func frontendsOf(s *control.ServiceStatus) (vips, ports string) {
+	vips, ports = s.VIP, strconv.Itoa(int(s.Port))
+	if len(s.VIPs) > 0 {
+		vips = strings.Join(s.VIPs, ",")
+	}
+	if len(s.Ports) > 0 {
+		ports = strings.Join(s.Ports, ",")
+	}
+	return vips, ports
 }

@@ -165,3 +165,31 @@ func TestVersionAndBench(t *testing.T) {
 		t.Errorf("unknown command: exit %d", code)
 	}
 }
+
+// TestCtlServicesGroup: `ctl services` lists every VIP and port (range) of a service group,
+// not just the first, from a real controller's status.
+func TestCtlServicesGroup(t *testing.T) {
+	y := strings.Replace(cfgYAML, "    vip: 198.19.0.10\n    port: 80\n",
+		"    vips: [198.19.0.10, 198.19.0.11]\n    ports: [80, 8000-8099]\n", 1)
+	cfg, err := config.Parse("group.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := control.New(cfg, control.Options{Publisher: &nopPublisher{}, Resolver: hopResolver{},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NewProber: func(context.Context, health.Options) control.Prober { return noProber{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{Token: "t0k"}))
+	t.Cleanup(srv.Close)
+	code, out, errs := runXLB("ctl", "--api", srv.URL, "--token", "t0k", "services")
+	if code != 0 || !strings.Contains(out, "198.19.0.10,198.19.0.11") || !strings.Contains(out, "80,8000-8099") ||
+		strings.Count(out, "\n") != 2 {
+		t.Fatalf("services of a group (one line under the header): %d %q %q", code, out, errs)
+	}
+}
