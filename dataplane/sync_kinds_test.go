@@ -11,10 +11,13 @@ import (
 	"github.com/xlb-dev/xlb/sched"
 )
 
-// persistentSpec is an rr service of n backends with persistence (prefix /32).
-func persistentSpec(t testing.TB, n int) ServiceSpec {
+// persistentSpec is an rr service of n backends on vip4 with persistence (IPv4 /32).
+func persistentSpec(t testing.TB, n int) ServiceSpec { return persistentSpecOn(t, vip4, n) }
+
+// persistentSpecOn is an rr service of n backends on vip with persistence (/32, /64).
+func persistentSpecOn(t testing.TB, vip netip.Addr, n int) ServiceSpec {
 	t.Helper()
-	sp := rrSpec(t, n)
+	sp := rrSpecOn(t, vip, n)
 	bs := make([]sched.Backend, n)
 	for i := range bs {
 		bs[i] = sched.Backend{ID: uint32(i + 1), Name: "b" + string(rune('0'+i)), Weight: 1, Up: true}
@@ -28,8 +31,14 @@ func persistentSpec(t testing.TB, n int) ServiceSpec {
 	return sp
 }
 
-// clientAddr is test client i's address (198.18.5.i).
-func clientAddr(i int) [4]byte { return [4]byte{198, 18, 5, byte(i)} }
+// clientAddr is test client i's address: 198.18.5.i, or 2001:2:0:5i::1 (a /64 of its own)
+// when v6; with v6 host bits h set when h is not 0.
+func clientAddr(i int, v6 bool, h byte) netip.Addr {
+	if !v6 {
+		return netip.AddrFrom4([4]byte{198, 18, 5, byte(i)})
+	}
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, 0x50 + byte(i), 15: 1 + h})
+}
 
 // relay moves the records queued on ring into table, as the Node's sender and the peer's
 // receiver would; it returns them.
@@ -43,23 +52,33 @@ func relay(ring *connsync.Ring, table *connsync.Table) []connsync.Record {
 }
 
 // A persistent client's first connection sends its template (a SYN: no connection record);
-// on a peer whose own persistence knows nothing, the client's new connections go to the
-// template's backend, where round-robin would spread them.
+// on a peer whose own persistence knows nothing, the client's new connections (from other
+// addresses of its prefix too, for IPv6's /64) go to the template's backend, where
+// round-robin would spread them.
 func TestEngineSyncTemplates(t *testing.T) {
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) { engineSyncTemplates(t, vip) })
+	}
+}
+
+func engineSyncTemplates(t *testing.T, vip netip.Addr) {
 	const clients = 12
+	v6 := vip.Is6()
 	sender := newEngine(t)
 	ring := syncNode(t).Ring()
 	sender.SetSync(ring, nil, time.Minute, true)
-	s := mustSnapshot(t, nil, persistentSpec(t, 4))
-	want := map[[4]byte]int{}
+	s := mustSnapshot(t, nil, persistentSpecOn(t, vip, 4))
+	syn := func(e *Engine, src netip.Addr, port uint16) int {
+		f := frameOf(craft(t, pktOpts{src: src, dst: vip, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
+		run(e, s, &f)
+		return backendOf(t, &f)
+	}
+	want := map[netip.Addr]int{}
 	for i := range clients {
-		syn := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 3000, dport: 80, flags: encap.TCPFlagSYN}))
-		run(sender, s, &syn)
-		want[clientAddr(i)] = backendOf(t, &syn)
+		c := clientAddr(i, v6, 0)
+		want[c] = syn(sender, c, 3000)
 		// A second connection of the client: persistence, no second template.
-		again := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 3001, dport: 80, flags: encap.TCPFlagSYN}))
-		run(sender, s, &again)
-		if backendOf(t, &again) != want[clientAddr(i)] {
+		if syn(sender, c, 3001) != want[c] {
 			t.Fatalf("client %d: persistence broken on the sender", i)
 		}
 	}
@@ -69,10 +88,17 @@ func TestEngineSyncTemplates(t *testing.T) {
 		t.Fatalf("%d records for %d new clients, want one template each", len(recs), clients)
 	}
 	for _, r := range recs {
-		c := [4]byte(r.Key.Src[:4])
-		if r.Kind != connsync.KindTemplate || r.Key.SrcPort != 0 || [4]byte(r.Key.Dst[:4]) != vip4.As4() ||
-			r.Key.DstPort != 80 || [4]byte(r.Backend[:4]) != backendAddr(false, want[c]).As4() {
-			t.Fatalf("template %+v, client %v on backend %d", r, c, want[c])
+		c := netip.AddrFrom4([4]byte(r.Key.Src[:4]))
+		if v6 {
+			c = clientAddr(int(r.Key.Src[7]-0x50), true, 0) // the /64 of client i, host bits zero on the wire
+			if r.Key.Src[15] != 0 {
+				t.Fatalf("template %+v: host bits not masked", r)
+			}
+		}
+		b, ok := want[c]
+		if !ok || r.Kind != connsync.KindTemplate || r.Key.SrcPort != 0 || r.Key.V6 != v6 ||
+			r.Key.DstPort != 80 || r.BackendV6 != v6 || !sameAddr(r.Backend, backendAddr(v6, b)) || !sameAddr(r.Key.Dst, vip) {
+			t.Fatalf("template %+v, client %v on backend %d", r, c, b)
 		}
 	}
 	peer, _ := NewEngine(1, 1<<12)
@@ -80,16 +106,17 @@ func TestEngineSyncTemplates(t *testing.T) {
 	plain, _ := NewEngine(1, 1<<12)
 	moved := 0
 	for i := range clients {
+		c := clientAddr(i, v6, 0)
 		for port := uint16(4000); port < 4003; port++ {
-			f := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
-			run(peer, s, &f)
-			if got := backendOf(t, &f); got != want[clientAddr(i)] {
-				t.Errorf("client %d, new connection from port %d: backend %d on the peer, want %d", i, port, got, want[clientAddr(i)])
+			src := c
+			if v6 {
+				src = clientAddr(i, true, byte(port)) // another address of the client's /64
+			}
+			if got := syn(peer, src, port); got != want[c] {
+				t.Errorf("client %d, new connection from %v port %d: backend %d on the peer, want %d", i, src, port, got, want[c])
 			}
 		}
-		g := frameOf(craft(t, pktOpts{src: netip.AddrFrom4(clientAddr(i)), dst: vip4, sport: 4000, dport: 80, flags: encap.TCPFlagSYN}))
-		run(plain, s, &g)
-		if backendOf(t, &g) != want[clientAddr(i)] {
+		if syn(plain, c, 4000) != want[c] {
 			moved++
 		}
 	}
@@ -97,6 +124,14 @@ func TestEngineSyncTemplates(t *testing.T) {
 		t.Fatal("without the templates no client moved: the test proves nothing")
 	}
 	t.Logf("without templates %d/%d clients moved", moved, clients)
+}
+
+// sameAddr reports whether a record's 16-byte address field holds a.
+func sameAddr(b [16]byte, a netip.Addr) bool {
+	if a.Is4() {
+		return [4]byte(b[:4]) == a.As4() && [12]byte(b[4:]) == [12]byte{}
+	}
+	return b == a.As16()
 }
 
 // The peer's copy of a live connection the sender evicted is removed: after every record
