@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/xlb-dev/xlb/connsync"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/internal/lab"
@@ -59,8 +62,10 @@ func tplClient(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 50, b
 // of the master, each client's new connection must reach the backend it had, although
 // the new master schedules them in the reverse order: first with the templates kept local
 // (sync.no_templates, the figure to beat), then sent. The templates run also checks that
-// a removal record (a closed connection's tuple reused by a new connection on the master)
-// removes the backup's synced entry at once (root only; skips otherwise).
+// removal records remove the backup's synced entries at once: a closed connection's tuple
+// reused by a new connection on the master, and 4000 flows pushed through the master's
+// 1024-entry table, of which the backup then holds as many as the master does (root
+// only; skips otherwise).
 func TestE2ESyncTemplates(t *testing.T) {
 	env := newSyncEnv(t, 4)
 	for i := range tplClients {
@@ -68,7 +73,7 @@ func TestE2ESyncTemplates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := syncCase{name: "rr-templates", scheduler: "rr", persist: true, connTable: "{timeouts: {tcp_fin: 1s}}"}
+	c := syncCase{name: "rr-templates", scheduler: "rr", persist: true, connTable: "{size: 1024, timeouts: {tcp_fin: 1s}}"}
 	without := c
 	without.noTpl = true
 	movedWithout := env.runTemplates(without)
@@ -128,6 +133,7 @@ func (env *syncEnv) runTemplates(c syncCase) int {
 			return syncStatus(lb1).AppliedKinds["template"] >= tplClients
 		})
 		env.removal(lb0, lb1)
+		env.evictions(lb0, lb1)
 	}
 	st0 := syncStatus(lb0)
 	env.failover(lb0, lb1, nil)
@@ -145,6 +151,63 @@ func (env *syncEnv) runTemplates(c syncCase) int {
 	}
 	env.stopPair(lb0, lb1)
 	return moved
+}
+
+// evictFlows is the number of flows the eviction check sends through the master: far more
+// than its connection table holds (conn_table size 1024 per worker).
+const evictFlows = 4000
+
+// evictions sends the master mid-flow TCP packets (ACKs) of evictFlows unknown flows from
+// 198.18.51.1: each makes an established entry there (and a record), and once the table
+// is full each evicts an older one, whose removal the backup applies. The backup then
+// holds as many of these flows as the master does, not all of them.
+func (env *syncEnv) evictions(lb0, lb1 *vrrpLB) {
+	t, tn := env.t, env.tn
+	t.Helper()
+	raw, err := tn.Client.RawSocket("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	b0, m0 := syncStatus(lb1), syncStatus(lb0)
+	eth := &layers.Ethernet{SrcMAC: tn.Client.Ifaces[0].MAC, DstMAC: tn.LBs[0].Ifaces[0].MAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{198, 18, 51, 1}, DstIP: tn.VIP.AsSlice()}
+	buf := gopacket.NewSerializeBuffer()
+	for i := range evictFlows {
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(10000 + i), DstPort: 80, Seq: 1, Ack: 1, ACK: true, Window: 1024}
+		_ = tcp.SetNetworkLayerForChecksum(ip)
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
+			t.Fatal(err)
+		}
+		if err := raw.Send(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		if i%500 == 499 { // let the master's rings drain (8192 records each) before the next burst
+			env.waitFor("the master's records sent", 5*time.Second, func() bool {
+				return syncStatus(lb0).SentKinds["conn"]-m0.SentKinds["conn"] >= uint64(i+1)
+			})
+		}
+	}
+	var m1, b1 control.SyncStatus
+	env.waitFor("the backup applying the master's records", 10*time.Second, func() bool {
+		m1, b1 = syncStatus(lb0), syncStatus(lb1)
+		return m1.SentKinds["conn"]-m0.SentKinds["conn"] == evictFlows && b1.ReceivedRecords-b0.ReceivedRecords == m1.SentRecords-m0.SentRecords
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := lb0.api.Conns(ctx, control.ConnsRequest{Client: "198.18.51.1/32", Limit: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, applied := m1.SentKinds["remove"]-m0.SentKinds["remove"], b1.AppliedKinds["remove"]-b0.AppliedKinds["remove"]
+	// The backup's entries, less the flood client's own template (the service is persistent).
+	held := int64(b1.Table.Entries) - int64(b0.Table.Entries) - int64(b1.Table.Templates-b0.Table.Templates)
+	t.Logf("%d mid-flow flows through the master: it holds %d, sent %d removals; the backup applied %d and holds %d of them",
+		evictFlows, l.Matched, removed, applied, held)
+	if removed == 0 || applied != removed || removed != uint64(evictFlows-l.Matched) || held != int64(l.Matched) {
+		t.Errorf("evictions: the master holds %d of %d flows and sent %d removals; the backup applied %d and holds %d",
+			l.Matched, evictFlows, removed, applied, held)
+	}
 }
 
 // removal closes a connection through the master with an RST and opens a new one from
