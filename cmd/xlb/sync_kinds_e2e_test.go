@@ -182,7 +182,7 @@ func (env *syncEnv) evictions(lb0, lb1 *vrrpLB) {
 		if err := raw.Send(buf.Bytes()); err != nil {
 			t.Fatal(err)
 		}
-		if i%500 == 499 { // let the master's rings drain (8192 records each) before the next burst
+		if i%250 == 249 { // bursts well within the rx ring (2048) and the backlog (1000); rings drained (8192 records)
 			env.waitFor("the master's records sent", 5*time.Second, func() bool {
 				return syncStatus(lb0).SentKinds["conn"]-m0.SentKinds["conn"] >= uint64(i+1)
 			})
