@@ -317,6 +317,9 @@ func (h *Health) validateKind(e *errs, hp pos, p string) {
 		case h.Shell && len(h.Command) != 1:
 			e.add(hp.at("command"), p+".command", ErrValue, "with shell, command is one string (the script)")
 		}
+		if err := health.CheckUser(h.User); err != nil {
+			e.add(hp.at("user"), p+".user", ErrValue, "%v", err)
+		}
 		for _, kv := range h.Env {
 			if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
 				e.add(hp.at("env"), p+".env", ErrValue, "%q is not NAME=value", kv)

@@ -24,6 +24,7 @@ func TestHealthKindErrors(t *testing.T) {
 		{"bad env", h + "      kind: exec\n      command: [x]\n      env: [NOEQUALS]\n", 12, ErrValue, "NAME=value"},
 		{"exec port", h + "      kind: exec\n      command: [x]\n      port: 80\n", 12, ErrValue, "uses no port"},
 		{"exec through vip", h + "      kind: exec\n      command: [x]\n      through_vip: true\n", 12, ErrValue, "no probe"},
+		{"exec user unknown", h + "      kind: exec\n      command: [x]\n      user: xlb-no-such-user\n", 12, ErrValue, "user xlb-no-such-user"},
 		{"dns without query", h + "      kind: dns\n", 10, ErrMissing, "needs a query"},
 		{"dns type", h + "      kind: dns\n      query: a.test\n      query_type: BOGUS\n", 12, ErrValue, "not a DNS type"},
 		{"dns rcode", h + "      kind: dns\n      query: a.test\n      expect_rcode: FINE\n", 12, ErrValue, "not a DNS rcode"},

@@ -73,6 +73,12 @@ func TestVRRPSectionErrors(t *testing.T) {
 		{"no vips", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n",
 			"v.yaml:10: vrrp.vips: missing: at least one VIP is required", ErrMissing},
 		{"not a mapping", " [1, 2]\n", "v.yaml:10: vrrp: bad type: want a mapping", ErrType},
+		{"notify user unknown", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n  vips: [198.19.0.10]\n" +
+			"  notify: {master: [/bin/true], user: xlb-no-such-user}\n",
+			"v.yaml:14: vrrp.notify.user: bad value: user xlb-no-such-user", ErrValue},
+		{"script user unknown", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n  vips: [198.19.0.10]\n" +
+			"  track_scripts: [{name: s}]\nvrrp_scripts:\n  - {name: s, command: [/bin/true], user: xlb-no-such-user}\n",
+			"v.yaml:16: vrrp_scripts[0].user: bad value: user xlb-no-such-user", ErrValue},
 		{"with bgp", "  interface: eth0\n  virtual_router_id: 1\n  priority: 100\n  vips: [198.19.0.10]\n" +
 			"bgp: {local_as: 65001, router_id: 198.18.0.2, next_hop: 198.18.0.2, neighbors: [{address: 198.18.0.1, as: 65000}]}\n",
 			"v.yaml:10: vrrp: bad value: vrrp and bgp cannot be used together", ErrValue},

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/health"
 )
 
 // Defaults of the VRRP tracking fields.
@@ -186,6 +188,9 @@ func (n *Notify) validate(e *errs, line int, p string) {
 	if n.Timeout < 0 {
 		e.add(line, p+".timeout", ErrValue, "timeout must be positive")
 	}
+	if err := health.CheckUser(n.User); err != nil {
+		e.add(line, p+".user", ErrValue, "%v", err)
+	}
 }
 
 func (c *Config) validateScripts(e *errs) {
@@ -212,6 +217,9 @@ func (c *Config) validateScripts(e *errs) {
 			e.add(s.pos.line, p, ErrValue, "rise and fall must be >= 1")
 		}
 		checkWeight(e, s.pos.at("weight"), p, s.Weight)
+		if err := health.CheckUser(s.User); err != nil {
+			e.add(s.pos.at("user"), p+".user", ErrValue, "%v", err)
+		}
 	}
 }
 

@@ -458,7 +458,18 @@ const window, windows = 500 * time.Millisecond, 18
 // sampleRevived counts, per half second, the requests backend 2 answered (flows) and its
 // share of all three backends' (share), for both services (counts()[service][backend]).
 func sampleRevived(counts func() [2][3]uint64) (flows [2][windows]uint64, share [2][windows]float64) {
+	// The windows start when the revived backend answers its first request of the service
+	// without slow start (least-conn sends it nearly every new flow from then on): on a
+	// loaded machine the request loops can stall for a second around the revival, and
+	// windows counted from the health transition would then measure the stall.
 	prev := counts()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if cur := counts(); cur[0][2] > prev[0][2] {
+			break
+		}
+	}
+	prev = counts()
 	for w := range windows {
 		time.Sleep(window)
 		cur := counts()

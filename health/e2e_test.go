@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,9 +50,12 @@ func (tr *transitions) wait(t *testing.T, id string, to State, within time.Durat
 }
 
 // allowance is added to the timing bounds: on a 2-core machine shared with heavy builds
-// (load average 15 was seen), timers and goroutines run late by tens of milliseconds. Runs
-// over the strict bound are logged, so the figures in docs/bench/health.md show them.
-const allowance = 100 * time.Millisecond
+// (load average 15 was seen), timers and goroutines run late by tens to a couple of hundred
+// milliseconds (874 ms against a 700 ms bound once, with three test suites on two CPUs).
+// The transition's reason names the run of probes that decided it, and the tests check that
+// count exactly, so the wall-clock bound only has to catch a detector grossly late. Runs over
+// the strict bound are logged, so the figures in docs/bench/health.md show them.
+const allowance = 250 * time.Millisecond
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -109,6 +113,9 @@ func TestNetnsKilledBackend(t *testing.T) {
 		for _, id := range []string{"http", "tcp"} {
 			x := tr.wait(t, id, StateDown, 10*downBound)
 			d := x.Time.Sub(killed)
+			if want := fmt.Sprintf("%d consecutive failures", fall); !strings.HasPrefix(x.Reason, want) {
+				t.Errorf("cycle %d: %s down: %q, want it decided by %s", i, id, x.Reason, want)
+			}
 			downs = append(downs, d)
 			if d > downBound+allowance {
 				t.Errorf("cycle %d: %s down after %v, bound %v + %v (%s)", i, id, d, downBound, allowance, x.Reason)
@@ -189,6 +196,9 @@ func TestNetnsHostGone(t *testing.T) {
 	for _, id := range ids {
 		x := tr.wait(t, id, StateDown, 10*interval*fall)
 		d := x.Time.Sub(gone)
+		if want := fmt.Sprintf("%d consecutive failures", fall); !strings.HasPrefix(x.Reason, want) {
+			t.Errorf("%s down: %q, want it decided by %s", id, x.Reason, want)
+		}
 		t.Logf("%s down after %v (%s)", id, d, x.Reason)
 		if d > interval*fall+timeout+allowance {
 			t.Errorf("%s down after %v, bound %v + %v", id, d, interval*fall+timeout, allowance)

@@ -193,6 +193,14 @@ func (c *Exec) credential() (*syscall.Credential, error) {
 	return c.cred, nil
 }
 
+// CheckUser reports whether name (a user name or uid; "" is xlb's own user) resolves on this
+// host as an exec check or script run as that user needs: configuration checks call it so
+// that a bad user is refused with the file's line, not found at the first run.
+func CheckUser(name string) error {
+	_, err := lookupUser(name)
+	return err
+}
+
 // lookupUser maps a user name or uid to its uid, primary gid and groups; "" means none.
 func lookupUser(name string) (*syscall.Credential, error) {
 	if name == "" {

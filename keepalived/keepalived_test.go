@@ -47,8 +47,8 @@ var importCases = map[string]importCase{
 		notes: []string{"03-ssl-tun.conf:2: virtual_server: approximated: lb_kind TUN"},
 	},
 	"04-misc.conf": {
-		yaml: []string{"kind: exec", "- /usr/local/bin/check_pg_replica\n", "dynamic_weight: true", "user: keepalived_script",
-			"user: postgres", "- /bin/sh\n", "| grep -q streaming", "timeout: 2s"},
+		yaml: []string{"kind: exec", "- /usr/local/bin/check_pg_replica\n", "dynamic_weight: true", "user: nobody",
+			"user: daemon", "- /bin/sh\n", "| grep -q streaming", "timeout: 2s"},
 	},
 	"05-dns-smtp.conf": {
 		yaml: []string{"protocol: udp", "kind: dns", "query: www.example.com", "query_type: A", "kind: smtp",

@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests use, when they are missing. Needs root (apt-get).
 set -euo pipefail
 need=()
-for pair in ip:iproute2 tc:iproute2 ethtool:ethtool nft:nftables ping:iputils-ping keepalived:keepalived bird:bird2 systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm setpriv:util-linux tcpdump:tcpdump; do
+for pair in ip:iproute2 tc:iproute2 ethtool:ethtool nft:nftables ping:iputils-ping keepalived:keepalived bird:bird2 systemd-analyze:systemd dpkg-deb:dpkg rpm:rpm setpriv:util-linux tcpdump:tcpdump zsh:zsh fish:fish; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

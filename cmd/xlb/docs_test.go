@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os/exec"
 	"strings"
 	"testing"
@@ -64,7 +65,8 @@ func TestCompletions(t *testing.T) {
 			t.Logf("%s not installed: its completion is not syntax-checked", sh)
 			continue
 		}
-		if out, err := exec.Command(sh, "-n", "-c", gen(sh)).CombinedOutput(); err != nil {
+		// fish -n -c reports a parse error on stderr but exits 0: any output is a failure.
+		if out, err := exec.Command(sh, "-n", "-c", gen(sh)).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 			t.Errorf("%s -n: %v\n%s", sh, err, out)
 		}
 	}
