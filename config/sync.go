@@ -52,6 +52,11 @@ type Sync struct {
 	// MaxSkew is how far a message's timestamp may be from this host's clock before the
 	// message is refused as stale. Default 30s.
 	MaxSkew time.Duration `yaml:"max_skew"`
+	// NoTemplates keeps this host's persistence templates to itself: the peers then learn a
+	// persistent client's backend only from its live connections, and a client with none
+	// at a failover is scheduled afresh. For measuring what the templates buy. Default
+	// false (templates are sent).
+	NoTemplates bool `yaml:"no_templates"`
 
 	pos pos
 }
@@ -120,7 +125,8 @@ func (s *Sync) NodeConfig(timeouts sched.Timeouts) (connsync.Config, error) {
 		return connsync.Config{}, err
 	}
 	c := connsync.Config{Key: key, Interval: s.Interval, MaxMessage: s.MaxMessage, Capacity: s.Capacity,
-		Refresh: s.Refresh, MaxSkew: s.MaxSkew, Timeouts: timeouts, Group: s.Group, Interface: s.Interface}
+		Refresh: s.Refresh, MaxSkew: s.MaxSkew, Timeouts: timeouts, Group: s.Group, Interface: s.Interface,
+		NoTemplates: s.NoTemplates}
 	if c.Listen, err = syncAddr(s.Listen); err != nil {
 		return connsync.Config{}, fmt.Errorf("%w: sync.listen: %w", ErrValue, err)
 	}

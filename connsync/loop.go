@@ -36,6 +36,13 @@ func (n *Node) sendLoop(ctx context.Context, pc *net.UDPConn) {
 		w.add(func(buf []byte) []byte { return sealer.Seal(buf, &h, recs) }, Size(len(recs)), len(recs))
 		n.send.msgs.Add(1)
 		n.send.records.Add(uint64(len(recs)))
+		var kinds [NumKinds]uint64
+		for i := range recs {
+			kinds[min(recs[i].Kind, NumKinds-1)]++
+		}
+		for k, c := range kinds {
+			n.send.kinds[k].Add(c)
+		}
 	}
 	var rings []*Ring
 	for {
@@ -108,8 +115,13 @@ func (n *Node) apply(s *Sealer, g *replayGuard, b []byte, recs []Record, now tim
 	if d := now.Sub(time.Unix(0, h.Sent)); d > n.cfg.MaxSkew || d < -n.cfg.MaxSkew {
 		return n.drop(ErrStale)
 	}
+	unknown := 0
 	for i := range h.Count {
-		if ParseRecord(raw, i, &recs[i]) != nil {
+		switch err := ParseRecord(raw, i, &recs[i]); {
+		case errors.Is(err, ErrKind):
+			recs[i].Kind = NumKinds // a newer peer's kind: skipped below, counted
+			unknown++
+		case err != nil:
 			return n.drop(ErrRecord) // an authenticated peer with another idea of the format: none of it
 		}
 	}
@@ -122,10 +134,17 @@ func (n *Node) apply(s *Sealer, g *replayGuard, b []byte, recs []Record, now tim
 	}
 	n.recv.lost.Add(gap)
 	n.recv.records.Add(uint64(h.Count))
+	n.dropped[DropKind].Add(uint64(unknown))
+	var kinds [NumKinds]uint64
 	for i := range h.Count {
-		n.table.Put(&recs[i])
+		if k := recs[i].Kind; k < NumKinds && n.table.Apply(&recs[i], h.Sender) {
+			kinds[k]++
+		}
 	}
-	n.recv.applied.Add(uint64(h.Count))
+	for k, c := range kinds {
+		n.recv.kinds[k].Add(c)
+		n.recv.applied.Add(c)
+	}
 	lag := int64(now.Sub(time.Unix(0, h.Oldest)))
 	n.lagLast.Store(lag)
 	if lag > n.lagMax.Load() {
@@ -153,6 +172,9 @@ func (n *Node) Stats() Stats {
 		SenderCPU: time.Duration(n.sendCPU.Load()), ReceiverCPU: time.Duration(n.recvCPU.Load())}
 	for i := range s.Dropped {
 		s.Dropped[i] = n.dropped[i].Load()
+	}
+	for k := range NumKinds {
+		s.SentKinds[k], s.AppliedKinds[k] = n.send.kinds[k].Load(), n.recv.kinds[k].Load()
 	}
 	n.mu.Lock()
 	for _, q := range n.rings {

@@ -58,6 +58,10 @@ type Config struct {
 	MaxSkew time.Duration
 	// Timeouts expire received entries, as the connection table's (zero: LVS's).
 	Timeouts sched.Timeouts
+	// NoTemplates keeps this host's persistence templates to itself (peers still learn a
+	// client's backend from its synced connections): what the templates buy can be
+	// measured against it.
+	NoTemplates bool
 }
 
 func (c *Config) defaults() {
@@ -92,13 +96,14 @@ const (
 	DropRecord
 	DropReplay
 	DropStale
+	DropKind     // records of a kind this version does not know (skipped, the rest applied)
 	DropRingFull // records a worker could not queue
 	DropSendError
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{"short", "magic", "version", "length", "oversized", "auth",
-	"record", "replay", "stale", "ring_full", "send_error"}
+	"record", "replay", "stale", "kind", "ring_full", "send_error"}
 
 // DropName returns drop reason i's snake_case name (a metric label).
 func DropName(i int) string {
@@ -108,18 +113,20 @@ func DropName(i int) string {
 	return "unknown"
 }
 
-var dropErrs = [...]error{ErrShort, ErrMagic, ErrVersion, ErrLength, ErrOversized, ErrAuth, ErrRecord, ErrReplay, ErrStale}
+var dropErrs = [...]error{ErrShort, ErrMagic, ErrVersion, ErrLength, ErrOversized, ErrAuth, ErrRecord, ErrReplay, ErrStale, ErrKind}
 
 // Stats are a Node's counters.
 type Stats struct {
 	Sender          uint64 // this process's sender id
 	SentMessages    uint64
 	SentRecords     uint64
-	SentBytes       uint64 // UDP payload bytes, summed over peers
-	Received        uint64 // datagrams received
-	ReceivedRecords uint64 // records of accepted messages
-	Applied         uint64 // records written to the table
-	Lost            uint64 // sequence numbers skipped (messages lost, or reordered past)
+	SentBytes       uint64           // UDP payload bytes, summed over peers
+	SentKinds       [NumKinds]uint64 // SentRecords by kind
+	Received        uint64           // datagrams received
+	ReceivedRecords uint64           // records of accepted messages
+	Applied         uint64           // records written to the table
+	AppliedKinds    [NumKinds]uint64 // Applied by kind (a removal: one that removed an entry)
+	Lost            uint64           // sequence numbers skipped (messages lost, or reordered past)
 	Dropped         [NumDropReasons]uint64
 	LagLast         time.Duration // receive time minus the oldest record's queueing bound, last message
 	LagMax          time.Duration
@@ -154,6 +161,7 @@ type Node struct {
 
 type atomicStats struct {
 	msgs, records, bytes, applied, lost atomic.Uint64
+	kinds                               [NumKinds]atomic.Uint64
 }
 
 // New checks cfg and builds a node; it opens nothing (Run does).
@@ -182,6 +190,10 @@ func (n *Node) Table() *Table { return n.table }
 
 // Refresh returns Config.Refresh (with its default).
 func (n *Node) Refresh() time.Duration { return n.cfg.Refresh }
+
+// Templates reports whether this host sends its persistence templates (not
+// Config.NoTemplates).
+func (n *Node) Templates() bool { return !n.cfg.NoTemplates }
 
 // Ring returns a new queue for one worker's records; the sender drains it. Call it before
 // the worker pushes; it may be called while Run runs.

@@ -70,7 +70,7 @@ func TestApplyRefuses(t *testing.T) {
 	bad := r
 	bad.Backend[3] = 66
 	badRec := seal(t, testKey, 5, 3, now, bad)
-	badRec[HeaderSize+39] = 1 // a malformed record, re-signed
+	badRec[HeaderSize+60] = 1 // a malformed record (padding), re-signed
 	badRec = s.resign(badRec)
 	oversized := make([]Record, 30)
 	for i := range oversized {
@@ -117,8 +117,8 @@ func TestApplyRefuses(t *testing.T) {
 	}
 }
 
-// The table holds at most its capacity, whatever the flood: its memory is allocated once,
-// and a full bucket evicts its oldest entry.
+// The table holds at most its capacity, whatever the flood (connections, templates and
+// removals mixed): its memory is allocated once, and a full bucket evicts its oldest entry.
 func TestTableFloodMemoryFlat(t *testing.T) {
 	const capacity = 1 << 14
 	n := newNode(t, Config{Capacity: capacity})
@@ -134,6 +134,14 @@ func TestTableFloodMemoryFlat(t *testing.T) {
 				batch[j] = testRecord(0)
 				batch[j].Key.Src = v4(198, 18, byte(seq>>8), byte(seq))
 				batch[j].Key.SrcPort = uint16(i + j)
+				switch j % 7 {
+				case 3: // a client's template
+					batch[j].Kind, batch[j].State, batch[j].Key.SrcPort = KindTemplate, 0, 0
+					batch[j].Key.Src = v4(byte(100+j), 18, byte(seq>>8), byte(seq))
+				case 6: // the previous connection removed
+					batch[j] = batch[j-1]
+					batch[j].Kind = KindRemove
+				}
 			}
 			seq++
 			if d := n.apply(s, &g, seal(t, testKey, 1, seq, now, batch...), recs, now); d != -1 {
@@ -156,14 +164,17 @@ func TestTableFloodMemoryFlat(t *testing.T) {
 	if h1 > h0+1<<20 {
 		t.Errorf("heap grew %d bytes under the flood", h1-h0)
 	}
-	if st.Table.Entries > capacity || st.Table.Evictions == 0 {
-		t.Errorf("table %+v: want at most %d entries and evictions", st.Table, capacity)
+	if st.Table.Entries > capacity || st.Table.Evictions == 0 || st.Table.Templates == 0 || st.Table.Removed == 0 {
+		t.Errorf("table %+v: want at most %d entries, evictions, templates and removals", st.Table, capacity)
 	}
-	// The newest entries are there.
+	// The newest entries are there, the removed one is not.
 	var r Record
-	k := batch[len(batch)-1].Key
-	if !n.Table().Lookup(&k, &r) {
-		t.Error("the newest flow was evicted")
+	k, tk, gone := batch[len(batch)-3].Key, batch[len(batch)-4].Key, batch[len(batch)-1].Key // 18, 17, 20 (19 removed)
+	if !n.Table().Lookup(&k, &r) || !n.Table().LookupTemplate(&tk, time.Minute, &r) {
+		t.Error("the newest flow or template was evicted")
+	}
+	if n.Table().Lookup(&gone, &r) {
+		t.Error("a removed flow is still there")
 	}
 }
 

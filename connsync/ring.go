@@ -6,14 +6,18 @@ import (
 	"github.com/xlb-dev/xlb/sched"
 )
 
-// Record is one synced connection: the flow's key, the backend it goes to (address and
-// port as the service lists it) and its connection state. 64 bytes on the wire.
+// Record is one synced change: for a connection (KindConn) the flow's key, the backend it
+// goes to (address and port as the service lists it) and its connection state; for a
+// removal (KindRemove) the flow the sender dropped, the backend it had and its last state;
+// for a persistence template (KindTemplate) the client prefix and service as its Key (see
+// the message format in wire.go) and the backend. 64 bytes on the wire.
 type Record struct {
 	Key         sched.Key
 	Backend     [16]byte // IPv4: the address in Backend[0:4], the rest zero
 	BackendPort uint16
 	BackendV6   bool
 	State       sched.ConnState
+	Kind        Kind
 }
 
 // Ring is a single-producer, single-consumer queue of Records: one worker pushes, the

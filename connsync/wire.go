@@ -31,9 +31,17 @@ import (
 //	32  source port, 34 destination port
 //	36  protocol
 //	37  flags: bit 0 the key is IPv6, bit 1 the backend is IPv6; others 0
-//	38  state (sched.ConnState)
-//	39  0
+//	38  state (sched.ConnState; 0 in a template)
+//	39  kind: 0 a connection, 1 a removal, 2 a persistence template (Kind); a receiver
+//	    skips (and counts) a record of a kind it does not know
 //	40  backend address (16), 56 backend port, 58..63 zero
+//
+// A removal names the flow that the sender's table dropped and its last state (backend
+// zero); a
+// template's key is the client prefix (source address masked to the service's persistence
+// prefix, source port 0) and the service (destination address, port and protocol as the
+// service is configured: port 0 for an all-ports service), its backend the one the prefix
+// is remembered on.
 const (
 	Version    = 1
 	HeaderSize = 40
@@ -59,7 +67,31 @@ var (
 	ErrReplay    = errors.New("connsync: replayed or too old sequence number")
 	ErrStale     = errors.New("connsync: timestamp outside the allowed skew")
 	ErrKey       = errors.New("connsync: key too short")
+	// ErrKind is ParseRecord's error for a well-framed record of a kind this version does
+	// not know: the receiver skips that record and applies the rest.
+	ErrKind = errors.New("connsync: unknown record kind")
 )
+
+// Kind is what a Record says.
+type Kind uint8
+
+// Record kinds.
+const (
+	KindConn     Kind = iota // a connection: new, changed or refreshed
+	KindRemove               // the sender's table dropped the connection
+	KindTemplate             // a client prefix's persistence (Key: prefix and service)
+	NumKinds
+)
+
+var kindNames = [NumKinds]string{"conn", "remove", "template"}
+
+// String returns the kind's name (a metric label).
+func (k Kind) String() string {
+	if k < NumKinds {
+		return kindNames[k]
+	}
+	return "unknown"
+}
 
 // Header is a message's header.
 type Header struct {
@@ -155,7 +187,7 @@ func putRecord(b []byte, r *Record) {
 	if r.BackendV6 {
 		f |= 2
 	}
-	b[37], b[38], b[39] = f, byte(r.State), 0
+	b[37], b[38], b[39] = f, byte(r.State), byte(r.Kind)
 	copy(b[40:56], r.Backend[:])
 	binary.BigEndian.PutUint16(b[56:], r.BackendPort)
 	clear(b[58:64])
@@ -163,17 +195,24 @@ func putRecord(b []byte, r *Record) {
 
 // ParseRecord decodes the i-th record of recs (as Open returned them) into r, checking
 // that it is well formed: known flags and state, zero padding, IPv4 addresses with zero
-// tails.
+// tails, a template's state and source port 0. A record of an unknown kind is ErrKind (r
+// is then not filled in).
 func ParseRecord(recs []byte, i int, r *Record) error {
 	if i < 0 || (i+1)*RecordSize > len(recs) {
 		return ErrRecord
 	}
 	b := recs[i*RecordSize : (i+1)*RecordSize]
-	f := b[37]
-	if f&^3 != 0 || b[39] != 0 || int(b[38]) >= sched.NumConnStates || [6]byte(b[58:64]) != [6]byte{} {
+	f, kind := b[37], Kind(b[39])
+	if f&^3 != 0 || int(b[38]) >= sched.NumConnStates || [6]byte(b[58:64]) != [6]byte{} {
 		return ErrRecord
 	}
-	*r = Record{State: sched.ConnState(b[38]), BackendPort: binary.BigEndian.Uint16(b[56:]),
+	if kind >= NumKinds {
+		return ErrKind
+	}
+	if kind == KindTemplate && (b[38] != 0 || b[32] != 0 || b[33] != 0) {
+		return ErrRecord
+	}
+	*r = Record{Kind: kind, State: sched.ConnState(b[38]), BackendPort: binary.BigEndian.Uint16(b[56:]),
 		BackendV6: f&2 != 0}
 	r.Key.Src, r.Key.Dst = [16]byte(b[0:16]), [16]byte(b[16:32])
 	r.Key.SrcPort, r.Key.DstPort = binary.BigEndian.Uint16(b[32:]), binary.BigEndian.Uint16(b[34:])

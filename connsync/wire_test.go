@@ -94,7 +94,7 @@ func TestParseRecordRefuses(t *testing.T) {
 		name string
 		at   int
 		v    byte
-	}{{"flags", 37, 4}, {"state", 38, byte(sched.NumConnStates)}, {"pad39", 39, 1}, {"pad60", 60, 1},
+	}{{"flags", 37, 4}, {"state", 38, byte(sched.NumConnStates)}, {"pad60", 60, 1},
 		{"v4 tail src", 10, 1}, {"v4 tail dst", 30, 1}, {"v4 tail backend", 50, 1}} {
 		b := bytes.Clone(good)
 		b[c.at] = c.v
@@ -104,6 +104,30 @@ func TestParseRecordRefuses(t *testing.T) {
 	}
 	if err := ParseRecord(good, 1, &r); !errors.Is(err, ErrRecord) {
 		t.Errorf("out of range: %v", err)
+	}
+	// A template names a client prefix: state and source port 0.
+	tpl := bytes.Clone(good)
+	tpl[39], tpl[38], tpl[32], tpl[33] = byte(KindTemplate), 0, 0, 0
+	if err := ParseRecord(tpl, 0, &r); err != nil || r.Kind != KindTemplate {
+		t.Fatalf("template: %v %+v", err, r)
+	}
+	for _, at := range []int{32, 33, 38} {
+		b := bytes.Clone(tpl)
+		b[at] = 1
+		if err := ParseRecord(b, 0, &r); !errors.Is(err, ErrRecord) {
+			t.Errorf("template with byte %d set: %v, want ErrRecord", at, err)
+		}
+	}
+	// An unknown kind is its own error (the receiver skips the record, not the message);
+	// a malformed record of an unknown kind is malformed.
+	unknown := bytes.Clone(good)
+	unknown[39] = byte(NumKinds)
+	if err := ParseRecord(unknown, 0, &r); !errors.Is(err, ErrKind) {
+		t.Errorf("unknown kind: %v, want ErrKind", err)
+	}
+	unknown[60] = 1
+	if err := ParseRecord(unknown, 0, &r); !errors.Is(err, ErrRecord) {
+		t.Errorf("unknown kind, bad padding: %v, want ErrRecord", err)
 	}
 }
 
@@ -180,6 +204,9 @@ func TestReplayGuardBounded(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	s, _ := NewSealer(testKey)
 	f.Add(s.Seal(make([]byte, Size(2)), &Header{Seq: 1}, []Record{testRecord(1), testRecord(2)}))
+	rm := testRecord(3)
+	rm.Kind = KindRemove
+	f.Add(s.Seal(make([]byte, Size(3)), &Header{Seq: 2}, []Record{testRecord(1), rm, testTemplate()}))
 	f.Add([]byte("XLBS\x01\x00\x00\x00"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -218,6 +245,10 @@ func FuzzParseRecord(f *testing.F) {
 	r := testRecord(3)
 	putRecord(good, &r)
 	f.Add(good)
+	tpl := make([]byte, RecordSize)
+	r = testTemplate()
+	putRecord(tpl, &r)
+	f.Add(tpl)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Record
 		if ParseRecord(b, 0, &r) != nil {

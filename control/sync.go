@@ -24,9 +24,11 @@ type SyncStatus struct {
 	SentMessages    uint64            `json:"sent_messages"`
 	SentRecords     uint64            `json:"sent_records"`
 	SentBytes       uint64            `json:"sent_bytes"`
+	SentKinds       map[string]uint64 `json:"sent_kinds"` // sent records by kind: conn, remove, template
 	Received        uint64            `json:"received_messages"`
 	ReceivedRecords uint64            `json:"received_records"`
 	Applied         uint64            `json:"applied"`
+	AppliedKinds    map[string]uint64 `json:"applied_kinds"` // applied records by kind (a removal: one that removed an entry)
 	Lost            uint64            `json:"lost"`
 	Dropped         map[string]uint64 `json:"dropped"`
 	LagLast         time.Duration     `json:"lag_last_ns"`
@@ -44,9 +46,13 @@ func SyncStatusOf(s connsync.Stats) SyncStatus {
 	st := SyncStatus{Listen: s.Listen, Peers: s.Peers, Sender: fmt.Sprintf("%016x", s.Sender),
 		SentMessages: s.SentMessages, SentRecords: s.SentRecords, SentBytes: s.SentBytes, Received: s.Received,
 		ReceivedRecords: s.ReceivedRecords, Applied: s.Applied, Lost: s.Lost, LagLast: s.LagLast, LagMax: s.LagMax,
-		SenderCPU: s.SenderCPU, ReceiverCPU: s.ReceiverCPU, Table: s.Table, Dropped: map[string]uint64{}}
+		SenderCPU: s.SenderCPU, ReceiverCPU: s.ReceiverCPU, Table: s.Table, Dropped: map[string]uint64{},
+		SentKinds: map[string]uint64{}, AppliedKinds: map[string]uint64{}}
 	for i, n := range s.Dropped {
 		st.Dropped[connsync.DropName(i)] = n
+	}
+	for k := range connsync.NumKinds {
+		st.SentKinds[k.String()], st.AppliedKinds[k.String()] = s.SentKinds[k], s.AppliedKinds[k]
 	}
 	return st
 }
@@ -83,6 +89,10 @@ var (
 	descSyncCapacity = prometheus.NewDesc("xlb_sync_table_capacity", "Size of the peers' connection table.", nil, nil)
 	descSyncEvicted  = prometheus.NewDesc("xlb_sync_table_evictions_total", "Live peer entries evicted for newer ones.", nil, nil)
 	descSyncHits     = prometheus.NewDesc("xlb_sync_table_hits_total", "Flows new to this host found in the peers' table.", nil, nil)
+	descSyncSentKind = prometheus.NewDesc("xlb_sync_sent_kind_records_total", "Records sent to the peers, by kind (conn, remove, template).", []string{"kind"}, nil)
+	descSyncAppKind  = prometheus.NewDesc("xlb_sync_applied_kind_records_total", "Records applied to the peers' table, by kind (a removal: one that removed an entry).", []string{"kind"}, nil)
+	descSyncRemoved  = prometheus.NewDesc("xlb_sync_table_removed_total", "Peer entries removed by their sender's removal records.", nil, nil)
+	descSyncTplHits  = prometheus.NewDesc("xlb_sync_table_template_hits_total", "New persistent clients found in the peers' templates.", nil, nil)
 	descSyncCPU      = prometheus.NewDesc("xlb_sync_cpu_seconds_total", "CPU time of the sync threads (user and system).", []string{"thread"}, nil)
 )
 
@@ -95,7 +105,8 @@ type syncCollector struct{ s SyncSource }
 func (sc syncCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSyncSent, descSyncSentMsg, descSyncSentB, descSyncRecv, descSyncRecvRec,
 		descSyncApplied, descSyncLost, descSyncDropped, descSyncLag, descSyncLagMax, descSyncEntries,
-		descSyncCapacity, descSyncEvicted, descSyncHits, descSyncCPU} {
+		descSyncCapacity, descSyncEvicted, descSyncHits, descSyncSentKind, descSyncAppKind, descSyncRemoved,
+		descSyncTplHits, descSyncCPU} {
 		ch <- d
 	}
 }
@@ -123,6 +134,12 @@ func (sc syncCollector) Collect(ch chan<- prometheus.Metric) {
 	g(descSyncCapacity, float64(s.Table.Capacity))
 	c(descSyncEvicted, s.Table.Evictions)
 	c(descSyncHits, s.Table.Hits)
+	c(descSyncRemoved, s.Table.Removed)
+	c(descSyncTplHits, s.Table.TemplateHits)
+	for k := range connsync.NumKinds {
+		ch <- prometheus.MustNewConstMetric(descSyncSentKind, prometheus.CounterValue, float64(s.SentKinds[k]), k.String())
+		ch <- prometheus.MustNewConstMetric(descSyncAppKind, prometheus.CounterValue, float64(s.AppliedKinds[k]), k.String())
+	}
 	ch <- prometheus.MustNewConstMetric(descSyncCPU, prometheus.CounterValue, s.SenderCPU.Seconds(), "sender")
 	ch <- prometheus.MustNewConstMetric(descSyncCPU, prometheus.CounterValue, s.ReceiverCPU.Seconds(), "receiver")
 }

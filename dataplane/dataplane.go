@@ -195,7 +195,7 @@ func (d *Dataplane) newWorker(q int, cpus []int, start time.Time) (_ *worker, er
 		return nil, err
 	}
 	if c.Sync != nil {
-		engine.SetSync(c.Sync.Ring(), c.Sync.Table(), c.Sync.Refresh())
+		engine.SetSync(c.Sync.Ring(), c.Sync.Table(), c.Sync.Refresh(), c.Sync.Templates())
 	}
 	w := &worker{id: q, queue: q, umem: umem, engine: engine, batch: c.BatchSize, snap: &d.snap, capt: &d.capt,
 		start: start, descs: make([]xsk.Desc, maxBatch), frames: make([]Frame, maxBatch),

@@ -45,7 +45,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 	sender := newEngine(t)
 	node := syncNode(t)
 	ring := node.Ring()
-	sender.SetSync(ring, nil, time.Minute)
+	sender.SetSync(ring, nil, time.Minute, true)
 	s := mustSnapshot(t, nil, rrSpecOn(t, vip, 3))
 	const flows = 60
 	backend := map[uint16]int{}
@@ -86,7 +86,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer.SetSync(nil, table, time.Minute)
+	peer.SetSync(nil, table, time.Minute, true)
 	plain, err := NewEngine(1, 1<<12)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 	// A SYN for a tuple the table holds starts a new connection: the strategy decides
 	// (round-robin on a fresh engine: backends 2, 0, 1, ... for worker id 2).
 	fresh, _ := NewEngine(2, 1<<12)
-	fresh.SetSync(nil, table, time.Minute)
+	fresh.SetSync(nil, table, time.Minute, true)
 	for port := uint16(2000); port < 2006; port++ {
 		f := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80, flags: encap.TCPFlagSYN}))
 		run(fresh, s, &f)
@@ -128,7 +128,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 	down.Sched, _ = sched.NewService(sched.ServiceConfig{Strategy: sched.RoundRobin}, bs)
 	sd := mustSnapshot(t, nil, down)
 	other, _ := NewEngine(3, 1<<12)
-	other.SetSync(nil, table, time.Minute)
+	other.SetSync(nil, table, time.Minute, true)
 	onDown := 0
 	for port, b := range backend {
 		f := frameOf(craft(t, pktOpts{src: client, dst: vip, sport: port, dport: 80}))
@@ -153,7 +153,7 @@ func engineSyncedFlows(t *testing.T, vip netip.Addr) {
 func TestEngineSyncRefreshAndStateChange(t *testing.T) {
 	e := newEngine(t)
 	ring := syncNode(t).Ring()
-	e.SetSync(ring, nil, 2*time.Second)
+	e.SetSync(ring, nil, 2*time.Second, true)
 	s := mustSnapshot(t, nil, rrSpec(t, 2))
 	at := func(now time.Duration, o pktOpts) {
 		f := frameOf(craft(t, o))
@@ -189,7 +189,7 @@ func TestEngineSyncAllocs(t *testing.T) {
 	node := syncNode(t)
 	ring := node.Ring()
 	table := connsync.NewTable(1024, sched.Timeouts{})
-	e.SetSync(ring, table, time.Minute)
+	e.SetSync(ring, table, time.Minute, true)
 	s := mustSnapshot(t, nil, rrSpec(t, 3))
 	f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: 1, dport: 80}))
 	batch := []Frame{f}
@@ -229,9 +229,9 @@ func BenchmarkEngineNewFlowSync(b *testing.B) {
 			ring := node.Ring()
 			switch mode {
 			case "out":
-				e.SetSync(ring, nil, time.Minute)
+				e.SetSync(ring, nil, time.Minute, true)
 			case "out+in":
-				e.SetSync(ring, node.Table(), time.Minute)
+				e.SetSync(ring, node.Table(), time.Minute, true)
 				for i := range 1 << 16 {
 					r := connsync.Record{Key: sched.Key{Src: [16]byte{10, byte(i >> 8), byte(i)}, Proto: 6}}
 					node.Table().Put(&r)
@@ -270,7 +270,7 @@ func TestEngineSyncNATPort(t *testing.T) {
 	s := mustSnapshot(t, nil, sp)
 	sender := newEngine(t)
 	ring := syncNode(t).Ring()
-	sender.SetSync(ring, nil, time.Minute)
+	sender.SetSync(ring, nil, time.Minute, true)
 	ports := map[uint16]uint16{}
 	for port := uint16(3000); port < 3030; port++ {
 		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
@@ -287,7 +287,7 @@ func TestEngineSyncNATPort(t *testing.T) {
 		table.Put(&recs[i])
 	}
 	peer, _ := NewEngine(1, 1<<12)
-	peer.SetSync(nil, table, time.Minute)
+	peer.SetSync(nil, table, time.Minute, true)
 	for port, want := range ports {
 		f := frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: port, dport: 80}))
 		run(peer, s, &f)

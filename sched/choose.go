@@ -8,7 +8,9 @@ const persistTickShift = persistShift - tickShift
 // choose picks the backend for a new flow of svc: the client prefix's remembered backend
 // when svc is persistent and that backend is in svc and up (a drained one, weight 0,
 // included: as in IPVS it keeps its persistent clients), else the strategy's pick, which
-// a persistent service then remembers for the prefix.
+// a persistent service then remembers for the prefix. A client this host does not know
+// takes the backend a peer's template names, when connection sync has one (SetSyncTemplates)
+// and that backend is up.
 func (c *Core) choose(st *svcState, svc *Service, k *Key, now int64) int {
 	if svc.pticks == 0 {
 		return c.pick(st, svc, k)
@@ -17,17 +19,20 @@ func (c *Core) choose(st *svcState, svc *Service, k *Key, now int64) int {
 	if id, seen, ok := c.persist.lookup(pk, pn, svc.pticks); ok {
 		if p := svc.ids.lookup(id); p >= 0 && svc.backends[p].Up {
 			if seen != pn { // refreshed at most once a tick (1.07 s): a shared line is written rarely
-				c.persist.store(pk, id, pn, true)
+				c.remember(svc, pk, id, pn, true)
 			}
 			c.c[cPersisted]++
 			return int(p)
 		}
 	}
-	p := c.pick(st, svc, k)
+	p := c.templateFromPeer(svc, k)
+	if p < 0 {
+		p = c.pick(st, svc, k)
+	}
 	if p < 0 {
 		return p
 	}
-	c.persist.store(pk, svc.backends[p].ID, pn, false)
+	c.remember(svc, pk, svc.backends[p].ID, pn, false)
 	// Another core may have remembered the same new client at the same moment, with its own
 	// pick: every core reads the bucket in one order, so following what the table holds now
 	// makes them agree (nearly always: both writes usually land before both reads).

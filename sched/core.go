@@ -97,12 +97,7 @@ type Core struct {
 	c       [numCounters]uint64        // owner's counters, plain
 	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
 
-	// Connection sync (sync.go).
-	syncMiss    func(svc *Service, k Key) int
-	syncTrack   bool
-	syncChg     bool
-	syncState   uint8
-	syncRefresh uint16
+	sy coreSync // connection sync (sync.go)
 }
 
 // counter indexes into Core.c, in Stats order.
@@ -310,6 +305,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		w = b.find(tag, k)
 	}
 	if w >= 0 && reused(b.state[w], tcpFlags) {
+		c.gone(b, w, true)
 		c.expire(b, w) // a new connection on the tuple of a closed one: scheduled afresh
 		w = -1
 	}
@@ -319,12 +315,12 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 			if int(e.svc) == svc.index {
 				if p := c.position(svc, e); p >= 0 && svc.backends[p].Up {
 					if svc.pticks > 0 && t>>persistTickShift != b.seen[w]>>persistTickShift {
-						c.persist.store(c.persist.persistKey(svc, k), e.backend, persistNow(now), true)
+						c.remember(svc, c.persist.persistKey(svc, k), e.backend, persistNow(now), true)
 					}
 					b.seen[w] = t
 					old := b.state[w]
 					b.state[w] = nextState(old, tcpFlags)
-					if c.syncTrack {
+					if c.sy.track {
 						c.noteSync(e, b.state[w], b.state[w] != old, t)
 					}
 					c.c[cHits]++
@@ -342,7 +338,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	if p >= 0 && svc.pticks > 0 {
 		// A synced connection of a persistent service carries its client's persistence:
 		// the client's new connections follow it here too (see SetSync).
-		c.persist.store(c.persist.persistKey(svc, k), svc.backends[p].ID, persistNow(now), false)
+		c.remember(svc, c.persist.persistKey(svc, k), svc.backends[p].ID, persistNow(now), false)
 	}
 	if p < 0 {
 		p = c.choose(st, svc, k, now)
@@ -368,7 +364,7 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	b.seen[w] = t
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID, pos: uint16(p)}
-	if c.syncTrack {
+	if c.sy.track {
 		c.noteSync(&b.ent[w], b.state[w], true, t)
 	}
 	c.c[cInserts]++
@@ -402,6 +398,7 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	st := &c.svcs[svc.index]
 	p := c.choose(st, svc, k, now)
 	if p < 0 {
+		c.gone(b, w, true)
 		c.remove(b, w)
 		c.c[cNoBackend]++
 		return -1
@@ -409,7 +406,7 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 	e.svc, e.backend, e.pos = uint16(svc.index), svc.backends[p].ID, uint16(p)
 	b.state[w] = newState(k.Proto, tcpFlags)
 	b.seen[w] = t
-	if c.syncTrack {
+	if c.sy.track {
 		c.noteSync(e, b.state[w], true, t)
 	}
 	st.conns[p]++
@@ -456,6 +453,7 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 		return b, w
 	}
 	b, w := pair[old/ways], old%ways
+	c.gone(b, w, false)
 	c.c[cEvictions]++
 	c.release(&b.ent[w])
 	c.remove(b, w)
@@ -491,6 +489,7 @@ func (c *Core) ownVictim(b1, b2 *bucket, si int, t uint32) (*bucket, int) {
 	if expired {
 		c.expire(best, bw)
 	} else {
+		c.gone(best, bw, false)
 		c.c[cEvictions]++
 		c.release(&best.ent[bw])
 		c.remove(best, bw)

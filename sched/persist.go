@@ -62,12 +62,13 @@ type PersistTable struct {
 }
 
 // pslot is one slot: a sequence number (odd while a writer holds it), the client's hash
-// (0 = empty) and the value (backend ID in the high 32 bits, last seen in the low 32).
+// (0 = empty), the value (backend ID in the high 32 bits, last seen in the low 32) and, for
+// connection sync, when peers last heard of it (written only by the slot's writer).
 type pslot struct {
-	seq atomic.Uint64
-	key atomic.Uint64
-	val atomic.Uint64
-	_   atomic.Uint64 // 32 bytes: two slots per cache line, a bucket in two lines
+	seq    atomic.Uint64
+	key    atomic.Uint64
+	val    atomic.Uint64
+	synced atomic.Uint64 // 32 bytes: two slots per cache line, a bucket in two lines
 }
 
 // NewPersistTable returns a table that remembers up to size clients (rounded up to a
@@ -149,6 +150,14 @@ func (p *PersistTable) lookup(key uint64, now, timeout uint32) (id, seen uint32,
 // at the same moment is left to that core (persistence is remembered best-effort: both
 // cores chose for the same client, or for clients that share a bucket).
 func (p *PersistTable) store(key uint64, id, now uint32, only bool) {
+	p.storeSync(key, id, now, only, 0)
+}
+
+// storeSync is store that also reports whether the peers should hear of the client's
+// template (connection sync): when every > 0 and the write made a new template, moved it
+// to another backend, or refreshed one whose peers last heard of it every ticks ago or
+// more. One core reports each such write (the slot's writer).
+func (p *PersistTable) storeSync(key uint64, id, now uint32, only bool, every uint32) (due bool) {
 	b := p.bucket(key)
 	victim, oldest := -1, uint32(0)
 	for i := b; i < b+persistWays; i++ {
@@ -156,7 +165,7 @@ func (p *PersistTable) store(key uint64, id, now uint32, only bool) {
 		k := s.key.Load()
 		if k == key {
 			if only && uint32(s.val.Load()>>32) != id {
-				return
+				return false
 			}
 			victim = i
 			break
@@ -173,22 +182,28 @@ func (p *PersistTable) store(key uint64, id, now uint32, only bool) {
 		}
 	}
 	if only && (victim < 0 || p.slots[victim].key.Load() != key) {
-		return
+		return false
 	}
 	if victim < 0 {
-		return
+		return false
 	}
 	s := &p.slots[victim]
 	q := s.seq.Load()
 	if q&1 != 0 || !s.seq.CompareAndSwap(q, q+1) {
-		return
+		return false
 	}
-	if s.key.Load() == 0 {
+	k, v := s.key.Load(), s.val.Load()
+	if k == 0 {
 		p.used.Add(1)
 	}
 	s.key.Store(key)
 	s.val.Store(uint64(id)<<32 | uint64(now))
+	if every > 0 && (k != key || uint32(v>>32) != id || now-uint32(s.synced.Load()) >= every) {
+		s.synced.Store(uint64(now))
+		due = true
+	}
 	s.seq.Store(q + 2)
+	return due
 }
 
 // persistTicks converts a persistence timeout to table ticks, rounded up.

@@ -31,9 +31,11 @@ import (
 type syncCase struct {
 	name      string
 	scheduler string
-	weights   []int // per backend; nil: 1 each
-	add       bool  // start with all but the last backend, add it (reload) before the failover
-	persist   bool  // persistence: {timeout: 300s}: the client's new connections after the failover follow its old ones
+	weights   []int  // per backend; nil: 1 each
+	add       bool   // start with all but the last backend, add it (reload) before the failover
+	persist   bool   // persistence: {timeout: 300s}: the client's new connections after the failover follow its old ones
+	connTable string // a conn_table section (one line of YAML), if any
+	noTpl     bool   // sync.no_templates
 }
 
 // syncEnv is what every run of the sync failover test shares.
@@ -58,26 +60,7 @@ type syncEnv struct {
 // change nothing, and that the new master's memory stays flat under a flood of
 // synced entries (root only; skips otherwise).
 func TestE2ESyncFailover(t *testing.T) {
-	tn := testnet.New(t, lab.Config{LBs: 2, Backends: 4, NoVIPOnLB: true, DisableIPv6: true})
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "xlb")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var k [32]byte
-	_, _ = rand.Read(k[:])
-	env := &syncEnv{t: t, tn: tn, dir: dir, bin: bin, key: hex.EncodeToString(k[:]), logs: &testnet.Output{}}
-	t.Cleanup(func() {
-		if t.Failed() || testing.Verbose() {
-			t.Logf("xlb run logs:\n%s", env.logs.String())
-		}
-	})
-	env.watchAt = netip.AddrPortFrom(tn.Client.Addr(), connsync.DefaultPort)
-	w, err := tn.Client.ListenPacket("udp4", env.watchAt.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.watch = w
+	env := newSyncEnv(t, 4)
 	cases := []syncCase{
 		{name: "rr", scheduler: "rr"},
 		{name: "wrr", scheduler: "wrr", weights: []int{1, 2, 3, 4}},
@@ -136,9 +119,12 @@ func (env *syncEnv) config(c syncCase, i, n int, withSync bool) string {
 	fmt.Fprintf(&b, "vrrp:\n  interface: eth0\n  virtual_router_id: 51\n  priority: %d\n  advert_interval: %v\n"+
 		"  preempt: false\n  vips: [%s]\n", 200-100*i, syncVRRPInterval, tn.VIP)
 	fmt.Fprintf(&b, "api: {socket: %s}\n", filepath.Join(env.dir, fmt.Sprintf("lb%d.sock", i)))
+	if c.connTable != "" {
+		fmt.Fprintf(&b, "conn_table: %s\n", c.connTable)
+	}
 	if withSync {
-		fmt.Fprintf(&b, "sync:\n  listen: %s\n  peers: [%s, %q]\n  key: %s\n  capacity: %d\n",
-			tn.LBs[i].Addr(), tn.LBs[1-i].Addr(), env.watchAt, env.key, syncCapacity)
+		fmt.Fprintf(&b, "sync:\n  listen: %s\n  peers: [%s, %q]\n  key: %s\n  capacity: %d\n  no_templates: %v\n",
+			tn.LBs[i].Addr(), tn.LBs[1-i].Addr(), env.watchAt, env.key, syncCapacity, c.noTpl)
 	}
 	conf := filepath.Join(env.dir, fmt.Sprintf("lb%d.yaml", i))
 	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
