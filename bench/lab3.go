@@ -115,8 +115,9 @@ func (h *ThreeHosts) Close() error {
 	return errors.Join(errs...)
 }
 
-// labConfig is the LB host's configuration (no API: the lab's daemon must not take the socket
-// of a daemon this host already runs): one dr Maglev service on the VIP, port 9000/udp,
+// labConfig is the LB host's configuration (StartXLB adds the API's socket, in the lab's own
+// directory: the lab's daemon must not take the socket of a daemon this host already runs):
+// one dr Maglev service on the VIP, port 9000/udp,
 // the backend host as its backend, no health check (the sink answers none: it takes every
 // IP frame).
 var labConfig = `interfaces: [{name: l0}, {name: l1}]
@@ -129,20 +130,23 @@ services:
     scheduler: maglev
     backends: [{address: ` + LabBackend.String() + `}]
     health: {kind: none}
-api: {socket: none}
 `
 
 // StartXLB runs `bin run` (the real daemon) on the LB host with the lab's configuration; its
 // output goes to out. Close kills it.
 func (h *ThreeHosts) StartXLB(bin string, out io.Writer) error {
 	conf := filepath.Join(h.dir, "xlb.yaml")
-	if err := os.WriteFile(conf, []byte(labConfig), 0o600); err != nil {
+	y := labConfig + "api: {socket: " + h.APISocket() + "}\n"
+	if err := os.WriteFile(conf, []byte(y), 0o600); err != nil {
 		return fmt.Errorf("bench: lab config: %w", err)
 	}
 	cmd := exec.Command(bin, "run", "--config", conf)
 	cmd.Stdout, cmd.Stderr = out, out
 	return h.LB.Start(cmd)
 }
+
+// APISocket is the API socket of the daemon StartXLB runs (for `xlb ctl --socket`).
+func (h *ThreeHosts) APISocket() string { return filepath.Join(h.dir, "xlb.sock") }
 
 // GenConfig is the generator on g0, sending UDP to the VIP through l0: size 64, 1024 flows,
 // on cpu.

@@ -60,7 +60,7 @@ func startXLBRun(t *testing.T, h *ThreeHosts) (bin string) {
 // service.
 func xlbPackets(t *testing.T, h *ThreeHosts, bin string) uint64 {
 	t.Helper()
-	out, err := h.LB.Run(bin, "ctl", "--json", "services")
+	out, err := h.LB.Run(bin, "ctl", "--socket", h.APISocket(), "--json", "services")
 	var svcs []control.ServiceStatus
 	if err == nil {
 		err = json.Unmarshal(out, &svcs)
