@@ -79,17 +79,7 @@ func (sv *service) targetOf(r *connsync.Record) int {
 // client's address masked to the persistence prefix, port 0, and the service's (first)
 // VIP, port and protocol, the same on every host with the same configuration.
 func (sv *service) templateKey(p sched.Persistence, k *sched.Key) sched.Key {
-	bits, n := p.Prefix4, 4
-	if k.V6 {
-		bits, n = p.Prefix6, 16
-	}
-	tk := sched.Key{Dst: sv.vip, DstPort: sv.spec.Port, Proto: sv.spec.Proto, V6: k.V6}
-	full := min(bits/8, n)
-	copy(tk.Src[:full], k.Src[:full])
-	if r := bits % 8; r != 0 && full < n {
-		tk.Src[full] = k.Src[full] & byte(0xff<<(8-r))
-	}
-	return tk
+	return sched.Key{Src: p.ClientPrefix(k), Dst: sv.vip, DstPort: sv.spec.Port, Proto: sv.spec.Proto, V6: k.V6}
 }
 
 // pushSync queues the changes the core noted for flow k, now on target t of the current

@@ -97,18 +97,31 @@ func (p *PersistTable) Capacity() int { return len(p.slots) }
 func (p *PersistTable) Used() int { return int(p.used.Load()) }
 
 // persistKey is the identity of a client prefix of a service: never 0.
+// ClientPrefix returns k's source address cut to the persistence prefix of its family,
+// the rest zero: what a client's persistence is keyed by (here, and in the templates that
+// connection sync sends).
+func (p Persistence) ClientPrefix(k *Key) (a [16]byte) {
+	bits, n := p.Prefix4, 4
+	if k.V6 {
+		bits, n = p.Prefix6, 16
+	}
+	full := min(bits/8, n)
+	copy(a[:full], k.Src[:full])
+	if r := bits % 8; r != 0 && full < n {
+		a[full] = k.Src[full] & byte(0xff<<(8-r))
+	}
+	return a
+}
+
 func (p *PersistTable) persistKey(svc *Service, k *Key) uint64 {
 	var b [19]byte
 	binary.LittleEndian.PutUint16(b[0:2], uint16(svc.index))
-	bitsN, n := svc.persist.Prefix4, 4
+	n := 4
 	if k.V6 {
-		b[2], bitsN, n = 1, svc.persist.Prefix6, 16
+		b[2], n = 1, 16
 	}
-	full := bitsN / 8
-	copy(b[3:3+full], k.Src[:full])
-	if r := bitsN % 8; r != 0 && full < n {
-		b[3+full] = k.Src[full] & byte(0xff<<(8-r))
-	}
+	a := svc.persist.ClientPrefix(k)
+	copy(b[3:3+n], a[:n])
 	h := siphash24(p.k0, p.k1, b[:])
 	if h == 0 {
 		h = 1
