@@ -275,20 +275,3 @@ func (b *bucket) free() int {
 	}
 	return -1
 }
-
-// touch loads the line(s) of the first entry of b whose tag is tag, if any, and returns a
-// value read from them (so that the compiler keeps the loads).
-func (b *bucket) touch(tag uint16) uint64 {
-	m0, m1 := b.match(tag)
-	var w int
-	switch {
-	case m0 != 0:
-		w = way(0, m0)
-	case m1 != 0:
-		w = way(1, m1)
-	default:
-		return 0
-	}
-	e := &b.ent[w&(ways-1)]
-	return uint64(e.key.Src[0]) + uint64(e.backend) // its first and last words
-}
