@@ -327,6 +327,31 @@ const maxSweepPrefetch = 16
 // ScheduleHashed is Schedule for a packet whose table hash h = c.Hash(k) the caller already
 // has (from PrefetchBatch). A wrong h makes a known flow look new.
 func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
+	// The common case first, in few instructions: a live flow of a service without
+	// persistence (nor a one-packet one), in its first bucket, on the backend it was given, which is still where
+	// the entry's hint says and up. Everything else takes schedule.
+	if svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
+		b, tag := c.t.first(h)
+		if w := b.find(tag, k); w >= 0 {
+			t, st, e := tick(now), b.state[w], &b.ent[w]
+			if p := int(e.pos); !reused(st, tcpFlags) && t-b.seen[w] <= c.timeout[st] && int(e.svc) == svc.index &&
+				p < len(svc.backends) && svc.backends[p].ID == e.backend && svc.backends[p].Up {
+				b.seen[w] = t
+				b.state[w] = nextState(st, tcpFlags)
+				if c.sy.track {
+					c.noteSync(e, b.state[w], b.state[w] != st, t)
+				}
+				c.c[cHits]++
+				runtime.KeepAlive(c) // see newTable
+				return p
+			}
+		}
+	}
+	return c.schedule(svc, k, h, tcpFlags, now)
+}
+
+// schedule is ScheduleHashed's general case.
+func (c *Core) schedule(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
 	if svc == nil {
 		c.c[cNoBackend]++
 		return -1
