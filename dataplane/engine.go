@@ -39,13 +39,12 @@ type Engine struct {
 	c    counters
 	fl   flows // per-service and per-backend counters
 
-	// Per-batch scratch: a batch is parsed and looked up first, then the connection-table
-	// lines of all its flows are loaded at once (sched.Core.PrefetchBatch, so their cache
+	// Per-batch scratch: a batch is parsed, then looked up, then the connection-table
+	// lines of all its flows are loaded at once (sched.Core.Prefetch, so their cache
 	// misses overlap), then every frame is scheduled and forwarded.
 	pkts [maxBatch]encap.Packet
 	svc  [maxBatch]int32 // per frame: service index, -1 done (dropped or a NAT return)
-	slot [maxBatch]int32 // per frame with a service: its index in keys and hs
-	keys [maxBatch]sched.Key
+	slot [maxBatch]int32 // per frame with a service: its index in hs
 	hs   [maxBatch]uint64
 
 	// The last service hit, so a run of packets to one service (the common case) costs a
@@ -108,28 +107,43 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 	e.refreshActive(now)
 }
 
-// batch processes at most maxBatch frames.
+// batch processes at most maxBatch frames, in passes over the whole batch: parse every
+// frame, then find every packet's service and hash its flow key, then load the batch's
+// connection-table lines, then schedule and forward. The passes keep a packet's key from
+// being read right after the parse wrote it: Parse writes the key in pieces (an IPv4
+// address is 4 bytes beside zeroed ones), and a wider load of those bytes before the stores
+// have reached the cache cannot be served from the store buffer and waits for them (a
+// store-forwarding stall), where a pass later they are plain cache hits.
 func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
+	var parsed uint64 // bit i: frame i parsed (maxBatch is 64)
+	for i := range frames {
+		if e.parse(&frames[i], &e.pkts[i]) {
+			parsed |= 1 << i
+		}
+	}
 	m := int32(0)
 	for i := range frames {
 		e.svc[i] = -1
+		if parsed&(1<<i) == 0 {
+			continue
+		}
 		if si := e.classify(s, &frames[i], &e.pkts[i]); si >= 0 {
 			if s.services[si].quic != nil && e.routeQUIC(si, &s.services[si], &frames[i], &e.pkts[i]) {
 				continue // forwarded by its connection ID
 			}
 			e.svc[i], e.slot[i] = int32(si), m
-			e.keys[m] = sched.Key(e.pkts[i].Key)
+			e.hs[m] = e.core.Hash((*sched.Key)(&e.pkts[i].Key))
 			m++
 		}
 	}
 	if m == 0 {
 		return
 	}
-	e.core.PrefetchBatch(e.keys[:m], e.hs[:m])
+	e.core.Prefetch(e.hs[:m])
 	for i := range frames {
 		if si := e.svc[i]; si >= 0 {
-			j := e.slot[i]
-			e.forward(int(si), &s.services[si], &frames[i], &e.pkts[i], &e.keys[j], e.hs[j], now)
+			p := &e.pkts[i]
+			e.forward(int(si), &s.services[si], &frames[i], p, (*sched.Key)(&p.Key), e.hs[e.slot[i]], now)
 		}
 	}
 }
@@ -144,21 +158,26 @@ func (e *Engine) reason(f *Frame, r encap.Reason) {
 	e.c[cReason0+int(r)]++
 }
 
-// classify parses the frame into p and finds its service. It returns the service index, or
-// -1 when it has dealt with the frame itself: dropped, or a NAT reply translated back.
-func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
+// parse counts the frame in and parses it into p. It reports false when it has dropped
+// the frame.
+func (e *Engine) parse(f *Frame, p *encap.Packet) bool {
 	f.Out = 0
 	e.c[cRxPackets]++
 	e.c[cRxBytes] += uint64(f.Len)
 	if f.Off < 0 || f.Len < 0 || f.Off+f.Len > len(f.Buf) {
 		e.reason(f, encap.Truncated)
-		return -1
+		return false
 	}
-	pkt := f.Buf[f.Off : f.Off+f.Len]
-	if r := encap.Parse(pkt, p); r != encap.OK {
+	if r := encap.Parse(f.Buf[f.Off:f.Off+f.Len], p); r != encap.OK {
 		e.reason(f, r)
-		return -1
+		return false
 	}
+	return true
+}
+
+// classify finds the service of the frame parsed into p. It returns the service index, or
+// -1 when it has dealt with the frame itself: dropped, or a NAT reply translated back.
+func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 	if s == nil {
 		e.drop(f, DropNoService)
 		return -1
@@ -173,7 +192,7 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 		return si
 	}
 	if si, bi := s.lookupNAT(k); si >= 0 {
-		e.natReturn(s, si, bi, f, p, pkt)
+		e.natReturn(s, si, bi, f, p, f.Buf[f.Off:f.Off+f.Len])
 		return -1
 	}
 	e.drop(f, DropNoService)
