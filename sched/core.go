@@ -330,11 +330,14 @@ const maxSweepPrefetch = 16
 // has (from PrefetchBatch). A wrong h makes a known flow look new.
 func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
 	// The common case first, in few instructions: a live flow of a service without
-	// persistence (nor a one-packet one), in its first bucket, on the backend it was given, which is still where
-	// the entry's hint says and up. Everything else takes schedule.
+	// persistence (nor a one-packet one), in its first bucket, on the backend it was
+	// given, which still stands where the entry's hint says and is up. Everything else
+	// takes schedule, which does not look the first bucket up again.
+	w1 := -2 // the flow's way in its first bucket (-1: not there; -2: not looked up)
 	if svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
 		b, tag := c.t.first(h)
-		if w := b.find(tag, k); w >= 0 {
+		if w1 = b.find(tag, k); w1 >= 0 {
+			w := w1
 			t, st, e := tick(now), b.state[w], &b.ent[w]
 			if p := int(e.pos); !reused(st, tcpFlags) && t-b.seen[w] <= c.timeout[st] && int(e.svc) == svc.index &&
 				p < len(svc.backends) && svc.backends[p].ID == e.backend && svc.backends[p].Up {
@@ -349,11 +352,12 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 			}
 		}
 	}
-	return c.schedule(svc, k, h, tcpFlags, now)
+	return c.schedule(svc, k, h, w1, tcpFlags, now)
 }
 
-// schedule is ScheduleHashed's general case.
-func (c *Core) schedule(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
+// schedule is ScheduleHashed's general case; w1 is the flow's way in its first bucket when
+// the caller has looked it up (-1: not there), else -2.
+func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, now int64) int {
 	if svc == nil {
 		c.c[cNoBackend]++
 		return -1
@@ -366,7 +370,10 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, tcpFlags uint8, now int6
 	}
 	t := tick(now)
 	b1, tag := c.t.first(h)
-	b, w := b1, b1.find(tag, k)
+	if w1 == -2 {
+		w1 = b1.find(tag, k)
+	}
+	b, w := b1, w1
 	if w < 0 && b1.over != 0 {
 		b = c.t.second(h)
 		w = b.find(tag, k)
