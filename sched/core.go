@@ -238,13 +238,13 @@ func (c *Core) Schedule(svc *Service, k *Key, tcpFlags uint8, now int64) int {
 // Service.FlowHash, the same on every host). About 4 ns; it does not allocate.
 func (c *Core) Hash(k *Key) uint64 { return c.secret.hash(k) }
 
-// PrefetchBatch writes c.Hash(&keys[i]) to hs[i] for a batch of keys and loads their
+// PrefetchBatch writes c.Hash(&keys[i]) to hs[i] for a batch of keys and asks for their
 // connection-table lines (the first-choice bucket header, then the entry the tag points at)
-// into the cache, in passes over the whole batch so that the cache misses overlap. On a table much
-// larger than the CPU cache those misses are most of Schedule's cost; a worker that calls
-// PrefetchBatch for a batch and then ScheduleHashed per packet saves most of them (see
-// docs/bench/engine.md). It changes nothing in the table and does not allocate. Only
-// min(len(keys), len(hs)) keys are done.
+// to be brought into the cache, in passes over the whole batch so that the cache misses
+// overlap (see Prefetch). On a table much larger than the CPU cache those misses are most
+// of Schedule's cost; a worker that calls PrefetchBatch for a batch and then ScheduleHashed
+// per packet saves most of them (see docs/bench/engine.md). It changes nothing in the table
+// and does not allocate. Only min(len(keys), len(hs)) keys are done.
 func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 	n := min(len(keys), len(hs))
 	keys, hs = keys[:n], hs[:n]
@@ -258,7 +258,8 @@ func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 // asks for the table lines of hs, every first-choice bucket header of the batch first, then
 // the entries whose tags match (or, for a bucket that has overflowed and does not hold the
 // flow, the second bucket's header). The requests do not wait for their lines (on amd64,
-// PREFETCHT0), so a batch's misses overlap each other and the work that follows.
+// PREFETCHT0), so a batch's misses overlap each other and the work that follows. With at
+// most 4096 live entries it asks for nothing: those lines stay in the cache anyway.
 func (c *Core) Prefetch(hs []uint64) {
 	if c.c[cEntries] <= prefetchMin {
 		return // the few lines the live flows use stay in the cache: nothing to overlap

@@ -458,3 +458,48 @@ func checkTable(t testing.TB, c *Core) {
 		t.Fatalf("%d entries in the table, Len %d", n, c.Len())
 	}
 }
+
+// TestPrefetchLargeTable: above prefetchMin live entries Prefetch asks for lines (the path a
+// small table skips); for a batch longer than its chunk, present and absent flows, buckets
+// that have overflowed, and a sweep position about to wrap, it writes every hash, leaves
+// the table exactly as it was, and allocates nothing.
+func TestPrefetchLargeTable(t *testing.T) {
+	const capacity, live = 1 << 13, 7000 // 85% full: many first buckets have overflowed
+	c := mustCore(t, CoreConfig{Capacity: capacity})
+	svc := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(4))
+	newFlows(c, svc, 0, live)
+	if c.Len() <= prefetchMin {
+		t.Fatalf("%d live entries, want more than %d", c.Len(), prefetchMin)
+	}
+	overflowed := 0
+	for i := range c.t.b {
+		if c.t.b[i].over != 0 {
+			overflowed++
+		}
+	}
+	if overflowed == 0 {
+		t.Fatal("no bucket has overflowed: the second-bucket path is not exercised")
+	}
+	c.sweepAt = len(c.t.b) - 3
+	keys := make([]Key, 3*prefetchChunk+5) // three chunks and a bit
+	for i := range keys {
+		keys[i] = flowKey(uint32(i * 37)) // present below live, absent above
+	}
+	hs := make([]uint64, len(keys))
+	before := append([]bucket(nil), c.t.b...)
+	c.PrefetchBatch(keys, hs)
+	for i := range keys {
+		if hs[i] != c.Hash(&keys[i]) {
+			t.Fatalf("hash %d: %x, want %x", i, hs[i], c.Hash(&keys[i]))
+		}
+	}
+	for i := range before {
+		if before[i] != c.t.b[i] {
+			t.Fatalf("bucket %d changed", i)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { c.PrefetchBatch(keys, hs) }); n != 0 {
+		t.Errorf("PrefetchBatch: %v allocs", n)
+	}
+	checkTable(t, c)
+}
