@@ -636,7 +636,11 @@ func (c *Core) release(e *entry) {
 	if st.svc == nil {
 		return
 	}
-	if p := st.svc.ids.lookup(e.backend); p >= 0 && st.conns[p] > 0 {
+	p := int32(e.pos) // the entry's hint, else the ID index (as in position)
+	if int(p) >= len(st.svc.backends) || st.svc.backends[p].ID != e.backend {
+		p = st.svc.ids.lookup(e.backend)
+	}
+	if p >= 0 && int(p) < len(st.conns) && st.conns[p] > 0 {
 		st.conns[p]--
 		st.live--
 	}
