@@ -36,19 +36,35 @@ func Advise[T any](s []T) error {
 // huge pages before anything touches it, and the function that unmaps it (call it once,
 // when nothing uses the slice any more). Memory from Go's heap may come back already
 // touched, in small pages, from an earlier object; a fresh mapping faults in huge pages
-// wherever the kernel has them. T must hold no pointers: the garbage collector does not
-// scan the mapping. n must be positive.
+// wherever the kernel has them. A slice of 2 MiB or more starts on a huge-page boundary and
+// its last huge page is whole (the mapping is rounded up, the rest stays untouched), so all
+// of it can be on huge pages: an unaligned mapping of a few MiB left up to 2 MiB at each end
+// on small pages. T must hold no pointers: the garbage collector does not scan the mapping.
+// n must be positive.
 func Alloc[T any](n int) ([]T, func() error, error) {
 	var zero T
-	size := uintptr(n) * unsafe.Sizeof(zero)
-	if n <= 0 || size/uintptr(n) != unsafe.Sizeof(zero) {
+	want := uintptr(n) * unsafe.Sizeof(zero)
+	if n <= 0 || want/uintptr(n) != unsafe.Sizeof(zero) {
 		return nil, nil, fmt.Errorf("hugepage alloc of %d elements: %w", n, unix.EINVAL)
 	}
-	mem, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	span, extra := want, uintptr(0)
+	if want >= size {
+		// Whole huge pages, and room to start the slice on a huge-page boundary.
+		span, extra = (want+size-1)&^(size-1), size
+	}
+	raw, err := unix.Mmap(-1, 0, int(span+extra), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return nil, nil, fmt.Errorf("mmap %d bytes: %w", size, err)
+		return nil, nil, fmt.Errorf("mmap %d bytes: %w", span+extra, err)
+	}
+	off := uintptr(0)
+	if extra > 0 {
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(raw)))
+		off = (start+size-1)&^(size-1) - start
+	}
+	mem := raw[off : off+span]
+	if extra > 0 {
+		_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // advice only
 	}
 	s := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), n)
-	_ = Advise(s) // advice only
-	return s, func() error { return unix.Munmap(mem) }, nil
+	return s, func() error { return unix.Munmap(raw) }, nil
 }

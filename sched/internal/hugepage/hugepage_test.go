@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // anonHuge returns the process's AnonHugePages in kB.
@@ -74,5 +75,39 @@ func TestAlloc(t *testing.T) {
 	}
 	if err := free(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAllocAligned: a mapping of a few MiB whose size is not a multiple of 2 MiB is on huge
+// pages from its first byte to its last (an unaligned one had up to 2 MiB at each end on
+// small pages: a 7 MiB table had only 4 MiB on huge pages).
+func TestAllocAligned(t *testing.T) {
+	mode, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil || !bytes.Contains(mode, []byte("[madvise]")) && !bytes.Contains(mode, []byte("[always]")) {
+		t.Skipf("transparent huge pages not available for madvise (%q, %v)", mode, err)
+	}
+	const n = 7<<20/64 + 3 // a little over 7 MiB of 64-byte records
+	type rec [8]uint64
+	s, free, err := Alloc[rec](n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := free(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if a := uintptr(unsafe.Pointer(&s[0])); a%size != 0 {
+		t.Fatalf("slice starts at %#x, not on a huge-page boundary", a)
+	}
+	before := anonHuge(t)
+	for i := 0; i < len(s); i += 64 {
+		s[i][0] = uint64(i)
+	}
+	s[len(s)-1][7] = 1
+	after := anonHuge(t)
+	t.Logf("AnonHugePages %d kB -> %d kB", before, after)
+	if got, want := after-before, 8<<10; got < want {
+		t.Errorf("%d kB of a %d kB slice in huge pages, want %d kB (all of it, rounded up)", got, n*64>>10, want)
 	}
 }
