@@ -656,9 +656,11 @@ func (c *Core) Maintain(now int64) {
 		if c.sweepAt++; c.sweepAt == len(c.t.b) {
 			c.sweepAt = 0
 		}
-		for w := range ways {
-			if b.used(w) && t-b.seen[w] > c.timeout[b.state[w]] {
-				c.expire(b, w)
+		for j, tags := range b.tags {
+			for m := ^zeroLanes(tags) & laneHigh; m != 0; m &= m - 1 { // the used ways
+				if w := way(j, m); t-b.seen[w] > c.timeout[b.state[w]] {
+					c.expire(b, w)
+				}
 			}
 		}
 	}
