@@ -116,11 +116,15 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 // store-forwarding stall), where a pass later they are plain cache hits.
 func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	var parsed uint64 // bit i: frame i parsed (maxBatch is 64)
+	var bytes uint64
 	for i := range frames {
+		bytes += uint64(frames[i].Len)
 		if e.parse(&frames[i], &e.pkts[i]) {
 			parsed |= 1 << i
 		}
 	}
+	e.c[cRxPackets] += uint64(len(frames))
+	e.c[cRxBytes] += bytes
 	m := int32(0)
 	for i := range frames {
 		e.svc[i] = -1
@@ -158,12 +162,10 @@ func (e *Engine) reason(f *Frame, r encap.Reason) {
 	e.c[cReason0+int(r)]++
 }
 
-// parse counts the frame in and parses it into p. It reports false when it has dropped
+// parse parses the frame into p (batch counts it in). It reports false when it has dropped
 // the frame.
 func (e *Engine) parse(f *Frame, p *encap.Packet) bool {
 	f.Out = 0
-	e.c[cRxPackets]++
-	e.c[cRxBytes] += uint64(f.Len)
 	if f.Off < 0 || f.Len < 0 || f.Off+f.Len > len(f.Buf) {
 		e.reason(f, encap.Truncated)
 		return false
