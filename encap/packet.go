@@ -223,18 +223,21 @@ func (p *Packet) parseIPv6(pkt []byte) Reason {
 	copy(p.Key.Src[:], h[8:24])
 	copy(p.Key.Dst[:], h[24:40])
 	p.IPEnd = l3 + 40 + plen
-	var r Reason
-	var ext extInfo
-	ext, r = walkExt(pkt[:p.IPEnd], l3+40, h[6])
-	if r != OK {
-		return r
+	switch nh := h[6]; nh {
+	case 0, 43, 44, 51, 60: // an extension header (walkExt's list)
+		ext, r := walkExt(pkt[:p.IPEnd], l3+40, nh)
+		if r != OK {
+			return r
+		}
+		p.Key.Proto = ext.proto
+		p.L4Proto = ext.proto
+		p.L4Off = ext.l4
+		p.Fragment = ext.fragment
+		p.FragOffset = ext.fragOff
+		p.IPID = ext.fragID
+	default: // the common case: the L4 header follows at once
+		p.Key.Proto, p.L4Proto, p.L4Off = nh, nh, l3+40
 	}
-	p.Key.Proto = ext.proto
-	p.L4Proto = ext.proto
-	p.L4Off = ext.l4
-	p.Fragment = ext.fragment
-	p.FragOffset = ext.fragOff
-	p.IPID = ext.fragID
 	return p.parseL4(pkt)
 }
 
