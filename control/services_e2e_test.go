@@ -417,8 +417,11 @@ func TestE2ESlowStart(t *testing.T) {
 	}
 	// Without slow start the revived backend has no connections, so least-conn sends it
 	// every new flow until it holds as many as the others (2 s of flows at tcp_fin 2s):
-	// most of the first half second. With it, its weight starts at 1/20.
-	if share[0][0] < 0.5 || share[1][0] > 0.3 || share[0][0] < 2*share[1][0] {
+	// most of the first half second. With it, its weight starts at 1/20: least-conn still
+	// gives a backend without connections a first burst (a twentieth of the others'
+	// count), then little. In isolation that first half second held 10-24% of the new
+	// flows (14 runs); with the whole suite running on two CPUs, 30%.
+	if share[0][0] < 0.5 || share[1][0] > 0.4 || share[0][0] < 2*share[1][0] {
 		t.Errorf("the revived backend's share of the first half second's new flows: %.0f%% without slow start, %.0f%% with; want most without, little with",
 			100*share[0][0], 100*share[1][0])
 	}
