@@ -45,6 +45,7 @@ type Engine struct {
 	pkts [maxBatch]encap.Packet
 	svc  [maxBatch]int32 // per frame: service index, -1 done (dropped or a NAT return)
 	slot [maxBatch]int32 // per frame with a service: its index in hs
+	bi   [maxBatch]int32 // per frame with a service: the backend's position (-1: none)
 	hs   [maxBatch]uint64
 
 	// The last service hit, so a run of packets to one service (the common case) costs a
@@ -144,10 +145,26 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		return
 	}
 	e.core.Prefetch(e.hs[:m])
+	// Schedule the whole batch first, then forward it: a tight loop of table lookups keeps
+	// several lookups' cache misses in flight at once, where a lookup followed by its
+	// packet's rewrite waits for each in turn.
+	var isNew uint64 // bit i: frame i started a flow
+	for i := range frames {
+		if si := e.svc[i]; si >= 0 {
+			sv := &s.services[si]
+			ins := e.core.NewFlows()
+			e.sync.cur = sv
+			p := &e.pkts[i]
+			e.bi[i] = int32(e.core.ScheduleHashed(sv.spec.Sched, (*sched.Key)(&p.Key), e.hs[e.slot[i]], p.TCPFlags, now))
+			if e.core.NewFlows() != ins {
+				isNew |= 1 << i
+			}
+		}
+	}
 	for i := range frames {
 		if si := e.svc[i]; si >= 0 {
 			p := &e.pkts[i]
-			e.forward(int(si), &s.services[si], &frames[i], p, (*sched.Key)(&p.Key), e.hs[e.slot[i]], now)
+			e.forward(int(si), &s.services[si], &frames[i], p, (*sched.Key)(&p.Key), int(e.bi[i]), isNew&(1<<i) != 0)
 		}
 	}
 }
@@ -201,18 +218,16 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 	return -1
 }
 
-// forward schedules the frame's flow (key k, hash h) and forwards it by sv's method (si is
-// sv's index in the snapshot).
-func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, h uint64, now int64) {
-	ins := e.core.NewFlows()
-	e.sync.cur = sv
-	bi := e.core.ScheduleHashed(sv.spec.Sched, k, h, p.TCPFlags, now)
+// forward counts the frame and forwards it by sv's method (si is sv's index in the
+// snapshot) to the backend at position bi that batch scheduled its flow (key k) on, or
+// drops it when bi is -1; isNew tells whether the packet started a flow.
+func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, bi int, isNew bool) {
 	if bi < 0 || bi >= len(sv.targets) {
 		e.fl.count(si, -1, uint64(f.Len), false)
 		e.drop(f, DropNoBackend)
 		return
 	}
-	e.fl.count(si, bi, uint64(f.Len), e.core.NewFlows() != ins)
+	e.fl.count(si, bi, uint64(f.Len), isNew)
 	t := &sv.targets[bi]
 	if e.sync.out != nil {
 		e.pushSync(k, t)
