@@ -226,3 +226,38 @@ func TestProcessAllocs(t *testing.T) {
 		t.Fatalf("Process allocates %.1f times per batch", allocs)
 	}
 }
+
+// BenchmarkProcessPublish is BenchmarkProcess dr plus what a worker does after every batch:
+// publishing the engine's counters and the per-service and per-backend flow statistics for
+// other goroutines (worker.publish, without the sockets' counters).
+func BenchmarkProcessPublish(b *testing.B) {
+	for _, flows := range []int{1 << 10, 1 << 16} {
+		b.Run(fmt.Sprintf("dr/flows=%dk", flows>>10), func(b *testing.B) {
+			tmpl := craft(b, pktOpts{src: client4, dst: vip4, sport: 1024, dport: 80, payload: 6})
+			e, err := NewEngine(0, 2*flows)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := benchSnapshot(b, MethodDR, vip4)
+			fb := newFlowBatch(tmpl, flows, false)
+			for range flows / maxBatch {
+				fb.prep()
+				e.Process(s, fb.frames, 1)
+			}
+			var pub counters
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := startCPUClock()
+			for b.Loop() {
+				fb.prep()
+				e.Process(s, fb.frames, 2)
+				e.c.publish(&pub)
+				e.fl.publish()
+			}
+			cpu.report(b, b.N*maxBatch)
+			if fs := e.FlowStats(); fs[0].Packets == 0 {
+				b.Fatal("nothing published")
+			}
+		})
+	}
+}

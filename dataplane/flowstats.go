@@ -97,6 +97,11 @@ type flows struct {
 	dirtySvc []int32                    // service indexes touched since the last publish
 	dirtyBE  []int32                    // backend indexes touched since the last publish
 	all      bool                       // too many touched: publish every entry
+	// markSvc and markBE hold, per entry, the epoch in which it was last put on its dirty
+	// list, so that each touched entry is listed (and published) once per epoch however its
+	// packets interleave; publish starts a new epoch.
+	markSvc, markBE []uint32
+	epoch           uint32
 }
 
 // relayout switches to snapshot s: the touched entries of the old layout are published, new
@@ -110,6 +115,7 @@ func (f *flows) relayout(s *Snapshot) {
 	f.publish()
 	w := newFlowCounts(s)
 	w.carry(f.work)
+	f.markSvc, f.markBE, f.epoch = make([]uint32, len(w.svc)/svcWords), make([]uint32, len(w.be)/beWords), 1
 	p := &flowCounts{snap: s, base: w.base, svc: append([]uint64(nil), w.svc...), be: append([]uint64(nil), w.be...)}
 	f.work = w
 	f.pub.Store(p)
@@ -125,7 +131,7 @@ func (f *flows) count(si, bi int, n uint64, isNew bool) {
 	sc := w.svc[si*svcWords : si*svcWords+svcWords]
 	sc[sPackets]++
 	sc[sBytes] += n
-	f.touch(&f.dirtySvc, int32(si))
+	f.touch(&f.dirtySvc, f.markSvc, int32(si))
 	if bi < 0 {
 		sc[sNoBackend]++
 		return
@@ -141,7 +147,7 @@ func (f *flows) count(si, bi int, n uint64, isNew bool) {
 		sc[sNewFlows]++
 		bc[bNewFlows]++
 	}
-	f.touch(&f.dirtyBE, int32(b))
+	f.touch(&f.dirtyBE, f.markBE, int32(b))
 }
 
 // countOut counts a NAT reply of n bytes (as received) from backend bi of service si on its
@@ -154,7 +160,7 @@ func (f *flows) countOut(si, bi int, n uint64) {
 	sc := w.svc[si*svcWords : si*svcWords+svcWords]
 	sc[sOutPackets]++
 	sc[sOutBytes] += n
-	f.touch(&f.dirtySvc, int32(si))
+	f.touch(&f.dirtySvc, f.markSvc, int32(si))
 	b := int(w.base[si]) + bi
 	if bi < 0 || b*beWords+beWords > len(w.be) {
 		return
@@ -162,14 +168,17 @@ func (f *flows) countOut(si, bi int, n uint64) {
 	bc := w.be[b*beWords : b*beWords+beWords]
 	bc[bOutPackets]++
 	bc[bOutBytes] += n
-	f.touch(&f.dirtyBE, int32(b))
+	f.touch(&f.dirtyBE, f.markBE, int32(b))
 }
 
-func (f *flows) touch(d *[]int32, i int32) {
-	l := *d
-	if n := len(l); n > 0 && l[n-1] == i {
-		return
+func (f *flows) touch(d *[]int32, mark []uint32, i int32) {
+	if int(i) < len(mark) {
+		if mark[i] == f.epoch {
+			return // listed already in this epoch
+		}
+		mark[i] = f.epoch
 	}
+	l := *d
 	if len(l) == cap(l) {
 		f.all = true
 		return
@@ -184,27 +193,37 @@ func (f *flows) publish() {
 		return
 	}
 	if f.all {
-		for i := range w.svc {
-			atomic.StoreUint64(&p.svc[i], w.svc[i])
-		}
-		for i := range w.be {
-			atomic.StoreUint64(&p.be[i], w.be[i])
-		}
+		publishWords(p.svc, w.svc)
+		publishWords(p.be, w.be)
 	} else {
 		for _, i := range f.dirtySvc {
-			for k := int(i) * svcWords; k < int(i)*svcWords+svcWords; k++ {
-				atomic.StoreUint64(&p.svc[k], w.svc[k])
-			}
+			k := int(i) * svcWords
+			publishWords(p.svc[k:k+svcWords], w.svc[k:k+svcWords])
 		}
 		for _, i := range f.dirtyBE {
-			for k := int(i) * beWords; k < int(i)*beWords+beWords; k++ {
-				atomic.StoreUint64(&p.be[k], w.be[k])
-			}
+			k := int(i) * beWords
+			publishWords(p.be[k:k+beWords], w.be[k:k+beWords])
 		}
 	}
 	f.all = false
 	f.dirtySvc = f.dirtySvc[:0]
 	f.dirtyBE = f.dirtyBE[:0]
+	if f.epoch++; f.epoch == 0 { // wrapped (after 2^32 publishes): no mark may equal it
+		clear(f.markSvc)
+		clear(f.markBE)
+		f.epoch = 1
+	}
+}
+
+// publishWords copies the words of src that differ from dst into dst, one atomic store
+// each (an XCHG on amd64, which drains the store buffer: most words of a touched entry,
+// such as its new flows, did not change).
+func publishWords(dst, src []uint64) {
+	for k := range min(len(dst), len(src)) {
+		if atomic.LoadUint64(&dst[k]) != src[k] {
+			atomic.StoreUint64(&dst[k], src[k])
+		}
+	}
 }
 
 // ServiceStats are the counters of one service, summed over the workers. Packets and bytes

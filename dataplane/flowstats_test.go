@@ -129,3 +129,49 @@ func TestFlowStatsDirtyOverflow(t *testing.T) {
 		t.Fatal("dirty state not reset by publish")
 	}
 }
+
+// TestFlowStatsDirtyOnce: a batch whose packets alternate between backends lists each
+// touched entry once (it used to list it again whenever another backend's packet came in
+// between, and publish stored it as many times), the published counts are the worker's,
+// and the next batch lists its entries afresh.
+func TestFlowStatsDirtyOnce(t *testing.T) {
+	s := mustSnapshot(t, nil, spec(t, "web", 0, vip4, 80, MethodDR, 3))
+	var f flows
+	f.relayout(s)
+	for batch := 1; batch <= 3; batch++ {
+		for i := range 64 {
+			f.count(0, i%3, 100, i < 3)
+		}
+		if len(f.dirtySvc) != 1 || len(f.dirtyBE) != 3 || f.all {
+			t.Fatalf("batch %d: dirty lists %v %v (all %v), want each entry once", batch, f.dirtySvc, f.dirtyBE, f.all)
+		}
+		f.publish()
+		out := emptyFlowStats(s)
+		addFlowCounts(out, s, f.pub.Load())
+		if got, want := out[0].Packets, uint64(64*batch); got != want {
+			t.Fatalf("batch %d: %d packets published, want %d", batch, got, want)
+		}
+		for j, be := range out[0].Backends {
+			if want := uint64((21 + b2u(j == 0)) * batch); be.Packets != want || be.NewFlows != uint64(batch) {
+				t.Fatalf("batch %d backend %d: %+v, want %d packets, %d new flows", batch, j, be, want, batch)
+			}
+		}
+	}
+	f.epoch = ^uint32(0) // the next publish wraps the epoch
+	f.count(0, 1, 1, false)
+	f.publish()
+	if f.epoch != 1 || f.markBE[1] != 0 {
+		t.Fatalf("after the wrap: epoch %d, mark %d; want 1 and cleared marks", f.epoch, f.markBE[1])
+	}
+	f.count(0, 1, 1, false)
+	if len(f.dirtyBE) != 1 {
+		t.Fatalf("after the wrap: dirty %v", f.dirtyBE)
+	}
+}
+
+func b2u(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
