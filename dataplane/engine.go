@@ -155,16 +155,23 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 			ins := e.core.NewFlows()
 			e.sync.cur = sv
 			p := &e.pkts[i]
-			e.bi[i] = int32(e.core.ScheduleHashed(sv.spec.Sched, (*sched.Key)(&p.Key), e.hs[e.slot[i]], p.TCPFlags, now))
+			k := (*sched.Key)(&p.Key)
+			bi := e.core.ScheduleHashed(sv.spec.Sched, k, e.hs[e.slot[i]], p.TCPFlags, now)
+			e.bi[i] = int32(bi)
 			if e.core.NewFlows() != ins {
 				isNew |= 1 << i
+			}
+			if e.sync.out != nil && bi >= 0 && bi < len(sv.targets) {
+				// What the core noted for sync is about this packet's flow: push it now,
+				// before the next packet's Schedule overwrites it.
+				e.pushSync(k, &sv.targets[bi])
 			}
 		}
 	}
 	for i := range frames {
 		if si := e.svc[i]; si >= 0 {
 			p := &e.pkts[i]
-			e.forward(int(si), &s.services[si], &frames[i], p, (*sched.Key)(&p.Key), int(e.bi[i]), isNew&(1<<i) != 0)
+			e.forward(int(si), &s.services[si], &frames[i], p, int(e.bi[i]), isNew&(1<<i) != 0)
 		}
 	}
 }
@@ -219,9 +226,9 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 }
 
 // forward counts the frame and forwards it by sv's method (si is sv's index in the
-// snapshot) to the backend at position bi that batch scheduled its flow (key k) on, or
+// snapshot) to the backend at position bi that batch scheduled its flow on, or
 // drops it when bi is -1; isNew tells whether the packet started a flow.
-func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sched.Key, bi int, isNew bool) {
+func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int, isNew bool) {
 	if bi < 0 || bi >= len(sv.targets) {
 		e.fl.count(si, -1, uint64(f.Len), false)
 		e.drop(f, DropNoBackend)
@@ -229,9 +236,6 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, k *sche
 	}
 	e.fl.count(si, bi, uint64(f.Len), isNew)
 	t := &sv.targets[bi]
-	if e.sync.out != nil {
-		e.pushSync(k, t)
-	}
 	if sv.spec.Method == MethodDR && t.hop.IfIndex != 0 && p.TotalLen <= t.hop.MTU && f.Len >= 14 {
 		// dr's common case, without deliver's and send's calls: rewrite the MACs, send.
 		pkt := f.Buf[f.Off : f.Off+f.Len]

@@ -296,3 +296,37 @@ func TestEngineSyncNATPort(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineSyncBatch: in a batch of many packets, each packet whose flow the core notes for
+// sync gets its own record, with its own key and backend (the core's note is about the
+// packet it last scheduled, so the engine must read it before scheduling the next one).
+func TestEngineSyncBatch(t *testing.T) {
+	e := newEngine(t)
+	ring := syncNode(t).Ring()
+	e.SetSync(ring, nil, time.Minute, true)
+	s := mustSnapshot(t, nil, rrSpec(t, 3))
+	const n = 40
+	frames := make([]Frame, n)
+	for i := range frames {
+		// Mid-flow packets: each an established flow new to this host, noted for sync.
+		frames[i] = frameOf(craft(t, pktOpts{src: client4, dst: vip4, sport: uint16(3000 + i), dport: 80}))
+	}
+	e.Process(s, frames, int64(time.Second))
+	if got := ring.Pushed(); got != n {
+		t.Fatalf("%d sync records for a batch of %d new established flows, want %d", got, n, n)
+	}
+	recs := make([]connsync.Record, n)
+	if got := ring.Pop(recs); got != n {
+		t.Fatalf("popped %d records", got)
+	}
+	sv := &s.services[0]
+	for i, r := range recs {
+		if r.Kind != connsync.KindConn || r.Key.SrcPort != uint16(3000+i) {
+			t.Fatalf("record %d: kind %v, source port %d; want a connection of port %d", i, r.Kind, r.Key.SrcPort, 3000+i)
+		}
+		b := backendOf(t, &frames[i])
+		if want := sv.targets[b].addr; r.Backend != want {
+			t.Fatalf("record %d (port %d): backend %v, but the packet went to %v", i, r.Key.SrcPort, r.Backend, want)
+		}
+	}
+}
