@@ -53,27 +53,9 @@ func BenchmarkProcessQUICGUE(b *testing.B) {
 		for _, c := range quicGUECases() {
 			b.Run(fmt.Sprintf("%s/flows=%dk", c.name, flows>>10), func(b *testing.B) {
 				tmpl := udpPacket(b, client4, 1024, c.payload(b))
-				e, err := NewEngine(0, 2*flows)
-				if err != nil {
-					b.Fatal(err)
-				}
 				s := mustSnapshot(b, nil, c.spec(b))
-				fb := newFlowBatch(tmpl, flows, false)
-				for range flows / maxBatch {
-					fb.prep()
-					e.Process(s, fb.frames, 1)
-				}
-				if c := e.Counters(); c.Dropped() != 0 {
-					b.Fatalf("warm-up: %d dropped", c.Dropped())
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				cpu := startCPUClock()
-				for b.Loop() {
-					fb.prep()
-					e.Process(s, fb.frames, 2)
-				}
-				cpu.report(b, b.N*maxBatch)
+				e, fb := warmEngine(b, s, tmpl, flows, false)
+				timeBatches(b, e, s, fb, nil)
 			})
 		}
 	}

@@ -124,32 +124,20 @@ func TestConnsWithoutWorkers(t *testing.T) {
 func BenchmarkProcessWhileListing(b *testing.B) {
 	const flows = 1 << 20
 	tmpl := craft(b, pktOpts{src: client4, dst: vip4, sport: 1024, dport: 80, payload: 6})
-	e, err := NewEngine(0, 2*flows)
-	if err != nil {
-		b.Fatal(err)
-	}
 	s := benchSnapshot(b, MethodDR, vip4)
-	fb := newFlowBatch(tmpl, flows, false)
-	for range flows / maxBatch {
-		fb.prep()
-		e.Process(s, fb.frames, 1)
-	}
+	e, fb := warmEngine(b, s, tmpl, flows, false)
 	run := func(b *testing.B, chunk, limit int) {
 		r := &connWalk{svc: -1, limit: limit, counts: s.countSlots(), out: make([]sched.Conn, 0, limit)}
 		r.fn = r.visit
-		b.ReportAllocs()
-		cpu := startCPUClock()
-		for b.Loop() {
-			fb.prep()
-			e.Process(s, fb.frames, 2)
-			if chunk == 0 {
-				continue
-			}
-			if r.at = e.core.Walk(r.at, chunk, 2, r.fn); r.at >= e.core.Buckets() {
-				r.at, r.out = 0, r.out[:0]
+		var step func()
+		if chunk > 0 {
+			step = func() {
+				if r.at = e.core.Walk(r.at, chunk, 2, r.fn); r.at >= e.core.Buckets() {
+					r.at, r.out = 0, r.out[:0]
+				}
 			}
 		}
-		cpu.report(b, b.N*maxBatch)
+		timeBatches(b, e, s, fb, step)
 		if chunk > 0 {
 			b.ReportMetric(float64(e.core.Buckets())/float64(chunk), "steps/listing")
 		}
