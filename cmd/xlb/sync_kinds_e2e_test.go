@@ -189,9 +189,11 @@ func (env *syncEnv) evictions(lb0, lb1 *vrrpLB) {
 		}
 	}
 	var m1, b1 control.SyncStatus
+	// At least evictFlows: a record of an earlier connection (the removal check's, closing)
+	// may still come in after m0 was read.
 	env.waitFor("the backup applying the master's records", 10*time.Second, func() bool {
 		m1, b1 = syncStatus(lb0), syncStatus(lb1)
-		return m1.SentKinds["conn"]-m0.SentKinds["conn"] == evictFlows && b1.ReceivedRecords-b0.ReceivedRecords == m1.SentRecords-m0.SentRecords
+		return m1.SentKinds["conn"]-m0.SentKinds["conn"] >= evictFlows && b1.ReceivedRecords-b0.ReceivedRecords == m1.SentRecords-m0.SentRecords
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
