@@ -17,19 +17,16 @@ func testTemplate() Record {
 // A removal from the sender that wrote an entry removes it on the peer; one from another
 // sender, and forged, replayed or malformed removals, remove nothing.
 func TestApplyRemoval(t *testing.T) {
-	n := newNode(t, Config{})
-	s, _ := NewSealer(testKey)
-	var g replayGuard
-	recs := make([]Record, MaxRecords)
+	n := newReceiver(t, Config{})
 	now := time.Now()
 	r := testRecord(1)
-	if d := n.apply(s, &g, seal(t, testKey, 5, 1, now, r), recs, now); d != -1 || backendOf(t, n.Table(), r.Key) == 0 {
+	if d := n.feed(seal(t, testKey, 5, 1, now, r), now); d != -1 || backendOf(t, n.Table(), r.Key) == 0 {
 		t.Fatalf("the connection was not applied: %s", DropName(d))
 	}
 	rm := Record{Kind: KindRemove, Key: r.Key, State: sched.ConnEstablished}
 	malformed := seal(t, testKey, 5, 3, now, rm)
 	malformed[HeaderSize+62] = 1
-	malformed = s.resign(malformed)
+	malformed = n.s.resign(malformed)
 	for _, c := range []struct {
 		name string
 		msg  []byte
@@ -41,7 +38,7 @@ func TestApplyRemoval(t *testing.T) {
 		{"malformed", malformed, DropRecord},
 		{"another sender's", seal(t, testKey, 6, 1, now, rm), -1},
 	} {
-		if d := n.apply(s, &g, c.msg, recs, now); d != c.want {
+		if d := n.feed(c.msg, now); d != c.want {
 			t.Errorf("%s removal: %s, want %s", c.name, DropName(d), DropName(c.want))
 		}
 		if backendOf(t, n.Table(), r.Key) == 0 {
@@ -51,7 +48,7 @@ func TestApplyRemoval(t *testing.T) {
 	if st := n.Stats(); st.Table.Removed != 0 || st.AppliedKinds[KindRemove] != 0 {
 		t.Fatalf("removals counted without a removal: %+v", st)
 	}
-	if d := n.apply(s, &g, seal(t, testKey, 5, 5, now, rm), recs, now); d != -1 {
+	if d := n.feed(seal(t, testKey, 5, 5, now, rm), now); d != -1 {
 		t.Fatalf("the removal was dropped: %s", DropName(d))
 	}
 	if backendOf(t, n.Table(), r.Key) != 0 {
@@ -62,7 +59,7 @@ func TestApplyRemoval(t *testing.T) {
 		t.Errorf("after the removal: %+v kinds %v", st.Table, st.AppliedKinds)
 	}
 	// The slot is free again, and the flow can come back.
-	if d := n.apply(s, &g, seal(t, testKey, 5, 6, now, r), recs, now); d != -1 || backendOf(t, n.Table(), r.Key) == 0 {
+	if d := n.feed(seal(t, testKey, 5, 6, now, r), now); d != -1 || backendOf(t, n.Table(), r.Key) == 0 {
 		t.Fatalf("the flow did not come back after its removal: %s", DropName(d))
 	}
 }
@@ -71,17 +68,14 @@ func TestApplyRemoval(t *testing.T) {
 // within its service's timeout and not after; forged, replayed or malformed templates are
 // not applied.
 func TestApplyTemplate(t *testing.T) {
-	n := newNode(t, Config{})
-	s, _ := NewSealer(testKey)
-	var g replayGuard
-	recs := make([]Record, MaxRecords)
+	n := newReceiver(t, Config{})
 	now := time.Now()
 	tp := testTemplate()
 	bad := tp
 	bad.Backend[3] = 99
 	badState := seal(t, testKey, 5, 4, now, bad)
 	badState[HeaderSize+38] = 1 // a template has no state
-	badState = s.resign(badState)
+	badState = n.s.resign(badState)
 	for _, c := range []struct {
 		name string
 		msg  []byte
@@ -91,7 +85,7 @@ func TestApplyTemplate(t *testing.T) {
 		{"malformed", badState, DropRecord},
 		{"future", seal(t, testKey, 5, 3, now.Add(time.Hour), bad), DropStale},
 	} {
-		if d := n.apply(s, &g, c.msg, recs, now); d != c.want {
+		if d := n.feed(c.msg, now); d != c.want {
 			t.Errorf("%s template: %s, want %s", c.name, DropName(d), DropName(c.want))
 		}
 	}
@@ -99,7 +93,7 @@ func TestApplyTemplate(t *testing.T) {
 	if n.Table().LookupTemplate(&tp.Key, time.Minute, &got) || n.Stats().Applied != 0 {
 		t.Fatal("a refused template was applied")
 	}
-	if d := n.apply(s, &g, seal(t, testKey, 5, 10, now, tp), recs, now); d != -1 {
+	if d := n.feed(seal(t, testKey, 5, 10, now, tp), now); d != -1 {
 		t.Fatalf("the template was dropped: %s", DropName(d))
 	}
 	if !n.Table().LookupTemplate(&tp.Key, time.Minute, &got) || got != tp {
@@ -108,7 +102,7 @@ func TestApplyTemplate(t *testing.T) {
 	if n.Table().Lookup(&tp.Key, &got) {
 		t.Error("a template was found as a connection")
 	}
-	if d := n.apply(s, &g, seal(t, testKey, 5, 10, now, bad), recs, now); d != DropReplay {
+	if d := n.feed(seal(t, testKey, 5, 10, now, bad), now); d != DropReplay {
 		t.Errorf("replayed template: %s", DropName(d))
 	}
 	if n.Table().LookupTemplate(&tp.Key, time.Minute, &got); got.Backend[3] != 21 {
@@ -129,16 +123,13 @@ func TestApplyTemplate(t *testing.T) {
 // A record of a kind this version does not know is skipped and counted; the message's
 // other records apply.
 func TestApplyUnknownKind(t *testing.T) {
-	n := newNode(t, Config{})
-	s, _ := NewSealer(testKey)
-	var g replayGuard
-	recs := make([]Record, MaxRecords)
+	n := newReceiver(t, Config{})
 	now := time.Now()
 	r, other := testRecord(1), testRecord(2)
 	msg := seal(t, testKey, 5, 1, now, other, r)
 	msg[HeaderSize+39] = byte(NumKinds) // the first record: a newer peer's kind
-	msg = s.resign(msg)
-	if d := n.apply(s, &g, msg, recs, now); d != -1 {
+	msg = n.s.resign(msg)
+	if d := n.feed(msg, now); d != -1 {
 		t.Fatalf("dropped: %s", DropName(d))
 	}
 	st := n.Stats()

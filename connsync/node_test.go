@@ -13,6 +13,29 @@ import (
 	"github.com/xlb-dev/xlb/sched"
 )
 
+// receiver is a node with what its receive loop hands apply (the sealer of testKey, a
+// replay guard and the record buffer), for tests that feed it messages.
+type receiver struct {
+	*Node
+	s    *Sealer
+	g    replayGuard
+	recs []Record
+}
+
+func newReceiver(t testing.TB, cfg Config) *receiver {
+	t.Helper()
+	s, err := NewSealer(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &receiver{Node: newNode(t, cfg), s: s, recs: make([]Record, MaxRecords)}
+}
+
+// feed hands msg to apply as received at now and returns its verdict (-1: accepted).
+func (r *receiver) feed(msg []byte, now time.Time) int {
+	return r.apply(r.s, &r.g, msg, r.recs, now)
+}
+
 func newNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
 	if cfg.Key == nil {
@@ -48,19 +71,16 @@ func backendOf(t *testing.T, tab *Table, k sched.Key) byte {
 // Forged, replayed, stale, oversized and malformed messages change nothing; each is
 // counted by its reason.
 func TestApplyRefuses(t *testing.T) {
-	n := newNode(t, Config{})
-	s, _ := NewSealer(testKey)
-	var g replayGuard
-	recs := make([]Record, MaxRecords)
+	n := newReceiver(t, Config{})
 	now := time.Now()
 	r := testRecord(1)
 	r.Backend[3] = 11
-	if d := n.apply(s, &g, seal(t, testKey, 5, 1, now, r), recs, now); d != -1 {
+	if d := n.feed(seal(t, testKey, 5, 1, now, r), now); d != -1 {
 		t.Fatalf("a good message dropped: %s", DropName(d))
 	}
 	r2 := r
 	r2.Backend[3] = 12
-	if d := n.apply(s, &g, seal(t, testKey, 5, 2, now, r2), recs, now); d != -1 {
+	if d := n.feed(seal(t, testKey, 5, 2, now, r2), now); d != -1 {
 		t.Fatalf("a good message dropped: %s", DropName(d))
 	}
 	if got := backendOf(t, n.Table(), r.Key); got != 12 {
@@ -71,7 +91,7 @@ func TestApplyRefuses(t *testing.T) {
 	bad.Backend[3] = 66
 	badRec := seal(t, testKey, 5, 3, now, bad)
 	badRec[HeaderSize+60] = 1 // a malformed record (padding), re-signed
-	badRec = s.resign(badRec)
+	badRec = n.s.resign(badRec)
 	oversized := make([]Record, 30)
 	for i := range oversized {
 		oversized[i] = bad
@@ -92,7 +112,7 @@ func TestApplyRefuses(t *testing.T) {
 		{"not sync", make([]byte, 100), DropMagic},
 	}
 	for _, c := range cases {
-		if d := n.apply(s, &g, c.msg, recs, now); d != c.want {
+		if d := n.feed(c.msg, now); d != c.want {
 			t.Errorf("%s: dropped as %s, want %s", c.name, DropName(d), DropName(c.want))
 		}
 	}
@@ -109,10 +129,10 @@ func TestApplyRefuses(t *testing.T) {
 		}
 	}
 	// A replay of the newer message is refused too, and a later message still applies.
-	if d := n.apply(s, &g, seal(t, testKey, 5, 2, now, r), recs, now); d != DropReplay {
+	if d := n.feed(seal(t, testKey, 5, 2, now, r), now); d != DropReplay {
 		t.Errorf("replay of seq 2: %s", DropName(d))
 	}
-	if d := n.apply(s, &g, seal(t, testKey, 5, 14, now, r), recs, now); d != -1 || n.Stats().Lost != 11 {
+	if d := n.feed(seal(t, testKey, 5, 14, now, r), now); d != -1 || n.Stats().Lost != 11 {
 		t.Errorf("seq 14 after 2: drop %s, lost %d (want applied, 11)", DropName(d), n.Stats().Lost)
 	}
 }
@@ -121,10 +141,7 @@ func TestApplyRefuses(t *testing.T) {
 // removals mixed): its memory is allocated once, and a full bucket evicts its oldest entry.
 func TestTableFloodMemoryFlat(t *testing.T) {
 	const capacity = 1 << 14
-	n := newNode(t, Config{Capacity: capacity})
-	s, _ := NewSealer(testKey)
-	var g replayGuard
-	recs := make([]Record, MaxRecords)
+	n := newReceiver(t, Config{Capacity: capacity})
 	batch := make([]Record, 21)
 	seq := uint64(0)
 	flood := func(flows int) {
@@ -144,7 +161,7 @@ func TestTableFloodMemoryFlat(t *testing.T) {
 				}
 			}
 			seq++
-			if d := n.apply(s, &g, seal(t, testKey, 1, seq, now, batch...), recs, now); d != -1 {
+			if d := n.feed(seal(t, testKey, 1, seq, now, batch...), now); d != -1 {
 				t.Fatalf("dropped: %s", DropName(d))
 			}
 		}

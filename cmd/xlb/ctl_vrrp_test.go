@@ -15,7 +15,6 @@ import (
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
 	"github.com/xlb-dev/xlb/ha"
-	"github.com/xlb-dev/xlb/health"
 )
 
 // fakeVRRP is a VRRP router that is master until demoted.
@@ -52,16 +51,7 @@ func TestCtlVRRP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := control.New(cfg, control.Options{Publisher: &nopPublisher{}, Resolver: hopResolver{},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		NewProber: func(context.Context, health.Options) control.Prober { return noProber{} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := startController(t, cfg)
 	f := &fakeVRRP{}
 	// Through the unix socket, as ctl talks to a local daemon by default.
 	sock := filepath.Join(t.TempDir(), "xlb.sock")

@@ -60,6 +60,14 @@ func ctlServer(t *testing.T) (*control.Controller, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := startController(t, cfg)
+	return c, serveAPI(t, c)
+}
+
+// startController starts a controller of cfg with fakes for the data path, the resolver
+// and the prober; the test's cleanup closes it.
+func startController(t *testing.T, cfg *config.Config) *control.Controller {
+	t.Helper()
 	c, err := control.New(cfg, control.Options{Publisher: &nopPublisher{}, Resolver: hopResolver{},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		NewProber: func(context.Context, health.Options) control.Prober { return noProber{} }})
@@ -70,9 +78,15 @@ func ctlServer(t *testing.T) (*control.Controller, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// serveAPI serves c's API over HTTP (token t0k) until the test ends and returns its URL.
+func serveAPI(t *testing.T, c *control.Controller) string {
+	t.Helper()
 	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{Token: "t0k"}))
 	t.Cleanup(srv.Close)
-	return c, srv.URL
+	return srv.URL
 }
 
 func runXLB(args ...string) (int, string, string) {
@@ -175,19 +189,8 @@ func TestCtlServicesGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := control.New(cfg, control.Options{Publisher: &nopPublisher{}, Resolver: hopResolver{},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		NewProber: func(context.Context, health.Options) control.Prober { return noProber{} }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	srv := httptest.NewServer(control.NewHandler(c, control.HandlerOptions{Token: "t0k"}))
-	t.Cleanup(srv.Close)
-	code, out, errs := runXLB("ctl", "--api", srv.URL, "--token", "t0k", "services")
+	url := serveAPI(t, startController(t, cfg))
+	code, out, errs := runXLB("ctl", "--api", url, "--token", "t0k", "services")
 	if code != 0 || !strings.Contains(out, "198.19.0.10,198.19.0.11") || !strings.Contains(out, "80,8000-8099") ||
 		strings.Count(out, "\n") != 2 {
 		t.Fatalf("services of a group (one line under the header): %d %q %q", code, out, errs)
