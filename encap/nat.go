@@ -86,24 +86,7 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 	}
 	switch p.L4Proto {
 	case ProtoTCP, ProtoUDP:
-		udp := p.L4Proto == ProtoUDP
-		csOff := 16
-		if udp {
-			csOff = 6
-		}
-		cs := binary.BigEndian.Uint16(l4[csOff : csOff+2])
-		if port != 0 {
-			op := binary.BigEndian.Uint16(l4[portOff : portOff+2])
-			binary.BigEndian.PutUint16(l4[portOff:portOff+2], port)
-			d = ChecksumCombine(d, ChecksumCombine(^op, port))
-		}
-		if udp {
-			if cs != 0 { // 0: no checksum (IPv4), stays 0
-				binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(checksumAdjust(cs, d)))
-			}
-			return OK
-		}
-		binary.BigEndian.PutUint16(l4[csOff:csOff+2], checksumAdjust(cs, d))
+		natPort(l4, p.L4Proto == ProtoUDP, portOff, port, d)
 	case ProtoICMP, ProtoICMPv6:
 		xs := binary.BigEndian.Uint16(l4[2:4])
 		if v6 { // the ICMPv6 checksum covers the pseudo-header
@@ -131,14 +114,17 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 	binary.BigEndian.PutUint32(ip[off:off+4], newA)
 	d := fold64(uint64(^oldA)+uint64(newA), 0) // checksumDelta of the two addresses
 	IPv4(ip).SetChecksum(checksumAdjust(IPv4(ip).Checksum(), d))
-	l4 := pkt[p.L4Off:p.IPEnd]
+	natPort(pkt[p.L4Off:p.IPEnd], p.L4Proto == ProtoUDP, portOff, port, d)
+	return OK
+}
+
+// natPort finishes the NAT of a TCP or UDP segment l4 (its whole header present): the port
+// at portOff becomes port unless port is 0, and the checksum takes the address delta d and
+// the port's change (a UDP checksum of 0, none, stays 0).
+func natPort(l4 []byte, udp bool, portOff int, port, d uint16) {
 	csOff := 16
-	udp := p.L4Proto == ProtoUDP
 	if udp {
 		csOff = 6
-	}
-	if len(l4) < csOff+2 {
-		return Truncated // consistent guarantees the header: not reached
 	}
 	cs := binary.BigEndian.Uint16(l4[csOff : csOff+2])
 	if port != 0 {
@@ -149,10 +135,9 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 	switch {
 	case !udp:
 		binary.BigEndian.PutUint16(l4[csOff:csOff+2], checksumAdjust(cs, d))
-	case cs != 0: // a UDP checksum of 0 (none) stays 0
+	case cs != 0:
 		binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(checksumAdjust(cs, d)))
 	}
-	return OK
 }
 
 // natQuote rewrites the source (dst false) or destination (dst true) of the packet an ICMP error
