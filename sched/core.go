@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -87,17 +88,18 @@ type svcState struct {
 // It is not safe for concurrent use: one goroutine (the worker) calls Schedule, Prepare and
 // Maintain; any goroutine may call Stats.
 type Core struct {
-	t       table
-	secret  tableSecret // keys the table hash (Hash)
-	timeout [numStates]uint32
-	svcs    []svcState
-	rng     uint64
-	rrStart uint32
-	sweep   int
-	sweepAt int
-	persist *PersistTable
-	c       [numCounters]uint64        // owner's counters, plain
-	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
+	t          table
+	secret     tableSecret // keys the table hash (Hash)
+	timeout    [numStates]uint32
+	minTimeout uint32 // the smallest of timeout
+	svcs       []svcState
+	rng        uint64
+	rrStart    uint32
+	sweep      int
+	sweepAt    int
+	persist    *PersistTable
+	c          [numCounters]uint64        // owner's counters, plain
+	pub        [numCounters]atomic.Uint64 // published by Maintain for Stats
 
 	sy coreSync // connection sync (sync.go)
 }
@@ -143,6 +145,7 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	if c.sweep == 0 {
 		c.sweep = defaultSweep
 	}
+	c.minTimeout = slices.Min(c.timeout[:])
 	c.c[cCapacity] = uint64(len(c.t.b) * ways)
 	c.publish()
 	if free != nil {
@@ -506,18 +509,25 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	if w := c.relocate(b2); w >= 0 {
 		return b2, w
 	}
-	// The oldest of the 16, and the oldest among the idle-expired ones (way i of the pair:
-	// b1's ways 0-7, then b2's).
-	var oldAge, expAge uint32
-	old, exp := 0, -1
+	// The oldest of the 16 (way i of the pair: b1's ways 0-7, then b2's), as the largest
+	// age<<8 | (15-i): the lowest way among equal ages, found by conditional moves (the ages
+	// are arbitrary, and a branch on each mispredicts).
+	var oldv uint64
 	for i, b := range [2]*bucket{b1, b2} {
 		for w := range ways {
-			age := t - b.seen[w]
-			if age > oldAge {
-				oldAge, old = age, i*ways+w
-			}
-			if age > c.timeout[b.state[w]] && age > expAge {
-				expAge, exp = age, i*ways+w
+			oldv = max(oldv, uint64(t-b.seen[w])<<8|uint64(15-(i*ways+w)))
+		}
+	}
+	old, exp := 15-int(oldv&15), -1
+	// An idle-expired entry goes first, the oldest of them. None can have expired when the
+	// oldest age is within the shortest timeout, the usual case when floods fill the table.
+	if uint32(oldv>>8) > c.minTimeout {
+		var expAge uint32
+		for i, b := range [2]*bucket{b1, b2} {
+			for w := range ways {
+				if age := t - b.seen[w]; age > c.timeout[b.state[w]] && age > expAge {
+					expAge, exp = age, i*ways+w
+				}
 			}
 		}
 	}

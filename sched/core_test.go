@@ -73,40 +73,78 @@ func sameBucketKeys(c *Core, n int) []Key {
 	return ks
 }
 
+// TestCoreEvictsLeastRecentlySeen fills a bucket pair, leaves one flow untouched, and
+// inserts one more: the untouched flow goes. In seconds the oldest age (18 s) is past the
+// shortest timeout (10 s), so victim also looks for expired entries; in tenths of a second
+// it is not, and the oldest is found without that scan.
 func TestCoreEvictsLeastRecentlySeen(t *testing.T) {
+	for _, unit := range []int64{sec, sec / 10} {
+		t.Run(time.Duration(unit).String(), func(t *testing.T) {
+			svc := mustService(t, ServiceConfig{Strategy: Maglev}, backends(4))
+			c := mustCore(t, CoreConfig{Capacity: 64})
+			const full = 2 * ways
+			ks := sameBucketKeys(c, full+1)
+			for i := range full {
+				c.Schedule(svc, &ks[i], FlagSYN, int64(i)*unit)
+			}
+			// Touch all but flow 3, which becomes the least recently seen.
+			for i := range full {
+				if i != 3 {
+					c.Schedule(svc, &ks[i], FlagACK, 20*unit)
+				}
+			}
+			c.Maintain(20 * unit)
+			if st := c.Stats(); st.Evictions != 0 || st.Entries != full {
+				t.Fatalf("before: evictions %d entries %d, want 0 and %d", st.Evictions, st.Entries, full)
+			}
+			c.Schedule(svc, &ks[full], FlagSYN, 21*unit)
+			c.Maintain(21 * unit)
+			st := c.Stats()
+			if st.Evictions != 1 || st.Entries != full {
+				t.Fatalf("evictions %d entries %d, want 1 and %d", st.Evictions, st.Entries, full)
+			}
+			for i := range full + 1 {
+				before := c.Stats().Misses
+				c.Schedule(svc, &ks[i], FlagACK, 22*unit)
+				c.Maintain(22 * unit)
+				missed := c.Stats().Misses != before
+				if missed != (i == 3) {
+					t.Errorf("flow %d: missed=%v", i, missed)
+				}
+				if i == 3 {
+					break // its re-insert evicts another flow
+				}
+			}
+		})
+	}
+}
+
+// TestCoreVictimPrefersExpired: in a full bucket pair, a closed flow past its timeout (10 s)
+// makes room for a new flow before an older established one (900 s timeout) is evicted.
+func TestCoreVictimPrefersExpired(t *testing.T) {
 	svc := mustService(t, ServiceConfig{Strategy: Maglev}, backends(4))
 	c := mustCore(t, CoreConfig{Capacity: 64})
 	const full = 2 * ways
 	ks := sameBucketKeys(c, full+1)
 	for i := range full {
-		c.Schedule(svc, &ks[i], FlagSYN, int64(i)*sec)
+		c.Schedule(svc, &ks[i], FlagACK, int64(i)*sec) // established; flow 0 is the oldest
 	}
-	// Touch all but flow 3, which becomes the least recently seen.
-	for i := range full {
-		if i != 3 {
-			c.Schedule(svc, &ks[i], FlagACK, 20*sec)
-		}
+	c.Schedule(svc, &ks[9], FlagRST|FlagACK, 100*sec) // closed at 100 s
+	c.Schedule(svc, &ks[full], FlagSYN, 115*sec)      // flow 9 idle 15 s, flow 0 115 s
+	c.Maintain(115 * sec)
+	if st := c.Stats(); st.Expirations != 1 || st.Evictions != 0 || st.Entries != full {
+		t.Fatalf("expirations %d evictions %d entries %d, want 1, 0, %d", st.Expirations, st.Evictions, st.Entries, full)
 	}
-	c.Maintain(20 * sec)
-	if st := c.Stats(); st.Evictions != 0 || st.Entries != full {
-		t.Fatalf("before: evictions %d entries %d, want 0 and %d", st.Evictions, st.Entries, full)
-	}
-	c.Schedule(svc, &ks[full], FlagSYN, 21*sec)
-	c.Maintain(21 * sec)
-	st := c.Stats()
-	if st.Evictions != 1 || st.Entries != full {
-		t.Fatalf("evictions %d entries %d, want 1 and %d", st.Evictions, st.Entries, full)
-	}
-	for i := range full + 1 {
-		before := c.Stats().Misses
-		c.Schedule(svc, &ks[i], FlagACK, 22*sec)
-		c.Maintain(22 * sec)
-		missed := c.Stats().Misses != before
-		if missed != (i == 3) {
-			t.Errorf("flow %d: missed=%v", i, missed)
-		}
-		if i == 3 {
-			break // its re-insert evicts another flow
+	for _, f := range []struct {
+		i   int
+		hit bool
+	}{{0, true}, {full, true}, {9, false}} {
+		i, want := f.i, f.hit
+		before := c.Stats().Hits
+		c.Schedule(svc, &ks[i], FlagACK, 116*sec)
+		c.Maintain(116 * sec)
+		if hit := c.Stats().Hits != before; hit != want {
+			t.Errorf("flow %d: hit=%v, want %v", i, hit, want)
 		}
 	}
 }
