@@ -666,6 +666,15 @@ func (c *Core) Maintain(now int64) {
 		if c.sweepAt++; c.sweepAt == len(c.t.b) {
 			c.sweepAt = 0
 		}
+		// The oldest age of the bucket first (free ways included: a branch-free max), so a
+		// bucket with nothing idle past the shortest timeout costs no walk of its ways.
+		var oldest uint32
+		for w := range ways {
+			oldest = max(oldest, t-b.seen[w])
+		}
+		if oldest <= c.minTimeout {
+			continue
+		}
 		for j, tags := range b.tags {
 			for m := ^zeroLanes(tags) & laneHigh; m != 0; m &= m - 1 { // the used ways
 				if w := way(j, m); t-b.seen[w] > c.timeout[b.state[w]] {
