@@ -75,13 +75,7 @@ type counters [numCounters]uint64
 // publish copies c into the shared block dst, one atomic store per word, so a reader never
 // sees a torn word (a reader may see words of two consecutive batches: each is monotonic).
 func (c *counters) publish(dst *counters) {
-	for i := range c {
-		// Only the counters that changed: an atomic store is an XCHG on amd64, which
-		// waits for the store buffer to drain, and most counters stand still.
-		if atomic.LoadUint64(&dst[i]) != c[i] {
-			atomic.StoreUint64(&dst[i], c[i])
-		}
-	}
+	publishWords(dst[:], c[:]) // only the counters that changed: most stand still
 }
 
 func (c *counters) load() counters {

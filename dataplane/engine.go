@@ -236,11 +236,9 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int,
 	}
 	e.fl.count(si, bi, uint64(f.Len), isNew)
 	t := &sv.targets[bi]
-	if sv.spec.Method == MethodDR && t.hop.IfIndex != 0 && p.TotalLen <= t.hop.MTU && f.Len >= 14 {
-		// dr's common case, without deliver's and send's calls: rewrite the MACs, send.
-		pkt := f.Buf[f.Off : f.Off+f.Len]
-		*(*[6]byte)(pkt[0:6]) = t.hop.DstMAC
-		*(*[6]byte)(pkt[6:12]) = t.hop.SrcMAC
+	if sv.spec.Method == MethodDR && t.hop.IfIndex != 0 && p.TotalLen <= t.hop.MTU {
+		// dr's common case, what send does, without deliver's and send's calls (SetMACs inlines).
+		encap.SetMACs(f.Buf[f.Off:f.Off+f.Len], t.hop.DstMAC, t.hop.SrcMAC)
 		f.Out = t.hop.IfIndex
 		return
 	}

@@ -96,7 +96,6 @@ func (p *PersistTable) Capacity() int { return len(p.slots) }
 // Used returns how many slots have ever held a client (at most Capacity).
 func (p *PersistTable) Used() int { return int(p.used.Load()) }
 
-// persistKey is the identity of a client prefix of a service: never 0.
 // ClientPrefix returns k's source address cut to the persistence prefix of its family,
 // the rest zero: what a client's persistence is keyed by (here, and in the templates that
 // connection sync sends).
@@ -113,6 +112,7 @@ func (p Persistence) ClientPrefix(k *Key) (a [16]byte) {
 	return a
 }
 
+// persistKey is the identity of a client prefix of a service: never 0.
 func (p *PersistTable) persistKey(svc *Service, k *Key) uint64 {
 	var b [19]byte
 	binary.LittleEndian.PutUint16(b[0:2], uint16(svc.index))

@@ -62,9 +62,7 @@ func Alloc[T any](n int) ([]T, func() error, error) {
 		off = (start+size-1)&^(size-1) - start
 	}
 	mem := raw[off : off+span]
-	if extra > 0 {
-		_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // advice only
-	}
+	_ = Advise(mem) // advice only (nothing for a mapping under one huge page)
 	s := unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), n)
 	return s, func() error { return unix.Munmap(raw) }, nil
 }
