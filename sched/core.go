@@ -510,14 +510,8 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 		return b2, w
 	}
 	// The oldest of the 16 (way i of the pair: b1's ways 0-7, then b2's), as the largest
-	// age<<8 | (15-i): the lowest way among equal ages, found by conditional moves (the ages
-	// are arbitrary, and a branch on each mispredicts).
-	var oldv uint64
-	for i, b := range [2]*bucket{b1, b2} {
-		for w := range ways {
-			oldv = max(oldv, uint64(t-b.seen[w])<<8|uint64(15-(i*ways+w)))
-		}
-	}
+	// age<<8 | (15-i): the lowest way among equal ages.
+	oldv := max(b1.oldest(t, 15), b2.oldest(t, 7))
 	old, exp := 15-int(oldv&15), -1
 	// An idle-expired entry goes first, the oldest of them. None can have expired when the
 	// oldest age is within the shortest timeout, the usual case when floods fill the table.
@@ -666,13 +660,9 @@ func (c *Core) Maintain(now int64) {
 		if c.sweepAt++; c.sweepAt == len(c.t.b) {
 			c.sweepAt = 0
 		}
-		// The oldest age of the bucket first (free ways included: a branch-free max), so a
-		// bucket with nothing idle past the shortest timeout costs no walk of its ways.
-		var oldest uint32
-		for w := range ways {
-			oldest = max(oldest, t-b.seen[w])
-		}
-		if oldest <= c.minTimeout {
+		// The oldest age of the bucket first (free ways included: branch-free), so a bucket
+		// with nothing idle past the shortest timeout costs no walk of its ways.
+		if uint32(b.oldest(t, ways-1)>>8) <= c.minTimeout {
 			continue
 		}
 		for j, tags := range b.tags {

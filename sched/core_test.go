@@ -368,6 +368,32 @@ func TestEntrySize(t *testing.T) {
 	}
 }
 
+// TestBucketOldest: bucket.oldest finds the oldest way wherever it is, the lowest of equal
+// ages, and ages across the tick counter's wrap.
+func TestBucketOldest(t *testing.T) {
+	now := uint32(5)
+	for old := range ways {
+		for _, tie := range []int{-1, 0, 3, 7} {
+			var b bucket
+			for w := range ways {
+				b.seen[w] = now - uint32(w) // young, all different
+			}
+			b.seen[old] = now - 1000 // 1000 ticks old: across the wrap (now < 1000)
+			want := old
+			if tie >= 0 && tie != old {
+				b.seen[tie] = b.seen[old]
+				want = min(old, tie)
+			}
+			for _, id := range []uint64{7, 15} {
+				got := b.oldest(now, id)
+				if age, w := uint32(got>>8), int(id-got&0xff); age != 1000 || w != want {
+					t.Errorf("oldest way %d (tie %d), id %d: got age %d way %d, want 1000 way %d", old, tie, id, age, w, want)
+				}
+			}
+		}
+	}
+}
+
 // TestCoreTickWrap: the table's 32-bit tick counter wraps every 2^48 ns; ages and LRU order
 // stay right across the wrap.
 func TestCoreTickWrap(t *testing.T) {

@@ -265,6 +265,16 @@ func (b *bucket) setTag(w int, tag uint16) {
 // used reports whether way w holds an entry.
 func (b *bucket) used(w int) bool { return b.tags[w>>2]>>(uint(w&3)*16)&0xffff != 0 }
 
+// oldest returns the largest age<<8 | (id-w) over the ways w of b (ages at tick t, id >= 7):
+// the oldest way, the lowest among equal ages. Conditional moves in a tree three deep (the
+// ages are arbitrary, so a branch on each would mispredict, and a chain of eight maxima
+// would make each wait for the last).
+func (b *bucket) oldest(t uint32, id uint64) uint64 {
+	s := &b.seen
+	a := func(w int) uint64 { return uint64(t-s[w])<<8 | (id - uint64(w)) }
+	return max(max(max(a(0), a(1)), max(a(2), a(3))), max(max(a(4), a(5)), max(a(6), a(7))))
+}
+
 // free returns the first free way of b, or -1.
 func (b *bucket) free() int {
 	if m := zeroLanes(b.tags[0]); m != 0 {
