@@ -339,9 +339,22 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	// takes schedule, which does not look the first bucket up again.
 	w1 := -2 // the flow's way in its first bucket (-1: not there; -2: not looked up)
 	if svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
+		// The first way whose tag matches, looked at here (find is a call, and a call
+		// makes this function keep its arguments on the stack); a second match (a tag
+		// collision, one lookup in thousands) leaves it to schedule's find.
 		b, tag := c.t.first(h)
-		if w1 = b.find(tag, k); w1 >= 0 {
-			w := w1
+		m0, m1 := b.match(tag)
+		w := -1
+		switch {
+		case m0 != 0:
+			w = way(0, m0)
+		case m1 != 0:
+			w = way(1, m1)
+		default:
+			w1 = -1 // no tag matches: not in the first bucket
+		}
+		if w >= 0 && b.ent[w].key.equal(k) {
+			w1 = w
 			t, st, e := tick(now), b.state[w], &b.ent[w]
 			if p := int(e.pos); !reused(st, tcpFlags) && t-b.seen[w] <= c.timeout[st] && int(e.svc) == svc.index &&
 				p < len(svc.backends) && svc.backends[p].ID == e.backend && svc.backends[p].Up {

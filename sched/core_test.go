@@ -73,6 +73,49 @@ func sameBucketKeys(c *Core, n int) []Key {
 	return ks
 }
 
+// TestCoreTagCollision: two flows with the same first bucket and the same 16-bit tag
+// live side by side, and each packet finds its own entry: the one whose tag matches first
+// is not taken for the other (a lookup compares the whole key), and the second is found
+// although the first match was not it.
+func TestCoreTagCollision(t *testing.T) {
+	svc := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(3))
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	type slot struct {
+		bucket int
+		tag    uint16
+	}
+	seen := map[slot]Key{}
+	var k1, k2 Key
+	for i := uint32(0); ; i++ {
+		k := flowKey(i)
+		h := c.Hash(&k)
+		i1, _ := c.t.index(h)
+		s := slot{i1, uint16(h) | 1}
+		if o, ok := seen[s]; ok {
+			k1, k2 = o, k
+			break
+		}
+		seen[s] = k
+	}
+	p1 := c.Schedule(svc, &k1, FlagSYN, 0)
+	p2 := c.Schedule(svc, &k2, FlagSYN, 0)
+	if p1 == p2 {
+		t.Fatalf("round robin gave both flows backend %d", p1)
+	}
+	for range 3 {
+		if p := c.Schedule(svc, &k2, FlagACK, sec); p != p2 {
+			t.Fatalf("second flow went to %d, its entry says %d", p, p2)
+		}
+		if p := c.Schedule(svc, &k1, FlagACK, sec); p != p1 {
+			t.Fatalf("first flow went to %d, its entry says %d", p, p1)
+		}
+	}
+	c.Maintain(sec)
+	if st := c.Stats(); st.Inserts != 2 || st.Hits != 6 || st.Entries != 2 {
+		t.Errorf("stats %+v, want 2 inserts, 6 hits, 2 entries", st)
+	}
+}
+
 // TestCoreEvictsLeastRecentlySeen fills a bucket pair, leaves one flow untouched, and
 // inserts one more: the untouched flow goes. In seconds the oldest age (18 s) is past the
 // shortest timeout (10 s), so victim also looks for expired entries; in tenths of a second
