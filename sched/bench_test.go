@@ -441,10 +441,22 @@ func TestConnTableVersusRistretto(t *testing.T) {
 
 // BenchmarkBaselineGoMap is the reference the connection table is measured against in the
 // same run: a Go map from flow key to backend position, same keys, same scattered order.
-func BenchmarkBaselineGoMap(b *testing.B) {
+func BenchmarkBaselineGoMap(b *testing.B) { benchGoMap(b, false) }
+
+// BenchmarkBaselineGoMapPresized is BenchmarkBaselineGoMap with the map made for as many
+// entries as the table the hit benchmarks use (make's size hint: 1M for 1k and 64k flows),
+// so that its flows are as spread out in memory as the table's: what the map costs at the
+// table's density.
+func BenchmarkBaselineGoMapPresized(b *testing.B) { benchGoMap(b, true) }
+
+func benchGoMap(b *testing.B, presized bool) {
 	for _, sz := range liveSizes {
 		b.Run("live="+sz.name, func(b *testing.B) {
-			m := make(map[Key]int32, sz.n)
+			hint := sz.n
+			if presized {
+				hint = hitCapacity(sz.n)
+			}
+			m := make(map[Key]int32, hint)
 			keys := make([]Key, sz.n)
 			for i := range keys {
 				keys[i] = flowKey(uint32(i))
