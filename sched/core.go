@@ -341,7 +341,9 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	if svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
 		// The first way whose tag matches, looked at here (find is a call, and a call
 		// makes this function keep its arguments on the stack); a second match (a tag
-		// collision, one lookup in thousands) leaves it to schedule's find.
+		// collision, one lookup in thousands) leaves it to schedule's find. prefetch
+		// has the same switch: as a helper it costs 98 against the inlining budget of 80,
+		// and the call made the batched hit 0.9 ns slower at 1k.
 		b, tag := c.t.first(h)
 		m0, m1 := b.match(tag)
 		w := -1
