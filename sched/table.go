@@ -240,6 +240,17 @@ func (b *bucket) match(tag uint16) (m0, m1 uint64) {
 // way returns the way of the lowest bit of lane mask m of word j.
 func way(j int, m uint64) int { return 4*j + bits.TrailingZeros64(m)>>4 }
 
+// firstWay returns the lowest way in the lane masks m0, m1 of match, or -1.
+func firstWay(m0, m1 uint64) int {
+	switch {
+	case m0 != 0:
+		return way(0, m0)
+	case m1 != 0:
+		return way(1, m1)
+	}
+	return -1
+}
+
 // find returns the way of b that holds k (tag tag), or -1.
 func (b *bucket) find(tag uint16, k *Key) int {
 	m0, m1 := b.match(tag)
