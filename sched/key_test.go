@@ -133,26 +133,45 @@ func TestFlowHashKeyed(t *testing.T) {
 	}
 }
 
+// TestHashDistinguishes: a change of any field, or of any address byte a key of its family
+// can hold (an IPv4 key's Src[0:4] and Dst[0:4], the rest zero; all 16 of an IPv6 key's),
+// changes both hashes.
 func TestHashDistinguishes(t *testing.T) {
 	base := flowKey(5)
+	base6 := base
+	base6.V6 = true
+	base6.Src[0], base6.Src[15], base6.Dst[0], base6.Dst[15] = 0x20, 1, 0x20, 2
 	c := mustCore(t, CoreConfig{Capacity: 64})
 	hk := DefaultHashKey()
 	variants := []func(*Key){
-		func(k *Key) { k.V6 = true },
+		func(k *Key) { k.V6 = !k.V6 },
 		func(k *Key) { k.Proto = protoUDP },
 		func(k *Key) { k.SrcPort, k.DstPort = k.DstPort, k.SrcPort },
 		func(k *Key) { k.Src, k.Dst = k.Dst, k.Src },
-		func(k *Key) { k.Src[15] = 1 },
-		func(k *Key) { k.Dst[9] = 1 },
+		func(k *Key) { k.SrcPort++ },
+		func(k *Key) { k.DstPort ^= 0x100 },
 	}
-	for i, f := range variants {
-		k := base
-		f(&k)
-		if c.Hash(&k) == c.Hash(&base) {
-			t.Errorf("variant %d: table hash like the base key's", i)
-		}
-		if hk.Flow(&k) == hk.Flow(&base) {
-			t.Errorf("variant %d: flow hash like the base key's", i)
+	for i := range 4 {
+		variants = append(variants, func(k *Key) { k.Src[i] ^= 0x80 }, func(k *Key) { k.Dst[i] ^= 1 })
+	}
+	variants6 := []func(*Key){}
+	for i := 4; i < 16; i++ {
+		variants6 = append(variants6, func(k *Key) { k.Src[i] ^= 1 }, func(k *Key) { k.Dst[i] ^= 0x40 })
+	}
+	for _, tc := range []struct {
+		name string
+		base Key
+		vs   []func(*Key)
+	}{{"v4", base, variants}, {"v6", base6, append(variants6, variants...)}} {
+		for i, f := range tc.vs {
+			k := tc.base
+			f(&k)
+			if c.Hash(&k) == c.Hash(&tc.base) {
+				t.Errorf("%s variant %d: table hash like the base key's", tc.name, i)
+			}
+			if hk.Flow(&k) == hk.Flow(&tc.base) {
+				t.Errorf("%s variant %d: flow hash like the base key's", tc.name, i)
+			}
 		}
 	}
 	if d := mustCore(t, CoreConfig{Capacity: 64}); d.Hash(&base) == c.Hash(&base) {
