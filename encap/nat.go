@@ -105,16 +105,36 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 // the family-generic copies.
 func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason {
 	ip := pkt[p.L3Off:p.IPEnd]
-	off, portOff := 12, 0
+	l4 := pkt[p.L4Off:p.IPEnd]
+	off, portOff, csOff, udp := 12, 0, 16, p.L4Proto == ProtoUDP
 	if dst {
 		off, portOff = 16, 2
+	}
+	if udp {
+		csOff = 6
 	}
 	oldA := binary.BigEndian.Uint32(ip[off : off+4])
 	newA := binary.BigEndian.Uint32(a[:])
 	binary.BigEndian.PutUint32(ip[off:off+4], newA)
-	d := fold64(uint64(^oldA)+uint64(newA), 0) // checksumDelta of the two addresses
-	IPv4(ip).SetChecksum(checksumAdjust(IPv4(ip).Checksum(), d))
-	natPort(pkt[p.L4Off:p.IPEnd], p.L4Proto == ProtoUDP, portOff, port, d)
+	// RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), each checksum's whole sum taken at once and
+	// folded once (the address's two words, and for the L4 checksum the port's too), so
+	// the two checksums are two short independent chains.
+	da := uint64(^oldA) + uint64(newA)
+	ipcs := binary.BigEndian.Uint16(ip[10:12])
+	binary.BigEndian.PutUint16(ip[10:12], ^fold64(uint64(^ipcs)+da, 0))
+	dl := da
+	if port != 0 {
+		op := binary.BigEndian.Uint16(l4[portOff : portOff+2])
+		binary.BigEndian.PutUint16(l4[portOff:portOff+2], port)
+		dl += uint64(^op) + uint64(port)
+	}
+	cs := binary.BigEndian.Uint16(l4[csOff : csOff+2])
+	switch {
+	case !udp:
+		binary.BigEndian.PutUint16(l4[csOff:csOff+2], ^fold64(uint64(^cs)+dl, 0))
+	case cs != 0: // a UDP checksum of 0 (none) stays 0
+		binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(^fold64(uint64(^cs)+dl, 0)))
+	}
 	return OK
 }
 
