@@ -53,6 +53,11 @@ type Tunnel struct {
 	// (without the source address when it varies per flow).
 	tmpl    [14 + 40 + 12]byte
 	tmplSum uint64
+	// plain4 is set for plain IPIP from a fixed IPv4 source; words then holds tmpl's bytes
+	// 0-7, 6-13 and 26-33 (the MACs and EtherType, the outer addresses), so that Encap
+	// writes an IPv4 packet's headers as five word stores.
+	plain4 bool
+	words  [3]uint64
 }
 
 // NewTunnel checks c and precomputes the outer headers' constant parts.
@@ -96,6 +101,11 @@ func NewTunnel(c TunnelConfig) (Tunnel, error) {
 		return t, err
 	}
 	t.fillTemplate()
+	if t.plain4 = !t.v6 && t.hostBits == 0 && t.udpLen == 0; t.plain4 {
+		for i, o := range [3]int{0, 6, 26} {
+			t.words[i] = binary.LittleEndian.Uint64(t.tmpl[o : o+8])
+		}
+	}
 	minMTU := 68 + t.Overhead()
 	if t.v6 {
 		minMTU = 1280
@@ -141,6 +151,23 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		return off, n, NoHeadroom
 	}
 	f := buf[start:ip]
+	if t.plain4 && p.IPVersion == 4 {
+		// IPv4 in IPv4 from a fixed source: the template's words, then the variable
+		// fields, version to fragment field in one word, TTL to checksum in another.
+		f = f[:34]
+		var frag uint64
+		if p.DF {
+			frag = 0x4000
+		}
+		tot := uint64(20 + inner)
+		sum := t.tmplSum + uint64(p.TOS) + tot + uint64(uint16(p.IPID)) + frag + ProtoIPIP
+		binary.LittleEndian.PutUint64(f[0:8], t.words[0])
+		binary.LittleEndian.PutUint64(f[6:14], t.words[1])
+		binary.BigEndian.PutUint64(f[14:22], 0x45<<56|uint64(p.TOS)<<48|tot<<32|uint64(uint16(p.IPID))<<16|frag)
+		binary.BigEndian.PutUint32(f[22:26], outerTTL<<24|ProtoIPIP<<16|uint32(^fold64(sum, 0)))
+		binary.LittleEndian.PutUint64(f[26:34], t.words[2])
+		return start, 34 + inner, OK
+	}
 	copy(f, t.tmpl[:14+ov])
 	proto := uint8(ProtoIPIP)
 	if p.IPVersion == 6 {
@@ -198,6 +225,9 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	return start, 14 + ov + inner, OK
 }
 
+// outerTTL is the outer header's TTL (hop limit).
+const outerTTL = 64
+
 // fillTemplate precomputes the constant part of the headers Encap writes.
 func (t *Tunnel) fillTemplate() {
 	f := t.tmpl[:]
@@ -207,7 +237,7 @@ func (t *Tunnel) fillTemplate() {
 	if t.v6 {
 		binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv6)
 		h[0] = 6 << 4
-		h[7] = 64
+		h[7] = outerTTL
 		copy(h[8:24], t.src[:])
 		copy(h[24:40], t.dst[:])
 		t.fillUDPTemplate(h[40:])
@@ -215,7 +245,7 @@ func (t *Tunnel) fillTemplate() {
 	}
 	binary.BigEndian.PutUint16(f[12:14], EtherTypeIPv4)
 	h[0] = 0x45
-	h[8] = 64
+	h[8] = outerTTL
 	copy(h[16:20], t.dst[:4])
 	if t.hostBits == 0 {
 		copy(h[12:16], t.src[:4])

@@ -101,6 +101,9 @@ func TestTunnelEncap(t *testing.T) {
 					!ip.DstIP.Equal(backend) || !ip.SrcIP.Equal(source) || ip.TOS != 0x28 || (ip.Flags&layers.IPv4DontFragment != 0) != wantDF {
 					t.Errorf("outer ipv4 %+v", ip)
 				}
+				if wantID := uint16(0x1234); !tc.inner.v6 && ip.Id != wantID { // mk's IPv4 ID
+					t.Errorf("outer ID %#x, want the inner packet's %#x", ip.Id, wantID)
+				}
 			}
 			// Outer IPv4, inner IPv4, and the transport checksum must all hold.
 			want := 1 // the transport's
