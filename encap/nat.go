@@ -50,14 +50,14 @@ func addrOff(v6, dst bool) (off, n int) {
 
 func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) Reason {
 	v6 := p.Key.V6
+	if !v6 && addr.Is4() && p.HasL4 && (p.L4Proto == ProtoTCP || p.L4Proto == ProtoUDP) {
+		return natRewrite4(pkt, p, addr.As4(), port, dst) // checks p itself
+	}
 	if p.IPVersion == 0 || !addr.IsValid() || addr.Is6() != v6 {
 		return FamilyMismatch
 	}
 	if !p.consistent(len(pkt)) {
 		return Truncated
-	}
-	if !v6 && p.HasL4 && (p.L4Proto == ProtoTCP || p.L4Proto == ProtoUDP) {
-		return natRewrite4(pkt, p, addr.As4(), port, dst)
 	}
 	var newA [16]byte
 	if v6 {
@@ -104,6 +104,12 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 // header (p is consistent with pkt): the same rewrite and checksum updates, on words, without
 // the family-generic copies.
 func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason {
+	if p.IPVersion == 0 {
+		return FamilyMismatch
+	}
+	if !p.consistent(len(pkt)) {
+		return Truncated
+	}
 	ip := pkt[p.L3Off:p.IPEnd]
 	l4 := pkt[p.L4Off:p.IPEnd]
 	off, portOff, csOff, udp := 12, 0, 16, p.L4Proto == ProtoUDP
