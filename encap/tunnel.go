@@ -53,10 +53,11 @@ type Tunnel struct {
 	// (without the source address when it varies per flow).
 	tmpl    [14 + 40 + 12]byte
 	tmplSum uint64
-	// plain4 is set for plain IPIP from a fixed IPv4 source; words then holds tmpl's bytes
-	// 0-7, 6-13 and 26-33 (the MACs and EtherType, the outer addresses), so that Encap
-	// writes an IPv4 packet's headers as five word stores.
-	plain4 bool
+	// ipip4 is set for plain IPIP from an IPv4 source; words then holds tmpl's bytes 0-7,
+	// 6-13 and 26-33 (the MACs and EtherType, the outer addresses: the source zero when
+	// it varies per flow), so that Encap writes an IPv4 packet's headers as five word
+	// stores.
+	ipip4 bool
 	words  [3]uint64
 }
 
@@ -101,7 +102,7 @@ func NewTunnel(c TunnelConfig) (Tunnel, error) {
 		return t, err
 	}
 	t.fillTemplate()
-	if t.plain4 = !t.v6 && t.hostBits == 0 && t.udpLen == 0; t.plain4 {
+	if t.ipip4 = !t.v6 && t.udpLen == 0; t.ipip4 {
 		for i, o := range [3]int{0, 6, 26} {
 			t.words[i] = binary.LittleEndian.Uint64(t.tmpl[o : o+8])
 		}
@@ -151,9 +152,10 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		return off, n, NoHeadroom
 	}
 	f := buf[start:ip]
-	if t.plain4 && p.IPVersion == 4 {
-		// IPv4 in IPv4 from a fixed source: the template's words, then the variable
-		// fields, version to fragment field in one word, TTL to checksum in another.
+	if t.ipip4 && p.IPVersion == 4 {
+		// IPv4 in IPv4: the template's words, then the variable fields, version to
+		// fragment field in one word, TTL to checksum in another (and the source's host
+		// bits in the addresses' word).
 		f = f[:34]
 		var frag uint64
 		if p.DF {
@@ -161,11 +163,18 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		}
 		tot := uint64(20 + inner)
 		sum := t.tmplSum + uint64(p.TOS) + tot + uint64(uint16(p.IPID)) + frag + ProtoIPIP
+		addrs := t.words[2]
+		if t.hostBits > 0 {
+			src := t.src
+			setHostBits(&src, false, t.hostBits, flowHash(&p.Key))
+			sum += uint64(binary.BigEndian.Uint32(src[0:4]))
+			addrs |= uint64(binary.LittleEndian.Uint32(src[0:4]))
+		}
 		binary.LittleEndian.PutUint64(f[0:8], t.words[0])
 		binary.LittleEndian.PutUint64(f[6:14], t.words[1])
 		binary.BigEndian.PutUint64(f[14:22], 0x45<<56|uint64(p.TOS)<<48|tot<<32|uint64(uint16(p.IPID))<<16|frag)
 		binary.BigEndian.PutUint32(f[22:26], outerTTL<<24|ProtoIPIP<<16|uint32(^fold64(sum, 0)))
-		binary.LittleEndian.PutUint64(f[26:34], t.words[2])
+		binary.LittleEndian.PutUint64(f[26:34], addrs)
 		return start, 34 + inner, OK
 	}
 	copy(f, t.tmpl[:14+ov])
