@@ -58,7 +58,7 @@ type Tunnel struct {
 	// it varies per flow), so that Encap writes an IPv4 packet's headers as five word
 	// stores.
 	ipip4 bool
-	words  [3]uint64
+	words [3]uint64
 }
 
 // NewTunnel checks c and precomputes the outer headers' constant parts.
