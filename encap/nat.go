@@ -104,21 +104,24 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 // header (p is consistent with pkt): the same rewrite and checksum updates, on words, without
 // the family-generic copies.
 func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason {
-	if p.IPVersion == 0 {
-		return FamilyMismatch
-	}
-	if !p.consistent(len(pkt)) {
-		return Truncated
-	}
-	ip := pkt[p.L3Off:p.IPEnd]
-	l4 := pkt[p.L4Off:p.IPEnd]
-	off, portOff, csOff, udp := 12, 0, 16, p.L4Proto == ProtoUDP
+	off, portOff, csOff, need, udp := 12, 0, 16, 20, p.L4Proto == ProtoUDP
 	if dst {
 		off, portOff = 16, 2
 	}
 	if udp {
-		csOff = 6
+		csOff, need = 6, 8
 	}
+	// consistent's checks for an IPv4 TCP or UDP packet, here without its call (an
+	// ICMP error is never TCP or UDP: a Packet that says both is refused).
+	if p.IPVersion != 4 || p.L3Off != 14 && p.L3Off != 18 || p.L4Off < p.L3Off+20 || p.IPEnd > len(pkt) ||
+		p.IPEnd < p.L4Off+need || p.TotalLen != p.IPEnd-p.L3Off || p.ICMPError {
+		if p.IPVersion == 0 {
+			return FamilyMismatch
+		}
+		return Truncated
+	}
+	ip := pkt[p.L3Off:p.IPEnd]
+	l4 := pkt[p.L4Off:p.IPEnd]
 	oldA := binary.BigEndian.Uint32(ip[off : off+4])
 	newA := binary.BigEndian.Uint32(a[:])
 	binary.BigEndian.PutUint32(ip[off:off+4], newA)

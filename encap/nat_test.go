@@ -93,6 +93,47 @@ func TestNATKeepPortAndFamily(t *testing.T) {
 	}
 }
 
+// TestNATRefusesInconsistent: an IPv4 TCP or UDP packet whose Packet does not describe it
+// (each of the checks of the IPv4 fast path failing in turn) is refused and left as it was.
+func TestNATRefusesInconsistent(t *testing.T) {
+	for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
+		s := tcpSpec(false)
+		s.proto = proto
+		orig := mk(t, s)
+		var good Packet
+		if r := Parse(orig, &good); r != OK || !good.HasL4 {
+			t.Fatalf("parse: %v", r)
+		}
+		for _, tc := range []struct {
+			name string
+			f    func(*Packet)
+			want Reason
+		}{
+			{"never parsed", func(p *Packet) { p.IPVersion = 0 }, FamilyMismatch},
+			{"ipv6 header", func(p *Packet) { p.IPVersion = 6 }, Truncated},
+			{"l3 offset", func(p *Packet) { p.L3Off = 12; p.TotalLen = p.IPEnd - p.L3Off }, Truncated},
+			{"l4 inside the ip header", func(p *Packet) { p.L4Off = p.L3Off + 16 }, Truncated},
+			{"ip end past the frame", func(p *Packet) { p.IPEnd = len(orig) + 1; p.TotalLen = p.IPEnd - p.L3Off }, Truncated},
+			{"l4 header cut", func(p *Packet) { p.IPEnd = p.L4Off + 7; p.TotalLen = p.IPEnd - p.L3Off }, Truncated},
+			{"total length", func(p *Packet) { p.TotalLen-- }, Truncated},
+			{"icmp error", func(p *Packet) { p.ICMPError = true }, Truncated},
+		} {
+			p := good
+			tc.f(&p)
+			b := append([]byte(nil), orig...)
+			if r := NATToBackend(b, &p, addrOf(ip4Real), 8080); r != tc.want {
+				t.Errorf("proto %d, %s: %v, want %v", proto, tc.name, r, tc.want)
+			}
+			if !bytes.Equal(b, orig) {
+				t.Errorf("proto %d, %s: the frame changed", proto, tc.name)
+			}
+		}
+		if b := append([]byte(nil), orig...); NATToBackend(b, &good, addrOf(ip4Real), 8080) != OK {
+			t.Errorf("proto %d: the unchanged Packet refused", proto)
+		}
+	}
+}
+
 // TestNATICMPError translates an ICMP error about a reply of the flow: the outer destination
 // and the quoted packet's source go to the backend, every checksum follows.
 func TestNATICMPError(t *testing.T) {
