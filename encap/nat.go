@@ -111,10 +111,9 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 	if udp {
 		csOff, need = 6, 8
 	}
-	// consistent's checks for an IPv4 TCP or UDP packet, here without its call (an
-	// ICMP error is never TCP or UDP: a Packet that says both is refused).
-	if p.IPVersion != 4 || p.L3Off != 14 && p.L3Off != 18 || p.L4Off < p.L3Off+20 || p.IPEnd > len(pkt) ||
-		p.IPEnd < p.L4Off+need || p.TotalLen != p.IPEnd-p.L3Off || p.ICMPError {
+	// consistent's checks for an IPv4 TCP or UDP packet, without the call to consistent
+	// (an ICMP error is never TCP or UDP: a Packet that says both is refused).
+	if p.IPVersion != 4 || !p.framed(len(pkt), 20, need) || p.ICMPError {
 		if p.IPVersion == 0 {
 			return FamilyMismatch
 		}

@@ -98,17 +98,15 @@ func (p *Packet) consistent(n int) bool {
 	} else if p.IPVersion != 4 {
 		return false
 	}
-	if p.L3Off != 14 && p.L3Off != 18 || p.L4Off < p.L3Off+hdr || p.IPEnd < p.L4Off || p.IPEnd > n || p.TotalLen != p.IPEnd-p.L3Off {
-		return false
-	}
+	need := 0
 	if p.HasL4 {
-		need := 8
+		need = 8
 		if p.L4Proto == ProtoTCP {
 			need = 20
 		}
-		if p.IPEnd < p.L4Off+need {
-			return false
-		}
+	}
+	if !p.framed(n, hdr, need) {
+		return false
 	}
 	if p.ICMPError {
 		if p.InnerL3Off != p.L4Off+8 || p.IPEnd < p.InnerL3Off+hdr {
@@ -119,6 +117,15 @@ func (p *Packet) consistent(n int) bool {
 		}
 	}
 	return true
+}
+
+// framed reports whether p's offsets fit a packet of n bytes: the IP header (hdr bytes)
+// after an Ethernet header with or without one VLAN tag, the L4 header (need bytes) after
+// it, and the IP packet's end where its total length says and inside the n bytes. The
+// check consistent makes of every packet, and the IPv4 NAT's fast path of its own.
+func (p *Packet) framed(n, hdr, need int) bool {
+	return (p.L3Off == 14 || p.L3Off == 18) && p.L4Off >= p.L3Off+hdr && p.IPEnd >= p.L4Off+need &&
+		p.IPEnd <= n && p.TotalLen == p.IPEnd-p.L3Off
 }
 
 // SYN, FIN, RST and ACK report the TCP flags of a TCP packet.
