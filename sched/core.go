@@ -262,7 +262,10 @@ func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 // the entries whose tags match (or, for a bucket that has overflowed and does not hold the
 // flow, the second bucket's header). The requests do not wait for their lines (on amd64,
 // PREFETCHT0), so a batch's misses overlap each other and the work that follows. With at
-// most 4096 live entries it asks for nothing: those lines stay in the cache anyway.
+// most 4096 live entries it asks for nothing: those lines stay in the cache anyway. The
+// entry requests read the headers, so they wait for the header misses; a worker with work
+// to do between the two steps does better calling PrefetchHeaders and PrefetchEntries
+// apart (see PrefetchHeaders).
 func (c *Core) Prefetch(hs []uint64) {
 	if c.c[cEntries] <= prefetchMin {
 		return // the few lines the live flows use stay in the cache: nothing to overlap
@@ -288,23 +291,60 @@ const prefetchChunk = 64
 
 // prefetch is Prefetch for at most prefetchChunk hashes.
 func (c *Core) prefetch(hs []uint64) {
-	var lines [2*prefetchChunk + maxSweepPrefetch]unsafe.Pointer
+	c.prefetchHeaders(hs)
+	c.prefetchEntries(hs)
+}
+
+// PrefetchHeaders is the first step of Prefetch on its own: it asks for the first-choice
+// bucket headers of hs. A worker that spreads a batch's prefetch over its work calls it for
+// every few packets it hashes, and PrefetchEntries for the same hashes a few packets before
+// it schedules them, so that the misses overlap its work on the packets in between, not
+// only each other (dataplane's batch asks for 8 at a time, 8 packets ahead; see
+// docs/bench/engine.md). It reads nothing of the table, changes nothing and does not
+// allocate.
+func (c *Core) PrefetchHeaders(hs []uint64) {
+	if c.c[cEntries] <= prefetchMin {
+		return
+	}
+	for len(hs) > 0 {
+		n := min(len(hs), prefetchChunk)
+		c.prefetchHeaders(hs[:n])
+		hs = hs[n:]
+	}
+	runtime.KeepAlive(c) // see newTable
+}
+
+// PrefetchEntries is the second step of Prefetch on its own: it reads the first-choice
+// headers of hs (asked for by PrefetchHeaders, some time before) and asks for the entries
+// whose tags match, or for the second bucket's header of a flow whose first bucket has
+// overflowed and does not hold it. It changes nothing and does not allocate.
+func (c *Core) PrefetchEntries(hs []uint64) {
+	if c.c[cEntries] <= prefetchMin {
+		return
+	}
+	for len(hs) > 0 {
+		n := min(len(hs), prefetchChunk)
+		c.prefetchEntries(hs[:n])
+		hs = hs[n:]
+	}
+	runtime.KeepAlive(c) // see newTable
+}
+
+// prefetchHeaders asks for the first-choice headers of at most prefetchChunk hashes.
+func (c *Core) prefetchHeaders(hs []uint64) {
+	var lines [prefetchChunk]unsafe.Pointer
 	p := lines[:0]
 	for _, h := range hs {
 		b, _ := c.t.first(h)
 		p = append(p, unsafe.Pointer(b))
 	}
-	// The headers the next Maintain sweeps, in the same pass: their misses overlap the
-	// batch's instead of stalling Maintain (on a table far larger than the cache, 8 cold
-	// lines per batch).
-	for i, at := 0, c.sweepAt; i < min(c.sweep, maxSweepPrefetch); i++ {
-		p = append(p, unsafe.Pointer(&c.t.b[at]))
-		if at++; at == len(c.t.b) {
-			at = 0
-		}
-	}
 	prefetch.Lines(p)
-	p = p[:0]
+}
+
+// prefetchEntries asks for the entries of at most prefetchChunk hashes (PrefetchEntries).
+func (c *Core) prefetchEntries(hs []uint64) {
+	var lines [2 * prefetchChunk]unsafe.Pointer
+	p := lines[:0]
 	for _, h := range hs {
 		b1, tag := c.t.first(h)
 		w := firstWay(b1.match(tag))
@@ -319,6 +359,25 @@ func (c *Core) prefetch(hs []uint64) {
 		p = append(p, e, unsafe.Add(e, unsafe.Sizeof(entry{})-1))
 	}
 	prefetch.Lines(p)
+}
+
+// prefetchSweep asks for the headers the next Maintain sweeps, so that they come in while
+// the next batch runs instead of stalling that Maintain (on a table far larger than the
+// cache, one cold line per bucket swept). At most maxSweepPrefetch of them.
+func (c *Core) prefetchSweep() {
+	if c.c[cEntries] <= prefetchMin {
+		return
+	}
+	var lines [maxSweepPrefetch]unsafe.Pointer
+	p := lines[:0]
+	for i, at := 0, c.sweepAt; i < min(c.sweep, maxSweepPrefetch); i++ {
+		p = append(p, unsafe.Pointer(&c.t.b[at]))
+		if at++; at == len(c.t.b) {
+			at = 0
+		}
+	}
+	prefetch.Lines(p)
+	runtime.KeepAlive(c) // see newTable
 }
 
 // maxSweepPrefetch bounds the sweep headers one prefetch asks for.
@@ -674,6 +733,7 @@ func (c *Core) Maintain(now int64) {
 			}
 		}
 	}
+	c.prefetchSweep()
 	c.publish()
 }
 

@@ -569,7 +569,8 @@ func checkTable(t testing.TB, c *Core) {
 // TestPrefetchLargeTable: above prefetchMin live entries Prefetch asks for lines (the path a
 // small table skips); for a batch longer than its chunk, present and absent flows, buckets
 // that have overflowed, and a sweep position about to wrap, it writes every hash, leaves
-// the table exactly as it was, and allocates nothing.
+// the table exactly as it was, and allocates nothing. So do PrefetchHeaders,
+// PrefetchEntries and the sweep's prefetch.
 func TestPrefetchLargeTable(t *testing.T) {
 	const capacity, live = 1 << 13, 7000 // 85% full: many first buckets have overflowed
 	c := mustCore(t, CoreConfig{Capacity: capacity})
@@ -600,13 +601,31 @@ func TestPrefetchLargeTable(t *testing.T) {
 			t.Fatalf("hash %d: %x, want %x", i, hs[i], c.Hash(&keys[i]))
 		}
 	}
+	// The two steps apart, in uneven pieces, and the sweep's headers (Maintain's last step,
+	// alone here because Maintain also expires entries).
+	for i := 0; i < len(hs); i += 7 {
+		c.PrefetchHeaders(hs[i:min(len(hs), i+7)])
+	}
+	c.PrefetchEntries(hs)
+	c.PrefetchEntries(hs[:3])
+	c.prefetchSweep()
 	for i := range before {
 		if before[i] != c.t.b[i] {
 			t.Fatalf("bucket %d changed", i)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { c.PrefetchBatch(keys, hs) }); n != 0 {
-		t.Errorf("PrefetchBatch: %v allocs", n)
+	if c.sweepAt != len(c.t.b)-3 {
+		t.Fatalf("sweep position moved to %d", c.sweepAt)
+	}
+	for name, f := range map[string]func(){
+		"PrefetchBatch":   func() { c.PrefetchBatch(keys, hs) },
+		"PrefetchHeaders": func() { c.PrefetchHeaders(hs) },
+		"PrefetchEntries": func() { c.PrefetchEntries(hs) },
+		"prefetchSweep":   c.prefetchSweep,
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %v allocs", name, n)
+		}
 	}
 	checkTable(t, c)
 }

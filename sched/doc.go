@@ -7,7 +7,8 @@
 // [Key], the TCP flags and a clock reading taken once per batch. Schedule takes no locks,
 // shares no mutable state between cores and allocates nothing once a core has seen a
 // service's snapshot; [Core.PrefetchBatch] with [Core.ScheduleHashed] does a batch's table
-// lookups with their cache misses overlapped. Hashes are keyed: the table's with a random
+// lookups with their cache misses overlapped ([Core.PrefetchHeaders] and
+// [Core.PrefetchEntries] spread them over a worker's own work). Hashes are keyed: the table's with a random
 // secret per Core (nobody outside can aim a flood at a live flow's buckets), the Maglev
 // lookup's with the cluster-wide [HashKey] (every host picks the same backend; nobody
 // without the key can aim traffic at one). Strategies: consistent Maglev hashing of the flow or of the client
