@@ -370,9 +370,11 @@ func (m *Monitor) run(ctx context.Context, r *running, delay time.Duration) {
 // probe runs one check with its timeout, in the Netns hook if any, and turns a panicking
 // Checker into a failed result rather than a crashed process.
 func (m *Monitor) probe(ctx context.Context, c Check) (res Result) {
+	// The start first, then the deadline: so a probe that runs into its timeout reports a
+	// latency of at least the timeout, even when the goroutine is descheduled in between.
+	res.Time = time.Now()
 	pctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	res.Time = time.Now()
 	var rep Report
 	call := func() (err error) {
 		defer func() {
