@@ -267,15 +267,8 @@ func (c *Core) PrefetchBatch(keys []Key, hs []uint64) {
 // to do between the two steps does better calling PrefetchHeaders and PrefetchEntries
 // apart (see PrefetchHeaders).
 func (c *Core) Prefetch(hs []uint64) {
-	if c.c[cEntries] <= prefetchMin {
-		return // the few lines the live flows use stay in the cache: nothing to overlap
-	}
-	for len(hs) > 0 {
-		n := min(len(hs), prefetchChunk)
-		c.prefetch(hs[:n])
-		hs = hs[n:]
-	}
-	runtime.KeepAlive(c) // see newTable
+	c.PrefetchHeaders(hs)
+	c.PrefetchEntries(hs)
 }
 
 // prefetchMin is the number of live entries up to which Prefetch asks for nothing: their
@@ -286,14 +279,8 @@ func (c *Core) Prefetch(hs []uint64) {
 // / 71.0 at 64k.
 const prefetchMin = 4096
 
-// prefetchChunk is how many hashes prefetch takes at a time (a worker's batch).
+// prefetchChunk is how many hashes prefetchChunks takes at a time (a worker's batch).
 const prefetchChunk = 64
-
-// prefetch is Prefetch for at most prefetchChunk hashes.
-func (c *Core) prefetch(hs []uint64) {
-	c.prefetchHeaders(hs)
-	c.prefetchEntries(hs)
-}
 
 // PrefetchHeaders is the first step of Prefetch on its own: it asks for the first-choice
 // bucket headers of hs. A worker that spreads a batch's prefetch over its work calls it for
@@ -302,29 +289,27 @@ func (c *Core) prefetch(hs []uint64) {
 // only each other (dataplane's batch asks for 8 at a time, 8 packets ahead; see
 // docs/bench/engine.md). It reads nothing of the table, changes nothing and does not
 // allocate.
-func (c *Core) PrefetchHeaders(hs []uint64) {
-	if c.c[cEntries] <= prefetchMin {
-		return
-	}
-	for len(hs) > 0 {
-		n := min(len(hs), prefetchChunk)
-		c.prefetchHeaders(hs[:n])
-		hs = hs[n:]
-	}
-	runtime.KeepAlive(c) // see newTable
-}
+func (c *Core) PrefetchHeaders(hs []uint64) { c.prefetchChunks(hs, false) }
 
 // PrefetchEntries is the second step of Prefetch on its own: it reads the first-choice
 // headers of hs (asked for by PrefetchHeaders, some time before) and asks for the entries
 // whose tags match, or for the second bucket's header of a flow whose first bucket has
 // overflowed and does not hold it. It changes nothing and does not allocate.
-func (c *Core) PrefetchEntries(hs []uint64) {
+func (c *Core) PrefetchEntries(hs []uint64) { c.prefetchChunks(hs, true) }
+
+// prefetchChunks does PrefetchEntries (entries) or PrefetchHeaders for hs, prefetchChunk
+// hashes at a time; nothing with at most prefetchMin live entries (see Prefetch).
+func (c *Core) prefetchChunks(hs []uint64, entries bool) {
 	if c.c[cEntries] <= prefetchMin {
-		return
+		return // the few lines the live flows use stay in the cache: nothing to overlap
 	}
 	for len(hs) > 0 {
 		n := min(len(hs), prefetchChunk)
-		c.prefetchEntries(hs[:n])
+		if entries {
+			c.prefetchEntries(hs[:n])
+		} else {
+			c.prefetchHeaders(hs[:n])
+		}
 		hs = hs[n:]
 	}
 	runtime.KeepAlive(c) // see newTable
