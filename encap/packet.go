@@ -145,6 +145,85 @@ func (p *Packet) ACK() bool { return p.TCPFlags&TCPFlagACK != 0 }
 // non-OK result p holds what was learnt so far and must not be used to forward. Parse does not
 // verify checksums (rewrites preserve a bad checksum, so the receiver still drops the packet).
 func Parse(pkt []byte, p *Packet) Reason {
+	if parseCommon(pkt, p) {
+		return OK
+	}
+	return parse(pkt, p)
+}
+
+// parseCommon parses, in one function without calls, the frames a load balancer mostly
+// sees: untagged IPv4 without options that is not a fragment, or untagged IPv6 without
+// extension headers, carrying a TCP or UDP header that fits. For any other frame, malformed
+// ones included, it reports false and leaves p for parse, which resets it. For the frames it
+// takes it leaves p exactly as parse would (FuzzParseCommon checks that).
+func parseCommon(pkt []byte, p *Packet) bool {
+	var l4, end int // the L4 header's offset, the IP packet's end
+	var proto uint8
+	switch {
+	case len(pkt) >= 14+20 && pkt[12] == 0x08 && pkt[13] == 0x00 && pkt[14] == 0x45:
+		tot := int(binary.BigEndian.Uint16(pkt[16:18]))
+		if tot < 20 || tot > len(pkt)-14 || binary.BigEndian.Uint16(pkt[20:22])&0x3fff != 0 {
+			return false // short, or a fragment
+		}
+		l4, end, proto = 14+20, 14+tot, pkt[14+9]
+	case len(pkt) >= 14+40 && pkt[12] == 0x86 && pkt[13] == 0xdd && pkt[14]>>4 == 6:
+		plen := int(binary.BigEndian.Uint16(pkt[18:20]))
+		if plen == 0 || plen > len(pkt)-14-40 {
+			return false
+		}
+		l4, end, proto = 14+40, 14+40+plen, pkt[14+6]
+	default:
+		return false
+	}
+	seg := pkt[l4:end]
+	var flags uint8
+	switch proto {
+	case ProtoTCP:
+		if len(seg) < 20 {
+			return false
+		}
+		if doff := int(seg[12]>>4) * 4; doff < 20 || doff > len(seg) {
+			return false
+		}
+		flags = seg[13]
+	case ProtoUDP:
+		if len(seg) < 8 {
+			return false
+		}
+		if ulen := int(binary.BigEndian.Uint16(seg[4:6])); ulen < 8 || ulen > len(seg) {
+			return false
+		}
+	default:
+		return false
+	}
+	// Zeroed in place, then the fields one by one: a literal with fields would be built on
+	// the stack and copied.
+	*p = Packet{}
+	p.Key.SrcPort = binary.BigEndian.Uint16(seg[0:2])
+	p.Key.DstPort = binary.BigEndian.Uint16(seg[2:4])
+	p.Key.Proto = proto
+	p.L3Off, p.L4Off, p.L4Proto, p.IPEnd = 14, l4, proto, end
+	p.HasL4, p.TCPFlags = true, flags
+	h := pkt[14:l4]
+	if l4 == 14+20 {
+		p.EtherType, p.IPVersion, p.TotalLen = EtherTypeIPv4, 4, end-14
+		p.TOS, p.TTL = h[1], h[8]
+		p.IPID = uint32(binary.BigEndian.Uint16(h[4:6]))
+		p.DF = h[6]&0x40 != 0
+		*(*[4]byte)(p.Key.Src[:4]) = [4]byte(h[12:16])
+		*(*[4]byte)(p.Key.Dst[:4]) = [4]byte(h[16:20])
+		return true
+	}
+	p.EtherType, p.IPVersion, p.TotalLen = EtherTypeIPv6, 6, end-14
+	p.TOS, p.TTL = uint8(binary.BigEndian.Uint16(h[0:2])>>4), h[7]
+	p.Key.V6 = true
+	p.Key.Src = [16]byte(h[8:24])
+	p.Key.Dst = [16]byte(h[24:40])
+	return true
+}
+
+// parse is Parse for every frame: it resets p and parses the frame layer by layer.
+func parse(pkt []byte, p *Packet) Reason {
 	*p = Packet{}
 	if len(pkt) < 14 {
 		return Truncated

@@ -381,3 +381,42 @@ func TestParseICMPErrorAboutFragment(t *testing.T) {
 		t.Errorf("non-first quoted fragment: %v inner l4 %d key %+v", r, p.InnerL4Off, p.Key)
 	}
 }
+
+// TestParseCommonTakes: Parse's short path takes the common frames (untagged TCP and UDP
+// over IPv4 without options and over IPv6 without extension headers) and leaves every other
+// kind to the general parse, which FuzzParseCommon holds it to.
+func TestParseCommonTakes(t *testing.T) {
+	udp4 := pktSpec{proto: ProtoUDP, src: ip4Client, dst: ip4VIP, sport: 4000, dport: 53, payload: 20}
+	udp6 := udp4
+	udp6.v6, udp6.src, udp6.dst = true, ip6Client, ip6VIP
+	vlan, opts := tcpSpec(false), tcpSpec(false)
+	vlan.vlan, opts.ipOpts = true, true
+	frag := mk(t, tcpSpec(false))
+	binary.BigEndian.PutUint16(frag[14+6:], 0x2000) // more fragments: the first of several
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"tcp4", mk(t, tcpSpec(false)), true},
+		{"tcp6", mk(t, tcpSpec(true)), true},
+		{"udp4", mk(t, udp4), true},
+		{"udp6", mk(t, udp6), true},
+		{"vlan", mk(t, vlan), false},
+		{"ip options", mk(t, opts), false},
+		{"first fragment", frag, false},
+		{"icmp error", icmpError(t, tcpSpec(false), 3, 4, 0), false},
+		{"ipv6 extension headers", ipv6Ext(t, []uint8{0, 60}, 0, true), false},
+		{"truncated tcp", mk(t, tcpSpec(false))[:14+20+10], false},
+	} {
+		var p Packet
+		if got := parseCommon(c.pkt, &p); got != c.want {
+			t.Errorf("%s: short path took it %v, want %v", c.name, got, c.want)
+		}
+		var q Packet
+		r := Parse(c.pkt, &p)
+		if rq := parse(c.pkt, &q); r != rq || p != q {
+			t.Errorf("%s: Parse %v %+v, general parse %v %+v", c.name, r, p, rq, q)
+		}
+	}
+}
