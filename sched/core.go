@@ -486,7 +486,11 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	b.setTag(w, tag)
 	b.seen[w] = t
 	b.state[w] = newState(k.Proto, tcpFlags)
-	b.ent[w] = entry{key: *k, svc: uint16(svc.index), backend: svc.backends[p].ID, pos: uint16(p)}
+	// Field by field, in place: a literal would be built on the stack and copied, and the
+	// copy's wide loads of the key just stored in overlapping pieces stall (store forwarding).
+	e := &b.ent[w]
+	e.key = *k
+	e.svc, e.backend, e.pos, e.synced = uint16(svc.index), svc.backends[p].ID, uint16(p), 0
 	if c.sy.track {
 		c.noteSync(&b.ent[w], b.state[w], true, t)
 	}
