@@ -9,10 +9,10 @@
 //
 // It prints, per benchmark and revision, the median of the rounds with their minimum and
 // maximum (the minimum is the round the other tenants disturbed least), and for every
-// revision after the first: the ratio of its median to the first's, the median of the
-// per-round ratios (each round's two runs were next to each other in time), and the
-// Mann-Whitney U test's p-value (golang.org/x/perf/benchmath; "~" when p >= 0.05: the
-// rounds do not tell the two apart). The metric is ns/pkt where a benchmark reports it,
+// revision after the first: the ratio of its median to the first's, the ratio of the
+// minimums, the median of the per-round ratios (each round's two runs were next to each
+// other in time), and the Mann-Whitney U test's p-value (golang.org/x/perf/benchmath; "~"
+// when p >= 0.05: the rounds do not tell the two apart). The metric is ns/pkt where a benchmark reports it,
 // else ns/op (-metric chooses another unit). The raw outputs stay in -out, one file per
 // revision, for benchstat.
 package main
@@ -331,7 +331,7 @@ func report(w io.Writer, revs []string, rs []revResults) {
 		head = append(head, r+": median [min-max]")
 	}
 	for _, r := range revs[1:] {
-		head = append(head, r+"/"+revs[0]+": medians, rounds, p")
+		head = append(head, r+"/"+revs[0]+": medians, minimums, rounds, p")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	var names []string
@@ -347,13 +347,13 @@ func report(w io.Writer, revs []string, rs []revResults) {
 	var allocWarn []string
 	for _, n := range names {
 		row := []string{n, ""}
-		meds := make([]float64, len(rs))
+		meds, mins := make([]float64, len(rs)), make([]float64, len(rs))
 		for i, r := range rs {
 			if row[1] == "" {
 				row[1] = r.unit[n]
 			}
 			med, lo, hi, k := stats(r.values[n])
-			meds[i] = med
+			meds[i], mins[i] = med, lo
 			if k == 0 {
 				row = append(row, "-")
 				continue
@@ -376,7 +376,7 @@ func report(w io.Writer, revs []string, rs []revResults) {
 			if !differ {
 				verdict += " ~"
 			}
-			row = append(row, fmt.Sprintf("%.2fx, %.2fx, %s", meds[i]/meds[0], median(rat), verdict))
+			row = append(row, fmt.Sprintf("%.2fx, %.2fx, %.2fx, %s", meds[i]/meds[0], mins[i]/mins[0], median(rat), verdict))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}

@@ -107,10 +107,10 @@ func TestReport(t *testing.T) {
 	report(&out, []string{"old", "new"}, []revResults{before, after})
 	s := out.String()
 	for _, want := range []string{
-		"new/old: medians, rounds, p",
+		"new/old: medians, minimums, rounds, p",
 		"Process/dr/flows=1k  ns/pkt  69.3 [62.0-76.7]",
 		"34.5 [31.0-38.0]",
-		"0.50x, 0.50x, p=",
+		"0.50x, 0.50x, 0.50x, p=",
 		"allocates: BenchmarkGone at old: 2 allocs/op",
 	} {
 		if !strings.Contains(s, want) {
@@ -156,7 +156,7 @@ func TestRunTwoRevisions(t *testing.T) {
 		t.Fatalf("%v\n%s", err, errs.String())
 	}
 	s := out.String()
-	if !regexp.MustCompile(`(?m)^Parse +ns/op +[0-9.]+ \[`).MatchString(s) || !strings.Contains(s, "./HEAD: medians, rounds, p") {
+	if !regexp.MustCompile(`(?m)^Parse +ns/op +[0-9.]+ \[`).MatchString(s) || !strings.Contains(s, "./HEAD: medians, minimums, rounds, p") {
 		t.Errorf("report:\n%s", s)
 	}
 	if trees, _ := git(".", "worktree", "list"); strings.Contains(trees, "abbench-trees-") {
