@@ -19,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,11 +27,13 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -39,7 +42,10 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// Ctrl-C stops the running binary and still removes the worktrees.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "abbench: %v\n", err)
 		os.Exit(1)
 	}
@@ -93,7 +99,7 @@ type build struct {
 	rev, bin, dir string
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
@@ -134,7 +140,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		b := build{rev: rev, bin: filepath.Join(o.out, fmt.Sprintf("%d-%s.test", i, safeName(rev))), dir: filepath.Join(tree, o.pkg)}
 		fmt.Fprintf(stderr, "building %s at %s\n", o.pkg, rev)
-		cmd := exec.Command("go", "test", "-c", "-o", b.bin, ".")
+		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", b.bin, ".")
 		cmd.Dir = b.dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go test -c at %s: %w\n%s", rev, err, out)
@@ -147,7 +153,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			i := (r + k) % len(builds) // each round starts with the next binary
 			b := builds[i]
 			fmt.Fprintf(stderr, "round %d/%d: %s\n", r+1, o.rounds, b.rev)
-			out, err := runBench(b, o, r)
+			out, err := runBench(ctx, b, o, r)
 			if err != nil {
 				return err
 			}
@@ -169,8 +175,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // runBench runs b once, marking its output with the round (a benchfmt configuration line).
-func runBench(b build, o options, round int) ([]byte, error) {
-	cmd := exec.Command(b.bin, "-test.run", "^$", "-test.bench", o.bench, "-test.benchtime", o.benchtime, "-test.benchmem")
+func runBench(ctx context.Context, b build, o options, round int) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, b.bin, "-test.run", "^$", "-test.bench", o.bench, "-test.benchtime", o.benchtime, "-test.benchmem")
 	cmd.Dir = b.dir
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "round: %d\n", round)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"os/exec"
 	"regexp"
@@ -151,13 +152,33 @@ func TestRunTwoRevisions(t *testing.T) {
 		t.Skipf("not in a git checkout with a commit: %v", err)
 	}
 	var out, errs bytes.Buffer
-	err := run([]string{"-pkg", "./encap", "-bench", "^BenchmarkParse$", "-benchtime", "1000x", "-rounds", "2", "-out", t.TempDir(), "HEAD", "."}, &out, &errs)
+	err := run(t.Context(), []string{"-pkg", "./encap", "-bench", "^BenchmarkParse$", "-benchtime", "1000x", "-rounds", "2", "-out", t.TempDir(), "HEAD", "."}, &out, &errs)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, errs.String())
 	}
 	s := out.String()
 	if !regexp.MustCompile(`(?m)^Parse +ns/op +[0-9.]+ \[`).MatchString(s) || !strings.Contains(s, "./HEAD: medians, minimums, rounds, p") {
 		t.Errorf("report:\n%s", s)
+	}
+	if trees, _ := git(".", "worktree", "list"); strings.Contains(trees, "abbench-trees-") {
+		t.Errorf("worktree left behind:\n%s", trees)
+	}
+}
+
+// TestRunCancelled: a cancelled run (Ctrl-C) stops with an error and still removes the
+// worktrees it made.
+func TestRunCancelled(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	if _, err := git(".", "rev-parse", "--verify", "HEAD"); err != nil {
+		t.Skipf("not in a git checkout with a commit: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var out, errs bytes.Buffer
+	if err := run(ctx, []string{"-pkg", "./encap", "-bench", "^BenchmarkParse$", "-out", t.TempDir(), "HEAD"}, &out, &errs); err == nil {
+		t.Fatalf("a cancelled run succeeded:\n%s", out.String())
 	}
 	if trees, _ := git(".", "worktree", "list"); strings.Contains(trees, "abbench-trees-") {
 		t.Errorf("worktree left behind:\n%s", trees)
