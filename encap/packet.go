@@ -159,14 +159,17 @@ func Parse(pkt []byte, p *Packet) Reason {
 func parseCommon(pkt []byte, p *Packet) bool {
 	var l4, end int // the L4 header's offset, the IP packet's end
 	var proto uint8
-	switch {
-	case len(pkt) >= 14+20 && pkt[12] == 0x08 && pkt[13] == 0x00 && pkt[14] == 0x45:
+	if len(pkt) < 14+20 {
+		return false
+	}
+	switch et := binary.BigEndian.Uint16(pkt[12:14]); {
+	case et == EtherTypeIPv4 && pkt[14] == 0x45: // version 4, no options
 		tot := int(binary.BigEndian.Uint16(pkt[16:18]))
 		if tot < 20 || tot > len(pkt)-14 || binary.BigEndian.Uint16(pkt[20:22])&0x3fff != 0 {
 			return false // short, or a fragment
 		}
 		l4, end, proto = 14+20, 14+tot, pkt[14+9]
-	case len(pkt) >= 14+40 && pkt[12] == 0x86 && pkt[13] == 0xdd && pkt[14]>>4 == 6:
+	case et == EtherTypeIPv6 && len(pkt) >= 14+40 && pkt[14]>>4 == 6:
 		plen := int(binary.BigEndian.Uint16(pkt[18:20]))
 		if plen == 0 || plen > len(pkt)-14-40 {
 			return false

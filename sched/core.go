@@ -492,7 +492,7 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	e.key = *k
 	e.svc, e.backend, e.pos, e.synced = uint16(svc.index), svc.backends[p].ID, uint16(p), 0
 	if c.sy.track {
-		c.noteSync(&b.ent[w], b.state[w], true, t)
+		c.noteSync(e, b.state[w], true, t)
 	}
 	c.c[cInserts]++
 	c.c[cEntries]++
