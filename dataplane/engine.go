@@ -247,11 +247,40 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int,
 	}
 	e.fl.count(si, bi, uint64(f.Len), isNew)
 	t := &sv.targets[bi]
-	if sv.spec.Method == MethodDR && t.hop.IfIndex != 0 && p.TotalLen <= t.hop.MTU {
-		// dr's common case, what send does, without deliver's and send's calls (SetMACs inlines).
-		encap.SetMACs(f.Buf[f.Off:f.Off+f.Len], t.hop.DstMAC, t.hop.SrcMAC)
-		f.Out = t.hop.IfIndex
-		return
+	if t.hop.IfIndex != 0 {
+		// Each method's common case, what deliver does, without its call and switch (and,
+		// for nat, without the netip.Addr of an IPv4 backend); the rest goes to deliver.
+		switch sv.spec.Method {
+		case MethodDR:
+			if p.TotalLen <= t.hop.MTU {
+				encap.SetMACs(f.Buf[f.Off:f.Off+f.Len], t.hop.DstMAC, t.hop.SrcMAC)
+				f.Out = t.hop.IfIndex
+				return
+			}
+		case MethodTunnel:
+			off, n, r := t.tun.Encap(f.Buf, f.Off, f.Len, p)
+			f.Off, f.Len = off, n
+			switch r {
+			case encap.OK:
+				f.Out = t.hop.IfIndex
+			case encap.ReplyICMP:
+				e.icmpReply(f)
+			default:
+				e.reason(f, r)
+			}
+			return
+		case MethodNAT:
+			if p.TotalLen <= t.hop.MTU && !t.v6 {
+				pkt := f.Buf[f.Off : f.Off+f.Len]
+				if r := encap.NAT4ToBackend(pkt, p, [4]byte(t.addr[:4]), t.port); r != encap.OK {
+					e.reason(f, r)
+					return
+				}
+				encap.SetMACs(pkt, t.hop.DstMAC, t.hop.SrcMAC)
+				f.Out = t.hop.IfIndex
+				return
+			}
+		}
 	}
 	e.deliver(sv, t, f, p)
 }

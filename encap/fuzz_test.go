@@ -321,3 +321,27 @@ func FuzzForeignPacket(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNAT4ToBackend holds the engine's IPv4 shortcut to NATToBackend: for an IPv4 backend
+// the same verdict and the same bytes, on any packet Parse takes (an IPv6 one included,
+// which both refuse).
+func FuzzNAT4ToBackend(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s, uint32(0xc612000b), uint16(8080))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, a uint32, port uint16) {
+		var p Packet
+		if Parse(b, &p) != OK {
+			return
+		}
+		var a4 [4]byte
+		binary.BigEndian.PutUint32(a4[:], a)
+		short, general := bytes.Clone(b), bytes.Clone(b)
+		ps, pg := p, p
+		rs := NAT4ToBackend(short, &ps, a4, port)
+		rg := NATToBackend(general, &pg, netip.AddrFrom4(a4), port)
+		if rs != rg || !bytes.Equal(short, general) || ps != pg {
+			t.Fatalf("NAT4ToBackend: %v %x, NATToBackend: %v %x", rs, short, rg, general)
+		}
+	})
+}

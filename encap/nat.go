@@ -27,6 +27,16 @@ func NATToBackend(pkt []byte, p *Packet, addr netip.Addr, port uint16) Reason {
 	return natRewrite(pkt, p, addr, port, true)
 }
 
+// NAT4ToBackend is NATToBackend for an IPv4 backend address given as its 4 bytes: the
+// same rewrite, with an IPv4 TCP or UDP packet's taken without a netip.Addr's checks (the
+// engine's common case). Any other packet takes NATToBackend's general path.
+func NAT4ToBackend(pkt []byte, p *Packet, addr [4]byte, port uint16) Reason {
+	if !p.Key.V6 && p.HasL4 && (p.L4Proto == ProtoTCP || p.L4Proto == ProtoUDP) {
+		return natRewrite4(pkt, p, addr, port, true)
+	}
+	return natRewrite(pkt, p, netip.AddrFrom4(addr), port, true)
+}
+
 // NATToClient rewrites a backend->client reply so it comes from the service: the source
 // address becomes vip and, when port is not 0, the source port becomes port; checksums as for
 // NATToBackend. For an ICMP error the backend sends about a client's packet, the quoted
