@@ -241,12 +241,12 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 // drops it when bi is -1; isNew tells whether the packet started a flow.
 func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int, isNew bool) {
 	if bi < 0 || bi >= len(sv.targets) {
-		e.fl.count(si, -1, uint64(f.Len), false)
+		e.fl.noBackend(si, uint64(f.Len))
 		e.drop(f, DropNoBackend)
 		return
 	}
-	e.fl.count(si, bi, uint64(f.Len), isNew)
 	t := &sv.targets[bi]
+	e.fl.count(t.flow, uint64(f.Len), isNew)
 	if t.hop.IfIndex != 0 {
 		// Each method's common case, what deliver does, without its call and switch (and,
 		// for nat, without the netip.Addr of an IPv4 backend); the rest goes to deliver.

@@ -6,11 +6,15 @@ import (
 )
 
 // Per-service and per-backend counters. A worker counts in plain arrays laid out for the
-// snapshot it runs (services by snapshot index, backends by the service's base plus the
-// backend's position), notes which entries a batch touched, and once per batch copies those
-// entries into a published copy with one atomic store per word; Stats-side readers load the
-// published copy. A new snapshot gets new arrays, with the counts carried over by service
-// name and backend ID, so totals survive a snapshot change.
+// snapshot it runs (services by snapshot index, backends by their target's flow index: the
+// service's base plus the backend's position), notes which entries a batch touched, and once
+// per batch copies those entries into a published copy with one atomic store per word;
+// Stats-side readers load the published copy. A new snapshot gets new arrays, with the
+// counts carried over by service name and backend ID, so totals survive a snapshot change.
+//
+// A packet a backend took is counted on the backend only; the service's packets, bytes and
+// new flows take the backend's increase since the last publish when the backend is
+// published (fold), so the per-packet work is one entry, not two.
 
 // Words of a service's and of a backend's counter entry.
 const (
@@ -44,8 +48,9 @@ const maxDirty = 512
 // flowCounts is one layout of the counters: for snapshot snap.
 type flowCounts struct {
 	snap *Snapshot
-	base []int32  // per service: index of its first backend in be
-	svc  []uint64 // svcWords per service
+	base  []int32  // per service: index of its first backend in be
+	owner []int32  // per backend: its service's index
+	svc   []uint64 // svcWords per service
 	be   []uint64 // beWords per backend
 }
 
@@ -55,6 +60,12 @@ func newFlowCounts(s *Snapshot) *flowCounts {
 	for i := range s.services {
 		fc.base[i] = int32(n)
 		n += len(s.services[i].targets)
+	}
+	fc.owner = make([]int32, n)
+	for i := range s.services {
+		for j := range s.services[i].targets {
+			fc.owner[int(fc.base[i])+j] = int32(i)
+		}
 	}
 	fc.svc = make([]uint64, len(s.services)*svcWords)
 	fc.be = make([]uint64, n*beWords)
@@ -116,14 +127,34 @@ func (f *flows) relayout(s *Snapshot) {
 	w := newFlowCounts(s)
 	w.carry(f.work)
 	f.markSvc, f.markBE, f.epoch = make([]uint32, len(w.svc)/svcWords), make([]uint32, len(w.be)/beWords), 1
-	p := &flowCounts{snap: s, base: w.base, svc: append([]uint64(nil), w.svc...), be: append([]uint64(nil), w.be...)}
+	p := &flowCounts{snap: s, base: w.base, owner: w.owner, svc: append([]uint64(nil), w.svc...), be: append([]uint64(nil), w.be...)}
 	f.work = w
 	f.pub.Store(p)
 }
 
-// service counts a packet of n bytes to service si; bi is the backend's position (-1: no
-// backend took it) and isNew tells whether it started a flow.
-func (f *flows) count(si, bi int, n uint64, isNew bool) {
+// count counts a packet of n bytes that the backend at flow index b (its target's flow)
+// took; isNew tells whether it started a flow. The backend's service takes it at the next
+// publish (fold).
+func (f *flows) count(b int32, n uint64, isNew bool) {
+	w := f.work
+	k := int(b) * beWords
+	if w == nil || k < 0 || k+beWords > len(w.be) {
+		return
+	}
+	bc := (*[beWords]uint64)(w.be[k : k+beWords])
+	bc[bPackets]++
+	bc[bBytes] += n
+	if isNew {
+		bc[bNewFlows]++
+	}
+	if m := f.markBE; int(b) < len(m) && m[b] == f.epoch {
+		return // listed already in this epoch
+	}
+	f.touch(&f.dirtyBE, f.markBE, b)
+}
+
+// noBackend counts a packet of n bytes to service si that no backend could take.
+func (f *flows) noBackend(si int, n uint64) {
 	w := f.work
 	if w == nil || si >= len(w.base) {
 		return
@@ -131,23 +162,8 @@ func (f *flows) count(si, bi int, n uint64, isNew bool) {
 	sc := w.svc[si*svcWords : si*svcWords+svcWords]
 	sc[sPackets]++
 	sc[sBytes] += n
+	sc[sNoBackend]++
 	f.touch(&f.dirtySvc, f.markSvc, int32(si))
-	if bi < 0 {
-		sc[sNoBackend]++
-		return
-	}
-	b := int(w.base[si]) + bi
-	if b*beWords+beWords > len(w.be) {
-		return
-	}
-	bc := w.be[b*beWords : b*beWords+beWords]
-	bc[bPackets]++
-	bc[bBytes] += n
-	if isNew {
-		sc[sNewFlows]++
-		bc[bNewFlows]++
-	}
-	f.touch(&f.dirtyBE, f.markBE, int32(b))
 }
 
 // countOut counts a NAT reply of n bytes (as received) from backend bi of service si on its
@@ -186,23 +202,37 @@ func (f *flows) touch(d *[]int32, mark []uint32, i int32) {
 	*d = append(l, i)
 }
 
-// publish copies the touched entries into the published copy, one atomic store per word.
+// publish copies the touched entries into the published copy, one atomic store per word,
+// after folding each touched backend's new packets, bytes and flows into its service.
 func (f *flows) publish() {
 	w, p := f.work, f.pub.Load()
 	if w == nil || p == nil {
 		return
 	}
 	if f.all {
+		for b := range w.owner {
+			fold(w, p, b)
+		}
 		publishWords(p.svc, w.svc)
 		publishWords(p.be, w.be)
 	} else {
-		for _, i := range f.dirtySvc {
-			k := int(i) * svcWords
-			publishWords(p.svc[k:k+svcWords], w.svc[k:k+svcWords])
-		}
 		for _, i := range f.dirtyBE {
-			k := int(i) * beWords
+			b := int(i)
+			if b >= len(w.owner) {
+				continue
+			}
+			fold(w, p, b)
+			f.touch(&f.dirtySvc, f.markSvc, w.owner[b])
+			k := b * beWords
 			publishWords(p.be[k:k+beWords], w.be[k:k+beWords])
+		}
+		if f.all { // the services folded into overflowed their list
+			publishWords(p.svc, w.svc)
+		} else {
+			for _, i := range f.dirtySvc {
+				k := int(i) * svcWords
+				publishWords(p.svc[k:k+svcWords], w.svc[k:k+svcWords])
+			}
 		}
 	}
 	f.all = false
@@ -213,6 +243,19 @@ func (f *flows) publish() {
 		clear(f.markBE)
 		f.epoch = 1
 	}
+}
+
+// fold adds to backend b's service the packets, bytes and new flows b counted since it was
+// last published (p, the published copy, still holds the old values: only the worker
+// writes it, so it reads it plainly).
+func fold(w, p *flowCounts, b int) {
+	k, s := b*beWords, int(w.owner[b])*svcWords
+	if k+beWords > len(w.be) || k+beWords > len(p.be) || s+svcWords > len(w.svc) {
+		return
+	}
+	w.svc[s+sPackets] += w.be[k+bPackets] - p.be[k+bPackets]
+	w.svc[s+sBytes] += w.be[k+bBytes] - p.be[k+bBytes]
+	w.svc[s+sNewFlows] += w.be[k+bNewFlows] - p.be[k+bNewFlows]
 }
 
 // publishWords copies the words of src that differ from dst into dst, one atomic store

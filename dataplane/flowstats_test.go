@@ -116,13 +116,14 @@ func TestFlowStatsDirtyOverflow(t *testing.T) {
 	var f flows
 	f.relayout(s)
 	f.dirtySvc = f.dirtySvc[:0:1] // room for one
-	f.count(0, 0, 10, true)
-	f.count(1, 0, 20, false)
-	f.count(2, -1, 30, false)
+	countAt(&f, s, 0, 0, 10, true)
+	countAt(&f, s, 1, 0, 20, false)
+	countAt(&f, s, 2, -1, 30, false)
 	f.publish()
 	out := emptyFlowStats(s)
 	addFlowCounts(out, s, f.pub.Load())
-	if out[1].Bytes != 20 || out[2].NoBackend != 1 || out[0].Backends[0].NewFlows != 1 {
+	if out[1].Bytes != 20 || out[2].NoBackend != 1 || out[0].Backends[0].NewFlows != 1 || out[0].NewFlows != 1 ||
+		out[0].Packets != 1 || out[2].Packets != 1 || out[2].Bytes != 30 {
 		t.Fatalf("%+v", out)
 	}
 	if f.all || len(f.dirtySvc) != 0 {
@@ -140,9 +141,10 @@ func TestFlowStatsDirtyOnce(t *testing.T) {
 	f.relayout(s)
 	for batch := 1; batch <= 3; batch++ {
 		for i := range 64 {
-			f.count(0, i%3, 100, i < 3)
+			countAt(&f, s, 0, i%3, 100, i < 3)
 		}
-		if len(f.dirtySvc) != 1 || len(f.dirtyBE) != 3 || f.all {
+		// The service is listed when its backends are published (see fold).
+		if len(f.dirtySvc) != 0 || len(f.dirtyBE) != 3 || f.all {
 			t.Fatalf("batch %d: dirty lists %v %v (all %v), want each entry once", batch, f.dirtySvc, f.dirtyBE, f.all)
 		}
 		f.publish()
@@ -151,6 +153,9 @@ func TestFlowStatsDirtyOnce(t *testing.T) {
 		if got, want := out[0].Packets, uint64(64*batch); got != want {
 			t.Fatalf("batch %d: %d packets published, want %d", batch, got, want)
 		}
+		if got, want := out[0].Bytes, uint64(6400*batch); got != want || out[0].NewFlows != uint64(3*batch) {
+			t.Fatalf("batch %d: %d bytes and %d new flows published, want %d and %d", batch, got, out[0].NewFlows, want, 3*batch)
+		}
 		for j, be := range out[0].Backends {
 			if want := uint64((21 + b2u(j == 0)) * batch); be.Packets != want || be.NewFlows != uint64(batch) {
 				t.Fatalf("batch %d backend %d: %+v, want %d packets, %d new flows", batch, j, be, want, batch)
@@ -158,14 +163,72 @@ func TestFlowStatsDirtyOnce(t *testing.T) {
 		}
 	}
 	f.epoch = ^uint32(0) // the next publish wraps the epoch
-	f.count(0, 1, 1, false)
+	countAt(&f, s, 0, 1, 1, false)
 	f.publish()
 	if f.epoch != 1 || f.markBE[1] != 0 {
 		t.Fatalf("after the wrap: epoch %d, mark %d; want 1 and cleared marks", f.epoch, f.markBE[1])
 	}
-	f.count(0, 1, 1, false)
+	countAt(&f, s, 0, 1, 1, false)
 	if len(f.dirtyBE) != 1 {
 		t.Fatalf("after the wrap: dirty %v", f.dirtyBE)
+	}
+}
+
+// countAt counts as forward does: on backend bi of service si of s, or, when bi is -1, as
+// a packet no backend took.
+func countAt(f *flows, s *Snapshot, si, bi int, n uint64, isNew bool) {
+	if bi < 0 {
+		f.noBackend(si, n)
+		return
+	}
+	f.count(s.services[si].targets[bi].flow, n, isNew)
+}
+
+// TestTargetFlowIndex: a target's flow index is its entry in the counters' layout.
+func TestTargetFlowIndex(t *testing.T) {
+	s := mustSnapshot(t, nil, spec(t, "a", 0, vip4, 80, MethodDR, 3), spec(t, "b", 1, vip4, 81, MethodDR, 2),
+		spec(t, "c", 2, vip4, 82, MethodDR, 4))
+	fc := newFlowCounts(s)
+	for i := range s.services {
+		for j, tg := range s.services[i].targets {
+			if int(tg.flow) != int(fc.base[i])+j || fc.owner[tg.flow] != int32(i) {
+				t.Fatalf("service %d target %d: flow %d, base %d, owner %d", i, j, tg.flow, fc.base[i], fc.owner[tg.flow])
+			}
+		}
+	}
+}
+
+// TestFlowStatsFoldOverflow: backends of more services than the service list holds fold
+// into their services all the same, the all-at-once publish included.
+func TestFlowStatsFoldOverflow(t *testing.T) {
+	var svcs []ServiceSpec
+	for i := range 4 {
+		svcs = append(svcs, spec(t, string(rune('a'+i)), i, vip4, uint16(80+i), MethodDR, 2))
+	}
+	s := mustSnapshot(t, nil, svcs...)
+	var f flows
+	f.relayout(s)
+	f.dirtySvc = f.dirtySvc[:0:2] // room for two services: the fold overflows it
+	for round := 1; round <= 2; round++ {
+		if round == 2 {
+			f.dirtyBE = f.dirtyBE[:0:0] // and now the backends' list: publish takes every entry
+		}
+		for i := range 4 {
+			countAt(&f, s, i, 0, uint64(10*(i+1)), true)
+			countAt(&f, s, i, 1, 1, false)
+		}
+		if round == 2 && !f.all {
+			t.Fatal("the backends' list did not overflow")
+		}
+		f.publish()
+		out := emptyFlowStats(s)
+		addFlowCounts(out, s, f.pub.Load())
+		for i := range 4 {
+			want := ServiceStats{Packets: uint64(2 * round), Bytes: uint64(round * (10*(i+1) + 1)), NewFlows: uint64(round)}
+			if o := out[i]; o.Packets != want.Packets || o.Bytes != want.Bytes || o.NewFlows != want.NewFlows {
+				t.Fatalf("round %d service %d: %d packets %d bytes %d new, want %+v", round, i, o.Packets, o.Bytes, o.NewFlows, want)
+			}
+		}
 	}
 }
 

@@ -115,6 +115,9 @@ type target struct {
 	v6   bool
 	hop  NextHop
 	tun  encap.Tunnel // tunnel method, when the next hop is resolved
+	// flow is the target's index among all the snapshot's targets, services in order: its
+	// entry in a worker's per-backend counters (flowCounts.be).
+	flow int32
 }
 
 // natPort is the source port of the backend's replies: its own port, or the service's when
@@ -210,6 +213,7 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 	}
 	names := make(map[string]bool, len(services))
 	s.byNAT = newTable(nNAT)
+	nBackends := 0
 	for i := range services {
 		sv, err := buildService(&services[i])
 		if err != nil {
@@ -238,6 +242,10 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 				}
 			}
 		}
+		for j := range sv.targets {
+			sv.targets[j].flow = int32(nBackends + j)
+		}
+		nBackends += len(sv.targets)
 		s.services = append(s.services, sv)
 	}
 	s.buildFragments()
