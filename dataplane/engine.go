@@ -123,8 +123,13 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	var parsed uint64 // bit i: frame i parsed (maxBatch is 64)
 	var bytes uint64
 	for i := range frames {
-		bytes += uint64(frames[i].Len)
-		if e.parse(&frames[i], &e.pkts[i]) {
+		f := &frames[i]
+		bytes += uint64(f.Len)
+		f.Out = 0
+		// The common frames without parse's and Parse's calls; parse takes the rest and
+		// says why it drops one.
+		if f.Off >= 0 && f.Len >= 0 && f.Off+f.Len <= len(f.Buf) && encap.ParseCommon(f.Buf[f.Off:f.Off+f.Len], &e.pkts[i]) ||
+			e.parse(f, &e.pkts[i]) {
 			parsed |= 1 << i
 		}
 	}
@@ -136,16 +141,25 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		if parsed&(1<<i) == 0 {
 			continue
 		}
-		if si := e.classify(s, &frames[i], &e.pkts[i]); si >= 0 {
-			if s.services[si].quic != nil && e.routeQUIC(si, &s.services[si], &frames[i], &e.pkts[i]) {
-				continue // forwarded by its connection ID
+		p := &e.pkts[i]
+		k, h := &p.Key, &e.hitKey
+		si := e.hitSvc
+		if s != e.hitSnap || s == nil || k.Dst != h.addr || k.DstPort != h.port || k.Proto != h.proto || k.V6 != h.v6 ||
+			(k.SrcPort == 0) != e.hitSrc0 {
+			// Not the service of the packet classify found last (classify's own first
+			// check, here without its call).
+			if si = e.classify(s, &frames[i], p); si < 0 {
+				continue
 			}
-			e.svc[i], e.slot[i] = int32(si), m
-			e.hs[m] = e.core.Hash((*sched.Key)(&e.pkts[i].Key))
-			m++
-			if m%pipeGroup == 0 {
-				e.core.PrefetchHeaders(e.hs[m-pipeGroup : m])
-			}
+		}
+		if s.quic && s.services[si].quic != nil && e.routeQUIC(si, &s.services[si], &frames[i], p) {
+			continue // forwarded by its connection ID
+		}
+		e.svc[i], e.slot[i] = int32(si), m
+		e.hs[m] = e.core.Hash((*sched.Key)(&p.Key))
+		m++
+		if m%pipeGroup == 0 {
+			e.core.PrefetchHeaders(e.hs[m-pipeGroup : m])
 		}
 	}
 	if m == 0 {
@@ -153,6 +167,8 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 	}
 	e.core.PrefetchHeaders(e.hs[m-m%pipeGroup : m])
 	e.core.PrefetchEntries(e.hs[:min(m, pipeAhead)])
+	var sv *service
+	last := int32(-1)
 	for i := range frames {
 		si := e.svc[i]
 		if si < 0 {
@@ -162,7 +178,9 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		if sl%pipeGroup == 0 && sl+pipeAhead < m {
 			e.core.PrefetchEntries(e.hs[sl+pipeAhead : min(m, sl+pipeAhead+pipeGroup)])
 		}
-		sv := &s.services[si]
+		if si != last { // a batch's packets are mostly one service's
+			sv, last = &s.services[si], si
+		}
 		ins := e.core.NewFlows()
 		e.sync.cur = sv
 		p := &e.pkts[i]
@@ -220,11 +238,13 @@ func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 		return -1
 	}
 	k := &p.Key
-	t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
-	if s == e.hitSnap && t == e.hitKey && (k.SrcPort == 0) == e.hitSrc0 {
+	h := &e.hitKey // compared field by field: a tupleKey built from k first costs its stores
+	if s == e.hitSnap && k.Dst == h.addr && k.DstPort == h.port && k.Proto == h.proto && k.V6 == h.v6 &&
+		(k.SrcPort == 0) == e.hitSrc0 {
 		return e.hitSvc
 	}
 	if si := s.lookup(k); si >= 0 {
+		t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
 		e.hitSnap, e.hitKey, e.hitSrc0, e.hitSvc = s, t, k.SrcPort == 0, si
 		return si
 	}

@@ -47,11 +47,11 @@ const maxDirty = 512
 
 // flowCounts is one layout of the counters: for snapshot snap.
 type flowCounts struct {
-	snap *Snapshot
+	snap  *Snapshot
 	base  []int32  // per service: index of its first backend in be
 	owner []int32  // per backend: its service's index
 	svc   []uint64 // svcWords per service
-	be   []uint64 // beWords per backend
+	be    []uint64 // beWords per backend
 }
 
 func newFlowCounts(s *Snapshot) *flowCounts {

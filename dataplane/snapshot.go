@@ -154,6 +154,7 @@ type route struct {
 type Snapshot struct {
 	gen      uint64
 	services []service
+	quic     bool  // some service routes QUIC by connection ID (service.quic)
 	byVIP    table // (VIP, port, proto) -> service index
 	byNAT    table // (backend, port, proto) -> index into nats
 	nats     []natRef
@@ -246,6 +247,7 @@ func NewSnapshot(services []ServiceSpec, routes []Route) (*Snapshot, error) {
 			sv.targets[j].flow = int32(nBackends + j)
 		}
 		nBackends += len(sv.targets)
+		s.quic = s.quic || sv.quic != nil
 		s.services = append(s.services, sv)
 	}
 	s.buildFragments()

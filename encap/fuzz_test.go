@@ -54,7 +54,7 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParseCommon: whatever frame Parse's short path (parseCommon) takes, the general
+// FuzzParseCommon: whatever frame Parse's short path (ParseCommon) takes, the general
 // parse accepts too and leaves the same Packet; a Packet left dirty by an earlier frame
 // does not leak into it.
 func FuzzParseCommon(f *testing.F) {
@@ -65,7 +65,7 @@ func FuzzParseCommon(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fast := Packet{Tagged: true, ICMPError: true, InnerL3Off: 99, Fragment: true, FragOffset: 8}
 		fast.Key.Src[15] = 1
-		if !parseCommon(b, &fast) {
+		if !ParseCommon(b, &fast) {
 			return
 		}
 		var slow Packet

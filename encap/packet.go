@@ -145,18 +145,20 @@ func (p *Packet) ACK() bool { return p.TCPFlags&TCPFlagACK != 0 }
 // non-OK result p holds what was learnt so far and must not be used to forward. Parse does not
 // verify checksums (rewrites preserve a bad checksum, so the receiver still drops the packet).
 func Parse(pkt []byte, p *Packet) Reason {
-	if parseCommon(pkt, p) {
+	if ParseCommon(pkt, p) {
 		return OK
 	}
 	return parse(pkt, p)
 }
 
-// parseCommon parses, in one function without calls, the frames a load balancer mostly
-// sees: untagged IPv4 without options that is not a fragment, or untagged IPv6 without
-// extension headers, carrying a TCP or UDP header that fits. For any other frame, malformed
-// ones included, it reports false and leaves p for parse, which resets it. For the frames it
-// takes it leaves p exactly as parse would (FuzzParseCommon checks that).
-func parseCommon(pkt []byte, p *Packet) bool {
+// ParseCommon is Parse's short path, which a caller with many frames may call first and
+// fall back to Parse when it reports false (saving Parse's call on the common frames). It
+// parses, in one function without calls, the frames a load balancer mostly sees: untagged
+// IPv4 without options that is not a fragment, or untagged IPv6 without extension headers,
+// carrying a TCP or UDP header that fits. For any other frame, malformed ones included, it
+// reports false and leaves p for Parse, which resets it. For the frames it takes it leaves p
+// exactly as Parse would (FuzzParseCommon checks that).
+func ParseCommon(pkt []byte, p *Packet) bool {
 	var l4, end int // the L4 header's offset, the IP packet's end
 	var proto uint8
 	if len(pkt) < 14+20 {

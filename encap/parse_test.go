@@ -410,7 +410,7 @@ func TestParseCommonTakes(t *testing.T) {
 		{"truncated tcp", mk(t, tcpSpec(false))[:14+20+10], false},
 	} {
 		var p Packet
-		if got := parseCommon(c.pkt, &p); got != c.want {
+		if got := ParseCommon(c.pkt, &p); got != c.want {
 			t.Errorf("%s: short path took it %v, want %v", c.name, got, c.want)
 		}
 		var q Packet
