@@ -90,8 +90,8 @@ type svcState struct {
 type Core struct {
 	t          table
 	secret     tableSecret // keys the table hash (Hash)
-	timeout    [numStates]uint32
-	minTimeout uint32 // the smallest of timeout
+	timeout    [8]uint32   // by state (numStates of them; 8 so that st&7 needs no bounds check)
+	minTimeout uint32      // the smallest of timeout
 	svcs       []svcState
 	rng        uint64
 	rrStart    uint32
@@ -136,7 +136,6 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	c := &Core{
 		t:       t,
 		secret:  newTableSecret(),
-		timeout: cfg.Timeouts.table(),
 		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
 		rrStart: uint32(cfg.ID),
 		sweep:   cfg.SweepBuckets,
@@ -145,7 +144,9 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	if c.sweep == 0 {
 		c.sweep = defaultSweep
 	}
-	c.minTimeout = slices.Min(c.timeout[:])
+	tt := cfg.Timeouts.table()
+	copy(c.timeout[:], tt[:])
+	c.minTimeout = slices.Min(c.timeout[:numStates])
 	c.c[cCapacity] = uint64(len(c.t.b) * ways)
 	c.publish()
 	if free != nil {
@@ -387,11 +388,12 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 		}
 		if w >= 0 && b.ent[w].key.equal(k) {
 			w1 = w
-			t, st, e := tick(now), b.state[w], &b.ent[w]
-			if p := int(e.pos); !reused(st, tcpFlags) && t-b.seen[w] <= c.timeout[st] && int(e.svc) == svc.index &&
+			t, st, e := tick(now), b.state[w]&7, &b.ent[w]
+			next := stateStep[st][tcpFlags&7|tcpFlags>>1&8] // nextState, and reused in stepReused
+			if p := int(e.pos); next&stepReused == 0 && t-b.seen[w] <= c.timeout[st] && int(e.svc) == svc.index &&
 				p < len(svc.backends) && svc.backends[p].ID == e.backend && svc.backends[p].Up {
 				b.seen[w] = t
-				b.state[w] = nextState(st, tcpFlags)
+				b.state[w] = next
 				if c.sy.track {
 					c.noteSync(e, b.state[w], b.state[w] != st, t)
 				}

@@ -208,3 +208,18 @@ func TestKeyEqual(t *testing.T) {
 		}
 	}
 }
+
+// TestStateStep: the table the hit path reads says what nextState and reused say, for every
+// state and every combination of TCP flags.
+func TestStateStep(t *testing.T) {
+	for st := range uint8(numStates) {
+		for f := range 256 {
+			flags := uint8(f)
+			x := stateStep[st&7][flags&7|flags>>1&8]
+			if next, re := x&^stepReused, x&stepReused != 0; next != nextState(st, flags) || re != reused(st, flags) {
+				t.Fatalf("state %d flags %#x: table %d reused %v, want %d %v", st, flags, next, re,
+					nextState(st, flags), reused(st, flags))
+			}
+		}
+	}
+}

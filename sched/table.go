@@ -134,6 +134,29 @@ func nextState(cur, flags uint8) uint8 {
 	return cur
 }
 
+// stateStep is nextState and reused as a table for ScheduleHashed's hit: by state (the 3
+// low bits; states are fewer than 8) and the flags the state machine reads (FIN, SYN and RST
+// in their places, ACK moved down to bit 3), the next state, with stepReused set when the
+// packet reuses the tuple of a closed flow.
+var stateStep = func() (t [8][16]uint8) {
+	for st := range uint8(8) {
+		for i := range uint8(16) {
+			flags := i&7 | i&8<<1
+			if st >= numStates {
+				t[st][i] = st
+				continue
+			}
+			t[st][i] = nextState(st, flags)
+			if reused(st, flags) {
+				t[st][i] |= stepReused
+			}
+		}
+	}
+	return t
+}()
+
+const stepReused = 0x80
+
 // ways is the associativity of the connection table.
 const ways = 8
 
