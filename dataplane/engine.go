@@ -180,9 +180,9 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		}
 		if si != last { // a batch's packets are mostly one service's
 			sv, last = &s.services[si], si
+			e.sync.cur = sv
 		}
 		ins := e.core.NewFlows()
-		e.sync.cur = sv
 		p := &e.pkts[i]
 		k := (*sched.Key)(&p.Key)
 		bi := e.core.ScheduleHashed(sv.spec.Sched, k, e.hs[sl], p.TCPFlags, now)

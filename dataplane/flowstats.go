@@ -137,20 +137,17 @@ func (f *flows) relayout(s *Snapshot) {
 // publish (fold).
 func (f *flows) count(b int32, n uint64, isNew bool) {
 	w := f.work
-	k := int(b) * beWords
-	if w == nil || k < 0 || k+beWords > len(w.be) {
-		return
+	if k := int(b) * beWords; w != nil && k >= 0 && k+beWords <= len(w.be) {
+		bc := (*[beWords]uint64)(w.be[k:])
+		bc[bPackets]++
+		bc[bBytes] += n
+		if isNew {
+			bc[bNewFlows]++
+		}
+		if m := f.markBE; int(b) >= len(m) || m[b] != f.epoch {
+			f.touch(&f.dirtyBE, f.markBE, b) // not listed yet in this epoch
+		}
 	}
-	bc := (*[beWords]uint64)(w.be[k : k+beWords])
-	bc[bPackets]++
-	bc[bBytes] += n
-	if isNew {
-		bc[bNewFlows]++
-	}
-	if m := f.markBE; int(b) < len(m) && m[b] == f.epoch {
-		return // listed already in this epoch
-	}
-	f.touch(&f.dirtyBE, f.markBE, b)
 }
 
 // noBackend counts a packet of n bytes to service si that no backend could take.
