@@ -146,8 +146,8 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		si := e.hitSvc
 		if s != e.hitSnap || s == nil || k.Dst != h.addr || k.DstPort != h.port || k.Proto != h.proto || k.V6 != h.v6 ||
 			(k.SrcPort == 0) != e.hitSrc0 {
-			// Not the service of the packet classify found last (classify's own first
-			// check, here without its call).
+			// Not the service of the packet classify found last: classify looks it
+			// up (and remembers it).
 			if si = e.classify(s, &frames[i], p); si < 0 {
 				continue
 			}
@@ -230,19 +230,15 @@ func (e *Engine) parse(f *Frame, p *encap.Packet) bool {
 	return true
 }
 
-// classify finds the service of the frame parsed into p. It returns the service index, or
-// -1 when it has dealt with the frame itself: dropped, or a NAT reply translated back.
+// classify finds the service of the frame parsed into p, which batch has found not to be
+// the service classify found last (hitKey), and remembers it. It returns the service index,
+// or -1 when it has dealt with the frame itself: dropped, or a NAT reply translated back.
 func (e *Engine) classify(s *Snapshot, f *Frame, p *encap.Packet) int {
 	if s == nil {
 		e.drop(f, DropNoService)
 		return -1
 	}
 	k := &p.Key
-	h := &e.hitKey // compared field by field: a tupleKey built from k first costs its stores
-	if s == e.hitSnap && k.Dst == h.addr && k.DstPort == h.port && k.Proto == h.proto && k.V6 == h.v6 &&
-		(k.SrcPort == 0) == e.hitSrc0 {
-		return e.hitSvc
-	}
 	if si := s.lookup(k); si >= 0 {
 		t := tupleKey{addr: k.Dst, port: k.DstPort, proto: k.Proto, v6: k.V6}
 		e.hitSnap, e.hitKey, e.hitSrc0, e.hitSvc = s, t, k.SrcPort == 0, si
@@ -267,54 +263,18 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int,
 	}
 	t := &sv.targets[bi]
 	e.fl.count(t.flow, uint64(f.Len), isNew)
-	if t.hop.IfIndex != 0 {
-		// Each method's common case, what deliver does, without its call and switch (and,
-		// for nat, without the netip.Addr of an IPv4 backend); the rest goes to deliver.
-		switch sv.spec.Method {
-		case MethodDR:
-			if p.TotalLen <= t.hop.MTU {
-				encap.SetMACs(f.Buf[f.Off:f.Off+f.Len], t.hop.DstMAC, t.hop.SrcMAC)
-				f.Out = t.hop.IfIndex
-				return
-			}
-		case MethodTunnel:
-			off, n, r := t.tun.Encap(f.Buf, f.Off, f.Len, p)
-			f.Off, f.Len = off, n
-			switch r {
-			case encap.OK:
-				f.Out = t.hop.IfIndex
-			case encap.ReplyICMP:
-				e.icmpReply(f)
-			default:
-				e.reason(f, r)
-			}
-			return
-		case MethodNAT:
-			if p.TotalLen <= t.hop.MTU && !t.v6 {
-				pkt := f.Buf[f.Off : f.Off+f.Len]
-				if r := encap.NAT4ToBackend(pkt, p, [4]byte(t.addr[:4]), t.port); r != encap.OK {
-					e.reason(f, r)
-					return
-				}
-				encap.SetMACs(pkt, t.hop.DstMAC, t.hop.SrcMAC)
-				f.Out = t.hop.IfIndex
-				return
-			}
-		}
-	}
-	e.deliver(sv, t, f, p)
-}
-
-// deliver forwards the frame to backend target t of sv by the service's method.
-func (e *Engine) deliver(sv *service, t *target, f *Frame, p *encap.Packet) {
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return
 	}
-	pkt := f.Buf[f.Off : f.Off+f.Len]
 	switch sv.spec.Method {
 	case MethodDR:
-		e.send(f, p, pkt, &t.hop)
+		if p.TotalLen > t.hop.MTU {
+			e.tooBig(f, p, t.hop.MTU)
+			return
+		}
+		encap.SetMACs(f.Buf[f.Off:f.Off+f.Len], t.hop.DstMAC, t.hop.SrcMAC)
+		f.Out = t.hop.IfIndex
 	case MethodTunnel:
 		off, n, r := t.tun.Encap(f.Buf, f.Off, f.Len, p)
 		f.Off, f.Len = off, n
@@ -331,7 +291,15 @@ func (e *Engine) deliver(sv *service, t *target, f *Frame, p *encap.Packet) {
 			e.tooBig(f, p, t.hop.MTU)
 			return
 		}
-		if r := encap.NATToBackend(pkt, p, t.ip, t.port); r != encap.OK {
+		pkt := f.Buf[f.Off : f.Off+f.Len]
+		var r encap.Reason
+		if t.v6 {
+			r = encap.NATToBackend(pkt, p, t.ip, t.port)
+		} else {
+			// The backend's 4 bytes, without a netip.Addr (the common case).
+			r = encap.NAT4ToBackend(pkt, p, [4]byte(t.addr[:4]), t.port)
+		}
+		if r != encap.OK {
 			e.reason(f, r)
 			return
 		}
@@ -372,16 +340,6 @@ func (e *Engine) natReturn(s *Snapshot, si, bi int, f *Frame, p *encap.Packet, p
 	}
 	e.c[cNATReturns]++
 	e.fl.countOut(si, bi, n)
-	encap.SetMACs(pkt, hop.DstMAC, hop.SrcMAC)
-	f.Out = hop.IfIndex
-}
-
-// send rewrites the MACs for hop and sends the frame there, or answers "too big".
-func (e *Engine) send(f *Frame, p *encap.Packet, pkt []byte, hop *NextHop) {
-	if p.TotalLen > hop.MTU {
-		e.tooBig(f, p, hop.MTU)
-		return
-	}
 	encap.SetMACs(pkt, hop.DstMAC, hop.SrcMAC)
 	f.Out = hop.IfIndex
 }

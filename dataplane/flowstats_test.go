@@ -108,17 +108,11 @@ func TestEngineFlowStats(t *testing.T) {
 // TestFlowStatsDirtyOverflow: more touched entries than the dirty list holds are published
 // all at once.
 func TestFlowStatsDirtyOverflow(t *testing.T) {
-	var svcs []ServiceSpec
-	for i := range 3 {
-		svcs = append(svcs, spec(t, string(rune('a'+i)), i, vip4, uint16(80+i), MethodDR, 1))
-	}
-	s := mustSnapshot(t, nil, svcs...)
-	var f flows
-	f.relayout(s)
+	s, f := flowsOfServices(t, 3, 1)
 	f.dirtySvc = f.dirtySvc[:0:1] // room for one
-	countAt(&f, s, 0, 0, 10, true)
-	countAt(&f, s, 1, 0, 20, false)
-	countAt(&f, s, 2, -1, 30, false)
+	countAt(f, s, 0, 0, 10, true)
+	countAt(f, s, 1, 0, 20, false)
+	countAt(f, s, 2, -1, 30, false)
 	f.publish()
 	out := emptyFlowStats(s)
 	addFlowCounts(out, s, f.pub.Load())
@@ -137,11 +131,11 @@ func TestFlowStatsDirtyOverflow(t *testing.T) {
 // and the next batch lists its entries afresh.
 func TestFlowStatsDirtyOnce(t *testing.T) {
 	s := mustSnapshot(t, nil, spec(t, "web", 0, vip4, 80, MethodDR, 3))
-	var f flows
+	f := new(flows)
 	f.relayout(s)
 	for batch := 1; batch <= 3; batch++ {
 		for i := range 64 {
-			countAt(&f, s, 0, i%3, 100, i < 3)
+			countAt(f, s, 0, i%3, 100, i < 3)
 		}
 		// The service is listed when its backends are published (see fold).
 		if len(f.dirtySvc) != 0 || len(f.dirtyBE) != 3 || f.all {
@@ -163,15 +157,29 @@ func TestFlowStatsDirtyOnce(t *testing.T) {
 		}
 	}
 	f.epoch = ^uint32(0) // the next publish wraps the epoch
-	countAt(&f, s, 0, 1, 1, false)
+	countAt(f, s, 0, 1, 1, false)
 	f.publish()
 	if f.epoch != 1 || f.markBE[1] != 0 {
 		t.Fatalf("after the wrap: epoch %d, mark %d; want 1 and cleared marks", f.epoch, f.markBE[1])
 	}
-	countAt(&f, s, 0, 1, 1, false)
+	countAt(f, s, 0, 1, 1, false)
 	if len(f.dirtyBE) != 1 {
 		t.Fatalf("after the wrap: dirty %v", f.dirtyBE)
 	}
+}
+
+// flowsOfServices returns a snapshot of n dr services ("a", "b", ...) of backends backends
+// each, and counters laid out for it.
+func flowsOfServices(t *testing.T, n, backends int) (*Snapshot, *flows) {
+	t.Helper()
+	var svcs []ServiceSpec
+	for i := range n {
+		svcs = append(svcs, spec(t, string(rune('a'+i)), i, vip4, uint16(80+i), MethodDR, backends))
+	}
+	s := mustSnapshot(t, nil, svcs...)
+	f := new(flows)
+	f.relayout(s)
+	return s, f
 }
 
 // countAt counts as forward does: on backend bi of service si of s, or, when bi is -1, as
@@ -201,21 +209,15 @@ func TestTargetFlowIndex(t *testing.T) {
 // TestFlowStatsFoldOverflow: backends of more services than the service list holds fold
 // into their services all the same, the all-at-once publish included.
 func TestFlowStatsFoldOverflow(t *testing.T) {
-	var svcs []ServiceSpec
-	for i := range 4 {
-		svcs = append(svcs, spec(t, string(rune('a'+i)), i, vip4, uint16(80+i), MethodDR, 2))
-	}
-	s := mustSnapshot(t, nil, svcs...)
-	var f flows
-	f.relayout(s)
+	s, f := flowsOfServices(t, 4, 2)
 	f.dirtySvc = f.dirtySvc[:0:2] // room for two services: the fold overflows it
 	for round := 1; round <= 2; round++ {
 		if round == 2 {
 			f.dirtyBE = f.dirtyBE[:0:0] // and now the backends' list: publish takes every entry
 		}
 		for i := range 4 {
-			countAt(&f, s, i, 0, uint64(10*(i+1)), true)
-			countAt(&f, s, i, 1, 1, false)
+			countAt(f, s, i, 0, uint64(10*(i+1)), true)
+			countAt(f, s, i, 1, 1, false)
 		}
 		if round == 2 && !f.all {
 			t.Fatal("the backends' list did not overflow")

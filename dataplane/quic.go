@@ -128,8 +128,7 @@ func (e *Engine) routeQUIC(si int, sv *service, f *Frame, p *encap.Packet) bool 
 		return false
 	}
 	e.c[cQUICRouted]++
-	e.fl.count(sv.targets[bi].flow, uint64(f.Len), false)
-	e.deliver(sv, &sv.targets[bi], f, p)
+	e.forward(si, sv, f, p, bi, false)
 	return true
 }
 
