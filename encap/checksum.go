@@ -57,6 +57,24 @@ func fold64(s, carry uint64) uint16 {
 	return uint16(x)
 }
 
+// fold48 is fold64 for a sum under 2^48 (a few 16- and 32-bit words): three folding steps
+// instead of four and no carry. The first leaves under 2^32 + 2^16, the second under 2^17,
+// the third at most 0xffff.
+func fold48(s uint64) uint16 {
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return uint16(s)
+}
+
+// fold32 is fold64 for a sum under 2^32 (a handful of 16-bit words): two folding steps.
+// The first leaves at most 0x1fffe, the second at most 0xffff.
+func fold32(s uint64) uint16 {
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return uint16(s)
+}
+
 // ChecksumCombine adds two ones' complement sums.
 func ChecksumCombine(a, b uint16) uint16 {
 	s := uint32(a) + uint32(b)

@@ -120,3 +120,28 @@ func TestPseudoHeaderChecksum(t *testing.T) {
 		t.Errorf("v6: %#04x, want %#04x", got, want)
 	}
 }
+
+// TestFoldShort holds the short folds to fold64 over their whole domain's edges and at
+// random: fold48 under 2^48, fold32 under 2^32.
+func TestFoldShort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 48))
+	vals := []uint64{0, 1, 0xfffe, 0xffff, 0x10000, 0x1fffe, 0x1ffff, 0xfffeffff, 0xffff0000, 1<<32 - 1,
+		1 << 32, 1<<32 + 0xfffe, 0xffff_ffff_ffff, 0xffff_0000_ffff, 0xfffe_ffff_ffff}
+	for range 200000 {
+		vals = append(vals, r.Uint64()>>(16+r.IntN(48)))
+	}
+	for _, v := range vals {
+		if v >= 1<<48 {
+			continue
+		}
+		if got, want := fold48(v), fold64(v, 0); got != want {
+			t.Fatalf("fold48(%#x) = %#x, fold64 %#x", v, got, want)
+		}
+		if v >= 1<<32 {
+			continue
+		}
+		if got, want := fold32(v), fold64(v, 0); got != want {
+			t.Fatalf("fold32(%#x) = %#x, fold64 %#x", v, got, want)
+		}
+	}
+}

@@ -322,9 +322,10 @@ func FuzzForeignPacket(f *testing.F) {
 	})
 }
 
-// FuzzNAT4ToBackend holds the engine's IPv4 shortcut to NATToBackend: for an IPv4 backend
-// the same verdict and the same bytes, on any packet Parse takes (an IPv6 one included,
-// which both refuse).
+// FuzzNAT4ToBackend holds the IPv4 rewrite's short path (natRewrite4, which
+// NAT4ToBackend, and NATToBackend and NATToClient for an IPv4 address, call) to the general
+// one (natGeneral), in both directions: the same verdict, the same bytes and the same Packet,
+// on any packet Parse takes (an IPv6 one included, which both refuse).
 func FuzzNAT4ToBackend(f *testing.F) {
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s, uint32(0xc612000b), uint16(8080))
@@ -336,12 +337,57 @@ func FuzzNAT4ToBackend(f *testing.F) {
 		}
 		var a4 [4]byte
 		binary.BigEndian.PutUint32(a4[:], a)
-		short, general := bytes.Clone(b), bytes.Clone(b)
+		for _, dst := range []bool{true, false} {
+			short, general := bytes.Clone(b), bytes.Clone(b)
+			ps, pg := p, p
+			var rs Reason
+			if dst {
+				rs = NAT4ToBackend(short, &ps, a4, port)
+			} else {
+				rs = natRewrite4(short, &ps, a4, port, false)
+			}
+			rg := natGeneral(general, &pg, netip.AddrFrom4(a4), port, dst)
+			if rs != rg || !bytes.Equal(short, general) || ps != pg {
+				t.Fatalf("dst %v: short path %v %x, general %v %x", dst, rs, short, rg, general)
+			}
+		}
+	})
+}
+
+// FuzzTunnelIPIP4 holds Encap's short path (plain IPIP of an IPv4 packet from an IPv4
+// source, with a fixed source and with the flow's hash in its host bits) to the general
+// one: the same verdict, the same frame and the same bytes in the whole buffer, on any
+// packet Parse takes, at any headroom and MTU.
+func FuzzTunnelIPIP4(f *testing.F) {
+	for _, s := range fuzzSeeds(f) {
+		f.Add(s, uint8(0), uint16(1500), uint8(200))
+	}
+	tunnels := [2]Tunnel{
+		mustTunnel(f, "198.18.0.11", "198.18.0.2/32", 1500),
+		mustTunnel(f, "198.18.0.11", "198.18.128.0/17", 1500),
+	}
+	f.Fuzz(func(t *testing.T, b []byte, which uint8, mtu uint16, room uint8) {
+		var p Packet
+		if Parse(b, &p) != OK {
+			return
+		}
+		short := tunnels[which%2]
+		short.mtu = 68 + int(mtu)%1500
+		if !short.ipip4 {
+			t.Fatal("the tunnel does not take the short path")
+		}
+		general := short
+		general.ipip4 = false // Encap's general path, as for every other tunnel
+		bs := make([]byte, int(room)+len(b))
+		bg := make([]byte, int(room)+len(b))
+		off := int(room)
+		copy(bs[off:], b)
+		copy(bg[off:], b)
 		ps, pg := p, p
-		rs := NAT4ToBackend(short, &ps, a4, port)
-		rg := NATToBackend(general, &pg, netip.AddrFrom4(a4), port)
-		if rs != rg || !bytes.Equal(short, general) || ps != pg {
-			t.Fatalf("NAT4ToBackend: %v %x, NATToBackend: %v %x", rs, short, rg, general)
+		so, sn, sr := short.Encap(bs, off, len(b), &ps)
+		gof, gn, gr := general.Encap(bg, off, len(b), &pg)
+		if sr != gr || so != gof || sn != gn || !bytes.Equal(bs, bg) || ps != pg {
+			t.Fatalf("short path %v (%d, %d) %x, general %v (%d, %d) %x", sr, so, sn, bs, gr, gof, gn, bg)
 		}
 	})
 }

@@ -29,12 +29,10 @@ func NATToBackend(pkt []byte, p *Packet, addr netip.Addr, port uint16) Reason {
 
 // NAT4ToBackend is NATToBackend for an IPv4 backend address given as its 4 bytes: the
 // same rewrite, with an IPv4 TCP or UDP packet's taken without a netip.Addr's checks (the
-// engine's common case). Any other packet takes NATToBackend's general path.
+// engine's common case). Any other packet takes NATToBackend's general path. It is small
+// enough for the compiler to inline, so a caller's call goes straight to the rewrite.
 func NAT4ToBackend(pkt []byte, p *Packet, addr [4]byte, port uint16) Reason {
-	if !p.Key.V6 && p.HasL4 && (p.L4Proto == ProtoTCP || p.L4Proto == ProtoUDP) {
-		return natRewrite4(pkt, p, addr, port, true)
-	}
-	return natRewrite(pkt, p, netip.AddrFrom4(addr), port, true)
+	return natRewrite4(pkt, p, addr, port, true)
 }
 
 // NATToClient rewrites a backend->client reply so it comes from the service: the source
@@ -59,10 +57,16 @@ func addrOff(v6, dst bool) (off, n int) {
 }
 
 func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) Reason {
-	v6 := p.Key.V6
-	if !v6 && addr.Is4() && p.HasL4 && (p.L4Proto == ProtoTCP || p.L4Proto == ProtoUDP) {
-		return natRewrite4(pkt, p, addr.As4(), port, dst) // checks p itself
+	if addr.Is4() {
+		return natRewrite4(pkt, p, addr.As4(), port, dst) // its common case, or natGeneral
 	}
+	return natGeneral(pkt, p, addr, port, dst)
+}
+
+// natGeneral is natRewrite for every packet and address: either family, any protocol, an
+// ICMP error's quote, a non-first fragment.
+func natGeneral(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) Reason {
+	v6 := p.Key.V6
 	if p.IPVersion == 0 || !addr.IsValid() || addr.Is6() != v6 {
 		return FamilyMismatch
 	}
@@ -110,10 +114,13 @@ func natRewrite(pkt []byte, p *Packet, addr netip.Addr, port uint16, dst bool) R
 	return OK
 }
 
-// natRewrite4 is natRewrite for the common case, an IPv4 TCP or UDP packet with its L4
-// header (p is consistent with pkt): the same rewrite and checksum updates, on words, without
-// the family-generic copies.
+// natRewrite4 is natRewrite for an IPv4 address. Its common case, an IPv4 TCP or UDP
+// packet with its L4 header, it rewrites itself, on words and without the family-generic
+// copies; any other packet goes to natGeneral.
 func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason {
+	if p.Key.V6 || !p.HasL4 || p.L4Proto != ProtoTCP && p.L4Proto != ProtoUDP {
+		return natGeneral(pkt, p, netip.AddrFrom4(a), port, dst)
+	}
 	off, portOff, csOff, need, udp := 12, 0, 16, 20, p.L4Proto == ProtoUDP
 	if dst {
 		off, portOff = 16, 2
@@ -129,8 +136,10 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 		}
 		return Truncated
 	}
-	ip := pkt[p.L3Off:p.IPEnd]
-	l4 := pkt[p.L4Off:p.IPEnd]
+	// The IP header and the L4 header's first 8 bytes as arrays: one bounds check each
+	// (framed has made sure they are there), then constant offsets.
+	ip := (*[20]byte)(pkt[p.L3Off : p.L3Off+20])
+	l4 := pkt[p.L4Off : p.L4Off+need]
 	oldA := binary.BigEndian.Uint32(ip[off : off+4])
 	newA := binary.BigEndian.Uint32(a[:])
 	binary.BigEndian.PutUint32(ip[off:off+4], newA)
@@ -139,7 +148,7 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 	// the two checksums are two short independent chains.
 	da := uint64(^oldA) + uint64(newA)
 	ipcs := binary.BigEndian.Uint16(ip[10:12])
-	binary.BigEndian.PutUint16(ip[10:12], ^fold64(uint64(^ipcs)+da, 0))
+	binary.BigEndian.PutUint16(ip[10:12], ^fold48(uint64(^ipcs)+da))
 	dl := da
 	if port != 0 {
 		op := binary.BigEndian.Uint16(l4[portOff : portOff+2])
@@ -149,9 +158,9 @@ func natRewrite4(pkt []byte, p *Packet, a [4]byte, port uint16, dst bool) Reason
 	cs := binary.BigEndian.Uint16(l4[csOff : csOff+2])
 	switch {
 	case !udp:
-		binary.BigEndian.PutUint16(l4[csOff:csOff+2], ^fold64(uint64(^cs)+dl, 0))
+		binary.BigEndian.PutUint16(l4[csOff:csOff+2], ^fold48(uint64(^cs)+dl))
 	case cs != 0: // a UDP checksum of 0 (none) stays 0
-		binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(^fold64(uint64(^cs)+dl, 0)))
+		binary.BigEndian.PutUint16(l4[csOff:csOff+2], udpNonZero(^fold48(uint64(^cs)+dl)))
 	}
 	return OK
 }

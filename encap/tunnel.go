@@ -55,7 +55,7 @@ type Tunnel struct {
 	tmplSum uint64
 	// ipip4 is set for plain IPIP from an IPv4 source; words then holds tmpl's bytes 0-7,
 	// 6-13 and 26-33 (the MACs and EtherType, the outer addresses: the source zero when
-	// it varies per flow), so that Encap writes an IPv4 packet's headers as five word
+	// it varies per flow), so that encap44 writes an IPv4 packet's headers as five word
 	// stores.
 	ipip4 bool
 	words [3]uint64
@@ -135,6 +135,55 @@ func (t *Tunnel) Overhead() int { return t.hdrLen + t.udpLen }
 // into the ICMPv6 "packet too big" or ICMP "fragmentation needed" reply (see ICMPTooBig, with
 // MTU - Overhead()) and ReplyICMP is returned; otherwise TooBig, and the caller drops the frame.
 func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
+	if !t.ipip4 || p.IPVersion != 4 {
+		return t.encap(buf, off, n, p)
+	}
+	// Plain IPIP from an IPv4 source of an IPv4 packet, the common case: the template's
+	// words, then the variable fields, version to fragment field in one word, TTL to
+	// checksum in another (and the source's host bits in the addresses' word). It reads
+	// no byte of the inner packet, only p's fields, so of consistent's checks it makes
+	// those that keep the new frame inside buf and its length right.
+	inner := p.TotalLen
+	if off < 0 || n < 0 || off+n > len(buf) || p.L3Off != 14 && p.L3Off != 18 ||
+		inner < 20 || inner != p.IPEnd-p.L3Off || p.IPEnd > n {
+		return off, n, Truncated
+	}
+	if inner+20 > t.mtu {
+		return ICMPTooBig(buf, off, n, p, t.mtu-20)
+	}
+	ip := off + p.L3Off
+	start := ip - 34
+	if start < 0 {
+		return off, n, NoHeadroom
+	}
+	f := (*[34]byte)(buf[start:ip])
+	var frag uint64
+	if p.DF {
+		frag = 0x4000
+	}
+	tot := uint64(20 + inner)
+	// tmplSum is folded to 16 bits: the sum stays under 2^32 (the source's host bits are
+	// added as their two halves) and folds in two steps.
+	sum := t.tmplSum + uint64(p.TOS) + tot + uint64(uint16(p.IPID)) + frag + ProtoIPIP
+	addrs := t.words[2]
+	if t.hostBits > 0 {
+		src := t.src
+		setHostBits(&src, false, t.hostBits, flowHash(&p.Key))
+		s := binary.BigEndian.Uint32(src[0:4])
+		sum += uint64(s>>16) + uint64(s&0xffff)
+		addrs |= uint64(binary.LittleEndian.Uint32(src[0:4]))
+	}
+	binary.LittleEndian.PutUint64(f[0:8], t.words[0])
+	binary.LittleEndian.PutUint64(f[6:14], t.words[1])
+	binary.BigEndian.PutUint64(f[14:22], 0x45<<56|uint64(p.TOS)<<48|tot<<32|uint64(uint16(p.IPID))<<16|frag)
+	binary.BigEndian.PutUint32(f[22:26], outerTTL<<24|ProtoIPIP<<16|uint32(^fold32(sum)))
+	binary.LittleEndian.PutUint64(f[26:34], addrs)
+	return start, 34 + inner, OK
+}
+
+// encap is Encap for every other case: IPv6 outer headers, GUE and FOU, an IPv6 packet in
+// IPv4, and the zero Tunnel.
+func (t *Tunnel) encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 	if t.hdrLen == 0 {
 		return off, n, NoTunnel
 	}
@@ -152,31 +201,6 @@ func (t *Tunnel) Encap(buf []byte, off, n int, p *Packet) (int, int, Reason) {
 		return off, n, NoHeadroom
 	}
 	f := buf[start:ip]
-	if t.ipip4 && p.IPVersion == 4 {
-		// IPv4 in IPv4: the template's words, then the variable fields, version to
-		// fragment field in one word, TTL to checksum in another (and the source's host
-		// bits in the addresses' word).
-		f = f[:34]
-		var frag uint64
-		if p.DF {
-			frag = 0x4000
-		}
-		tot := uint64(20 + inner)
-		sum := t.tmplSum + uint64(p.TOS) + tot + uint64(uint16(p.IPID)) + frag + ProtoIPIP
-		addrs := t.words[2]
-		if t.hostBits > 0 {
-			src := t.src
-			setHostBits(&src, false, t.hostBits, flowHash(&p.Key))
-			sum += uint64(binary.BigEndian.Uint32(src[0:4]))
-			addrs |= uint64(binary.LittleEndian.Uint32(src[0:4]))
-		}
-		binary.LittleEndian.PutUint64(f[0:8], t.words[0])
-		binary.LittleEndian.PutUint64(f[6:14], t.words[1])
-		binary.BigEndian.PutUint64(f[14:22], 0x45<<56|uint64(p.TOS)<<48|tot<<32|uint64(uint16(p.IPID))<<16|frag)
-		binary.BigEndian.PutUint32(f[22:26], outerTTL<<24|ProtoIPIP<<16|uint32(^fold64(sum, 0)))
-		binary.LittleEndian.PutUint64(f[26:34], addrs)
-		return start, 34 + inner, OK
-	}
 	copy(f, t.tmpl[:14+ov])
 	proto := uint8(ProtoIPIP)
 	if p.IPVersion == 6 {
@@ -260,9 +284,10 @@ func (t *Tunnel) fillTemplate() {
 		copy(h[12:16], t.src[:4])
 	}
 	t.fillUDPTemplate(h[20:])
-	// The variable fields (TOS, length, id, flags, protocol, checksum) are zero here.
-	t.tmplSum = uint64(binary.BigEndian.Uint32(h[0:4])) + uint64(binary.BigEndian.Uint32(h[8:12])) +
-		uint64(binary.BigEndian.Uint32(h[12:16])) + uint64(binary.BigEndian.Uint32(h[16:20]))
+	// The variable fields (TOS, length, id, flags, protocol, checksum) are zero here. The
+	// sum is kept folded to 16 bits, so encap44's per-packet sum stays under 2^32.
+	t.tmplSum = uint64(fold64(uint64(binary.BigEndian.Uint32(h[0:4]))+uint64(binary.BigEndian.Uint32(h[8:12]))+
+		uint64(binary.BigEndian.Uint32(h[12:16]))+uint64(binary.BigEndian.Uint32(h[16:20])), 0))
 }
 
 // setHostBits puts the low bits of hash into the low bits host bits of a (a 4- or 16-byte

@@ -27,8 +27,10 @@ if [ -z "$bin" ]; then
 fi
 bin=$(realpath "$bin")
 cd "$root/dataplane"
+# cpu.rdtscp=off: valgrind 3.19 does not know RDTSCP, which the runtime's cputicks uses on
+# some hosts (a SIGILL in lock2 under contention).
 count() { # batches -> instructions collected inside Engine.batch
-	GODEBUG=asyncpreemptoff=1 valgrind --tool=callgrind \
+	GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind --tool=callgrind \
 		--toggle-collect='github.com/xlb-dev/xlb/dataplane.(*Engine).batch' \
 		--callgrind-out-file="$tmp/cg.$1" "$bin" -test.run '^$' \
 		-test.bench "^BenchmarkProcess\$/^$m\$/^flows=$fl\$" -test.benchtime "$1x" \
