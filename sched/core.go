@@ -93,13 +93,17 @@ type Core struct {
 	timeout    [8]uint32   // by state (numStates of them; 8 so that st&7 needs no bounds check)
 	minTimeout uint32      // the smallest of timeout
 	svcs       []svcState
-	rng        uint64
-	rrStart    uint32
-	sweep      int
-	sweepAt    int
-	persist    *PersistTable
-	c          [numCounters]uint64        // owner's counters, plain
-	pub        [numCounters]atomic.Uint64 // published by Maintain for Stats
+	// quick is the last service ScheduleHashed found prepared, without persistence and not
+	// one-packet: its next packets skip those checks. Prepare clears it when it lays a
+	// service's state out anew (a Service never changes after NewService).
+	quick   *Service
+	rng     uint64
+	rrStart uint32
+	sweep   int
+	sweepAt int
+	persist *PersistTable
+	c       [numCounters]uint64        // owner's counters, plain
+	pub     [numCounters]atomic.Uint64 // published by Maintain for Stats
 
 	sy coreSync // connection sync (sync.go)
 }
@@ -193,6 +197,7 @@ func (c *Core) Prepare(svc *Service) {
 	if st.svc == svc {
 		return
 	}
+	c.quick = nil
 	n := len(svc.backends)
 	conns, cur := grow(st.spare, n), grow(st.spareCur, n)
 	for i := range conns {
@@ -377,7 +382,10 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 	// given, which still stands where the entry's hint says and is up. Everything else
 	// takes schedule, which does not look the first bucket up again.
 	w1 := -2 // the flow's way in its first bucket (-1: not there; -2: not looked up)
-	if svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
+	if svc != c.quick && svc != nil && svc.index < len(c.svcs) && c.svcs[svc.index].svc == svc && svc.pticks == 0 && !svc.onePkt {
+		c.quick = svc // the batch's next packets are mostly this service's
+	}
+	if svc == c.quick && svc != nil {
 		// The first way whose tag matches, looked at here (find is a call, and a call
 		// makes this function keep its arguments on the stack); a second match (a tag
 		// collision, one lookup in thousands) leaves it to schedule's find.

@@ -629,3 +629,43 @@ func TestPrefetchLargeTable(t *testing.T) {
 	}
 	checkTable(t, c)
 }
+
+// TestQuickServiceReplaced: a service whose state Prepare has laid out anew for another
+// snapshot of its index no longer takes ScheduleHashed's quick path; a packet of it lays
+// its own state out again, with the flow counts carried back.
+func TestQuickServiceReplaced(t *testing.T) {
+	a := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(3))
+	b := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(4))
+	if a.Index() != b.Index() {
+		t.Fatalf("indexes %d, %d", a.Index(), b.Index())
+	}
+	c := mustCore(t, CoreConfig{Capacity: 1024})
+	sum := func(s *Service) (n int) {
+		for i := range s.Len() {
+			n += c.ActiveFlows(s, i)
+		}
+		return n
+	}
+	got := make([]int, 100)
+	for i := range uint32(100) {
+		k := flowKey(i)
+		got[i] = c.ScheduleHashed(a, &k, c.Hash(&k), FlagSYN, 0)
+	}
+	k := flowKey(0)
+	if p := c.ScheduleHashed(a, &k, c.Hash(&k), FlagACK, sec); p != got[0] || c.quick != a {
+		t.Fatalf("hit to %d (first packet to %d), quick %p", p, got[0], c.quick)
+	}
+	c.Prepare(b)
+	if c.quick != nil || sum(a) != 0 || sum(b) != 100 {
+		t.Fatalf("after Prepare(b): quick %p, flows of a %d, of b %d", c.quick, sum(a), sum(b))
+	}
+	for i := range uint32(100) {
+		k := flowKey(i)
+		if p := c.ScheduleHashed(a, &k, c.Hash(&k), FlagACK, sec); p != got[i] {
+			t.Fatalf("flow %d: to %d, first packet to %d", i, p, got[i])
+		}
+	}
+	if sum(a) != 100 || c.quick != a {
+		t.Fatalf("a laid out again: %d flows, quick %p", sum(a), c.quick)
+	}
+}
