@@ -262,7 +262,9 @@ func (e *Engine) forward(si int, sv *service, f *Frame, p *encap.Packet, bi int,
 		return
 	}
 	t := &sv.targets[bi]
-	e.fl.count(t.flow, uint64(f.Len), isNew)
+	if e.fl.count(t.flow, uint64(f.Len), isNew) {
+		e.fl.touchBE(t.flow)
+	}
 	if t.hop.IfIndex == 0 {
 		e.drop(f, DropNoRoute)
 		return

@@ -134,8 +134,9 @@ func (f *flows) relayout(s *Snapshot) {
 
 // count counts a packet of n bytes that the backend at flow index b (its target's flow)
 // took; isNew tells whether it started a flow. The backend's service takes it at the next
-// publish (fold).
-func (f *flows) count(b int32, n uint64, isNew bool) {
+// publish (fold). It reports whether the backend is not listed yet in this epoch: the
+// caller then lists it (touchBE). Without that call count inlines into forward.
+func (f *flows) count(b int32, n uint64, isNew bool) bool {
 	w := f.work
 	if k := int(b) * beWords; w != nil && k >= 0 && k+beWords <= len(w.be) {
 		bc := (*[beWords]uint64)(w.be[k:])
@@ -144,11 +145,14 @@ func (f *flows) count(b int32, n uint64, isNew bool) {
 		if isNew {
 			bc[bNewFlows]++
 		}
-		if m := f.markBE; int(b) >= len(m) || m[b] != f.epoch {
-			f.touch(&f.dirtyBE, f.markBE, b) // not listed yet in this epoch
-		}
+		m := f.markBE
+		return int(b) >= len(m) || m[b] != f.epoch
 	}
+	return false
 }
+
+// touchBE lists backend b as touched in this epoch (after count).
+func (f *flows) touchBE(b int32) { f.touch(&f.dirtyBE, f.markBE, b) }
 
 // noBackend counts a packet of n bytes to service si that no backend could take.
 func (f *flows) noBackend(si int, n uint64) {

@@ -189,7 +189,9 @@ func countAt(f *flows, s *Snapshot, si, bi int, n uint64, isNew bool) {
 		f.noBackend(si, n)
 		return
 	}
-	f.count(s.services[si].targets[bi].flow, n, isNew)
+	if b := s.services[si].targets[bi].flow; f.count(b, n, isNew) {
+		f.touchBE(b)
+	}
 }
 
 // TestTargetFlowIndex: a target's flow index is its entry in the counters' layout.
