@@ -182,11 +182,9 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 			sv, last = &s.services[si], si
 			e.sync.cur = sv
 		}
-		ins := e.core.NewFlows()
 		p := &e.pkts[i]
 		k := (*sched.Key)(&p.Key)
-		bi := e.core.ScheduleHashed(sv.spec.Sched, k, e.hs[sl], p.TCPFlags, now)
-		isNew := e.core.NewFlows() != ins
+		bi, isNew := e.core.ScheduleFlow(sv.spec.Sched, k, e.hs[sl], p.TCPFlags, now)
 		if e.sync.out != nil && bi >= 0 && bi < len(sv.targets) {
 			// What the core noted for sync is about this packet's flow: push it now,
 			// before the next packet's Schedule overwrites it.

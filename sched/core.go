@@ -377,6 +377,14 @@ const maxSweepPrefetch = 16
 // ScheduleHashed is Schedule for a packet whose table hash h = c.Hash(k) the caller already
 // has (from PrefetchBatch). A wrong h makes a known flow look new.
 func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) int {
+	p, _ := c.ScheduleFlow(svc, k, h, tcpFlags, now)
+	return p
+}
+
+// ScheduleFlow is ScheduleHashed that also reports whether the packet started a flow (one
+// NewFlows counts: a new entry, or a packet of a one-packet service), which a caller that
+// counts new flows per backend would otherwise read from NewFlows before and after.
+func (c *Core) ScheduleFlow(svc *Service, k *Key, h uint64, tcpFlags uint8, now int64) (backend int, isNew bool) {
 	// The common case first, in few instructions: a live flow of a service without
 	// persistence (nor a one-packet one), in its first bucket, on the backend it was
 	// given, which still stands where the entry's hint says and is up. Everything else
@@ -407,11 +415,13 @@ func (c *Core) ScheduleHashed(svc *Service, k *Key, h uint64, tcpFlags uint8, no
 				}
 				c.c[cHits]++
 				runtime.KeepAlive(c) // see newTable
-				return p
+				return p, false
 			}
 		}
 	}
-	return c.schedule(svc, k, h, w1, tcpFlags, now)
+	n := c.NewFlows()
+	p := c.schedule(svc, k, h, w1, tcpFlags, now)
+	return p, c.NewFlows() != n
 }
 
 // schedule is ScheduleHashed's general case; w1 is the flow's way in its first bucket when

@@ -669,3 +669,48 @@ func TestQuickServiceReplaced(t *testing.T) {
 		t.Fatalf("a laid out again: %d flows, quick %p", sum(a), c.quick)
 	}
 }
+
+// TestScheduleFlowNew: ScheduleFlow reports a new flow exactly when NewFlows moves (a new
+// entry, an expired flow scheduled again, a one-packet service's packet), and gives the
+// backend Schedule gives on another core fed the same packets.
+func TestScheduleFlowNew(t *testing.T) {
+	plain := mustService(t, ServiceConfig{Strategy: RoundRobin}, backends(3))
+	one := mustService(t, ServiceConfig{Index: 1, Strategy: RoundRobin, OnePacket: true}, backends(3))
+	pers := persistSvc(t, RoundRobin, Persistence{Timeout: 10 * time.Second}, backends(3))
+	for _, svc := range []*Service{plain, one, pers} {
+		a := mustCore(t, CoreConfig{Capacity: 1024})
+		b := mustCore(t, CoreConfig{Capacity: 1024})
+		news := 0
+		step := func(i uint32, flags uint8, now int64) {
+			t.Helper()
+			k := flowKey(i)
+			n := a.NewFlows()
+			p, isNew := a.ScheduleFlow(svc, &k, a.Hash(&k), flags, now)
+			if moved := a.NewFlows() != n; isNew != moved {
+				t.Fatalf("service %d, flow %d at %d: isNew %v, NewFlows moved %v", svc.Index(), i, now, isNew, moved)
+			}
+			if q := b.Schedule(svc, &k, flags, now); p != q {
+				t.Fatalf("service %d, flow %d: ScheduleFlow to %d, Schedule to %d", svc.Index(), i, p, q)
+			}
+			if isNew {
+				news++
+			}
+		}
+		for i := range uint32(50) {
+			step(i, FlagSYN, 0)
+		}
+		for i := range uint32(50) {
+			step(i, FlagACK, sec) // hits, but for the one-packet service
+		}
+		for i := range uint32(50) {
+			step(i, FlagACK, 3600*sec) // expired: scheduled anew
+		}
+		want := 100
+		if svc == one {
+			want = 150
+		}
+		if news != want {
+			t.Errorf("service %d: %d new flows, want %d", svc.Index(), news, want)
+		}
+	}
+}
