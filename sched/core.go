@@ -93,7 +93,7 @@ type Core struct {
 	timeout    [8]uint32   // by state (numStates of them; 8 so that st&7 needs no bounds check)
 	minTimeout uint32      // the smallest of timeout
 	svcs       []svcState
-	// quick is the last service ScheduleHashed found prepared, without persistence and not
+	// quick is the last service ScheduleFlow found prepared, without persistence and not
 	// one-packet: its next packets skip those checks. Prepare clears it when it lays a
 	// service's state out anew (a Service never changes after NewService).
 	quick   *Service
@@ -167,8 +167,8 @@ func (c *Core) Capacity() int { return len(c.t.b) * ways }
 func (c *Core) Len() int { return int(c.c[cEntries]) }
 
 // Inserts returns the number of new flows the core has recorded so far, up to date after
-// every Schedule (Stats.Inserts is as of the last Maintain). Owner only: a caller compares
-// it around a Schedule to learn whether the packet started a new flow.
+// every Schedule (Stats.Inserts is as of the last Maintain). Owner only. ScheduleFlow says
+// whether a packet started a flow without comparing it around the call.
 func (c *Core) Inserts() uint64 { return c.c[cInserts] }
 
 // NewFlows is Inserts plus the packets of one-packet services (each one a new flow that
@@ -424,7 +424,7 @@ func (c *Core) ScheduleFlow(svc *Service, k *Key, h uint64, tcpFlags uint8, now 
 	return p, c.NewFlows() != n
 }
 
-// schedule is ScheduleHashed's general case; w1 is the flow's way in its first bucket when
+// schedule is ScheduleFlow's general case; w1 is the flow's way in its first bucket when
 // the caller has looked it up (-1: not there), else -2.
 func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, now int64) int {
 	if svc == nil {

@@ -6,7 +6,8 @@
 // state, not safe for concurrent use) and calls [Core.Schedule] per packet with the flow
 // [Key], the TCP flags and a clock reading taken once per batch. Schedule takes no locks,
 // shares no mutable state between cores and allocates nothing once a core has seen a
-// service's snapshot; [Core.PrefetchBatch] with [Core.ScheduleHashed] does a batch's table
+// service's snapshot; [Core.PrefetchBatch] with [Core.ScheduleHashed] (or [Core.ScheduleFlow],
+// which also says whether the packet started a flow) does a batch's table
 // lookups with their cache misses overlapped ([Core.PrefetchHeaders] and
 // [Core.PrefetchEntries] spread them over a worker's own work). Hashes are keyed: the table's with a random
 // secret per Core (nobody outside can aim a flood at a live flow's buckets), the Maglev
