@@ -66,15 +66,14 @@ func (hk HashKey) words() (k0, k1 uint64) {
 }
 
 // Flow returns the flow hash of k: SipHash-2-4, keyed with hk, of the key's canonical
-// encoding (Src, Dst, SrcPort and DstPort big-endian, Proto, then 1 for IPv6 or 0). Every
-// host with the same key computes the same value for the same flow, which is what lets a
-// standby send existing flows where the master did. Fragments carry ports 0, so every
-// fragment of a datagram hashes alike. It does not allocate.
+// encoding (docs/CONTRACTS.md): for IPv4, the 4-byte Src and Dst, SrcPort and DstPort
+// big-endian, Proto, then 0 (14 bytes); for IPv6, the 16-byte Src and Dst, the ports, Proto,
+// then 1 (38 bytes). Every host with the same key computes the same value for the same flow,
+// which is what lets a standby send existing flows where the master did. Fragments carry
+// ports 0, so every fragment of a datagram hashes alike. It does not allocate.
 func (hk HashKey) Flow(k *Key) uint64 {
-	var b [keyBytes]byte
-	k.encode(&b)
 	k0, k1 := hk.words()
-	return siphash24(k0, k1, b[:])
+	return k.flowHash(k0, k1)
 }
 
 // Source returns the hash of the client address alone (the 16 bytes of Src), keyed with hk:

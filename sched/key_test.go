@@ -64,7 +64,8 @@ func TestHashKeyParse(t *testing.T) {
 }
 
 // TestFlowHashEncoding checks HashKey.Flow and Source against SipHash of the documented
-// encoding built independently, and Service.FlowHash against them.
+// encoding built independently (14 bytes for IPv4, 38 for IPv6), and Service.FlowHash
+// against them.
 func TestFlowHashEncoding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	hk, _ := ParseHashKey("000102030405060708090a0b0c0d0e0f")
@@ -77,9 +78,18 @@ func TestFlowHashEncoding(t *testing.T) {
 			k.Src[i], k.Dst[i] = byte(rng.Uint32()), byte(rng.Uint32())
 		}
 		k.SrcPort, k.DstPort, k.Proto, k.V6 = uint16(rng.Uint32()), uint16(rng.Uint32()), byte(rng.Uint32()), rng.IntN(2) == 1
+		if !k.V6 {
+			clear(k.Src[4:]) // an IPv4 key's address is in its first 4 bytes, the rest zero
+			clear(k.Dst[4:])
+		}
 		var buf bytes.Buffer
-		buf.Write(k.Src[:])
-		buf.Write(k.Dst[:])
+		if k.V6 {
+			buf.Write(k.Src[:])
+			buf.Write(k.Dst[:])
+		} else {
+			buf.Write(k.Src[:4])
+			buf.Write(k.Dst[:4])
+		}
 		binary.Write(&buf, binary.BigEndian, k.SrcPort)
 		binary.Write(&buf, binary.BigEndian, k.DstPort)
 		buf.WriteByte(k.Proto)
@@ -220,6 +230,28 @@ func TestStateStep(t *testing.T) {
 				t.Fatalf("state %d flags %#x: table %d reused %v, want %d %v", st, flags, next, re,
 					nextState(st, flags), reused(st, flags))
 			}
+		}
+	}
+}
+
+// TestSipHashV4 checks the two-word SipHash of an IPv4 key's encoding against the byte-wise
+// one over the same 14 bytes, for random keys and inputs, and for the bytes at their bounds.
+func TestSipHashV4(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for i := range 10000 {
+		k0, k1, m, tail := rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()&(1<<48-1)
+		switch i {
+		case 0:
+			m, tail = 0, 0
+		case 1:
+			m, tail = ^uint64(0), 1<<48-1
+		}
+		var b [keyBytes4]byte
+		binary.LittleEndian.PutUint64(b[0:], m)
+		binary.LittleEndian.PutUint32(b[8:], uint32(tail))
+		binary.LittleEndian.PutUint16(b[12:], uint16(tail>>32))
+		if got, want := siphash24v4(k0, k1, m, tail), siphash24(k0, k1, b[:]); got != want {
+			t.Fatalf("siphash24v4(%x, %x, %x, %x) = %x, want %x", k0, k1, m, tail, got, want)
 		}
 	}
 }

@@ -276,15 +276,10 @@ func (s *Service) TableShare() int { return s.share }
 // flow (HashKey.Flow) for Maglev and FlowHash, of the client address alone (HashKey.Source)
 // for SourceHash. It does not allocate.
 func (s *Service) FlowHash(k *Key) uint64 {
-	var b [keyBytes]byte
-	p := b[:16]
 	if s.strategy == SourceHash {
-		copy(p, k.Src[:])
-	} else {
-		k.encode(&b)
-		p = b[:]
+		return siphash24(s.k0, s.k1, k.Src[:])
 	}
-	return siphash24(s.k0, s.k1, p)
+	return k.flowHash(s.k0, s.k1)
 }
 
 // Lookup returns the backend position the Maglev table gives a new flow k (FlowHash's

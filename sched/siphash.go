@@ -54,3 +54,29 @@ func siphash24(k0, k1 uint64, p []byte) uint64 {
 	}
 	return v0 ^ v1 ^ v2 ^ v3
 }
+
+// siphash24v4 is siphash24 of the 14-byte encoding of an IPv4 flow key, given as its first
+// eight bytes m (little-endian) and its last six bytes (little-endian, in the low 48 bits of
+// tail): one message block, the last block, the finalization; no byte buffer. The same
+// value as siphash24 of those 14 bytes (TestSipHashV4).
+func siphash24v4(k0, k1, m, tail uint64) uint64 {
+	v0 := k0 ^ 0x736f6d6570736575
+	v1 := k1 ^ 0x646f72616e646f6d
+	v2 := k0 ^ 0x6c7967656e657261
+	v3 := k1 ^ 0x7465646279746573
+	v3 ^= m
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= m
+	last := tail | 14<<56
+	v3 ^= last
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= last
+	v2 ^= 0xff
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	return v0 ^ v1 ^ v2 ^ v3
+}
