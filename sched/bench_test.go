@@ -45,8 +45,9 @@ func xxhashSeed0(k *Key) uint64 {
 	return xxhash.Sum64(b[:])
 }
 
-// BenchmarkHash: the connection-table hash (per packet), the keyed SipHash flow hash
-// (per new flow, for Maglev) and the unkeyed xxhash they replace.
+// BenchmarkHash: the connection-table hash (per packet), the keyed SipHash flow hash (per
+// new flow, for Maglev) and source hash (per new flow of a source-hash service), and the
+// unkeyed xxhash they replace; of an IPv4 key.
 func BenchmarkHash(b *testing.B) {
 	c := mustCore(b, CoreConfig{Capacity: 64})
 	hk := DefaultHashKey()
@@ -56,6 +57,7 @@ func BenchmarkHash(b *testing.B) {
 	}{
 		{"table", c.Hash},
 		{"flow-siphash", hk.Flow},
+		{"source-siphash", hk.Source},
 		{"xxhash-seed0", xxhashSeed0},
 	} {
 		b.Run(h.name, func(b *testing.B) {

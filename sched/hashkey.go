@@ -76,10 +76,10 @@ func (hk HashKey) Flow(k *Key) uint64 {
 	return k.flowHash(k0, k1)
 }
 
-// Source returns the hash of the client address alone (the 16 bytes of Src), keyed with hk:
-// what the source-hash strategy looks up, so all connections of one client map to one
-// backend.
+// Source returns the hash of the client address alone, keyed with hk: SipHash-2-4 of the 4
+// bytes of an IPv4 Src, of the 16 of an IPv6 one. It is what the source-hash strategy looks
+// up, so all connections of one client map to one backend.
 func (hk HashKey) Source(k *Key) uint64 {
 	k0, k1 := hk.words()
-	return siphash24(k0, k1, k.Src[:])
+	return k.sourceHash(k0, k1)
 }

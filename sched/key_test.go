@@ -106,6 +106,9 @@ func TestFlowHashEncoding(t *testing.T) {
 			t.Fatalf("Service.FlowHash = %x, want %x", got, want)
 		}
 		wantSrc := siphash24(k0, k1, k.Src[:])
+		if !k.V6 {
+			wantSrc = siphash24(k0, k1, k.Src[:4])
+		}
 		if got := hk.Source(&k); got != wantSrc {
 			t.Fatalf("Source = %x, want %x", got, wantSrc)
 		}

@@ -277,7 +277,7 @@ func (s *Service) TableShare() int { return s.share }
 // for SourceHash. It does not allocate.
 func (s *Service) FlowHash(k *Key) uint64 {
 	if s.strategy == SourceHash {
-		return siphash24(s.k0, s.k1, k.Src[:])
+		return k.sourceHash(s.k0, s.k1)
 	}
 	return k.flowHash(s.k0, s.k1)
 }
