@@ -68,7 +68,7 @@ func siphash24v4(k0, k1, m, tail uint64) uint64 {
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0 ^= m
-	last := tail | 14<<56
+	last := tail | keyBytes4<<56
 	v3 ^= last
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
