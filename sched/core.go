@@ -396,9 +396,16 @@ func (c *Core) ScheduleFlow(svc *Service, k *Key, h uint64, tcpFlags uint8, now 
 	if svc == c.quick && svc != nil {
 		// The first way whose tag matches, looked at here (find is a call, and a call
 		// makes this function keep its arguments on the stack); a second match (a tag
-		// collision, one lookup in thousands) leaves it to schedule's find.
+		// collision, one lookup in thousands) leaves it to schedule's find. Ways 4-7 are
+		// matched only when none of ways 0-3 is: firstWay(b.match(tag)), without the
+		// second word's work for the flows found in the first.
 		b, tag := c.t.first(h)
-		w := firstWay(b.match(tag))
+		w, lanes := -1, uint64(tag)*laneOnes
+		if m := zeroLanes(b.tags[0] ^ lanes); m != 0 {
+			w = way(0, m)
+		} else if m := zeroLanes(b.tags[1] ^ lanes); m != 0 {
+			w = way(1, m)
+		}
 		if w < 0 {
 			w1 = -1 // no tag matches: not in the first bucket
 		}
