@@ -130,7 +130,7 @@ func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
 		// says why it drops one.
 		if f.Off >= 0 && f.Len >= 0 && f.Off+f.Len <= len(f.Buf) && encap.ParseCommon(f.Buf[f.Off:f.Off+f.Len], &e.pkts[i]) ||
 			e.parse(f, &e.pkts[i]) {
-			parsed |= 1 << i
+			parsed |= 1 << (i & 63) // i < maxBatch = 64: the mask spares the shift its check for i >= 64
 		}
 	}
 	e.c[cRxPackets] += uint64(len(frames))
