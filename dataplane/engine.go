@@ -120,6 +120,11 @@ func (e *Engine) Process(s *Snapshot, frames []Frame, now int64) {
 // cannot be served from the store buffer and waits for them (a store-forwarding stall),
 // where a pass later they are plain cache hits.
 func (e *Engine) batch(s *Snapshot, frames []Frame, now int64) {
+	if len(frames) > maxBatch {
+		// Process never passes more; the check tells the compiler that every frame's
+		// index is in range of the per-frame arrays, which then need no bounds checks.
+		panic("dataplane: a batch of more than maxBatch frames")
+	}
 	var parsed uint64 // bit i: frame i parsed (maxBatch is 64)
 	var bytes uint64
 	for i := range frames {
