@@ -48,10 +48,10 @@ const maxDirty = 512
 // flowCounts is one layout of the counters: for snapshot snap.
 type flowCounts struct {
 	snap  *Snapshot
-	base  []int32  // per service: index of its first backend in be
-	owner []int32  // per backend: its service's index
-	svc   []uint64 // svcWords per service
-	be    []uint64 // beWords per backend
+	base  []int32           // per service: index of its first backend in be
+	owner []int32           // per backend: its service's index
+	svc   []uint64          // svcWords per service
+	be    [][beWords]uint64 // per backend
 }
 
 func newFlowCounts(s *Snapshot) *flowCounts {
@@ -68,7 +68,7 @@ func newFlowCounts(s *Snapshot) *flowCounts {
 		}
 	}
 	fc.svc = make([]uint64, len(s.services)*svcWords)
-	fc.be = make([]uint64, n*beWords)
+	fc.be = make([][beWords]uint64, n)
 	return fc
 }
 
@@ -95,8 +95,7 @@ func (fc *flowCounts) carry(old *flowCounts) {
 			if op < 0 || op >= len(osv.targets) {
 				continue
 			}
-			nb, ob := (int(fc.base[i])+j)*beWords, (int(old.base[oi])+op)*beWords
-			copy(fc.be[nb:nb+beWords], old.be[ob:ob+beWords])
+			fc.be[int(fc.base[i])+j] = old.be[int(old.base[oi])+op]
 		}
 	}
 }
@@ -126,8 +125,8 @@ func (f *flows) relayout(s *Snapshot) {
 	f.publish()
 	w := newFlowCounts(s)
 	w.carry(f.work)
-	f.markSvc, f.markBE, f.epoch = make([]uint32, len(w.svc)/svcWords), make([]uint32, len(w.be)/beWords), 1
-	p := &flowCounts{snap: s, base: w.base, owner: w.owner, svc: append([]uint64(nil), w.svc...), be: append([]uint64(nil), w.be...)}
+	f.markSvc, f.markBE, f.epoch = make([]uint32, len(w.svc)/svcWords), make([]uint32, len(w.be)), 1
+	p := &flowCounts{snap: s, base: w.base, owner: w.owner, svc: append([]uint64(nil), w.svc...), be: append([][beWords]uint64(nil), w.be...)}
 	f.work = w
 	f.pub.Store(p)
 }
@@ -138,8 +137,8 @@ func (f *flows) relayout(s *Snapshot) {
 // caller then lists it (touchBE). Without that call count inlines into forward.
 func (f *flows) count(b int32, n uint64, isNew bool) bool {
 	w := f.work
-	if k := int(b) * beWords; w != nil && k >= 0 && k+beWords <= len(w.be) {
-		bc := (*[beWords]uint64)(w.be[k:])
+	if i := int(b); w != nil && uint(i) < uint(len(w.be)) { // b < 0 too, as a large unsigned
+		bc := &w.be[i]
 		bc[bPackets]++
 		bc[bBytes] += n
 		if isNew {
@@ -179,10 +178,10 @@ func (f *flows) countOut(si, bi int, n uint64) {
 	sc[sOutBytes] += n
 	f.touch(&f.dirtySvc, f.markSvc, int32(si))
 	b := int(w.base[si]) + bi
-	if bi < 0 || b*beWords+beWords > len(w.be) {
+	if bi < 0 || b >= len(w.be) {
 		return
 	}
-	bc := w.be[b*beWords : b*beWords+beWords]
+	bc := &w.be[b]
 	bc[bOutPackets]++
 	bc[bOutBytes] += n
 	f.touch(&f.dirtyBE, f.markBE, int32(b))
@@ -215,7 +214,9 @@ func (f *flows) publish() {
 			fold(w, p, b)
 		}
 		publishWords(p.svc, w.svc)
-		publishWords(p.be, w.be)
+		for b := range min(len(p.be), len(w.be)) {
+			publishWords(p.be[b][:], w.be[b][:])
+		}
 	} else {
 		for _, i := range f.dirtyBE {
 			b := int(i)
@@ -224,8 +225,9 @@ func (f *flows) publish() {
 			}
 			fold(w, p, b)
 			f.touch(&f.dirtySvc, f.markSvc, w.owner[b])
-			k := b * beWords
-			publishWords(p.be[k:k+beWords], w.be[k:k+beWords])
+			if b < len(p.be) {
+				publishWords(p.be[b][:], w.be[b][:])
+			}
 		}
 		if f.all { // the services folded into overflowed their list
 			publishWords(p.svc, w.svc)
@@ -250,13 +252,14 @@ func (f *flows) publish() {
 // last published (p, the published copy, still holds the old values: only the worker
 // writes it, so it reads it plainly).
 func fold(w, p *flowCounts, b int) {
-	k, s := b*beWords, int(w.owner[b])*svcWords
-	if k+beWords > len(w.be) || k+beWords > len(p.be) || s+svcWords > len(w.svc) {
+	s := int(w.owner[b]) * svcWords
+	if b >= len(w.be) || b >= len(p.be) || s+svcWords > len(w.svc) {
 		return
 	}
-	w.svc[s+sPackets] += w.be[k+bPackets] - p.be[k+bPackets]
-	w.svc[s+sBytes] += w.be[k+bBytes] - p.be[k+bBytes]
-	w.svc[s+sNewFlows] += w.be[k+bNewFlows] - p.be[k+bNewFlows]
+	wb, pb := &w.be[b], &p.be[b]
+	w.svc[s+sPackets] += wb[bPackets] - pb[bPackets]
+	w.svc[s+sBytes] += wb[bBytes] - pb[bBytes]
+	w.svc[s+sNewFlows] += wb[bNewFlows] - pb[bNewFlows]
 }
 
 // publishWords copies the words of src that differ from dst into dst, one atomic store
@@ -328,13 +331,13 @@ func addFlowCounts(out []ServiceStats, s *Snapshot, p *flowCounts) {
 			if pos < 0 || pos >= len(psv.targets) {
 				continue
 			}
-			b := (int(p.base[pi]) + pos) * beWords
-			o.Backends[j].Packets += atomic.LoadUint64(&p.be[b+bPackets])
-			o.Backends[j].Bytes += atomic.LoadUint64(&p.be[b+bBytes])
-			o.Backends[j].NewFlows += atomic.LoadUint64(&p.be[b+bNewFlows])
-			o.Backends[j].Active += atomic.LoadUint64(&p.be[b+bActive])
-			o.Backends[j].OutPackets += atomic.LoadUint64(&p.be[b+bOutPackets])
-			o.Backends[j].OutBytes += atomic.LoadUint64(&p.be[b+bOutBytes])
+			bc := &p.be[int(p.base[pi])+pos]
+			o.Backends[j].Packets += atomic.LoadUint64(&bc[bPackets])
+			o.Backends[j].Bytes += atomic.LoadUint64(&bc[bBytes])
+			o.Backends[j].NewFlows += atomic.LoadUint64(&bc[bNewFlows])
+			o.Backends[j].Active += atomic.LoadUint64(&bc[bActive])
+			o.Backends[j].OutPackets += atomic.LoadUint64(&bc[bOutPackets])
+			o.Backends[j].OutBytes += atomic.LoadUint64(&bc[bOutBytes])
 		}
 	}
 }
@@ -353,10 +356,10 @@ func (e *Engine) refreshActive(now int64) {
 	for i := range w.snap.services {
 		sv := &w.snap.services[i]
 		for j := range sv.targets {
-			b := (int(w.base[i])+j)*beWords + bActive
+			b := int(w.base[i]) + j
 			n := uint64(e.core.ActiveFlows(sv.spec.Sched, j))
-			w.be[b] = n
-			atomic.StoreUint64(&p.be[b], n)
+			w.be[b][bActive] = n
+			atomic.StoreUint64(&p.be[b][bActive], n)
 		}
 	}
 }
