@@ -92,6 +92,7 @@ type Core struct {
 	secret     tableSecret // keys the table hash (Hash)
 	timeout    [8]uint32   // by state (numStates of them; 8 so that st&7 needs no bounds check)
 	minTimeout uint32      // the smallest of timeout
+	relocMax   uint64      // victim relocates only below this many entries (15/16 full)
 	svcs       []svcState
 	// quick is the last service ScheduleFlow found prepared, without persistence and not
 	// one-packet: its next packets skip those checks. Prepare clears it when it lays a
@@ -138,12 +139,13 @@ func NewCore(cfg CoreConfig) (*Core, error) {
 	}
 	t, free := newTable(capacity)
 	c := &Core{
-		t:       t,
-		secret:  newTableSecret(),
-		rng:     splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
-		rrStart: uint32(cfg.ID),
-		sweep:   cfg.SweepBuckets,
-		persist: cfg.Persist,
+		t:        t,
+		relocMax: uint64(len(t.b)) * ways * 15 / 16,
+		secret:   newTableSecret(),
+		rng:      splitmix(cfg.Seed ^ uint64(cfg.ID+1)*0x9e3779b97f4a7c15),
+		rrStart:  uint32(cfg.ID),
+		sweep:    cfg.SweepBuckets,
+		persist:  cfg.Persist,
 	}
 	if c.sweep == 0 {
 		c.sweep = defaultSweep
@@ -579,35 +581,39 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 	if w := b2.free(); w >= 0 {
 		return b2, w
 	}
-	if w := c.relocate(b1); w >= 0 {
-		return b1, w
+	if c.c[cEntries] < c.relocMax { // else nearly full: the LRU eviction decides
+		if w := c.relocate(b1); w >= 0 {
+			return b1, w
+		}
+		if w := c.relocate(b2); w >= 0 {
+			return b2, w
+		}
 	}
-	if w := c.relocate(b2); w >= 0 {
-		return b2, w
-	}
-	// The oldest of the 16 (way i of the pair: b1's ways 0-7, then b2's), as the largest
-	// age<<8 | (15-i): the lowest way among equal ages.
-	oldv := max(b1.oldest(t, 15), b2.oldest(t, 7))
-	old, exp := 15-int(oldv&15), -1
+	i, age := oldestPair(&b1.seen, &b2.seen, t)
 	// An idle-expired entry goes first, the oldest of them. None can have expired when the
 	// oldest age is within the shortest timeout, the usual case when floods fill the table.
-	if uint32(oldv>>8) > c.minTimeout {
-		var expAge uint32
-		for i, b := range [2]*bucket{b1, b2} {
+	if age > c.minTimeout {
+		exp, expAge := -1, uint32(0)
+		for j, b := range [2]*bucket{b1, b2} {
 			for w := range ways {
-				if age := t - b.seen[w]; age > c.timeout[b.state[w]] && age > expAge {
-					expAge, exp = age, i*ways+w
+				if a := t - b.seen[w]; a > c.timeout[b.state[w]] && a > expAge {
+					expAge, exp = a, j*ways+w
 				}
 			}
 		}
+		if exp >= 0 {
+			b, w := b1, exp
+			if exp >= ways {
+				b, w = b2, exp-ways
+			}
+			c.expire(b, w)
+			return b, w
+		}
 	}
-	pair := [2]*bucket{b1, b2}
-	if exp >= 0 {
-		b, w := pair[exp/ways], exp%ways
-		c.expire(b, w)
-		return b, w
+	b, w := b1, i
+	if i >= ways {
+		b, w = b2, i-ways
 	}
-	b, w := pair[old/ways], old%ways
 	c.gone(b, w, false)
 	c.c[cEvictions]++
 	c.release(&b.ent[w])
@@ -652,16 +658,13 @@ func (c *Core) ownVictim(b1, b2 *bucket, si int, t uint32) (*bucket, int) {
 	return best, bw
 }
 
-// relocate frees a way of the full bucket b, when the table is not nearly full, by moving
-// one of the flows that live in b as their first choice to their second bucket, if that has
-// a free way (one step of cuckoo hashing). It returns the freed way, or -1. Without it, a
-// flow that prefers b1 could evict a live flow at 75% fill; with it, evictions start near
-// full (TestCoreLoadFactor). It hashes up to 8 keys again, only on an insert that finds
-// both buckets full.
+// relocate frees a way of the full bucket b (victim calls it while the table is not nearly
+// full, see relocMax) by moving one of the flows that live in b as their first choice to
+// their second bucket, if that has a free way (one step of cuckoo hashing). It returns the
+// freed way, or -1. Without it, a flow that prefers b1 could evict a live flow at 75% fill;
+// with it, evictions start near full (TestCoreLoadFactor). It hashes up to 8 keys again,
+// only on an insert that finds both buckets full.
 func (c *Core) relocate(b *bucket) int {
-	if c.c[cEntries] >= uint64(len(c.t.b))*ways*15/16 {
-		return -1 // nearly full: the LRU eviction decides
-	}
 	for w := range ways {
 		if b.alt&(1<<w) != 0 {
 			continue

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -713,4 +714,39 @@ func TestScheduleFlowNew(t *testing.T) {
 			t.Errorf("service %d: %d new flows, want %d", svc.Index(), news, want)
 		}
 	}
+}
+
+// TestOldestPair: oldestPair (AVX2 where the CPU has it) and oldestPairGo agree with a plain
+// scan on random ages, on ties (the lowest way), and across the tick counter's wrap.
+func TestOldestPair(t *testing.T) {
+	scan := func(s1, s2 *[ways]uint32, now uint32) (int, uint32) {
+		best, age := 0, uint32(0)
+		for i := range 2 * ways {
+			s := s1
+			if i >= ways {
+				s = s2
+			}
+			if a := now - s[i%ways]; i == 0 || a > age {
+				best, age = i, a
+			}
+		}
+		return best, age
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := range 20000 {
+		var s1, s2 [ways]uint32
+		now := r.Uint32()
+		spread := []uint32{1, 4, 1 << 12, 1 << 31}[n%4] // small spreads make ties
+		for w := range ways {
+			s1[w] = now - r.Uint32N(spread)
+			s2[w] = now - r.Uint32N(spread)
+		}
+		wi, wa := scan(&s1, &s2, now)
+		for name, f := range map[string]func(*[ways]uint32, *[ways]uint32, uint32) (int, uint32){"oldestPair": oldestPair, "oldestPairGo": oldestPairGo} {
+			if gi, ga := f(&s1, &s2, now); gi != wi || ga != wa {
+				t.Fatalf("%s(%v, %v, %d) = way %d age %d, want way %d age %d", name, s1, s2, now, gi, ga, wi, wa)
+			}
+		}
+	}
+	t.Logf("AVX2: %v", hasAVX2)
 }

@@ -303,8 +303,10 @@ func (b *bucket) used(w int) bool { return b.tags[w>>2]>>(uint(w&3)*16)&0xffff !
 // the oldest way, the lowest among equal ages. Conditional moves in a tree three deep (the
 // ages are arbitrary, so a branch on each would mispredict, and a chain of eight maxima
 // would make each wait for the last).
-func (b *bucket) oldest(t uint32, id uint64) uint64 {
-	s := &b.seen
+func (b *bucket) oldest(t uint32, id uint64) uint64 { return oldestOf(&b.seen, t, id) }
+
+// oldestOf is bucket.oldest over a bucket's last-seen times s.
+func oldestOf(s *[ways]uint32, t uint32, id uint64) uint64 {
 	a := func(w int) uint64 { return uint64(t-s[w])<<8 | (id - uint64(w)) }
 	return max(max(max(a(0), a(1)), max(a(2), a(3))), max(max(a(4), a(5)), max(a(6), a(7))))
 }
