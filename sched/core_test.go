@@ -750,3 +750,23 @@ func TestOldestPair(t *testing.T) {
 	}
 	t.Logf("AVX2: %v", hasAVX2)
 }
+
+// TestBucketFree: for every set of used ways, free returns an unused way, or -1 when all
+// eight are used.
+func TestBucketFree(t *testing.T) {
+	for used := range 1 << ways {
+		var b bucket
+		for w := range ways {
+			if used&(1<<w) != 0 {
+				b.setTag(w, uint16(0x8001+2*w)) // tags are odd: never 0
+			}
+		}
+		w := b.free()
+		switch {
+		case used == 1<<ways-1 && w != -1:
+			t.Errorf("all ways used: free = %d, want -1", w)
+		case used != 1<<ways-1 && (w < 0 || w >= ways || b.used(w)):
+			t.Errorf("used %08b: free = %d, not a free way", used, w)
+		}
+	}
+}
