@@ -486,13 +486,20 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	}
 	c.c[cMisses]++
 	st := &c.svcs[svc.index]
-	p := c.fromPeer(svc, k, tcpFlags)
+	p := -1
+	if c.sy.miss != nil { // connection sync's lookup of a flow this core does not know
+		p = c.fromPeer(svc, k, tcpFlags)
+	}
 	if p >= 0 && svc.pticks > 0 {
 		// A synced connection of a persistent service carries its client's persistence:
 		// the client's new connections follow it here too (see SetSync).
 		c.remember(svc, c.persist.persistKey(svc, k), svc.backends[p].ID, persistNow(now), false)
 	}
-	if p < 0 {
+	switch {
+	case p >= 0:
+	case svc.pticks == 0:
+		p = c.pick(st, svc, k) // choose's first case, without its call
+	default:
 		p = c.choose(st, svc, k, now)
 	}
 	if p < 0 {

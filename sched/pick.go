@@ -10,8 +10,10 @@ func (c *Core) pick(st *svcState, svc *Service, k *Key) int {
 		return -1
 	}
 	switch svc.strategy {
-	case Maglev, FlowHash, SourceHash:
-		return int(svc.table[lookupSlot(svc.FlowHash(k), len(svc.table))])
+	case Maglev, FlowHash: // svc.FlowHash's cases, without its call
+		return int(svc.table[lookupSlot(k.flowHash(svc.k0, svc.k1), len(svc.table))])
+	case SourceHash:
+		return int(svc.table[lookupSlot(k.sourceHash(svc.k0, svc.k1), len(svc.table))])
 	case RoundRobin:
 		n := uint32(len(svc.eligible))
 		i := st.rr % n
