@@ -596,7 +596,13 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 			return b2, w
 		}
 	}
-	i, age := oldestPair(&b1.seen, &b2.seen, t)
+	var i int
+	var age uint32
+	if hasAVX2 {
+		i, age = oldestPairAVX2(&b1.seen, &b2.seen, t)
+	} else {
+		i, age = oldestPairGo(&b1.seen, &b2.seen, t)
+	}
 	// An idle-expired entry goes first, the oldest of them. None can have expired when the
 	// oldest age is within the shortest timeout, the usual case when floods fill the table.
 	if age > c.minTimeout {

@@ -311,14 +311,16 @@ func oldestOf(s *[ways]uint32, t uint32, id uint64) uint64 {
 	return max(max(max(a(0), a(1)), max(a(2), a(3))), max(max(a(4), a(5)), max(a(6), a(7))))
 }
 
-// free returns a free way of b, or -1: both words' free lanes in one mask (ways 0-3 at
-// bits 15, 31, 47, 63; ways 4-7 a bit lower, at 14, 30, 46, 62), so that a full bucket,
-// the usual case when a flood has filled the table, is one test.
+// free returns the first free way of b, or -1. A full bucket, the usual case when a flood
+// has filled the table, is one test. Ways 0-3 fill first, so a hit on a bucket of up to
+// four flows matches the first tag word only (see ScheduleFlow).
 func (b *bucket) free() int {
-	m := zeroLanes(b.tags[0]) | zeroLanes(b.tags[1])>>1
-	if m == 0 {
+	m0, m1 := zeroLanes(b.tags[0]), zeroLanes(b.tags[1])
+	if m0|m1 == 0 {
 		return -1
 	}
-	p := bits.TrailingZeros64(m)
-	return p>>4 | (^p&1)<<2
+	if m0 != 0 {
+		return bits.TrailingZeros64(m0) >> 4
+	}
+	return 4 + bits.TrailingZeros64(m1)>>4
 }
