@@ -754,7 +754,13 @@ func (c *Core) Maintain(now int64) {
 		}
 		// The oldest age of the bucket first (free ways included: branch-free), so a bucket
 		// with nothing idle past the shortest timeout costs no walk of its ways.
-		if uint32(b.oldest(t, ways-1)>>8) <= c.minTimeout {
+		var age uint32
+		if hasAVX2 {
+			age = maxAgeAVX2(&b.seen, t)
+		} else {
+			age = uint32(b.oldest(t, ways-1) >> 8)
+		}
+		if age <= c.minTimeout {
 			continue
 		}
 		for j, tags := range b.tags {

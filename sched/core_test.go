@@ -717,8 +717,9 @@ func TestScheduleFlowNew(t *testing.T) {
 	}
 }
 
-// TestOldestPair: oldestPairAVX2 (where the CPU has AVX2) and oldestPairGo agree with a plain
-// scan on random ages, on ties (the lowest way), and across the tick counter's wrap.
+// TestOldestPair: oldestPairAVX2 and maxAgeAVX2 (where the CPU has AVX2) and oldestPairGo
+// agree with a plain scan on random ages, on ties (the lowest way), and across the tick
+// counter's wrap.
 func TestOldestPair(t *testing.T) {
 	scan := func(s1, s2 *[ways]uint32, now uint32) (int, uint32) {
 		best, age := 0, uint32(0)
@@ -743,6 +744,9 @@ func TestOldestPair(t *testing.T) {
 			s2[w] = now - r.Uint32N(spread)
 		}
 		wi, wa := scan(&s1, &s2, now)
+		if _, a1 := scan(&s1, &s1, now); hasAVX2 && maxAgeAVX2(&s1, now) != a1 {
+			t.Fatalf("maxAgeAVX2(%v, %d) = %d, want %d", s1, now, maxAgeAVX2(&s1, now), a1)
+		}
 		for name, f := range map[string]func(*[ways]uint32, *[ways]uint32, uint32) (int, uint32){"oldestPairAVX2": oldestPairAVX2, "oldestPairGo": oldestPairGo} {
 			if name == "oldestPairAVX2" && !hasAVX2 {
 				continue // the CPU has no AVX2 (or this is not amd64): victim uses oldestPairGo

@@ -13,3 +13,9 @@ var hasAVX2 = cpu.X86.HasAVX2
 //
 //go:noescape
 func oldestPairAVX2(s1, s2 *[ways]uint32, t uint32) (w int, age uint32)
+
+// maxAgeAVX2 is the age of bucket.oldest (the largest t - s[w]) in AVX2: Maintain's test
+// of a bucket it sweeps, 8 buckets a batch.
+//
+//go:noescape
+func maxAgeAVX2(s *[ways]uint32, t uint32) uint32

@@ -33,3 +33,23 @@ TEXT ·oldestPairAVX2(SB), NOSPLIT, $0-36
 	MOVQ	CX, w+24(FP)
 	MOVL	DX, age+32(FP)
 	RET
+
+// func maxAgeAVX2(s *[8]uint32, t uint32) uint32
+//
+// The largest of the eight ages t - s, reduced as in oldestPairAVX2.
+TEXT ·maxAgeAVX2(SB), NOSPLIT, $0-20
+	MOVQ	s+0(FP), AX
+	MOVL	t+8(FP), DX
+	VMOVD	DX, X0
+	VPBROADCASTD	X0, Y0
+	VPSUBD	(AX), Y0, Y1
+	VEXTRACTI128	$1, Y1, X2
+	VPMAXUD	X2, X1, X1
+	VPSHUFD	$0x4e, X1, X2
+	VPMAXUD	X2, X1, X1
+	VPSHUFD	$0xb1, X1, X2
+	VPMAXUD	X2, X1, X1
+	VMOVD	X1, DX
+	VZEROUPPER
+	MOVL	DX, ret+16(FP)
+	RET
