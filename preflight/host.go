@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/internal/caps"
+	"github.com/xlb-dev/xlb/sched"
 )
 
 // host is the state the checks share.
@@ -241,6 +243,25 @@ func (h *host) governor() Result {
 	default:
 		r.Status, r.Detail = Warn, strings.Join(slow, ", ")+": the clock ramps up under load, adding latency"
 		r.Fix = "cpupower frequency-set -g performance (on the workers' CPUs)"
+	}
+	return r
+}
+
+// evictionSearch is sched.EvictionSearch (a variable for the tests).
+var evictionSearch = sched.EvictionSearch
+
+// vector checks that the connection table's search for the oldest entry, on every new flow
+// into a full table, has the CPU's vector instructions (AVX2 on amd64).
+func (h *host) vector() Result {
+	r := Result{Check: "cpu avx2"}
+	switch {
+	case evictionSearch() == "avx2":
+		r.Detail = "the connection table's eviction search and idle sweep run in AVX2"
+	case runtime.GOARCH != "amd64":
+		r.Detail = runtime.GOARCH + ": the eviction search is scalar (its vector path is amd64's)"
+	default:
+		r.Status, r.Detail = Warn, "no AVX2: the connection table's eviction search is scalar, about 130 instructions more on a new flow into a full table (about 8% of its time)"
+		r.Fix = "an x86-64-v3 CPU (Intel Haswell, AMD Zen or later), or a hypervisor that passes AVX2 through"
 	}
 	return r
 }

@@ -165,7 +165,7 @@ func Run(o Options) Report {
 	r = append(r, h.features()...)
 	r = append(r, ifaces...)
 	r = append(r, h.memlock(workers, len(o.Dataplane.Interfaces)), h.capabilities(workers, len(o.Dataplane.Interfaces)))
-	r = append(r, h.governor(), h.isolation())
+	r = append(r, h.governor(), h.isolation(), h.vector())
 	r = append(r, drChecks(&o)...)
 	return r
 }

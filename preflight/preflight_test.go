@@ -6,13 +6,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/sched"
 )
 
 func TestParseKernel(t *testing.T) {
@@ -98,6 +101,32 @@ func TestGovernorAndIsolation(t *testing.T) {
 	o.Dataplane.Interfaces[0].Cores = nil
 	if iso := newHost(&o).isolation(); iso.Status != Warn || !strings.Contains(iso.Detail, "no cores:") {
 		t.Errorf("no cores: %v", iso)
+	}
+}
+
+// TestVector: the check passes where the table's search runs in AVX2 and, on amd64, warns
+// with a fix where it is scalar.
+func TestVector(t *testing.T) {
+	var h host
+	defer func(f func() string) { evictionSearch = f }(evictionSearch)
+	evictionSearch = func() string { return "avx2" }
+	if r := h.vector(); r.Status != Pass || !strings.Contains(r.Detail, "AVX2") {
+		t.Errorf("avx2: %v", r)
+	}
+	evictionSearch = func() string { return "scalar" }
+	r := h.vector()
+	switch runtime.GOARCH {
+	case "amd64":
+		if r.Status != Warn || !strings.Contains(r.Detail, "no AVX2") || r.Fix == "" {
+			t.Errorf("amd64 without AVX2: %v", r)
+		}
+	default:
+		if r.Status != Pass {
+			t.Errorf("%s: %v", runtime.GOARCH, r)
+		}
+	}
+	if got, want := sched.EvictionSearch(), map[bool]string{true: "avx2", false: "scalar"}[cpu.X86.HasAVX2 && runtime.GOARCH == "amd64"]; got != want {
+		t.Errorf("sched.EvictionSearch() = %q on this CPU, want %q", got, want)
 	}
 }
 
