@@ -12,7 +12,9 @@
 // [Core.PrefetchEntries] spread them over a worker's own work). Hashes are keyed: the table's with a random
 // secret per Core (nobody outside can aim a flood at a live flow's buckets), the Maglev
 // lookup's with the cluster-wide [HashKey] (every host picks the same backend; nobody
-// without the key can aim traffic at one). Strategies: consistent Maglev hashing of the flow or of the client
+// without the key can aim traffic at one). A new flow into a full table evicts the least
+// recently seen of its two buckets' 16 entries, an idle-expired one first (the search runs
+// in AVX2 where the CPU has it, see [EvictionSearch]). Strategies: consistent Maglev hashing of the flow or of the client
 // address, round-robin, smooth weighted round-robin, weighted random, weighted
 // least-connections and least-load (see [Strategy]). The package imports nothing of the
 // project: [Key] has the exact field list of encap.FlowKey so a plain conversion joins them.
