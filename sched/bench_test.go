@@ -1,8 +1,10 @@
 package sched
 
 import (
+	"encoding/binary"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
@@ -59,9 +61,13 @@ func BenchmarkHash(b *testing.B) {
 		{"flow-siphash", hk.Flow},
 		{"source-siphash", hk.Source},
 		{"xxhash-seed0", xxhashSeed0},
+		{"flow-siphash6", hk.Flow},
 	} {
 		b.Run(h.name, func(b *testing.B) {
 			k := flowKey(12345)
+			if strings.HasSuffix(h.name, "6") { // an IPv6 flow: the 38-byte encoding
+				k = flowKey6(12345)
+			}
 			var sink uint64
 			b.ReportAllocs()
 			cpu := startCPU(b)
@@ -73,6 +79,16 @@ func BenchmarkHash(b *testing.B) {
 			_ = sink
 		})
 	}
+}
+
+// flowKey6 is flowKey's IPv6 form: client 2001:db8::x:port -> 2001:db8:1::10:80 (never sent).
+func flowKey6(i uint32) Key {
+	k := Key{Proto: protoTCP, DstPort: 80, SrcPort: uint16(1024 + i%60000), V6: true}
+	copy(k.Src[:4], []byte{0x20, 0x01, 0x0d, 0xb8})
+	binary.BigEndian.PutUint32(k.Src[12:], i/60000)
+	copy(k.Dst[:6], []byte{0x20, 0x01, 0x0d, 0xb8, 0, 1})
+	k.Dst[15] = 0x10
+	return k
 }
 
 // liveCore returns a core of capacity cap with n live flows (keys[0:n]) of svc.
