@@ -83,7 +83,7 @@ func ExampleEngine_Process() {
 	c := engine.Counters()
 	fmt.Println("rx", c.RxPackets, "new flows", c.ConnMisses, "dropped", c.Dropped())
 	// Output:
-	// out interface 2, to MAC 020000000101
+	// out interface 2, to MAC 020000000102
 	// rx 1 new flows 1 dropped 0
 }
 

@@ -8,7 +8,7 @@ import (
 )
 
 // HashKey is the 128-bit secret of the flow hash that picks a flow's Maglev slot (strategies
-// Maglev, FlowHash and SourceHash): SipHash-2-4, keyed with it. Every load balancer of a
+// Maglev, FlowHash and SourceHash): SipHash-1-3, keyed with it. Every load balancer of a
 // cluster (both hosts of a VRRP pair, every member of an ECMP group) must use the same key,
 // so that a flow finds the same backend whichever host it reaches; a key that nobody outside
 // knows keeps anyone from computing which backend a 5-tuple gets, and so from aiming traffic
@@ -65,7 +65,7 @@ func (hk HashKey) words() (k0, k1 uint64) {
 	return binary.LittleEndian.Uint64(hk[0:8]), binary.LittleEndian.Uint64(hk[8:16])
 }
 
-// Flow returns the flow hash of k: SipHash-2-4, keyed with hk, of the key's canonical
+// Flow returns the flow hash of k: SipHash-1-3, keyed with hk, of the key's canonical
 // encoding (docs/CONTRACTS.md): for IPv4, the 4-byte Src and Dst, SrcPort and DstPort
 // big-endian, Proto, then 0 (14 bytes); for IPv6, the 16-byte Src and Dst, the ports, Proto,
 // then 1 (38 bytes). Every host with the same key computes the same value for the same flow,
@@ -76,7 +76,7 @@ func (hk HashKey) Flow(k *Key) uint64 {
 	return k.flowHash(k0, k1)
 }
 
-// Source returns the hash of the client address alone, keyed with hk: SipHash-2-4 of the 4
+// Source returns the hash of the client address alone, keyed with hk: SipHash-1-3 of the 4
 // bytes of an IPv4 Src, of the 16 of an IPv6 one. It is what the source-hash strategy looks
 // up, so all connections of one client map to one backend.
 func (hk HashKey) Source(k *Key) uint64 {

@@ -26,7 +26,8 @@ func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
 }
 
 // siphash24 returns SipHash-2-4 of p under the 128-bit key (k0, k1) (the key's bytes 0-7
-// and 8-15, little-endian), as the paper specifies it. It does not allocate.
+// and 8-15, little-endian), as the paper specifies it: the persistence table's hash. It does
+// not allocate.
 func siphash24(k0, k1 uint64, p []byte) uint64 {
 	v0 := k0 ^ 0x736f6d6570736575
 	v1 := k1 ^ 0x646f72616e646f6d
@@ -55,26 +56,54 @@ func siphash24(k0, k1 uint64, p []byte) uint64 {
 	return v0 ^ v1 ^ v2 ^ v3
 }
 
-// siphash24v4 is siphash24 of the 14-byte encoding of an IPv4 flow key, given as its first
+// siphash13 returns SipHash-1-3 of p under the key (k0, k1): the paper's construction with
+// one SipRound per message block and three in the finalization, the variant CPython's
+// str/bytes hash and Rust's HashMap use against hash flooding. It is the flow hash's PRF
+// (HashKey.Flow): 8 SipRounds for a 38-byte IPv6 key against SipHash-2-4's 14, and the
+// hash's rounds are one chain on a new flow's way to its backend. It does not allocate.
+func siphash13(k0, k1 uint64, p []byte) uint64 {
+	v0 := k0 ^ 0x736f6d6570736575
+	v1 := k1 ^ 0x646f72616e646f6d
+	v2 := k0 ^ 0x6c7967656e657261
+	v3 := k1 ^ 0x7465646279746573
+	n := len(p)
+	for ; len(p) >= 8; p = p[8:] {
+		m := binary.LittleEndian.Uint64(p)
+		v3 ^= m
+		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+		v0 ^= m
+	}
+	last := uint64(n) << 56
+	for i, c := range p {
+		last |= uint64(c) << (8 * i)
+	}
+	v3 ^= last
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= last
+	v2 ^= 0xff
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	return v0 ^ v1 ^ v2 ^ v3
+}
+
+// siphash13v4 is siphash13 of the 14-byte encoding of an IPv4 flow key, given as its first
 // eight bytes m (little-endian) and its last six bytes (little-endian, in the low 48 bits of
-// tail): one message block, the last block, the finalization; no byte buffer. The same
-// value as siphash24 of those 14 bytes (TestSipHashV4).
-func siphash24v4(k0, k1, m, tail uint64) uint64 {
+// tail): one message block, the last block, the finalization (5 SipRounds); no byte buffer.
+// The same value as siphash13 of those 14 bytes (TestSipHashV4).
+func siphash13v4(k0, k1, m, tail uint64) uint64 {
 	v0 := k0 ^ 0x736f6d6570736575
 	v1 := k1 ^ 0x646f72616e646f6d
 	v2 := k0 ^ 0x6c7967656e657261
 	v3 := k1 ^ 0x7465646279746573
 	v3 ^= m
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0 ^= m
 	last := tail | keyBytes4<<56
 	v3 ^= last
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0 ^= last
 	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
 	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
