@@ -48,7 +48,7 @@ const persistShift = 30
 // compare-and-swap; a reader takes no lock and retries nothing (a slot being written reads
 // as a miss). The table is consulted only for a new flow of a persistent service, and
 // refreshed at most once a second per live flow, never on the common per-packet path.
-// A client is identified by a 64-bit SipHash of (service, prefix) under a random key drawn
+// A client is identified by a 64-bit SipHash-1-3 of (service, prefix) under a random key drawn
 // for the table, so two clients share a slot only on a 64-bit hash collision.
 // The first connections of a new client that reach two cores at the same moment are each
 // scheduled by their core; each core then writes its pick and reads the table back (a
@@ -122,7 +122,7 @@ func (p *PersistTable) persistKey(svc *Service, k *Key) uint64 {
 	}
 	a := svc.persist.ClientPrefix(k)
 	copy(b[3:3+n], a[:n])
-	h := siphash24(p.k0, p.k1, b[:])
+	h := siphash13(p.k0, p.k1, b[:])
 	if h == 0 {
 		h = 1
 	}

@@ -25,37 +25,6 @@ func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
 	return v0, v1, v2, v3
 }
 
-// siphash24 returns SipHash-2-4 of p under the 128-bit key (k0, k1) (the key's bytes 0-7
-// and 8-15, little-endian), as the paper specifies it: the persistence table's hash. It does
-// not allocate.
-func siphash24(k0, k1 uint64, p []byte) uint64 {
-	v0 := k0 ^ 0x736f6d6570736575
-	v1 := k1 ^ 0x646f72616e646f6d
-	v2 := k0 ^ 0x6c7967656e657261
-	v3 := k1 ^ 0x7465646279746573
-	n := len(p)
-	for ; len(p) >= 8; p = p[8:] {
-		m := binary.LittleEndian.Uint64(p)
-		v3 ^= m
-		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-		v0 ^= m
-	}
-	last := uint64(n) << 56
-	for i, c := range p {
-		last |= uint64(c) << (8 * i)
-	}
-	v3 ^= last
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= last
-	v2 ^= 0xff
-	for range 4 {
-		v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	}
-	return v0 ^ v1 ^ v2 ^ v3
-}
-
 // siphash13 returns SipHash-1-3 of p under the key (k0, k1): the paper's construction with
 // one SipRound per message block and three in the finalization, the variant CPython's
 // str/bytes hash and Rust's HashMap use against hash flooding. It is the flow hash's PRF
