@@ -55,7 +55,7 @@ func (k *Key) flowHash(k0, k1 uint64) uint64 {
 // sourceHash is HashKey.Source under SipHash's key words (k0, k1).
 func (k *Key) sourceHash(k0, k1 uint64) uint64 {
 	if !k.V6 {
-		return siphash13(k0, k1, k.Src[:4]) // the last block only: 4 SipRounds against 5
+		return siphash13(k0, k1, k.Src[:4]) // the last block only: 4 SipRounds against 6
 	}
 	return siphash13(k0, k1, k.Src[:])
 }
