@@ -275,6 +275,49 @@ func BenchmarkScheduleMissInsert(b *testing.B) {
 	}
 }
 
+// BenchmarkNewFlowFloor: the part of BenchmarkScheduleMissInsert that no table design can
+// skip, on the same full table and the same fresh keys: the keyed table hash, the lookup
+// that misses (the first bucket, and the second when the first has overflowed), and the
+// keyed Maglev hash with its slot's backend. No way is freed and nothing is written.
+// Beside BenchmarkScheduleHit it bounds from below what a new flow can cost against a hit;
+// what a new flow costs above it is the eviction, the entry's write and the bookkeeping.
+func BenchmarkNewFlowFloor(b *testing.B) {
+	svc := mustService(b, ServiceConfig{}, backends(16))
+	for _, sz := range liveSizes {
+		b.Run("live="+sz.name, func(b *testing.B) {
+			c, _ := liveCore(b, svc, sz.n, sz.n)
+			st := &c.svcs[svc.index]
+			fresh := make([]Key, 4*sz.n)
+			for i := range fresh {
+				fresh[i] = flowKey(uint32(sz.n + i))
+			}
+			i, found, sum := 0, 0, 0
+			b.ReportAllocs()
+			cpu := startCPU(b)
+			for b.Loop() {
+				if i++; i == len(fresh) {
+					i = 0
+				}
+				k := &fresh[i]
+				h := c.Hash(k)
+				b1, tag := c.t.first(h)
+				w := b1.find(tag, k)
+				if w < 0 && b1.over != 0 {
+					w = c.t.second(h).find(tag, k)
+				}
+				if w >= 0 {
+					found++
+				}
+				sum += c.pick(st, svc, k)
+			}
+			cpu.stop(b)
+			if found != 0 || sum < 0 {
+				b.Fatalf("%d fresh keys found in the table (pick sum %d)", found, sum)
+			}
+		})
+	}
+}
+
 // BenchmarkSchedulePacket: one packet as the worker sees it, 1M-entry table holding 64k or
 // 1M live flows: 31 of 32 packets belong to known flows, 1 starts a new flow (at 1M it
 // evicts). Per strategy.
