@@ -580,8 +580,45 @@ func (c *Core) reschedule(svc *Service, b *bucket, w int, k *Key, tcpFlags uint8
 
 // victim frees a way of b1 or b2 for a new entry: a free one of b1, else of b2, else one
 // that relocate frees, else the idle-expired one seen longest ago, else the least recently
-// seen of the 16 (an eviction).
+// seen of the 16 (an eviction). A way it evicts keeps its old tag: the caller writes the new
+// one at once.
 func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
+	// A full table, the usual state once a flood has filled it, has no free way to find
+	// and nothing to relocate: one compare skips both searches.
+	if c.c[cEntries] < c.c[cCapacity] {
+		if b, w := c.room(b1, b2); w >= 0 {
+			return b, w
+		}
+	}
+	var i int
+	var age uint32
+	if hasAVX2 {
+		i, age = oldestPairAVX2(&b1.seen, &b2.seen, t)
+	} else {
+		i, age = oldestPairGo(&b1.seen, &b2.seen, t)
+	}
+	// An idle-expired entry goes first, the oldest of them. None can have expired when the
+	// oldest age is within the shortest timeout, the usual case when floods fill the table.
+	if age > c.minTimeout {
+		if b, w := c.expiredOf(b1, b2, t); w >= 0 {
+			return b, w
+		}
+	}
+	b, w := b1, i
+	if i >= ways {
+		b, w = b2, i-ways
+	}
+	c.gone(b, w, false)
+	c.c[cEvictions]++
+	c.release(&b.ent[w])
+	c.unlink(b, w)
+	c.c[cEntries]--
+	return b, w
+}
+
+// room returns a free way of b1, else of b2, else one that relocate frees while the table
+// is not nearly full (see relocMax); -1 when there is none.
+func (c *Core) room(b1, b2 *bucket) (*bucket, int) {
 	if w := b1.free(); w >= 0 {
 		return b1, w
 	}
@@ -596,41 +633,28 @@ func (c *Core) victim(b1, b2 *bucket, t uint32) (*bucket, int) {
 			return b2, w
 		}
 	}
-	var i int
-	var age uint32
-	if hasAVX2 {
-		i, age = oldestPairAVX2(&b1.seen, &b2.seen, t)
-	} else {
-		i, age = oldestPairGo(&b1.seen, &b2.seen, t)
-	}
-	// An idle-expired entry goes first, the oldest of them. None can have expired when the
-	// oldest age is within the shortest timeout, the usual case when floods fill the table.
-	if age > c.minTimeout {
-		exp, expAge := -1, uint32(0)
-		for j, b := range [2]*bucket{b1, b2} {
-			for w := range ways {
-				if a := t - b.seen[w]; a > c.timeout[b.state[w]] && a > expAge {
-					expAge, exp = a, j*ways+w
-				}
+	return nil, -1
+}
+
+// expiredOf expires the idle-expired entry of b1 and b2 seen longest ago and returns its
+// way, or -1 when none has expired.
+func (c *Core) expiredOf(b1, b2 *bucket, t uint32) (*bucket, int) {
+	exp, expAge := -1, uint32(0)
+	for j, b := range [2]*bucket{b1, b2} {
+		for w := range ways {
+			if a := t - b.seen[w]; a > c.timeout[b.state[w]] && a > expAge {
+				expAge, exp = a, j*ways+w
 			}
 		}
-		if exp >= 0 {
-			b, w := b1, exp
-			if exp >= ways {
-				b, w = b2, exp-ways
-			}
-			c.expire(b, w)
-			return b, w
-		}
 	}
-	b, w := b1, i
-	if i >= ways {
-		b, w = b2, i-ways
+	if exp < 0 {
+		return nil, -1
 	}
-	c.gone(b, w, false)
-	c.c[cEvictions]++
-	c.release(&b.ent[w])
-	c.remove(b, w)
+	b, w := b1, exp
+	if exp >= ways {
+		b, w = b2, exp-ways
+	}
+	c.expire(b, w)
 	return b, w
 }
 
@@ -710,17 +734,22 @@ func (c *Core) expire(b *bucket, w int) {
 	c.c[cExpirations]++
 }
 
-// remove frees way w of b. An entry that lived in its second bucket is taken off its first
-// bucket's overflow count (found by hashing its key again: removals are rare next to
-// lookups).
+// remove frees way w of b.
 func (c *Core) remove(b *bucket, w int) {
+	c.unlink(b, w)
+	b.setTag(w, 0)
+	c.c[cEntries]--
+}
+
+// unlink takes way w of b out of two-choice hashing's overflow bookkeeping: an entry that
+// lived in its second bucket is taken off its first bucket's overflow count (found by
+// hashing its key again: removals are rare next to lookups). The way keeps its tag.
+func (c *Core) unlink(b *bucket, w int) {
 	if b.alt&(1<<w) != 0 {
 		b.alt &^= 1 << w
 		i1, _ := c.t.index(c.secret.hash(&b.ent[w].key))
 		c.t.b[i1].over--
 	}
-	b.setTag(w, 0)
-	c.c[cEntries]--
 }
 
 // release takes entry e off its backend's flow count.
