@@ -428,23 +428,21 @@ func (c *Core) ScheduleFlow(svc *Service, k *Key, h uint64, tcpFlags uint8, now 
 			}
 		}
 	}
-	n := c.NewFlows()
-	p := c.schedule(svc, k, h, w1, tcpFlags, now)
-	return p, c.NewFlows() != n
+	return c.schedule(svc, k, h, w1, tcpFlags, now)
 }
 
 // schedule is ScheduleFlow's general case; w1 is the flow's way in its first bucket when
-// the caller has looked it up (-1: not there), else -2.
-func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, now int64) int {
+// the caller has looked it up (-1: not there), else -2. isNew is ScheduleFlow's.
+func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, now int64) (backend int, isNew bool) {
 	if svc == nil {
 		c.c[cNoBackend]++
-		return -1
+		return -1, false
 	}
 	if svc.index >= len(c.svcs) || c.svcs[svc.index].svc != svc {
 		c.Prepare(svc)
 	}
 	if svc.onePkt {
-		return c.onePacket(svc, k, now)
+		return c.onePacket(svc, k, now), true
 	}
 	t := tick(now)
 	b1, tag := c.t.first(h)
@@ -477,10 +475,10 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 					}
 					c.c[cHits]++
 					runtime.KeepAlive(c) // see newTable
-					return int(p)
+					return int(p), false
 				}
 			}
-			return c.reschedule(svc, b, w, k, tcpFlags, now)
+			return c.reschedule(svc, b, w, k, tcpFlags, now), false
 		}
 		c.expire(b, w) // idle too long: a new flow that reuses the tuple
 	}
@@ -504,13 +502,13 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	}
 	if p < 0 {
 		c.c[cNoBackend]++
-		return -1
+		return -1, false
 	}
 	if st.quota > 0 && st.live >= st.quota {
 		b, w = c.ownVictim(b1, c.t.second(h), svc.index, t)
 		if w < 0 {
 			c.c[cOverQuota]++
-			return p // forwarded by the strategy's pick, not remembered
+			return p, false // forwarded by the strategy's pick, not remembered
 		}
 	} else {
 		b, w = c.victim(b1, c.t.second(h), t)
@@ -534,7 +532,7 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	c.c[cEntries]++
 	st.conns[p]++
 	st.live++
-	return p
+	return p, true
 }
 
 // position returns the position of e's backend in svc, or -1: the entry's hint when the

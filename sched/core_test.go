@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -715,6 +716,60 @@ func TestScheduleFlowNew(t *testing.T) {
 			t.Errorf("service %d: %d new flows, want %d", svc.Index(), news, want)
 		}
 	}
+}
+
+// TestScheduleFlowNewEdges: ScheduleFlow's isNew on the paths that schedule no new entry
+// (a flow moved off a backend gone down, a service with no backend up, a service at its
+// table share whose new flow is forwarded without an entry) and on evictions from a full
+// table: it reports a new flow exactly when NewFlows moves.
+func TestScheduleFlowNewEdges(t *testing.T) {
+	c := mustCore(t, CoreConfig{Capacity: 64})
+	bs := backends(4)
+	up := mustService(t, ServiceConfig{Strategy: Maglev}, bs)
+	down := slices.Clone(bs)
+	down[1].Up, down[2].Up = false, false
+	someDown := mustService(t, ServiceConfig{Strategy: Maglev}, down)
+	none := slices.Clone(bs)
+	for i := range none {
+		none[i].Up = false
+	}
+	allDown := mustService(t, ServiceConfig{Strategy: Maglev}, none)
+	shared := mustService(t, ServiceConfig{Index: 1, Strategy: RoundRobin, TableShare: 10}, backends(2))
+	counts := map[bool]int{}
+	step := func(svc *Service, i uint32, flags uint8, now int64) {
+		t.Helper()
+		k := flowKey(i)
+		if svc == shared {
+			k.DstPort = 443
+		}
+		n := c.NewFlows()
+		_, isNew := c.ScheduleFlow(svc, &k, c.Hash(&k), flags, now)
+		if moved := c.NewFlows() != n; isNew != moved {
+			t.Fatalf("service %d, flow %d at %d: isNew %v, NewFlows moved %v", svc.Index(), i, now, isNew, moved)
+		}
+		counts[isNew]++
+	}
+	for i := range uint32(200) { // fills the table, then evicts
+		step(up, i, FlagSYN, int64(i))
+	}
+	for i := range uint32(200) { // the known ones on a down backend move; the rest are new
+		step(someDown, i, FlagACK, sec)
+	}
+	for i := range uint32(20) {
+		step(allDown, i, FlagACK, 2*sec)
+	}
+	for i := range uint32(100) { // past its share: forwarded without an entry
+		step(shared, 1000+i, FlagSYN, 3*sec)
+	}
+	c.Maintain(3 * sec)
+	st := c.Stats()
+	if st.Evictions == 0 || st.Rescheduled == 0 || st.NoBackend == 0 || st.OverQuota == 0 {
+		t.Fatalf("a path was not taken: %+v", st)
+	}
+	if counts[true] == 0 || counts[false] == 0 {
+		t.Fatalf("isNew never varied: %v", counts)
+	}
+	checkTable(t, c)
 }
 
 // TestOldestPair: oldestPairAVX2 and maxAgeAVX2 (where the CPU has AVX2) and oldestPairGo
