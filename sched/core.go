@@ -746,13 +746,19 @@ func (c *Core) remove(b *bucket, w int) {
 
 // unlink takes way w of b out of two-choice hashing's overflow bookkeeping: an entry that
 // lived in its second bucket is taken off its first bucket's overflow count (found by
-// hashing its key again: removals are rare next to lookups). The way keeps its tag.
+// hashing its key again: removals are rare next to lookups). The way keeps its tag. The
+// test is inlined; the rehash is a call only for the entries that need it.
 func (c *Core) unlink(b *bucket, w int) {
 	if b.alt&(1<<w) != 0 {
-		b.alt &^= 1 << w
-		i1, _ := c.t.index(c.secret.hash(&b.ent[w].key))
-		c.t.b[i1].over--
+		c.unlinkAlt(b, w)
 	}
+}
+
+// unlinkAlt is unlink of an entry that lives in its second bucket.
+func (c *Core) unlinkAlt(b *bucket, w int) {
+	b.alt &^= 1 << w
+	i1, _ := c.t.index(c.secret.hash(&b.ent[w].key))
+	c.t.b[i1].over--
 }
 
 // release takes entry e off its backend's flow count.
