@@ -453,8 +453,12 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	var b2 *bucket // the flow's second bucket, once known
 	b, w := b1, w1
 	if w < 0 && b1.over != 0 {
+		// The second bucket's tags first, here: a new flow (whose tag matches none of
+		// them but one time in thousands) pays no call, and no reloads after one.
 		b2 = c.t.second(h)
-		b, w = b2, b2.find(tag, k)
+		if m0, m1 := b2.match(tag); m0|m1 != 0 {
+			b, w = b2, b2.find(tag, k)
+		}
 	}
 	if w >= 0 && reused(b.state[w], tcpFlags) {
 		c.gone(b, w, true)
