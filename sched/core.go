@@ -433,7 +433,7 @@ func (c *Core) ScheduleFlow(svc *Service, k *Key, h uint64, tcpFlags uint8, now 
 
 // schedule is ScheduleFlow's general case; w1 is the flow's way in its first bucket when
 // the caller has looked it up (-1: not there), else -2. isNew is ScheduleFlow's. (Passing
-// the first bucket too saved a new flow about 10 instructions and cost every hit 12.)
+// the first bucket too saved a new flow 2 instructions and cost every hit 12.)
 func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, now int64) (backend int, isNew bool) {
 	if svc == nil {
 		c.c[cNoBackend]++
@@ -453,8 +453,9 @@ func (c *Core) schedule(svc *Service, k *Key, h uint64, w1 int, tcpFlags uint8, 
 	var b2 *bucket // the flow's second bucket, once known
 	b, w := b1, w1
 	if w < 0 && b1.over != 0 {
-		// The second bucket's tags first, here: a new flow (whose tag matches none of
-		// them but one time in thousands) pays no call, and no reloads after one.
+		// The second bucket's tags first, here (find is too large to inline): a new
+		// flow, whose tag matches none of them but one time in thousands, pays no call
+		// and no reloads after one. A match, as rare, is matched again by find.
 		b2 = c.t.second(h)
 		if m0, m1 := b2.match(tag); m0|m1 != 0 {
 			b, w = b2, b2.find(tag, k)

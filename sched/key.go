@@ -43,22 +43,10 @@ func (k *Key) encode(b *[keyBytes]byte) {
 // encoding, which is most of a new IPv4 flow's cost of choosing its Maglev slot.
 func (k *Key) flowHash(k0, k1 uint64) uint64 {
 	if !k.V6 {
-		m, tail := k.words4()
+		m := uint64(binary.LittleEndian.Uint32(k.Src[0:4])) | uint64(binary.LittleEndian.Uint32(k.Dst[0:4]))<<32
+		tail := uint64(bits.ReverseBytes16(k.SrcPort)) | uint64(bits.ReverseBytes16(k.DstPort))<<16 | uint64(k.Proto)<<32
 		return siphash13v4(k0, k1, m, tail)
 	}
-	return k.flowHash6(k0, k1)
-}
-
-// words4 returns the two words flowHash hashes for an IPv4 key: the addresses, then the
-// ports in network order and the protocol (the encoding's bytes 0-3, 16-19 and 32-36).
-func (k *Key) words4() (m, tail uint64) {
-	m = uint64(binary.LittleEndian.Uint32(k.Src[0:4])) | uint64(binary.LittleEndian.Uint32(k.Dst[0:4]))<<32
-	tail = uint64(bits.ReverseBytes16(k.SrcPort)) | uint64(bits.ReverseBytes16(k.DstPort))<<16 | uint64(k.Proto)<<32
-	return m, tail
-}
-
-// flowHash6 is flowHash of an IPv6 key, out of line so that flowHash inlines into pick.
-func (k *Key) flowHash6(k0, k1 uint64) uint64 {
 	var b [keyBytes]byte
 	k.encode(&b)
 	return siphash13(k0, k1, b[:])

@@ -10,15 +10,8 @@ func (c *Core) pick(st *svcState, svc *Service, k *Key) int {
 		return -1
 	}
 	switch svc.strategy {
-	case Maglev, FlowHash: // svc.FlowHash's cases, without its calls
-		var h uint64
-		if !k.V6 { // flowHash, inlined: it is too large for the compiler to inline
-			m, tail := k.words4()
-			h = siphash13v4(svc.k0, svc.k1, m, tail)
-		} else {
-			h = k.flowHash6(svc.k0, svc.k1)
-		}
-		return int(svc.table[lookupSlot(h, len(svc.table))])
+	case Maglev, FlowHash: // svc.FlowHash's cases, without its call
+		return int(svc.table[lookupSlot(k.flowHash(svc.k0, svc.k1), len(svc.table))])
 	case SourceHash:
 		return int(svc.table[lookupSlot(k.sourceHash(svc.k0, svc.k1), len(svc.table))])
 	case RoundRobin:
